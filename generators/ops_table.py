@@ -1,0 +1,248 @@
+"""The op table: the single source of truth for every primitive.
+
+One row per primitive. `generators/generate.py` turns this table into the
+`Op` enum and public op functions (`mlframework/graph/gen_ops.py`), the XLA
+lowering table (`mlframework/backends/xla/gen_lowering.py`), the C expression
+table of the C backend and the op reference (`docs/ops.md`).
+
+Row fields:
+  name     the op's name, as users call it and as `Op.<NAME>` identifies it.
+  group    the family the op belongs to; passes and rules match on groups.
+  inputs   input names; a name starting with `*` takes a list of nodes.
+  attrs    typed attributes `(name, kind[, default])`; kinds are normalized by
+           `mlframework/graph/attrs.py` (e.g. "axes" accepts negative axes).
+  dtypes   which input dtypes the op accepts: any, numeric, float, int, bool.
+  doc      the docstring of the public function.
+  lax      the jax.lax lowering, an expression over the input and attr names;
+           names starting with `_` are helpers in `backends/xla/lowering.py`.
+  c        for elementwise ops, the C expression over `{x}`, `{y}`, with
+           `{T}` for the C type of the computation.
+  diff     whether the op has a gradient rule (else it is treated as constant).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    group: str
+    inputs: tuple[str, ...]
+    doc: str
+    lax: str
+    dtypes: str = "any"
+    attrs: tuple[tuple, ...] = ()
+    c: str | None = None
+    diff: bool = True
+
+
+def unary(name, doc, lax, c, dtypes="float", diff=True):
+    return OpDef(name, "UNARY", ("x",), doc, lax, dtypes, c=c, diff=diff)
+
+
+def binary(name, doc, lax, c, dtypes="numeric", group="BINARY", diff=True):
+    return OpDef(name, group, ("x", "y"), doc, lax, dtypes, c=c, diff=diff)
+
+
+def compare(name, doc, lax, c):
+    return OpDef(name, "COMPARE", ("x", "y"), doc, lax, "numeric", c=c, diff=False)
+
+
+def reduce(name, doc, lax, dtypes="numeric", diff=True):
+    attrs = (("axes", "axes", None),)
+    return OpDef(name, "REDUCE", ("x",), doc, lax, dtypes, attrs, diff=diff)
+
+
+WINDOW_ATTRS = (("window_dimensions", "ints"), ("window_strides", "ints", None),
+                ("padding", "pairs", None))
+
+OPS: tuple[OpDef, ...] = (
+    # Sources: created by `parameter` and `const`, not by generated functions.
+    OpDef("parameter", "SOURCE", (), "An input of the graph.", "", attrs=(("index", "int"),
+          ("name", "str")), diff=False),
+    OpDef("constant", "SOURCE", (), "A constant array baked into the graph.", "",
+          attrs=(("value", "array"),), diff=False),
+    OpDef("iota", "SOURCE", (), "Counts 0, 1, 2... along `dimension` of an array of `shape`.",
+          "lax.broadcasted_iota(dtype.numpy, shape, dimension)", "numeric",
+          (("dtype", "dtype"), ("shape", "ints"), ("dimension", "int", 0)), diff=False),
+
+    # Elementwise unary.
+    unary("abs", "Absolute value |x|.", "lax.abs(x)", "MLF_ABS({x})", "numeric"),
+    unary("neg", "Negation -x.", "lax.neg(x)", "(-{x})", "numeric"),
+    unary("sign", "Sign of x: -1, 0 or 1 (NaN stays NaN).", "lax.sign(x)", "MLF_SIGN({x})",
+          "numeric", diff=False),
+    unary("exp", "Natural exponential e**x.", "lax.exp(x)", "mlf_exp_{T}({x})"),
+    unary("expm1", "e**x - 1, accurate near zero.", "lax.expm1(x)", "mlf_expm1_{T}({x})"),
+    unary("log", "Natural logarithm.", "lax.log(x)", "mlf_log_{T}({x})"),
+    unary("log1p", "log(1 + x), accurate near zero.", "lax.log1p(x)", "mlf_log1p_{T}({x})"),
+    unary("sqrt", "Square root.", "lax.sqrt(x)", "mlf_sqrt_{T}({x})"),
+    unary("rsqrt", "Reciprocal square root 1/sqrt(x).", "lax.rsqrt(x)", "mlf_rsqrt_{T}({x})"),
+    unary("tanh", "Hyperbolic tangent.", "lax.tanh(x)", "mlf_tanh_{T}({x})"),
+    unary("logistic", "Logistic sigmoid 1/(1 + e**-x).", "lax.logistic(x)",
+          "mlf_logistic_{T}({x})"),
+    unary("sin", "Sine.", "lax.sin(x)", "mlf_sin_{T}({x})"),
+    unary("cos", "Cosine.", "lax.cos(x)", "mlf_cos_{T}({x})"),
+    unary("floor", "Largest integer value not above x.", "lax.floor(x)", "mlf_floor_{T}({x})",
+          diff=False),
+    unary("ceil", "Smallest integer value not below x.", "lax.ceil(x)", "mlf_ceil_{T}({x})",
+          diff=False),
+    unary("round", "Rounds to the nearest integer, halves to even (as NumPy).",
+          "lax.round(x, lax.RoundingMethod.TO_NEAREST_EVEN)", "mlf_round_{T}({x})",
+          diff=False),
+    unary("erf", "Gauss error function.", "lax.erf(x)", "mlf_erf_{T}({x})"),
+    unary("erf_inv", "Inverse of the error function on (-1, 1).", "lax.erf_inv(x)",
+          "mlf_erf_inv_{T}({x})"),
+    OpDef("is_finite", "UNARY", ("x",), "True where x is neither infinite nor NaN.",
+          "lax.is_finite(x)", "float", c="MLF_IS_FINITE({x})", diff=False),
+    OpDef("logical_not", "UNARY", ("x",), "Logical negation of a bool array.", "lax.bitwise_not(x)",
+          "bool", c="(!{x})", diff=False),
+    OpDef("stop_gradient", "UNARY", ("x",), "Identity whose gradient is zero.",
+          "lax.stop_gradient(x)", "any", c="{x}", diff=False),
+
+    # Elementwise binary: operands are broadcast NumPy-style by the public function.
+    binary("add", "Elementwise x + y.", "lax.add(x, y)", "({x} + {y})"),
+    binary("sub", "Elementwise x - y.", "lax.sub(x, y)", "({x} - {y})"),
+    binary("mul", "Elementwise x * y.", "lax.mul(x, y)", "({x} * {y})"),
+    binary("div", "Elementwise x / y; integer division rounds toward zero (as C).",
+           "lax.div(x, y)", "MLF_DIV_{T}({x}, {y})"),
+    binary("pow", "Elementwise x ** y.", "lax.pow(x, y)", "mlf_pow_{T}({x}, {y})", "float"),
+    binary("max", "Elementwise maximum; NaN if either is NaN.", "lax.max(x, y)",
+           "MLF_MAX_{T}({x}, {y})"),
+    binary("min", "Elementwise minimum; NaN if either is NaN.", "lax.min(x, y)",
+           "MLF_MIN_{T}({x}, {y})"),
+    binary("rem", "Remainder of x / y with the sign of x (C fmod).", "lax.rem(x, y)",
+           "MLF_REM_{T}({x}, {y})"),
+    binary("atan2", "Arc tangent of y/x using both signs: atan2(x, y) = atan(x / y).",
+           "lax.atan2(x, y)", "mlf_atan2_{T}({x}, {y})", "float"),
+    compare("eq", "Elementwise x == y.", "lax.eq(x, y)", "({x} == {y})"),
+    compare("ne", "Elementwise x != y.", "lax.ne(x, y)", "({x} != {y})"),
+    compare("lt", "Elementwise x < y.", "lax.lt(x, y)", "({x} < {y})"),
+    compare("le", "Elementwise x <= y.", "lax.le(x, y)", "({x} <= {y})"),
+    compare("gt", "Elementwise x > y.", "lax.gt(x, y)", "({x} > {y})"),
+    compare("ge", "Elementwise x >= y.", "lax.ge(x, y)", "({x} >= {y})"),
+    binary("logical_and", "Elementwise x and y of bools.", "lax.bitwise_and(x, y)",
+           "({x} && {y})", "bool", diff=False),
+    binary("logical_or", "Elementwise x or y of bools.", "lax.bitwise_or(x, y)",
+           "({x} || {y})", "bool", diff=False),
+    binary("logical_xor", "Elementwise x xor y of bools.", "lax.bitwise_xor(x, y)",
+           "({x} != {y})", "bool", diff=False),
+    OpDef("select", "SELECT", ("pred", "on_true", "on_false"),
+          "Picks on_true where pred is true, else on_false (all broadcast together).",
+          "lax.select(pred, on_true, on_false)", c="({pred} ? {on_true} : {on_false})"),
+    OpDef("convert", "CONVERT", ("x",), "Converts x to `dtype` (floats to ints truncate).",
+          "_convert(x, dtype)", attrs=(("dtype", "dtype"),), c="(({T}){x})"),
+
+    # Shape and data movement.
+    OpDef("broadcast_in_dim", "MOVEMENT", ("x",),
+          "Broadcasts x to `shape`; x's axis i becomes output axis broadcast_dimensions[i].",
+          "lax.broadcast_in_dim(x, shape, broadcast_dimensions)",
+          attrs=(("shape", "ints"), ("broadcast_dimensions", "ints"))),
+    OpDef("reshape", "MOVEMENT", ("x",),
+          "Reshapes x to `shape` in row-major order; one dimension may be -1.",
+          "lax.reshape(x, shape)", attrs=(("shape", "shape"),)),
+    OpDef("transpose", "MOVEMENT", ("x",),
+          "Permutes axes: output axis i is input axis permutation[i] (default reverses).",
+          "lax.transpose(x, permutation)", attrs=(("permutation", "perm", None),)),
+    OpDef("slice", "MOVEMENT", ("x",),
+          "The sub-array from `start_indices` up to `limit_indices` with `strides`.",
+          "lax.slice(x, start_indices, limit_indices, strides)",
+          attrs=(("start_indices", "ints"), ("limit_indices", "ints"), ("strides", "ints", None))),
+    OpDef("pad", "MOVEMENT", ("x",),
+          "Pads each axis with (low, high, interior) elements of `value`; negative low/high crop.",
+          "lax.pad(x, _scalar(value, x.dtype), padding_config)",
+          attrs=(("padding_config", "triples"), ("value", "float", 0.0))),
+    OpDef("concatenate", "MOVEMENT", ("*operands",), "Joins arrays along an existing `axis`.",
+          "lax.concatenate(operands, axis)", attrs=(("axis", "axis", 0),)),
+    OpDef("reverse", "MOVEMENT", ("x",), "Reverses the order of elements along `axes`.",
+          "lax.rev(x, axes)", attrs=(("axes", "axes"),)),
+    OpDef("dynamic_slice", "MOVEMENT", ("x", "*start_indices"),
+          "A slice of `slice_sizes` at run-time start indices (clamped to stay in bounds).",
+          "lax.dynamic_slice(x, start_indices, slice_sizes)", attrs=(("slice_sizes", "ints"),)),
+    OpDef("dynamic_update_slice", "MOVEMENT", ("x", "update", "*start_indices"),
+          "x with `update` written at run-time start indices (clamped to stay in bounds).",
+          "lax.dynamic_update_slice(x, update, start_indices)"),
+    OpDef("gather", "MOVEMENT", ("x", "indices"),
+          "XLA gather; the last axis of `indices` holds the start index vectors (clamped).",
+          "_gather(x, indices, offset_dims, collapsed_slice_dims, start_index_map, slice_sizes)",
+          attrs=(("offset_dims", "ints"), ("collapsed_slice_dims", "ints"),
+                 ("start_index_map", "ints"), ("slice_sizes", "ints"))),
+    OpDef("scatter_add", "MOVEMENT", ("x", "indices", "updates"),
+          "XLA scatter adding `updates` into x; out-of-bounds updates are dropped.",
+          "_scatter(lax.scatter_add, x, indices, updates, update_window_dims, "
+          "inserted_window_dims, scatter_dims_to_operand_dims)",
+          attrs=(("update_window_dims", "ints"), ("inserted_window_dims", "ints"),
+                 ("scatter_dims_to_operand_dims", "ints"))),
+    OpDef("scatter_set", "MOVEMENT", ("x", "indices", "updates"),
+          "XLA scatter writing `updates` into x; out-of-bounds updates are dropped.",
+          "_scatter(lax.scatter, x, indices, updates, update_window_dims, "
+          "inserted_window_dims, scatter_dims_to_operand_dims)",
+          attrs=(("update_window_dims", "ints"), ("inserted_window_dims", "ints"),
+                 ("scatter_dims_to_operand_dims", "ints"))),
+
+    # Reductions.
+    reduce("reduce_sum", "Sum over `axes` (all if None).", "_reduce(x, 0, lax.add, axes)"),
+    reduce("reduce_prod", "Product over `axes` (all if None).", "_reduce(x, 1, lax.mul, axes)"),
+    reduce("reduce_max", "Maximum over `axes` (all if None).",
+           "_reduce(x, _lowest(x.dtype), lax.max, axes)"),
+    reduce("reduce_min", "Minimum over `axes` (all if None).",
+           "_reduce(x, _highest(x.dtype), lax.min, axes)"),
+    reduce("reduce_and", "Logical and over `axes` (all if None).",
+           "_reduce(x, True, lax.bitwise_and, axes)", "bool", diff=False),
+    reduce("reduce_or", "Logical or over `axes` (all if None).",
+           "_reduce(x, False, lax.bitwise_or, axes)", "bool", diff=False),
+    OpDef("argmax", "INDEX", ("x",), "Index of the largest value along `axis` (first on ties).",
+          "lax.argmax(x, axis, index_dtype.numpy)", "numeric",
+          (("axis", "axis"), ("index_dtype", "dtype", "int32")), diff=False),
+    OpDef("argmin", "INDEX", ("x",), "Index of the smallest value along `axis` (first on ties).",
+          "lax.argmin(x, axis, index_dtype.numpy)", "numeric",
+          (("axis", "axis"), ("index_dtype", "dtype", "int32")), diff=False),
+    OpDef("cumsum", "SCAN", ("x",), "Cumulative sum along `axis` (from the end if reverse).",
+          "lax.cumsum(x, axis, reverse)", "numeric", (("axis", "axis"), ("reverse", "bool", False))),
+    OpDef("sort", "SORT", ("x",), "Sorts along `axis`, ascending unless `descending`.",
+          "_sort(x, axis, descending)", "numeric",
+          (("axis", "axis", -1), ("descending", "bool", False))),
+    OpDef("argsort", "SORT", ("x",),
+          "Indices that sort x along `axis` (stable: ties keep their order).",
+          "_argsort(x, axis, descending, index_dtype)", "numeric",
+          (("axis", "axis", -1), ("descending", "bool", False), ("index_dtype", "dtype", "int32")),
+          diff=False),
+
+    # Windows, contractions and convolutions.
+    OpDef("reduce_window_max", "WINDOW", ("x",), "Maximum over sliding windows (max pooling).",
+          "_reduce_window(x, _lowest(x.dtype), lax.max, window_dimensions, window_strides, "
+          "padding)", "numeric", WINDOW_ATTRS),
+    OpDef("reduce_window_sum", "WINDOW", ("x",), "Sum over sliding windows (sum pooling).",
+          "_reduce_window(x, 0, lax.add, window_dimensions, window_strides, padding)",
+          "numeric", WINDOW_ATTRS),
+    OpDef("select_and_scatter_add", "WINDOW", ("source", "x"),
+          "Adds each `source` value to the position of its window's maximum in x "
+          "(the gradient of reduce_window_max).",
+          "_select_and_scatter_add(source, x, window_dimensions, window_strides, padding)",
+          "numeric", WINDOW_ATTRS, diff=False),
+    OpDef("dot_general", "CONTRACTION", ("lhs", "rhs"),
+          "Generalized matrix product: contracts the given axes pairwise over shared batch "
+          "axes. Output axes: batch, lhs free, rhs free.",
+          "lax.dot_general(lhs, rhs, ((lhs_contracting, rhs_contracting), "
+          "(lhs_batch, rhs_batch)), precision=lax.Precision.HIGHEST)", "numeric",
+          (("lhs_contracting", "ints"), ("rhs_contracting", "ints"), ("lhs_batch", "ints", ()),
+           ("rhs_batch", "ints", ()))),
+    OpDef("conv_general", "CONTRACTION", ("lhs", "rhs"),
+          "N-d convolution (cross-correlation). lhs [N, C, *spatial], rhs [O, C/groups, "
+          "*window], output [N, O, *spatial'].",
+          "lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, "
+          "rhs_dilation, feature_group_count=feature_group_count, "
+          "batch_group_count=batch_group_count, precision=lax.Precision.HIGHEST)", "float",
+          (("window_strides", "ints", None), ("padding", "pairs", None),
+           ("lhs_dilation", "ints", None), ("rhs_dilation", "ints", None),
+           ("feature_group_count", "int", 1), ("batch_group_count", "int", 1))),
+
+    # Random numbers.
+    OpDef("rng_bits", "RANDOM", ("key",),
+          "Random uint32 bits of `shape` from a uint32[2] key (threefry-2x32, counter-based; "
+          "equal to jax.random.bits).", "_rng_bits(key, shape)", "any",
+          (("shape", "ints"),), diff=False),
+)
+
+BY_NAME = {op.name: op for op in OPS}
+GROUPS = tuple(dict.fromkeys(op.group for op in OPS))

@@ -1,0 +1,81 @@
+"""Hand-written XLA lowering helpers used by the generated `gen_lowering.py`."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax import lax
+
+from mlframework.core.dtypes import DType, finfo_max, finfo_min
+
+
+def _scalar(value, dtype):
+    return np.array(value, dtype=dtype)
+
+
+def _lowest(dtype):
+    return finfo_min(_as_dtype(dtype))
+
+
+def _highest(dtype):
+    return finfo_max(_as_dtype(dtype))
+
+
+def _as_dtype(np_dtype) -> DType:
+    from mlframework.core.dtypes import as_dtype
+    return as_dtype(np_dtype)
+
+
+def _convert(x, dtype: DType):
+    if x.dtype == np.bool_ or dtype is not DType.BOOL:
+        return lax.convert_element_type(x, dtype.numpy)
+    return lax.ne(x, lax.full_like(x, 0))
+
+
+def _reduce(x, init, op, axes):
+    return lax.reduce(x, np.array(init, x.dtype), op, tuple(axes))
+
+
+def _reduce_window(x, init, op, window, strides, padding):
+    return lax.reduce_window(x, np.array(init, x.dtype), op, window, strides, padding)
+
+
+def _select_and_scatter_add(source, x, window, strides, padding):
+    def pool(v):
+        return _reduce_window(v, _lowest(v.dtype), lax.max, window, strides, padding)
+    return jax.vjp(pool, x)[1](source)[0]
+
+
+def _gather(x, indices, offset_dims, collapsed_slice_dims, start_index_map, slice_sizes):
+    dnums = lax.GatherDimensionNumbers(offset_dims=offset_dims,
+                                       collapsed_slice_dims=collapsed_slice_dims,
+                                       start_index_map=start_index_map)
+    return lax.gather(x, indices, dnums, slice_sizes, mode=lax.GatherScatterMode.CLIP)
+
+
+def _scatter(scatter_fn, x, indices, updates, update_window_dims, inserted_window_dims,
+             scatter_dims_to_operand_dims):
+    dnums = lax.ScatterDimensionNumbers(
+        update_window_dims=update_window_dims, inserted_window_dims=inserted_window_dims,
+        scatter_dims_to_operand_dims=scatter_dims_to_operand_dims)
+    return scatter_fn(x, indices, updates, dnums, mode=lax.GatherScatterMode.FILL_OR_DROP)
+
+
+def _sort(x, axis, descending):
+    out = lax.sort(x, dimension=axis, is_stable=True)
+    return lax.rev(out, (axis,)) if descending else out
+
+
+def _argsort(x, axis, descending, index_dtype):
+    n = x.shape[axis]
+    if descending:
+        x = lax.rev(x, (axis,))
+    iota = lax.broadcasted_iota(index_dtype.numpy, x.shape, axis)
+    _, idx = lax.sort((x, iota), dimension=axis, is_stable=True, num_keys=1)
+    if descending:
+        idx = lax.rev(np.array(n - 1, idx.dtype) - idx, (axis,))
+    return idx
+
+
+def _rng_bits(key, shape):
+    typed_key = jax.random.wrap_key_data(key, impl="threefry2x32")
+    return jax.random.bits(typed_key, tuple(shape), dtype=np.uint32)

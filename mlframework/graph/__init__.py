@@ -1,0 +1,18 @@
+"""The graph API: op functions over nodes, tracing with `Exec`, and autodiff.
+
+    from mlframework import graph as G
+    exe = G.Exec(backend, lambda x: G.softmax(x, axis=-1))
+"""
+from mlframework.graph import operators as _operators  # noqa: F401  attaches Node operators
+from mlframework.graph.autodiff import grad, jacobian
+from mlframework.graph.broadcasting import broadcast_to
+from mlframework.graph.composites import *  # noqa: F403
+from mlframework.graph.errors import DTypeError, ShapeError
+from mlframework.graph.exec import Exec
+from mlframework.graph.gen_ops import *  # noqa: F403
+from mlframework.graph.gen_optypes import Op, OpGroup
+from mlframework.graph.graph import Graph, Node, const, current_graph, parameter, tracing
+from mlframework.graph.layout import (expand_dims, flatten, split, squeeze, stack, take,
+                                      take_along_axis, top_k)
+from mlframework.graph.linalg import einsum, matmul
+from mlframework.graph.random import normal, random_bits, random_key, split_key, uniform

@@ -1,0 +1,141 @@
+"""Normalization of op attributes: negative axes, defaults, -1 in shapes.
+
+Every op function passes its attributes through `normalize`, so nodes always
+hold plain tuples of non-negative ints and `DType`s, whatever the user wrote.
+"""
+from __future__ import annotations
+
+import math
+
+from mlframework.core.dtypes import as_dtype
+from mlframework.graph.errors import ShapeError
+from mlframework.graph.gen_optypes import ATTR_KINDS, Op, OpGroup
+
+
+def normalize(op: Op, inputs, attrs: dict) -> dict:
+    """Returns `attrs` normalized by kind, with op-specific defaults filled in.
+
+    Raises:
+        ShapeError: on an axis out of range or a shape that cannot be inferred.
+    """
+    rank = inputs[0].ndim if inputs else 0
+    out = {}
+    for name, kind in ATTR_KINDS[op]:
+        out[name] = _NORMALIZERS[kind](op, name, attrs[name], rank, inputs)
+    if op in _DEFAULTS:
+        _DEFAULTS[op](out, rank)
+    return out
+
+
+def normalize_axis(op_name: str, axis, rank: int) -> int:
+    """Maps axis in [-rank, rank) to [0, rank). Raises ShapeError otherwise."""
+    if isinstance(axis, bool) or not hasattr(axis, "__index__"):
+        raise ShapeError(f"{op_name} requires an integer axis, got {axis!r}")
+    if not -rank <= axis < rank:
+        raise ShapeError(f"{op_name} requires axis in [{-rank}, {rank}) for rank {rank}, "
+                         f"got {axis}")
+    return int(axis) % rank if rank else 0
+
+
+def _axis(op, name, value, rank, inputs):
+    return normalize_axis(op.value, value, rank)
+
+
+def _axes(op, name, value, rank, inputs):
+    if value is None:
+        return tuple(range(rank))
+    if hasattr(value, "__index__"):
+        value = (value,)
+    axes = tuple(normalize_axis(op.value, a, rank) for a in value)
+    if len(set(axes)) != len(axes):
+        raise ShapeError(f"{op.value} requires distinct {name}, got {tuple(value)}")
+    return tuple(sorted(axes))
+
+
+def _perm(op, name, value, rank, inputs):
+    if value is None:
+        return tuple(reversed(range(rank)))
+    perm = tuple(normalize_axis(op.value, a, rank) for a in value)
+    if sorted(perm) != list(range(rank)):
+        raise ShapeError(f"{op.value} requires a permutation of {rank} axes, got {tuple(value)}")
+    return perm
+
+
+def _shape(op, name, value, rank, inputs):
+    dims = _ints(op, name, value, rank, inputs)
+    size = inputs[0].size
+    if dims.count(-1) > 1 or any(d < -1 for d in dims):
+        raise ShapeError(f"{op.value} requires non-negative dims with at most one -1, got {dims}")
+    if -1 in dims:
+        known = math.prod(d for d in dims if d != -1)
+        if known == 0 or size % known:
+            raise ShapeError(f"{op.value} cannot infer -1 in {dims} for {size} elements "
+                             f"of shape {inputs[0].shape}")
+        dims = tuple(size // known if d == -1 else d for d in dims)
+    return dims
+
+
+def _ints(op, name, value, rank, inputs):
+    if value is None:
+        return None
+    if hasattr(value, "__index__"):
+        value = (value,)
+    try:
+        return tuple(int(v) for v in value)
+    except TypeError:
+        raise ShapeError(f"{op.value} requires {name} to be a sequence of ints, "
+                         f"got {value!r}") from None
+
+
+def _pairs(op, name, value, rank, inputs):
+    if value is None:
+        return None
+    try:
+        return tuple((int(lo), int(hi)) for lo, hi in value)
+    except (TypeError, ValueError):
+        raise ShapeError(f"{op.value} requires {name} as (low, high) pairs, "
+                         f"got {value!r}") from None
+
+
+def _triples(op, name, value, rank, inputs):
+    try:
+        return tuple((int(lo), int(hi), int(mid)) for lo, hi, mid in value)
+    except (TypeError, ValueError):
+        raise ShapeError(f"{op.value} requires {name} as (low, high, interior) triples, "
+                         f"got {value!r}") from None
+
+
+_NORMALIZERS = {
+    "axis": _axis, "axes": _axes, "perm": _perm, "shape": _shape, "ints": _ints,
+    "pairs": _pairs, "triples": _triples,
+    "int": lambda op, name, v, rank, inputs: int(v),
+    "float": lambda op, name, v, rank, inputs: float(v),
+    "bool": lambda op, name, v, rank, inputs: bool(v),
+    "str": lambda op, name, v, rank, inputs: str(v),
+    "dtype": lambda op, name, v, rank, inputs: as_dtype(v),
+}
+
+
+def _fill(attrs: dict, name: str, n: int, value) -> None:
+    if attrs[name] is None:
+        attrs[name] = tuple(value for _ in range(n))
+
+
+def _window_defaults(attrs: dict, rank: int) -> None:
+    _fill(attrs, "window_strides", rank, 1)
+    _fill(attrs, "padding", rank, (0, 0))
+
+
+def _conv_defaults(attrs: dict, rank: int) -> None:
+    for name in ("window_strides", "lhs_dilation", "rhs_dilation"):
+        _fill(attrs, name, rank - 2, 1)
+    _fill(attrs, "padding", rank - 2, (0, 0))
+
+
+def _slice_defaults(attrs: dict, rank: int) -> None:
+    _fill(attrs, "strides", rank, 1)
+
+
+_DEFAULTS = {op: _window_defaults for op in OpGroup.WINDOW}
+_DEFAULTS[Op.CONV_GENERAL] = _conv_defaults
+_DEFAULTS[Op.SLICE] = _slice_defaults

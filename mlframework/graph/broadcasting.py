@@ -1,0 +1,93 @@
+"""Turning Python values into nodes, and NumPy-style broadcasting of operands.
+
+Primitives require operands of equal shapes and dtypes; the public op
+functions broadcast them first, as NumPy does. A Python scalar takes the dtype
+of the node it meets (a "weak" type, as in JAX).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mlframework.graph.errors import DTypeError, ShapeError
+from mlframework.graph.gen_optypes import Op
+from mlframework.graph.graph import Node, build, const
+
+
+def as_node(value, dtype=None, index: bool = False) -> Node:
+    """`value` itself if it is a Node, else a constant (of `dtype` if given).
+
+    `index=True` makes Python ints int32 (for start indices).
+    """
+    if isinstance(value, Node):
+        return value
+    if index and dtype is None:
+        dtype = np.int32
+    return const(value, dtype)
+
+
+def broadcast_shapes(op_name: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The NumPy broadcast of `shapes`. Raises ShapeError if they do not broadcast."""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for axis in range(rank):
+        dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
+        dims.discard(1)
+        if len(dims) > 1:
+            raise ShapeError(f"{op_name} requires shapes that broadcast, got "
+                             f"{', '.join(map(str, shapes))}")
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def broadcast_to(x: Node, shape) -> Node:
+    """Broadcasts x NumPy-style (aligning trailing axes) to `shape`."""
+    shape = tuple(int(d) for d in shape)
+    if x.shape == shape:
+        return x
+    broadcast_shapes("broadcast_to", x.shape, shape)
+    if len(shape) < x.ndim:
+        raise ShapeError(f"broadcast_to requires a target rank >= {x.ndim}, got {shape}")
+    offset = len(shape) - x.ndim
+    kept = [i for i, d in enumerate(x.shape) if d == shape[i + offset]]
+    if len(kept) != x.ndim:
+        x = build(Op.RESHAPE, [x], {"shape": tuple(x.shape[i] for i in kept)})
+    return build(Op.BROADCAST_IN_DIM, [x], {"shape": shape,
+                                            "broadcast_dimensions": tuple(i + offset for i in kept)})
+
+
+def broadcast_operands(op_name: str, *values):
+    """Makes the operands nodes of one dtype and one broadcast shape.
+
+    Python scalars adopt the dtype of the first node operand (bool for
+    the predicate of `select`).
+
+    Raises:
+        DTypeError: if node operands have different dtypes.
+        ShapeError: if their shapes do not broadcast.
+    """
+    nodes = [v for v in values if isinstance(v, Node)]
+    if not nodes:
+        raise TypeError(f"{op_name} requires at least one graph node operand, got {values!r}")
+    data = [v for v in values if isinstance(v, Node)][-1 if op_name == "select" else 0]
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, Node):
+            out.append(v)
+        else:
+            out.append(const(v, np.bool_ if op_name == "select" and i == 0 else data.dtype,
+                             data.graph))
+    checked = out[1:] if op_name == "select" else out
+    for v in checked:
+        if v.dtype is not checked[0].dtype:
+            dts = ", ".join(str(n.dtype) for n in checked)
+            raise DTypeError(f"{op_name} requires operands of one dtype, got {dts}; "
+                             "convert one with G.convert(x, dtype)")
+    shape = broadcast_shapes(op_name, *(v.shape for v in out))
+    return tuple(broadcast_to(v, shape) for v in out)
+
+
+def keep_reduced_dims(out: Node) -> Node:
+    """Reinserts the axes reduced by `out` as size-1 dims (NumPy's keepdims)."""
+    x, axes = out.inputs[0], out.attrs["axes"]
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    return build(Op.RESHAPE, [out], {"shape": shape})

@@ -1,0 +1,180 @@
+"""Composite math and activation ops, built from primitives.
+
+Each function's docstring gives its shapes; all accept negative axes.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mlframework.graph import gen_ops as ops
+from mlframework.graph.broadcasting import as_node, broadcast_to
+from mlframework.graph.errors import DTypeError
+from mlframework.graph.graph import Node, const
+
+
+def convert(x, dtype) -> Node:
+    """x converted to `dtype`; x itself if it already has it."""
+    x = as_node(x)
+    return x if x.dtype == _dtype(dtype) else ops.convert(x, dtype)
+
+
+def _dtype(dtype):
+    from mlframework.core.dtypes import as_dtype
+    return as_dtype(dtype)
+
+
+def power(x, y) -> Node:
+    """x ** y. Small integer exponents of any numeric x become multiplications."""
+    if not isinstance(y, Node) and isinstance(y, int) and 0 <= y <= 4:
+        x = as_node(x)
+        result = ops.mul(x, 0) + 1 if y == 0 else x
+        for _ in range(y - 1):
+            result = result * x
+        return result
+    return ops.pow(x, y)
+
+
+def square(x) -> Node:
+    """x * x, elementwise."""
+    x = as_node(x)
+    return x * x
+
+
+def reciprocal(x) -> Node:
+    """1 / x, elementwise."""
+    return ops.div(1, as_node(x))
+
+
+def _count(x: Node, axes) -> int:
+    axes = range(x.ndim) if axes is None else [axes] if isinstance(axes, int) else axes
+    return math.prod(x.shape[a] for a in axes)
+
+
+def mean(x, axes=None, keepdims: bool = False) -> Node:
+    """Mean over `axes` (all if None). Integer inputs are not accepted."""
+    x = as_node(x)
+    if not x.dtype.is_float:
+        raise DTypeError(f"mean requires a float dtype, got {x.spec}; convert it first")
+    return ops.reduce_sum(x, axes, keepdims) / _count(x, axes)
+
+
+def variance(x, axes=None, keepdims: bool = False) -> Node:
+    """Population variance (ddof=0) over `axes`, as numpy.var."""
+    x = as_node(x)
+    centered = x - mean(x, axes, keepdims=True)
+    return mean(centered * centered, axes, keepdims)
+
+
+def logsumexp(x, axis=-1, keepdims: bool = False) -> Node:
+    """log(sum(exp(x))) along `axis`, stable for large inputs."""
+    x = as_node(x)
+    peak = ops.stop_gradient(ops.reduce_max(x, axis, keepdims=True))
+    peak = where(ops.is_finite(peak), peak, ops.mul(peak, 0))
+    out = ops.log(ops.reduce_sum(ops.exp(x - peak), axis, keepdims=True)) + peak
+    return out if keepdims else ops.reshape(out, _drop(out.shape, axis))
+
+
+def _drop(shape, axis):
+    axis %= len(shape)
+    return shape[:axis] + shape[axis + 1:]
+
+
+def softmax(x, axis=-1) -> Node:
+    """exp(x) / sum(exp(x)) along `axis`; same shape as x."""
+    x = as_node(x)
+    shifted = x - ops.stop_gradient(ops.reduce_max(x, axis, keepdims=True))
+    e = ops.exp(shifted)
+    return e / ops.reduce_sum(e, axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1) -> Node:
+    """x - logsumexp(x) along `axis`; same shape as x."""
+    x = as_node(x)
+    return x - logsumexp(x, axis, keepdims=True)
+
+
+def relu(x) -> Node:
+    """max(x, 0)."""
+    return ops.max(as_node(x), 0)
+
+
+def leaky_relu(x, negative_slope: float = 0.01) -> Node:
+    """x where x >= 0, else negative_slope * x."""
+    x = as_node(x)
+    return where(x >= 0, x, x * negative_slope)
+
+
+def sigmoid(x) -> Node:
+    """1 / (1 + exp(-x)), the logistic function."""
+    return ops.logistic(as_node(x))
+
+
+def silu(x) -> Node:
+    """x * sigmoid(x) (also called swish)."""
+    x = as_node(x)
+    return x * ops.logistic(x)
+
+
+def softplus(x) -> Node:
+    """log(1 + exp(x)), stable for large |x|."""
+    x = as_node(x)
+    return ops.max(x, 0) + ops.log1p(ops.exp(-ops.abs(x)))
+
+
+def gelu(x, approximate: bool = False) -> Node:
+    """Gaussian error linear unit: exact x * Phi(x), or the tanh approximation."""
+    x = as_node(x)
+    if approximate:
+        inner = math.sqrt(2 / math.pi) * (x + 0.044715 * (x * x * x))
+        return 0.5 * x * (1 + ops.tanh(inner))
+    return 0.5 * x * (1 + ops.erf(x * (1 / math.sqrt(2))))
+
+
+def clip(x, lo=None, hi=None) -> Node:
+    """x limited to [lo, hi]; either bound may be None."""
+    x = as_node(x)
+    if lo is not None:
+        x = ops.max(x, lo)
+    if hi is not None:
+        x = ops.min(x, hi)
+    return x
+
+
+def where(cond, x, y) -> Node:
+    """x where cond is true, else y; the three broadcast together, as numpy.where."""
+    return ops.select(cond, x, y)
+
+
+def one_hot(indices, depth: int, dtype=np.float32) -> Node:
+    """indices [...] -> [..., depth] with 1 at each index and 0 elsewhere (out of range: all 0)."""
+    indices = as_node(indices)
+    if not indices.dtype.is_int:
+        raise DTypeError(f"one_hot requires integer indices, got {indices.spec}")
+    shape = (*indices.shape, depth)
+    iota = ops.iota(indices.dtype, shape, indices.ndim)
+    hot = ops.eq(iota, ops.reshape(indices, (*indices.shape, 1)))
+    return ops.convert(hot, dtype)
+
+
+def zeros_like(x) -> Node:
+    """Zeros of x's shape and dtype."""
+    x = as_node(x)
+    return broadcast_to(const(0, x.dtype, x.graph), x.shape)
+
+
+def ones_like(x) -> Node:
+    """Ones of x's shape and dtype."""
+    x = as_node(x)
+    return broadcast_to(const(1, x.dtype, x.graph), x.shape)
+
+
+def full(shape, value, dtype=np.float32) -> Node:
+    """An array of `shape` filled with `value` (a constant broadcast, never materialized)."""
+    return broadcast_to(const(value, dtype), tuple(shape))
+
+
+__all__ = ["clip", "convert", "full", "gelu", "leaky_relu", "log_softmax", "logsumexp", "mean",
+           "one_hot", "ones_like", "power", "reciprocal", "relu", "sigmoid", "silu", "softmax",
+           "softplus", "square", "variance", "where", "zeros_like"]

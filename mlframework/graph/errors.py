@@ -1,0 +1,27 @@
+"""Errors raised while building graphs, in the form
+"<op> requires <condition>, got <values>", followed by the user's source line."""
+from __future__ import annotations
+
+import os
+import sys
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ShapeError(TypeError):
+    """An op got inputs or attributes whose shapes it cannot accept."""
+
+
+class DTypeError(TypeError):
+    """An op got inputs whose dtypes it cannot accept."""
+
+
+def user_frame() -> str:
+    """The `file:line` of the innermost caller outside the mlframework package."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_PACKAGE_DIR):
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "<unknown>"

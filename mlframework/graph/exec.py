@@ -1,0 +1,127 @@
+"""`Exec`: traces a Python function into a graph once per input signature,
+compiles it with a backend, caches the executable and runs it.
+
+    exe = G.Exec(backend, lambda x, w: G.tanh(x @ w))
+    y = exe(np.ones((4, 3), np.float32), np.ones((3, 2), np.float32))  # a Tensor
+
+Arguments and results are pytrees (nested tuples, lists, dicts) of arrays or
+Tensors; the signature is their structure plus every leaf's dtype and shape.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+
+from mlframework.core import pytree, shapes
+from mlframework.core.tensors import Tensor
+from mlframework.graph.graph import Graph, Node, const, parameter, tracing
+
+DEFAULT_CACHE_SIZE = 32
+
+
+class Exec:
+    """A function of graph nodes, compiled per input signature.
+
+    Args:
+        backend: from `mlf.backends.new()`.
+        fn: takes nodes (in the pytree structure of the call's arguments) and
+            returns a node or a pytree of nodes.
+        donate: positions of arguments whose buffers the backend may reuse
+            for outputs; such arguments must not be used after the call.
+        max_cache_size: executables kept, least recently used dropped first.
+        name: shown in graph dumps and generated code (default: fn's name).
+    """
+
+    def __init__(self, backend, fn, *, donate: tuple[int, ...] = (),
+                 max_cache_size: int = DEFAULT_CACHE_SIZE, name: str | None = None):
+        self.backend, self.fn, self.donate = backend, fn, tuple(donate)
+        self.max_cache_size = max_cache_size
+        self.name = name or getattr(fn, "__name__", "graph")
+        self._cache: OrderedDict = OrderedDict()
+        self._min_args, self._max_args = _arity(fn)
+
+    def __call__(self, *args):
+        if not self._min_args <= len(args) <= self._max_args:
+            raise TypeError(f"Exec({self.name}) requires {self._arity_text()} arguments, as "
+                            f"{self.name} takes, got {len(args)}")
+        leaves, treedef = pytree.flatten(args)
+        backend = self.backend
+        inputs, key = [], [treedef]
+        for x in leaves:
+            if type(x) is not np.ndarray:  # host arrays go in as they are: the fast path
+                if isinstance(x, Tensor):
+                    inputs.append(x.buffer(backend))
+                    key.append(x.spec)
+                    continue
+                x = Tensor(x).numpy()
+            inputs.append(x)
+            key.append((x.dtype, x.shape))
+        key = tuple(key)
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._compile(key, treedef, leaves)
+        else:
+            self._cache.move_to_end(key)
+        executable, out_tree, out_specs = entry
+        outputs = executable.run(inputs)
+        results = [Tensor.from_buffer(backend, b, s) for b, s in zip(outputs, out_specs)]
+        return pytree.unflatten(out_tree, results)
+
+    def _arity_text(self) -> str:
+        if self._min_args == self._max_args:
+            return str(self._min_args)
+        return f"{self._min_args} to {self._max_args}"
+
+    def graph(self, *args) -> Graph:
+        """The graph traced for these example arguments (arrays, Tensors or `Shape`s)."""
+        leaves, treedef = pytree.flatten(args)
+        specs = [x if isinstance(x, shapes.Shape) else
+                 (x if isinstance(x, Tensor) else Tensor(x)).spec for x in leaves]
+        return self._trace(treedef, specs)[0]
+
+    def _trace(self, treedef, specs):
+        graph = Graph(self.name)
+        with tracing(graph):
+            nodes = [parameter(s) for s in specs]
+            result = self.fn(*pytree.unflatten(treedef, nodes))
+            out_leaves, out_tree = pytree.flatten(result)
+            graph.outputs = [o if isinstance(o, Node) else const(o) for o in out_leaves]
+        return graph, out_tree
+
+    def _compile(self, key, treedef, leaves):
+        specs = [x.spec if isinstance(x, Tensor) else Tensor(x).spec for x in leaves]
+        graph, out_tree = self._trace(treedef, specs)
+        executable = self.backend.compile(graph, _donated_leaves(treedef, self.donate))
+        entry = (executable, out_tree, [o.spec for o in graph.outputs])
+        self._cache[key] = entry
+        while len(self._cache) > self.max_cache_size:
+            self._cache.popitem(last=False)
+        return entry
+
+
+def _arity(fn) -> tuple[int, float]:
+    """(fewest, most) positional arguments `fn` accepts."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return 0, math.inf
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    most = math.inf if any(p.kind is p.VAR_POSITIONAL for p in params) else len(positional)
+    return sum(p.default is p.empty for p in positional), most
+
+
+def _donated_leaves(treedef, donate: tuple[int, ...]) -> tuple[int, ...]:
+    """Flat leaf positions of the top-level arguments listed in `donate`."""
+    out, start = [], 0
+    for i, child in enumerate(treedef.children):
+        if i in donate:
+            out.extend(range(start, start + child.num_leaves))
+        start += child.num_leaves
+    return tuple(out)
+
+
+__all__ = ["Exec"]

@@ -1,0 +1,189 @@
+"""The graph IR: `Graph` holds `Node`s in topological order; `build` adds one.
+
+A node is created by an op function (see `gen_ops.py`), which calls `build`:
+the op's shape rule checks the inputs and infers the output `Shape`, so bad
+input fails here, naming the op, the shapes and the user's line.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+from mlframework.core import shapes
+from mlframework.core.dtypes import as_dtype
+from mlframework.core.shapes import Shape
+from mlframework.graph import errors
+from mlframework.graph.gen_optypes import Op
+
+
+class Node:
+    """One value of a graph: the op that computes it, its inputs and attributes.
+
+    Nodes are immutable once built. `shape` is a tuple of dims, `dtype` the
+    element type and `spec` the full `Shape`.
+    """
+
+    __slots__ = ("graph", "id", "op", "inputs", "attrs", "spec", "source", "scope")
+
+    def __init__(self, graph, id_, op, inputs, attrs, spec, source, scope):
+        self.graph, self.id, self.op, self.inputs = graph, id_, op, inputs
+        self.attrs, self.spec, self.source, self.scope = attrs, spec, source, scope
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.spec.dims
+
+    @property
+    def dtype(self):
+        return self.spec.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.spec.rank
+
+    @property
+    def size(self) -> int:
+        return self.spec.size
+
+    def __repr__(self) -> str:
+        return f"<Node #{self.id} {self.op.value} {self.spec}>"
+
+    def __bool__(self):
+        raise TypeError(f"a graph node has no truth value at trace time, got {self!r}; "
+                        "use G.where or G.select for data-dependent choices")
+
+    # Python operators are attached by `mlframework.graph.operators`.
+
+
+class Graph:
+    """A traced computation: parameters, nodes in topological order, outputs."""
+
+    def __init__(self, name: str = "graph"):
+        self.name = name
+        self.nodes: list[Node] = []
+        self.parameters: list[Node] = []
+        self.outputs: list[Node] = []
+        self._scope: list[str] = []
+
+    def __str__(self) -> str:
+        lines = [f"graph {self.name}:"]
+        for n in self.nodes:
+            args = ", ".join(f"#{i.id}" for i in n.inputs)
+            attrs = ", ".join(f"{k}={_short(v)}" for k, v in n.attrs.items())
+            body = ", ".join(x for x in (args, attrs) if x)
+            lines.append(f"  #{n.id} = {n.op.value}({body}) : {n.spec}")
+        lines.append("  return " + ", ".join(f"#{o.id}" for o in self.outputs))
+        return "\n".join(lines)
+
+    @contextlib.contextmanager
+    def name_scope(self, name: str):
+        """Names nodes built inside with `name/` (shown in dumps and generated code)."""
+        self._scope.append(name)
+        try:
+            yield
+        finally:
+            self._scope.pop()
+
+
+def _short(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"array{list(value.shape)}" if value.size > 4 else repr(value.tolist())
+    return str(value)
+
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def tracing(graph: Graph):
+    """Makes `graph` the current graph, where constants and sources are built."""
+    previous = getattr(_state, "graph", None)
+    _state.graph = graph
+    try:
+        yield graph
+    finally:
+        _state.graph = previous
+
+
+def current_graph() -> Graph:
+    """The graph being traced. Raises RuntimeError outside tracing."""
+    graph = getattr(_state, "graph", None)
+    if graph is None:
+        raise RuntimeError("no graph is being traced: build nodes inside a function run by "
+                           "G.Exec, or inside `with G.tracing(G.Graph()):`")
+    return graph
+
+
+def build(op: Op, inputs, attrs: dict | None = None, spec: Shape | None = None,
+          graph: Graph | None = None) -> Node:
+    """Adds a node computing `op` over `inputs` to their graph.
+
+    `spec` is given only for source ops (parameters, constants), whose shape
+    comes from outside the graph; every other op infers it from its inputs.
+    Ops without inputs go to `graph`, by default the graph being traced.
+
+    Raises:
+        ShapeError, DTypeError: from the op's shape rule, with the user's line.
+    """
+    from mlframework.graph.shape_rules import infer
+
+    attrs = attrs or {}
+    graph = graph or _graph_of(op, inputs)
+    try:
+        spec = spec or infer(op, [i.spec for i in inputs], attrs)
+    except (errors.ShapeError, errors.DTypeError) as e:
+        raise type(e)(f"{e} (at {errors.user_frame()})") from None
+    node = Node(graph, len(graph.nodes), op, tuple(inputs), attrs, spec, errors.user_frame(),
+                "/".join(graph._scope))
+    graph.nodes.append(node)
+    return node
+
+
+def _graph_of(op: Op, inputs) -> Graph:
+    if not inputs:
+        return current_graph()
+    graph = inputs[0].graph
+    for i in inputs:
+        if not isinstance(i, Node):
+            raise TypeError(f"{op.value} requires graph nodes as inputs, got {type(i).__name__}")
+        if i.graph is not graph:
+            raise ValueError(f"{op.value} requires inputs from one graph, got nodes of "
+                             f"{graph.name!r} and {i.graph.name!r}")
+    return graph
+
+
+def parameter(spec: Shape, name: str = "") -> Node:
+    """Adds an input of shape `spec` to the current graph."""
+    graph = current_graph()
+    index = len(graph.parameters)
+    node = build(Op.PARAMETER, [], {"index": index, "name": name or f"p{index}"}, spec)
+    graph.parameters.append(node)
+    return node
+
+
+def const(value, dtype=None, graph: Graph | None = None) -> Node:
+    """A constant node (in `graph`, by default the current one) from a scalar,
+    list or NumPy array.
+
+    Python floats become float32 and ints int32 unless `dtype` says otherwise.
+    """
+    if isinstance(value, Node):
+        return value if dtype is None else _convert(value, dtype)
+    array = np.asarray(value)
+    if dtype is not None:
+        array = array.astype(as_dtype(dtype).numpy)
+    elif not isinstance(value, np.ndarray | np.generic):
+        if array.dtype == np.float64:
+            array = array.astype(np.float32)
+        elif array.dtype == np.int64:
+            array = array.astype(np.int32)
+    array = np.array(array, order="C")  # a private copy (ascontiguousarray makes 0-d 1-d)
+    array.flags.writeable = False
+    return build(Op.CONSTANT, [], {"value": array}, shapes.make(array.dtype, *array.shape), graph)
+
+
+def _convert(node: Node, dtype) -> Node:
+    dtype = as_dtype(dtype)
+    return node if node.dtype is dtype else build(Op.CONVERT, [node], {"dtype": dtype})

@@ -1,0 +1,106 @@
+"""Composite shape ops: stack, split, expand_dims, squeeze, flatten, take,
+take_along_axis and top_k."""
+from __future__ import annotations
+
+from mlframework.graph import gen_ops as ops
+from mlframework.graph.attrs import normalize_axis
+from mlframework.graph.broadcasting import as_node
+from mlframework.graph.errors import DTypeError, ShapeError
+from mlframework.graph.graph import Node
+
+
+def expand_dims(x, axis: int) -> Node:
+    """x with a new size-1 axis at `axis` (negative counts from the new rank)."""
+    x = as_node(x)
+    axis = normalize_axis("expand_dims", axis, x.ndim + 1)
+    return ops.reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+def squeeze(x, axes=None) -> Node:
+    """x without the given size-1 axes (all size-1 axes if None)."""
+    x = as_node(x)
+    if axes is None:
+        axes = [i for i, d in enumerate(x.shape) if d == 1]
+    axes = {normalize_axis("squeeze", a, x.ndim) for a in ([axes] if isinstance(axes, int)
+                                                            else axes)}
+    if any(x.shape[a] != 1 for a in axes):
+        raise ShapeError(f"squeeze requires size-1 axes, got axes {sorted(axes)} of {x.spec}")
+    return ops.reshape(x, tuple(d for i, d in enumerate(x.shape) if i not in axes))
+
+
+def flatten(x, start_axis: int = 0) -> Node:
+    """Merges the axes from `start_axis` on into one."""
+    x = as_node(x)
+    start_axis = normalize_axis("flatten", start_axis, x.ndim)
+    return ops.reshape(x, x.shape[:start_axis] + (-1,))
+
+
+def stack(xs, axis: int = 0) -> Node:
+    """Joins equally shaped arrays along a new `axis`."""
+    xs = [as_node(x) for x in xs]
+    if not xs:
+        raise ShapeError("stack requires at least one array, got none")
+    axis = normalize_axis("stack", axis, xs[0].ndim + 1)
+    return ops.concatenate([expand_dims(x, axis) for x in xs], axis)
+
+
+def split(x, sections, axis: int = 0) -> list[Node]:
+    """Splits x along `axis` into `sections` equal parts, or at the given indices
+    (as numpy.split). Raises ShapeError when equal parts are impossible."""
+    x = as_node(x)
+    axis = normalize_axis("split", axis, x.ndim)
+    dim = x.shape[axis]
+    if isinstance(sections, int):
+        if sections <= 0 or dim % sections:
+            raise ShapeError(f"split requires sections dividing axis {axis} of {x.spec}, "
+                             f"got {sections}")
+        cuts = [dim // sections * i for i in range(1, sections)]
+    else:
+        cuts = list(sections)
+    bounds = [0, *cuts, dim]
+    parts = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        starts = [0] * x.ndim
+        limits = list(x.shape)
+        starts[axis], limits[axis] = lo, max(lo, hi)
+        parts.append(ops.slice(x, starts, limits))
+    return parts
+
+
+def take(x, indices, axis: int = 0) -> Node:
+    """Elements of x at integer `indices` along `axis` (as numpy.take, clamping
+    out-of-range indices). Shape: x.shape[:axis] + indices.shape + x.shape[axis+1:]."""
+    x, indices = as_node(x), as_node(indices, index=True)
+    if not indices.dtype.is_int:
+        raise DTypeError(f"take requires integer indices, got {indices.spec}")
+    axis = normalize_axis("take", axis, x.ndim)
+    indices = ops.reshape(indices, (*indices.shape, 1))
+    batch_rank = indices.ndim - 1
+    offset = [i if i < axis else i + batch_rank for i in range(x.ndim - 1)]
+    sizes = [1 if d == axis else x.shape[d] for d in range(x.ndim)]
+    return ops.gather(x, indices, offset, (axis,), (axis,), sizes)
+
+
+def take_along_axis(x, indices, axis: int) -> Node:
+    """out[..., i, ...] = x[..., indices[..., i, ...], ...] along `axis` (as
+    numpy.take_along_axis); indices has x's rank."""
+    x, indices = as_node(x), as_node(indices, index=True)
+    axis = normalize_axis("take_along_axis", axis, x.ndim)
+    if indices.ndim != x.ndim:
+        raise ShapeError(f"take_along_axis requires indices of rank {x.ndim}, got {indices.spec}")
+    coords = [ops.iota(indices.dtype, indices.shape, d) if d != axis else indices
+              for d in range(x.ndim)]
+    full = ops.concatenate([ops.reshape(c, (*indices.shape, 1)) for c in coords], -1)
+    return ops.gather(x, full, (), tuple(range(x.ndim)), tuple(range(x.ndim)), (1,) * x.ndim)
+
+
+def top_k(x, k: int) -> tuple[Node, Node]:
+    """The k largest values along the last axis and their int32 indices, in
+    descending order (ties: lower index first), as jax.lax.top_k."""
+    x = as_node(x)
+    if not 0 <= k <= x.shape[-1]:
+        raise ShapeError(f"top_k requires 0 <= k <= {x.shape[-1]} for {x.spec}, got {k}")
+    order = ops.argsort(x, -1, descending=True)
+    starts = [0] * x.ndim
+    indices = ops.slice(order, starts, x.shape[:-1] + (k,))
+    return take_along_axis(x, indices, -1), indices

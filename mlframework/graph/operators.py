@@ -1,0 +1,85 @@
+"""Python operators on nodes: + - * / ** @, unary -, <, <=, >, >=, indexing.
+
+`==` and `!=` keep Python's identity meaning (nodes are dict keys); use
+`G.eq` and `G.ne` for elementwise comparison.
+"""
+from __future__ import annotations
+
+from mlframework.graph import composites, gen_ops, linalg
+from mlframework.graph.errors import ShapeError
+from mlframework.graph.graph import Node
+
+
+def _swap(fn):
+    return lambda self, other: fn(other, self)
+
+
+def getitem(x: Node, index) -> Node:
+    """NumPy basic indexing: ints, slices (any step), None and Ellipsis."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if n_real > x.ndim:
+        raise ShapeError(f"indexing requires at most {x.ndim} indices for shape {x.shape}, "
+                         f"got {index}")
+    if sum(i is Ellipsis for i in index) > 1:
+        raise ShapeError(f"indexing allows one Ellipsis, got {index}")
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (x.ndim - n_real) + index[at + 1:]
+    index = index + (slice(None),) * (x.ndim - n_real)
+    starts, limits, strides, flips, out_shape, axis = [], [], [], [], [], 0
+    for i in index:
+        if i is None:
+            out_shape.append(1)
+            continue
+        dim = x.shape[axis]
+        if isinstance(i, slice):
+            r = range(*i.indices(dim))
+            if r.step < 0:  # read forward with a positive stride, then reverse
+                r = r[::-1]
+                flips.append(axis)
+            start = r.start if r else 0
+            starts.append(start)
+            limits.append(r[-1] + 1 if r else start)
+            strides.append(r.step)
+            out_shape.append(len(r))
+        elif hasattr(i, "__index__"):
+            k = int(i)
+            if not -dim <= k < dim:
+                raise ShapeError(f"index {k} is out of bounds for axis {axis} of size {dim}")
+            k %= dim
+            starts.append(k)
+            limits.append(k + 1)
+            strides.append(1)
+        else:
+            raise TypeError(f"indexing supports ints, slices, None and ..., got {i!r}; use "
+                            "G.gather or G.take for array indices")
+        axis += 1
+    out = gen_ops.slice(x, starts, limits, strides)
+    if flips:
+        out = gen_ops.reverse(out, flips)
+    return gen_ops.reshape(out, out_shape) if tuple(out_shape) != out.shape else out
+
+
+Node.__add__ = gen_ops.add
+Node.__radd__ = _swap(gen_ops.add)
+Node.__sub__ = gen_ops.sub
+Node.__rsub__ = _swap(gen_ops.sub)
+Node.__mul__ = gen_ops.mul
+Node.__rmul__ = _swap(gen_ops.mul)
+Node.__truediv__ = gen_ops.div
+Node.__rtruediv__ = _swap(gen_ops.div)
+Node.__pow__ = composites.power
+Node.__rpow__ = _swap(composites.power)
+Node.__matmul__ = linalg.matmul
+Node.__rmatmul__ = _swap(linalg.matmul)
+Node.__neg__ = gen_ops.neg
+Node.__abs__ = gen_ops.abs
+Node.__lt__ = gen_ops.lt
+Node.__le__ = gen_ops.le
+Node.__gt__ = gen_ops.gt
+Node.__ge__ = gen_ops.ge
+Node.__getitem__ = getitem
+Node.__hash__ = object.__hash__
+Node.T = property(lambda self: gen_ops.transpose(self))

@@ -1,0 +1,96 @@
+"""Shape rules of contractions and windows: dot_general, conv_general,
+reduce_window_* and select_and_scatter_add."""
+from __future__ import annotations
+
+from mlframework.core.shapes import Shape
+from mlframework.graph.errors import DTypeError, ShapeError
+from mlframework.graph.gen_optypes import Op
+
+
+def _dot_general_shape(inputs, attrs):
+    lhs, rhs = inputs
+    if lhs.dtype is not rhs.dtype:
+        raise DTypeError(f"dot_general requires operands of one dtype, got {lhs} and {rhs}")
+    lc, rc = attrs["lhs_contracting"], attrs["rhs_contracting"]
+    lb, rb = attrs["lhs_batch"], attrs["rhs_batch"]
+    if len(lc) != len(rc) or len(lb) != len(rb):
+        raise ShapeError(f"dot_general requires as many contracting and batch axes on each "
+                         f"side, got contracting {lc} / {rc}, batch {lb} / {rb}")
+    for s, axes in ((lhs, lc + lb), (rhs, rc + rb)):
+        if len(set(axes)) != len(axes) or any(not 0 <= a < s.rank for a in axes):
+            raise ShapeError(f"dot_general requires distinct axes within rank, got {axes} "
+                             f"for {s}")
+    for kind, la, ra in (("contracting", lc, rc), ("batch", lb, rb)):
+        if any(lhs.dims[a] != rhs.dims[b] for a, b in zip(la, ra)):
+            raise ShapeError(f"dot_general requires {kind} dims of equal size, got "
+                             f"{lhs} axes {la} and {rhs} axes {ra}")
+    free_l = [d for i, d in enumerate(lhs.dims) if i not in lc + lb]
+    free_r = [d for i, d in enumerate(rhs.dims) if i not in rc + rb]
+    return Shape(lhs.dtype, tuple([lhs.dims[a] for a in lb] + free_l + free_r))
+
+
+def _window_output(op: str, x_dims, window, strides, padding, dilation=None) -> list[int]:
+    n = len(x_dims)
+    if len(window) != n or len(strides) != n or len(padding) != n:
+        raise ShapeError(f"{op} requires window, strides and padding for {n} axes, got "
+                         f"{window}, {strides}, {padding}")
+    dims = []
+    dilation = dilation or (1,) * n
+    for d, w, s, (lo, hi), r in zip(x_dims, window, strides, padding, dilation):
+        span = (w - 1) * r + 1
+        if s < 1 or w < 1 or d + lo + hi < span:
+            raise ShapeError(f"{op} requires windows >= 1 that fit in the padded input and "
+                             f"strides >= 1, got input dims {tuple(x_dims)}, window {window}, "
+                             f"strides {strides}, padding {padding}")
+        dims.append((d + lo + hi - span) // s + 1)
+    return dims
+
+
+def _reduce_window_shape(op: Op):
+    def rule(inputs, attrs):
+        x = inputs[0]
+        dims = _window_output(op.value, x.dims, attrs["window_dimensions"],
+                              attrs["window_strides"], attrs["padding"])
+        return Shape(x.dtype, tuple(dims))
+    return rule
+
+
+def _select_and_scatter_add_shape(inputs, attrs):
+    source, x = inputs
+    dims = _window_output("select_and_scatter_add", x.dims, attrs["window_dimensions"],
+                          attrs["window_strides"], attrs["padding"])
+    if source.dtype is not x.dtype or tuple(dims) != source.dims:
+        raise ShapeError(f"select_and_scatter_add requires a source of the windowed shape "
+                         f"{tuple(dims)} and dtype {x.dtype}, got {source}")
+    return x
+
+
+def _conv_general_shape(inputs, attrs):
+    lhs, rhs = inputs
+    if lhs.dtype is not rhs.dtype:
+        raise DTypeError(f"conv_general requires operands of one dtype, got {lhs} and {rhs}")
+    if lhs.rank < 3 or rhs.rank != lhs.rank:
+        raise ShapeError(f"conv_general requires lhs [N, C, *spatial] and rhs [O, I, *window] "
+                         f"of equal rank >= 3, got {lhs} and {rhs}")
+    groups, batch_groups = attrs["feature_group_count"], attrs["batch_group_count"]
+    n, c = lhs.dims[:2]
+    o, i = rhs.dims[:2]
+    if groups < 1 or batch_groups < 1 or c != i * groups or o % groups or o % batch_groups \
+            or n % batch_groups:
+        raise ShapeError(f"conv_general requires input channels = rhs dim 1 * "
+                         f"feature_group_count ({groups}) with output channels divisible by "
+                         f"the group counts, got {lhs} and {rhs}")
+    lhs_dil = attrs["lhs_dilation"]
+    spatial = [(d - 1) * r + 1 if d else 0 for d, r in zip(lhs.dims[2:], lhs_dil)]
+    dims = _window_output("conv_general", spatial, rhs.dims[2:], attrs["window_strides"],
+                          attrs["padding"], attrs["rhs_dilation"])
+    return Shape(lhs.dtype, (n // batch_groups, o, *dims))
+
+
+RULES = {
+    Op.DOT_GENERAL: _dot_general_shape,
+    Op.CONV_GENERAL: _conv_general_shape,
+    Op.REDUCE_WINDOW_MAX: _reduce_window_shape(Op.REDUCE_WINDOW_MAX),
+    Op.REDUCE_WINDOW_SUM: _reduce_window_shape(Op.REDUCE_WINDOW_SUM),
+    Op.SELECT_AND_SCATTER_ADD: _select_and_scatter_add_shape,
+}

@@ -1,0 +1,190 @@
+"""Vector-Jacobian product rules, one per differentiable primitive.
+
+A rule takes the node and the cotangent `g` of its output and returns one
+cotangent per input (None for inputs without one). Rules are written with the
+public op functions, so gradients are ordinary graph nodes. Contractions,
+windows, gathers and scatters live in `vjp_contraction.py`; `RULES` holds
+them all (a test checks every differentiable op has one).
+"""
+from __future__ import annotations
+
+import math
+
+from mlframework.graph import gen_ops as ops
+from mlframework.graph import vjp_contraction
+from mlframework.graph.composites import where, zeros_like
+from mlframework.graph.gen_optypes import Op
+from mlframework.graph.layout import take_along_axis
+
+
+def _x(node):
+    return node.inputs[0]
+
+
+def _pow_vjp(node, g):
+    x, y = node.inputs
+    dx = g * y * ops.pow(x, y - 1)
+    safe_x = where(ops.eq(x, 0), 1, x)
+    return dx, g * ops.log(safe_x) * node
+
+
+def _minmax_vjp(node, g):
+    x, y = node.inputs
+    pick = ops.gt if node.op is Op.MAX else ops.lt
+    wx = ops.convert(pick(x, y), g.dtype) + ops.convert(ops.eq(x, y), g.dtype) * 0.5
+    return g * wx, g * (1 - wx)
+
+
+def _rem_vjp(node, g):
+    x, y = node.inputs
+    q = ops.div(x, y)
+    return g, -g * ops.sign(q) * ops.floor(ops.abs(q))
+
+
+def _atan2_vjp(node, g):
+    x, y = node.inputs
+    denom = x * x + y * y
+    return g * y / denom, -g * x / denom
+
+
+def _convert_vjp(node, g):
+    x = _x(node)
+    return (ops.convert(g, x.dtype),) if x.dtype.is_float else (None,)
+
+
+def _broadcast_in_dim_vjp(node, g):
+    x, dims = _x(node), node.attrs["broadcast_dimensions"]
+    summed = [a for a in range(g.ndim) if a not in dims]
+    summed += [dims[i] for i, d in enumerate(x.shape) if d == 1 and g.shape[dims[i]] != 1]
+    out = ops.reduce_sum(g, sorted(summed)) if summed else g
+    return (ops.reshape(out, x.shape),)
+
+
+def _transpose_vjp(node, g):
+    perm = node.attrs["permutation"]
+    return (ops.transpose(g, [perm.index(i) for i in range(len(perm))]),)
+
+
+def _slice_vjp(node, g):
+    x, a = _x(node), node.attrs
+    config = []
+    for dim, lo, n, step in zip(x.shape, a["start_indices"], g.shape, a["strides"]):
+        end = lo + (n - 1) * step + 1 if n else lo
+        config.append((lo, dim - end, step - 1 if n else 0))
+    return (ops.pad(g, config),)
+
+
+def _pad_vjp(node, g):
+    x, config = _x(node), node.attrs["padding_config"]
+    uncropped = ops.pad(g, [(max(-lo, 0), max(-hi, 0), 0) for lo, hi, _ in config])
+    starts = [max(lo, 0) for lo, _, _ in config]
+    steps = [mid + 1 for _, _, mid in config]
+    limits = [s + (d - 1) * t + 1 if d else s for s, d, t in zip(starts, x.shape, steps)]
+    return (ops.slice(uncropped, starts, limits, steps),)
+
+
+def _concatenate_vjp(node, g):
+    axis, grads, offset = node.attrs["axis"], [], 0
+    for x in node.inputs:
+        starts = [0] * g.ndim
+        limits = list(g.shape)
+        starts[axis], limits[axis] = offset, offset + x.shape[axis]
+        grads.append(ops.slice(g, starts, limits))
+        offset += x.shape[axis]
+    return grads
+
+
+def _dynamic_slice_vjp(node, g):
+    x, starts = node.inputs[0], node.inputs[1:]
+    return (ops.dynamic_update_slice(zeros_like(x), g, starts), *[None] * len(starts))
+
+
+def _dynamic_update_slice_vjp(node, g):
+    x, update, starts = node.inputs[0], node.inputs[1], node.inputs[2:]
+    dx = ops.dynamic_update_slice(g, zeros_like(update), starts)
+    return (dx, ops.dynamic_slice(g, starts, update.shape), *[None] * len(starts))
+
+
+def _keep_axes(node, g):
+    """g broadcast back over the axes that `node` (a reduction) removed."""
+    x, axes = _x(node), node.attrs["axes"]
+    kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    return ops.broadcast_in_dim(ops.reshape(g, kept), x.shape, tuple(range(x.ndim)))
+
+
+def _reduce_sum_vjp(node, g):
+    return (_keep_axes(node, g),)
+
+
+def _reduce_extremum_vjp(node, g):
+    x = _x(node)
+    hits = ops.convert(ops.eq(x, _keep_axes(node, node)), g.dtype)
+    count = _keep_axes(node, ops.reduce_sum(hits, node.attrs["axes"]))
+    return (_keep_axes(node, g) * hits / count,)
+
+
+def _reduce_prod_vjp(node, g):
+    x, axes = _x(node), node.attrs["axes"]
+    is_zero = ops.eq(x, 0)
+    zeros = _keep_axes(node, ops.reduce_sum(ops.convert(is_zero, x.dtype), axes))
+    others = _keep_axes(node, ops.reduce_prod(where(is_zero, 1, x), axes))
+    no_zero = others / where(is_zero, 1, x)
+    one_zero = where(is_zero, others, 0)
+    local = where(ops.eq(zeros, 0), no_zero, where(ops.eq(zeros, 1), one_zero, 0))
+    return (_keep_axes(node, g) * local,)
+
+
+def _cumsum_vjp(node, g):
+    return (ops.cumsum(g, node.attrs["axis"], not node.attrs["reverse"]),)
+
+
+def _sort_vjp(node, g):
+    x, axis = _x(node), node.attrs["axis"]
+    order = ops.argsort(x, axis, node.attrs["descending"])
+    return (take_along_axis(g, ops.argsort(order, axis), axis),)
+
+
+RULES = {
+    Op.ABS: lambda n, g: (g * ops.sign(_x(n)),),
+    Op.NEG: lambda n, g: (-g,),
+    Op.EXP: lambda n, g: (g * n,),
+    Op.EXPM1: lambda n, g: (g * (n + 1),),
+    Op.LOG: lambda n, g: (g / _x(n),),
+    Op.LOG1P: lambda n, g: (g / (_x(n) + 1),),
+    Op.SQRT: lambda n, g: (g * 0.5 / n,),
+    Op.RSQRT: lambda n, g: (g * -0.5 * n / _x(n),),
+    Op.TANH: lambda n, g: (g * (1 - n * n),),
+    Op.LOGISTIC: lambda n, g: (g * n * (1 - n),),
+    Op.SIN: lambda n, g: (g * ops.cos(_x(n)),),
+    Op.COS: lambda n, g: (-g * ops.sin(_x(n)),),
+    Op.ERF: lambda n, g: (g * (2 / math.sqrt(math.pi)) * ops.exp(-_x(n) * _x(n)),),
+    Op.ERF_INV: lambda n, g: (g * (math.sqrt(math.pi) / 2) * ops.exp(n * n),),
+    Op.ADD: lambda n, g: (g, g),
+    Op.SUB: lambda n, g: (g, -g),
+    Op.MUL: lambda n, g: (g * n.inputs[1], g * n.inputs[0]),
+    Op.DIV: lambda n, g: (g / n.inputs[1], -g * n / n.inputs[1]),
+    Op.POW: _pow_vjp,
+    Op.MAX: _minmax_vjp,
+    Op.MIN: _minmax_vjp,
+    Op.REM: _rem_vjp,
+    Op.ATAN2: _atan2_vjp,
+    Op.SELECT: lambda n, g: (None, where(n.inputs[0], g, 0), where(n.inputs[0], 0, g)),
+    Op.CONVERT: _convert_vjp,
+    Op.BROADCAST_IN_DIM: _broadcast_in_dim_vjp,
+    Op.RESHAPE: lambda n, g: (ops.reshape(g, _x(n).shape),),
+    Op.TRANSPOSE: _transpose_vjp,
+    Op.SLICE: _slice_vjp,
+    Op.PAD: _pad_vjp,
+    Op.CONCATENATE: _concatenate_vjp,
+    Op.REVERSE: lambda n, g: (ops.reverse(g, n.attrs["axes"]),),
+    Op.DYNAMIC_SLICE: _dynamic_slice_vjp,
+    Op.DYNAMIC_UPDATE_SLICE: _dynamic_update_slice_vjp,
+    Op.REDUCE_SUM: _reduce_sum_vjp,
+    Op.REDUCE_MAX: _reduce_extremum_vjp,
+    Op.REDUCE_MIN: _reduce_extremum_vjp,
+    Op.REDUCE_PROD: _reduce_prod_vjp,
+    Op.CUMSUM: _cumsum_vjp,
+    Op.SORT: _sort_vjp,
+    **vjp_contraction.RULES,
+}
+

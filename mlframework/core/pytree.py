@@ -1,13 +1,14 @@
 """Flattening of nested tuples, lists and dicts into a list of leaves and back.
 
-Anything that is not a tuple, list, dict or None is a leaf. Dict keys are
+Anything that is not a tuple, list, dict or None is a leaf (subclasses such as
+named tuples included). Dict keys are
 visited in sorted order, as JAX does, so the structure is deterministic.
 """
 from __future__ import annotations
 
 from typing import Any
 
-_CONTAINERS = (tuple, list, dict)
+_NODE_TYPES = frozenset({tuple, list, dict, type(None)})
 
 
 class TreeDef:
@@ -46,7 +47,7 @@ _FLAT_TUPLES: dict[int, TreeDef] = {}
 
 def flatten(tree: Any) -> tuple[list, TreeDef]:
     """Returns the leaves of `tree` in order and its structure."""
-    if type(tree) is tuple and not any(isinstance(t, _CONTAINERS) or t is None for t in tree):
+    if type(tree) is tuple and _NODE_TYPES.isdisjoint(map(type, tree)):
         treedef = _FLAT_TUPLES.get(len(tree))  # fast path: a tuple of leaves
         if treedef is None:
             treedef = _FLAT_TUPLES[len(tree)] = TreeDef("tuple", (LEAF,) * len(tree))
@@ -56,10 +57,11 @@ def flatten(tree: Any) -> tuple[list, TreeDef]:
 
 
 def _flatten(tree, leaves: list) -> TreeDef:
-    if isinstance(tree, (tuple, list)):
-        kind = "tuple" if isinstance(tree, tuple) else "list"
+    kind = type(tree)
+    if kind is tuple or kind is list:
+        kind = "tuple" if kind is tuple else "list"
         return TreeDef(kind, tuple(_flatten(t, leaves) for t in tree))
-    if isinstance(tree, dict):
+    if kind is dict:
         keys = tuple(sorted(tree))
         return TreeDef("dict", tuple(_flatten(tree[k], leaves) for k in keys), keys)
     if tree is None:

@@ -34,10 +34,10 @@ class Tensor:
         self._backend = None
         self.spec = shapes.make(as_dtype(array.dtype), *array.shape)
 
-    @classmethod
-    def from_buffer(cls, backend, buffer, spec: Shape) -> "Tensor":
+    @staticmethod
+    def on_backend(backend, buffer, spec: Shape) -> "Tensor":
         """Wraps a backend buffer whose shape is `spec`; nothing is copied."""
-        t = cls.__new__(cls)
+        t = _new_tensor(Tensor)
         t._host, t._buffer, t._backend, t.spec = None, buffer, backend, spec
         return t
 
@@ -79,3 +79,6 @@ class Tensor:
 
     def __repr__(self) -> str:
         return f"Tensor({self.spec}, {np.array2string(self.numpy(), threshold=20)})"
+
+
+_new_tensor = object.__new__

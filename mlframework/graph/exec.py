@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections import OrderedDict
+from itertools import repeat
 
 import numpy as np
 
@@ -55,21 +56,21 @@ class Exec:
             if type(x) is not np.ndarray:  # host arrays go in as they are: the fast path
                 if isinstance(x, Tensor):
                     inputs.append(x.buffer(backend))
-                    key.append(x.spec)
+                    key.append((x.spec.dtype.numpy, x.spec.dims))
                     continue
                 x = Tensor(x).numpy()
             inputs.append(x)
             key.append((x.dtype, x.shape))
         key = tuple(key)
-        entry = self._cache.get(key)
+        cache = self._cache
+        entry = cache.get(key)
         if entry is None:
             entry = self._compile(key, treedef, leaves)
-        else:
-            self._cache.move_to_end(key)
+        elif len(cache) > 1:
+            cache.move_to_end(key)
         executable, out_tree, out_specs = entry
-        outputs = executable.run(inputs)
-        results = [Tensor.from_buffer(backend, b, s) for b, s in zip(outputs, out_specs)]
-        return pytree.unflatten(out_tree, results)
+        results = list(map(Tensor.on_backend, repeat(backend), executable.run(inputs), out_specs))
+        return results[0] if out_tree is pytree.LEAF else pytree.unflatten(out_tree, results)
 
     def _arity_text(self) -> str:
         if self._min_args == self._max_args:

@@ -26,8 +26,9 @@ generate: $(STAMP)
 	$(PY) -m generators.generate
 
 lint: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[lint]"
 	$(PY) -m generators.generate --check
-	$(PY) -m pyflakes mlframework aot generators tests benchmarks examples 2>/dev/null || true
+	$(PY) -m ruff check mlframework aot generators tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,81 @@
+"""`ContextExec`: `G.Exec` for functions of a `Context`.
+
+    exe = ContextExec(backend, ctx, lambda ctx, x: model(ctx, x))
+    logits = exe(x)
+
+The context's variables go into the graph as inputs; variables assigned in
+the graph (`ctx.assign`, the RNG state, optimizer updates) come out as
+outputs and are stored back into the context, staying on the backend. The
+first call of a function that creates variables is traced twice: the first
+trace creates them (initial values on the host), the second takes them as
+inputs.
+"""
+from __future__ import annotations
+
+from mlframework import graph as G
+from mlframework.ml.context import ACTIVE_BINDINGS, Binding, Context
+
+
+class _VariablesCreated(Exception):
+    """Raised at the end of a trace that created variables: trace again."""
+
+
+class ContextExec:
+    """Compiles `fn(ctx, *args)` per input signature with ctx's variables bound.
+
+    Args:
+        backend: from `mlf.backends.new()`.
+        ctx: the context whose variables the graph reads and updates.
+        fn: `fn(ctx, *args) -> pytree of nodes`.
+        training: the value of `ctx.training` while tracing.
+        donate_variables: every variable is an output (unchanged ones pass
+            through) and the input buffers are donated to the backend, so
+            updates happen in place; Tensors previously read from the
+            variables must not be used afterwards.
+        name: the graph's name.
+    """
+
+    def __init__(self, backend, ctx: Context, fn, *, training: bool = False,
+                 donate_variables: bool = False, name: str | None = None):
+        self.backend, self.ctx, self.fn = backend, ctx, fn
+        self.training, self.donate_variables = training, donate_variables
+        self.name = name or getattr(fn, "__name__", "graph")
+        self._exec = G.Exec(backend, self._traced, donate=(0,) if donate_variables else (),
+                            name=self.name)
+
+    def _traced(self, variables, *args):
+        store = self.ctx._store
+        previous, store.binding = store.binding, Binding(variables, self.training)
+        binding = store.binding
+        ACTIVE_BINDINGS.append(binding)
+        try:
+            outputs = self.fn(self.ctx, *args)
+        finally:
+            store.binding = previous
+            ACTIVE_BINDINGS.pop()
+        if binding.created:
+            raise _VariablesCreated(binding.created)
+        updates = dict(binding.values) if self.donate_variables else binding.assigned()
+        return outputs, updates
+
+    def __call__(self, *args):
+        store = self.ctx._store
+        for _ in range(3):
+            variables = {name: var.value for name, var in store.variables.items()}
+            try:
+                outputs, updates = self._exec(variables, *args)
+            except _VariablesCreated:
+                continue
+            for name, value in updates.items():
+                store.variables[name].value = value
+            return outputs
+        raise RuntimeError(f"{self.name} keeps creating new variables on every trace; a "
+                           "variable's name must not change from one trace to the next")
+
+    def graph(self, *args) -> G.Graph:
+        """The graph traced for these example arguments (variables must exist)."""
+        variables = {name: var.value for name, var in self.ctx._store.variables.items()}
+        return self._exec.graph(variables, *args)
+
+
+__all__ = ["ContextExec"]

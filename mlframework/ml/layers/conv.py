@@ -1,0 +1,107 @@
+"""Convolutions: `conv` (N-d), `conv1d`, `conv2d`, over channels-first inputs.
+
+Inputs are [batch, channels, *spatial] (as PyTorch and `G.conv_general`),
+or [batch, *spatial, channels] with `channels_last=True`. Kernels are stored
+as [out, in / groups, *window]; their initializer sees the Keras layout
+[*window, in / groups, out], so Glorot and He fans are the usual ones.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mlframework import graph as G
+from mlframework.ml import initializers as inits
+from mlframework.ml.layers.activations import activation as _activation
+
+
+def _tuple(value, n: int, what: str) -> tuple[int, ...]:
+    out = (value,) * n if isinstance(value, int) else tuple(value)
+    if len(out) != n:
+        raise ValueError(f"conv requires {what} of {n} ints for {n}-d inputs, got {value!r}")
+    return out
+
+
+def same_padding(sizes, window, strides, dilation) -> list[tuple[int, int]]:
+    """TensorFlow "SAME" padding: output size ceil(size / stride), the odd pixel at the end."""
+    pads = []
+    for n, k, s, d in zip(sizes, window, strides, dilation):
+        total = max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)
+        pads.append((total // 2, total - total // 2))
+    return pads
+
+
+def padding_pairs(padding, sizes, window, strides, dilation) -> list[tuple[int, int]]:
+    """"same", "valid", one int per side for all axes, or explicit (low, high) pairs."""
+    if isinstance(padding, str):
+        if padding.lower() == "same":
+            return same_padding(sizes, window, strides, dilation)
+        if padding.lower() == "valid":
+            return [(0, 0)] * len(sizes)
+        raise ValueError(f"padding requires 'same', 'valid', an int or pairs, got {padding!r}")
+    if isinstance(padding, int):
+        return [(padding, padding)] * len(sizes)
+    return [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
+
+
+def _kernel_init(init):
+    """Runs a Keras-layout initializer and transposes to [out, in, *window]."""
+    def run(rng, shape, dtype):
+        out, cin, *window = shape
+        value = init(rng, (*window, cin, out), dtype)
+        rank = len(window)
+        return np.ascontiguousarray(np.transpose(value, (rank + 1, rank, *range(rank))))
+    return run
+
+
+def conv(ctx, x, filters: int, kernel_size, *, strides=1, padding="same", dilation=1,
+         groups: int = 1, use_bias: bool = True, activation: str | None = None,
+         channels_last: bool = False, kernel_initializer=None, bias_initializer=None):
+    """N-d convolution layer; N = x.ndim - 2.
+
+    Creates `conv/weights` [filters, in / groups, *kernel_size] and
+    `conv/biases` [filters]. Output [batch, filters, *spatial'] (or
+    channels-last if the input is).
+    """
+    n = x.ndim - 2
+    if n < 1:
+        raise ValueError(f"conv requires [batch, channels, *spatial] inputs, got {x.shape}")
+    if channels_last:
+        x = G.transpose(x, (0, n + 1, *range(1, n + 1)))
+    window = _tuple(kernel_size, n, "kernel_size")
+    strides, dilation = _tuple(strides, n, "strides"), _tuple(dilation, n, "dilation")
+    cin = x.shape[1]
+    if cin % groups or filters % groups:
+        raise ValueError(f"conv requires channels ({cin}) and filters ({filters}) divisible by "
+                         f"groups ({groups})")
+    ctx = ctx / "conv"
+    w = ctx.variable("weights", (filters, cin // groups, *window), x.dtype,
+                     _kernel_init(kernel_initializer or inits.glorot_uniform()))
+    pads = padding_pairs(padding, x.shape[2:], window, strides, dilation)
+    y = G.conv_general(x, w, window_strides=strides, padding=pads, rhs_dilation=dilation,
+                       feature_group_count=groups)
+    if use_bias:
+        b = ctx.variable("biases", (filters,), x.dtype, bias_initializer or inits.zeros())
+        y = y + G.reshape(b, (filters,) + (1,) * n)
+    y = _activation(activation, y)
+    if channels_last:
+        y = G.transpose(y, (0, *range(2, n + 2), 1))
+    return y
+
+
+def conv1d(ctx, x, filters: int, kernel_size, **kwargs):
+    """1-d convolution: x [batch, channels, length]."""
+    if x.ndim != 3:
+        raise ValueError(f"conv1d requires a rank-3 input, got {x.shape}")
+    return conv(ctx, x, filters, kernel_size, **kwargs)
+
+
+def conv2d(ctx, x, filters: int, kernel_size, **kwargs):
+    """2-d convolution: x [batch, channels, height, width]."""
+    if x.ndim != 4:
+        raise ValueError(f"conv2d requires a rank-4 input, got {x.shape}")
+    return conv(ctx, x, filters, kernel_size, **kwargs)
+
+
+__all__ = ["conv", "conv1d", "conv2d", "padding_pairs", "same_padding"]

@@ -1,0 +1,26 @@
+"""Dense (fully connected) layer."""
+from __future__ import annotations
+
+from mlframework import graph as G
+from mlframework.ml import initializers as inits
+from mlframework.ml.layers.activations import activation as _activation
+
+
+def dense(ctx, x, units: int, *, use_bias: bool = True, activation: str | None = None,
+          kernel_initializer=None, bias_initializer=None):
+    """x @ weights + biases over the last axis: [..., in] -> [..., units].
+
+    Creates `dense/weights` [in, units] (Glorot uniform) and `dense/biases`
+    [units] (zeros) under ctx's scope; `activation` names one of
+    `layers.ACTIVATIONS`.
+    """
+    ctx = ctx / "dense"
+    w = ctx.variable("weights", (x.shape[-1], units), x.dtype,
+                     kernel_initializer or inits.glorot_uniform())
+    y = G.dot_general(x, w, [x.ndim - 1], [0])
+    if use_bias:
+        y = y + ctx.variable("biases", (units,), x.dtype, bias_initializer or inits.zeros())
+    return _activation(activation, y)
+
+
+__all__ = ["dense"]

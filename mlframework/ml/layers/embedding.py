@@ -1,0 +1,20 @@
+"""Embedding lookup."""
+from __future__ import annotations
+
+from mlframework import graph as G
+from mlframework.ml import initializers as inits
+
+
+def embedding(ctx, ids, vocab_size: int, dim: int, *, dtype="float32", initializer=None):
+    """Rows of `embedding/table` [vocab_size, dim] at integer `ids`: [*ids.shape, dim].
+
+    The table starts Normal(0, 0.02); out-of-range ids are clamped.
+    """
+    if not ids.dtype.is_int:
+        raise TypeError(f"embedding requires integer ids, got {ids.spec}")
+    table = (ctx / "embedding").variable("table", (vocab_size, dim), dtype,
+                                        initializer or inits.random_normal(0.02))
+    return G.take(table, ids, axis=0)
+
+
+__all__ = ["embedding"]

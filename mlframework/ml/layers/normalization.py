@@ -1,0 +1,76 @@
+"""Batch, layer and RMS normalization."""
+from __future__ import annotations
+
+from mlframework import graph as G
+from mlframework.ml import initializers as inits
+
+
+def _axes(axes, ndim: int) -> list[int]:
+    axes = [axes] if isinstance(axes, int) else list(axes)
+    return sorted(a % ndim for a in axes)
+
+
+def batch_norm(ctx, x, *, axis: int = 1, momentum: float = 0.99, epsilon: float = 1e-3,
+               center: bool = True, scale: bool = True):
+    """Batch normalization over every axis but the feature `axis`.
+
+    Training graphs (ctx.training) normalize with the batch mean and (biased)
+    variance and update `batch_norm/moving_mean` and `moving_variance` as
+    moving = momentum * moving + (1 - momentum) * batch; inference graphs
+    use the moving statistics. Learns `gamma` (ones) and `beta` (zeros).
+    """
+    ctx = ctx / "batch_norm"
+    axis %= x.ndim
+    features = x.shape[axis]
+    reduce = [a for a in range(x.ndim) if a != axis]
+    bshape = [features if a == axis else 1 for a in range(x.ndim)]
+    moving_mean = ctx.variable("moving_mean", (features,), x.dtype, inits.zeros(),
+                               trainable=False)
+    moving_var = ctx.variable("moving_variance", (features,), x.dtype, inits.ones(),
+                              trainable=False)
+    if ctx.training:
+        mean = G.mean(x, reduce, keepdims=True)
+        var = G.mean(G.square(x - mean), reduce, keepdims=True)
+        batch_mean = G.stop_gradient(G.reshape(mean, (features,)))
+        batch_var = G.stop_gradient(G.reshape(var, (features,)))
+        ctx.assign("moving_mean", moving_mean * momentum + batch_mean * (1 - momentum))
+        ctx.assign("moving_variance", moving_var * momentum + batch_var * (1 - momentum))
+    else:
+        mean, var = G.reshape(moving_mean, bshape), G.reshape(moving_var, bshape)
+    y = (x - mean) * G.rsqrt(var + epsilon)
+    if scale:
+        y = y * G.reshape(ctx.variable("gamma", (features,), x.dtype, inits.ones()), bshape)
+    if center:
+        y = y + G.reshape(ctx.variable("beta", (features,), x.dtype, inits.zeros()), bshape)
+    return y
+
+
+def layer_norm(ctx, x, *, axes=-1, epsilon: float = 1e-5, center: bool = True,
+               scale: bool = True):
+    """(x - mean) / sqrt(var + epsilon) over `axes`, then `gamma`, `beta` of those axes' shape."""
+    ctx = ctx / "layer_norm"
+    axes = _axes(axes, x.ndim)
+    mean = G.mean(x, axes, keepdims=True)
+    y = (x - mean) * G.rsqrt(G.mean(G.square(x - mean), axes, keepdims=True) + epsilon)
+    return _affine(ctx, y, axes, center, scale)
+
+
+def rms_norm(ctx, x, *, axes=-1, epsilon: float = 1e-6, scale: bool = True):
+    """x / sqrt(mean(x ** 2) + epsilon) over `axes`, then `gamma`."""
+    ctx = ctx / "rms_norm"
+    axes = _axes(axes, x.ndim)
+    y = x * G.rsqrt(G.mean(G.square(x), axes, keepdims=True) + epsilon)
+    return _affine(ctx, y, axes, False, scale)
+
+
+def _affine(ctx, y, axes, center, scale):
+    shape = tuple(y.shape[a] for a in axes)
+    bshape = [y.shape[a] if a in axes else 1 for a in range(y.ndim)]
+    if scale:
+        y = y * G.reshape(ctx.variable("gamma", shape, y.dtype, inits.ones()), bshape)
+    if center:
+        y = y + G.reshape(ctx.variable("beta", shape, y.dtype, inits.zeros()), bshape)
+    return y
+
+
+__all__ = ["batch_norm", "layer_norm", "rms_norm"]

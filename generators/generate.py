@@ -81,7 +81,7 @@ def _function(op: OpDef) -> str:
     else:
         for raw in op.inputs:
             i = raw.lstrip("*")
-            conv = f"[as_node(v, index=True) for v in {i}]" if raw == "*start_indices" else (
+            conv = f"as_indices({name!r}, {i})" if raw == "*start_indices" else (
                 f"[as_node(v) for v in {i}]" if raw.startswith("*") else f"as_node({i})")
             body.append(f"{i} = {conv}")
     inputs = " + ".join(i.lstrip("*") if i.startswith("*") else f"[{i}]" for i in op.inputs)
@@ -107,8 +107,8 @@ def ops_source() -> str:
     names = ", ".join(repr(op.name) for op in public)
     head = [HEADER, '"""The primitive op functions, one per row of the op table."""',
             "from mlframework.graph.attrs import normalize",
-            "from mlframework.graph.broadcasting import (as_node, broadcast_operands, "
-            "keep_reduced_dims)",
+            "from mlframework.graph.broadcasting import (as_indices, as_node, "
+            "broadcast_operands, keep_reduced_dims)",
             "from mlframework.graph.gen_optypes import Op",
             "from mlframework.graph.graph import Node, build", "",
             f"__all__ = [{names}]", ""]

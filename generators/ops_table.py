@@ -46,7 +46,7 @@ def binary(name, doc, lax, c, dtypes="numeric", group="BINARY", diff=True):
 
 
 def compare(name, doc, lax, c):
-    return OpDef(name, "COMPARE", ("x", "y"), doc, lax, "numeric", c=c, diff=False)
+    return OpDef(name, "COMPARE", ("x", "y"), doc, lax, "any", c=c, diff=False)
 
 
 def reduce(name, doc, lax, dtypes="numeric", diff=True):
@@ -68,7 +68,8 @@ OPS: tuple[OpDef, ...] = (
           (("dtype", "dtype"), ("shape", "ints"), ("dimension", "int", 0)), diff=False),
 
     # Elementwise unary.
-    unary("abs", "Absolute value |x|.", "lax.abs(x)", "MLF_ABS({x})", "numeric"),
+    unary("abs", "Absolute value |x| (unsigned x is returned as is).", "_abs(x)",
+          "MLF_ABS({x})", "numeric"),
     unary("neg", "Negation -x.", "lax.neg(x)", "(-{x})", "numeric"),
     unary("sign", "Sign of x: -1, 0 or 1 (NaN stays NaN).", "lax.sign(x)", "MLF_SIGN({x})",
           "numeric", diff=False),
@@ -170,7 +171,7 @@ OPS: tuple[OpDef, ...] = (
     OpDef("scatter_add", "MOVEMENT", ("x", "indices", "updates"),
           "XLA scatter adding `updates` into x; out-of-bounds updates are dropped.",
           "_scatter(lax.scatter_add, x, indices, updates, update_window_dims, "
-          "inserted_window_dims, scatter_dims_to_operand_dims)",
+          "inserted_window_dims, scatter_dims_to_operand_dims)", "numeric",
           attrs=(("update_window_dims", "ints"), ("inserted_window_dims", "ints"),
                  ("scatter_dims_to_operand_dims", "ints"))),
     OpDef("scatter_set", "MOVEMENT", ("x", "indices", "updates"),

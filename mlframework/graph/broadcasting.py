@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlframework.core.dtypes import as_dtype
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import Node, build, const
@@ -23,6 +24,23 @@ def as_node(value, dtype=None, index: bool = False) -> Node:
     if index and dtype is None:
         dtype = np.int32
     return const(value, dtype)
+
+
+def as_indices(op_name: str, values) -> list[Node]:
+    """Scalar start indices as nodes of one integer dtype: int64 if any needs
+    64 bits (int64, uint32, uint64), else int32. Python ints become int32.
+
+    Raises:
+        DTypeError: if an index is not an integer.
+    """
+    nodes = [as_node(v, index=True) for v in values]
+    for n in nodes:
+        if not n.dtype.is_int:
+            raise DTypeError(f"{op_name} requires integer start indices, got {n.spec}")
+    wide = any(n.dtype.itemsize == 8 or n.dtype.numpy == np.uint32 for n in nodes)
+    dtype = np.int64 if wide else np.int32
+    return [n if n.dtype.numpy == dtype else build(Op.CONVERT, [n], {"dtype": as_dtype(dtype)})
+            for n in nodes]
 
 
 def broadcast_shapes(op_name: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:

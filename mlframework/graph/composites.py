@@ -71,7 +71,7 @@ def logsumexp(x, axis=-1, keepdims: bool = False) -> Node:
     """log(sum(exp(x))) along `axis`, stable for large inputs."""
     x = as_node(x)
     peak = ops.stop_gradient(ops.reduce_max(x, axis, keepdims=True))
-    peak = where(ops.is_finite(peak), peak, ops.mul(peak, 0))
+    peak = where(ops.is_finite(peak), peak, zeros_like(peak))  # all -inf rows give -inf
     out = ops.log(ops.reduce_sum(ops.exp(x - peak), axis, keepdims=True)) + peak
     return out if keepdims else ops.reshape(out, _drop(out.shape, axis))
 

@@ -8,11 +8,21 @@ import sys
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class ShapeError(TypeError):
+class GraphBuildError(TypeError):
+    """An op got input it cannot accept. The message ends with the user's
+    source line, " (at file:line)", found when the error is created."""
+
+    def __init__(self, message: str):
+        if not message.endswith(")") or " (at " not in message:
+            message = f"{message} (at {user_frame()})"
+        super().__init__(message)
+
+
+class ShapeError(GraphBuildError):
     """An op got inputs or attributes whose shapes it cannot accept."""
 
 
-class DTypeError(TypeError):
+class DTypeError(GraphBuildError):
     """An op got inputs whose dtypes it cannot accept."""
 
 

@@ -2,7 +2,7 @@
 
 """The primitive op functions, one per row of the op table."""
 from mlframework.graph.attrs import normalize
-from mlframework.graph.broadcasting import (as_node, broadcast_operands, keep_reduced_dims)
+from mlframework.graph.broadcasting import (as_indices, as_node, broadcast_operands, keep_reduced_dims)
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import Node, build
 
@@ -18,7 +18,7 @@ def iota(dtype, shape, dimension=0) -> Node:
 
 
 def abs(x) -> Node:
-    """Absolute value |x|.
+    """Absolute value |x| (unsigned x is returned as is).
 
     Accepts integer and float dtypes.
     """
@@ -290,7 +290,7 @@ def atan2(x, y) -> Node:
 def eq(x, y) -> Node:
     """Elementwise x == y.
 
-    Accepts integer and float dtypes. Not differentiable: its gradient is zero.
+    Accepts any dtype. Not differentiable: its gradient is zero.
     """
     x, y = broadcast_operands('eq', x, y)
     return build(Op.EQ, [x] + [y])
@@ -299,7 +299,7 @@ def eq(x, y) -> Node:
 def ne(x, y) -> Node:
     """Elementwise x != y.
 
-    Accepts integer and float dtypes. Not differentiable: its gradient is zero.
+    Accepts any dtype. Not differentiable: its gradient is zero.
     """
     x, y = broadcast_operands('ne', x, y)
     return build(Op.NE, [x] + [y])
@@ -308,7 +308,7 @@ def ne(x, y) -> Node:
 def lt(x, y) -> Node:
     """Elementwise x < y.
 
-    Accepts integer and float dtypes. Not differentiable: its gradient is zero.
+    Accepts any dtype. Not differentiable: its gradient is zero.
     """
     x, y = broadcast_operands('lt', x, y)
     return build(Op.LT, [x] + [y])
@@ -317,7 +317,7 @@ def lt(x, y) -> Node:
 def le(x, y) -> Node:
     """Elementwise x <= y.
 
-    Accepts integer and float dtypes. Not differentiable: its gradient is zero.
+    Accepts any dtype. Not differentiable: its gradient is zero.
     """
     x, y = broadcast_operands('le', x, y)
     return build(Op.LE, [x] + [y])
@@ -326,7 +326,7 @@ def le(x, y) -> Node:
 def gt(x, y) -> Node:
     """Elementwise x > y.
 
-    Accepts integer and float dtypes. Not differentiable: its gradient is zero.
+    Accepts any dtype. Not differentiable: its gradient is zero.
     """
     x, y = broadcast_operands('gt', x, y)
     return build(Op.GT, [x] + [y])
@@ -335,7 +335,7 @@ def gt(x, y) -> Node:
 def ge(x, y) -> Node:
     """Elementwise x >= y.
 
-    Accepts integer and float dtypes. Not differentiable: its gradient is zero.
+    Accepts any dtype. Not differentiable: its gradient is zero.
     """
     x, y = broadcast_operands('ge', x, y)
     return build(Op.GE, [x] + [y])
@@ -463,7 +463,7 @@ def dynamic_slice(x, start_indices, slice_sizes) -> Node:
     Accepts any dtype. Attributes: `slice_sizes` (ints).
     """
     x = as_node(x)
-    start_indices = [as_node(v, index=True) for v in start_indices]
+    start_indices = as_indices('dynamic_slice', start_indices)
     inputs = [x] + start_indices
     return build(Op.DYNAMIC_SLICE, inputs, normalize(Op.DYNAMIC_SLICE, inputs, {'slice_sizes': slice_sizes}))
 
@@ -475,7 +475,7 @@ def dynamic_update_slice(x, update, start_indices) -> Node:
     """
     x = as_node(x)
     update = as_node(update)
-    start_indices = [as_node(v, index=True) for v in start_indices]
+    start_indices = as_indices('dynamic_update_slice', start_indices)
     return build(Op.DYNAMIC_UPDATE_SLICE, [x] + [update] + start_indices)
 
 
@@ -493,7 +493,7 @@ def gather(x, indices, offset_dims, collapsed_slice_dims, start_index_map, slice
 def scatter_add(x, indices, updates, update_window_dims, inserted_window_dims, scatter_dims_to_operand_dims) -> Node:
     """XLA scatter adding `updates` into x; out-of-bounds updates are dropped.
 
-    Accepts any dtype. Attributes: `update_window_dims` (ints), `inserted_window_dims` (ints), `scatter_dims_to_operand_dims` (ints).
+    Accepts integer and float dtypes. Attributes: `update_window_dims` (ints), `inserted_window_dims` (ints), `scatter_dims_to_operand_dims` (ints).
     """
     x = as_node(x)
     indices = as_node(indices)

@@ -125,16 +125,13 @@ def build(op: Op, inputs, attrs: dict | None = None, spec: Shape | None = None,
     Ops without inputs go to `graph`, by default the graph being traced.
 
     Raises:
-        ShapeError, DTypeError: from the op's shape rule, with the user's line.
+        ShapeError, DTypeError: from the op's shape rule, ending with the user's line.
     """
     from mlframework.graph.shape_rules import infer
 
     attrs = attrs or {}
     graph = graph or _graph_of(op, inputs)
-    try:
-        spec = spec or infer(op, [i.spec for i in inputs], attrs)
-    except (errors.ShapeError, errors.DTypeError) as e:
-        raise type(e)(f"{e} (at {errors.user_frame()})") from None
+    spec = spec or infer(op, [i.spec for i in inputs], attrs)
     node = Node(graph, len(graph.nodes), op, tuple(inputs), attrs, spec, errors.user_frame(),
                 "/".join(graph._scope))
     graph.nodes.append(node)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.attrs import normalize_axis
-from mlframework.graph.broadcasting import as_node
+from mlframework.graph.broadcasting import as_node, broadcast_shapes, broadcast_to
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.graph import Node
 
@@ -82,15 +82,26 @@ def take(x, indices, axis: int = 0) -> Node:
 
 
 def take_along_axis(x, indices, axis: int) -> Node:
-    """out[..., i, ...] = x[..., indices[..., i, ...], ...] along `axis` (as
-    numpy.take_along_axis); indices has x's rank."""
+    """out[..., i, ...] = x[..., indices[..., i, ...], ...] along `axis`, as
+    numpy.take_along_axis: indices has x's rank, and both broadcast on the other
+    axes. Out-of-range indices are clamped.
+
+    Raises:
+        ShapeError: if the ranks differ or the other axes do not broadcast.
+    """
     x, indices = as_node(x), as_node(indices, index=True)
     axis = normalize_axis("take_along_axis", axis, x.ndim)
     if indices.ndim != x.ndim:
         raise ShapeError(f"take_along_axis requires indices of rank {x.ndim}, got {indices.spec}")
-    coords = [ops.iota(indices.dtype, indices.shape, d) if d != axis else indices
+    if not indices.dtype.is_int:
+        raise DTypeError(f"take_along_axis requires integer indices, got {indices.spec}")
+    x_dims = x.shape[:axis] + (indices.shape[axis],) + x.shape[axis + 1:]
+    shape = broadcast_shapes("take_along_axis", x_dims, indices.shape)
+    indices = broadcast_to(indices, shape)
+    x = broadcast_to(x, shape[:axis] + (x.shape[axis],) + shape[axis + 1:])
+    coords = [ops.iota(indices.dtype, shape, d) if d != axis else indices
               for d in range(x.ndim)]
-    full = ops.concatenate([ops.reshape(c, (*indices.shape, 1)) for c in coords], -1)
+    full = ops.concatenate([ops.reshape(c, (*shape, 1)) for c in coords], -1)
     return ops.gather(x, full, (), tuple(range(x.ndim)), tuple(range(x.ndim)), (1,) * x.ndim)
 
 

@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+import numpy as np
+
 from mlframework.graph import composites, gen_ops, linalg
 from mlframework.graph.errors import ShapeError
 from mlframework.graph.graph import Node
@@ -14,20 +16,33 @@ def _swap(fn):
     return lambda self, other: fn(other, self)
 
 
-def getitem(x: Node, index) -> Node:
-    """NumPy basic indexing: ints, slices (any step), None and Ellipsis."""
+def _expand_index(x: Node, index) -> tuple:
+    """`index` as a tuple with one entry per axis of x (plus the `None`s):
+    the Ellipsis, or else the end, filled with full slices."""
     if not isinstance(index, tuple):
         index = (index,)
     n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
     if n_real > x.ndim:
         raise ShapeError(f"indexing requires at most {x.ndim} indices for shape {x.shape}, "
                          f"got {index}")
-    if sum(i is Ellipsis for i in index) > 1:
-        raise ShapeError(f"indexing allows one Ellipsis, got {index}")
-    if Ellipsis in index:
-        at = index.index(Ellipsis)
-        index = index[:at] + (slice(None),) * (x.ndim - n_real) + index[at + 1:]
-    index = index + (slice(None),) * (x.ndim - n_real)
+    n_ellipsis = sum(i is Ellipsis for i in index)
+    if n_ellipsis > 1:
+        raise ShapeError(f"indexing requires at most one Ellipsis, got {index}")
+    fill = (slice(None),) * (x.ndim - n_real)
+    if n_ellipsis:
+        at = next(k for k, i in enumerate(index) if i is Ellipsis)
+        return index[:at] + fill + index[at + 1:]
+    return index + fill
+
+
+def getitem(x: Node, index) -> Node:
+    """NumPy basic indexing: ints, slices (any step), None and Ellipsis.
+
+    Raises:
+        ShapeError: on too many indices or an int index out of bounds.
+        TypeError: on array or bool indices (use G.take or G.gather).
+    """
+    index = _expand_index(x, index)
     starts, limits, strides, flips, out_shape, axis = [], [], [], [], [], 0
     for i in index:
         if i is None:
@@ -44,10 +59,11 @@ def getitem(x: Node, index) -> Node:
             limits.append(r[-1] + 1 if r else start)
             strides.append(r.step)
             out_shape.append(len(r))
-        elif hasattr(i, "__index__"):
+        elif hasattr(i, "__index__") and not isinstance(i, bool | np.bool_):
             k = int(i)
             if not -dim <= k < dim:
-                raise ShapeError(f"index {k} is out of bounds for axis {axis} of size {dim}")
+                raise ShapeError(f"indexing requires indices within bounds, got index {k} for "
+                                 f"axis {axis} of size {dim}")
             k %= dim
             starts.append(k)
             limits.append(k + 1)

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from mlframework.core.dtypes import as_dtype
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.broadcasting import as_node
 from mlframework.graph.errors import DTypeError
@@ -32,29 +33,48 @@ def random_bits(key, shape) -> Node:
     return ops.rng_bits(as_node(key), tuple(shape))
 
 
-def uniform(key, shape, dtype=np.float32, minval=0.0, maxval=1.0) -> Node:
-    """Uniform floats in [minval, maxval) of `shape`.
+# Significant bits of each float dtype (capped at the 32 random bits of a word).
+_PRECISION = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 32}
 
-    Uses the top 24 bits of each random word, so values are multiples of
-    2**-24 (before scaling) and never reach maxval.
+
+def uniform(key, shape, dtype=np.float32, minval=0.0, maxval=1.0) -> Node:
+    """Uniform floats of `shape` in [minval, maxval).
+
+    The unit interval is sampled as k * 2**-p for the top p random bits of
+    each word, p being the dtype's precision (24 for float32, 11 for float16,
+    8 for bfloat16, 32 for float64), so it never reaches 1. Scaled values are
+    rounded in `dtype` and may round up to maxval in low precision.
+
+    Raises:
+        DTypeError: if `dtype` is not a float dtype.
     """
-    from mlframework.core.dtypes import as_dtype
     dtype = as_dtype(dtype)
     if not dtype.is_float:
         raise DTypeError(f"uniform requires a float dtype, got {dtype}")
+    p = _PRECISION[dtype.value]
     bits = random_bits(key, shape)
-    unit = ops.convert(bits / np.uint32(256), np.float32) * np.float32(2.0 ** -24)
-    unit = ops.convert(unit, dtype) if dtype.numpy != np.float32 else unit
+    if p < 32:
+        bits = bits / np.uint32(2 ** (32 - p))  # the top p bits
+    unit = ops.convert(bits, dtype) * float(2.0 ** -p)
     return unit * (maxval - minval) + minval if (minval, maxval) != (0.0, 1.0) else unit
 
 
 def normal(key, shape, dtype=np.float32, mean=0.0, stddev=1.0) -> Node:
-    """Normally distributed floats of `shape` (Box-Muller over two uniforms)."""
+    """Normally distributed floats of `shape` (Box-Muller over two uniforms),
+    computed in float64 for float64 and in float32 for the other float dtypes.
+
+    Raises:
+        DTypeError: if `dtype` is not a float dtype.
+    """
+    dtype = as_dtype(dtype)
+    if not dtype.is_float:
+        raise DTypeError(f"normal requires a float dtype, got {dtype}")
     shape = tuple(shape)
+    work = dtype if dtype is as_dtype(np.float64) else as_dtype(np.float32)
     keys = split_key(key, 2)
-    u1 = uniform(keys[0], shape, np.float32)
-    u2 = uniform(keys[1], shape, np.float32)
-    radius = ops.sqrt(-2.0 * ops.log1p(-u1))  # log1p(-u) is finite: u < 1
-    z = radius * ops.cos(np.float32(2 * math.pi) * u2)
-    z = ops.convert(z, dtype) if np.dtype(dtype) != np.float32 else z
+    u1 = uniform(keys[0], shape, work)
+    u2 = uniform(keys[1], shape, work)
+    radius = ops.sqrt(ops.mul(ops.log1p(ops.neg(u1)), -2.0))  # log1p(-u) is finite: u < 1
+    z = radius * ops.cos(u2 * (2 * math.pi))
+    z = ops.convert(z, dtype) if dtype is not work else z
     return z * stddev + mean if (mean, stddev) != (0.0, 1.0) else z

@@ -97,9 +97,9 @@ def _argsort_shape(inputs, attrs):
 
 def _rng_bits_shape(inputs, attrs):
     key = inputs[0]
-    if key != Shape(dtypes.UINT32, (2,)):
+    if key != Shape(dtypes.uint32, (2,)):
         raise ShapeError(f"rng_bits requires a uint32[2] key, got {key}")
-    return Shape(dtypes.UINT32, attrs["shape"])
+    return Shape(dtypes.uint32, attrs["shape"])
 
 
 def _same(inputs, attrs):

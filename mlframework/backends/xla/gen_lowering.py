@@ -3,7 +3,7 @@
 """XLA lowerings: one jax.lax expression per primitive."""
 from jax import lax
 
-from mlframework.backends.xla.lowering import (_argsort, _convert, _gather, _highest, _lowest, _reduce, _reduce_window, _rng_bits, _scalar, _scatter, _select_and_scatter_add, _sort)
+from mlframework.backends.xla.lowering import (_abs, _argsort, _convert, _gather, _highest, _lowest, _reduce, _reduce_window, _rng_bits, _scalar, _scatter, _select_and_scatter_add, _sort)
 from mlframework.graph.gen_optypes import Op
 
 
@@ -12,7 +12,7 @@ def _iota_lower_xla(*, dtype, shape, dimension):
 
 
 def _abs_lower_xla(x):
-    return lax.abs(x)
+    return _abs(x)
 
 
 def _neg_lower_xla(x):

@@ -4,12 +4,18 @@ from __future__ import annotations
 import jax
 import numpy as np
 from jax import lax
+from jax._src.lax.windowed_reductions import \
+    _select_and_scatter_add as _xla_select_and_scatter_add
 
 from mlframework.core.dtypes import DType, finfo_max, finfo_min
 
 
 def _scalar(value, dtype):
     return np.array(value, dtype=dtype)
+
+
+def _abs(x):
+    return x if np.dtype(x.dtype).kind == "u" else lax.abs(x)
 
 
 def _lowest(dtype):
@@ -40,9 +46,10 @@ def _reduce_window(x, init, op, window, strides, padding):
 
 
 def _select_and_scatter_add(source, x, window, strides, padding):
-    def pool(v):
-        return _reduce_window(v, _lowest(v.dtype), lax.max, window, strides, padding)
-    return jax.vjp(pool, x)[1](source)[0]
+    # XLA's SelectAndScatter with a >= selector (first maximum wins). jax has no
+    # public wrapper; differentiating reduce_window would reject integer dtypes.
+    return _xla_select_and_scatter_add(source, x, lax.ge_p, tuple(window), tuple(strides),
+                                       tuple(padding))
 
 
 def _gather(x, indices, offset_dims, collapsed_slice_dims, start_index_map, slice_sizes):

@@ -114,6 +114,14 @@ def _restore_binding(snapshot) -> None:
 remat.register_trace_state(_save_binding, _restore_binding)
 
 
+def _graph_traced() -> bool:
+    try:
+        G.current_graph()
+    except RuntimeError:
+        return False
+    return True
+
+
 class Context:
     """Variables, hyperparameters and RNG state, seen through a scope.
 
@@ -191,7 +199,8 @@ class Context:
         """The variable `scope/name`: its current node while a graph is traced.
 
         Creates it on first use with `initializer` (default: zeros). Outside
-        tracing, returns the `Variable`.
+        tracing, returns the `Variable`; in a graph traced without the context
+        (a plain `G.Exec`), a constant holding its value.
 
         Raises:
             VariableError: on a shape or dtype mismatch with the existing
@@ -210,8 +219,8 @@ class Context:
         elif var.spec.dims != shape or var.spec.dtype != dtype:
             raise VariableError(f"variable {full!r} exists as {var.spec}, requested "
                                 f"{dtype}{list(shape)}")
-        if binding is None:
-            return var
+        if binding is None:  # a plain G.Exec trace sees the value as a constant
+            return G.const(var.numpy()) if _graph_traced() else var
         if full in binding.read and not self._reuse:
             raise VariableError(f"variable {full!r} is already used in this graph; use "
                                 "ctx.reuse() to share it, or another scope for new weights")

@@ -25,9 +25,10 @@ class Tensor:
         if isinstance(value, Tensor):
             value = value.numpy()
         array = np.asarray(value, dtype=None if dtype is None else as_dtype(dtype).numpy)
-        if array.dtype == np.float64 and not isinstance(value, np.ndarray) and dtype is None:
+        weak = dtype is None and not isinstance(value, np.ndarray | np.generic)
+        if array.dtype == np.float64 and weak:
             array = array.astype(np.float32)  # Python floats default to float32, as in JAX
-        elif array.dtype == np.int64 and not isinstance(value, np.ndarray) and dtype is None:
+        elif array.dtype == np.int64 and weak:
             array = array.astype(np.int32)
         self._host = array
         self._buffer = None

@@ -6,23 +6,27 @@ the gradients are new nodes of the same graph, so every backend runs them.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.composites import zeros_like
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.gen_optypes import DIFFERENTIABLE
 from mlframework.graph.graph import Node, const
 from mlframework.graph.layout import stack
-from mlframework.graph.vjp import RULES
+from mlframework.graph.vjp import input_cotangents
 
 
 def grad(y: Node, wrt) -> list[Node]:
-    """Gradients of the scalar `y` with respect to each node in `wrt`.
+    """Gradients of the scalar `y` with respect to each node in `wrt` (a node or a list).
 
-    Returns a list with one node per `wrt` entry, of that node's shape (zeros
-    where `y` does not depend on it).
+    Returns a list with one node per `wrt` entry, of that node's shape and dtype
+    (zeros where `y` does not depend on it). Paths through `stop_gradient`,
+    integer or bool values and non-differentiable ops (comparisons, argmax,
+    floor...) carry no gradient.
 
     Raises:
-        ShapeError: if y is not a scalar. DTypeError: if y is not a float.
+        ShapeError: if y is not a scalar. DTypeError: if y or a `wrt` node is not a float.
     """
     if y.ndim != 0:
         raise ShapeError(f"grad requires a scalar output, got {y.spec}; use G.jacobian for "
@@ -33,47 +37,60 @@ def grad(y: Node, wrt) -> list[Node]:
 
 
 def vjp(y: Node, wrt, cotangent: Node) -> list[Node]:
-    """Vector-Jacobian products: d<cotangent, y>/d(wrt), for y of any shape."""
+    """Vector-Jacobian products d<cotangent, y>/d(wrt) for y of any float shape.
+
+    `cotangent` has y's shape and dtype. Returns one node per `wrt` entry, as `grad`.
+    """
     wrt = [wrt] if isinstance(wrt, Node) else list(wrt)
+    for w in wrt:
+        if not isinstance(w, Node) or w.graph is not y.graph:
+            raise TypeError(f"grad requires nodes of the output's graph to differentiate "
+                            f"with respect to, got {w!r}")
+        if not w.dtype.is_float:
+            raise DTypeError(f"grad requires float inputs to differentiate with respect to, "
+                             f"got {w.spec}")
     needed = _nodes_between(wrt, y)
     cotangents: dict[int, Node] = {y.id: cotangent}
     for node in reversed(y.graph.nodes[: y.id + 1]):
         ct = cotangents.get(node.id)
-        if ct is None or node.op not in DIFFERENTIABLE:
+        wants = [x.id in needed for x in node.inputs]
+        if ct is None or node.op not in DIFFERENTIABLE or not any(wants):
             continue
-        for x, g in zip(node.inputs, RULES[node.op](node, ct)):
-            if g is None or x.id not in needed:
+        for x, g, want in zip(node.inputs, input_cotangents(node, ct, wants), wants):
+            if g is None or not want:
                 continue
             prev = cotangents.get(x.id)
             cotangents[x.id] = g if prev is None else prev + g
-    return [cotangents.get(w.id) if w.id in cotangents else zeros_like(w) for w in wrt]
+    return [cotangents[w.id] if w.id in cotangents else zeros_like(w) for w in wrt]
 
 
 def _nodes_between(sources: list[Node], target: Node) -> set[int]:
-    """Ids of nodes on some path from a source to the target (inclusive)."""
+    """Ids of the float nodes on some path from a source to the target (inclusive)."""
     reaches_target = {target.id}
     for node in reversed(target.graph.nodes[: target.id + 1]):
         if node.id in reaches_target:
             reaches_target.update(i.id for i in node.inputs)
     from_sources = {s.id for s in sources}
     for node in target.graph.nodes[: target.id + 1]:
-        if any(i.id in from_sources for i in node.inputs):
+        if node.dtype.is_float and any(i.id in from_sources for i in node.inputs):
             from_sources.add(node.id)
     return reaches_target & from_sources
 
 
 def jacobian(y: Node, x: Node) -> Node:
-    """The Jacobian dy/dx, of shape y.shape + x.shape.
+    """The Jacobian dy/dx, of shape y.shape + x.shape (both float).
 
-    Built as one reverse pass per element of y, so its graph grows with y.size.
+    Built as one reverse pass per element of y, so its graph grows with y.size:
+    meant for small outputs.
+
+    Raises:
+        DTypeError: if y or x is not a float.
     """
     if not y.dtype.is_float:
         raise DTypeError(f"jacobian requires a float output, got {y.spec}")
     flat = ops.reshape(y, (y.size,))
-    rows = []
-    for i in range(y.size):
-        onehot = ops.convert(ops.eq(ops.iota(flat.dtype, (y.size,), 0), float(i)), y.dtype)
-        rows.append(vjp(flat, [x], onehot)[0])
+    basis = np.eye(y.size, dtype=y.dtype.numpy)
+    rows = [vjp(flat, [x], const(basis[i], graph=y.graph))[0] for i in range(y.size)]
     if not rows:
-        return ops.broadcast_in_dim(const(0, y.dtype, y.graph), y.shape + x.shape, ())
+        return ops.broadcast_in_dim(const(0, x.dtype, y.graph), y.shape + x.shape, ())
     return ops.reshape(stack(rows), y.shape + x.shape)

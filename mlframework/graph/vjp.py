@@ -1,8 +1,11 @@
 """Vector-Jacobian product rules, one per differentiable primitive.
 
-A rule takes the node and the cotangent `g` of its output and returns one
-cotangent per input (None for inputs without one). Rules are written with the
-public op functions, so gradients are ordinary graph nodes. Contractions,
+A rule is either a function of the node and the cotangent `g` of its output
+returning one cotangent per input (None for inputs without one), or, for ops
+with several differentiable inputs, a tuple of such functions, one per input,
+each returning that input's cotangent (None: not differentiable), so that
+`input_cotangents` builds only the ones autodiff needs. Rules are written with
+the public op functions, so gradients are ordinary graph nodes. Contractions,
 windows, gathers and scatters live in `vjp_contraction.py`; `RULES` holds
 them all (a test checks every differentiable op has one).
 """
@@ -21,30 +24,36 @@ def _x(node):
     return node.inputs[0]
 
 
-def _pow_vjp(node, g):
+def _y(node):
+    return node.inputs[1]
+
+
+def _pow_x_vjp(node, g):
     x, y = node.inputs
-    dx = g * y * ops.pow(x, y - 1)
-    safe_x = where(ops.eq(x, 0), 1, x)
-    return dx, g * ops.log(safe_x) * node
+    return g * y * ops.pow(x, y - 1)
 
 
-def _minmax_vjp(node, g):
+def _pow_y_vjp(node, g):
+    x = _x(node)
+    return g * ops.log(where(ops.eq(x, 0), 1, x)) * node  # 0 where x == 0, as JAX
+
+
+def _minmax_x_weight(node):
+    """1 where x is the max (min), 1/2 on ties, else 0 (ties split the gradient, as JAX)."""
     x, y = node.inputs
     pick = ops.gt if node.op is Op.MAX else ops.lt
-    wx = ops.convert(pick(x, y), g.dtype) + ops.convert(ops.eq(x, y), g.dtype) * 0.5
-    return g * wx, g * (1 - wx)
+    return ops.convert(pick(x, y), x.dtype) + ops.convert(ops.eq(x, y), x.dtype) * 0.5
 
 
-def _rem_vjp(node, g):
+def _rem_y_vjp(node, g):
     x, y = node.inputs
     q = ops.div(x, y)
-    return g, -g * ops.sign(q) * ops.floor(ops.abs(q))
+    return -g * ops.sign(q) * ops.floor(ops.abs(q))  # -g * trunc(x / y)
 
 
-def _atan2_vjp(node, g):
+def _norm2(node):
     x, y = node.inputs
-    denom = x * x + y * y
-    return g * y / denom, -g * x / denom
+    return x * x + y * y
 
 
 def _convert_vjp(node, g):
@@ -100,7 +109,7 @@ def _dynamic_slice_vjp(node, g):
 
 
 def _dynamic_update_slice_vjp(node, g):
-    x, update, starts = node.inputs[0], node.inputs[1], node.inputs[2:]
+    update, starts = node.inputs[1], node.inputs[2:]
     dx = ops.dynamic_update_slice(g, zeros_like(update), starts)
     return (dx, ops.dynamic_slice(g, starts, update.shape), *[None] * len(starts))
 
@@ -144,6 +153,15 @@ def _sort_vjp(node, g):
     return (take_along_axis(g, ops.argsort(order, axis), axis),)
 
 
+def input_cotangents(node, g, wants):
+    """Cotangents of node's inputs given its output's cotangent `g`; None for inputs that
+    have none. `wants[i]` says whether input i needs one (others may be skipped)."""
+    rule = RULES[node.op]
+    if callable(rule):
+        return rule(node, g)
+    return [r(node, g) if r is not None and want else None for r, want in zip(rule, wants)]
+
+
 RULES = {
     Op.ABS: lambda n, g: (g * ops.sign(_x(n)),),
     Op.NEG: lambda n, g: (-g,),
@@ -159,16 +177,16 @@ RULES = {
     Op.COS: lambda n, g: (-g * ops.sin(_x(n)),),
     Op.ERF: lambda n, g: (g * (2 / math.sqrt(math.pi)) * ops.exp(-_x(n) * _x(n)),),
     Op.ERF_INV: lambda n, g: (g * (math.sqrt(math.pi) / 2) * ops.exp(n * n),),
-    Op.ADD: lambda n, g: (g, g),
-    Op.SUB: lambda n, g: (g, -g),
-    Op.MUL: lambda n, g: (g * n.inputs[1], g * n.inputs[0]),
-    Op.DIV: lambda n, g: (g / n.inputs[1], -g * n / n.inputs[1]),
-    Op.POW: _pow_vjp,
-    Op.MAX: _minmax_vjp,
-    Op.MIN: _minmax_vjp,
-    Op.REM: _rem_vjp,
-    Op.ATAN2: _atan2_vjp,
-    Op.SELECT: lambda n, g: (None, where(n.inputs[0], g, 0), where(n.inputs[0], 0, g)),
+    Op.ADD: (lambda n, g: g, lambda n, g: g),
+    Op.SUB: (lambda n, g: g, lambda n, g: -g),
+    Op.MUL: (lambda n, g: g * _y(n), lambda n, g: g * _x(n)),
+    Op.DIV: (lambda n, g: g / _y(n), lambda n, g: -g * n / _y(n)),
+    Op.POW: (_pow_x_vjp, _pow_y_vjp),
+    Op.MAX: (lambda n, g: g * _minmax_x_weight(n), lambda n, g: g * (1 - _minmax_x_weight(n))),
+    Op.MIN: (lambda n, g: g * _minmax_x_weight(n), lambda n, g: g * (1 - _minmax_x_weight(n))),
+    Op.REM: (lambda n, g: g, _rem_y_vjp),
+    Op.ATAN2: (lambda n, g: g * _y(n) / _norm2(n), lambda n, g: -g * _x(n) / _norm2(n)),
+    Op.SELECT: (None, lambda n, g: where(_x(n), g, 0), lambda n, g: where(_x(n), 0, g)),
     Op.CONVERT: _convert_vjp,
     Op.BROADCAST_IN_DIM: _broadcast_in_dim_vjp,
     Op.RESHAPE: lambda n, g: (ops.reshape(g, _x(n).shape),),
@@ -187,4 +205,3 @@ RULES = {
     Op.SORT: _sort_vjp,
     **vjp_contraction.RULES,
 }
-

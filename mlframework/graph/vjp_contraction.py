@@ -11,26 +11,33 @@ import numpy as np
 
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.broadcasting import broadcast_to
-from mlframework.graph.composites import zeros_like
+from mlframework.graph.composites import where, zeros_like
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import const
 
 
-def _dot_general_vjp(node, g):
-    lhs, rhs = node.inputs
+def _permute(x, perm):
+    """x transposed by `perm`, or x itself when perm is the identity."""
+    return x if list(perm) == list(range(x.ndim)) else ops.transpose(x, perm)
+
+
+def _dot_general_vjp(node, g, side):
+    """Cotangent of operand `side` (0: lhs, 1: rhs): g contracted with the other operand over
+    that operand's free axes, then permuted back into the operand's axis order."""
     a = node.attrs
-    lc, rc, lb, rb = a["lhs_contracting"], a["rhs_contracting"], a["lhs_batch"], a["rhs_batch"]
-    nb = len(lb)
-    l_free = [i for i in range(lhs.ndim) if i not in lc + lb]
-    r_free = [i for i in range(rhs.ndim) if i not in rc + rb]
-    g_l_free = list(range(nb, nb + len(l_free)))
-    g_r_free = list(range(nb + len(l_free), g.ndim))
-    d_lhs = ops.dot_general(g, rhs, g_r_free, r_free, range(nb), rb)
-    l_axes = list(lb) + l_free + [lc[rc.index(i)] for i in sorted(rc)]
-    d_rhs = ops.dot_general(g, lhs, g_l_free, l_free, range(nb), lb)
-    r_axes = list(rb) + r_free + [rc[lc.index(i)] for i in sorted(lc)]
-    return (ops.transpose(d_lhs, [l_axes.index(i) for i in range(lhs.ndim)]),
-            ops.transpose(d_rhs, [r_axes.index(i) for i in range(rhs.ndim)]))
+    contracting = a["lhs_contracting"], a["rhs_contracting"]
+    batch = a["lhs_batch"], a["rhs_batch"]
+    free = [[i for i in range(x.ndim) if i not in contracting[k] + batch[k]]
+            for k, x in enumerate(node.inputs)]
+    other, nb = 1 - side, len(batch[0])
+    first = nb if other == 0 else nb + len(free[0])  # g's axes: batch, lhs free, rhs free
+    d = ops.dot_general(g, node.inputs[other], range(first, first + len(free[other])),
+                        free[other], range(nb), batch[other])
+    # d's axes: batch, this operand's free axes, then the other's contracting axes in
+    # increasing order, each standing for the contracting axis of this operand it pairs with.
+    pairs = dict(zip(contracting[other], contracting[side]))
+    axes = list(batch[side]) + free[side] + [pairs[i] for i in sorted(pairs)]
+    return _permute(d, [axes.index(i) for i in range(node.inputs[side].ndim)])
 
 
 def _dilate(sizes, factors):
@@ -39,18 +46,18 @@ def _dilate(sizes, factors):
 
 def _lhs_padding(in_sizes, window, strides, out_sizes, padding, lhs_dil, rhs_dil):
     """Padding of the cotangent for the input-gradient convolution."""
-    lhs_d, rhs_d, out_d = _dilate(in_sizes, lhs_dil), _dilate(window, rhs_dil), \
-        _dilate(out_sizes, strides)
-    before = [r - lo - 1 for r, (lo, _) in zip(rhs_d, padding)]
-    after = [l + r - 1 - o - b for l, r, o, b in zip(lhs_d, rhs_d, out_d, before)]
+    ins, win = _dilate(in_sizes, lhs_dil), _dilate(window, rhs_dil)
+    outs = _dilate(out_sizes, strides)
+    before = [w - lo - 1 for w, (lo, _) in zip(win, padding)]
+    after = [i + w - 1 - o - b for i, w, o, b in zip(ins, win, outs, before)]
     return list(zip(before, after))
 
 
 def _rhs_padding(in_sizes, window, strides, out_sizes, padding, lhs_dil, rhs_dil):
     """Padding of the input for the kernel-gradient convolution."""
-    lhs_d, rhs_d, out_d = _dilate(in_sizes, lhs_dil), _dilate(window, rhs_dil), \
-        _dilate(out_sizes, strides)
-    return [(lo, o - l + r - lo - 1) for l, r, o, (lo, _) in zip(lhs_d, rhs_d, out_d, padding)]
+    ins, win = _dilate(in_sizes, lhs_dil), _dilate(window, rhs_dil)
+    outs = _dilate(out_sizes, strides)
+    return [(lo, o - i + w - lo - 1) for i, w, o, (lo, _) in zip(ins, win, outs, padding)]
 
 
 def _swap01(x):
@@ -74,33 +81,40 @@ def _merge_axis(x, src, dst):
     return ops.reshape(moved, shape)
 
 
-def _conv_general_vjp(node, g):
+def _conv_general_lhs_vjp(node, g):
+    """The input cotangent: g convolved with the kernel, spatially reversed and with its
+    feature axes swapped, with strides and lhs dilation exchanged."""
     lhs, rhs = node.inputs
     a = node.attrs
-    strides, padding = a["window_strides"], a["padding"]
-    lhs_dil, rhs_dil = a["lhs_dilation"], a["rhs_dilation"]
     groups, batch_groups = a["feature_group_count"], a["batch_group_count"]
-    spatial = range(2, lhs.ndim)
-
-    kernel = rhs
-    lhs_groups = groups
+    kernel, lhs_groups = rhs, groups
     if groups > 1 or batch_groups > 1:
         lhs_groups = max(groups, batch_groups)
         kernel = _merge_axis(_split_axis(kernel, 0, lhs_groups), 0, 1)
-    pads = _lhs_padding(lhs.shape[2:], rhs.shape[2:], strides, g.shape[2:], padding, lhs_dil,
-                        rhs_dil)
-    d_lhs = ops.conv_general(g, _swap01(ops.reverse(kernel, spatial)), lhs_dil, pads, strides,
-                             rhs_dil, lhs_groups, 1)
+    pads = _lhs_padding(lhs.shape[2:], rhs.shape[2:], a["window_strides"], g.shape[2:],
+                        a["padding"], a["lhs_dilation"], a["rhs_dilation"])
+    d_lhs = ops.conv_general(g, _swap01(ops.reverse(kernel, range(2, lhs.ndim))),
+                             a["lhs_dilation"], pads, a["window_strides"], a["rhs_dilation"],
+                             lhs_groups, 1)
     if batch_groups > 1:
         d_lhs = _merge_axis(_split_axis(d_lhs, 1, batch_groups), 1, 0)
+    return d_lhs
 
+
+def _conv_general_rhs_vjp(node, g):
+    """The kernel cotangent: the input convolved with g (batch as the feature axis), with
+    strides and rhs dilation exchanged."""
+    lhs, rhs = node.inputs
+    a = node.attrs
     if g.size == 0:
-        return d_lhs, zeros_like(rhs)
-    pads = _rhs_padding(lhs.shape[2:], rhs.shape[2:], strides, g.shape[2:], padding, lhs_dil,
-                        rhs_dil)
+        return zeros_like(rhs)
+    groups, batch_groups = a["feature_group_count"], a["batch_group_count"]
+    pads = _rhs_padding(lhs.shape[2:], rhs.shape[2:], a["window_strides"], g.shape[2:],
+                        a["padding"], a["lhs_dilation"], a["rhs_dilation"])
     fg, bg = (batch_groups, 1) if batch_groups > 1 else (1, groups)
-    d_rhs = ops.conv_general(_swap01(lhs), _swap01(g), rhs_dil, pads, lhs_dil, strides, fg, bg)
-    return d_lhs, _swap01(d_rhs)
+    d_rhs = ops.conv_general(_swap01(lhs), _swap01(g), a["rhs_dilation"], pads,
+                             a["lhs_dilation"], a["window_strides"], fg, bg)
+    return _swap01(d_rhs)
 
 
 def _reduce_window_sum_vjp(node, g):
@@ -136,45 +150,59 @@ def _gather_vjp(node, g):
     a = node.attrs
     sizes, index_map = a["slice_sizes"], a["start_index_map"]
     hi = _highest_starts(indices, x.shape, index_map, sizes)
-    clamped = ops.min(ops.max(indices, 0), hi)
+    clamped = ops.min(ops.max(indices, 0), hi)  # gather clamps; scatter would drop
     dx = ops.scatter_add(zeros_like(x), clamped, g, a["offset_dims"], a["collapsed_slice_dims"],
                          index_map)
     return dx, None
 
 
-def _scatter_updates_vjp(node, g):
-    """Cotangent of the updates: g gathered at the scatter positions (0 if dropped)."""
-    x, indices, updates = node.inputs
+def _scatter_window(node):
+    """The scatter's attributes and the operand-shaped size of one update window."""
+    x, _, updates = node.inputs
     a = node.attrs
-    window_dims, inserted = a["update_window_dims"], a["inserted_window_dims"]
-    window_sizes = iter(updates.shape[d] for d in window_dims)
-    sizes = [1 if d in inserted else next(window_sizes) for d in range(x.ndim)]
-    gathered = ops.gather(g, indices, window_dims, inserted, a["scatter_dims_to_operand_dims"],
-                          sizes)
-    ok = _in_bounds(indices, x.shape, a["scatter_dims_to_operand_dims"], sizes)
+    dims = a["update_window_dims"], a["inserted_window_dims"], a["scatter_dims_to_operand_dims"]
+    window_sizes = iter(updates.shape[d] for d in dims[0])
+    return dims, [1 if d in dims[1] else next(window_sizes) for d in range(x.ndim)]
+
+
+def _at_updates(node, values):
+    """`values`, shaped like the scatter's output, read at each update element's position."""
+    dims, sizes = _scatter_window(node)
+    return ops.gather(values, node.inputs[1], *dims, sizes)
+
+
+def _scatter_add_updates_vjp(node, g):
+    x, indices, updates = node.inputs
+    (window_dims, _, to_operand), sizes = _scatter_window(node)
+    ok = _in_bounds(indices, x.shape, to_operand, sizes)
     batch_axes = [d for d in range(updates.ndim) if d not in window_dims]
-    mask = ops.broadcast_in_dim(ok, updates.shape, batch_axes)
-    return ops.select(mask, gathered, zeros_like(gathered))
+    kept = ops.broadcast_in_dim(ok, updates.shape, batch_axes)  # dropped updates get 0
+    return where(kept, _at_updates(node, g), 0)
 
 
-def _scatter_add_vjp(node, g):
-    return g, None, _scatter_updates_vjp(node, g)
+def _scatter_set_operand_vjp(node, g):
+    _, indices, updates = node.inputs
+    return ops.scatter_set(g, indices, zeros_like(updates), *_scatter_window(node)[0])
 
 
-def _scatter_set_vjp(node, g):
+def _scatter_set_updates_vjp(node, g):
+    # An update element gets its cotangent only where it was written: not dropped out of
+    # bounds, nor overwritten by another update at the same index. Scattering element ids
+    # and reading them back tells which (as JAX does).
     x, indices, updates = node.inputs
-    a = node.attrs
-    dx = ops.scatter_set(g, indices, zeros_like(updates), a["update_window_dims"],
-                         a["inserted_window_dims"], a["scatter_dims_to_operand_dims"])
-    return dx, None, _scatter_updates_vjp(node, g)
+    ids = ops.reshape(ops.iota(np.int32, (updates.size,), 0), updates.shape)
+    unset = broadcast_to(const(-1, np.int32, x.graph), x.shape)
+    written = ops.scatter_set(unset, indices, ids, *_scatter_window(node)[0])
+    return where(ops.eq(_at_updates(node, written), ids), _at_updates(node, g), 0)
 
 
 RULES = {
-    Op.DOT_GENERAL: _dot_general_vjp,
-    Op.CONV_GENERAL: _conv_general_vjp,
+    Op.DOT_GENERAL: (lambda n, g: _dot_general_vjp(n, g, side=0),
+                     lambda n, g: _dot_general_vjp(n, g, side=1)),
+    Op.CONV_GENERAL: (_conv_general_lhs_vjp, _conv_general_rhs_vjp),
     Op.REDUCE_WINDOW_SUM: _reduce_window_sum_vjp,
     Op.REDUCE_WINDOW_MAX: _reduce_window_max_vjp,
     Op.GATHER: _gather_vjp,
-    Op.SCATTER_ADD: _scatter_add_vjp,
-    Op.SCATTER_SET: _scatter_set_vjp,
+    Op.SCATTER_ADD: (lambda n, g: g, None, _scatter_add_updates_vjp),
+    Op.SCATTER_SET: (_scatter_set_operand_vjp, None, _scatter_set_updates_vjp),
 }

@@ -1,0 +1,190 @@
+"""Gradients of dot_general, conv_general, reduce_window, gather and scatter,
+checked by finite differences (float64) and against jax.vjp of jax.lax."""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from test_gradcheck import check_grads
+
+from mlframework import graph as G
+
+HIGHEST = lax.Precision.HIGHEST
+
+# (lhs shape, rhs shape, lhs_contracting, rhs_contracting, lhs_batch, rhs_batch)
+DOTS = [
+    ((3, 4), (4, 5), (1,), (0,), (), ()),                      # matrix product
+    ((4,), (4,), (0,), (0,), (), ()),                          # inner product
+    ((3,), (2, 2), (), (), (), ()),                            # outer product
+    ((2, 3, 4, 5), (5, 2, 4, 6), (3, 2), (0, 2), (0,), (1,)),  # batch, two unsorted contractions
+    ((3, 2, 4), (4, 2), (2,), (0,), (1,), (1,)),               # batch axes not leading
+    ((2, 3, 4), (2, 4, 3), (2, 1), (1, 2), (0,), (0,)),        # batch, all axes contracted
+]
+
+
+def test_dot_general(backend, rng):
+    args = [rng.standard_normal(s) for d in DOTS for s in d[:2]]
+
+    def ours(*xs):
+        return [G.dot_general(xs[2 * k], xs[2 * k + 1], *d[2:]) for k, d in enumerate(DOTS)]
+
+    def ref(*xs):
+        return [lax.dot_general(xs[2 * k], xs[2 * k + 1], (d[2:4], d[4:]), precision=HIGHEST)
+                for k, d in enumerate(DOTS)]
+    check_grads(backend, ours, args, ref, names=[f"dot{k}.{s}" for k in range(len(DOTS))
+                                                 for s in ("lhs", "rhs")])
+
+
+# (lhs shape, rhs shape, attributes)
+CONVS = {
+    "1d_stride_pad": ((2, 3, 9), (4, 3, 3), dict(window_strides=(2,), padding=((1, 2),))),
+    "2d_stride_rhs_dilation": ((2, 3, 7, 6), (4, 3, 3, 2), dict(
+        window_strides=(2, 1), padding=((1, 1), (0, 2)), rhs_dilation=(1, 2))),
+    "2d_lhs_dilation": ((1, 2, 4, 5), (3, 2, 3, 2), dict(
+        padding=((2, 2), (1, 0)), lhs_dilation=(2, 1))),
+    "2d_stride_beyond_window": ((1, 2, 8, 7), (2, 2, 2, 2), dict(window_strides=(3, 3))),
+    "2d_all_dilations_negative_pad": ((2, 2, 6, 7), (3, 2, 2, 3), dict(
+        window_strides=(2, 1), padding=((-1, 2), (1, -1)), lhs_dilation=(2, 1),
+        rhs_dilation=(2, 2))),
+    "feature_groups": ((2, 4, 6, 5), (6, 2, 3, 3), dict(
+        padding=((1, 1), (1, 1)), feature_group_count=2)),
+    "depthwise_strided": ((1, 3, 7, 6), (6, 1, 3, 3), dict(
+        window_strides=(2, 2), rhs_dilation=(1, 2), feature_group_count=3)),
+    "batch_groups": ((4, 3, 6, 5), (4, 3, 2, 2), dict(batch_group_count=2, window_strides=(2, 1))),
+    "batch_groups_dilated": ((6, 2, 5, 5), (3, 2, 3, 2), dict(
+        batch_group_count=3, padding=((1, 0), (0, 1)), rhs_dilation=(2, 1))),
+    "3d": ((1, 2, 4, 3, 5), (2, 2, 2, 2, 3), dict(window_strides=(1, 2, 1),
+                                                  padding=((0, 1), (1, 0), (1, 1)))),
+}
+
+
+def _lax_conv(lhs, rhs, window_strides=None, padding=None, lhs_dilation=None,
+              rhs_dilation=None, feature_group_count=1, batch_group_count=1):
+    n = lhs.ndim - 2
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides or (1,) * n, padding or ((0, 0),) * n, lhs_dilation,
+        rhs_dilation, feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count, precision=HIGHEST)
+
+
+@pytest.mark.parametrize("pair", [("1d_stride_pad", "3d"),
+                                  ("2d_stride_rhs_dilation", "2d_lhs_dilation"),
+                                  ("2d_stride_beyond_window", "2d_all_dilations_negative_pad"),
+                                  ("feature_groups", "depthwise_strided"),
+                                  ("batch_groups", "batch_groups_dilated")],
+                         ids=lambda p: "+".join(p))
+def test_conv_general(backend, rng, pair):
+    cases = [CONVS[name] for name in pair]
+    args = [rng.standard_normal(s) for lhs, rhs, _ in cases for s in (lhs, rhs)]
+
+    def ours(*xs):
+        return [G.conv_general(xs[2 * k], xs[2 * k + 1], **attrs)
+                for k, (_, _, attrs) in enumerate(cases)]
+
+    def ref(*xs):
+        return [_lax_conv(xs[2 * k], xs[2 * k + 1], **attrs)
+                for k, (_, _, attrs) in enumerate(cases)]
+    check_grads(backend, ours, args, ref, names=[f"{n}.{s}" for n in pair for s in ("lhs", "rhs")])
+
+
+# (x shape, window, strides, padding)
+WINDOWS = [
+    ((2, 7, 6), (1, 2, 3), (1, 2, 1), ((0, 0), (1, 0), (1, 1))),
+    ((9,), (3,), (2,), ((0, 0),)),
+    ((8, 7), (2, 2), (3, 3), ((0, 0), (0, 0))),  # stride beyond the window: some x unused
+    ((5, 5), (3, 3), (1, 1), ((1, 1), (1, 1))),
+]
+
+
+def test_reduce_window_sum_and_max(backend, rng):
+    # Distinct values: max pooling has no ties.
+    args = [rng.permutation(int(np.prod(s))).reshape(s) / 5.0 for s, *_ in WINDOWS]
+
+    def ours(*xs):
+        return [op(x, w, s, p) for x, (_, w, s, p) in zip(xs, WINDOWS)
+                for op in (G.reduce_window_sum, G.reduce_window_max)]
+
+    def ref(*xs):
+        return [lax.reduce_window(x, init, op, w, s, p) for x, (_, w, s, p) in zip(xs, WINDOWS)
+                for init, op in ((0.0, lax.add), (-jnp.inf, lax.max))]
+    check_grads(backend, ours, args, ref)
+
+
+def test_reduce_window_max_ties_go_to_one_element(backend):
+    x = np.array([[1.0, 1.0, 0.0], [1.0, 2.0, 2.0], [0.0, 2.0, 2.0]])
+    check_grads(backend, lambda x: G.reduce_window_max(x, (2, 2), (1, 1)), [x],
+                lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (2, 2), (1, 1), "VALID"),
+                fd=False)
+
+
+def _lax_gather(x, indices, offset_dims, collapsed_slice_dims, start_index_map, slice_sizes):
+    dnums = lax.GatherDimensionNumbers(offset_dims, collapsed_slice_dims, start_index_map)
+    return lax.gather(x, indices, dnums, slice_sizes, mode=lax.GatherScatterMode.CLIP)
+
+
+GATHERS = [  # (x shape, indices, offset_dims, collapsed_slice_dims, start_index_map, slice_sizes)
+    ((5, 3), [[1], [4], [1], [9], [-2]], (1,), (0,), (0,), (1, 3)),  # rows, repeated and clamped
+    ((5, 6), [[0, 1], [4, 5], [2, 2]], (1, 2), (), (0, 1), (2, 3)),  # windows, one clamped
+    ((3, 4, 2), [[[1, 3], [0, 0]], [[2, 1], [2, 1]]], (2,), (0, 1), (0, 1), (1, 1, 2)),
+    ((4, 5), [[3], [0]], (0,), (1,), (1,), (4, 1)),  # columns
+]
+
+
+def test_gather(backend, rng):
+    args = [a for x, idx, *_ in GATHERS for a in (rng.standard_normal(x), np.array(idx, np.int32))]
+
+    def ours(*xs):
+        return [G.gather(xs[2 * k], xs[2 * k + 1], *g[2:]) for k, g in enumerate(GATHERS)]
+
+    def ref(*xs):
+        return [_lax_gather(xs[2 * k], xs[2 * k + 1], *g[2:]) for k, g in enumerate(GATHERS)]
+    check_grads(backend, ours, args, ref)
+
+
+def test_take_and_take_along_axis(backend, rng):
+    x, y = rng.standard_normal((4, 3)), rng.permutation(12).reshape(3, 4) / 3.0
+    i = np.array([[2, 0], [2, 3]], np.int32)
+    check_grads(backend, lambda x, y, i: [G.take(x, i, 0), G.take_along_axis(y, G.argsort(y, 1), 1),
+                                          G.top_k(y, 2)[0]],
+                [x, y, i], lambda x, y, i: [jnp.take(x, i, 0), jnp.sort(y, 1), lax.top_k(y, 2)[0]])
+
+
+def _lax_scatter(fn, x, indices, updates, update_window_dims, inserted_window_dims,
+                 scatter_dims_to_operand_dims):
+    dnums = lax.ScatterDimensionNumbers(update_window_dims, inserted_window_dims,
+                                        scatter_dims_to_operand_dims)
+    return fn(x, indices, updates, dnums, mode=lax.GatherScatterMode.FILL_OR_DROP)
+
+
+SCATTERS = [  # (x shape, indices, updates shape, window dims, inserted dims, to-operand dims)
+    ((5, 4), [[1], [3], [7], [-1]], (4, 4), (1,), (0,), (0,)),  # rows; two dropped
+    ((6, 5), [[0, 1], [5, 3], [3, 2]], (3, 2, 3), (1, 2), (), (0, 1)),  # windows; one dropped
+    ((4,), [[2], [0]], (2,), (), (0,), (0,)),  # scalars
+]
+
+
+@pytest.mark.parametrize("op", ["add", "set"])
+def test_scatter(backend, rng, op):
+    ours_fn, lax_fn = (G.scatter_add, lax.scatter_add) if op == "add" else (G.scatter_set,
+                                                                              lax.scatter)
+    args = [a for x, idx, u, *_ in SCATTERS
+            for a in (rng.standard_normal(x), np.array(idx, np.int32), rng.standard_normal(u))]
+
+    def ours(*xs):
+        return [ours_fn(*xs[3 * k:3 * k + 3], *s[3:]) for k, s in enumerate(SCATTERS)]
+
+    def ref(*xs):
+        return [_lax_scatter(lax_fn, *xs[3 * k:3 * k + 3], *s[3:]) for k, s in enumerate(SCATTERS)]
+    check_grads(backend, ours, args, ref)
+
+
+def test_scatter_with_duplicate_indices(backend, rng):
+    # scatter_add: every duplicate gets the gradient; scatter_set: only the one written.
+    x, u = rng.standard_normal((4, 2)), rng.standard_normal((3, 2))
+    idx = np.array([[1], [1], [2]], np.int32)
+    dims = (1,), (0,), (0,)
+    check_grads(backend, lambda x, i, u: [G.scatter_add(x, i, u, *dims),
+                                          G.scatter_set(x * 2, i, u * u, *dims)],
+                [x, idx, u], lambda x, i, u: [_lax_scatter(lax.scatter_add, x, i, u, *dims),
+                                              _lax_scatter(lax.scatter, x * 2, i, u * u, *dims)])

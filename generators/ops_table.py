@@ -15,8 +15,11 @@ Row fields:
   doc      the docstring of the public function.
   lax      the jax.lax lowering, an expression over the input and attr names;
            names starting with `_` are helpers in `backends/xla/lowering.py`.
-  c        for elementwise ops, the C expression over `{x}`, `{y}`, with
-           `{T}` for the C type of the computation.
+  c        for elementwise ops, the C expression over the input names (`{x}`, `{y}`,
+           `{pred}`...), with `{T}` the compute-type tag of the first input (f32,
+           f64, i32, u8, b8...; float16/bfloat16 compute as f32) and, for convert,
+           `{S}` the source tag and `{T}` the target tag. The functions live in
+           `runtime_c/mlf_runtime.h`.
   diff     whether the op has a gradient rule (else it is treated as constant).
 """
 from __future__ import annotations
@@ -69,9 +72,9 @@ OPS: tuple[OpDef, ...] = (
 
     # Elementwise unary.
     unary("abs", "Absolute value |x| (unsigned x is returned as is).", "_abs(x)",
-          "MLF_ABS({x})", "numeric"),
-    unary("neg", "Negation -x.", "lax.neg(x)", "(-{x})", "numeric"),
-    unary("sign", "Sign of x: -1, 0 or 1 (NaN stays NaN).", "lax.sign(x)", "MLF_SIGN({x})",
+          "mlf_abs_{T}({x})", "numeric"),
+    unary("neg", "Negation -x.", "lax.neg(x)", "mlf_neg_{T}({x})", "numeric"),
+    unary("sign", "Sign of x: -1, 0 or 1 (NaN stays NaN).", "lax.sign(x)", "mlf_sign_{T}({x})",
           "numeric", diff=False),
     unary("exp", "Natural exponential e**x.", "lax.exp(x)", "mlf_exp_{T}({x})"),
     unary("expm1", "e**x - 1, accurate near zero.", "lax.expm1(x)", "mlf_expm1_{T}({x})"),
@@ -95,7 +98,7 @@ OPS: tuple[OpDef, ...] = (
     unary("erf_inv", "Inverse of the error function on (-1, 1).", "lax.erf_inv(x)",
           "mlf_erf_inv_{T}({x})"),
     OpDef("is_finite", "UNARY", ("x",), "True where x is neither infinite nor NaN.",
-          "lax.is_finite(x)", "float", c="MLF_IS_FINITE({x})", diff=False),
+          "lax.is_finite(x)", "float", c="mlf_is_finite_{T}({x})", diff=False),
     OpDef("logical_not", "UNARY", ("x",), "Logical negation of a bool array.", "lax.bitwise_not(x)",
           "bool", c="(!{x})", diff=False),
     OpDef("stop_gradient", "UNARY", ("x",), "Identity whose gradient is zero.",
@@ -106,14 +109,14 @@ OPS: tuple[OpDef, ...] = (
     binary("sub", "Elementwise x - y.", "lax.sub(x, y)", "({x} - {y})"),
     binary("mul", "Elementwise x * y.", "lax.mul(x, y)", "({x} * {y})"),
     binary("div", "Elementwise x / y; integer division rounds toward zero (as C).",
-           "lax.div(x, y)", "MLF_DIV_{T}({x}, {y})"),
+           "lax.div(x, y)", "mlf_div_{T}({x}, {y})"),
     binary("pow", "Elementwise x ** y.", "lax.pow(x, y)", "mlf_pow_{T}({x}, {y})", "float"),
     binary("max", "Elementwise maximum; NaN if either is NaN.", "lax.max(x, y)",
-           "MLF_MAX_{T}({x}, {y})"),
+           "mlf_max_{T}({x}, {y})"),
     binary("min", "Elementwise minimum; NaN if either is NaN.", "lax.min(x, y)",
-           "MLF_MIN_{T}({x}, {y})"),
+           "mlf_min_{T}({x}, {y})"),
     binary("rem", "Remainder of x / y with the sign of x (C fmod).", "lax.rem(x, y)",
-           "MLF_REM_{T}({x}, {y})"),
+           "mlf_rem_{T}({x}, {y})"),
     binary("atan2", "Arc tangent of y/x using both signs: atan2(x, y) = atan(x / y).",
            "lax.atan2(x, y)", "mlf_atan2_{T}({x}, {y})", "float"),
     compare("eq", "Elementwise x == y.", "lax.eq(x, y)", "({x} == {y})"),
@@ -132,7 +135,7 @@ OPS: tuple[OpDef, ...] = (
           "Picks on_true where pred is true, else on_false (all broadcast together).",
           "lax.select(pred, on_true, on_false)", c="({pred} ? {on_true} : {on_false})"),
     OpDef("convert", "CONVERT", ("x",), "Converts x to `dtype` (floats to ints truncate).",
-          "_convert(x, dtype)", attrs=(("dtype", "dtype"),), c="(({T}){x})"),
+          "_convert(x, dtype)", attrs=(("dtype", "dtype"),), c="mlf_cvt_{S}_{T}({x})"),
 
     # Shape and data movement.
     OpDef("broadcast_in_dim", "MOVEMENT", ("x",),

@@ -14,7 +14,7 @@ import os
 from mlframework.backends.base import Backend, Executable, UnsupportedOpError
 
 DEFAULT = "xla"
-_FACTORIES: dict[str, str] = {"xla": "mlframework.backends.xla"}
+_FACTORIES: dict[str, str] = {"xla": "mlframework.backends.xla", "c": "mlframework.backends.c"}
 _INSTANCES: dict[str, Backend] = {}
 
 

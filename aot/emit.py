@@ -1,0 +1,302 @@
+"""Pass 4, `emit_c`: the C translation unit of a program, one function per kernel.
+
+    source = emit_c(program, kernels, plan)
+
+Each kernel is rendered through `templates/c/kernel.c.j2` (its header comment
+names the fused nodes, their shapes, source lines and why they were fused)
+with loop nests from `templates/c/loops.c.j2`; `module.c.j2` adds the entry
+point `mlf_run`, which calls the kernels in order. Shapes are literals.
+Elementwise C comes from the op table (`C_EXPRESSIONS`) through `aot.loops`.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import jinja2
+
+from aot import ctypes_table as ct
+from aot import emit_contraction, emit_ops
+from aot import indexing as ix
+from aot.fusion import Kernel
+from aot.loops import Evaluator, mergeable_groups
+from aot.memory_plan import MemoryPlan
+from aot.program import Program
+from mlframework.graph.gen_optypes import Op, OpGroup
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "c"
+ENTRY = "mlf_run"
+PARALLEL_MIN = 65536  # elements; below this a loop is not worth an OpenMP fork (~1 us)
+LANES = 16            # vector accumulator lanes of a reduction
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), keep_trailing_newline=True,
+                          undefined=jinja2.StrictUndefined)
+
+
+def emit_c(program: Program, kernels: list[Kernel], plan: MemoryPlan) -> str:
+    """The C source of `program`: kernels as planned, entry point `mlf_run`."""
+    funcs, calls, setup = [], [], []
+    names = {}
+    for vid, b in plan.buffers.items():
+        names[vid] = f"b{vid}"
+        v = program.values[vid]
+        t = ct.STORAGE[v.dtype]
+        if b.kind == "input":
+            setup.append(f"{t}* b{vid} = ({t}*)inputs[{program.params.index(vid)}];")
+        elif b.kind == "const":
+            setup.append(f"const {t}* b{vid} = (const {t}*)(consts + {b.offset});")
+        elif b.kind == "output":
+            setup.append(f"{t}* b{vid} = ({t}*)outputs[{b.output_index}];")
+        elif b.kind == "arena":
+            setup.append(f"{t}* b{vid} = ({t}*)(arena + {b.offset});")
+    for vid, b in plan.buffers.items():  # aliases after their bases
+        if b.kind == "alias":
+            t = ct.STORAGE[program.values[vid].dtype]
+            setup.append(f"{t}* b{vid} = ({t}*)b{b.base};")
+    for t, k in enumerate(kernels):
+        if k.kind == "alias":
+            continue
+        fname = f"k{t}_{k.name}"
+        scratch = plan.scratch.get(t)
+        params = [f"const {ct.STORAGE[program.values[i].dtype]}* MLF_RESTRICT b{i}" for i in k.inputs]
+        params += [f"{ct.STORAGE[program.values[o].dtype]}* MLF_RESTRICT b{o}" for o in k.outputs]
+        args = [names[i] for i in k.inputs] + [names[o] for o in k.outputs]
+        if scratch is not None:
+            params.append("char* MLF_RESTRICT scratch")
+            args.append(f"arena + {scratch.offset}")
+        body = _BODIES[k.kind](program, k) if k.kind in _BODIES else emit_ops.body(program, k)
+        funcs.append(_env.get_template("kernel.c.j2").render(
+            title=f"kernel {t}: {k.name} ({k.kind})", reason=k.reason,
+            nodes=[_describe(program.values[n]) for n in k.nodes], fname=fname,
+            params=params or ["void"], body=body))
+        calls.append(f"{fname}({', '.join(args)});")
+    return _env.get_template("module.c.j2").render(
+        name=program.name, kernels=funcs, arena_bytes=plan.arena_bytes,
+        const_bytes=plan.const_bytes, entry=ENTRY, setup=setup, calls=calls,
+        params=[_type(program.values[p]) for p in program.params],
+        outputs=[_type(program.values[o]) for o in program.outputs])
+
+
+def _type(v) -> str:
+    return f"{v.dtype.value}[{', '.join(map(str, v.shape))}]"
+
+
+def _describe(v) -> dict:
+    scope = f"{v.scope}/" if v.scope else ""
+    return {"id": v.id, "op": scope + v.op.value, "type": _type(v),
+            "source": v.source.replace("*/", "* /")}
+
+
+def loops(nest, body) -> list[str]:
+    """Lines of a loop nest; `nest` is [(var, extent, pragma or "")] outermost first."""
+    return _env.get_template("loops.c.j2").render(loops=nest, body=body).strip("\n").split("\n")
+
+
+def axis_vars(dims, prefix: str) -> tuple[list, dict]:
+    """One loop variable per axis (constant 0 for extent-1 axes) and their extents."""
+    index = [ix.var(f"{prefix}{a}") if d != 1 else ix.const(0) for a, d in enumerate(dims)]
+    return index, {f"{prefix}{a}": d for a, d in enumerate(dims) if d != 1}
+
+
+def merged_nest(ev_factory, axes, build, parallel_work: int):
+    """Evaluates `build(ev)` twice: once to find which axes merge, then for real.
+
+    Returns (evaluator, loop nest, result of build).
+    """
+    dry = ev_factory(None)
+    build(dry)
+    groups = mergeable_groups(dry.seen, axes) if axes else []
+    merge = [(g, "_".join(v for v, _ in g))
+             for g in groups]
+    ev = ev_factory(merge)
+    result = build(ev)
+    nest = []
+    for n, (g, name) in enumerate(merge):
+        extent = math.prod(e for _, e in g)
+        pragma = ""
+        if n == 0 and parallel_work >= PARALLEL_MIN and extent > 1:
+            pragma = "#pragma omp parallel for schedule(static)"
+        nest.append((name, extent, pragma))
+    return ev, nest, result
+
+
+# ---- pointwise ------------------------------------------------------------------
+
+def _pointwise(program: Program, k: Kernel) -> list[str]:
+    root = program.values[k.outputs[0]]
+    index, extents = axis_vars(root.shape, "a")
+    axes = [(f"a{a}", d) for a, d in enumerate(root.shape) if d != 1]
+    buffers = {i: f"b{i}" for i in k.inputs}
+
+    def build(ev):
+        value = ev.value(root.id, index)
+        return f"b{root.id}[{ev.flat(index, root.shape)}] = {ct.store(root.dtype, value)};"
+
+    ev, nest, store = merged_nest(
+        lambda merge: Evaluator(program, extents, buffers, merge=merge), axes, build, root.size)
+    if root.size == 0:
+        return ["/* empty output */"]
+    return loops(nest, ev.lines + [store])
+
+
+# ---- reductions ------------------------------------------------------------------
+
+REDUCE_INIT = {Op.REDUCE_SUM: "0", Op.REDUCE_PROD: "1", Op.REDUCE_AND: "1", Op.REDUCE_OR: "0"}
+
+
+def reduce_init(v) -> str:
+    if v.op is Op.REDUCE_MAX:
+        return ct.lowest(v.dtype)
+    if v.op is Op.REDUCE_MIN:
+        return ct.highest(v.dtype)
+    return REDUCE_INIT[v.op]
+
+
+def reduce_combine(v, acc: str, x: str) -> str:
+    tag = ct.TAG[v.dtype]
+    expr = {Op.REDUCE_SUM: f"{acc} + {x}", Op.REDUCE_PROD: f"{acc} * {x}",
+            Op.REDUCE_MAX: f"mlf_max_{tag}({acc}, {x})", Op.REDUCE_MIN: f"mlf_min_{tag}({acc}, {x})",
+            Op.REDUCE_AND: f"{acc} && {x}", Op.REDUCE_OR: f"{acc} || {x}"}[v.op]
+    return ct.narrow(v.dtype, expr)
+
+
+def reduce_loop(program, v, x_id, outer_index, inner_dims, extents, ev_kwargs, acc: str,
+                prefix: str) -> list[str]:
+    """Lines that leave `acc` holding the reduction of x over `inner_dims` (trailing axes)."""
+    ctype = ct.compute(v.dtype)
+    inner_index, inner_ext = axis_vars(inner_dims, prefix)
+    ext = {**extents, **inner_ext}
+    axes = [(f"{prefix}{a}", d) for a, d in enumerate(inner_dims) if d != 1]
+    total = math.prod(inner_dims)
+
+    def make(merge, lane=None):
+        return Evaluator(program, ext, merge=merge, prefix="t", **ev_kwargs)
+
+    def build(ev):
+        return ev.value(x_id, outer_index + inner_index)
+
+    ev, nest, val = merged_nest(make, axes, build, 0)
+    lanes = (v.dtype.is_float and v.op in (Op.REDUCE_SUM, Op.REDUCE_MAX, Op.REDUCE_MIN)
+             and len(nest) == 1 and total >= 4 * LANES)
+    if not lanes:
+        body = ev.lines + [f"{acc} = {reduce_combine(v, acc, val)};"]
+        return [f"{ctype} {acc} = {reduce_init(v)};"] + loops(nest, body)
+    name = nest[0][0]
+    group = [(g, n) for g, n in ev.merge][0][0] if ev.merge else [(name, total)]
+    lane_ev = Evaluator(program, {**ext, "l": LANES}, merge=[(group, f"({name} + l)")],
+                        prefix="t", **ev_kwargs)
+    lane_val = lane_ev.value(x_id, outer_index + inner_index)
+    main = (lane_ev.lines + [f"{acc}_l[l] = {reduce_combine(v, f'{acc}_l[l]', lane_val)};"])
+    tail = ev.lines + [f"{acc}_l[0] = {reduce_combine(v, f'{acc}_l[0]', val)};"]
+    lines = [f"{ctype} {acc};", "{",
+             f"  {ctype} {acc}_l[{LANES}];",
+             f"  for (int l = 0; l < {LANES}; l++) {acc}_l[l] = {reduce_init(v)};",
+             f"  long {name} = 0;",
+             f"  for (; {name} + {LANES} <= {total}; {name} += {LANES}) {{",
+             "    for (int l = 0; l < %d; l++) {" % LANES]
+    lines += ["      " + s for s in main] + ["    }", "  }", f"  for (; {name} < {total}; {name}++) {{"]
+    lines += ["    " + s for s in tail] + ["  }", f"  {acc} = {acc}_l[0];",
+                                           f"  for (int l = 1; l < {LANES}; l++) "
+                                           f"{acc} = {reduce_combine(v, acc, f'{acc}_l[l]')};", "}"]
+    return lines
+
+
+def _reduce(program: Program, k: Kernel) -> list[str]:
+    v = program.values[k.outputs[0]]
+    x = program.values[v.inputs[0]]
+    axes = sorted(v.attrs["axes"])
+    kept = [a for a in range(len(x.shape)) if a not in axes]
+    buffers = {i: f"b{i}" for i in k.inputs}
+    if v.size == 0:
+        return ["/* empty output */"]
+    if x.size == 0:
+        return loops([("i", v.size, "")], [f"b{v.id}[i] = {ct.store(v.dtype, reduce_init(v))};"])
+    if all(a > b for a in axes for b in kept):  # trailing: one accumulator per output
+        out_index, out_ext = axis_vars(v.shape, "k")
+        out_axes = [(f"k{a}", d) for a, d in enumerate(v.shape) if d != 1]
+        inner = [x.shape[a] for a in axes]
+        lines = reduce_loop(program, v, x.id, out_index, inner, out_ext, {"buffers": buffers},
+                            "acc", "r")
+        store = f"b{v.id}[{ix.flatten(out_index, v.shape).c()}] = {ct.store(v.dtype, 'acc')};"
+        nest = [(n, d, "") for n, d in out_axes]
+        if nest and v.size * math.prod(inner) >= PARALLEL_MIN and v.size > 1:
+            nest[0] = (nest[0][0], nest[0][1], "#pragma omp parallel for schedule(static)")
+        return loops(nest, lines + [store])
+    return _reduce_strided(program, k, v, x, axes, buffers)
+
+
+def _reduce_strided(program, k, v, x, axes, buffers) -> list[str]:
+    """Reductions over leading or middle axes: accumulate whole rows of the kept inner axes."""
+    first = axes[0]
+    outer = list(range(first))           # kept axes before the first reduced one
+    rest = list(range(first, len(x.shape)))
+    inner_kept = [a for a in rest if a not in axes]
+    width = math.prod(x.shape[a] for a in inner_kept)
+    index, extents = axis_vars(x.shape, "a")
+    ctype = ct.compute(v.dtype)
+    ev = Evaluator(program, extents, buffers)
+    val = ev.value(x.id, index)
+    acc_index = ix.flatten([index[a] for a in inner_kept], [x.shape[a] for a in inner_kept])
+    out_index = ix.flatten([index[a] for a in outer + inner_kept],
+                           [x.shape[a] for a in outer + inner_kept])
+    body = ev.lines + [f"acc[{acc_index.c()}] = {reduce_combine(v, f'acc[{acc_index.c()}]', val)};"]
+    nest_rest = [(f"a{a}", x.shape[a], "") for a in rest if x.shape[a] != 1]
+    inner = [f"{ctype} acc[{width}];", f"for (long j = 0; j < {width}; j++) acc[j] = {reduce_init(v)};"]
+    inner += loops(nest_rest, body) if nest_rest else body
+    store_index = ix.flatten([index[a] for a in outer], [x.shape[a] for a in outer])
+    inner += [f"for (long j = 0; j < {width}; j++) "
+              f"b{v.id}[{store_index.c()} * {width} + j] = {ct.store(v.dtype, 'acc[j]')};"]
+    del out_index
+    nest = [(f"a{a}", x.shape[a], "") for a in outer if x.shape[a] != 1]
+    if nest and x.size >= PARALLEL_MIN:
+        nest[0] = (nest[0][0], nest[0][1], "#pragma omp parallel for schedule(static)")
+    return loops(nest, inner) if nest else inner
+
+
+# ---- row-wise kernels ---------------------------------------------------------------
+
+def _rowwise(program: Program, k: Kernel) -> list[str]:
+    last = program.values[k.stages[-1]]
+    dims = program.values[last.inputs[0]].shape if last.op in OpGroup.REDUCE else last.shape
+    nrow = k.rows
+    row, row_ext = axis_vars(dims[:nrow], "r")
+    col, col_ext = axis_vars(dims[nrow:], "c")
+    cols = math.prod(dims[nrow:])
+    buffers = {i: f"b{i}" for i in k.inputs}
+    scalars, rowbufs = {}, {}
+    body = []
+    for s in k.stages:
+        v = program.values[s]
+        kw = dict(buffers=buffers, rowbufs=dict(rowbufs), scalars=dict(scalars), row_index=row)
+        if v.op in OpGroup.REDUCE:
+            body += [f"/* stage #{s}: {v.op.value} over the row */"]
+            body += reduce_loop(program, v, v.inputs[0], row, dims[nrow:], row_ext, kw, f"s{s}", "c")
+            scalars[s] = f"s{s}"
+            if s in k.outputs:
+                body.append(f"b{s}[{ix.flatten(row, dims[:nrow]).c()}] = {ct.store(v.dtype, f's{s}')};")
+            continue
+        body += [f"/* stage #{s}: {v.op.value} over the row */"]
+        targets = []
+        if s != k.stages[-1]:
+            body.append(f"{ct.STORAGE[v.dtype]} row{s}[{cols}];")
+            targets.append(f"row{s}")
+            rowbufs[s] = (f"row{s}", nrow)
+        if s in k.outputs:
+            targets.append(f"b{s} + {ix.flatten(row, dims[:nrow]).c()} * {cols}")
+        axes = [(f"c{a}", d) for a, d in enumerate(dims[nrow:]) if d != 1]
+
+        def build(ev, v=v):
+            return ev.value(v.id, row + col), ev.flat(col, dims[nrow:])
+
+        ev, nest, (val, at) = merged_nest(
+            lambda merge, kw=kw: Evaluator(program, {**row_ext, **col_ext}, merge=merge, **kw),
+            axes, build, 0)
+        stores = [f"({t})[{at}] = {ct.store(v.dtype, val)};" for t in targets]
+        body += loops(nest, ev.lines + stores) if nest else ev.lines + stores
+    nest = [(f"r{a}", d, "") for a, d in enumerate(dims[:nrow]) if d != 1]
+    if nest and math.prod(dims) >= PARALLEL_MIN:
+        nest[0] = (nest[0][0], nest[0][1], "#pragma omp parallel for schedule(static)")
+    return loops(nest, body) if nest else body
+
+
+_BODIES = {"pointwise": _pointwise, "reduce": _reduce, "rowwise": _rowwise,
+           "dot": emit_contraction.dot_body, "conv": emit_contraction.conv_body}

@@ -1,0 +1,212 @@
+"""C bodies of dot_general and conv_general kernels (with their epilogues).
+
+float32 contractions whose operands are strided views of [batch, M, K] and
+[batch, K, N] call the register-blocked GEMM of `runtime_c/mlf_gemm.h`; a
+2-d, stride-1, undilated, ungrouped float32 convolution is an implicit GEMM
+over a zero-padded copy of the input (`mlf_conv2d`), 1x1 included. Everything
+else runs a plain loop nest with the accumulator in the compute type.
+"""
+from __future__ import annotations
+
+import math
+
+from aot import ctypes_table as ct
+from aot import indexing as ix
+from aot.loops import Evaluator
+from mlframework.core.dtypes import DType
+
+
+def _group_stride(shape, axes):
+    """Stride of `axes` viewed as one axis of a row-major array, or None if they are not one."""
+    st = ix.strides(shape)
+    axes = [a for a in axes if shape[a] != 1]
+    for a, b in zip(axes, axes[1:]):
+        if st[a] != st[b] * shape[b]:
+            return None
+    return st[axes[-1]] if axes else 0
+
+
+def dot_layout(program, v):
+    """(B, M, N, K, strides) of a dot_general, strides None when not a strided GEMM view."""
+    lhs, rhs = (program.values[i] for i in v.inputs)
+    lb, rb = v.attrs["lhs_batch"], v.attrs["rhs_batch"]
+    lc, rc = v.attrs["lhs_contracting"], v.attrs["rhs_contracting"]
+    lf = [a for a in range(len(lhs.shape)) if a not in lb and a not in lc]
+    rf = [a for a in range(len(rhs.shape)) if a not in rb and a not in rc]
+    size = lambda x, axes: math.prod(x.shape[a] for a in axes)  # noqa: E731
+    dims = (size(lhs, lb), size(lhs, lf), size(rhs, rf), size(lhs, lc))
+    strides = [_group_stride(lhs.shape, lb), _group_stride(lhs.shape, lf),
+               _group_stride(lhs.shape, lc), _group_stride(rhs.shape, rb),
+               _group_stride(rhs.shape, rc), _group_stride(rhs.shape, rf)]
+    return dims, (None if None in strides else strides)
+
+
+def _sgemm_packs(N, K, csb) -> bool:
+    return not (csb == 1 and K * N <= 128 * 1024)
+
+
+def _conv_fast(program, v) -> bool:
+    lhs, rhs = (program.values[i] for i in v.inputs)
+    a = v.attrs
+    return (v.dtype is DType.FLOAT32 and len(lhs.shape) == 4 and set(a["window_strides"]) == {1}
+            and set(a["lhs_dilation"]) == {1} and set(a["rhs_dilation"]) == {1}
+            and a["feature_group_count"] == 1 and a["batch_group_count"] == 1
+            and all(lo >= 0 and hi >= 0 for lo, hi in a["padding"]) and v.size > 0
+            and lhs.size > 0)
+
+
+def _conv_geometry(program, v):
+    lhs, rhs = (program.values[i] for i in v.inputs)
+    (plo_h, phi_h), (plo_w, phi_w) = v.attrs["padding"]
+    n, c, h, w = lhs.shape
+    o, _, kh, kw = rhs.shape
+    hp, wp = h + plo_h + phi_h, w + plo_w + phi_w
+    ho, wo = v.shape[2], v.shape[3]
+    return dict(n=n, c=c, h=h, w=w, o=o, kh=kh, kw=kw, hp=hp, wp=wp, ho=ho, wo=wo,
+                ph=plo_h, pw=plo_w)
+
+
+def scratch_bytes(program, k) -> int:
+    """Workspace a contraction kernel needs during its run (GEMM packing, padded input)."""
+    v = program.values[k.contraction]
+    if k.kind == "dot":
+        (_, _, n, kk), strides = dot_layout(program, v)
+        if v.dtype is DType.FLOAT32 and strides is not None and _sgemm_packs(n, kk, strides[5]):
+            return kk * (-(-n // 64) * 64) * 4
+        return 0
+    if k.kind == "conv" and _conv_fast(program, v):
+        g = _conv_geometry(program, v)
+        return 4 * (g["c"] * g["hp"] * g["wp"] + 2 * 64 + g["kw"] + g["o"] * (g["ho"] * g["wp"] + 64))
+    return 0
+
+
+def _epilogue(program, k, out) -> list[str]:
+    if not k.epilogue:
+        return []
+    root = program.values[k.outputs[0]]
+    index = [ix.var(f"e{a}") if d != 1 else ix.const(0) for a, d in enumerate(root.shape)]
+    extents = {f"e{a}": d for a, d in enumerate(root.shape) if d != 1}
+    buffers = {i: f"b{i}" for i in k.inputs}
+    buffers[k.contraction] = out
+    ev = Evaluator(program, extents, buffers, merge=[([(f"e{a}", d) for a, d in enumerate(root.shape)
+                                                       if d != 1], "e")] if extents else None)
+    val = ev.value(root.id, index)
+    store = f"{out}[{ev.flat(index, root.shape)}] = {ct.store(root.dtype, val)};"
+    pragma = "#pragma omp parallel for schedule(static) if (%d >= 65536)" % root.size
+    return ["/* epilogue: the fused pointwise ops, applied while the result is cache-hot */",
+            pragma, f"for (long e = 0; e < {root.size}; e++) {{"] + \
+        ["  " + s for s in ev.lines + [store]] + ["}"]
+
+
+def dot_body(program, k) -> list[str]:
+    v = program.values[k.contraction]
+    out = f"b{k.outputs[0]}"
+    lhs, rhs = v.inputs
+    (B, M, N, K), s = dot_layout(program, v)
+    if v.dtype is DType.FLOAT32 and s is not None and v.size:
+        work = "(float*)scratch" if k.scratch_bytes else "0"
+        lines = [f"/* [{B}] x [{M}x{K}] @ [{K}x{N}] through the 6x64 register-tiled GEMM */",
+                 f"for (long batch = 0; batch < {B}; batch++)",
+                 f"  mlf_sgemm({M}, {N}, {K}, b{lhs} + batch * {s[0]}, {s[1]}, {s[2]}, "
+                 f"b{rhs} + batch * {s[3]}, {s[4]}, {s[5]}, {out} + batch * {M * N}, {N}, {work});"]
+        return lines + _epilogue(program, k, out)
+    return _dot_loops(program, v, out) + _epilogue(program, k, out)
+
+
+def _dot_loops(program, v, out) -> list[str]:
+    lhs, rhs = (program.values[i] for i in v.inputs)
+    a = v.attrs
+    lf = [x for x in range(len(lhs.shape)) if x not in a["lhs_batch"] and x not in a["lhs_contracting"]]
+    rf = [x for x in range(len(rhs.shape)) if x not in a["rhs_batch"] and x not in a["rhs_contracting"]]
+    o = [f"o{i}" for i in range(len(v.shape))]
+    kv = [f"p{i}" for i in range(len(a["lhs_contracting"]))]
+    nb = len(a["lhs_batch"])
+    li, ri = [None] * len(lhs.shape), [None] * len(rhs.shape)
+    for j, (x, y) in enumerate(zip(a["lhs_batch"], a["rhs_batch"])):
+        li[x] = ri[y] = ix.var(o[j])
+    for j, x in enumerate(lf):
+        li[x] = ix.var(o[nb + j])
+    for j, x in enumerate(rf):
+        ri[x] = ix.var(o[nb + len(lf) + j])
+    for j, (x, y) in enumerate(zip(a["lhs_contracting"], a["rhs_contracting"])):
+        li[x] = ri[y] = ix.var(kv[j])
+    ctype, tag = ct.compute(v.dtype), ct.TAG[v.dtype]
+    del tag
+    mul = ct.narrow(v.dtype, f"{ct.load(v.dtype, f'b{lhs.id}', ix.flatten(li, lhs.shape).c())} * "
+                             f"{ct.load(v.dtype, f'b{rhs.id}', ix.flatten(ri, rhs.shape).c())}")
+    inner = [f"acc = {ct.narrow(v.dtype, f'acc + {mul}')};"]
+    kdims = [lhs.shape[x] for x in a["lhs_contracting"]]
+    body = [f"{ctype} acc = 0;"]
+    body += _nest(list(zip(kv, kdims)), inner)
+    body.append(f"{out}[{ix.flatten([ix.var(x) for x in o], v.shape).c()}] = "
+                f"{ct.store(v.dtype, 'acc')};")
+    return [f"/* plain loop nest ({v.dtype.value} or a layout the GEMM cannot view) */"] + \
+        _nest(list(zip(o, v.shape)), body, parallel=v.size * max(1, math.prod(kdims)) >= 65536)
+
+
+def _nest(axes, body, parallel=False) -> list[str]:
+    lines, ind = [], ""
+    for n, (var, d) in enumerate(axes):
+        if n == 0 and parallel and d > 1:
+            lines.append(ind + "#pragma omp parallel for schedule(static)")
+        lines.append(f"{ind}for (long {var} = 0; {var} < {d}; {var}++) {{")
+        ind += "  "
+    lines += [ind + s for s in body]
+    for _ in axes:
+        ind = ind[:-2]
+        lines.append(ind + "}")
+    return lines
+
+
+def conv_body(program, k) -> list[str]:
+    v = program.values[k.contraction]
+    out = f"b{k.outputs[0]}"
+    lhs, rhs = v.inputs
+    if _conv_fast(program, v):
+        g = _conv_geometry(program, v)
+        return [f"/* implicit GEMM over a zero-padded copy: [{g['o']}] x [{g['c']}*{g['kh']}*{g['kw']}] "
+                f"@ shifted rows of the padded input, 6x64 register tiles */",
+                f"mlf_conv2d({g['n']}, {g['c']}, {g['h']}, {g['w']}, {g['o']}, {g['kh']}, {g['kw']}, "
+                f"{g['ph']}, {g['pw']}, {g['hp']}, {g['wp']}, {g['ho']}, {g['wo']}, b{lhs}, b{rhs}, "
+                f"{out}, (float*)scratch);"] + _epilogue(program, k, out)
+    return _conv_loops(program, v, out) + _epilogue(program, k, out)
+
+
+def _conv_loops(program, v, out) -> list[str]:
+    lhs, rhs = (program.values[i] for i in v.inputs)
+    a = v.attrs
+    nsp = len(lhs.shape) - 2
+    N, C = lhs.shape[:2]
+    O, I = rhs.shape[:2]
+    G, BG = a["feature_group_count"], a["batch_group_count"]
+    n_out = v.shape[0]
+    ctype = ct.compute(v.dtype)
+    sp = [f"s{d}" for d in range(nsp)]
+    wv = [f"w{d}" for d in range(nsp)]
+    body = [f"const long g = o / {O // G}, bg = o / {O // BG};",
+            f"const long n_in = bg * {n_out} + n;", f"{ctype} acc = 0;"]
+    inner = []
+    conds, pos = [], []
+    for d in range(nsp):
+        st, dil_r, dil_l = a["window_strides"][d], a["rhs_dilation"][d], a["lhs_dilation"][d]
+        lo = a["padding"][d][0]
+        inner.append(f"const long q{d} = {sp[d]} * {st} - ({lo}) + {wv[d]} * {dil_r};")
+        conds.append(f"q{d} >= 0 && q{d} < {(lhs.shape[2 + d] - 1) * dil_l + 1}")
+        if dil_l > 1:
+            conds.append(f"q{d} % {dil_l} == 0")
+        pos.append(f"(q{d} / {dil_l})" if dil_l > 1 else f"q{d}")
+    lst = ix.strides(lhs.shape)
+    rst = ix.strides(rhs.shape)
+    l_off = " + ".join([f"n_in * {lst[0]}", f"(g * {I} + i) * {lst[1]}"] +
+                       [f"{p} * {lst[2 + d]}" for d, p in enumerate(pos)])
+    r_off = " + ".join([f"o * {rst[0]}", f"i * {rst[1]}"] +
+                       [f"{w} * {rst[2 + d]}" for d, w in enumerate(wv)])
+    inner.append(f"if ({' && '.join(conds)}) acc += "
+                 f"{ct.load(v.dtype, f'b{lhs.id}', l_off)} * {ct.load(v.dtype, f'b{rhs.id}', r_off)};")
+    body += _nest([("i", I)] + list(zip(wv, rhs.shape[2:])), inner)
+    o_off = ix.flatten([ix.var("n"), ix.var("o")] + [ix.var(s) for s in sp], v.shape).c()
+    body.append(f"{out}[{o_off}] = {ct.store(v.dtype, 'acc')};")
+    del N, C
+    return ["/* direct loop nest over (n, o, spatial) x (i, window) */"] + \
+        _nest([("n", n_out), ("o", O)] + list(zip(sp, v.shape[2:])), body,
+              parallel=v.size * I * math.prod(rhs.shape[2:]) >= 65536)

@@ -1,0 +1,255 @@
+"""C bodies of kernels that hold one op each: gather, scatter, dynamic_update_slice,
+argmax/argmin, cumsum, sort/argsort, reduce windows, select_and_scatter_add, rng_bits.
+
+Each body is a plain loop nest over literal shapes; indices use the same
+`Lin` arithmetic as fused kernels.
+"""
+from __future__ import annotations
+
+import math
+
+from aot import ctypes_table as ct
+from aot import indexing as ix
+from mlframework.graph.gen_optypes import Op
+
+
+def scratch_bytes(program, k) -> int:
+    v = program.values[k.outputs[0]]
+    if v.op in (Op.SORT, Op.ARGSORT):
+        n = v.shape[v.attrs["axis"]] if v.shape else 1
+        return 8 * 3 * max(n, 1)
+    return 0
+
+
+def body(program, k) -> list[str]:
+    v = program.values[k.outputs[0]]
+    if v.size == 0:
+        return ["/* empty output */"]
+    return _BODIES[v.op](program, v)
+
+
+def nest(axes, inner, parallel=False) -> list[str]:
+    lines, ind = [], ""
+    for n, (var, d) in enumerate(axes):
+        if n == 0 and parallel and d > 1:
+            lines.append(ind + "#pragma omp parallel for schedule(static)")
+        lines.append(f"{ind}for (long {var} = 0; {var} < {d}; {var}++) {{")
+        ind += "  "
+    lines += [ind + s for s in inner]
+    for _ in axes:
+        ind = ind[:-2]
+        lines.append(ind + "}")
+    return lines
+
+
+def _vars(prefix, dims):
+    return [ix.var(f"{prefix}{a}") for a in range(len(dims))], \
+        [(f"{prefix}{a}", d) for a, d in enumerate(dims)]
+
+
+def _copy(dst, src, v) -> str:
+    return f"memcpy(b{dst}, b{src}, {v.nbytes});"
+
+
+def _split(shape, axis):
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+
+
+# ---- indexing ops --------------------------------------------------------------
+
+def _dynamic_update_slice(program, v):
+    x, upd = program.values[v.inputs[0]], program.values[v.inputs[1]]
+    lines = [_copy(v.id, x.id, v)]
+    if upd.size == 0:
+        return lines
+    idx, axes = _vars("u", upd.shape)
+    starts = []
+    for a, s in enumerate(v.inputs[2:]):
+        sv = program.values[s]
+        lines.append(f"const int64_t s{a} = mlf_clamp_index((int64_t)b{s}[0], "
+                     f"{x.shape[a] - upd.shape[a]});")
+        del sv
+        starts.append(ix.add(ix.opaque(f"s{a}"), idx[a]))
+    lines += nest(axes, [f"b{v.id}[{ix.flatten(starts, x.shape).c()}] = "
+                         f"b{upd.id}[{ix.flatten(idx, upd.shape).c()}];"])
+    return lines
+
+
+def _gather(program, v):
+    x, ind = program.values[v.inputs[0]], program.values[v.inputs[1]]
+    a = v.attrs
+    out, axes = _vars("o", v.shape)
+    batch = [out[d] for d in range(len(v.shape)) if d not in a["offset_dims"]]
+    nvec = ind.shape[-1]
+    base = ix.flatten(batch, ind.shape[:-1]).c()
+    lines = [f"const long base = ({base}) * {nvec};"]
+    window = [d for d in range(len(x.shape)) if d not in a["collapsed_slice_dims"]]
+    x_index = []
+    for d in range(len(x.shape)):
+        off = ix.const(0) if d not in window else out[a["offset_dims"][window.index(d)]]
+        if d in a["start_index_map"]:
+            j = a["start_index_map"].index(d)
+            lines.append(f"const int64_t s{d} = mlf_clamp_index((int64_t)b{ind.id}[base + {j}], "
+                         f"{x.shape[d] - a['slice_sizes'][d]});")
+            off = ix.add(ix.opaque(f"s{d}"), off)
+        x_index.append(off)
+    lines.append(f"b{v.id}[{ix.flatten(out, v.shape).c()}] = "
+                 f"b{x.id}[{ix.flatten(x_index, x.shape).c()}];")
+    return nest(axes, lines, parallel=v.size >= 65536)
+
+
+def _scatter(program, v):
+    x, ind, upd = (program.values[i] for i in v.inputs)
+    a = v.attrs
+    lines = [_copy(v.id, x.id, v)]
+    if upd.size == 0:
+        return lines
+    u, axes = _vars("u", upd.shape)
+    scatter_dims = [d for d in range(len(upd.shape)) if d not in a["update_window_dims"]]
+    nvec = ind.shape[-1]
+    base = ix.flatten([u[d] for d in scatter_dims], ind.shape[:-1]).c()
+    inner = [f"const long base = ({base}) * {nvec};"]
+    window = [d for d in range(len(x.shape)) if d not in a["inserted_window_dims"]]
+    x_index, checks = [], []
+    for d in range(len(x.shape)):
+        if d in window:
+            wdim = a["update_window_dims"][window.index(d)]
+            off, size = u[wdim], upd.shape[wdim]
+        else:
+            off, size = ix.const(0), 1
+        if d in a["scatter_dims_to_operand_dims"]:
+            j = a["scatter_dims_to_operand_dims"].index(d)
+            inner.append(f"const int64_t s{d} = (int64_t)b{ind.id}[base + {j}];")
+            checks.append(f"s{d} < 0 || s{d} > {x.shape[d] - size}")
+            off = ix.add(ix.opaque(f"s{d}"), off)
+        x_index.append(off)
+    if checks:
+        inner.append(f"if ({' || '.join(checks)}) continue;  /* out of bounds: dropped */")
+    dst = f"b{v.id}[{ix.flatten(x_index, x.shape).c()}]"
+    src = f"b{upd.id}[{ix.flatten(u, upd.shape).c()}]"
+    if v.op is Op.SCATTER_SET:
+        inner.append(f"{dst} = {src};")
+    elif v.dtype.value == "bool":
+        inner.append(f"{dst} = {dst} || {src};")
+    elif v.dtype in ct.HALF:
+        h = ct.HALF[v.dtype]
+        inner.append(f"{dst} = mlf_store_{h}(mlf_load_{h}({dst}) + mlf_load_{h}({src}));")
+    else:
+        inner.append(f"{dst} = {ct.narrow(v.dtype, f'{dst} + {src}')};")
+    return lines + nest(axes, inner)
+
+
+# ---- scans and index reductions ---------------------------------------------------
+
+def _arg(program, v):
+    x = program.values[v.inputs[0]]
+    outer, n, inner = _split(x.shape, v.attrs["axis"])
+    better = ">" if v.op is Op.ARGMAX else "<"
+    nan = " || (val != val && best == best)" if x.dtype.is_float else ""
+    ctype = ct.compute(x.dtype)
+    load = ct.load(x.dtype, f"b{x.id}", f"(o * {n} + i) * {inner} + j")
+    body = [f"{ctype} best = {ct.load(x.dtype, f'b{x.id}', f'o * {n} * {inner} + j')};",
+            "long arg = 0;",
+            f"for (long i = 1; i < {n}; i++) {{",
+            f"  const {ctype} val = {load};",
+            f"  if ((best == best && val {better} best){nan}) {{ best = val; arg = i; }}",
+            "}", f"b{v.id}[o * {inner} + j] = ({ct.STORAGE[v.dtype]})arg;"]
+    return nest([("o", outer), ("j", inner)], body, parallel=x.size >= 65536)
+
+
+def _cumsum(program, v):
+    x = program.values[v.inputs[0]]
+    outer, n, inner = _split(x.shape, v.attrs["axis"])
+    i = f"({n - 1} - i)" if v.attrs["reverse"] else "i"
+    at = f"(o * {n} + {i}) * {inner} + j"
+    body = [f"{ct.compute(v.dtype)} acc = 0;",
+            f"for (long i = 0; i < {n}; i++) {{",
+            f"  acc = {ct.narrow(v.dtype, 'acc + ' + ct.load(x.dtype, f'b{x.id}', at))};",
+            f"  b{v.id}[{at}] = {ct.store(v.dtype, 'acc')};", "}"]
+    return nest([("o", outer), ("j", inner)], body, parallel=x.size >= 65536)
+
+
+def _sort(program, v):
+    x = program.values[v.inputs[0]]
+    axis = v.attrs["axis"]
+    outer, n, inner = _split(x.shape, axis)
+    ctype, tag = ct.compute(x.dtype), ct.TAG[x.dtype]
+    desc = 1 if v.attrs["descending"] else 0
+    at = f"(o * {n} + i) * {inner} + j"
+    lines = [f"{ctype}* keys = ({ctype}*)scratch;",
+             f"int64_t* idx = (int64_t*)(scratch + {8 * n});",
+             f"int64_t* tmp = (int64_t*)(scratch + {16 * n});"]
+    body = [f"for (long i = 0; i < {n}; i++) keys[i] = {ct.load(x.dtype, f'b{x.id}', at)};"]
+    if v.op is Op.ARGSORT:
+        body.append(f"mlf_argsort_{tag}(keys, {n}, idx, tmp, {desc});")
+        body.append(f"for (long i = 0; i < {n}; i++) b{v.id}[{at}] = "
+                    f"({ct.STORAGE[v.dtype]})idx[i];")
+    else:
+        src = f"({n - 1} - i)" if desc else "i"
+        body.append(f"mlf_argsort_{tag}(keys, {n}, idx, tmp, 0);")
+        body.append(f"for (long i = 0; i < {n}; i++) b{v.id}[{at}] = "
+                    f"{ct.store(v.dtype, f'keys[idx[{src}]]')};")
+    return lines + nest([("o", outer), ("j", inner)], body)
+
+
+# ---- windows ---------------------------------------------------------------------
+
+def _window_positions(x, v_attrs, out):
+    """Per axis: (C text of the input position, bounds condition) for window var w<d>."""
+    pos, conds = [], []
+    for d in range(len(x.shape)):
+        st, (lo, _) = v_attrs["window_strides"][d], v_attrs["padding"][d]
+        p = ix.add(ix.add(ix.scale(out[d], st), ix.const(-lo)), ix.var(f"w{d}"))
+        pos.append(p)
+        conds.append(f"{p.c()} >= 0 && {p.c()} < {x.shape[d]}")
+    return pos, conds
+
+
+def _reduce_window(program, v):
+    x = program.values[v.inputs[0]]
+    out, axes = _vars("o", v.shape)
+    pos, conds = _window_positions(x, v.attrs, out)
+    ctype, tag = ct.compute(v.dtype), ct.TAG[v.dtype]
+    is_max = v.op is Op.REDUCE_WINDOW_MAX
+    init = ct.lowest(v.dtype) if is_max else "0"
+    val = ct.load(x.dtype, f"b{x.id}", ix.flatten(pos, x.shape).c())
+    comb = f"mlf_max_{tag}(acc, {val})" if is_max else ct.narrow(v.dtype, f"acc + {val}")
+    win = [(f"w{d}", w) for d, w in enumerate(v.attrs["window_dimensions"])]
+    body = [f"{ctype} acc = {init};"] + nest(win, [f"if ({' && '.join(conds)}) acc = {comb};"])
+    body.append(f"b{v.id}[{ix.flatten(out, v.shape).c()}] = {ct.store(v.dtype, 'acc')};")
+    return nest(axes, body, parallel=v.size >= 4096)
+
+
+def _select_and_scatter_add(program, v):
+    src, x = (program.values[i] for i in v.inputs)
+    s, axes = _vars("o", src.shape)
+    pos, conds = _window_positions(x, v.attrs, s)
+    ctype = ct.compute(x.dtype)
+    flat = ix.flatten(pos, x.shape).c()
+    win = [(f"w{d}", w) for d, w in enumerate(v.attrs["window_dimensions"])]
+    val = ct.load(x.dtype, f"b{x.id}", flat)
+    nan = " || (val != val && best == best)" if x.dtype.is_float else ""
+    body = [f"{ctype} best = 0;", "long at = -1;"]
+    body += nest(win, [f"if ({' && '.join(conds)}) {{",
+                       f"  const {ctype} val = {val};",
+                       f"  if (at < 0 || (best == best && val > best){nan}) {{ best = val; at = {flat}; }}",
+                       "}"])
+    add = ct.load(v.dtype, f"b{v.id}", "at") + " + " + ct.load(src.dtype, f"b{src.id}",
+                                                             ix.flatten(s, src.shape).c())
+    body.append(f"if (at >= 0) b{v.id}[at] = {ct.store(v.dtype, ct.narrow(v.dtype, add))};")
+    zero = ["for (long i = 0; i < %d; i++) b%d[i] = 0;" % (v.size, v.id)]
+    return zero + nest(axes, body)
+
+
+def _rng_bits(program, v):
+    return [f"mlf_rng_bits(b{v.inputs[0]}, b{v.id}, {v.size});"]
+
+
+_BODIES = {
+    Op.DYNAMIC_UPDATE_SLICE: _dynamic_update_slice, Op.GATHER: _gather,
+    Op.SCATTER_ADD: _scatter, Op.SCATTER_SET: _scatter, Op.ARGMAX: _arg, Op.ARGMIN: _arg,
+    Op.CUMSUM: _cumsum, Op.SORT: _sort, Op.ARGSORT: _sort,
+    Op.REDUCE_WINDOW_MAX: _reduce_window, Op.REDUCE_WINDOW_SUM: _reduce_window,
+    Op.SELECT_AND_SCATTER_ADD: _select_and_scatter_add, Op.RNG_BITS: _rng_bits,
+}
+SUPPORTED = frozenset(_BODIES)

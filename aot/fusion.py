@@ -1,0 +1,316 @@
+"""Pass 2, `fuse`: groups the values of a program into kernels.
+
+    kernels = fuse(program)
+
+Rules (measured in shared/research/cpu-codegen.md):
+  * pointwise chains with their broadcasts, reshapes, slices, pads and
+    transposes become one loop over the output; movement is index math and is
+    never materialized;
+  * a reduction absorbs its pointwise producers;
+  * a reduction over trailing axes whose result is broadcast back over the
+    same rows joins its consumers in one row-wise kernel (softmax, layer norm,
+    RMS norm): an outer row loop with a pass per reduction over a
+    cache-resident row;
+  * dot_general and conv_general take a pointwise epilogue (bias, activation,
+    residual, cast) that reads the contraction only at the element being stored;
+  * a value is materialized when it is a graph output, when a consumer reuses
+    its elements (contractions, windows, gathers, sorts...), when it is
+    expensive and read more than once or broadcast, or when a fused body
+    would grow past MAX_FUSED_OPS;
+  * a reshape of a materialized value is an alias of its buffer.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from aot import emit_contraction, emit_ops
+from aot import indexing as ix
+from aot.loops import EXPENSIVE, FUSIBLE, Evaluator, NotFusible, splat
+from aot.program import Program
+from mlframework.graph.gen_optypes import Op, OpGroup
+
+MAX_FUSED_OPS = 48       # Inductor materializes bodies past ~30-64 ops
+EXPENSIVE_COST = 8       # weight of a transcendental in the cost model
+SHARED_MAX_COST = 8      # a value read by several kernels is recomputed only below this cost
+BROADCAST_MAX_COST = 4   # a value broadcast to a larger shape is recomputed only below this
+
+
+@dataclass
+class Kernel:
+    """One generated C function.
+
+    kind: "pointwise", "reduce", "rowwise", "dot", "conv", "alias" (no code: a
+    reshape view of another buffer), or the op name of a single-op kernel.
+    outputs: values the kernel writes to buffers; nodes: every value computed
+    inside (topological); inputs: materialized values it reads; stages: for
+    rowwise kernels, the values finished one after another in each row;
+    epilogue: for dot/conv, the pointwise values applied before the store.
+    """
+
+    name: str
+    kind: str
+    outputs: list[int]
+    nodes: list[int]
+    inputs: list[int]
+    reason: str
+    stages: list[int] = field(default_factory=list)
+    epilogue: list[int] = field(default_factory=list)
+    contraction: int | None = None
+    rows: int = 0
+    scratch_bytes: int = 0
+
+
+def fuse(program: Program) -> list[Kernel]:
+    """The kernels computing `program`, in execution order."""
+    consumers = program.consumers()
+    materialized = _materialized(program, consumers)
+    kernels = [_kernel(program, vid, materialized) for vid in program.values
+               if vid in materialized and program.values[vid].op
+               not in (Op.PARAMETER, Op.CONSTANT)]
+    kernels = _merge_rowwise(program, kernels, consumers)
+    kernels = _merge_epilogues(program, kernels, consumers)
+    for k in kernels:
+        k.scratch_bytes = (emit_contraction.scratch_bytes(program, k) if k.kind in ("dot", "conv")
+                           else emit_ops.scratch_bytes(program, k))
+    return kernels
+
+
+# ---- which values get a buffer -------------------------------------------------
+
+def _cost(program, vid, materialized, memo) -> int:
+    v = program.values[vid]
+    if vid in materialized or v.op in (Op.PARAMETER, Op.CONSTANT):
+        return 0
+    own = EXPENSIVE_COST if v.op in EXPENSIVE else (1 if v.op in FUSIBLE else 0)
+    if vid not in memo:
+        memo[vid] = own + sum(_cost(program, i, materialized, memo) for i in v.inputs)
+    return memo[vid]
+
+
+def _materialized(program: Program, consumers) -> set[int]:
+    out, memo = set(program.outputs), {}
+    for vid, v in program.values.items():
+        if v.op is Op.PARAMETER:
+            out.add(vid)
+        elif v.op is Op.CONSTANT:
+            if splat(v.attrs["value"]) is None:
+                out.add(vid)
+        elif v.op not in FUSIBLE:
+            out.add(vid)
+    for vid, v in program.values.items():
+        if vid in out or v.op not in FUSIBLE:
+            continue
+        cost = _cost(program, vid, out, memo)
+        users = [program.values[c] for c in consumers[vid]]
+        if any(_needs_buffer(u, vid) for u in users) or cost > MAX_FUSED_OPS:
+            out.add(vid)
+        elif len(users) > 1 and (cost >= SHARED_MAX_COST or _reads(program, vid, out) > 4):
+            out.add(vid)
+        elif any(u.op is Op.BROADCAST_IN_DIM and u.size > v.size for u in users) \
+                and cost > BROADCAST_MAX_COST:
+            out.add(vid)
+        memo.clear()
+    return out
+
+
+def _needs_buffer(user, vid) -> bool:
+    if user.op in FUSIBLE:
+        return user.op is Op.DYNAMIC_SLICE and vid in user.inputs[1:]
+    return user.op not in OpGroup.REDUCE
+
+
+def _reads(program, vid, materialized, seen=None) -> int:
+    seen = set() if seen is None else seen
+    for i in program.values[vid].inputs:
+        if i in seen:
+            continue
+        seen.add(i)
+        if i not in materialized:
+            _reads(program, i, materialized, seen)
+    return sum(1 for i in seen if i in materialized)
+
+
+def _kernel(program: Program, root: int, materialized: set[int]) -> Kernel:
+    v = program.values[root]
+    nodes, inputs = [], []
+    stack, seen = [root], set()
+    while stack:
+        vid = stack.pop()
+        if vid in seen:
+            continue
+        seen.add(vid)
+        if vid != root and vid in materialized:
+            inputs.append(vid)
+            continue
+        val = program.values[vid]
+        if val.op is Op.CONSTANT:
+            continue
+        nodes.append(vid)
+        stack.extend(val.inputs)
+    nodes.sort(key=list(program.values).index)
+    inputs.sort(key=list(program.values).index)
+    if v.op in OpGroup.REDUCE:
+        kind, reason = "reduce", "reduction with its pointwise producers inside the loop"
+    elif v.op is Op.RESHAPE and v.inputs[0] in materialized and root not in program.outputs:
+        kind, reason, nodes = "alias", "a reshape of a materialized buffer is a view of it", [root]
+    elif v.op in FUSIBLE:
+        kind, reason = "pointwise", "pointwise chain: one loop over the output"
+    elif v.op is Op.DOT_GENERAL:
+        kind, reason = "dot", "contraction"
+    elif v.op is Op.CONV_GENERAL:
+        kind, reason = "conv", "contraction"
+    else:
+        kind, reason = v.op.value, "op with its own kernel"
+    return Kernel(_name(program, nodes), kind, [root], nodes, inputs, reason, stages=[root],
+                  contraction=root if kind in ("dot", "conv") else None)
+
+
+def _name(program: Program, nodes) -> str:
+    ops = []
+    for vid in reversed(nodes):
+        op = program.values[vid].op
+        if op not in (Op.RESHAPE, Op.BROADCAST_IN_DIM, Op.CONSTANT) and op.value not in ops:
+            ops.append(op.value)
+    return "_".join(ops[:4]) or program.values[nodes[-1]].op.value
+
+
+# ---- row-wise kernels (softmax, layer norm) -------------------------------------
+
+def _row_split(program, k: Kernel):
+    """(iteration dims, row rank or 0 if not fixed) of a kernel that could go row-wise."""
+    v = program.values[k.stages[-1]]
+    if k.kind == "reduce":
+        x = program.values[v.inputs[0]]
+        axes, nrow = sorted(v.attrs["axes"]), len(x.shape) - len(v.attrs["axes"])
+        if not axes or axes != list(range(nrow, len(x.shape))) or nrow == 0:
+            return None
+        return x.shape, nrow
+    if k.kind == "rowwise":
+        return (program.values[v.inputs[0]].shape if v.op in OpGroup.REDUCE else v.shape), k.rows
+    if k.kind == "pointwise":
+        return v.shape, 0
+    return None
+
+
+def _merge_rowwise(program, kernels, consumers):
+    """Merges producer kernels into their consumer while every read stays in its row."""
+    changed = True
+    while changed:
+        changed = False
+        by_out = {o: k for k in kernels for o in k.outputs}
+        for k in kernels:
+            split = _row_split(program, k)
+            if split is None:
+                continue
+            for src_id in k.inputs:
+                src = by_out.get(src_id)
+                s_split = None if src is None else _row_split(program, src)
+                if s_split is None or s_split[0] != split[0]:
+                    continue
+                nrow = s_split[1] or split[1]
+                if not nrow or (s_split[1] and split[1] and s_split[1] != split[1]):
+                    continue
+                if any(c not in k.nodes for o in src.outputs for c in consumers[o]):
+                    continue  # another kernel reads src: keep src's position
+                merged = _try_merge(program, src, k, nrow, consumers)
+                if merged is not None:
+                    kernels = [merged if x is k else x for x in kernels if x is not src]
+                    changed = True
+                    break
+            if changed:
+                break
+    return kernels
+
+
+def _try_merge(program, src: Kernel, dst: Kernel, nrow: int, consumers):
+    """`src` and `dst` as one row-wise kernel, or None if some read crosses rows."""
+    stages = src.stages + [s for s in dst.stages if s not in src.stages]
+    nodes = sorted(set(src.nodes) | set(dst.nodes), key=list(program.values).index)
+    inputs = [i for i in dict.fromkeys(src.inputs + dst.inputs) if i not in stages]
+    outputs = [s for s in stages if s == stages[-1] or s in program.outputs or
+               any(c not in nodes for c in consumers[s])]
+    kernel = Kernel(_name(program, nodes), "rowwise", outputs, nodes, inputs,
+                    "row-wise: reductions over trailing axes broadcast back over their rows; "
+                    "one outer row loop, one pass per stage over a cache-resident row",
+                    stages=stages, rows=nrow)
+    try:
+        check_rowwise(program, kernel, nrow)
+    except NotFusible:
+        return None
+    return kernel
+
+
+MAX_ROW = 65536  # elements of a row kept in per-thread scratch
+
+
+def check_rowwise(program, kernel: Kernel, nrow: int) -> None:
+    """Raises NotFusible unless every stage reads earlier stages only in its own row."""
+    last = program.values[kernel.stages[-1]]
+    dims = program.values[last.inputs[0]].shape if last.op in OpGroup.REDUCE else last.shape
+    row = [ix.var(f"r{a}") if d != 1 else ix.const(0) for a, d in enumerate(dims[:nrow])]
+    col = [ix.var(f"c{a}") if d != 1 else ix.const(0) for a, d in enumerate(dims[nrow:])]
+    extents = {f"r{a}": d for a, d in enumerate(dims[:nrow])}
+    extents.update({f"c{a}": d for a, d in enumerate(dims[nrow:])})
+    buffers = {i: "in" for i in kernel.inputs}
+    scalars, rowbufs = {}, {}
+    if math.prod(dims[nrow:]) > MAX_ROW:
+        raise NotFusible("rows too long for cache-resident passes")
+    for s in kernel.stages:
+        v = program.values[s]
+        ev = Evaluator(program, extents, buffers, rowbufs, scalars, row)
+        if v.op in OpGroup.REDUCE:
+            if program.values[v.inputs[0]].shape != dims:
+                raise NotFusible("stage over other dims")
+            ev.value(v.inputs[0], row + col)
+            scalars[s] = "acc"
+        else:
+            if v.shape != dims:
+                raise NotFusible("stage over other dims")
+            ev.value(s, row + col)
+            rowbufs[s] = ("row", nrow)
+
+
+# ---- contraction epilogues ------------------------------------------------------
+
+def _merge_epilogues(program, kernels, consumers):
+    by_out = {k.outputs[0]: k for k in kernels}
+    out = []
+    absorbed = set()
+    for k in kernels:
+        if k.kind != "pointwise":
+            continue
+        for src_id in k.inputs:
+            src = by_out.get(src_id)
+            if src is None or src.kind not in ("dot", "conv") or src.epilogue:
+                continue
+            d, root = program.values[src_id], program.values[k.outputs[0]]
+            if (src_id in program.outputs or len(set(consumers[src_id])) != 1
+                    or consumers[src_id][0] not in k.nodes or root.shape != d.shape
+                    or root.dtype != d.dtype or not _reads_elementwise(program, k, src_id)):
+                continue
+            src.epilogue, src.outputs = k.nodes, k.outputs
+            src.nodes = src.nodes + k.nodes
+            src.inputs = [i for i in dict.fromkeys(src.inputs + k.inputs) if i != src_id]
+            src.name = _name(program, src.nodes)
+            src.reason = "contraction with its pointwise epilogue applied before the store"
+            absorbed.add(id(k))
+            break
+    for k in kernels:
+        if id(k) not in absorbed:
+            out.append(k)
+    return out
+
+
+def _reads_elementwise(program, k: Kernel, src_id: int) -> bool:
+    """True if kernel `k` reads `src_id` only at the element it writes."""
+    root = program.values[k.outputs[0]]
+    index = [ix.var(f"a{i}") if d != 1 else ix.const(0) for i, d in enumerate(root.shape)]
+    extents = {f"a{i}": d for i, d in enumerate(root.shape)}
+    ev = Evaluator(program, extents, {i: "in" for i in k.inputs if i != src_id},
+                   scalars={src_id: "acc"}, row_index=index)
+    try:
+        ev.value(root.id, index)
+    except NotFusible:
+        return False
+    return True

@@ -1,0 +1,112 @@
+"""Pass 3, `plan_memory`: buffer lifetimes, then offsets in one arena (best fit).
+
+    plan = plan_memory(program, kernels)
+
+Every value a kernel writes gets a buffer. Graph outputs are written straight
+into the caller's output arrays, parameters are read from the caller's
+arrays, constants live in a read-only segment, reshapes alias the buffer they
+view, and everything else shares one arena: a buffer lives from the kernel
+that writes it to the last kernel that reads it, and takes the smallest free
+gap that fits (64-byte aligned). Kernel scratch (GEMM packing) lives only
+during its kernel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aot.fusion import Kernel
+from aot.program import Program
+from mlframework.graph.gen_optypes import Op
+
+ALIGN = 64
+
+
+@dataclass
+class Buffer:
+    """Where a value lives. kind: arena, const, input, output, alias or scratch."""
+
+    value: int
+    kind: str
+    nbytes: int
+    offset: int = 0
+    start: int = 0   # index of the kernel that writes it
+    end: int = 0     # index of the last kernel that reads it
+    base: int | None = None  # for aliases: the value whose bytes these are
+    output_index: int | None = None
+
+
+@dataclass
+class MemoryPlan:
+    buffers: dict[int, Buffer] = field(default_factory=dict)
+    scratch: dict[int, Buffer] = field(default_factory=dict)  # kernel index -> scratch
+    arena_bytes: int = 0
+    const_bytes: int = 0
+
+    def __str__(self) -> str:
+        lines = [f"arena {self.arena_bytes} bytes, constants {self.const_bytes} bytes"]
+        for b in sorted(self.buffers.values(), key=lambda b: (b.kind, b.offset)):
+            lines.append(f"  #{b.value:<5} {b.kind:<7} offset {b.offset:>9} size {b.nbytes:>9} "
+                         f"live [{b.start}, {b.end}]")
+        return "\n".join(lines)
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def plan_memory(program: Program, kernels: list[Kernel]) -> MemoryPlan:
+    """Places every buffer; arena offsets never overlap while both buffers are live."""
+    plan = MemoryPlan()
+    first_out = {}
+    for k, o in enumerate(program.outputs):
+        first_out.setdefault(o, k)
+    const_off = 0
+    for vid, v in program.values.items():
+        if v.op is Op.PARAMETER:
+            plan.buffers[vid] = Buffer(vid, "input", v.nbytes, start=-1, end=len(kernels))
+        elif v.op is Op.CONSTANT and any(vid in k.inputs for k in kernels):
+            plan.buffers[vid] = Buffer(vid, "const", v.nbytes, const_off, -1, len(kernels))
+            const_off += _align(v.nbytes)
+    plan.const_bytes = const_off
+    for t, k in enumerate(kernels):
+        for o in k.outputs:
+            v = program.values[o]
+            if k.kind == "alias":
+                base = program.values[o].inputs[0]
+                base = plan.buffers[base].base if plan.buffers[base].kind == "alias" else base
+                plan.buffers[o] = Buffer(o, "alias", v.nbytes, start=t, end=t, base=base)
+            elif o in first_out:
+                plan.buffers[o] = Buffer(o, "output", v.nbytes, start=t, end=len(kernels),
+                                         output_index=first_out[o])
+            else:
+                plan.buffers[o] = Buffer(o, "arena", v.nbytes, start=t, end=t)
+        for i in k.inputs:
+            b = plan.buffers[i]
+            b.end = max(b.end, t)
+            if b.kind == "alias":
+                plan.buffers[b.base].end = max(plan.buffers[b.base].end, t)
+        if getattr(k, "scratch_bytes", 0):
+            plan.scratch[t] = Buffer(-1 - t, "scratch", k.scratch_bytes, start=t, end=t)
+    arena = [b for b in plan.buffers.values() if b.kind == "arena"] + list(plan.scratch.values())
+    plan.arena_bytes = _best_fit(sorted(arena, key=lambda b: (b.start, -b.nbytes)))
+    for b in plan.buffers.values():
+        if b.kind == "alias":
+            b.offset = plan.buffers[b.base].offset
+    return plan
+
+
+def _best_fit(buffers: list[Buffer]) -> int:
+    live: list[Buffer] = []
+    top = 0
+    for b in buffers:
+        live = [x for x in live if x.end >= b.start]
+        size = _align(max(b.nbytes, 1))
+        gaps, cursor = [], 0
+        for x in sorted(live, key=lambda x: x.offset):
+            if x.offset - cursor >= size:
+                gaps.append((x.offset - cursor, cursor))
+            cursor = max(cursor, x.offset + _align(max(x.nbytes, 1)))
+        b.offset = min(gaps)[1] if gaps else cursor
+        top = max(top, b.offset + size)
+        live.append(b)
+    return top

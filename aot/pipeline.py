@@ -1,0 +1,57 @@
+"""The C compiler's passes, in order. Each takes and returns plain data.
+
+    program = from_graph(graph)
+    for name, run in PASSES: ...   # or compile_program(program)
+
+Ordering: simplify before fuse (fusion trusts that identities are gone and
+constants are folded); plan after fuse (buffers are per kernel output); emit
+needs the plan's offsets; build needs the source.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from aot.build import build
+from aot.emit import emit_c
+from aot.fusion import Kernel, fuse
+from aot.memory_plan import MemoryPlan, plan_memory
+from aot.program import Program
+from aot.simplify import simplify
+
+PASSES = [
+    ("simplify", simplify),        # program -> program
+    ("fuse", fuse),                # program -> kernels
+    ("plan", plan_memory),         # program, kernels -> memory plan
+    ("emit", emit_c),              # program, kernels, plan -> C source
+    ("build", build),              # C source -> cffi lib
+]
+
+
+@dataclass
+class Compiled:
+    program: Program
+    kernels: list[Kernel]
+    plan: MemoryPlan
+    source: str
+    lib: object
+
+
+def compile_program(program: Program, build_lib: bool = True) -> Compiled:
+    """Runs every pass; `AOTC_DUMP=name[,name]` prints the result of those passes."""
+    dump = set(filter(None, os.environ.get("AOTC_DUMP", "").split(",")))
+    program = simplify(program)
+    _dump(dump, "simplify", program)
+    kernels = fuse(program)
+    _dump(dump, "fuse", "\n".join(f"{k.name} [{k.kind}]: {k.nodes}" for k in kernels))
+    plan = plan_memory(program, kernels)
+    _dump(dump, "plan", plan)
+    source = emit_c(program, kernels, plan)
+    _dump(dump, "emit", source)
+    lib = build(source) if build_lib else None
+    return Compiled(program, kernels, plan, source, lib)
+
+
+def _dump(names, name, value) -> None:
+    if name in names:
+        print(f"==== after {name} ====\n{value}")

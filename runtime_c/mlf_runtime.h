@@ -1,0 +1,138 @@
+/* mlf_runtime.h: what every generated mlframework kernel file includes.
+ *
+ * Status codes, element types and their conversions (float16 and bfloat16 are
+ * stored as uint16_t and computed in float), the scalar helpers named by the
+ * op table's C expressions, and the thread-count knob. Everything is
+ * `static inline`, so a generated file compiles on its own with any C99
+ * compiler; OpenMP pragmas compile away where OpenMP is absent.
+ */
+#ifndef MLF_RUNTIME_H
+#define MLF_RUNTIME_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Status codes returned by entry points. */
+enum { MLF_OK = 0, MLF_ERR_NULL = 1, MLF_ERR_ALIGNMENT = 2, MLF_ERR_WEIGHTS = 3 };
+
+#define MLF_RESTRICT __restrict__
+#define MLF_ALIGN 64
+#define MLF_PARALLEL_MIN_WORK 65536 /* elements (or FLOPs/8) below which a loop stays serial */
+
+/* ---- threads ---------------------------------------------------------- */
+
+static inline int mlf_num_threads(void) {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+static inline void mlf_set_num_threads(int n) {
+#ifdef _OPENMP
+  if (n > 0) omp_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
+
+/* ---- half types -------------------------------------------------------- */
+
+static inline float mlf_bits_to_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t mlf_f32_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+static inline float mlf_load_bf16(uint16_t h) { return mlf_bits_to_f32((uint32_t)h << 16); }
+static inline uint16_t mlf_store_bf16(float f) {  /* round to nearest even; NaN stays NaN */
+  uint32_t u = mlf_f32_to_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
+#if defined(__FLT16_MAX__)
+static inline float mlf_load_f16(uint16_t h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
+static inline uint16_t mlf_store_f16(float x) { _Float16 f = (_Float16)x; uint16_t h; memcpy(&h, &f, 2); return h; }
+#else  /* portable IEEE half conversion, round to nearest even */
+static inline float mlf_load_f16(uint16_t h) {
+  uint32_t s = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e == 0x1f) return mlf_bits_to_f32(s | 0x7f800000u | (m << 13));
+  if (e == 0) { float r = (float)m * 5.9604644775390625e-8f; return s ? -r : r; }
+  return mlf_bits_to_f32(s | ((e + 112) << 23) | (m << 13));
+}
+static inline uint16_t mlf_store_f16(float x) {
+  uint32_t u = mlf_f32_to_bits(x), s = (u >> 16) & 0x8000, a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return (uint16_t)(s | 0x7e00);
+  if (a >= 0x477ff000u) return (uint16_t)(s | 0x7c00);
+  if (a < 0x38800000u) {  /* subnormal or zero */
+    float r = mlf_bits_to_f32(a) * 16777216.0f; uint32_t m = (uint32_t)r;
+    float rem = r - (float)m; if (rem > 0.5f || (rem == 0.5f && (m & 1))) m++;
+    return (uint16_t)(s | m);
+  }
+  uint32_t m = a + 0xc8000fffu + ((a >> 13) & 1);
+  return (uint16_t)(s | (m >> 13));
+}
+#endif
+
+/* ---- integer arithmetic with XLA's edge cases (compiled with -fwrapv) ---- */
+
+#define MLF_DEFINE_INT_COMMON(tag, T) \
+  static inline T mlf_max_##tag(T x, T y) { return x > y ? x : y; } \
+  static inline T mlf_min_##tag(T x, T y) { return x < y ? x : y; } \
+  static inline T mlf_neg_##tag(T x) { return (T)(0 - (uint64_t)x); }
+
+#define MLF_DEFINE_SIGNED(tag, T) MLF_DEFINE_INT_COMMON(tag, T) \
+  static inline T mlf_div_##tag(T x, T y) { \
+    if (y == 0) return (T)-1; \
+    if (y == (T)-1) return (T)(0 - (uint64_t)x); \
+    return (T)(x / y); } \
+  static inline T mlf_rem_##tag(T x, T y) { return (y == 0) ? x : (y == (T)-1 ? 0 : (T)(x % y)); } \
+  static inline T mlf_abs_##tag(T x) { return x < 0 ? (T)(0 - (uint64_t)x) : x; } \
+  static inline T mlf_sign_##tag(T x) { return (T)((x > 0) - (x < 0)); }
+
+#define MLF_DEFINE_UNSIGNED(tag, T) MLF_DEFINE_INT_COMMON(tag, T) \
+  static inline T mlf_div_##tag(T x, T y) { return y == 0 ? (T)-1 : (T)(x / y); } \
+  static inline T mlf_rem_##tag(T x, T y) { return y == 0 ? x : (T)(x % y); } \
+  static inline T mlf_abs_##tag(T x) { return x; } \
+  static inline T mlf_sign_##tag(T x) { return (T)(x > 0); }
+
+MLF_DEFINE_SIGNED(i8, int8_t) MLF_DEFINE_SIGNED(i16, int16_t)
+MLF_DEFINE_SIGNED(i32, int32_t) MLF_DEFINE_SIGNED(i64, int64_t)
+MLF_DEFINE_UNSIGNED(u8, uint8_t) MLF_DEFINE_UNSIGNED(u16, uint16_t)
+MLF_DEFINE_UNSIGNED(u32, uint32_t) MLF_DEFINE_UNSIGNED(u64, uint64_t)
+MLF_DEFINE_UNSIGNED(b8, uint8_t)
+
+/* ---- float helpers ------------------------------------------------------ */
+
+#define MLF_DEFINE_FLOAT(tag, T, SUF) \
+  static inline T mlf_div_##tag(T x, T y) { return x / y; } \
+  static inline T mlf_rem_##tag(T x, T y) { return fmod##SUF(x, y); } \
+  static inline T mlf_max_##tag(T x, T y) { return x != x ? x : (x > y ? x : y); } \
+  static inline T mlf_min_##tag(T x, T y) { return x != x ? x : (x < y ? x : y); } \
+  static inline T mlf_abs_##tag(T x) { return fabs##SUF(x); } \
+  static inline T mlf_neg_##tag(T x) { return -x; } \
+  static inline T mlf_sign_##tag(T x) { return x > 0 ? (T)1 : (x < 0 ? (T)-1 : x); } \
+  static inline int mlf_is_finite_##tag(T x) { return (x - x) == (x - x); } \
+  static inline T mlf_sqrt_##tag(T x) { return sqrt##SUF(x); } \
+  static inline T mlf_rsqrt_##tag(T x) { return (T)1 / sqrt##SUF(x); } \
+  static inline T mlf_floor_##tag(T x) { return floor##SUF(x); } \
+  static inline T mlf_ceil_##tag(T x) { return ceil##SUF(x); } \
+  static inline T mlf_round_##tag(T x) { return rint##SUF(x); } \
+  static inline T mlf_sin_##tag(T x) { return sin##SUF(x); } \
+  static inline T mlf_cos_##tag(T x) { return cos##SUF(x); } \
+  static inline T mlf_expm1_##tag(T x) { return expm1##SUF(x); } \
+  static inline T mlf_log1p_##tag(T x) { return log1p##SUF(x); } \
+  static inline T mlf_pow_##tag(T x, T y) { return pow##SUF(x, y); } \
+  static inline T mlf_atan2_##tag(T x, T y) { return atan2##SUF(x, y); } \
+  static inline T mlf_erf_##tag(T x) { return erf##SUF(x); }
+MLF_DEFINE_FLOAT(f32, float, f)
+MLF_DEFINE_FLOAT(f64, double, )
+
+#include "mlf_math.h"
+#include "mlf_convert.h"
+
+#endif /* MLF_RUNTIME_H */

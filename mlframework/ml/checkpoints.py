@@ -95,7 +95,7 @@ def save(ctx, directory, step: int, extra: dict | None = None, prefix: str = "ck
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     variables = ctx.at_root().variables()
-    arrays = {v.name: np.ascontiguousarray(v.numpy()) for v in variables}
+    arrays = {v.name: np.array(v.numpy(), order="C") for v in variables}  # keeps 0-d arrays 0-d
     blob = safetensors.numpy.save(arrays) if arrays else safetensors.numpy.save({})
     name = f"{prefix}-{step:08d}"
     tensors = directory / f"{name}.safetensors"
@@ -164,6 +164,10 @@ def restore(ctx, path) -> CheckpointInfo:
             raise CheckpointError(f"checkpoint file {meta['tensors_file']} lacks variable "
                                   f"{name!r} listed in {Path(path).name}")
         array = arrays[name]
+        if list(array.shape) != info["shape"] or str(array.dtype) != info["dtype"]:
+            raise CheckpointError(f"checkpoint file {meta['tensors_file']} holds {name!r} as "
+                                  f"{array.dtype}{list(array.shape)}, but {Path(path).name} "
+                                  f"lists {info['dtype']}{info['shape']}")
         var = existing.get(name)
         if var is None:
             root.create_variable(name, Tensor(array), info["trainable"])

@@ -30,7 +30,7 @@ class ProgressBar:
 
     def on_eval(self, loop, step: int, scores: dict) -> None:
         text = " ".join(f"{k}={v:.4f}" for k, v in scores.items())
-        self.bar.write(f"step {step}: eval {text}")
+        self.bar.write(f"step {step}: eval {text}", file=self.kwargs.get("file"))
 
     def on_end(self, loop) -> None:
         if self.bar is not None:

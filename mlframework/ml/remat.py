@@ -14,8 +14,9 @@ merging the copy back into the forward pass and forces it to run late.
 
 Blocks must be pure functions of their arguments and the variables they
 read. State they touch (a context's RNG state and assigned variables) is
-rewound through `register_trace_state` hooks, so a recomputed dropout draws
-the same mask as the forward pass.
+rewound through `register_trace_state` hooks to what it was when the block
+first ran, so a recomputed dropout draws the same mask as the forward pass,
+and is put back afterwards, so the recomputation changes no state.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import weakref
 from mlframework import graph as G
 from mlframework.core import pytree
 from mlframework.graph.gen_optypes import DIFFERENTIABLE
-from mlframework.graph.vjp import RULES
+from mlframework.graph.vjp import input_cotangents
 
 _SEGMENTS: "weakref.WeakKeyDictionary[G.Graph, list[_Segment]]" = weakref.WeakKeyDictionary()
 _STATE_HOOKS: list = []
@@ -40,10 +41,10 @@ def register_trace_state(save, restore) -> None:
 class _Segment:
     """A recorded call of a checkpointed block: nodes [start, end) of its graph."""
 
-    def __init__(self, fn, tree, leaves, start, end, outputs, state_before, state_after):
+    def __init__(self, fn, tree, leaves, start, end, outputs, state_before):
         self.fn, self.tree, self.leaves = fn, tree, leaves
         self.start, self.end, self.outputs = start, end, outputs
-        self.state_before, self.state_after = state_before, state_after
+        self.state_before = state_before
 
 
 def checkpoint(fn):
@@ -57,9 +58,8 @@ def checkpoint(fn):
         start = len(graph.nodes)
         out = fn(*args, **kwargs)
         outputs = [o for o in pytree.flatten(out)[0] if isinstance(o, G.Node)]
-        after = [save() for save, _ in _STATE_HOOKS]
         _SEGMENTS.setdefault(graph, []).append(
-            _Segment(fn, tree, leaves, start, len(graph.nodes), outputs, before, after))
+            _Segment(fn, tree, leaves, start, len(graph.nodes), outputs, before))
         return out
     return block
 
@@ -81,9 +81,9 @@ def grad(y: G.Node, wrt) -> list[G.Node]:
 
 
 def _extend_depends(graph, depends: set, start: int) -> None:
-    """Adds the ids of nodes from `start` on that depend on a node in `depends`."""
+    """Adds the ids of float nodes from `start` on that depend on a node in `depends`."""
     for node in graph.nodes[start:]:
-        if any(i.id in depends for i in node.inputs):
+        if node.dtype.is_float and any(i.id in depends for i in node.inputs):
             depends.add(node.id)
 
 
@@ -113,9 +113,12 @@ def _walk(graph, cotangents: dict, depends: set, hi: int, lo: int) -> None:
 def _backprop_node(node, cotangents: dict, depends: set) -> None:
     ct = cotangents.get(node.id)
     if ct is None or node.op not in DIFFERENTIABLE:
+        return  # a zero derivative (comparisons, stop_gradient...)
+    wants = [x.id in depends for x in node.inputs]
+    if not any(wants):
         return
-    for x, g in zip(node.inputs, RULES[node.op](node, ct)):
-        if g is None or x.id not in depends:
+    for x, g, want in zip(node.inputs, input_cotangents(node, ct, wants), wants):
+        if g is None or not want:
             continue
         prev = cotangents.get(x.id)
         cotangents[x.id] = g if prev is None else prev + g
@@ -138,13 +141,14 @@ def _backprop_segment(graph, seg: _Segment, cotangents: dict, depends: set) -> N
     zero = G.reshape(G.slice(probe, [0] * probe.ndim, [1] * probe.ndim), ()) * 0
     leaves = [x + G.convert(zero, x.dtype) if isinstance(x, G.Node) and x.dtype.is_float
               else x for x in seg.leaves]
+    now = [save() for save, _ in _STATE_HOOKS]  # the state after the whole forward pass
     for (_, restore), snapshot in zip(_STATE_HOOKS, seg.state_before):
         restore(snapshot)
     try:
         args, kwargs = pytree.unflatten(seg.tree, leaves)
         redo = [o for o in pytree.flatten(seg.fn(*args, **kwargs))[0] if isinstance(o, G.Node)]
     finally:
-        for (_, restore), snapshot in zip(_STATE_HOOKS, seg.state_after):
+        for (_, restore), snapshot in zip(_STATE_HOOKS, now):
             restore(snapshot)
     if len(redo) != len(seg.outputs):
         raise ValueError(f"checkpointed block {seg.fn.__name__} returned {len(redo)} nodes "

@@ -41,9 +41,9 @@ def emit_c(program: Program, kernels: list[Kernel], plan: MemoryPlan) -> str:
         v = program.values[vid]
         t = ct.STORAGE[v.dtype]
         if b.kind == "input":
-            setup.append(f"{t}* b{vid} = ({t}*)inputs[{program.params.index(vid)}];")
+            setup.append(f"{t}* b{vid} = ({t}*)inputs[{program.params.index(vid)}]; (void)b{vid};")
         elif b.kind == "const":
-            setup.append(f"const {t}* b{vid} = (const {t}*)(consts + {b.offset});")
+            setup.append(f"const {t}* b{vid} = (const {t}*)(consts + {b.offset}); (void)b{vid};")
         elif b.kind == "output":
             setup.append(f"{t}* b{vid} = ({t}*)outputs[{b.output_index}];")
         elif b.kind == "arena":
@@ -281,7 +281,7 @@ def _rowwise(program: Program, k: Kernel) -> list[str]:
             targets.append(f"row{s}")
             rowbufs[s] = (f"row{s}", nrow)
         if s in k.outputs:
-            targets.append(f"b{s} + {ix.flatten(row, dims[:nrow]).c()} * {cols}")
+            targets.append(f"b{s} + ({ix.flatten(row, dims[:nrow]).c()}) * {cols}")
         axes = [(f"c{a}", d) for a, d in enumerate(dims[nrow:]) if d != 1]
 
         def build(ev, v=v):

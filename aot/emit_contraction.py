@@ -83,19 +83,22 @@ def scratch_bytes(program, k) -> int:
 def _epilogue(program, k, out) -> list[str]:
     if not k.epilogue:
         return []
+    from aot.emit import axis_vars, loops, merged_nest  # emit imports this module
+
     root = program.values[k.outputs[0]]
-    index = [ix.var(f"e{a}") if d != 1 else ix.const(0) for a, d in enumerate(root.shape)]
-    extents = {f"e{a}": d for a, d in enumerate(root.shape) if d != 1}
+    index, extents = axis_vars(root.shape, "e")
+    axes = [(f"e{a}", d) for a, d in enumerate(root.shape) if d != 1]
     buffers = {i: f"b{i}" for i in k.inputs}
     buffers[k.contraction] = out
-    ev = Evaluator(program, extents, buffers, merge=[([(f"e{a}", d) for a, d in enumerate(root.shape)
-                                                       if d != 1], "e")] if extents else None)
-    val = ev.value(root.id, index)
-    store = f"{out}[{ev.flat(index, root.shape)}] = {ct.store(root.dtype, val)};"
-    pragma = "#pragma omp parallel for schedule(static) if (%d >= 65536)" % root.size
-    return ["/* epilogue: the fused pointwise ops, applied while the result is cache-hot */",
-            pragma, f"for (long e = 0; e < {root.size}; e++) {{"] + \
-        ["  " + s for s in ev.lines + [store]] + ["}"]
+
+    def build(ev):
+        val = ev.value(root.id, index)
+        return f"{out}[{ev.flat(index, root.shape)}] = {ct.store(root.dtype, val)};"
+
+    ev, nest, store = merged_nest(lambda merge: Evaluator(program, extents, buffers, merge=merge),
+                                  axes, build, root.size)
+    return ["/* epilogue: the fused pointwise ops, applied while the result is cache-hot */"] + \
+        loops(nest, ev.lines + [store])
 
 
 def dot_body(program, k) -> list[str]:

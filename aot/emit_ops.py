@@ -66,7 +66,7 @@ def _dynamic_update_slice(program, v):
     starts = []
     for a, s in enumerate(v.inputs[2:]):
         sv = program.values[s]
-        lines.append(f"const int64_t s{a} = mlf_clamp_index((int64_t)b{s}[0], "
+        lines.append(f"const int64_t s{a} = mlf_start_index((int64_t)b{s}[0], {x.shape[a]}, "
                      f"{x.shape[a] - upd.shape[a]});")
         del sv
         starts.append(ix.add(ix.opaque(f"s{a}"), idx[a]))

@@ -94,7 +94,8 @@ def _materialized(program: Program, consumers) -> set[int]:
         if v.op is Op.PARAMETER:
             out.add(vid)
         elif v.op is Op.CONSTANT:
-            if splat(v.attrs["value"]) is None:
+            users = [program.values[c] for c in consumers[vid]]
+            if splat(v.attrs["value"]) is None or any(_needs_buffer(u, -1) for u in users):
                 out.add(vid)
         elif v.op not in FUSIBLE:
             out.add(vid)
@@ -211,7 +212,8 @@ def _merge_rowwise(program, kernels, consumers):
                 nrow = s_split[1] or split[1]
                 if not nrow or (s_split[1] and split[1] and s_split[1] != split[1]):
                     continue
-                if any(c not in k.nodes for o in src.outputs for c in consumers[o]):
+                if any(x is not k and x is not src and set(x.inputs) & set(src.outputs)
+                       for x in kernels):
                     continue  # another kernel reads src: keep src's position
                 merged = _try_merge(program, src, k, nrow, consumers)
                 if merged is not None:
@@ -228,8 +230,7 @@ def _try_merge(program, src: Kernel, dst: Kernel, nrow: int, consumers):
     stages = src.stages + [s for s in dst.stages if s not in src.stages]
     nodes = sorted(set(src.nodes) | set(dst.nodes), key=list(program.values).index)
     inputs = [i for i in dict.fromkeys(src.inputs + dst.inputs) if i not in stages]
-    outputs = [s for s in stages if s == stages[-1] or s in program.outputs or
-               any(c not in nodes for c in consumers[s])]
+    outputs = [s for s in stages if s == stages[-1] or s in program.outputs]
     kernel = Kernel(_name(program, nodes), "rowwise", outputs, nodes, inputs,
                     "row-wise: reductions over trailing axes broadcast back over their rows; "
                     "one outer row loop, one pass per stage over a cache-resident row",

@@ -167,7 +167,7 @@ class Evaluator:
         for a, (i, s) in enumerate(zip(index, v.inputs[1:])):
             start = self.value(s, [], guarded)
             hi = x.shape[a] - v.attrs["slice_sizes"][a]
-            clamped = f"mlf_clamp_index((int64_t){start}, {hi})"
+            clamped = f"mlf_start_index((int64_t){start}, {x.shape[a]}, {hi})"
             idx.append(ix.add(ix.opaque(clamped), i) if hi > 0 else i)
         return self.value(x.id, idx, guarded), False
 

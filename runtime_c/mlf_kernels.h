@@ -5,6 +5,10 @@
 #define MLF_KERNELS_H
 
 static inline int64_t mlf_clamp_index(int64_t i, int64_t hi) { return i < 0 ? 0 : (i > hi ? hi : i); }
+/* A dynamic_slice start: negative counts from the end (as jax), then clamped into [0, hi]. */
+static inline int64_t mlf_start_index(int64_t i, int64_t dim, int64_t hi) {
+  return mlf_clamp_index(i < 0 ? i + dim : i, hi);
+}
 
 /* ---- threefry-2x32, 20 rounds (Salmon et al. 2011), as jax's threefry2x32_p ---- */
 static inline uint32_t mlf_rotl32(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }

@@ -59,7 +59,7 @@ class CExecutable(Executable):
             a = np.asarray(x)
             if a.dtype != p.dtype.numpy or a.shape != p.shape:
                 a = a.astype(p.dtype.numpy).reshape(p.shape)
-            arrays.append(np.ascontiguousarray(a))
+            arrays.append(a if a.flags.c_contiguous else np.ascontiguousarray(a))
         plan, outs, first = self.compiled.plan, [], {}
         for o in self._outputs:
             if o.id in first:
@@ -105,7 +105,8 @@ class CBackend(Backend):
         return CExecutable(graph, compile_program(from_graph(graph)))
 
     def to_device(self, array: np.ndarray, spec: Shape):
-        return np.ascontiguousarray(array)
+        array = np.asarray(array)
+        return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
     def to_host(self, buffer, spec: Shape) -> np.ndarray:
         return np.asarray(buffer)

@@ -11,10 +11,15 @@ import numpy as np
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.composites import zeros_like
 from mlframework.graph.errors import DTypeError, ShapeError
-from mlframework.graph.gen_optypes import DIFFERENTIABLE
+from mlframework.graph.gen_optypes import DIFFERENTIABLE, Op
 from mlframework.graph.graph import Node, const
 from mlframework.graph.layout import stack
 from mlframework.graph.vjp import input_cotangents
+
+
+# Non-differentiable ops carry no gradient, which is right for all of them (their derivative
+# is zero) but these, whose derivative is simply not written yet: fail rather than be wrong.
+_NO_RULE_YET = frozenset({Op.SELECT_AND_SCATTER_ADD})
 
 
 def grad(y: Node, wrt) -> list[Node]:
@@ -54,8 +59,15 @@ def vjp(y: Node, wrt, cotangent: Node) -> list[Node]:
     for node in reversed(y.graph.nodes[: y.id + 1]):
         ct = cotangents.get(node.id)
         wants = [x.id in needed for x in node.inputs]
-        if ct is None or node.op not in DIFFERENTIABLE or not any(wants):
+        if ct is None or not any(wants):
             continue
+        if node.op not in DIFFERENTIABLE:
+            if node.op in _NO_RULE_YET:
+                raise NotImplementedError(
+                    f"grad through {node.op.value} is not implemented (it is the gradient of "
+                    f"reduce_window_max, so this is a second-order gradient of max pooling), "
+                    f"at {node.source}")
+            continue  # a zero derivative: comparisons, floor, sign, stop_gradient...
         for x, g, want in zip(node.inputs, input_cotangents(node, ct, wants), wants):
             if g is None or not want:
                 continue

@@ -44,7 +44,7 @@ UNARY = {
     "erf_inv": (G.erf_inv, lax.erf_inv, _in(-0.9, 0.9)),
 }
 
-# name: (our op, jax op, sampler of x, sampler of y); y has shape (3,) to test broadcasting.
+# name: (our op, jax op, sampler of x, sampler of y)
 BINARY = {
     "add": (G.add, lax.add, _in(-2, 2), _in(-2, 2)),
     "sub": (G.sub, lax.sub, _in(-2, 2), _in(-2, 2)),
@@ -58,23 +58,25 @@ BINARY = {
 }
 
 
-def test_unary_ops(backend, rng):
+@pytest.mark.parametrize("shape", [(2, 3), ()])
+def test_unary_ops(backend, rng, shape):
     names = list(UNARY)
-    args = [UNARY[n][2](rng) for n in names]
+    args = [UNARY[n][2](rng, shape) for n in names]
     check_grads(backend, lambda *xs: [UNARY[n][0](x) for n, x in zip(names, xs)], args,
                 lambda *xs: [UNARY[n][1](x) for n, x in zip(names, xs)], names=names)
 
 
-def test_binary_ops_with_broadcasting(backend, rng):
+@pytest.mark.parametrize("x_shape,y_shape", [((2, 3), (3,)), ((), (2, 1)), ((3, 1, 2), (4, 1))])
+def test_binary_ops_with_broadcasting(backend, rng, x_shape, y_shape):
     names = list(BINARY)
-    args = [a for n in names for a in (BINARY[n][2](rng, (2, 3)), BINARY[n][3](rng, (3,)))]
+    args = [a for n in names for a in (BINARY[n][2](rng, x_shape), BINARY[n][3](rng, y_shape))]
     arg_names = [f"{n}.{side}" for n in names for side in "xy"]
 
     def ours(*xs):
         return [BINARY[n][0](xs[2 * k], xs[2 * k + 1]) for k, n in enumerate(names)]
 
     def ref(*xs):
-        return [BINARY[n][1](xs[2 * k], jnp.broadcast_to(xs[2 * k + 1], (2, 3)))
+        return [BINARY[n][1](*jnp.broadcast_arrays(xs[2 * k], xs[2 * k + 1]))
                 for k, n in enumerate(names)]
     check_grads(backend, ours, args, ref, names=arg_names)
 

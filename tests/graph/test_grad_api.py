@@ -185,3 +185,11 @@ def test_vjp_of_non_scalar_output(run):
         return autodiff.vjp(G.sin(x) * 2, [x], G.const(np.array([1.0, -1.0, 0.5])))[0]
 
     np.testing.assert_allclose(run(f, x), 2 * np.cos(x) * [1, -1, 0.5], rtol=1e-12)
+
+
+def test_second_order_through_max_pooling_is_an_error_not_a_wrong_number():
+    with G.tracing(G.Graph()):
+        x = G.parameter(_spec((4, 4)))
+        dx = G.grad(G.reduce_sum(G.reduce_window_max(x, (2, 2)) ** 3), [x])[0]
+        with pytest.raises(NotImplementedError, match="grad through select_and_scatter_add"):
+            G.grad(G.reduce_sum(dx * dx), [x])

@@ -1,6 +1,8 @@
 """Gradients of composite ops and small models, by finite differences and against JAX."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -131,3 +133,42 @@ def test_reductions_of_composites(backend, rng, shape):
     x = rng.uniform(0.5, 2.0, shape)
     check_grads(backend, lambda x: [G.reduce_prod(G.sqrt(x)), G.mean(G.log(x)) * G.reduce_max(x)],
                 [x], lambda x: [jnp.prod(jnp.sqrt(x)), jnp.mean(jnp.log(x)) * jnp.max(x)])
+
+
+def test_masked_attention(backend, rng):
+    q, k, v = (rng.standard_normal((2, 4, 3)) for _ in range(3))
+    causal = np.tril(np.ones((4, 4), bool))
+
+    def attention(q, k, v, np_, softmax):
+        scores = np_.matmul(q, np_.swapaxes(k, -1, -2)) / np.sqrt(3.0)
+        return np_.matmul(softmax(np_.where(causal, scores, -1e9)), v)
+
+    check_grads(backend, lambda q, k, v: attention(q, k, v, _graph_numpy, G.softmax), [q, k, v],
+                lambda q, k, v: attention(q, k, v, jnp, jax.nn.softmax), names=list("qkv"))
+
+
+# Just enough of a NumPy namespace over graph nodes for `test_masked_attention`.
+_graph_numpy = SimpleNamespace(matmul=G.matmul, where=G.where,
+                               swapaxes=lambda x, a, b: G.transpose(x, (0, 2, 1)))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_gradients(backend, rng, dtype):
+    x, w = rng.standard_normal((3, 4)), rng.standard_normal((4, 2))
+    x, w = (jnp.asarray(a, dtype) for a in (x, w))
+    check_grads(backend, lambda x, w: G.softmax(G.tanh(x @ w)) * G.exp(x[:, :2]),
+                [np.asarray(x), np.asarray(w)],
+                lambda x, w: jax.nn.softmax(jnp.tanh(x @ w)) * jnp.exp(x[:, :2]),
+                fd=False, rtol=5e-2, atol=5e-2)
+
+
+def test_zero_size_inputs(backend, rng):
+    x, w = np.zeros((0, 3)), rng.standard_normal((3, 2))
+
+    def ours(x, w):
+        return [G.tanh(x @ w), G.reduce_sum(x, 0) * w[:, 0], G.concatenate([x, x], 0)]
+
+    def ref(x, w):
+        return [jnp.tanh(x @ w), jnp.sum(x, 0) * w[:, 0], jnp.concatenate([x, x], 0)]
+    dx, dw = check_grads(backend, ours, [x, w], ref)
+    assert dx.shape == (0, 3) and not dw.any()

@@ -18,6 +18,9 @@ import pytest
 
 from mlframework import graph as G
 from mlframework.core import pytree
+from mlframework.core.dtypes import as_dtype
+
+jax.config.update("jax_enable_x64", True)  # float64 references, whichever backend runs
 
 
 def cotangent(shape, dtype, k=0) -> np.ndarray:
@@ -26,10 +29,13 @@ def cotangent(shape, dtype, k=0) -> np.ndarray:
     return np.cos(np.arange(size) * 2.3998 + 0.7 + 1.1 * k).reshape(shape).astype(dtype)
 
 
+def _is_float(x) -> bool:
+    """Whether a node or array (bfloat16 included) has a float dtype."""
+    return as_dtype(x.dtype).is_float
+
+
 def _float_leaves(tree):
-    """The float leaves of a pytree of nodes or arrays."""
-    dtype = lambda x: x.dtype.numpy if isinstance(x, G.Node) else x.dtype  # noqa: E731
-    return [x for x in pytree.flatten(tree)[0] if np.dtype(dtype(x)).kind == "f"]
+    return [x for x in pytree.flatten(tree)[0] if _is_float(x)]
 
 
 def check_grads(backend, fn, args, ref=None, *, fd=True, eps=1e-6, fd_rtol=1e-6,
@@ -51,7 +57,7 @@ def check_grads(backend, fn, args, ref=None, *, fd=True, eps=1e-6, fd_rtol=1e-6,
         The gradients, one array per float argument.
     """
     args = [np.asarray(a) for a in args]
-    diff = [i for i, a in enumerate(args) if a.dtype.kind == "f"]
+    diff = [i for i, a in enumerate(args) if _is_float(a)]
     names = names or [f"x{i}" for i in range(len(args))]
 
     def loss_and_grads(*xs):

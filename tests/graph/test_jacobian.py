@@ -9,6 +9,8 @@ import pytest
 from mlframework import graph as G
 from mlframework.core import shapes
 
+jax.config.update("jax_enable_x64", True)  # float64 references, whichever backend runs
+
 
 def test_jacobian_of_tanh_of_matrix_vector_product(run, rng):
     w, x = rng.standard_normal((3, 4)), rng.standard_normal(4)

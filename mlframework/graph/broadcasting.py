@@ -33,10 +33,15 @@ def as_indices(op_name: str, values) -> list[Node]:
     Raises:
         DTypeError: if an index is not an integer.
     """
-    nodes = [as_node(v, index=True) for v in values]
-    for n in nodes:
-        if not n.dtype.is_int:
-            raise DTypeError(f"{op_name} requires integer start indices, got {n.spec}")
+    nodes = []
+    for v in values:
+        if not isinstance(v, Node):
+            if np.asarray(v).dtype.kind not in "iu":
+                raise DTypeError(f"{op_name} requires integer start indices, got {v!r}")
+            v = const(v, np.int32 if isinstance(v, int) else None)
+        if not v.dtype.is_int:
+            raise DTypeError(f"{op_name} requires integer start indices, got {v.spec}")
+        nodes.append(v)
     wide = any(n.dtype.itemsize == 8 or n.dtype.numpy == np.uint32 for n in nodes)
     dtype = np.int64 if wide else np.int32
     return [n if n.dtype.numpy == dtype else build(Op.CONVERT, [n], {"dtype": as_dtype(dtype)})
@@ -80,7 +85,8 @@ def broadcast_operands(op_name: str, *values):
     the predicate of `select`).
 
     Raises:
-        DTypeError: if node operands have different dtypes.
+        DTypeError: if node operands have different dtypes, or a Python value
+            does not fit the dtype it adopts (0.5 met by an int node).
         ShapeError: if their shapes do not broadcast.
     """
     nodes = [v for v in values if isinstance(v, Node)]
@@ -92,8 +98,8 @@ def broadcast_operands(op_name: str, *values):
         if isinstance(v, Node):
             out.append(v)
         else:
-            out.append(const(v, np.bool_ if op_name == "select" and i == 0 else data.dtype,
-                             data.graph))
+            dtype = as_dtype(np.bool_) if op_name == "select" and i == 0 else data.dtype
+            out.append(_weak_const(op_name, v, dtype, data.graph))
     checked = out[1:] if op_name == "select" else out
     for v in checked:
         if v.dtype is not checked[0].dtype:
@@ -102,6 +108,24 @@ def broadcast_operands(op_name: str, *values):
                              "convert one with G.convert(x, dtype)")
     shape = broadcast_shapes(op_name, *(v.shape for v in out))
     return tuple(broadcast_to(v, shape) for v in out)
+
+
+def _weak_const(op_name: str, value, dtype, graph) -> Node:
+    """A constant of `dtype` from a Python value met by a node of that dtype.
+
+    Raises:
+        DTypeError: if the value would change (0.5 into an int, 300 into int8).
+    """
+    array = np.asarray(value)
+    if dtype.is_int or dtype.numpy == np.bool_:
+        with np.errstate(all="ignore"):
+            cast = array.astype(dtype.numpy)
+            lossless = array.dtype.kind in "biuf" and np.array_equal(cast.astype(array.dtype),
+                                                                      array)
+        if not lossless:
+            raise DTypeError(f"{op_name} requires Python values representable in the node's "
+                             f"dtype {dtype}, got {value!r}; convert the node with G.convert")
+    return const(array, dtype, graph)
 
 
 def keep_reduced_dims(out: Node) -> Node:

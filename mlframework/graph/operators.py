@@ -35,6 +35,12 @@ def _expand_index(x: Node, index) -> tuple:
     return index + fill
 
 
+def _is_int_index(i) -> bool:
+    """Python and NumPy ints (0-d integer arrays too), but not bools."""
+    return not isinstance(i, Node) and not isinstance(i, bool) and hasattr(i, "__index__") \
+        and np.ndim(i) == 0 and np.asarray(i).dtype.kind in "iu"
+
+
 def getitem(x: Node, index) -> Node:
     """NumPy basic indexing: ints, slices (any step), None and Ellipsis.
 
@@ -59,7 +65,7 @@ def getitem(x: Node, index) -> Node:
             limits.append(r[-1] + 1 if r else start)
             strides.append(r.step)
             out_shape.append(len(r))
-        elif hasattr(i, "__index__") and not isinstance(i, bool | np.bool_):
+        elif _is_int_index(i):
             k = int(i)
             if not -dim <= k < dim:
                 raise ShapeError(f"indexing requires indices within bounds, got index {k} for "

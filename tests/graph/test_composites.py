@@ -78,6 +78,10 @@ FLOAT_CASES = {
     "sigmoid": (G.sigmoid, in_float64(scipy.special.expit)),
     "softplus": (G.softplus, in_float64(lambda x: np.asarray(jax.nn.softplus(x)))),
     "clip": (lambda x: G.clip(x, -1.0, 0.5), in_float64(lambda x: np.clip(x, -1, 0.5))),
+    "leaky_relu": (lambda x: G.leaky_relu(x, 0.1),
+                   in_float64(lambda x: np.asarray(jax.nn.leaky_relu(x, 0.1)))),
+    "reciprocal": (lambda x: G.reciprocal(x + 4), in_float64(lambda x: 1 / (x + 4))),
+    "power": (lambda x: G.power(x + 4, 1.5), in_float64(lambda x: (x + 4) ** 1.5)),
 }
 
 
@@ -109,6 +113,12 @@ NUMERIC_CASES = {
     "one_hot": (lambda x, i: G.one_hot(i, 4, x.dtype),
                 lambda x, i: np.asarray(jax.nn.one_hot(i, 4, dtype=np.float64)).astype(x.dtype)),
     "where": (lambda x, i: G.where(x > 1, x, 0), lambda x, i: np.where(x > 1, x, 0)),
+    "power 3": (lambda x, i: G.power(x, 3), lambda x, i: x * x * x),
+    "power 0": (lambda x, i: G.power(x, 0), lambda x, i: np.ones_like(x)),
+    "zeros_like": (lambda x, i: G.zeros_like(x), lambda x, i: np.zeros_like(x)),
+    "ones_like": (lambda x, i: G.ones_like(x), lambda x, i: np.ones_like(x)),
+    "full": (lambda x, i: G.full((2, 0, 3), 2, x.dtype), lambda x, i: np.full((2, 0, 3), 2)),
+    "full scalar": (lambda x, i: G.full((), 3, x.dtype), lambda x, i: np.full((), 3)),
 }
 
 

@@ -189,3 +189,36 @@ def test_python_scalars_take_the_node_dtype(run, dtype):
         assert y.dtype == dtype
     assert_close(got[0], x + 1)
     assert_close(got[4], x * x)
+
+
+OPERATORS = {
+    "x + y": (lambda x, y: x + y, np.add), "x - y": (lambda x, y: x - y, np.subtract),
+    "x * y": (lambda x, y: x * y, np.multiply), "-x": (lambda x, y: -x, lambda x, y: -x),
+    "x < y": (lambda x, y: x < y, np.less), "x <= y": (lambda x, y: x <= y, np.less_equal),
+    "x > y": (lambda x, y: x > y, np.greater), "x >= y": (lambda x, y: x >= y, np.greater_equal),
+    "abs(x)": (lambda x, y: abs(x), lambda x, y: np.abs(x)),
+    "2 - x": (lambda x, y: 2 - x, lambda x, y: 2 - x), "3 * y": (lambda x, y: 3 * y,
+                                                              lambda x, y: 3 * y),
+    "x ** 0": (lambda x, y: x ** 0, lambda x, y: np.ones_like(x)),
+    "x ** 3": (lambda x, y: x ** 3, lambda x, y: x * x * x),
+    "x @ y.T": (lambda x, y: x @ y.T, lambda x, y: x @ y.T),
+    "x[0] @ y.T": (lambda x, y: x[0] @ y.T, lambda x, y: x[0] @ y.T),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float32, np.float64],
+                         ids=["int32", "float32", "float64"])
+def test_python_operators(run, rng, dtype):
+    x, y = random(rng, (3, 4), dtype, 1, 4), random(rng, (1, 4), dtype, 1, 4)
+    extra = {"x / y": (lambda x, y: x / y, lambda x, y: x / y if dtype != np.int32 else x // y),
+             "1 / x": (lambda x, y: 1 / x, lambda x, y: (1 / x).astype(dtype) if dtype !=
+                       np.int32 else np.ones_like(x) // x)}
+    if dtype != np.int32:
+        extra.update({"x ** y": (lambda x, y: x ** y, np.power),
+                      "2 ** x": (lambda x, y: 2 ** x, lambda x, y: np.power(2, x).astype(dtype)),
+                      "x ** 0.5": (lambda x, y: x ** 0.5, lambda x, y: np.sqrt(x))})
+    table = {**OPERATORS, **extra}
+    got = run(lambda x, y: {name: fn(x, y) for name, (fn, _) in table.items()}, x, y)
+    for name, (_, ref) in table.items():
+        want = np.asarray(ref(x, y))
+        assert_close(got[name], want, want.dtype if want.dtype == np.bool_ else dtype, name)

@@ -58,8 +58,10 @@ def vjp(y: Node, wrt, cotangent: Node) -> list[Node]:
     cotangents: dict[int, Node] = {y.id: cotangent}
     for node in reversed(y.graph.nodes[: y.id + 1]):
         ct = cotangents.get(node.id)
+        if ct is None:
+            continue
         wants = [x.id in needed for x in node.inputs]
-        if ct is None or not any(wants):
+        if not any(wants):  # a `wrt` node whose own inputs are not needed
             continue
         if node.op not in DIFFERENTIABLE:
             if node.op in _NO_RULE_YET:

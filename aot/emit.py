@@ -18,7 +18,7 @@ import jinja2
 from aot import ctypes_table as ct
 from aot import emit_contraction, emit_ops
 from aot import indexing as ix
-from aot.fusion import Kernel
+from aot.fusion import Kernel, row_index_of, stage_kind
 from aot.loops import Evaluator, mergeable_groups
 from aot.memory_plan import MemoryPlan
 from aot.program import Program
@@ -255,33 +255,38 @@ def _reduce_strided(program, k, v, x, axes, buffers) -> list[str]:
 # ---- row-wise kernels ---------------------------------------------------------------
 
 def _rowwise(program: Program, k: Kernel) -> list[str]:
-    last = program.values[k.stages[-1]]
-    dims = program.values[last.inputs[0]].shape if last.op in OpGroup.REDUCE else last.shape
-    nrow = k.rows
+    dims, nrow = k.dims, k.rows
     row, row_ext = axis_vars(dims[:nrow], "r")
     col, col_ext = axis_vars(dims[nrow:], "c")
     cols = math.prod(dims[nrow:])
+    row_flat = ix.flatten(row, dims[:nrow]).c()
     buffers = {i: f"b{i}" for i in k.inputs}
     scalars, rowbufs = {}, {}
     body = []
     for s in k.stages:
         v = program.values[s]
-        kw = dict(buffers=buffers, rowbufs=dict(rowbufs), scalars=dict(scalars), row_index=row)
-        if v.op in OpGroup.REDUCE:
-            body += [f"/* stage #{s}: {v.op.value} over the row */"]
+        kind = stage_kind(program, k, s)
+        kw = dict(buffers=buffers, rowbufs=dict(rowbufs), scalars=dict(scalars), row_index=row,
+                  row_dims=dims[:nrow])
+        body.append(f"/* stage #{s}: {v.op.value} {'over the row' if kind != 'scalar' else 'once per row'} */")
+        if kind == "reduce":
             body += reduce_loop(program, v, v.inputs[0], row, dims[nrow:], row_ext, kw, f"s{s}", "c")
+        if kind == "scalar":
+            ev = Evaluator(program, {**row_ext, **col_ext}, prefix=f"p{s}_", **kw)
+            val = ev.value(s, row_index_of(v.shape, row, dims[:nrow]))
+            body += ev.lines + [f"const {ct.compute(v.dtype)} s{s} = {val};"]
+        if kind != "row":
             scalars[s] = f"s{s}"
             if s in k.outputs:
-                body.append(f"b{s}[{ix.flatten(row, dims[:nrow]).c()}] = {ct.store(v.dtype, f's{s}')};")
+                body.append(f"b{s}[{row_flat}] = {ct.store(v.dtype, f's{s}')};")
             continue
-        body += [f"/* stage #{s}: {v.op.value} over the row */"]
         targets = []
         if s != k.stages[-1]:
             body.append(f"{ct.STORAGE[v.dtype]} row{s}[{cols}];")
             targets.append(f"row{s}")
             rowbufs[s] = (f"row{s}", nrow)
         if s in k.outputs:
-            targets.append(f"b{s} + ({ix.flatten(row, dims[:nrow]).c()}) * {cols}")
+            targets.append(f"b{s} + ({row_flat}) * {cols}")
         axes = [(f"c{a}", d) for a, d in enumerate(dims[nrow:]) if d != 1]
 
         def build(ev, v=v):

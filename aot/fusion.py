@@ -58,6 +58,7 @@ class Kernel:
     epilogue: list[int] = field(default_factory=list)
     contraction: int | None = None
     rows: int = 0
+    dims: tuple = ()
     scratch_bytes: int = 0
 
 
@@ -178,19 +179,38 @@ def _name(program: Program, nodes) -> str:
 
 # ---- row-wise kernels (softmax, layer norm) -------------------------------------
 
+def _strip(dims):
+    return [d for d in dims if d != 1]
+
+
 def _row_split(program, k: Kernel):
-    """(iteration dims, row rank or 0 if not fixed) of a kernel that could go row-wise."""
+    """(full dims or None, row rank or 0 if free, scalar shape or None) of a kernel."""
     v = program.values[k.stages[-1]]
     if k.kind == "reduce":
         x = program.values[v.inputs[0]]
         axes, nrow = sorted(v.attrs["axes"]), len(x.shape) - len(v.attrs["axes"])
         if not axes or axes != list(range(nrow, len(x.shape))) or nrow == 0:
             return None
-        return x.shape, nrow
+        return x.shape, nrow, None
     if k.kind == "rowwise":
-        return (program.values[v.inputs[0]].shape if v.op in OpGroup.REDUCE else v.shape), k.rows
+        return k.dims, k.rows, None
     if k.kind == "pointwise":
-        return v.shape, 0
+        return v.shape, 0, v.shape
+    return None
+
+
+def _compatible(dst, src):
+    """(dims, nrow) of a row-wise kernel holding both, or None."""
+    (d_dims, d_rows, d_scalar), (s_dims, s_rows, s_scalar) = dst, src
+    if d_rows and s_rows:
+        return (d_dims, d_rows) if d_dims == s_dims and d_rows == s_rows else None
+    if d_rows or s_rows:
+        dims, nrow = (d_dims, d_rows) if d_rows else (s_dims, s_rows)
+        other_dims, other_scalar = (s_dims, s_scalar) if d_rows else (d_dims, d_scalar)
+        if other_dims == dims:
+            return dims, nrow
+        if other_scalar is not None and _strip(other_scalar) == _strip(dims[:nrow]):
+            return dims, nrow
     return None
 
 
@@ -207,15 +227,13 @@ def _merge_rowwise(program, kernels, consumers):
             for src_id in k.inputs:
                 src = by_out.get(src_id)
                 s_split = None if src is None else _row_split(program, src)
-                if s_split is None or s_split[0] != split[0]:
-                    continue
-                nrow = s_split[1] or split[1]
-                if not nrow or (s_split[1] and split[1] and s_split[1] != split[1]):
+                both = None if s_split is None else _compatible(split, s_split)
+                if both is None:
                     continue
                 if any(x is not k and x is not src and set(x.inputs) & set(src.outputs)
                        for x in kernels):
                     continue  # another kernel reads src: keep src's position
-                merged = _try_merge(program, src, k, nrow, consumers)
+                merged = _try_merge(program, src, k, both, consumers)
                 if merged is not None:
                     kernels = [merged if x is k else x for x in kernels if x is not src]
                     changed = True
@@ -225,8 +243,9 @@ def _merge_rowwise(program, kernels, consumers):
     return kernels
 
 
-def _try_merge(program, src: Kernel, dst: Kernel, nrow: int, consumers):
+def _try_merge(program, src: Kernel, dst: Kernel, both, consumers):
     """`src` and `dst` as one row-wise kernel, or None if some read crosses rows."""
+    dims, nrow = both
     stages = src.stages + [s for s in dst.stages if s not in src.stages]
     nodes = sorted(set(src.nodes) | set(dst.nodes), key=list(program.values).index)
     inputs = [i for i in dict.fromkeys(src.inputs + dst.inputs) if i not in stages]
@@ -234,9 +253,9 @@ def _try_merge(program, src: Kernel, dst: Kernel, nrow: int, consumers):
     kernel = Kernel(_name(program, nodes), "rowwise", outputs, nodes, inputs,
                     "row-wise: reductions over trailing axes broadcast back over their rows; "
                     "one outer row loop, one pass per stage over a cache-resident row",
-                    stages=stages, rows=nrow)
+                    stages=stages, rows=nrow, dims=tuple(dims))
     try:
-        check_rowwise(program, kernel, nrow)
+        check_rowwise(program, kernel)
     except NotFusible:
         return None
     return kernel
@@ -245,10 +264,23 @@ def _try_merge(program, src: Kernel, dst: Kernel, nrow: int, consumers):
 MAX_ROW = 65536  # elements of a row kept in per-thread scratch
 
 
-def check_rowwise(program, kernel: Kernel, nrow: int) -> None:
+def stage_kind(program, kernel: Kernel, s: int) -> str:
+    """"reduce", "row" (a value per element of the row) or "scalar" (one value per row)."""
+    v = program.values[s]
+    if v.op in OpGroup.REDUCE:
+        return "reduce"
+    return "row" if tuple(v.shape) == tuple(kernel.dims) else "scalar"
+
+
+def row_index_of(shape, row, row_dims):
+    """The index into a per-row scalar of `shape` at the current row."""
+    it = iter([r for r, d in zip(row, row_dims) if d != 1])
+    return [ix.const(0) if d == 1 else next(it) for d in shape]
+
+
+def check_rowwise(program, kernel: Kernel) -> None:
     """Raises NotFusible unless every stage reads earlier stages only in its own row."""
-    last = program.values[kernel.stages[-1]]
-    dims = program.values[last.inputs[0]].shape if last.op in OpGroup.REDUCE else last.shape
+    dims, nrow = kernel.dims, kernel.rows
     row = [ix.var(f"r{a}") if d != 1 else ix.const(0) for a, d in enumerate(dims[:nrow])]
     col = [ix.var(f"c{a}") if d != 1 else ix.const(0) for a, d in enumerate(dims[nrow:])]
     extents = {f"r{a}": d for a, d in enumerate(dims[:nrow])}
@@ -259,15 +291,19 @@ def check_rowwise(program, kernel: Kernel, nrow: int) -> None:
         raise NotFusible("rows too long for cache-resident passes")
     for s in kernel.stages:
         v = program.values[s]
-        ev = Evaluator(program, extents, buffers, rowbufs, scalars, row)
-        if v.op in OpGroup.REDUCE:
+        ev = Evaluator(program, extents, buffers, rowbufs, scalars, row, row_dims=dims[:nrow])
+        kind = stage_kind(program, kernel, s)
+        if kind == "reduce":
             if program.values[v.inputs[0]].shape != dims:
                 raise NotFusible("stage over other dims")
             ev.value(v.inputs[0], row + col)
             scalars[s] = "acc"
-        else:
-            if v.shape != dims:
+        elif kind == "scalar":
+            if _strip(v.shape) != _strip(dims[:nrow]):
                 raise NotFusible("stage over other dims")
+            ev.value(s, row_index_of(v.shape, row, dims[:nrow]))
+            scalars[s] = "acc"
+        else:
             ev.value(s, row + col)
             rowbufs[s] = ("row", nrow)
 
@@ -309,7 +345,8 @@ def _reads_elementwise(program, k: Kernel, src_id: int) -> bool:
     index = [ix.var(f"a{i}") if d != 1 else ix.const(0) for i, d in enumerate(root.shape)]
     extents = {f"a{i}": d for i, d in enumerate(root.shape)}
     ev = Evaluator(program, extents, {i: "in" for i in k.inputs if i != src_id},
-                   scalars={src_id: "acc"}, row_index=index)
+                   scalars={src_id: "acc"}, row_index=index,
+                   row_dims=root.shape)
     try:
         ev.value(root.id, index)
     except NotFusible:

@@ -59,10 +59,12 @@ class Evaluator:
 
     def __init__(self, program: Program, extents: dict[str, int], buffers: dict[int, str],
                  rowbufs: dict | None = None, scalars: dict | None = None,
-                 row_index: list[Lin] | None = None, merge=None, prefix: str = "t"):
+                 row_index: list[Lin] | None = None, merge=None, prefix: str = "t",
+                 row_dims=None):
         self.prog, self.extents, self.buffers = program, extents, buffers
         self.rowbufs, self.scalars = rowbufs or {}, scalars or {}
         self.row_index, self.merge, self.prefix = row_index or [], merge, prefix
+        self.row_dims = row_dims
         self.lines: list[str] = []
         self.seen: list[Lin] = []
         self._cache: dict[tuple, str] = {}
@@ -104,7 +106,9 @@ class Evaluator:
 
     def _compute(self, v, index, guarded):
         if v.id in self.scalars:
-            if list(index) != list(self.row_index[:len(index)]) or len(index) != len(v.shape):
+            dims = self.row_dims if self.row_dims is not None else [2] * len(self.row_index)
+            want = [r for r, d in zip(self.row_index, dims) if d != 1]
+            if [i for i, d in zip(index, v.shape) if d != 1] != want:
                 raise NotFusible(f"#{v.id} read outside its row")
             return self.scalars[v.id], False
         if v.id in self.rowbufs:

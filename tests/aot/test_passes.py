@@ -1,0 +1,90 @@
+"""The aot passes on small graphs: simplify, fusion groups, memory plan."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from aot.fusion import fuse
+from aot.memory_plan import plan_memory
+from aot.program import from_graph
+from aot.simplify import simplify
+from mlframework import graph as G
+from mlframework.core import shapes
+from mlframework.graph.gen_optypes import Op
+
+
+def program_of(fn, *specs):
+    graph = G.Graph("test")
+    with G.tracing(graph):
+        params = [G.parameter(shapes.make(*s)) for s in specs]
+        out = fn(*params)
+        graph.outputs = list(out) if isinstance(out, (list, tuple)) else [out]
+    return simplify(from_graph(graph))
+
+
+def ops_of(program):
+    return [v.op for v in program.values.values()]
+
+
+def test_simplify_folds_cse_and_drops_dead_nodes():
+    def fn(x):
+        c = G.const(2.0) * G.const(3.0)      # folded to 6
+        a, b = G.exp(x) * c, G.exp(x) * c    # one exp, one mul after CSE
+        G.tanh(x)                            # dead
+        return G.stop_gradient(a + b)        # identity removed
+    prog = program_of(fn, ("float32", 4))
+    ops = ops_of(prog)
+    assert ops.count(Op.EXP) == 1 and ops.count(Op.MUL) == 1
+    assert Op.TANH not in ops and Op.STOP_GRADIENT not in ops
+    consts = [v.attrs["value"] for v in prog.values.values() if v.op is Op.CONSTANT]
+    assert any(np.all(c == 6.0) for c in consts)
+
+
+def test_pointwise_chain_is_one_kernel():
+    prog = program_of(lambda x, a, b: G.tanh(a * x + b) * G.logistic(x),
+                      ("float32", 64, 32), ("float32",), ("float32",))
+    kernels = fuse(prog)
+    assert len(kernels) == 1 and kernels[0].kind == "pointwise"
+    assert {prog.values[n].op for n in kernels[0].nodes} >= {Op.TANH, Op.LOGISTIC, Op.MUL, Op.ADD}
+
+
+def test_softmax_and_layer_norm_are_row_kernels():
+    for fn in (lambda x: G.softmax(x),
+               lambda x: (x - G.mean(x, -1, keepdims=True)) *
+               G.rsqrt(G.mean(G.square(x - G.mean(x, -1, keepdims=True)), -1, keepdims=True) + 1e-5)):
+        prog = program_of(fn, ("float32", 8, 256))
+        kernels = fuse(prog)
+        assert [k.kind for k in kernels] == ["rowwise"], [k.kind for k in kernels]
+        assert sum(prog.values[s].op in (Op.REDUCE_SUM, Op.REDUCE_MAX)
+                   for s in kernels[0].stages) >= 2
+
+
+def test_dense_bias_relu_is_a_gemm_with_epilogue():
+    prog = program_of(lambda x, w, b: G.relu(x @ w + b),
+                      ("float32", 16, 32), ("float32", 32, 8), ("float32", 8))
+    kernels = fuse(prog)
+    assert [k.kind for k in kernels] == ["dot"]
+    ops = {prog.values[n].op for n in kernels[0].epilogue}
+    assert {Op.ADD, Op.MAX} <= ops
+
+
+def test_memory_plan_never_overlaps_live_buffers():
+    def fn(x, w):
+        h = x
+        for _ in range(4):
+            h = G.relu(h @ w) + G.softmax(h)
+        return G.reduce_sum(h, 0), G.exp(h)
+    prog = program_of(fn, ("float32", 8, 8), ("float32", 8, 8))
+    kernels = fuse(prog)
+    plan = plan_memory(prog, kernels)
+    arena = [b for b in plan.buffers.values() if b.kind == "arena"] + list(plan.scratch.values())
+    assert arena, "expected intermediates in the arena"
+    for a, b in itertools.combinations(arena, 2):
+        live_together = a.start <= b.end and b.start <= a.end
+        overlap = a.offset < b.offset + b.nbytes and b.offset < a.offset + a.nbytes
+        assert not (live_together and overlap), (a, b)
+        assert a.offset % 64 == 0 and a.offset + a.nbytes <= plan.arena_bytes
+    for t, k in enumerate(kernels):  # every input is written before it is read
+        for i in k.inputs:
+            assert plan.buffers[i].start < t or plan.buffers[i].kind in ("input", "const")

@@ -19,7 +19,7 @@ def model(ctx, x):
     for i, filters in enumerate((16, 32)):
         block = ctx / f"block{i}"
         x = layers.conv2d(block, x, filters, 3, padding="same", use_bias=False)
-        x = G.relu(layers.batch_norm(block, x))
+        x = G.relu(layers.batch_norm(block, x, momentum=0.9))
         x = layers.max_pool(x, 2)                      # 8x8 -> 4x4 -> 2x2
     x = G.flatten(x, 1)
     x = layers.dense(ctx / "hidden", x, 64, activation="relu")

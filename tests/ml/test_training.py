@@ -108,3 +108,11 @@ def test_fetch_every_skips_host_copies(backend):
     trainer, ds = tiny_problem(backend)
     history = train.Loop(trainer, fetch_every=4).run_steps(ds, 12)
     assert history.steps == [4, 8, 12] and trainer.step == 12
+
+
+def test_cnn_example_learns(backend):
+    import digits_cnn
+    trainer, history, scores = digits_cnn.run(backend.name, epochs=3, progress=False)
+    assert scores["accuracy"] >= 0.85, scores
+    assert {"block0/batch_norm/moving_mean", "block1/conv/weights"} <= {
+        v.name for v in trainer.ctx.variables()}

@@ -57,7 +57,8 @@ def run(backend=None, epochs: int = 15, batch_size: int = 32, learning_rate: flo
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default=None, help="backend name (default: $MLF_BACKEND or xla)")
+    parser.add_argument("--backend", default=None,
+                        help="backend name (default: $MLF_BACKEND or xla)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=2e-3)

@@ -1,6 +1,7 @@
 """Train a multi-layer perceptron on scikit-learn's handwritten digits (8x8 images).
 
-    .venv/bin/python examples/digits_mlp.py --epochs 20 --checkpoint-dir runs/mlp --plot runs/mlp/loss.png
+    .venv/bin/python examples/digits_mlp.py --epochs 20 --checkpoint-dir runs/mlp \
+        --plot runs/mlp/loss.png
 
 Runs on any backend (--backend, default $MLF_BACKEND or "xla"). With
 --checkpoint-dir it saves a checkpoint after every epoch and, when the
@@ -53,7 +54,8 @@ def run(backend=None, epochs: int = 20, batch_size: int = 32, learning_rate: flo
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default=None, help="backend name (default: $MLF_BACKEND or xla)")
+    parser.add_argument("--backend", default=None,
+                        help="backend name (default: $MLF_BACKEND or xla)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import mlframework as mlf
 from mlframework.core.tensors import Tensor
 from mlframework.ml import Context, checkpoints, datasets, losses, optimizers, train
 
@@ -112,7 +111,8 @@ def test_corrupt_or_truncated_json_names_the_file(saved):
 
 def test_missing_tensors_file_names_the_file(saved):
     saved.with_suffix(".safetensors").unlink()
-    with pytest.raises(checkpoints.CheckpointError, match=r"ckpt-00000005.safetensors .*does not exist"):
+    with pytest.raises(checkpoints.CheckpointError,
+                       match=r"ckpt-00000005.safetensors .*does not exist"):
         checkpoints.restore(Context(), saved)
 
 

@@ -33,6 +33,11 @@ class DType(enum.Enum):
         return _TO_NUMPY[self]
 
     @property
+    def dtype(self) -> np.dtype:
+        """The NumPy dtype, under the name NumPy looks for: `np.zeros(3, mlf.float32)` works."""
+        return _TO_NUMPY[self]
+
+    @property
     def itemsize(self) -> int:
         return self.numpy.itemsize
 

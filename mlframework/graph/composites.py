@@ -68,17 +68,23 @@ def variance(x, axes=None, keepdims: bool = False) -> Node:
 
 
 def logsumexp(x, axis=-1, keepdims: bool = False) -> Node:
-    """log(sum(exp(x))) along `axis`, stable for large inputs."""
+    """log(sum(exp(x))) along `axis` (an int, a tuple of axes, or None for all),
+    stable for large inputs; a row of -inf gives -inf."""
     x = as_node(x)
     peak = ops.stop_gradient(ops.reduce_max(x, axis, keepdims=True))
     peak = where(ops.is_finite(peak), peak, zeros_like(peak))  # all -inf rows give -inf
     out = ops.log(ops.reduce_sum(ops.exp(x - peak), axis, keepdims=True)) + peak
-    return out if keepdims else ops.reshape(out, _drop(out.shape, axis))
+    if keepdims:
+        return out
+    return ops.reshape(out, _drop(out.shape, axis))
 
 
 def _drop(shape, axis):
-    axis %= len(shape)
-    return shape[:axis] + shape[axis + 1:]
+    """`shape` without the (size-1, kept) axes that a reduction over `axis` made."""
+    rank = len(shape)
+    axes = range(rank) if axis is None else [axis] if hasattr(axis, "__index__") else axis
+    axes = {a % rank for a in axes} if rank else set()
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
 def softmax(x, axis=-1) -> Node:

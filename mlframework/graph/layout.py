@@ -2,6 +2,8 @@
 take_along_axis and top_k."""
 from __future__ import annotations
 
+import numpy as np
+
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.attrs import normalize_axis
 from mlframework.graph.broadcasting import as_node, broadcast_shapes, broadcast_to
@@ -67,13 +69,34 @@ def split(x, sections, axis: int = 0) -> list[Node]:
     return parts
 
 
-def take(x, indices, axis: int = 0) -> Node:
-    """Elements of x at integer `indices` along `axis` (as numpy.take, clamping
-    out-of-range indices). Shape: x.shape[:axis] + indices.shape + x.shape[axis+1:]."""
-    x, indices = as_node(x), as_node(indices, index=True)
+def _indices(op_name: str, indices, dim: int) -> Node:
+    """Integer indices as a node, negative ones counted from the end of `dim` (as NumPy).
+
+    Raises:
+        DTypeError: if the indices are not integers.
+    """
+    if not isinstance(indices, Node):
+        if np.asarray(indices).dtype.kind not in "iu":
+            raise DTypeError(f"{op_name} requires integer indices, got {indices!r}")
+        indices = as_node(indices, index=True)
     if not indices.dtype.is_int:
-        raise DTypeError(f"take requires integer indices, got {indices.spec}")
+        raise DTypeError(f"{op_name} requires integer indices, got {indices.spec}")
+    if indices.dtype.is_unsigned:
+        return indices
+    return ops.select(indices < 0, indices + dim, indices)
+
+
+def take(x, indices, axis: int = 0) -> Node:
+    """Elements of x at integer `indices` along `axis`, as numpy.take: negative
+    indices count from the end, out-of-range ones are clamped.
+    Shape: x.shape[:axis] + indices.shape + x.shape[axis+1:].
+
+    Raises:
+        DTypeError: if the indices are not integers.
+    """
+    x = as_node(x)
     axis = normalize_axis("take", axis, x.ndim)
+    indices = _indices("take", indices, x.shape[axis])
     indices = ops.reshape(indices, (*indices.shape, 1))
     batch_rank = indices.ndim - 1
     offset = [i if i < axis else i + batch_rank for i in range(x.ndim - 1)]
@@ -84,17 +107,17 @@ def take(x, indices, axis: int = 0) -> Node:
 def take_along_axis(x, indices, axis: int) -> Node:
     """out[..., i, ...] = x[..., indices[..., i, ...], ...] along `axis`, as
     numpy.take_along_axis: indices has x's rank, and both broadcast on the other
-    axes. Out-of-range indices are clamped.
+    axes. Negative indices count from the end; out-of-range ones are clamped.
 
     Raises:
         ShapeError: if the ranks differ or the other axes do not broadcast.
+        DTypeError: if the indices are not integers.
     """
-    x, indices = as_node(x), as_node(indices, index=True)
+    x = as_node(x)
     axis = normalize_axis("take_along_axis", axis, x.ndim)
+    indices = _indices("take_along_axis", indices, x.shape[axis])
     if indices.ndim != x.ndim:
         raise ShapeError(f"take_along_axis requires indices of rank {x.ndim}, got {indices.spec}")
-    if not indices.dtype.is_int:
-        raise DTypeError(f"take_along_axis requires integer indices, got {indices.spec}")
     x_dims = x.shape[:axis] + (indices.shape[axis],) + x.shape[axis + 1:]
     shape = broadcast_shapes("take_along_axis", x_dims, indices.shape)
     indices = broadcast_to(indices, shape)

@@ -104,4 +104,5 @@ Node.__gt__ = gen_ops.gt
 Node.__ge__ = gen_ops.ge
 Node.__getitem__ = getitem
 Node.__hash__ = object.__hash__
+Node.__array_ufunc__ = None  # `np_array + node` defers to Node.__radd__, as for JAX arrays
 Node.T = property(lambda self: gen_ops.transpose(self))

@@ -21,6 +21,7 @@ def test_as_dtype_from_names_numpy_dtypes_and_types(name):
     assert as_dtype(np_dtype) is d and as_dtype(np_dtype.type) is d and as_dtype(d) is d
     assert getattr(mlf, "bool_" if name == "bool" else name) is d
     assert d.itemsize == np_dtype.itemsize and str(d) == name
+    assert np.dtype(d) == np_dtype and np.zeros(2, d).dtype == np_dtype  # NumPy accepts DTypes
 
 
 def test_as_dtype_from_python_types_and_kinds():

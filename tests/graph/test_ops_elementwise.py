@@ -202,6 +202,10 @@ OPERATORS = {
     "x ** 0": (lambda x, y: x ** 0, lambda x, y: np.ones_like(x)),
     "x ** 3": (lambda x, y: x ** 3, lambda x, y: x * x * x),
     "x @ y.T": (lambda x, y: x @ y.T, lambda x, y: x @ y.T),
+    "array - x": (lambda x, y: np.arange(4).astype(x.dtype) - x,
+                  lambda x, y: np.arange(4).astype(x.dtype) - x),
+    "array @ x.T": (lambda x, y: np.ones((2, 4), x.dtype) @ x.T,
+                    lambda x, y: np.ones((2, 4), x.dtype) @ x.T),
     "x[0] @ y.T": (lambda x, y: x[0] @ y.T, lambda x, y: x[0] @ y.T),
 }
 

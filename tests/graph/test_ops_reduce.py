@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mlframework import graph as G
-from op_records import ALL, BF16, FLOATS, NUMERIC, assert_close, ids, random
+from op_records import ALL, BF16, FLOATS, assert_close, ids, random
 
 # (axes, keepdims) cases for a [2, 3, 4] input.
 CASES = [(None, False), (0, False), (-1, False), ((0, 2), False), ((), False), ((1,), True),

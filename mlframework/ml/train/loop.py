@@ -46,6 +46,7 @@ class Loop:
         self.loss_average = MovingAverage(0.9)
         self.epoch_loss = Mean()
         self._stop = False
+        self._step = trainer.step
 
     def stop(self) -> None:
         """Ends the run after the current step (early stopping uses this)."""

@@ -187,16 +187,19 @@ def reduce_loop(program, v, x_id, outer_index, inner_dims, extents, ev_kwargs, a
     lane_val = lane_ev.value(x_id, outer_index + inner_index)
     main = (lane_ev.lines + [f"{acc}_l[l] = {reduce_combine(v, f'{acc}_l[l]', lane_val)};"])
     tail = ev.lines + [f"{acc}_l[0] = {reduce_combine(v, f'{acc}_l[0]', val)};"]
+    main_end = total // LANES * LANES
     lines = [f"{ctype} {acc};", "{",
              f"  {ctype} {acc}_l[{LANES}];",
              f"  for (int l = 0; l < {LANES}; l++) {acc}_l[l] = {reduce_init(v)};",
-             f"  long {name} = 0;",
-             f"  for (; {name} + {LANES} <= {total}; {name} += {LANES}) {{",
+             f"  for (long {name} = 0; {name} < {main_end}; {name} += {LANES}) {{",
              "    for (int l = 0; l < %d; l++) {" % LANES]
-    lines += ["      " + s for s in main] + ["    }", "  }", f"  for (; {name} < {total}; {name}++) {{"]
-    lines += ["    " + s for s in tail] + ["  }", f"  {acc} = {acc}_l[0];",
-                                           f"  for (int l = 1; l < {LANES}; l++) "
-                                           f"{acc} = {reduce_combine(v, acc, f'{acc}_l[l]')};", "}"]
+    lines += ["      " + s for s in main] + ["    }", "  }"]
+    if main_end < total:
+        lines += [f"  for (long {name} = {main_end}; {name} < {total}; {name}++) {{"]
+        lines += ["    " + s for s in tail] + ["  }"]
+    lines += [f"  {acc} = {acc}_l[0];",
+              f"  for (int l = 1; l < {LANES}; l++) {acc} = {reduce_combine(v, acc, f'{acc}_l[l]')};",
+              "}"]
     return lines
 
 

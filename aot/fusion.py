@@ -322,6 +322,11 @@ def _merge_epilogues(program, kernels, consumers):
             if src is None or src.kind not in ("dot", "conv") or src.epilogue:
                 continue
             d, root = program.values[src_id], program.values[k.outputs[0]]
+            position = {o: t for t, x in enumerate(kernels) for o in x.outputs}
+            if any(position.get(i, -1) > position[src_id] for i in k.inputs if i != src_id):
+                continue  # the epilogue reads a value computed after the contraction
+            if any(x is not k and src_id in x.inputs for x in kernels):
+                continue  # another kernel reads the contraction's result
             if (src_id in program.outputs or len(set(consumers[src_id])) != 1
                     or consumers[src_id][0] not in k.nodes or root.shape != d.shape
                     or root.dtype != d.dtype or not _reads_elementwise(program, k, src_id)):

@@ -57,25 +57,38 @@ def vjp(y: Node, wrt, cotangent: Node) -> list[Node]:
     needed = _nodes_between(wrt, y)
     cotangents: dict[int, Node] = {y.id: cotangent}
     for node in reversed(y.graph.nodes[: y.id + 1]):
-        ct = cotangents.get(node.id)
-        if ct is None:
-            continue
-        wants = [x.id in needed for x in node.inputs]
-        if not any(wants):  # a `wrt` node whose own inputs are not needed
-            continue
-        if node.op not in DIFFERENTIABLE:
-            if node.op in _NO_RULE_YET:
-                raise NotImplementedError(
-                    f"grad through {node.op.value} is not implemented (it is the gradient of "
-                    f"reduce_window_max, so this is a second-order gradient of max pooling), "
-                    f"at {node.source}")
-            continue  # a zero derivative: comparisons, floor, sign, stop_gradient...
-        for x, g, want in zip(node.inputs, input_cotangents(node, ct, wants), wants):
-            if g is None or not want:
-                continue
-            prev = cotangents.get(x.id)
-            cotangents[x.id] = g if prev is None else prev + g
+        backprop_node(node, cotangents, needed)
     return [cotangents[w.id] if w.id in cotangents else zeros_like(w) for w in wrt]
+
+
+def backprop_node(node: Node, cotangents: dict[int, Node], needed: set[int]) -> None:
+    """One step of reverse mode: adds node's input cotangents to `cotangents`.
+
+    `cotangents` maps node ids to their accumulated cotangent; only inputs
+    whose id is in `needed` receive one. Nodes without a cotangent, and
+    non-differentiable ops (zero derivative), add nothing.
+
+    Raises:
+        NotImplementedError: for an op whose derivative is not written yet.
+    """
+    ct = cotangents.get(node.id)
+    if ct is None:
+        return
+    wants = [x.id in needed for x in node.inputs]
+    if not any(wants):  # a `wrt` node whose own inputs are not needed
+        return
+    if node.op not in DIFFERENTIABLE:
+        if node.op in _NO_RULE_YET:
+            raise NotImplementedError(
+                f"grad through {node.op.value} is not implemented (it is the gradient of "
+                f"reduce_window_max, so this is a second-order gradient of max pooling), "
+                f"at {node.source}")
+        return  # a zero derivative: comparisons, floor, sign, stop_gradient...
+    for x, g, want in zip(node.inputs, input_cotangents(node, ct, wants), wants):
+        if g is None or not want:
+            continue
+        prev = cotangents.get(x.id)
+        cotangents[x.id] = g if prev is None else prev + g
 
 
 def _nodes_between(sources: list[Node], target: Node) -> set[int]:

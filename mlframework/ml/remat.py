@@ -25,8 +25,7 @@ import weakref
 
 from mlframework import graph as G
 from mlframework.core import pytree
-from mlframework.graph.gen_optypes import DIFFERENTIABLE
-from mlframework.graph.vjp import input_cotangents
+from mlframework.graph.autodiff import backprop_node
 
 _SEGMENTS: "weakref.WeakKeyDictionary[G.Graph, list[_Segment]]" = weakref.WeakKeyDictionary()
 _STATE_HOOKS: list = []
@@ -106,22 +105,8 @@ def _walk(graph, cotangents: dict, depends: set, hi: int, lo: int) -> None:
             _backprop_segment(graph, segment, cotangents, depends)
             i = segment.start - 1
             continue
-        _backprop_node(graph.nodes[i], cotangents, depends)
+        backprop_node(graph.nodes[i], cotangents, depends)
         i -= 1
-
-
-def _backprop_node(node, cotangents: dict, depends: set) -> None:
-    ct = cotangents.get(node.id)
-    if ct is None or node.op not in DIFFERENTIABLE:
-        return  # a zero derivative (comparisons, stop_gradient...)
-    wants = [x.id in depends for x in node.inputs]
-    if not any(wants):
-        return
-    for x, g, want in zip(node.inputs, input_cotangents(node, ct, wants), wants):
-        if g is None or not want:
-            continue
-        prev = cotangents.get(x.id)
-        cotangents[x.id] = g if prev is None else prev + g
 
 
 def _backprop_segment(graph, seg: _Segment, cotangents: dict, depends: set) -> None:

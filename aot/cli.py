@@ -1,25 +1,190 @@
-"""The `aotc` command line: export, verify and inspect models as standalone C."""
+"""The `aotc` command line: export, verify and inspect models as standalone C.
+
+    aotc export examples/digits_mlp.py:model --input x:float32[1,64] \\
+        --checkpoint runs/mlp --name mlp -o build/mlp
+    aotc verify build/mlp
+    aotc inspect examples/digits_mlp.py:model --input x:float32[1,64] \\
+        --checkpoint runs/mlp --html mlp.html
+
+Exit status: 0 on success, 1 when `verify` finds a difference above the
+tolerance or a build fails, 2 for a usage error (a bad --input, a missing
+module or function, a checkpoint that does not match the model), with a
+one-line message.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
-COMMANDS = {
-    "export": "export a model function as a standalone C library (model.h, model.c, libs)",
-    "verify": "run an exported library against the XLA backend and report differences",
-    "inspect": "show the graph, passes, fusion groups, memory plan and generated C",
+EXAMPLES = {
+    "export": """examples:
+  aotc export examples/digits_mlp.py:model --input x:float32[1,64] --checkpoint runs/mlp \\
+      --name mlp -o build/mlp
+  aotc export mypkg.graphs:attention --input q:float32[8,64] --input k:float32[8,64] \\
+      --weights blob -o build/attn
+  aotc export examples/digits_mlp.py:model --input x:float32[32,64] --checkpoint runs/mlp \\
+      --train --label y:int32[32] --optimizer adam:0.001 -o build/mlp_train
+  aotc export examples/digits_mlp.py:model --input x:float32[1,64] --checkpoint runs/mlp \\
+      --target aarch64-linux-gnu -o build/mlp_arm
+
+writes OUTDIR/NAME.h (the documented C interface), NAME.c (kernels), NAME_weights.c
+(+ .S/.bin), libNAME.so, libNAME.a, a Makefile, runtime/ headers and manifest.json.""",
+    "verify": """examples:
+  aotc verify build/mlp                     # random inputs, tolerance 1e-5
+  aotc verify build/mlp --tolerance 1e-4 --trials 5
+
+exit status 1 when any output differs from the XLA backend by more than the
+tolerance (relative to max(1, |reference|)).""",
+    "inspect": """examples:
+  aotc inspect examples/digits_mlp.py:model --input x:float32[1,64] --checkpoint runs/mlp
+  aotc inspect examples/digits_cnn.py:model --input x:float32[1,1,8,8] \\
+      --checkpoint runs/cnn --html cnn.html --no-text""",
 }
 
 
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("function", metavar="MODULE:FUNCTION",
+                   help="the model: a dotted module or a .py path, then ':' and the function; "
+                        "a plain graph function f(x, ...) or a model(ctx, inputs)")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME:DTYPE[DIMS]",
+                   help="one model input, in call order (repeat for several), e.g. "
+                        "x:float32[1,64]; NAME becomes the C parameter name")
+    p.add_argument("--checkpoint", metavar="DIR",
+                   help="checkpoint directory (its latest checkpoint) or checkpoint .json "
+                        "holding a model(ctx, inputs)'s variables; they become constants")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="aotc", description=__doc__.split("\n\n")[0],
+        epilog="run `aotc COMMAND --help` for each command's options",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--version", action="version", version=f"aotc {_version()}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    ex = sub.add_parser("export", help="export a model function as a standalone C library",
+                        description="Export a model function as a standalone C library: no "
+                                    "Python, no malloc at run time, only libc and libm.",
+                        epilog=EXAMPLES["export"], formatter_class=fmt)
+    _model_args(ex)
+    ex.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                    help="folder to write the artifact into (created)")
+    ex.add_argument("--name", default="model",
+                    help="C prefix of every symbol and file: NAME.h, NAME_run (default: model)")
+    ex.add_argument("--weights", choices=("embed", "blob", "file"), default="embed",
+                    help="embed: static const arrays in NAME_weights.c (default, small models); "
+                         "blob: NAME_weights.bin linked through an assembler .incbin (large "
+                         "models compile in seconds); file: loaded at run time by "
+                         "NAME_load_weights(path), checked against a CRC-32 in NAME.h")
+    ex.add_argument("--target", default="host", metavar="TRIPLE",
+                    help="host (default), or a cross target built with zig cc or "
+                         "TRIPLE-gcc: aarch64-linux-gnu, wasm32-wasi, ...")
+    ex.add_argument("--portable", action="store_true",
+                    help="host builds: no -march=native (runs on any CPU of the architecture)")
+    ex.add_argument("--openmp", action="store_true",
+                    help="compile kernels with OpenMP threads (the library then needs libgomp); "
+                         "default single-threaded")
+    ex.add_argument("--train", action="store_true",
+                    help="also export NAME_train_step: forward, loss, gradients and optimizer "
+                         "update, updating a caller-owned state buffer (needs --checkpoint and "
+                         "--label)")
+    ex.add_argument("--label", action="append", default=[], metavar="NAME:DTYPE[DIMS]",
+                    help="with --train: the training targets, e.g. y:int32[32]")
+    ex.add_argument("--loss", default="sparse_categorical_cross_entropy_logits",
+                    help="with --train: a function of mlframework.ml.losses (default: "
+                         "%(default)s)")
+    ex.add_argument("--optimizer", default="adam:0.001", metavar="NAME[:LR]",
+                    help="with --train: optimizer and learning rate (default: %(default)s)")
+    ex.add_argument("--no-build", action="store_true",
+                    help="write the sources and Makefile only; do not compile")
+
+    ve = sub.add_parser("verify", help="compare an exported library with the XLA backend",
+                        description="Run an exported library (through cffi) and the XLA "
+                                    "backend on the same random inputs; report the largest "
+                                    "difference per output.",
+                        epilog=EXAMPLES["verify"], formatter_class=fmt)
+    ve.add_argument("folder", metavar="OUTDIR", help="a folder written by `aotc export`")
+    ve.add_argument("--tolerance", type=float, default=1e-5,
+                    help="largest accepted |c - xla| / max(1, |xla|) (default: %(default)g)")
+    ve.add_argument("--trials", type=int, default=2, help="random input sets (default: 2)")
+    ve.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+
+    ins = sub.add_parser("inspect", help="show how the compiler turns a model into C",
+                         description="Print the traced graph, the graph after each pass, the "
+                                     "fusion groups with the source line of every fused node, "
+                                     "the memory plan and the C of each kernel with its FLOP "
+                                     "and byte counts.",
+                         epilog=EXAMPLES["inspect"], formatter_class=fmt)
+    _model_args(ins)
+    ins.add_argument("--html", metavar="FILE",
+                     help="also write one self-contained HTML page (graph, plan, code side by "
+                          "side)")
+    ins.add_argument("--no-text", action="store_true", help="do not print the text report")
+    return top
+
+
+def _version() -> str:
+    import mlframework
+    return mlframework.__version__
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="aotc", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, text in COMMANDS.items():
-        sub.add_parser(name, help=text, description=text)
-    args = parser.parse_args(argv)
-    print(f"aotc {args.command}: not built yet (issue 'aotc: export, verify and inspect'); "
-          "the C backend and exporter land first", file=sys.stderr)
-    return 2
+    args = parser().parse_args(argv)
+    from aot.signature import UsageError
+    try:
+        return _COMMANDS[args.command](args)
+    except UsageError as e:
+        print(f"aotc {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _export(args) -> int:
+    from aot.export import BuildError, TrainSpec, export_model
+    from aot.signature import UsageError
+    train = None
+    if args.train:
+        train = TrainSpec(labels=args.label, loss=args.loss, optimizer=args.optimizer)
+    elif args.label:
+        raise UsageError("--label is only used with --train")
+    try:
+        art = export_model(args.function, args.input, args.output, name=args.name,
+                           checkpoint=args.checkpoint, weights=args.weights, target=args.target,
+                           train=train, openmp=args.openmp, native=not args.portable,
+                           build=not args.no_build)
+    except BuildError as e:
+        print(f"aotc export: {e}", file=sys.stderr)
+        return 1
+    m = art.manifest
+    print(f"exported {m['function']} -> {art.out_dir}/ ({m['target']}, weights {m['weights']})")
+    print(f"  {len(m['kernels'])} kernels, {m['total_flops']:,} FLOPs per run, arena "
+          f"{m['arena_bytes']:,} bytes, weights {m['weights_bytes']:,} bytes")
+    for f in art.files:
+        print(f"  {art.out_dir / f}")
+    return 0
+
+
+def _verify(args) -> int:
+    from aot.verify import verify
+    report = verify(args.folder, tolerance=args.tolerance, seed=args.seed, trials=args.trials)
+    print(f"aotc verify {args.folder}:")
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _inspect(args) -> int:
+    from aot.inspection import inspect_model, to_html
+    report = inspect_model(args.function, args.input, checkpoint=args.checkpoint)
+    if not args.no_text:
+        print(report.text())
+    if args.html:
+        from pathlib import Path
+        Path(args.html).write_text(to_html(report))
+        print(f"wrote {args.html}", file=sys.stderr)
+    return 0
+
+
+_COMMANDS = {"export": _export, "verify": _verify, "inspect": _inspect}
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), keep_t
                           undefined=jinja2.StrictUndefined)
 
 
-def emit_c(program: Program, kernels: list[Kernel], plan: MemoryPlan) -> str:
-    """The C source of `program`: kernels as planned, entry point `mlf_run`."""
+def emit_c(program: Program, kernels: list[Kernel], plan: MemoryPlan, entry: str = ENTRY) -> str:
+    """The C source of `program`: kernels as planned, entry point `entry` (`mlf_run`;
+    `aotc export` names it after the model)."""
     funcs, calls, setup = [], [], []
     names = {}
     for vid, b in plan.buffers.items():
@@ -71,7 +72,7 @@ def emit_c(program: Program, kernels: list[Kernel], plan: MemoryPlan) -> str:
         calls.append(f"{fname}({', '.join(args)});")
     return _env.get_template("module.c.j2").render(
         name=program.name, kernels=funcs, arena_bytes=plan.arena_bytes,
-        const_bytes=plan.const_bytes, entry=ENTRY, setup=setup, calls=calls,
+        const_bytes=plan.const_bytes, entry=entry, setup=setup, calls=calls,
         params=[_type(program.values[p]) for p in program.params],
         outputs=[_type(program.values[o]) for o in program.outputs])
 

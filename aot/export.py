@@ -1,0 +1,261 @@
+"""`export_model`: a Python model function as a standalone C library (what
+`aotc export` runs).
+
+    from aot.export import export_model
+    art = export_model("examples/digits_mlp.py:model", ["x:float32[1,64]"], "build/mlp",
+                       checkpoint="runs/mlp", name="mlp")
+    art.shared_library      # build/mlp/libmlp.so; also mlp.h, mlp.c, libmlp.a, Makefile...
+
+OUTDIR receives NAME.h, NAME.c, NAME_weights.c (+ NAME_weights.S and .bin for
+`blob`, NAME_weights.bin for `file`), NAME_train.c with `train=`, runtime/
+(the headers the code includes), a Makefile, manifest.json, and, unless
+`build=False`, libNAME.so and libNAME.a built by that Makefile.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlframework
+from aot import export_c
+from aot.build import RUNTIME
+from aot.export_targets import HOST, Toolchain, toolchain
+from aot.export_trace import Traced, load_context, trace_model, trace_train_step
+from aot.signature import InputSpec, UsageError, load_function, parse_input
+
+WEIGHT_MODES = ("embed", "blob", "file")
+VERSION = mlframework.__version__
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class BuildError(RuntimeError):
+    """The C compiler or `make` failed on exported code; the message names the folder."""
+
+
+@dataclass
+class TrainSpec:
+    """What `--train` exports: the labels' specs, the loss and the optimizer.
+
+    loss: a callable `loss(labels, outputs)` or a name in `mlframework.ml.losses`.
+    optimizer: an optimizer object or "NAME:LEARNING_RATE" (sgd, adam, adamw...).
+    """
+
+    labels: list
+    loss: object = "sparse_categorical_cross_entropy_logits"
+    optimizer: object = "adam:0.001"
+
+
+@dataclass
+class Artifact:
+    """What `export_model` wrote."""
+
+    out_dir: Path
+    name: str
+    manifest: dict
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def header(self) -> Path:
+        return self.out_dir / f"{self.name}.h"
+
+    @property
+    def shared_library(self) -> Path:
+        return self.out_dir / f"lib{self.name}.so"
+
+    @property
+    def static_library(self) -> Path:
+        return self.out_dir / f"lib{self.name}.a"
+
+
+def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, ctx=None,
+                 weights: str = "embed", target: str | None = None, train: TrainSpec | None = None,
+                 openmp: bool = False, native: bool = True, build: bool = True) -> Artifact:
+    """Exports `fn` (a callable or "MODULE:FUNCTION") for `inputs` (InputSpecs or
+    "NAME:DTYPE[DIMS]" strings) into `out_dir`.
+
+    Args:
+        checkpoint: directory or JSON of a checkpoint holding a context model's variables.
+        ctx: a Context to take the variables from instead of a checkpoint.
+        weights: "embed", "blob" or "file" (see NAME.h).
+        target: None/"host", or a triple such as "aarch64-linux-gnu", "wasm32-wasi".
+        train: also export the training step (NAME_train_step).
+        openmp: compile kernels with OpenMP (the library then needs libgomp).
+        native: host builds use -march=native (the library then needs this CPU's ISA).
+        build: run the Makefile (False: write the sources only).
+
+    Raises:
+        UsageError: bad arguments, a missing module or function, a checkpoint that
+            does not match the model.
+        BuildError: the C compiler failed.
+    """
+    reference = fn if isinstance(fn, str) else f"{getattr(fn, '__module__', '?')}:" \
+                                               f"{getattr(fn, '__name__', '?')}"
+    if isinstance(fn, str):
+        fn = load_function(fn)
+        module, _, function = reference.rpartition(":")
+        if module.endswith(".py"):
+            reference = f"{Path(module).resolve()}:{function}"
+    specs = [parse_input(i) if isinstance(i, str) else i for i in inputs]
+    if not specs:
+        raise UsageError("export requires at least one --input NAME:DTYPE[DIMS]")
+    if not _NAME.match(name):
+        raise UsageError(f"--name must be a C identifier, got {name!r}")
+    if weights not in WEIGHT_MODES:
+        raise UsageError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {weights!r}")
+    tc = toolchain(target, native)
+    if weights == "blob" and tc.target.startswith("wasm"):
+        raise UsageError("--weights blob links through an ELF assembler .incbin; for wasm32 "
+                         "use --weights embed or file")
+    if train is not None and ctx is None:
+        if checkpoint is None:
+            raise UsageError("--train needs --checkpoint (the starting weights and optimizer "
+                             "state)")
+        ctx = load_context(checkpoint)
+    started = time.perf_counter()
+    traced = trace_model(fn, specs, name=name, checkpoint=checkpoint if ctx is None else None,
+                         ctx=ctx)
+    stage = export_c.compile_stage(traced.program, entry=f"{name}_forward")
+    segment = export_c.Segment()
+    options = {"weights": weights, "version": VERSION, "function": reference, "openmp": openmp}
+    source, ins, outs = export_c.render_inference(name, traced.input_names, traced.output_names,
+                                                  stage, segment, options)
+    files: dict[str, object] = {f"{name}.c": source}
+    train_info, train_stage = None, None
+    if train is not None:
+        traced_step = _trace_train(fn, specs, train, ctx)
+        train_stage = export_c.compile_stage(traced_step.program, entry=f"{name}_train_forward")
+        train_source, train_info = export_c.render_train(name, traced_step, train_stage, segment)
+        files[f"{name}_train.c"] = train_source
+    weight_files = export_c.render_weights(name, segment, weights, VERSION)
+    blob = segment.tobytes() if weights != "embed" else b""
+    src_hash = export_c.source_hash(*(f for f in files.values()))
+    files[f"{name}.h"] = export_c.render_header(name, ins, outs, stage, segment, options,
+                                                src_hash, train_info, export_c.crc32(blob))
+    files.update(weight_files)
+    objects = [f"{name}.o", f"{name}_weights.o"] + ([f"{name}_train.o"] if train else [])
+    if weights == "blob":
+        objects.append(f"{name}_weights_blob.o")
+    libs = [f"lib{name}.a"] + ([f"lib{name}.so"] if tc.shared else [])
+    files["Makefile"] = export_c._env.get_template("Makefile.j2").render(
+        name=name, version=VERSION, target=tc.target, cc=tc.cc_text, ar=tc.ar_text,
+        arch=tc.arch, openmp="-fopenmp" if openmp else "", pic="-fPIC " if tc.pic else "",
+        objects=objects, libs=libs, blob=weights == "blob")
+    manifest = _manifest(name, reference, checkpoint, traced, stage, ins, outs, segment, options,
+                         tc, src_hash, export_c.crc32(blob), train_info, train_stage, train)
+    manifest["export_seconds"] = round(time.perf_counter() - started, 3)
+    out_dir = Path(out_dir)
+    _write(out_dir, files, manifest)
+    art = Artifact(out_dir, name, manifest, sorted(files) + ["manifest.json", "runtime/"])
+    if build:
+        build_artifact(out_dir, tc)
+    return art
+
+
+def _trace_train(fn, specs, train: TrainSpec, ctx) -> Traced:
+    from mlframework.ml import losses, optimizers
+    labels = [parse_input(i) if isinstance(i, str) else i for i in train.labels]
+    if not labels:
+        raise UsageError("--train requires --label NAME:DTYPE[DIMS] (the training targets)")
+    loss = train.loss
+    if isinstance(loss, str):
+        loss = getattr(losses, loss, None)
+        if not callable(loss):
+            raise UsageError(f"--loss {train.loss!r} is not a function in mlframework.ml.losses")
+    optimizer = train.optimizer
+    if isinstance(optimizer, str):
+        kind, _, rate = optimizer.partition(":")
+        classes = {c.lower(): getattr(optimizers, c) for c in dir(optimizers)
+                   if isinstance(getattr(optimizers, c), type)}
+        if kind.lower() not in classes:
+            raise UsageError(f"--optimizer {optimizer!r}: unknown optimizer {kind!r}; use e.g. "
+                             "adam:0.001 or sgd:0.1")
+        try:
+            optimizer = classes[kind.lower()](float(rate)) if rate else classes[kind.lower()]()
+        except ValueError:
+            raise UsageError(f"--optimizer {optimizer!r}: the learning rate must be a number")
+    return trace_train_step(fn, specs, labels, ctx=ctx, loss=loss, optimizer=optimizer)
+
+
+def _manifest(name, reference, checkpoint, traced, stage, ins, outs, segment, options, tc,
+              src_hash, crc, train_info, train_stage, train) -> dict:
+    values = stage.program.values
+
+    def kernels(st):
+        out = []
+        for cost, k in zip(st.costs, st.kernels):
+            sources = sorted({st.program.values[n].source for n in k.nodes
+                              if st.program.values[n].source})
+            out.append({**cost, "reason": k.reason, "sources": sources})
+        return out
+    m = {
+        "format": "aotc-export", "name": name, "tool": "aotc", "tool_version": VERSION,
+        "function": reference,
+        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+        "target": tc.target, "weights": options["weights"], "openmp": options["openmp"],
+        "inputs": [{k: i[k] for k in ("name", "dtype", "shape")} for i in ins],
+        "outputs": [{k: o[k] for k in ("name", "dtype", "shape")} for o in outs],
+        "arena_bytes": stage.plan.arena_bytes, "weights_bytes": segment.nbytes,
+        "weights_crc32": f"{crc:08x}", "source_hash": src_hash,
+        "variables": {k: list(a.shape) for k, a in traced.variables.items()},
+        "kernels": kernels(stage),
+        "total_flops": sum(c["flops"] for c in stage.costs),
+        "nodes": len(values),
+    }
+    if train_info:
+        m["train"] = {
+            "labels": [{"name": p["name"], "dtype": p["dtype"], "shape": p["shape"]}
+                       for p in train_info["inputs"][len(ins):]],
+            "state_bytes": train_info["state_bytes"],
+            "arena_bytes": train_info["arena_bytes"],
+            "state": [{k: s[k] for k in ("name", "offset", "type", "trainable")}
+                      for s in train_info["state"]],
+            "loss": getattr(train.loss, "__name__", str(train.loss)),
+            "optimizer": str(train.optimizer) if isinstance(train.optimizer, str)
+            else type(train.optimizer).__name__,
+            "kernels": kernels(train_stage),
+        }
+    return m
+
+
+def _write(out_dir: Path, files: dict, manifest: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for fname, content in files.items():
+        path = out_dir / fname
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    runtime = out_dir / "runtime"
+    runtime.mkdir(exist_ok=True)
+    for h in RUNTIME.glob("*.h"):
+        shutil.copyfile(h, runtime / h.name)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def build_artifact(out_dir: Path, tc: Toolchain | None = None, jobs: int = 2) -> None:
+    """Runs the exported Makefile.
+
+    Raises:
+        BuildError: with the compiler's output.
+    """
+    make = shutil.which("make")
+    if make is None:
+        raise BuildError("`make` is not installed; install it or build with the commands "
+                         f"in {out_dir}/Makefile")
+    result = subprocess.run([make, "-s", f"-j{jobs}", "-C", str(out_dir)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        raise BuildError(f"building {out_dir} ({tc.target if tc else HOST}) failed:\n"
+                         f"{(result.stdout + result.stderr).strip()[-4000:]}")
+
+
+def write_manifest(art: Artifact) -> None:
+    (art.out_dir / "manifest.json").write_text(json.dumps(art.manifest, indent=1) + "\n")
+
+
+__all__ = ["Artifact", "BuildError", "InputSpec", "TrainSpec", "UsageError", "export_model"]

@@ -1,0 +1,305 @@
+"""Rendering an exported model's files: NAME.h, NAME.c, NAME_train.c, NAME_weights.c,
+NAME_weights.S/.bin, the Makefile.
+
+    stage = compile_stage(traced.program, entry="mlp_forward")
+    files = render(name, traced, stage, options, train=(traced_step, train_stage))
+
+Kernels come from the same passes and `emit_c` as the "c" backend; the
+templates in `templates/c/export/` add the public interface around them.
+All constants of every program live in one segment (`Segment`), so the three
+weight modes (embed, blob, file) differ only in how that segment gets into
+memory.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from aot import ctypes_table as ct
+from aot.emit import emit_c
+from aot.export_cost import kernel_costs
+from aot.fusion import Kernel, fuse
+from aot.memory_plan import MemoryPlan, plan_memory
+from aot.program import Program
+from aot.simplify import simplify
+from mlframework.core.dtypes import DType, as_dtype
+from mlframework.graph.gen_optypes import Op
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "c" / "export"
+ALIGN = 64
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                          keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+
+
+@dataclass
+class Stage:
+    """One program through the passes; `snapshots` holds (pass name, text) for inspect."""
+
+    program: Program
+    kernels: list[Kernel]
+    plan: MemoryPlan
+    source: str
+    costs: list[dict]
+    snapshots: list[tuple[str, str]] = field(default_factory=list)
+
+
+def compile_stage(program: Program, entry: str) -> Stage:
+    """Runs simplify, fuse, plan and emit (entry point `entry`)."""
+    snapshots = [("traced", str(program))]
+    program = simplify(program)
+    snapshots.append(("simplify", str(program)))
+    kernels = fuse(program)
+    snapshots.append(("fuse", "\n".join(f"k{t}_{k.name} [{k.kind}]: nodes {k.nodes} -> "
+                                        f"{k.outputs}" for t, k in enumerate(kernels))))
+    plan = plan_memory(program, kernels)
+    snapshots.append(("plan", str(plan)))
+    source = emit_c(program, kernels, plan, entry=entry)
+    snapshots.append(("emit", f"{len(source.splitlines())} lines of C"))
+    return Stage(program, kernels, plan, source, kernel_costs(program, kernels), snapshots)
+
+
+class Segment:
+    """The read-only bytes of every constant, each at a 64-byte aligned offset."""
+
+    def __init__(self):
+        self.items: list[tuple[str, int, np.ndarray]] = []
+        self.nbytes = 0
+
+    def add(self, label: str, array: np.ndarray) -> int:
+        offset = self.nbytes
+        array = np.ascontiguousarray(array)
+        self.items.append((label, offset, array))
+        self.nbytes = _align(offset + array.nbytes)
+        return offset
+
+    def add_plan(self, program: Program, plan: MemoryPlan, prefix: str) -> int:
+        """Adds a plan's constant segment; returns its base offset."""
+        base = self.nbytes
+        for vid, b in sorted(plan.buffers.items(), key=lambda kv: kv[1].offset):
+            if b.kind == "const":
+                v = program.values[vid]
+                label = f"{prefix}#{vid} {v.scope or v.op.value}".strip()
+                self.items.append((label, base + b.offset, _array(v)))
+        self.nbytes = _align(base + plan.const_bytes)
+        return base
+
+    def tobytes(self) -> bytes:
+        out = bytearray(self.nbytes)
+        for _, offset, a in self.items:
+            raw = a.view(np.uint8).reshape(-1).tobytes()
+            out[offset:offset + len(raw)] = raw
+        return bytes(out)
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _array(v) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(v.attrs["value"]).astype(v.dtype.numpy)
+                                .reshape(v.shape))
+
+
+def describe(name: str, dtype: DType, shape, is_input: bool) -> dict:
+    size = math.prod(shape)
+    return {"name": name, "NAME": name.upper(), "dtype": dtype.value, "ctype": ct.STORAGE[dtype],
+            "shape": list(shape), "size": size, "nbytes": size * dtype.itemsize,
+            "type": f"{dtype.value}[{', '.join(map(str, shape))}]", "is_input": is_input,
+            "written": True}
+
+
+def _copies(program: Program, plan: MemoryPlan, out_ptrs: list[str], in_ptrs: list[str],
+            segment: Segment, consts_expr: str, written: list[bool]) -> list[str]:
+    """memcpy lines filling outputs that the kernels do not write: duplicates,
+    outputs that are inputs, and constants."""
+    lines, first = [], {}
+    for k, o in enumerate(program.outputs):
+        v = program.values[o]
+        b = plan.buffers.get(o)
+        if o in first:
+            src = out_ptrs[first[o]]
+        elif b is not None and b.kind == "output":
+            first[o] = k
+            continue
+        elif v.op is Op.PARAMETER:
+            src = in_ptrs[program.params.index(o)]
+        else:  # a constant output
+            src = f"{consts_expr} + {segment.add(f'output {k} (a constant)', _array(v))}"
+        first.setdefault(o, k)
+        written[k] = False
+        lines.append(f"memcpy({out_ptrs[k]}, {src}, {v.nbytes});")
+    return lines
+
+
+def render_inference(name: str, input_names, output_names, stage: Stage, segment: Segment,
+                     options: dict) -> tuple[str, list[dict], list[dict]]:
+    """(C source of NAME.c, input descriptions, output descriptions)."""
+    prog = stage.program
+    base = segment.add_plan(prog, stage.plan, "")
+    assert base == 0
+    inputs = [describe(n, prog.values[p].dtype, prog.values[p].shape, True)
+              for n, p in zip(input_names, prog.params)]
+    outputs = [describe(n, prog.values[o].dtype, prog.values[o].shape, False)
+               for n, o in zip(output_names, prog.outputs)]
+    written = [True] * len(outputs)
+    copies = _copies(prog, stage.plan, [o["name"] for o in outputs],
+                     [f"(const char*){i['name']}" for i in inputs], segment, "consts", written)
+    for o, w in zip(outputs, written):
+        o["written"] = w
+    wrapper = _env.get_template("model.c.j2").render(
+        name=name, P=name.upper(), inputs=inputs, outputs=outputs, copies=copies,
+        entry=f"{name}_forward", arena_bytes=stage.plan.arena_bytes,
+        weights_mode=options["weights"])
+    return stage.source + wrapper, inputs, outputs
+
+
+def render_train(name: str, traced, stage: Stage, segment: Segment) -> tuple[str, dict]:
+    """(C source of NAME_train.c, the header's `train` description)."""
+    prog = stage.program
+    consts_offset = segment.add_plan(prog, stage.plan, "train ")
+    state, offset = [], 0
+    n_state = len(traced.state)
+    for var, p in zip(traced.state, prog.params[:n_state]):
+        v = prog.values[p]
+        state.append({"name": var, "offset": offset, "type": f"{v.dtype.value}{list(v.shape)}",
+                      "trainable": traced.trainable.get(var, False), "nbytes": v.nbytes})
+        offset = _align(offset + v.nbytes)
+    state_bytes = max(offset, ALIGN)
+    state_offset = segment.nbytes
+    initial = np.zeros(state_bytes, np.uint8)
+    for s, var in zip(state, traced.state):
+        raw = traced.variables[var].view(np.uint8).reshape(-1)
+        initial[s["offset"]:s["offset"] + raw.size] = raw
+    segment.add("initial training state", initial)
+    inputs = [describe(n, prog.values[p].dtype, prog.values[p].shape, True)
+              for n, p in zip(traced.input_names, prog.params[n_state:])]
+    out_ptrs = ["(char*)loss"] + [f"staging + {s['offset']}" for s in state]
+    in_ptrs = [f"s + {s['offset']}" for s in state] + [f"(const char*){i['name']}"
+                                                       for i in inputs]
+    written = [True] * len(prog.outputs)
+    copies = _copies(prog, stage.plan, out_ptrs, in_ptrs, segment,
+                     f"weights + {consts_offset}", written)
+    arena = stage.plan.arena_bytes
+    source = stage.source + _env.get_template("train.c.j2").render(
+        name=name, P=name.upper(), inputs=inputs, entry=f"{name}_train_forward",
+        arena_bytes=arena, workspace_bytes=_align(arena) + state_bytes,
+        state_offsets=[s["offset"] for s in state],
+        output_ptrs=[p if w else "NULL" for p, w in zip(out_ptrs[1:], written[1:])],
+        copies=copies, consts_offset=consts_offset, state_offset=state_offset)
+    summary = f"{len(state)} state variables, {sum(s['trainable'] for s in state)} trainable"
+    return source, {"state": state, "state_bytes": state_bytes, "inputs": inputs,
+                    "arena_bytes": _align(arena) + state_bytes, "summary": summary,
+                    "state_offset": state_offset, "consts_offset": consts_offset}
+
+
+def render_header(name: str, inputs, outputs, stage: Stage, segment: Segment, options: dict,
+                  source_hash: str, train: dict | None, weights_crc: int) -> str:
+    mode = options["weights"]
+    docs = {
+        "embed": f"compiled into the library ({name}_weights.c, static const arrays).",
+        "blob": f"{name}_weights.bin, linked into the library through {name}_weights.S "
+                "(.incbin); nothing to load.",
+        "file": f"read at run time: call {name}_load_weights(\"{name}_weights.bin\") once "
+                f"before {name}_run; the file's size and CRC-32 must match "
+                f"{name.upper()}_WEIGHTS_BYTES and {name.upper()}_WEIGHTS_CRC32.",
+    }
+    return _env.get_template("model.h.j2").render(
+        name=name, P=name.upper(), version=options["version"], function=options["function"],
+        inputs=inputs, outputs=outputs, arena_bytes=stage.plan.arena_bytes,
+        weights_bytes=segment.nbytes, weights_mode=mode, weights_doc=docs[mode],
+        weights_crc=weights_crc, openmp=options["openmp"], source_hash=source_hash,
+        train=train)
+
+
+def render_weights(name: str, segment: Segment, mode: str, version: str) -> dict[str, object]:
+    """The weight files for `mode`: {filename: text or bytes}."""
+    files: dict[str, object] = {}
+    items = []
+    if mode == "embed":
+        for index, (label, offset, a) in enumerate(segment.items):
+            if a.size == 0:
+                continue
+            items.append({"index": index, "label": label.replace("*/", "* /"), "offset": offset,
+                          "ctype": _ctype(a), "count": a.size, "type": f"{a.dtype}{list(a.shape)}",
+                          "text": c_initializer(a)})
+    else:
+        files[f"{name}_weights.bin"] = segment.tobytes()
+    if mode == "blob":
+        files[f"{name}_weights.S"] = _env.get_template("weights.S.j2").render(
+            name=name, total=segment.nbytes, version=version)
+    files[f"{name}_weights.c"] = _env.get_template("weights.c.j2").render(
+        name=name, P=name.upper(), mode=mode, items=items, total=segment.nbytes, version=version)
+    return files
+
+
+def _ctype(a: np.ndarray) -> str:
+    try:
+        return ct.STORAGE[as_dtype(a.dtype)]
+    except (TypeError, ValueError, KeyError):
+        return "uint8_t"
+
+
+def c_initializer(a: np.ndarray) -> str:
+    """The elements of `a` as a C initializer list (exact: floats round-trip)."""
+    flat = a.reshape(-1)
+    kind = a.dtype.kind
+    if a.dtype.itemsize == 2 and kind == "V" or str(a.dtype) in ("bfloat16", "float16"):
+        flat = flat.view(np.uint16)
+        kind = "u"
+    if kind == "f":
+        fmt, suffix = ("%.9g", "f") if a.dtype.itemsize == 4 else ("%.17g", "")
+        if np.isfinite(flat).all():
+            text = ",".join(s + suffix if ("." in s or "e" in s) else s + ".0" + suffix
+                            for s in (fmt % x for x in flat.tolist()))
+            return _wrap(text)
+        return _wrap(",".join(_float_literal(x, fmt, suffix) for x in flat.tolist()))
+    if kind == "b":
+        return _wrap(",".join("1" if x else "0" for x in flat.tolist()))
+    if kind == "i" and a.dtype.itemsize == 8:
+        return _wrap(",".join(f"{x}LL" if x != -2**63 else "INT64_MIN" for x in flat.tolist()))
+    if kind == "u" and a.dtype.itemsize == 8:
+        return _wrap(",".join(f"{x}ULL" for x in flat.tolist()))
+    if kind in "iu":
+        return _wrap(",".join(map(str, flat.tolist())))
+    return _wrap(",".join(map(str, flat.view(np.uint8).tolist())))
+
+
+def _float_literal(x: float, fmt: str, suffix: str) -> str:
+    if math.isnan(x):
+        return "NAN"
+    if math.isinf(x):
+        return "INFINITY" if x > 0 else "-INFINITY"
+    s = fmt % x
+    return (s if ("." in s or "e" in s) else s + ".0") + suffix
+
+
+def _wrap(text: str, width: int = 100) -> str:
+    """Breaks a long initializer list into lines near `width` characters."""
+    if len(text) <= width:
+        return text
+    out, start = [], 0
+    while start < len(text):
+        end = text.find(",", start + width)
+        if end < 0:
+            out.append(text[start:])
+            break
+        out.append(text[start:end + 1])
+        start = end + 1
+    return "\n    ".join(out)
+
+
+def crc32(data: bytes) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def source_hash(*sources: str) -> str:
+    h = hashlib.sha256()
+    for s in sources:
+        h.update(s.encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,199 @@
+"""`aotc verify`: an exported library against the XLA backend on random inputs.
+
+    lib = ExportedLibrary("build/mlp")         # libmlp.so through cffi (ABI mode)
+    y, = lib.run(x)                             # NumPy in, NumPy out
+    report = verify("build/mlp", tolerance=1e-5)
+    report.ok, report.max_diff                  # {"output": 3.1e-07}
+
+The reference is the model function named in manifest.json, traced again
+and run on the "xla" backend (a context model with the variables of the
+checkpoint it was exported from).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aot.signature import InputSpec, UsageError, load_function
+from mlframework.core import shapes
+from mlframework.core.dtypes import as_dtype
+
+_CTYPES = {"bool": "uint8_t", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
+           "int64": "int64_t", "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t",
+           "uint64": "uint64_t", "float16": "uint16_t", "bfloat16": "uint16_t",
+           "float32": "float", "float64": "double"}
+
+
+def _aligned(nbytes: int) -> np.ndarray:
+    raw = np.empty(nbytes + 64, np.uint8)
+    start = (-raw.ctypes.data) % 64
+    return raw[start:start + max(nbytes, 1)]
+
+
+class ExportedLibrary:
+    """libNAME.so of an export folder, callable from Python with NumPy arrays.
+
+    Each instance owns its workspace, so instances may run in different threads.
+    """
+
+    def __init__(self, out_dir, library: str | None = None):
+        import cffi
+        self.out_dir = Path(out_dir)
+        manifest_path = self.out_dir / "manifest.json"
+        if not manifest_path.is_file():
+            raise UsageError(f"{self.out_dir} has no manifest.json: not an aotc export folder")
+        self.manifest = m = json.loads(manifest_path.read_text())
+        self.name = n = m["name"]
+        self.ffi = cffi.FFI()
+        args = [f"const {_CTYPES[i['dtype']]}*" for i in m["inputs"]]
+        args += [f"{_CTYPES[o['dtype']]}*" for o in m["outputs"]]
+        cdef = f"int {n}_run({', '.join(args + ['void*'])});\nconst char* {n}_strerror(int);\n"
+        if m["weights"] == "file":
+            cdef += f"int {n}_load_weights(const char* path);\n"
+        if "train" in m:
+            targs = [f"const {_CTYPES[i['dtype']]}*" for i in m["inputs"] + m["train"]["labels"]]
+            cdef += (f"int {n}_train_init(void*);\n"
+                     f"int {n}_train_step(void*, {', '.join(targs)}, float*, void*);\n")
+        self.ffi.cdef(cdef)
+        path = Path(library) if library else self.out_dir / f"lib{n}.so"
+        if not path.is_file():
+            raise UsageError(f"{path} does not exist: build it with `make -C {self.out_dir}`")
+        self.lib = self.ffi.dlopen(str(path.resolve()))
+        self._run = getattr(self.lib, f"{n}_run")
+        self.workspace = _aligned(m["arena_bytes"])
+        if m["weights"] == "file":
+            self.check(getattr(self.lib, f"{n}_load_weights")(
+                str(self.out_dir / f"{n}_weights.bin").encode()))
+
+    def check(self, status: int) -> None:
+        if status != 0:
+            text = self.ffi.string(getattr(self.lib, f"{self.name}_strerror")(status)).decode()
+            raise RuntimeError(f"{text} (status {status})")
+
+    def _ptr(self, array: np.ndarray):
+        return self.ffi.cast("void*", array.ctypes.data)
+
+    def inputs_like(self, seed: int = 0) -> list[np.ndarray]:
+        """Random inputs of the exported shapes (normal floats, small integers)."""
+        return random_inputs(self.manifest["inputs"], seed)
+
+    def run(self, *inputs) -> list[np.ndarray]:
+        arrays = [np.ascontiguousarray(np.asarray(x, as_dtype(i["dtype"]).numpy).reshape(
+            i["shape"])) for x, i in zip(inputs, self.manifest["inputs"], strict=True)]
+        outs = [np.empty(o["shape"], as_dtype(o["dtype"]).numpy) for o in self.manifest["outputs"]]
+        self.check(self._run(*[self._ptr(a) for a in arrays + outs], self._ptr(self.workspace)))
+        return outs
+
+    # ---- training ----
+
+    def train_state(self) -> np.ndarray:
+        """A fresh state buffer holding the exported training state."""
+        state = _aligned(self.manifest["train"]["state_bytes"])
+        self.check(getattr(self.lib, f"{self.name}_train_init")(self._ptr(state)))
+        return state
+
+    def train_step(self, state: np.ndarray, *inputs) -> float:
+        specs = self.manifest["inputs"] + self.manifest["train"]["labels"]
+        arrays = [np.ascontiguousarray(np.asarray(x, as_dtype(i["dtype"]).numpy).reshape(
+            i["shape"])) for x, i in zip(inputs, specs, strict=True)]
+        if not hasattr(self, "_train_ws"):
+            self._train_ws = _aligned(self.manifest["train"]["arena_bytes"])
+        loss = np.zeros(1, np.float32)
+        self.check(getattr(self.lib, f"{self.name}_train_step")(
+            self._ptr(state), *[self._ptr(a) for a in arrays], self._ptr(loss),
+            self._ptr(self._train_ws)))
+        return float(loss[0])
+
+
+def random_inputs(specs: list[dict], seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in specs:
+        dtype = as_dtype(s["dtype"])
+        if dtype.is_float:
+            a = rng.standard_normal(s["shape"]).astype(dtype.numpy)
+        elif s["dtype"] == "bool":
+            a = rng.integers(0, 2, s["shape"]).astype(np.bool_)
+        else:
+            a = rng.integers(0, 10, s["shape"]).astype(dtype.numpy)
+        out.append(a)
+    return out
+
+
+def reference_outputs(manifest: dict, inputs: list[np.ndarray], fn=None, ctx=None,
+                      backend: str = "xla") -> list[np.ndarray]:
+    """The exported function's outputs on `backend` for `inputs`."""
+    import mlframework as mlf
+    from mlframework import graph as G
+    from mlframework.core import pytree
+
+    from aot.export_trace import is_context_model, load_context
+    fn = fn or load_function(manifest["function"])
+    be = mlf.backends.new(backend)
+    if is_context_model(fn):
+        from mlframework.ml import ContextExec
+        if ctx is None:
+            if not manifest.get("checkpoint"):
+                raise UsageError("the export's manifest names no checkpoint; pass ctx=")
+            ctx = load_context(manifest["checkpoint"])
+        exe = ContextExec(be, ctx, lambda c, *xs: fn(c, xs[0] if len(xs) == 1 else xs))
+        result = exe(*inputs)
+    else:
+        result = G.Exec(be, fn)(*inputs)
+    return [np.asarray(t.numpy()) for t in pytree.flatten(result)[0]]
+
+
+@dataclass
+class Report:
+    max_diff: dict
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return all(d <= self.tolerance for d in self.max_diff.values())
+
+    def __str__(self) -> str:
+        lines = [f"  {name:<24} max |c - xla| = {d:.3g}   {'ok' if d <= self.tolerance else 'FAIL'}"
+                 for name, d in self.max_diff.items()]
+        verdict = "ok" if self.ok else "FAILED"
+        return "\n".join(lines + [f"{verdict} (tolerance {self.tolerance:g}, relative to "
+                                  "max(1, |xla|))"])
+
+
+def compare(outputs, expected, names) -> dict:
+    diffs = {}
+    for name, a, b in zip(names, outputs, expected, strict=True):
+        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64).reshape(np.shape(a))
+        if a64.size == 0:
+            diffs[name] = 0.0
+            continue
+        err = np.abs(a64 - b64) / np.maximum(1.0, np.abs(b64))
+        same_nonfinite = ~np.isfinite(b64) & (a64 == b64) | np.isnan(a64) & np.isnan(b64)
+        err = np.where(same_nonfinite, 0.0, err)
+        diffs[name] = float(np.nanmax(np.where(np.isnan(err), math.inf, err)))
+    return diffs
+
+
+def verify(out_dir, *, tolerance: float = 1e-5, seed: int = 0, trials: int = 2, fn=None,
+           ctx=None) -> Report:
+    """Runs the library and the XLA backend on `trials` random input sets; the
+    largest difference per output (relative to max(1, |reference|))."""
+    lib = ExportedLibrary(out_dir)
+    names = [o["name"] for o in lib.manifest["outputs"]]
+    worst = dict.fromkeys(names, 0.0)
+    for t in range(trials):
+        inputs = lib.inputs_like(seed + t)
+        got = lib.run(*inputs)
+        want = reference_outputs(lib.manifest, inputs, fn, ctx)
+        for k, d in compare(got, want, names).items():
+            worst[k] = max(worst[k], d)
+    return Report(worst, tolerance)
+
+
+def input_spec(entry: dict) -> InputSpec:
+    return InputSpec(entry["name"], shapes.make(as_dtype(entry["dtype"]), *entry["shape"]))
+

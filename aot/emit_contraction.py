@@ -3,7 +3,7 @@
 float32 contractions whose operands are strided views of [batch, M, K] and
 [batch, K, N] call the register-blocked GEMM of `runtime_c/mlf_gemm.h`; a
 2-d, stride-1, undilated, ungrouped float32 convolution is an implicit GEMM
-over a zero-padded copy of the input (`mlf_conv2d`), 1x1 included. Everything
+over a zero-padded NHWC copy of the input (`mlf_conv2d`, runtime_c/mlf_conv.h), 1x1 included. Everything
 else runs a plain loop nest with the accumulator in the compute type.
 """
 from __future__ import annotations
@@ -42,7 +42,8 @@ def dot_layout(program, v):
 
 
 def _sgemm_packs(N, K, csb) -> bool:
-    return not (csb == 1 and K * N <= 128 * 1024)
+    """Mirrors mlf_sgemm_packs in runtime_c/mlf_gemm.h: B needs `work` (panels or B^T)."""
+    return not (csb == 1 and N % 16 == 0 and K * N <= 128 * 1024)
 
 
 def _conv_fast(program, v) -> bool:
@@ -76,7 +77,8 @@ def scratch_bytes(program, k) -> int:
         return 0
     if k.kind == "conv" and _conv_fast(program, v):
         g = _conv_geometry(program, v)
-        return 4 * (g["c"] * g["hp"] * g["wp"] + 2 * 64 + g["kw"] + g["o"] * (g["ho"] * g["wp"] + 64))
+        panels = -(-g["o"] // 64)  # mirrors mlf_conv2d_work_floats in runtime_c/mlf_conv.h
+        return 4 * (g["n"] * (g["hp"] * g["wp"] + g["kw"]) * g["c"] + panels * g["kh"] * g["kw"] * g["c"] * 64)
     return 0
 
 
@@ -167,8 +169,9 @@ def conv_body(program, k) -> list[str]:
     lhs, rhs = v.inputs
     if _conv_fast(program, v):
         g = _conv_geometry(program, v)
-        return [f"/* implicit GEMM over a zero-padded copy: [{g['o']}] x [{g['c']}*{g['kh']}*{g['kw']}] "
-                f"@ shifted rows of the padded input, 6x64 register tiles */",
+        return [f"/* direct implicit GEMM (runtime_c/mlf_conv.h): zero-padded NHWC copy of the input, "
+                f"weights in 64-channel panels, 6 pixels x 64 channels per register tile, "
+                f"K = {g['kh']}x{g['kw']}x{g['c']} */",
                 f"mlf_conv2d({g['n']}, {g['c']}, {g['h']}, {g['w']}, {g['o']}, {g['kh']}, {g['kw']}, "
                 f"{g['ph']}, {g['pw']}, {g['hp']}, {g['wp']}, {g['ho']}, {g['wo']}, b{lhs}, b{rhs}, "
                 f"{out}, (float*)scratch);"] + _epilogue(program, k, out)

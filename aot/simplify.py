@@ -47,12 +47,13 @@ def simplify(program: Program) -> Program:
     Parameters are always kept (callers pass them positionally).
     """
     values: dict[int, Value] = {}
+    users = program.consumers()
     alias: dict[int, int] = {}   # old id -> id of the value that replaces it
     seen: dict[tuple, int] = {}  # CSE key -> id
     for v in program.values.values():
         v = Value(v.id, v.op, tuple(alias.get(i, i) for i in v.inputs), v.attrs, v.dtype,
                   v.shape, v.source, v.scope)
-        same = _identity(v, values) or _fold(v, values)
+        same = _identity(v, values) or _fold(v, values) or _transposed_dot(v, values, users)
         if isinstance(same, int):
             alias[v.id] = same
             continue
@@ -94,6 +95,36 @@ def _identity(v: Value, values: dict[int, Value]):
             if c is not None and unit is not None and c == unit and ins[a].shape == v.shape:
                 return v.inputs[a]  # x*1 -> x
     return None
+
+
+def _transposed_dot(v: Value, values: dict[int, Value], users) -> Value | None:
+    """transpose(dot_general(a, b)) that swaps the free axes -> dot_general(b, a).
+
+    Autodiff writes weight gradients this way (dW = transpose(g^T x)); the swapped
+    contraction writes the gradient in the weight's layout, so the optimizer
+    update that reads it is elementwise (and becomes the GEMM's epilogue) instead
+    of a strided transposed read. Only when the dot has no other reader and the
+    new GEMM keeps at least 16 columns (narrower ones use slower tiles).
+    """
+    if v.op is not Op.TRANSPOSE:
+        return None
+    d = values[v.inputs[0]]
+    if d.op is not Op.DOT_GENERAL or users.get(d.id) != [v.id]:
+        return None
+    a = d.attrs
+    lhs, rhs = values[d.inputs[0]], values[d.inputs[1]]
+    nb = len(a["lhs_batch"])
+    n_lf = len(lhs.shape) - nb - len(a["lhs_contracting"])
+    n_rf = len(rhs.shape) - nb - len(a["rhs_contracting"])
+    want = list(range(nb)) + list(range(nb + n_lf, nb + n_lf + n_rf)) + list(range(nb, nb + n_lf))
+    if list(v.attrs["permutation"]) != want or n_lf == 0 or n_rf == 0:
+        return None
+    if int(np.prod(d.shape[nb:nb + n_lf])) < 16:
+        return None
+    attrs = dict(a, lhs_batch=a["rhs_batch"], rhs_batch=a["lhs_batch"],
+                 lhs_contracting=a["rhs_contracting"], rhs_contracting=a["lhs_contracting"])
+    return Value(v.id, Op.DOT_GENERAL, (d.inputs[1], d.inputs[0]), attrs, v.dtype, v.shape,
+                 v.source, v.scope)
 
 
 def _scalar_const(v: Value):

@@ -1,14 +1,19 @@
-/* mlf_gemm.h: float32 GEMM, C[M,N] (=|+=) A[M,K] @ B[K,N], for the C backend.
+/* mlf_gemm.h: float32 GEMM, C[M,N] = A[M,K] @ B[K,N], for the C backend.
  *
- * A is read through strides (rsa, csa), so A or A^T work unpacked. B is read
- * in place when its rows are contiguous and it fits in about half of L2
- * ("unpacked", best for small and medium shapes); otherwise it is packed into
- * zero-padded [K][64] panels in `work` (at least mlf_sgemm_work_floats(K, N)
- * floats). The register tile is 6x64: 24 accumulators of 16 floats, which gcc
- * -O3 keeps in zmm registers on AVX-512 (48 ymm-sized halves on AVX2 spill a
- * little but stay correct). Rows are split over threads in equal blocks of
- * whole tiles, and every C element is summed over k in the same order whatever
- * the thread count.
+ * A is read through strides (rsa, csa), so A or A^T work unpacked. Two forms:
+ *  - broadcast form (most shapes): a register tile of mr x 16*nv (mr <= 6,
+ *    nv <= 4; 6x64 = 24 zmm accumulators on AVX-512). B is read in place when
+ *    its rows are contiguous, N is a multiple of 16 and K*N fits in about half
+ *    of L2; otherwise it is packed into zero-padded [K][64] panels in `work`.
+ *    Edge tiles run the same code specialized for their mr and nv.
+ *  - dot form (N < 16 with A rows contiguous, e.g. logits [128x512]@[512x10]):
+ *    B^T is packed to [N][K] and each C element is a 16-lane dot product along
+ *    K, so no lane is wasted on padding columns.
+ * `work` holds at least mlf_sgemm_work_floats(K, N) floats when
+ * mlf_sgemm_packs(N, K, csb) is true (emit_contraction.py mirrors both).
+ * Threads split C into T balanced blocks of whole tiles (rows, or column
+ * panels when M is small); every C element is summed over k in the same order
+ * whatever the thread count.
  */
 #ifndef MLF_GEMM_H
 #define MLF_GEMM_H
@@ -16,127 +21,220 @@
 #define MLF_MR 6
 #define MLF_NR 64
 #define MLF_KC 384
+#define MLF_INLINE static inline __attribute__((always_inline))
 
 static inline long mlf_sgemm_work_floats(long K, long N) {
   return K * ((N + MLF_NR - 1) / MLF_NR) * MLF_NR;
 }
+static inline int mlf_sgemm_dot_form(long N, long K, long csa) { return N < 16 && csa == 1 && K >= 16; }
+static inline int mlf_sgemm_packs(long N, long K, long csb) {
+  return !(csb == 1 && N % 16 == 0 && K * N <= 128L * 1024);
+}
 
-/* One MR x NR tile over k in [0, kc): full tile, B rows `ldb` apart. */
-static inline void mlf_sgemm_tile(long kc, const float* MLF_RESTRICT A, long rsa, long csa,
-                                  const float* MLF_RESTRICT B, long ldb,
-                                  float* MLF_RESTRICT C, long ldc, int accumulate) {
+/* ---- broadcast form ---------------------------------------------------------------- */
+
+/* C[mr x ncols] (+)= A[mr x kc] @ B[kc x 16nv]; mr and nv are constants once inlined. */
+MLF_INLINE void mlf_sgemm_micro(const int mr, const int nv, long kc, const float* MLF_RESTRICT A,
+                                long rsa, long csa, const float* MLF_RESTRICT B, long ldb,
+                                float* MLF_RESTRICT C, long ldc, int accumulate, long ncols) {
   float acc[MLF_MR][MLF_NR];
-  for (int i = 0; i < MLF_MR; i++)
-    for (int j = 0; j < MLF_NR; j++) acc[i][j] = accumulate ? C[i * ldc + j] : 0.0f;
+  const int nw = 16 * nv;
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nw; j++) acc[i][j] = 0.0f;
   for (long p = 0; p < kc; p++) {
     const float* MLF_RESTRICT b = B + p * ldb;
-    for (int i = 0; i < MLF_MR; i++) {
+    for (int i = 0; i < mr; i++) {
       float a = A[i * rsa + p * csa];
-      for (int j = 0; j < MLF_NR; j++) acc[i][j] += a * b[j];
+      for (int j = 0; j < nw; j++) acc[i][j] += a * b[j];
     }
   }
-  for (int i = 0; i < MLF_MR; i++)
-    for (int j = 0; j < MLF_NR; j++) C[i * ldc + j] = acc[i][j];
-}
-
-/* Any tile up to MR x NR (edges): same arithmetic order, bounds checked. */
-static inline void mlf_sgemm_edge(long mr, long nr, long kc, const float* MLF_RESTRICT A, long rsa,
-                                  long csa, const float* MLF_RESTRICT B, long ldb,
-                                  float* MLF_RESTRICT C, long ldc, int accumulate) {
-  float acc[MLF_MR][MLF_NR];
-  for (long i = 0; i < mr; i++)
-    for (long j = 0; j < nr; j++) acc[i][j] = accumulate ? C[i * ldc + j] : 0.0f;
-  for (long p = 0; p < kc; p++) {
-    const float* MLF_RESTRICT b = B + p * ldb;
-    for (long i = 0; i < mr; i++) {
-      float a = A[i * rsa + p * csa];
-      for (long j = 0; j < nr; j++) acc[i][j] += a * b[j];
-    }
-  }
-  for (long i = 0; i < mr; i++)
-    for (long j = 0; j < nr; j++) C[i * ldc + j] = acc[i][j];
-}
-
-/* Packs B (rows rsb apart, columns csb apart) into [N/NR][K][NR] zero-padded panels. */
-static inline void mlf_sgemm_pack_b(long K, long N, const float* MLF_RESTRICT B, long rsb, long csb,
-                                    float* MLF_RESTRICT work, int parallel) {
-  long panels = (N + MLF_NR - 1) / MLF_NR;
-  (void)parallel;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (long jp = 0; jp < panels; jp++) {
-    float* MLF_RESTRICT dst = work + jp * K * MLF_NR;
-    long j0 = jp * MLF_NR, nr = N - j0 < MLF_NR ? N - j0 : MLF_NR;
-    for (long p = 0; p < K; p++)
-      for (long j = 0; j < MLF_NR; j++)
-        dst[p * MLF_NR + j] = j < nr ? B[p * rsb + (j0 + j) * csb] : 0.0f;
+  if (ncols == nw) {
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nw; j++) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
+  } else {
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nw; j++)
+        if (j < ncols) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
   }
 }
 
-/* Rows [i0, i1) of C: k blocks of KC, then 64-column panels, then 6-row tiles. */
-static inline void mlf_sgemm_rows(long i0, long i1, long N, long K, const float* MLF_RESTRICT A,
-                                  long rsa, long csa, const float* MLF_RESTRICT B, long ldb,
-                                  long panel_stride, float* MLF_RESTRICT C, long ldc) {
-  for (long p0 = 0; p0 < K; p0 += MLF_KC) {
-    long kc = K - p0 < MLF_KC ? K - p0 : MLF_KC;
-    int accumulate = p0 > 0;
-    for (long j0 = 0; j0 < N; j0 += MLF_NR) {
-      long nr = N - j0 < MLF_NR ? N - j0 : MLF_NR;
-      const float* b = panel_stride ? B + (j0 / MLF_NR) * panel_stride + p0 * ldb
-                                    : B + p0 * ldb + j0;
-      for (long i = i0; i < i1; i += MLF_MR) {
-        long mr = i1 - i < MLF_MR ? i1 - i : MLF_MR;
-        const float* a = A + i * rsa + p0 * csa;
-        float* c = C + i * ldc + j0;
-        if (mr == MLF_MR && (nr == MLF_NR || panel_stride)) {
-          if (nr == MLF_NR) mlf_sgemm_tile(kc, a, rsa, csa, b, ldb, c, ldc, accumulate);
-          else {  /* packed edge panel: compute the padded tile, keep nr columns */
-            float tile[MLF_MR * MLF_NR];
-            if (accumulate)
-              for (long r = 0; r < MLF_MR; r++)
-                for (long j = 0; j < nr; j++) tile[r * MLF_NR + j] = c[r * ldc + j];
-            mlf_sgemm_tile(kc, a, rsa, csa, b, ldb, tile, MLF_NR, accumulate);
-            for (long r = 0; r < MLF_MR; r++)
-              for (long j = 0; j < nr; j++) c[r * ldc + j] = tile[r * MLF_NR + j];
-          }
-        } else {
-          mlf_sgemm_edge(mr, nr, kc, a, rsa, csa, b, ldb, c, ldc, accumulate);
-        }
+#define MLF_MICRO_CASE(m, v) \
+  case (m) * 8 + (v): mlf_sgemm_micro(m, v, kc, A, rsa, csa, B, ldb, C, ldc, accumulate, ncols); break;
+#define MLF_MICRO_ROW(m) MLF_MICRO_CASE(m, 1) MLF_MICRO_CASE(m, 2) MLF_MICRO_CASE(m, 3) MLF_MICRO_CASE(m, 4)
+
+/* One tile of mr <= 6 rows and ncols <= 64 columns (B padded to a multiple of 16). */
+static __attribute__((unused, noinline)) void mlf_sgemm_tile(int mr, long ncols, long kc, const float* MLF_RESTRICT A, long rsa,
+                           long csa, const float* MLF_RESTRICT B, long ldb, float* MLF_RESTRICT C,
+                           long ldc, int accumulate) {
+  int nv = (int)((ncols + 15) / 16);
+  switch (mr * 8 + nv) {
+    MLF_MICRO_ROW(1) MLF_MICRO_ROW(2) MLF_MICRO_ROW(3)
+    MLF_MICRO_ROW(4) MLF_MICRO_ROW(5) MLF_MICRO_ROW(6)
+    default: break;
+  }
+}
+
+/* Packs columns [j0, j1) of B (rows rsb apart, columns csb apart) into [K][64] panels. */
+static inline void mlf_sgemm_pack_b(long K, long N, long j0, long j1, const float* MLF_RESTRICT B,
+                             long rsb, long csb, float* MLF_RESTRICT work) {
+  for (long jp = j0; jp < j1; jp += MLF_NR) {
+    float* MLF_RESTRICT dst = work + (jp / MLF_NR) * K * MLF_NR;
+    long nr = N - jp < MLF_NR ? N - jp : MLF_NR;
+    if (csb == 1) {
+      for (long p = 0; p < K; p++)
+        for (long j = 0; j < MLF_NR; j++) dst[p * MLF_NR + j] = j < nr ? B[p * rsb + jp + j] : 0.0f;
+    } else {  /* B^T rows: read along k, write 16x64 blocks that stay in L1 */
+      for (long p0 = 0; p0 < K; p0 += 16) {
+        long pe = K - p0 < 16 ? K - p0 : 16;
+        for (long j = 0; j < MLF_NR; j++)
+          for (long p = 0; p < pe; p++)
+            dst[(p0 + p) * MLF_NR + j] = j < nr ? B[(p0 + p) * rsb + (jp + j) * csb] : 0.0f;
       }
     }
   }
 }
 
-/* C = A @ B. `work` may be NULL when B is read unpacked (csb == 1 and K*N small). */
-static inline void mlf_sgemm(long M, long N, long K, const float* MLF_RESTRICT A, long rsa, long csa,
-                             const float* MLF_RESTRICT B, long rsb, long csb,
-                             float* MLF_RESTRICT C, long ldc, float* MLF_RESTRICT work) {
+/* C rows [i0, i1) x column panels [j0, j1): k blocks, then 64-column panels, then 6-row tiles. */
+static inline void mlf_sgemm_block(long i0, long i1, long j0, long j1, long N, long K,
+                            const float* MLF_RESTRICT A, long rsa, long csa,
+                            const float* MLF_RESTRICT B, long ldb, long panel_stride,
+                            float* MLF_RESTRICT C, long ldc) {
+  long nk = (K + MLF_KC - 1) / MLF_KC, kc0 = (K + nk - 1) / nk;  /* equal k blocks */
+  for (long p0 = 0; p0 < K; p0 += kc0) {
+    long kc = K - p0 < kc0 ? K - p0 : kc0;
+    for (long j = j0; j < j1; j += MLF_NR) {
+      long nr = N - j < MLF_NR ? N - j : MLF_NR;
+      const float* b = panel_stride ? B + (j / MLF_NR) * panel_stride + p0 * ldb : B + p0 * ldb + j;
+      for (long i = i0; i < i1; i += MLF_MR) {
+        int mr = (int)(i1 - i < MLF_MR ? i1 - i : MLF_MR);
+        mlf_sgemm_tile(mr, nr, kc, A + i * rsa + p0 * csa, rsa, csa, b, ldb, C + i * ldc + j, ldc,
+                       p0 > 0);
+      }
+    }
+  }
+}
+
+/* ---- dot form (N < 16) --------------------------------------------------------------- */
+
+/* C[ib x jb] = A[ib rows, lda apart] . Bt[jb rows, ldbt apart], 16 lanes along k
+ * (a GCC vector type, so the accumulators are registers on any SIMD width). */
+typedef float mlf_v16 __attribute__((vector_size(64), aligned(4)));
+
+MLF_INLINE void mlf_sdot_micro(const int ib, const int jb, long K, const float* MLF_RESTRICT A,
+                               long lda, const float* MLF_RESTRICT Bt, long ldbt,
+                               float* MLF_RESTRICT C, long ldc) {
+  mlf_v16 acc[4][4];
+  float tail[4][4];
+  for (int i = 0; i < ib; i++)
+    for (int j = 0; j < jb; j++) { acc[i][j] = (mlf_v16){0}; tail[i][j] = 0.0f; }
+  long k16 = K / 16 * 16;
+  for (long p = 0; p < k16; p += 16) {
+    mlf_v16 a[4];
+    for (int i = 0; i < ib; i++) memcpy(&a[i], A + i * lda + p, 64);
+    for (int j = 0; j < jb; j++) {
+      mlf_v16 b;
+      memcpy(&b, Bt + j * ldbt + p, 64);
+      for (int i = 0; i < ib; i++) acc[i][j] += a[i] * b;
+    }
+  }
+  for (long p = k16; p < K; p++)
+    for (int i = 0; i < ib; i++)
+      for (int j = 0; j < jb; j++) tail[i][j] += A[i * lda + p] * Bt[j * ldbt + p];
+  for (int i = 0; i < ib; i++)
+    for (int j = 0; j < jb; j++) {
+      float l[16];
+      memcpy(l, &acc[i][j], 64);
+      for (int w = 8; w >= 1; w /= 2)  /* fixed pairwise order */
+        for (int q = 0; q < w; q++) l[q] += l[q + w];
+      C[i * ldc + j] = l[0] + tail[i][j];
+    }
+}
+
+#define MLF_DOT_CASE(i, j) case (i) * 8 + (j): mlf_sdot_micro(i, j, K, A, lda, Bt, ldbt, C, ldc); break;
+#define MLF_DOT_ROW(i) MLF_DOT_CASE(i, 1) MLF_DOT_CASE(i, 2) MLF_DOT_CASE(i, 3) MLF_DOT_CASE(i, 4)
+
+static __attribute__((unused, noinline)) void mlf_sdot_tile(int ib, int jb, long K, const float* MLF_RESTRICT A, long lda,
+                          const float* MLF_RESTRICT Bt, long ldbt, float* MLF_RESTRICT C, long ldc) {
+  switch (ib * 8 + jb) {
+    MLF_DOT_ROW(1) MLF_DOT_ROW(2) MLF_DOT_ROW(3) MLF_DOT_ROW(4)
+    default: break;
+  }
+}
+
+static inline void mlf_sdot_rows(long i0, long i1, long N, long K, const float* MLF_RESTRICT A, long lda,
+                          const float* MLF_RESTRICT Bt, float* MLF_RESTRICT C, long ldc) {
+  for (long i = i0; i < i1; i += 4)
+    for (long j = 0; j < N; j += 4)
+      mlf_sdot_tile((int)(i1 - i < 4 ? i1 - i : 4), (int)(N - j < 4 ? N - j : 4), K, A + i * lda,
+                    lda, Bt + j * K, K, C + i * ldc + j, ldc);
+}
+
+/* ---- driver ------------------------------------------------------------------------- */
+
+/* Thread t's share [*lo, *hi) of `units` units of `step` items, clipped to `total`. */
+static inline void mlf_share(long units, long step, long total, long t, long T, long* lo, long* hi) {
+  *lo = units * t / T * step;
+  *hi = units * (t + 1) / T * step;
+  if (*hi > total) *hi = total;
+}
+
+/* C = A @ B. `work` may be NULL when mlf_sgemm_packs(N, K, csb) is false. */
+static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, const float* MLF_RESTRICT A,
+                                                long rsa, long csa, const float* MLF_RESTRICT B,
+                                                long rsb, long csb, float* MLF_RESTRICT C, long ldc,
+                                                float* MLF_RESTRICT work) {
+  if (M == 0 || N == 0) return;
   if (K == 0) {
     for (long i = 0; i < M; i++) for (long j = 0; j < N; j++) C[i * ldc + j] = 0.0f;
     return;
   }
-  int parallel = M * N * K >= 64L * 64 * 64 * 4 && mlf_num_threads() > 1 && M >= 2 * MLF_MR;
-  int packed = !(csb == 1 && K * N <= 128L * 1024) && work != 0;
-  const float* b = B;
-  long ldb = rsb, panel_stride = 0;
-  if (packed) {
-    mlf_sgemm_pack_b(K, N, B, rsb, csb, work, parallel);
-    b = work; ldb = MLF_NR; panel_stride = K * MLF_NR;
-  }
-  if (!parallel) {
-    mlf_sgemm_rows(0, M, N, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
+  int dot = mlf_sgemm_dot_form(N, K, csa) && work != 0;
+  int packed = mlf_sgemm_packs(N, K, csb) && work != 0;
+  long tiles = (M + MLF_MR - 1) / MLF_MR, panels = (N + MLF_NR - 1) / MLF_NR;
+  int T = M * N * K >= 64L * 64 * 64 * 4 ? mlf_num_threads() : 1;
+  if (T > 1 && tiles < 2 && panels < 2) T = 1;
+  if (work == 0 && mlf_sgemm_packs(N, K, csb)) {  /* no scratch given: plain reference loop */
+    for (long i = 0; i < M; i++)
+      for (long j = 0; j < N; j++) {
+        float s = 0.0f;
+        for (long p = 0; p < K; p++) s += A[i * rsa + p * csa] * B[p * rsb + j * csb];
+        C[i * ldc + j] = s;
+      }
     return;
   }
-#pragma omp parallel
+  (void)T;
+#pragma omp parallel num_threads(T) if (T > 1)
   {
 #ifdef _OPENMP
-    long t = omp_get_thread_num(), T = omp_get_num_threads();
+    long t = omp_get_thread_num(), nt = omp_get_num_threads();
 #else
-    long t = 0, T = 1;
+    long t = 0, nt = 1;
 #endif
-    long tiles = (M + MLF_MR - 1) / MLF_MR;
-    long i0 = (tiles * t / T) * MLF_MR, i1 = (tiles * (t + 1) / T) * MLF_MR;
-    if (i1 > M) i1 = M;
-    if (i0 < i1) mlf_sgemm_rows(i0, i1, N, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
+    long lo, hi;
+    if (dot) {
+      mlf_share(N, 1, N, t, nt, &lo, &hi);
+      for (long j = lo; j < hi; j++)
+        for (long p = 0; p < K; p++) work[j * K + p] = B[p * rsb + j * csb];
+#pragma omp barrier
+      mlf_share((M + 3) / 4, 4, M, t, nt, &lo, &hi);
+      if (lo < hi) mlf_sdot_rows(lo, hi, N, K, A, rsa, work, C, ldc);
+    } else {
+      const float* b = B;
+      long ldb = rsb, panel_stride = 0;
+      if (packed) {
+        mlf_share(panels, MLF_NR, N, t, nt, &lo, &hi);
+        if (lo < hi) mlf_sgemm_pack_b(K, N, lo, hi, B, rsb, csb, work);
+        b = work; ldb = MLF_NR; panel_stride = K * MLF_NR;
+#pragma omp barrier
+      }
+      if (tiles >= nt) {  /* rows in nt balanced blocks of whole tiles */
+        mlf_share(tiles, MLF_MR, M, t, nt, &lo, &hi);
+        if (lo < hi) mlf_sgemm_block(lo, hi, 0, N, N, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
+      } else {            /* few rows: split the column panels */
+        mlf_share(panels, MLF_NR, N, t, nt, &lo, &hi);
+        if (lo < hi) mlf_sgemm_block(0, M, lo, hi, N, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
+      }
+    }
   }
 }
 

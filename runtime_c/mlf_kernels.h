@@ -1,6 +1,6 @@
 /* mlf_kernels.h: hand-written pieces that single-op kernels call: index
  * clamping, threefry-2x32 (bit-exact with jax.random.bits), a stable merge
- * argsort, and the implicit-GEMM 2-d convolution. */
+ * argsort; mlf_conv.h adds the direct 2-d convolution. */
 #ifndef MLF_KERNELS_H
 #define MLF_KERNELS_H
 
@@ -64,71 +64,6 @@ MLF_DEFINE_ARGSORT(i64, int64_t) MLF_DEFINE_ARGSORT(u8, uint8_t) MLF_DEFINE_ARGS
 MLF_DEFINE_ARGSORT(u32, uint32_t) MLF_DEFINE_ARGSORT(u64, uint64_t) MLF_DEFINE_ARGSORT(b8, uint8_t)
 MLF_DEFINE_ARGSORT(f32, float) MLF_DEFINE_ARGSORT(f64, double)
 
-/* ---- 2-d convolution, stride 1, as an implicit GEMM -------------------------------
- * out[n, o, h, w] = sum_{c, kh, kw} W[o, c, kh, kw] * xpad[c, h + kh, w + kw].
- * With q = h * wp + w over the padded width, the input row of (c, kh, kw) is the
- * padded image shifted by c*hp*wp + kh*wp + kw: a GEMM [O] x [C*KH*KW] @ [C*KH*KW] x [ho*wp]
- * whose B rows are shifted views (columns w >= wo are computed and dropped). */
-static inline void mlf_conv_tile(long mr, long kk, const float* MLF_RESTRICT A, long lda,
-                                 const float* MLF_RESTRICT B, const long* MLF_RESTRICT boff,
-                                 float* MLF_RESTRICT C, long ldc) {
-  float acc[MLF_MR][MLF_NR];
-  for (int i = 0; i < MLF_MR; i++)
-    for (int j = 0; j < MLF_NR; j++) acc[i][j] = 0.0f;
-  if (mr == MLF_MR) {
-    for (long p = 0; p < kk; p++) {
-      const float* MLF_RESTRICT b = B + boff[p];
-      for (int i = 0; i < MLF_MR; i++) {
-        float a = A[i * lda + p];
-        for (int j = 0; j < MLF_NR; j++) acc[i][j] += a * b[j];
-      }
-    }
-  } else {
-    for (long p = 0; p < kk; p++) {
-      const float* MLF_RESTRICT b = B + boff[p];
-      for (long i = 0; i < mr; i++) {
-        float a = A[i * lda + p];
-        for (int j = 0; j < MLF_NR; j++) acc[i][j] += a * b[j];
-      }
-    }
-  }
-  for (long i = 0; i < mr; i++)
-    for (int j = 0; j < MLF_NR; j++) C[i * ldc + j] = acc[i][j];
-}
-
-static inline void mlf_conv2d(long N, long Ci, long H, long W, long O, long KH, long KW, long ph,
-                              long pw, long hp, long wp, long ho, long wo,
-                              const float* MLF_RESTRICT x, const float* MLF_RESTRICT w,
-                              float* MLF_RESTRICT out, float* MLF_RESTRICT work) {
-  long kk = Ci * KH * KW, q = ho * wp, qt = (q + MLF_NR - 1) / MLF_NR, ldo = qt * MLF_NR;
-  float* xpad = work;
-  long xsize = Ci * hp * wp + 2 * MLF_NR + KW;
-  float* opad = work + xsize;
-  long boff[kk];
-  for (long c = 0; c < Ci; c++)
-    for (long a = 0; a < KH; a++)
-      for (long b = 0; b < KW; b++) boff[(c * KH + a) * KW + b] = c * hp * wp + a * wp + b;
-  long ot = (O + MLF_MR - 1) / MLF_MR;
-  int parallel = O * q * kk >= 65536 * 8;
-  (void)parallel;
-  for (long n = 0; n < N; n++) {
-    const float* xn = x + n * Ci * H * W;
-    for (long i = 0; i < xsize; i++) xpad[i] = 0.0f;
-    for (long c = 0; c < Ci; c++)
-      for (long h = 0; h < H; h++)
-        memcpy(xpad + c * hp * wp + (h + ph) * wp + pw, xn + (c * H + h) * W, W * sizeof(float));
-#pragma omp parallel for schedule(static) if (parallel)
-    for (long t = 0; t < qt; t++)
-      for (long o = 0; o < ot; o++) {
-        long mr = O - o * MLF_MR < MLF_MR ? O - o * MLF_MR : MLF_MR;
-        mlf_conv_tile(mr, kk, w + o * MLF_MR * kk, kk, xpad + t * MLF_NR, boff,
-                      opad + o * MLF_MR * ldo + t * MLF_NR, ldo);
-      }
-    float* on = out + n * O * ho * wo;
-    for (long o = 0; o < O; o++)
-      for (long h = 0; h < ho; h++)
-        memcpy(on + (o * ho + h) * wo, opad + o * ldo + h * wp, wo * sizeof(float));
-  }
-}
+#include "mlf_conv.h" /* the direct 2-d convolution */
 
 #endif /* MLF_KERNELS_H */

@@ -8,6 +8,7 @@ generated C), `fusion_groups` (which graph nodes each kernel holds and why) and
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import numpy as np
@@ -20,6 +21,7 @@ from mlframework.backends.base import Backend, Executable
 from mlframework.core.shapes import Shape
 from mlframework.graph.gen_optypes import Op, OpGroup
 
+RECYCLE_BYTES = 1 << 20  # outputs at least this large are recycled between calls
 SUPPORTED = frozenset(FUSIBLE | OpGroup.REDUCE | emit_ops.SUPPORTED |
                       {Op.DOT_GENERAL, Op.CONV_GENERAL, Op.PARAMETER, Op.CONSTANT, Op.IOTA})
 
@@ -51,40 +53,63 @@ class CExecutable(Executable):
         threads = os.environ.get("MLF_NUM_THREADS")
         if threads and compiled.lib is not None:
             compiled.lib.mlf_run_set_threads(int(threads))
+        # The run path, prepared once: expected (dtype, shape) of every input, one
+        # pointer array each way (filled per call under the lock), arena/constant pointers.
+        ffi = self._ffi
+        self._in_specs = [(np.dtype(p.dtype.numpy), tuple(p.shape)) for p in self._params]
+        self._in_ptrs = ffi.new("void*[]", max(len(self._params), 1))
+        self._out_ptrs = ffi.new("void*[]", max(len(self._outputs), 1))
+        self._arena_ptr = ffi.cast("char*", ffi.from_buffer(self._arena))
+        self._consts_ptr = ffi.cast("char*", ffi.from_buffer(self._consts))
+        first, self._out_plan = {}, []
+        for k, o in enumerate(self._outputs):
+            b = compiled.plan.buffers.get(o.id)
+            if o.id in first:
+                self._out_plan.append(("copy", first[o.id]))
+            elif b is None or b.kind in ("input", "const"):
+                self._out_plan.append(("param", prog.params.index(o.id)) if o.op is Op.PARAMETER
+                                      else ("const", np.array(o.attrs["value"], o.dtype.numpy)
+                                            .reshape(o.shape)))
+            else:
+                first[o.id] = k
+                self._out_plan.append(("new", (tuple(o.shape), np.dtype(o.dtype.numpy))))
+        # Large outputs reuse the previous call's array once nobody else holds it
+        # (fresh 64 MiB arrays cost a page fault per 4 KiB on first touch).
+        self._recycled: list = [None] * len(self._outputs)
 
     def run(self, inputs: list) -> list:
-        ffi = self._ffi
-        arrays = []
-        for p, x in zip(self._params, inputs):
-            a = np.asarray(x)
-            if a.dtype != p.dtype.numpy or a.shape != p.shape:
-                a = a.astype(p.dtype.numpy).reshape(p.shape)
-            arrays.append(a if a.flags.c_contiguous else np.ascontiguousarray(a))
-        plan, outs, first = self.compiled.plan, [], {}
-        for o in self._outputs:
-            if o.id in first:
-                outs.append(None)
-                continue
-            first[o.id] = len(outs)
-            outs.append(np.empty(o.shape, o.dtype.numpy))
-        in_ptrs = ffi.new("void*[]", [ffi.cast("void*", a.ctypes.data) for a in arrays] or [ffi.NULL])
-        out_ptrs = ffi.new("void*[]", [ffi.cast("void*", a.ctypes.data) if a is not None else ffi.NULL
-                                       for a in outs] or [ffi.NULL])
+        from_buffer = self._ffi.from_buffer
+        keep, in_ptrs, out_ptrs = [], self._in_ptrs, self._out_ptrs
         with self._lock:
-            status = self.compiled.lib.mlf_run(in_ptrs, out_ptrs,
-                                               ffi.cast("char*", self._arena.ctypes.data),
-                                               ffi.cast("char*", self._consts.ctypes.data))
+            for i, (x, (dtype, shape)) in enumerate(zip(inputs, self._in_specs)):
+                if type(x) is not np.ndarray or x.dtype != dtype or x.shape != shape \
+                        or not x.flags.c_contiguous:
+                    x = np.ascontiguousarray(np.asarray(x).astype(dtype, copy=False).reshape(shape))
+                keep.append(x)
+                in_ptrs[i] = from_buffer(x)
+            outs = []
+            for k, (how, arg) in enumerate(self._out_plan):
+                if how != "new":
+                    outs.append(None)
+                    continue
+                a = self._recycled[k]
+                if a is None or sys.getrefcount(a) > 3:  # held elsewhere: a fresh array
+                    a = np.empty(*arg)
+                    if a.nbytes >= RECYCLE_BYTES:
+                        self._recycled[k] = a
+                out_ptrs[k] = from_buffer(a)
+                outs.append(a)
+            status = self.compiled.lib.mlf_run(in_ptrs, out_ptrs, self._arena_ptr,
+                                               self._consts_ptr)
         if status != 0:
             raise RuntimeError(f"generated code for {self.graph.name!r} returned status {status}")
-        for k, o in enumerate(self._outputs):
-            b = plan.buffers.get(o.id)
-            if outs[k] is None:
-                outs[k] = outs[first[o.id]].copy()
-            elif b is None or b.kind in ("input", "const"):
-                if o.op is Op.PARAMETER:
-                    outs[k] = arrays[self.compiled.program.params.index(o.id)].copy()
-                else:
-                    outs[k] = np.array(o.attrs["value"], o.dtype.numpy).reshape(o.shape)
+        for k, (how, arg) in enumerate(self._out_plan):
+            if how == "copy":
+                outs[k] = outs[arg].copy()
+            elif how == "param":
+                outs[k] = keep[arg].copy()
+            elif how == "const":
+                outs[k] = arg.copy()
         return outs
 
 

@@ -33,6 +33,29 @@ class Shape:
     __repr__ = __str__
 
 
+class Typed:
+    """Mixin for values with a `spec: Shape` (nodes, tensors): NumPy-style
+    `shape` (a tuple of dims), `dtype`, `ndim` and `size`."""
+
+    __slots__ = ()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.spec.dims
+
+    @property
+    def dtype(self) -> DType:
+        return self.spec.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.spec.rank
+
+    @property
+    def size(self) -> int:
+        return self.spec.size
+
+
 def make(dtype, *dims: int) -> Shape:
     """Builds a Shape: `make(float32, 4, 3)` is a 4x3 float32 matrix; `make(float32)` a scalar.
 

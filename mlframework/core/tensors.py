@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from mlframework.core import shapes
-from mlframework.core.dtypes import DType, as_dtype
-from mlframework.core.shapes import Shape
+from mlframework.core.dtypes import as_dtype
+from mlframework.core.shapes import Shape, Typed
 
 
-class Tensor:
+class Tensor(Typed):
     """A concrete array value with a fixed `Shape`.
 
     Create one from a NumPy array, a Python scalar or a (nested) list:
@@ -41,22 +41,6 @@ class Tensor:
         t = _new_tensor(Tensor)
         t._host, t._buffer, t._backend, t.spec = None, buffer, backend, spec
         return t
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.spec.dims
-
-    @property
-    def dtype(self) -> DType:
-        return self.spec.dtype
-
-    @property
-    def ndim(self) -> int:
-        return self.spec.rank
-
-    @property
-    def size(self) -> int:
-        return self.spec.size
 
     def numpy(self) -> np.ndarray:
         """The value as a NumPy array (copied from the backend once, then cached)."""

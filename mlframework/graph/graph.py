@@ -13,12 +13,12 @@ import numpy as np
 
 from mlframework.core import shapes
 from mlframework.core.dtypes import as_dtype
-from mlframework.core.shapes import Shape
+from mlframework.core.shapes import Shape, Typed
 from mlframework.graph import errors
 from mlframework.graph.gen_optypes import Op
 
 
-class Node:
+class Node(Typed):
     """One value of a graph: the op that computes it, its inputs and attributes.
 
     Nodes are immutable once built. `shape` is a tuple of dims, `dtype` the
@@ -30,22 +30,6 @@ class Node:
     def __init__(self, graph, id_, op, inputs, attrs, spec, source, scope):
         self.graph, self.id, self.op, self.inputs = graph, id_, op, inputs
         self.attrs, self.spec, self.source, self.scope = attrs, spec, source, scope
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.spec.dims
-
-    @property
-    def dtype(self):
-        return self.spec.dtype
-
-    @property
-    def ndim(self) -> int:
-        return self.spec.rank
-
-    @property
-    def size(self) -> int:
-        return self.spec.size
 
     def __repr__(self) -> str:
         return f"<Node #{self.id} {self.op.value} {self.spec}>"

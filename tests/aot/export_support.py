@@ -142,7 +142,8 @@ int main(int argc, char** argv) {{
     long probe = allocations;
     allocations = 0;
     status = run_once(ws, outs);
-    if (!strcmp(mode, "malloc")) printf("allocations of the probe: %ld\n", probe);
+    counting = 0;
+    if (!strcmp(mode, "malloc")) printf("allocator calls of the probe: %ld\n", probe);
     counting = 0;
   }}
   if (status != 0) {{ fprintf(stderr, "%s\n", {name}_strerror(status)); return 1; }}

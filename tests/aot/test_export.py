@@ -1,0 +1,252 @@
+"""aotc export: trained MLP and CNN checkpoints and a several-input, several-output
+graph exported and called from a C program compiled against NAME.h, checked
+against the XLA backend; sanitizers, malloc interposition, threads, weights modes,
+error codes, the manifest."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import export_support as es
+from aot.verify import ExportedLibrary, compare, random_inputs, reference_outputs, verify
+from mlframework import graph as G
+
+TOL = 1e-5
+
+
+def multi_io(a, b, scale):
+    """Three inputs, five outputs: computed, an input passed through, a duplicate, a constant."""
+    h = G.tanh(a @ b) * scale
+    total = G.reduce_sum(h, axes=[1])
+    return {"h": h, "total": total, "a_again": a, "total_again": total,
+            "ones": G.const(np.ones((3,), np.float32))}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return es.shared_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def mlp(root):
+    ckpt = es.checkpoint(root, "digits_mlp")
+    return es.export(root, "mlp", str(es.EXAMPLES / "digits_mlp.py") + ":model",
+                     ["x:float32[4,64]"], checkpoint=ckpt, name="mlp")
+
+
+@pytest.fixture(scope="module")
+def cnn(root):
+    ckpt = es.checkpoint(root, "digits_cnn")
+    return es.export(root, "cnn", str(es.EXAMPLES / "digits_cnn.py") + ":model",
+                     ["x:float32[4,1,8,8]"], checkpoint=ckpt, name="cnn")
+
+
+@pytest.fixture(scope="module")
+def multi(root):
+    return es.export(root, "multi", f"{__file__}:multi_io",
+                     ["a:float32[5,7]", "b:float32[7,3]", "scale:float32[]"], name="multi")
+
+
+def _manifest(folder):
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def _driver(folder, tmp_path, **kw):
+    return es.build_driver(folder, ["gcc"], tmp_path / "driver", **kw)
+
+
+@pytest.mark.parametrize("which", ["mlp", "cnn", "multi"])
+def test_c_program_matches_xla(which, request, tmp_path):
+    folder = request.getfixturevalue(which)
+    m = _manifest(folder)
+    exe = _driver(folder, tmp_path)
+    for seed in range(2):
+        inputs = random_inputs(m["inputs"], seed)
+        got, out = es.run_driver(exe, folder, inputs, m)
+        want = reference_outputs(m, inputs)
+        assert max(compare(got, want, [o["name"] for o in m["outputs"]]).values()) <= TOL
+        assert f"ok {m['name']}" in out
+
+
+def test_multi_io_interface(multi):
+    m = _manifest(multi)
+    # a dict's outputs come in key order, as pytrees flatten them
+    assert [o["name"] for o in m["outputs"]] == ["a_again", "h", "ones", "total", "total_again"]
+    header = (multi / "multi.h").read_text()
+    assert ("int multi_run(const float* a, const float* b, const float* scale, float* a_again, "
+            "float* h, float* ones, float* total, float* total_again, void* workspace);"
+            in header)
+    a, b = np.arange(35, dtype=np.float32).reshape(5, 7) / 35, np.ones((7, 3), np.float32)
+    a_again, h, ones, total, total_again = ExportedLibrary(multi).run(a, b, np.float32(2))
+    np.testing.assert_allclose(h, np.tanh(a @ b) * 2, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(a_again, a)
+    np.testing.assert_array_equal(total_again, total)
+    np.testing.assert_array_equal(ones, np.ones(3, np.float32))
+
+
+@pytest.mark.parametrize("which", ["mlp", "cnn", "multi"])
+def test_aotc_verify_every_example(which, request, capsys):
+    from aot.cli import main
+    folder = request.getfixturevalue(which)
+    assert main(["verify", str(folder), "--tolerance", str(TOL)]) == 0
+    assert "ok (tolerance" in capsys.readouterr().out
+
+
+def test_verify_fails_above_tolerance(mlp):
+    report = verify(mlp, tolerance=-1.0, trials=1)
+    assert not report.ok and "FAIL" in str(report)
+
+
+@pytest.mark.parametrize("which", ["cnn", "multi"])
+def test_sanitizers_run_clean(which, request, tmp_path):
+    folder = request.getfixturevalue(which)
+    m = _manifest(folder)
+    exe = _driver(folder, tmp_path, link="sources",
+                  flags=["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                         "-fno-sanitize-recover=all", "-O1"])
+    env = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0", "UBSAN_OPTIONS":
+           "halt_on_error=1:print_stacktrace=1", "PATH": "/usr/bin:/bin"}
+    inputs = ExportedLibrary(folder).inputs_like(3)
+    got, out = es.run_driver(exe, folder, inputs, m, env=env)
+    assert "runtime error" not in out and "AddressSanitizer" not in out
+    got_static, _ = es.run_driver(exe, folder, inputs, m, mode="static", env=env)
+    for x, y in zip(got, got_static):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_no_allocation_inside_run(cnn, tmp_path):
+    m = _manifest(cnn)
+    exe = _driver(cnn, tmp_path, link="shared", flags=["-DCOUNT_MALLOC"])
+    _, out = es.run_driver(exe, cnn, ExportedLibrary(cnn).inputs_like(0), m, mode="malloc")
+    assert "allocator calls of the probe: 2" in out  # malloc + free: the interposed ones run
+    assert "allocations inside run: 0" in out
+
+
+def test_two_threads_with_own_workspaces_agree(cnn, tmp_path):
+    m = _manifest(cnn)
+    exe = _driver(cnn, tmp_path, link="shared")
+    _, out = es.run_driver(exe, cnn, ExportedLibrary(cnn).inputs_like(1), m, mode="threads")
+    assert "thread mismatches: 0" in out
+
+
+def test_library_needs_only_libc_and_libm(mlp):
+    needed = subprocess.run(["readelf", "-d", str(mlp / "libmlp.so")], capture_output=True,
+                            text=True).stdout
+    libs = {line.split("[")[1].split("]")[0] for line in needed.splitlines() if "NEEDED" in line}
+    assert libs <= {"libc.so.6", "libm.so.6"}, libs
+    symbols = subprocess.run(["nm", "-D", "--undefined-only", str(mlp / "libmlp.so")],
+                             capture_output=True, text=True).stdout
+    assert "malloc" not in symbols and "gomp" not in symbols.lower()
+
+
+def test_header_documents_the_interface(cnn):
+    header = (cnn / "cnn.h").read_text()
+    m = _manifest(cnn)
+    for needle in [f"#define CNN_ARENA_BYTES {m['arena_bytes']}", "#define CNN_X_SHAPE { 4, 1, 8, 8 }",
+                   '#define CNN_X_DTYPE "float32"', "#define CNN_OUTPUT_SIZE 40",
+                   "CNN_ERR_NULL = 1", "CNN_ERR_ALIGNMENT = 2", "CNN_ERR_WEIGHTS = 3",
+                   "NOT thread-safe", "const cnn_info_t* cnn_info(void);",
+                   "int cnn_run(const float* x, float* output, void* workspace);"]:
+        assert needle in header, needle
+    source = (cnn / "cnn.c").read_text()
+    assert "examples/digits_cnn.py:21)" in source  # the user's source line per fused node
+
+
+def test_error_codes(mlp):
+    lib = ExportedLibrary(mlp)
+    ffi, run = lib.ffi, lib._run
+    x, y = np.zeros((4, 64), np.float32), np.zeros((4, 10), np.float32)
+    ws = lib.workspace
+    assert run(ffi.NULL, lib._ptr(y), lib._ptr(ws)) == 1
+    assert run(lib._ptr(x), ffi.NULL, lib._ptr(ws)) == 1
+    misaligned = ffi.cast("void*", ws.ctypes.data + 8)
+    assert run(lib._ptr(x), lib._ptr(y), misaligned) == 2
+    assert run(lib._ptr(x), lib._ptr(y), ffi.NULL) == 0  # the static workspace
+    assert "NULL" in ffi.string(lib.lib.mlp_strerror(1)).decode()
+
+
+def test_manifest_counts_flops_and_bytes(mlp):
+    m = _manifest(mlp)
+    assert m["tool"] == "aotc" and m["source_hash"] and m["tool_version"]
+    assert m["inputs"] == [{"name": "x", "dtype": "float32", "shape": [4, 64]}]
+    assert m["outputs"] == [{"name": "output", "dtype": "float32", "shape": [4, 10]}]
+    dots = [k for k in m["kernels"] if k["kind"] == "dot"]
+    epilogue = [2 * 4 * 128, 2 * 4 * 64, 4 * 10]  # bias add and relu; the logits: bias only
+    assert [k["flops"] - e for k, e in zip(dots, epilogue)] == [
+        2 * 4 * 64 * 128, 2 * 4 * 128 * 64, 2 * 4 * 64 * 10]  # 2*M*N*K
+    assert all(k["bytes"] > 0 and k["sources"] for k in m["kernels"])
+
+
+@pytest.fixture(scope="module")
+def big(root):
+    """A model with 52 MB of weights, exported with --weights blob (timed)."""
+    def build(path):
+        from aot.export import export_model
+        started = time.perf_counter()
+        export_model(big_model, ["x:float32[1,1024]"], path, name="big", weights="blob")
+        (path / "seconds").write_text(str(time.perf_counter() - started))
+    return es.cached(root, "export-big", build)
+
+
+_BIG = None
+
+
+def big_model(x):
+    global _BIG
+    if _BIG is None:
+        _BIG = np.random.default_rng(0).standard_normal((1024, 12800)).astype(np.float32) * 0.01
+    return G.reduce_sum(G.tanh(x @ _BIG), axes=[1])
+
+
+def test_blob_weights_50mb_compile_fast(big):
+    assert (big / "big_weights.bin").stat().st_size >= 50 * 2**20
+    assert float((big / "seconds").read_text()) < 30.0  # trace, passes, C compile, link
+    assert "incbin" in (big / "big_weights.S").read_text()
+    x = np.random.default_rng(0).standard_normal((1, 1024)).astype(np.float32)
+    want = np.tanh(x.astype(np.float64) @ _weights().astype(np.float64)).sum(1)
+    np.testing.assert_allclose(ExportedLibrary(big).run(x)[0], want, rtol=1e-4)
+
+
+def _weights():
+    return np.random.default_rng(0).standard_normal((1024, 12800)).astype(np.float32) * 0.01
+
+
+@pytest.fixture(scope="module")
+def filemode(root):
+    ckpt = es.checkpoint(root, "digits_mlp")
+    return es.export(root, "mlp-file", str(es.EXAMPLES / "digits_mlp.py") + ":model",
+                     ["x:float32[4,64]"], checkpoint=ckpt, name="mlpf", weights="file")
+
+
+def test_file_weights_checked_at_load(filemode, mlp, tmp_path):
+    m = _manifest(filemode)
+    exe = _driver(filemode, tmp_path)
+    inputs = ExportedLibrary(filemode).inputs_like(0)
+    got, _ = es.run_driver(exe, filemode, inputs, m)
+    np.testing.assert_array_equal(got[0], ExportedLibrary(mlp).run(*inputs)[0])
+    assert "#define MLPF_WEIGHTS_CRC32 0x" in (filemode / "mlpf.h").read_text()
+    bad = tmp_path / "bad.bin"
+    data = bytearray((filemode / "mlpf_weights.bin").read_bytes())
+    data[100] ^= 1
+    bad.write_bytes(bytes(data))
+    for path in (bad, tmp_path / "missing.bin"):
+        with pytest.raises(AssertionError, match="weights missing or not matching"):
+            es.run_driver(exe, filemode, inputs, m, env={"WEIGHTS": str(path)})
+    short = tmp_path / "short.bin"
+    short.write_bytes(bytes(data[:-64]))
+    with pytest.raises(AssertionError, match="exited 5"):
+        es.run_driver(exe, filemode, inputs, m, env={"WEIGHTS": str(short)})
+
+
+def test_makefile_rebuilds_the_libraries(mlp, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(mlp, copy, ignore=shutil.ignore_patterns("*.o", "*.so", "*.a", ".done"))
+    result = subprocess.run(["make", "-s", "-C", str(copy), "CC=cc", "ARCH="],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (copy / "libmlp.so").exists() and (copy / "libmlp.a").exists()

@@ -184,7 +184,8 @@ def _trace_with_context(ctx, fn, specs, name, *, training: bool, donate: bool = 
                          f"{shown} that {getattr(fn, '__name__', 'the model')} "
                          "reads (wrong model or checkpoint?)") from None
     except VariableError as e:
-        raise UsageError(f"the checkpoint does not match the model: {e}") from None
+        raise UsageError(f"the checkpoint does not match the model, or an --input has the "
+                         f"wrong shape: {e}") from None
     variables = {k: k for k in ctx._store.variables}
     return graph, pytree.flatten(variables)[0]
 

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench generate lint clean
+.PHONY: demo test bench generate lint clean qemu-user
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,19 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+	$(PY) examples/export_demo.py
 
-test: $(STAMP)
+test: $(STAMP) qemu-user
 	$(PY) -m generators.generate --check
 	$(PY) -m pytest -n 2 tests
+
+# The aotc cross-target tests run aarch64 builds under qemu-user (Debian package).
+qemu-user:
+	@command -v qemu-aarch64 >/dev/null || command -v qemu-aarch64-static >/dev/null || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q qemu-user >/dev/null || (apt-get update -q && apt-get install -y -q qemu-user); \
+	  else echo "warning: qemu-user is missing and cannot be installed (not root); install it" \
+	    "(apt-get install qemu-user) or the aarch64 aotc test fails"; fi
 
 bench: $(STAMP)
 	$(PY) -m pytest benchmarks --benchmark-only --benchmark-columns=median,iqr,ops

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -250,3 +251,14 @@ def test_makefile_rebuilds_the_libraries(mlp, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (copy / "libmlp.so").exists() and (copy / "libmlp.a").exists()
+
+
+def test_demo_exports_and_runs_the_c_program(root, tmp_path):
+    """The end of `make demo`: export the trained MLP and run examples/c/digits_demo.c."""
+    (tmp_path / "checkpoints").symlink_to(es.checkpoint(root, "digits_mlp"))
+    result = subprocess.run([sys.executable, str(es.EXAMPLES / "export_demo.py"), "--out",
+                             str(tmp_path)], capture_output=True, text=True, cwd=es.ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "image   0: predicted" in result.stdout
+    accuracy = float(result.stdout.split("test images: ")[1].split("%")[0])
+    assert accuracy > 85.0  # two epochs of training

@@ -191,7 +191,7 @@ static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, 
   int dot = mlf_sgemm_dot_form(N, K, csa) && work != 0;
   int packed = mlf_sgemm_packs(N, K, csb) && work != 0;
   long tiles = (M + MLF_MR - 1) / MLF_MR, panels = (N + MLF_NR - 1) / MLF_NR;
-  int T = M * N * K >= 64L * 64 * 64 * 4 ? mlf_num_threads() : 1;
+  int T = M * N * K >= (dot ? 64L * 64 * 64 : 64L * 64 * 64 * 4) ? mlf_num_threads() : 1;
   if (T > 1 && tiles < 2 && panels < 2) T = 1;
   if (work == 0 && mlf_sgemm_packs(N, K, csb)) {  /* no scratch given: plain reference loop */
     for (long i = 0; i < M; i++)

@@ -127,8 +127,7 @@ MLF_DEFINE_UNSIGNED(b8, uint8_t)
   static inline T mlf_expm1_##tag(T x) { return expm1##SUF(x); } \
   static inline T mlf_log1p_##tag(T x) { return log1p##SUF(x); } \
   static inline T mlf_pow_##tag(T x, T y) { return pow##SUF(x, y); } \
-  static inline T mlf_atan2_##tag(T x, T y) { return atan2##SUF(x, y); } \
-  static inline T mlf_erf_##tag(T x) { return erf##SUF(x); }
+  static inline T mlf_atan2_##tag(T x, T y) { return atan2##SUF(x, y); }
 MLF_DEFINE_FLOAT(f32, float, f)
 MLF_DEFINE_FLOAT(f64, double, )
 

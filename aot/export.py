@@ -177,7 +177,8 @@ def _trace_train(fn, specs, train: TrainSpec, ctx) -> Traced:
         try:
             optimizer = classes[kind.lower()](float(rate)) if rate else classes[kind.lower()]()
         except ValueError:
-            raise UsageError(f"--optimizer {optimizer!r}: the learning rate must be a number")
+            raise UsageError(f"--optimizer {optimizer!r}: the learning rate must be a "
+                             "number") from None
     return trace_train_step(fn, specs, labels, ctx=ctx, loss=loss, optimizer=optimizer)
 
 

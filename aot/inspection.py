@@ -40,7 +40,7 @@ class Report:
 
     def fusion_text(self) -> str:
         prog, lines = self.stage.program, []
-        for t, (k, cost) in enumerate(zip(self.stage.kernels, self.stage.costs)):
+        for k, cost in zip(self.stage.kernels, self.stage.costs):
             lines.append(f"{cost['kernel']} [{k.kind}] — {k.reason}")
             for n in k.nodes:
                 v = prog.values[n]

@@ -124,7 +124,10 @@ static void* worker(void* arg) {{
 #endif
 
 int main(int argc, char** argv) {{
-  if (argc < 3) {{ fprintf(stderr, "usage: %s IN OUT [run|static|threads|malloc]\n", argv[0]); return 2; }}
+  if (argc < 3) {{
+    fprintf(stderr, "usage: %s IN OUT [run|static|threads|malloc]\n", argv[0]);
+    return 2;
+  }}
   const char* mode = argc > 3 ? argv[3] : "run";
 {load_weights}
   FILE* f = fopen(argv[1], "rb");

@@ -148,7 +148,8 @@ def test_library_needs_only_libc_and_libm(mlp):
 def test_header_documents_the_interface(cnn):
     header = (cnn / "cnn.h").read_text()
     m = _manifest(cnn)
-    for needle in [f"#define CNN_ARENA_BYTES {m['arena_bytes']}", "#define CNN_X_SHAPE { 4, 1, 8, 8 }",
+    for needle in [f"#define CNN_ARENA_BYTES {m['arena_bytes']}",
+                   "#define CNN_X_SHAPE { 4, 1, 8, 8 }",
                    '#define CNN_X_DTYPE "float32"', "#define CNN_OUTPUT_SIZE 40",
                    "CNN_ERR_NULL = 1", "CNN_ERR_ALIGNMENT = 2", "CNN_ERR_WEIGHTS = 3",
                    "NOT thread-safe", "const cnn_info_t* cnn_info(void);",

@@ -1,0 +1,214 @@
+"""aotc exports side by side with ONNX Runtime (issue 5).
+
+    .venv/bin/python -m pytest benchmarks/test_aotc.py --benchmark-only -s
+
+* latency, batch 1 and 64: MLP 784-512-512-10 and LeNet-5 (28x28) exported
+  with `aotc export` and called from Python through cffi (preallocated arrays,
+  one foreign call), against the same models and weights written with the onnx
+  helper and run by ONNX Runtime (one intra-op thread, as our export is
+  single-threaded by default);
+* cold start: a C program linked against libNAME.a, from process start to
+  its first result, against `python -c` importing onnxruntime, loading the
+  model and running it once (both timed as whole processes from here);
+* size: libNAME.so of a `--weights file` export (so, apart from the weights).
+
+Read as ratios of medians within one run (benchmarks/README.md, "aotc").
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import mlframework as mlf
+from aot.export import export_model
+from aot.verify import ExportedLibrary
+from mlframework import graph as G
+from mlframework.ml import Context, ContextExec, layers
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+def mlp(ctx, x):
+    x = layers.dense(ctx / "hidden1", x, 512, activation="relu")
+    x = layers.dense(ctx / "hidden2", x, 512, activation="relu")
+    return layers.dense(ctx / "logits", x, 10)
+
+
+def lenet(ctx, x):
+    x = layers.max_pool(layers.conv2d(ctx / "conv1", x, 6, 5, activation="relu"), 2)
+    x = layers.max_pool(layers.conv2d(ctx / "conv2", x, 16, 5, padding="valid",
+                                      activation="relu"), 2)
+    x = G.flatten(x, 1)
+    x = layers.dense(ctx / "fc1", x, 120, activation="relu")
+    x = layers.dense(ctx / "fc2", x, 84, activation="relu")
+    return layers.dense(ctx / "logits", x, 10)
+
+
+MODELS = {"mlp": (mlp, (784,)), "lenet": (lenet, (1, 28, 28))}
+
+
+def _context(name):
+    fn, dims = MODELS[name]
+    ctx = Context(seed=0)
+    ContextExec(mlf.backends.new("xla"), ctx, fn)(np.zeros((1, *dims), np.float32))
+    return ctx, {v.name: v.numpy() for v in ctx.at_root().variables()}
+
+
+def _onnx_model(name, weights, batch):
+    w = weights
+    inits, nodes = [], []
+
+    def init(key, array):
+        inits.append(numpy_helper.from_array(np.asarray(array, np.float32), key))
+        return key
+
+    def dense(x, scope, relu):
+        y = f"{scope}_out"
+        nodes.append(helper.make_node("Gemm", [x, init(f"{scope}_w", w[f"{scope}/dense/weights"]),
+                                               init(f"{scope}_b", w[f"{scope}/dense/biases"])],
+                                      [y]))
+        if relu:
+            nodes.append(helper.make_node("Relu", [y], [y + "_r"]))
+            return y + "_r"
+        return y
+
+    def conv(x, scope, pads):
+        y = f"{scope}_out"
+        nodes.append(helper.make_node("Conv", [x, init(f"{scope}_w", w[f"{scope}/conv/weights"]),
+                                               init(f"{scope}_b", w[f"{scope}/conv/biases"])],
+                                      [y], pads=pads))
+        nodes.append(helper.make_node("Relu", [y], [y + "_r"]))
+        nodes.append(helper.make_node("MaxPool", [y + "_r"], [y + "_p"], kernel_shape=[2, 2],
+                                      strides=[2, 2]))
+        return y + "_p"
+
+    dims = MODELS[name][1]
+    if name == "mlp":
+        h = dense(dense("x", "hidden1", True), "hidden2", True)
+    else:
+        h = conv(conv("x", "conv1", [2, 2, 2, 2]), "conv2", [0, 0, 0, 0])
+        nodes.append(helper.make_node("Flatten", [h], ["flat"], axis=1))
+        h = dense(dense("flat", "fc1", True), "fc2", True)
+    out = dense(h, "logits", False)
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, *dims])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [batch, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _session(model_bytes):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("aotc-bench")
+    out = {}
+    for name in MODELS:
+        ctx, weights = _context(name)
+        for batch in (1, 64):
+            dims = MODELS[name][1]
+            folder = root / f"{name}{batch}"
+            export_model(MODELS[name][0], [f"x:float32[{batch},{','.join(map(str, dims))}]"],
+                         folder, ctx=ctx, name=f"{name}{batch}", weights="blob")
+            onnx_path = root / f"{name}{batch}.onnx"
+            onnx.save(_onnx_model(name, weights, batch), onnx_path)
+            out[name, batch] = (folder, onnx_path)
+        small = root / f"{name}_file"
+        export_model(MODELS[name][0], [f"x:float32[1,{','.join(map(str, MODELS[name][1]))}]"],
+                     small, ctx=ctx, name=f"{name}f", weights="file")
+        out[name, "file"] = small
+    return out
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+@pytest.mark.parametrize("model", ["mlp", "lenet"])
+@pytest.mark.parametrize("who", ["aotc", "onnxruntime"])
+def test_latency(benchmark, setup, who, model, batch):
+    folder, onnx_path = setup[model, batch]
+    x = np.random.default_rng(0).standard_normal((batch, *MODELS[model][1])).astype(np.float32)
+    benchmark.group = f"latency {model} batch {batch}"
+    sess = _session(str(onnx_path))
+    want = sess.run(None, {"x": x})[0]
+    if who == "aotc":
+        lib = ExportedLibrary(folder)
+        y = np.empty((batch, 10), np.float32)
+        run, px, py, pw = lib._run, lib._ptr(x), lib._ptr(y), lib._ptr(lib.workspace)
+        assert run(px, py, pw) == 0
+        np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)  # the same model
+        benchmark(run, px, py, pw)
+    else:
+        feed = {"x": x}
+        benchmark(sess.run, None, feed)
+
+
+COLD_MAIN = r"""
+#include <stdio.h>
+#include "{name}.h"
+static float x[{P}_X_SIZE], y[{P}_OUTPUT_SIZE];
+int main(void) {{
+  for (int i = 0; i < {P}_X_SIZE; i++) x[i] = (float)(i % 7) * 0.1f;
+  int status = {name}_run(x, y, NULL);
+  printf("%d %f\n", status, y[0]);
+  return status;
+}}
+"""
+
+
+def _process_seconds(cmd, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+@pytest.mark.parametrize("model", ["mlp", "lenet"])
+@pytest.mark.parametrize("who", ["aotc", "onnxruntime"])
+def test_cold_start(benchmark, setup, tmp_path, who, model):
+    folder, onnx_path = setup[model, 1]
+    name = f"{model}1"
+    benchmark.group = f"cold start {model} (process start to first result)"
+    if who == "aotc":
+        src = tmp_path / "cold.c"
+        src.write_text(COLD_MAIN.format(name=name, P=name.upper()))
+        exe = tmp_path / "cold"
+        subprocess.run(["cc", "-O2", f"-I{folder}", str(src), str(folder / f"lib{name}.a"),
+                        "-lm", "-o", str(exe)], check=True)
+        cmd = [str(exe)]
+    else:
+        cmd = [sys.executable, "-c",
+               "import numpy as np, onnxruntime as ort\n"
+               f"s = ort.InferenceSession({str(onnx_path)!r}, "
+               "providers=['CPUExecutionProvider'])\n"
+               f"print(s.run(None, {{'x': np.zeros((1, {', '.join(map(str, MODELS[model][1]))}),"
+               " np.float32)})[0][0, 0])"]
+    benchmark.extra_info["median_process_seconds"] = _process_seconds(cmd, 3)
+    benchmark.pedantic(subprocess.run, args=(cmd,), kwargs={"check": True,
+                                                            "capture_output": True},
+                       rounds=10, iterations=1)
+
+
+@pytest.mark.parametrize("model", ["mlp", "lenet"])
+def test_library_size(benchmark, setup, model):
+    """libNAME.so of a --weights file export: code only (weights live in the .bin)."""
+    folder = setup[model, "file"]
+    so = folder / f"lib{model}f.so"
+    size = so.stat().st_size
+    benchmark.group = "libNAME.so size apart from weights"
+    benchmark.extra_info["so_bytes"] = size
+    benchmark.extra_info["weights_bytes"] = (folder / f"{model}f_weights.bin").stat().st_size
+    print(f"\n{so.name}: {size / 1024:.1f} KiB without weights")
+    benchmark(lambda: so.stat().st_size)

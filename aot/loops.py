@@ -19,6 +19,7 @@ from aot import ctypes_table as ct
 from aot import indexing as ix
 from aot.indexing import Lin
 from aot.program import Program
+from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import C_EXPRESSIONS, Op, OpGroup
 
 MOVEMENT_FUSIBLE = frozenset({Op.BROADCAST_IN_DIM, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE, Op.PAD,
@@ -131,6 +132,8 @@ class Evaluator:
 
     def _elementwise(self, v, index, guarded):
         ins = [self.prog.values[i] for i in v.inputs]
+        if v.op is Op.CONVERT and ins[0].dtype is DType.BOOL and v.dtype.is_float:
+            return self._bool_to_float(v, ins[0], index, guarded)
         args = [self.value(i.id, index, guarded) for i in ins]
         names = _ARG_NAMES.get(v.op, ("x", "y"))
         tag = ct.TAG[ins[1].dtype if v.op is Op.SELECT else ins[0].dtype]
@@ -138,6 +141,17 @@ class Evaluator:
         if v.op is Op.CONVERT:
             fields.update(S=ct.TAG[ins[0].dtype], T=ct.TAG[v.dtype])
         return ct.narrow(v.dtype, C_EXPRESSIONS[v.op].format(**fields))
+
+    def _bool_to_float(self, v, x, index, guarded):
+        """convert(bool -> float) as `cond ? 1 : 0` with a computed condition inlined:
+        gcc does not vectorize a loop that keeps a uint8_t bool between float ops
+        (ReLU's derivative in every backward pass)."""
+        if x.op in OpGroup.COMPARE and not (x.id in self.buffers or x.id in self.rowbufs
+                                             or x.id in self.scalars):
+            cond, _ = self._compute(x, index, guarded)
+        else:
+            cond = self.value(x.id, index, guarded)
+        return f"(({cond}) ? {ct.literal(1, v.dtype)} : {ct.literal(0, v.dtype)})"
 
     # ---- data movement: new index, same value ---------------------------
 

@@ -41,9 +41,9 @@ def dot_layout(program, v):
     return dims, (None if None in strides else strides)
 
 
-def _sgemm_packs(N, K, csb) -> bool:
+def _sgemm_packs(M, N, K, csb) -> bool:
     """Mirrors mlf_sgemm_packs in runtime_c/mlf_gemm.h: B needs `work` (panels or B^T)."""
-    return not (csb == 1 and N % 16 == 0 and K * N <= 128 * 1024)
+    return not (csb == 1 and ((N % 16 == 0 and K * N <= 128 * 1024) or M <= 6))
 
 
 def _conv_fast(program, v) -> bool:
@@ -71,8 +71,8 @@ def scratch_bytes(program, k) -> int:
     """Workspace a contraction kernel needs during its run (GEMM packing, padded input)."""
     v = program.values[k.contraction]
     if k.kind == "dot":
-        (_, _, n, kk), strides = dot_layout(program, v)
-        if v.dtype is DType.FLOAT32 and strides is not None and _sgemm_packs(n, kk, strides[5]):
+        (_, m, n, kk), strides = dot_layout(program, v)
+        if v.dtype is DType.FLOAT32 and strides is not None and _sgemm_packs(m, n, kk, strides[5]):
             return kk * (-(-n // 64) * 64) * 4
         return 0
     if k.kind == "conv" and _conv_fast(program, v):
@@ -110,7 +110,7 @@ def dot_body(program, k) -> list[str]:
     (B, M, N, K), s = dot_layout(program, v)
     if v.dtype is DType.FLOAT32 and s is not None and v.size:
         work = "(float*)scratch" if k.scratch_bytes else "0"
-        lines = [f"/* [{B}] x [{M}x{K}] @ [{K}x{N}] through the 6x64 register-tiled GEMM */",
+        lines = [f"/* [{B}] x [{M}x{K}] @ [{K}x{N}] through the register-tiled GEMM (runtime_c/mlf_gemm.h) */",
                  f"for (long batch = 0; batch < {B}; batch++)",
                  f"  mlf_sgemm({M}, {N}, {K}, b{lhs} + batch * {s[0]}, {s[1]}, {s[2]}, "
                  f"b{rhs} + batch * {s[3]}, {s[4]}, {s[5]}, {out} + batch * {M * N}, {N}, {work});"]

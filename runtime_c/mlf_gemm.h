@@ -10,7 +10,7 @@
  *    B^T is packed to [N][K] and each C element is a 16-lane dot product along
  *    K, so no lane is wasted on padding columns.
  * `work` holds at least mlf_sgemm_work_floats(K, N) floats when
- * mlf_sgemm_packs(N, K, csb) is true (emit_contraction.py mirrors both).
+ * mlf_sgemm_packs(M, N, K, csb) is true (emit_contraction.py mirrors both).
  * Threads split C into T balanced blocks of whole tiles (rows, or column
  * panels when M is small); every C element is summed over k in the same order
  * whatever the thread count.
@@ -27,8 +27,10 @@ static inline long mlf_sgemm_work_floats(long K, long N) {
   return K * ((N + MLF_NR - 1) / MLF_NR) * MLF_NR;
 }
 static inline int mlf_sgemm_dot_form(long N, long K, long csa) { return N < 16 && csa == 1 && K >= 16; }
-static inline int mlf_sgemm_packs(long N, long K, long csb) {
-  return !(csb == 1 && N % 16 == 0 && K * N <= 128L * 1024);
+/* Few rows (M <= 6, e.g. batch-1 inference) read B in place whatever its size: packing
+ * would copy as many floats as the product reads; columns past N/16*16 run a plain loop. */
+static inline int mlf_sgemm_packs(long M, long N, long K, long csb) {
+  return !(csb == 1 && ((N % 16 == 0 && K * N <= 128L * 1024) || M <= MLF_MR));
 }
 
 /* ---- broadcast form ---------------------------------------------------------------- */
@@ -178,7 +180,7 @@ static inline void mlf_share(long units, long step, long total, long t, long T, 
   if (*hi > total) *hi = total;
 }
 
-/* C = A @ B. `work` may be NULL when mlf_sgemm_packs(N, K, csb) is false. */
+/* C = A @ B. `work` may be NULL when mlf_sgemm_packs(M, N, K, csb) is false. */
 static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, const float* MLF_RESTRICT A,
                                                 long rsa, long csa, const float* MLF_RESTRICT B,
                                                 long rsb, long csb, float* MLF_RESTRICT C, long ldc,
@@ -189,11 +191,12 @@ static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, 
     return;
   }
   int dot = mlf_sgemm_dot_form(N, K, csa) && work != 0;
-  int packed = mlf_sgemm_packs(N, K, csb) && work != 0;
+  int packed = mlf_sgemm_packs(M, N, K, csb) && work != 0;
+  long n16 = packed ? N : N / 16 * 16;  /* columns the tiles cover */
   long tiles = (M + MLF_MR - 1) / MLF_MR, panels = (N + MLF_NR - 1) / MLF_NR;
   int T = M * N * K >= (dot ? 64L * 64 * 64 : 64L * 64 * 64 * 4) ? mlf_num_threads() : 1;
   if (T > 1 && tiles < 2 && panels < 2) T = 1;
-  if (work == 0 && mlf_sgemm_packs(N, K, csb)) {  /* no scratch given: plain reference loop */
+  if (work == 0 && mlf_sgemm_packs(M, N, K, csb)) {  /* no scratch given: plain reference loop */
     for (long i = 0; i < M; i++)
       for (long j = 0; j < N; j++) {
         float s = 0.0f;
@@ -229,11 +232,18 @@ static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, 
       }
       if (tiles >= nt) {  /* rows in nt balanced blocks of whole tiles */
         mlf_share(tiles, MLF_MR, M, t, nt, &lo, &hi);
-        if (lo < hi) mlf_sgemm_block(lo, hi, 0, N, N, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
+        if (lo < hi && n16) mlf_sgemm_block(lo, hi, 0, n16, n16, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
       } else {            /* few rows: split the column panels */
-        mlf_share(panels, MLF_NR, N, t, nt, &lo, &hi);
-        if (lo < hi) mlf_sgemm_block(0, M, lo, hi, N, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
+        mlf_share((n16 + MLF_NR - 1) / MLF_NR, MLF_NR, n16, t, nt, &lo, &hi);
+        if (lo < hi) mlf_sgemm_block(0, M, lo, hi, n16, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
       }
+      if (t == nt - 1)    /* unpacked B with N % 16 columns left over (M <= 6 only) */
+        for (long i = 0; i < M; i++)
+          for (long j = n16; j < N; j++) {
+            float s = 0.0f;
+            for (long p = 0; p < K; p++) s += A[i * rsa + p * csa] * B[p * rsb + j];
+            C[i * ldc + j] = s;
+          }
     }
   }
 }

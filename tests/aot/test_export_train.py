@@ -70,3 +70,30 @@ def test_train_header_and_state(trained):
     x, y = next(_batches(1))
     assert lib.train_step(a, x, y) == lib.train_step(b, x, y)  # deterministic
     assert not np.array_equal(a, lib.train_state())  # the state was updated in place
+
+
+def test_cnn_train_step_with_batch_norm_dropout_and_adamw(tmp_path_factory):
+    """Batch-norm statistics, dropout's RNG state and weight decay all live in the state."""
+    import sys
+    import mlframework as mlf
+    from aot.export import TrainSpec
+    root = es.shared_root(tmp_path_factory)
+    ckpt = es.checkpoint(root, "digits_cnn")
+    folder = es.export(root, "cnn-train", str(es.EXAMPLES / "digits_cnn.py") + ":model",
+                       ["x:float32[16,1,8,8]"], checkpoint=ckpt, name="cnnt",
+                       train=TrainSpec(["y:int32[16]"], optimizer="adamw:0.002"))
+    sys.path.insert(0, str(es.EXAMPLES))
+    import digits_cnn
+    lib = ExportedLibrary(folder)
+    state = lib.train_state()
+    trainer = train.Trainer(mlf.backends.new("xla"), load_context(ckpt), digits_cnn.model,
+                            losses.sparse_categorical_cross_entropy_logits,
+                            optimizers.AdamW(2e-3))
+    (x, y), _ = datasets.load_digits(seed=0, images=True)
+    c_losses, xla_losses = [], []
+    for s in range(30):
+        i = s * 16
+        xb, yb = x[i:i + 16].astype(np.float32), y[i:i + 16].astype(np.int32)
+        c_losses.append(lib.train_step(state, xb, yb))
+        xla_losses.append(float(trainer.train_step(xb, yb)["loss"].numpy()))
+    np.testing.assert_allclose(c_losses, xla_losses, rtol=1e-4)

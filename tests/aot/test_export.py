@@ -90,7 +90,7 @@ def test_multi_io_interface(multi):
     np.testing.assert_array_equal(ones, np.ones(3, np.float32))
 
 
-@pytest.mark.parametrize("which", ["mlp", "cnn", "multi"])
+@pytest.mark.parametrize("which", ["mlp", "cnn", "multi", "filemode"])
 def test_aotc_verify_every_example(which, request, capsys):
     from aot.cli import main
     folder = request.getfixturevalue(which)

@@ -56,7 +56,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="aotc", description=__doc__.split("\n\n")[0],
+        prog="aotc", description=__doc__,
         epilog="run `aotc COMMAND --help` for each command's options",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--version", action="version", version=f"aotc {_version()}")

@@ -98,9 +98,12 @@ def test_aotc_verify_every_example(which, request, capsys):
     assert "ok (tolerance" in capsys.readouterr().out
 
 
-def test_verify_fails_above_tolerance(mlp):
+def test_verify_fails_above_tolerance(mlp, cnn, capsys):
+    from aot.cli import main
     report = verify(mlp, tolerance=-1.0, trials=1)
     assert not report.ok and "FAIL" in str(report)
+    assert main(["verify", str(cnn), "--tolerance", "1e-12"]) == 1  # float rounding differs
+    assert "FAILED" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("which", ["cnn", "multi"])

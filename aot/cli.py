@@ -72,8 +72,9 @@ def parser() -> argparse.ArgumentParser:
                     help="folder to write the artifact into (created)")
     ex.add_argument("--name", default="model",
                     help="C prefix of every symbol and file: NAME.h, NAME_run (default: model)")
-    ex.add_argument("--weights", choices=("embed", "blob", "file"), default="embed",
-                    help="embed: static const arrays in NAME_weights.c (default, small models); "
+    ex.add_argument("--weights", choices=("auto", "embed", "blob", "file"), default="auto",
+                    help="auto (default): embed up to 8 MB of weights, else blob; "
+                         "embed: static const arrays in NAME_weights.c; "
                          "blob: NAME_weights.bin linked through an assembler .incbin (large "
                          "models compile in seconds); file: loaded at run time by "
                          "NAME_load_weights(path), checked against a CRC-32 in NAME.h")

@@ -29,6 +29,7 @@ from aot.export_trace import Traced, load_context, trace_model, trace_train_step
 from aot.signature import InputSpec, UsageError, load_function, parse_input
 
 WEIGHT_MODES = ("embed", "blob", "file")
+EMBED_MAX_BYTES = 8 << 20  # "auto" embeds up to this; larger weights as text slow the C compiler
 VERSION = mlframework.__version__
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -73,7 +74,7 @@ class Artifact:
 
 
 def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, ctx=None,
-                 weights: str = "embed", target: str | None = None, train: TrainSpec | None = None,
+                 weights: str = "auto", target: str | None = None, train: TrainSpec | None = None,
                  openmp: bool = False, native: bool = True, build: bool = True) -> Artifact:
     """Exports `fn` (a callable or "MODULE:FUNCTION") for `inputs` (InputSpecs or
     "NAME:DTYPE[DIMS]" strings) into `out_dir`.
@@ -81,7 +82,8 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
     Args:
         checkpoint: directory or JSON of a checkpoint holding a context model's variables.
         ctx: a Context to take the variables from instead of a checkpoint.
-        weights: "embed", "blob" or "file" (see NAME.h).
+        weights: "embed", "blob" or "file" (see NAME.h); "auto": embed up to
+            EMBED_MAX_BYTES, else blob (file on wasm32, which has no .incbin).
         target: None/"host", or a triple such as "aarch64-linux-gnu", "wasm32-wasi".
         train: also export the training step (NAME_train_step).
         openmp: compile kernels with OpenMP (the library then needs libgomp).
@@ -105,7 +107,7 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
         raise UsageError("export requires at least one --input NAME:DTYPE[DIMS]")
     if not _NAME.match(name):
         raise UsageError(f"--name must be a C identifier, got {name!r}")
-    if weights not in WEIGHT_MODES:
+    if weights not in WEIGHT_MODES + ("auto",):
         raise UsageError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {weights!r}")
     tc = toolchain(target, native)
     if weights == "blob" and tc.target.startswith("wasm"):
@@ -120,6 +122,10 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
     traced = trace_model(fn, specs, name=name, checkpoint=checkpoint if ctx is None else None,
                          ctx=ctx)
     stage = export_c.compile_stage(traced.program, entry=f"{name}_forward")
+    if weights == "auto":
+        size = sum(b.nbytes for b in stage.plan.buffers.values() if b.kind == "const")
+        weights = "embed" if size <= EMBED_MAX_BYTES else \
+            ("file" if tc.target.startswith("wasm") else "blob")
     segment = export_c.Segment()
     options = {"weights": weights, "version": VERSION, "function": reference, "openmp": openmp}
     source, ins, outs = export_c.render_inference(name, traced.input_names, traced.output_names,

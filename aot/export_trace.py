@@ -126,7 +126,7 @@ def trace_model(fn, inputs: list[InputSpec], *, name: str = "model", checkpoint=
     program = from_graph(graph)
     n_out = len(pytree.flatten(box[-1])[0])
     program.outputs = program.outputs[:n_out]  # drop variable updates (inference: none used)
-    store = ctx._store.variables
+    store = {v.name: v for v in ctx.at_root().variables()}
     values = {}
     for vid, var in zip(program.params[:len(variable_names)], variable_names):
         array = np.ascontiguousarray(store[var].numpy())
@@ -152,13 +152,14 @@ def trace_train_step(model, inputs: list[InputSpec], labels: list[InputSpec], *,
     def step(c, *args):
         x = args[:len(inputs)]
         y = args[len(inputs):]
-        results = trainer._train_step(c, x[0] if len(x) == 1 else x, y[0] if len(y) == 1 else y)
+        results = trainer.build_train_step(c, x[0] if len(x) == 1 else x,
+                                           y[0] if len(y) == 1 else y)
         return results["loss"]
     specs = [i.spec for i in inputs + labels]
     graph, variable_names = _trace_with_context(ctx, step, specs, name, training=True,
                                                 donate=True)
     program = from_graph(graph)
-    store = ctx._store.variables
+    store = {v.name: v for v in ctx.at_root().variables()}
     return Traced(program, [i.name for i in inputs + labels], ["loss"] + variable_names,
                   {k: np.ascontiguousarray(store[k].numpy()) for k in variable_names},
                   state=list(variable_names),
@@ -169,25 +170,20 @@ def _trace_with_context(ctx, fn, specs, name, *, training: bool, donate: bool = 
     """(graph, variable names in parameter order). The graph's outputs are fn's outputs,
     then the variables' new values (all of them when `donate`)."""
     from mlframework.ml import ContextExec, VariableError
-    from mlframework.ml.context_exec import _VariablesCreated
+    from mlframework.ml.context_exec import MissingVariablesError
     exe = ContextExec(None, ctx, fn, training=training, donate_variables=donate, name=name)
-    before = set(ctx._store.variables)
     try:
         graph = exe.graph(*specs)
-    except _VariablesCreated:
-        missing = sorted(set(ctx._store.variables) - before)
-        for m in missing:
-            del ctx._store.variables[m]
-        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4
-                                          else "")
+    except MissingVariablesError as e:
+        shown = ", ".join(e.names[:4]) + (f" and {len(e.names) - 4} more"
+                                          if len(e.names) > 4 else "")
         raise UsageError(f"the checkpoint does not match the model: it lacks the variables "
-                         f"{shown} that {getattr(fn, '__name__', 'the model')} "
-                         "reads (wrong model or checkpoint?)") from None
+                         f"{shown} that {getattr(fn, '__name__', 'the model')} reads (wrong "
+                         "model or checkpoint?)") from None
     except VariableError as e:
         raise UsageError(f"the checkpoint does not match the model, or an --input has the "
                          f"wrong shape: {e}") from None
-    variables = {k: k for k in ctx._store.variables}
-    return graph, pytree.flatten(variables)[0]
+    return graph, [v.name for v in ctx.at_root().variables()]  # sorted, as Exec flattens them
 
 
 def _name_inputs(program: Program, names: list[str]) -> None:

@@ -172,6 +172,11 @@ class Context:
     def _full(self, name: str) -> str:
         return "/".join(self._scope + (name,))
 
+    def forget_variables(self, names) -> None:
+        """Removes the named variables from the context."""
+        for name in names:
+            self._store.variables.pop(name, None)
+
     # ---- hyperparameters ----
 
     def set_params(self, **params) -> "Context":

@@ -13,11 +13,20 @@ inputs.
 from __future__ import annotations
 
 from mlframework import graph as G
-from mlframework.ml.context import ACTIVE_BINDINGS, Binding, Context
+from mlframework.ml.context import ACTIVE_BINDINGS, Binding, Context, VariableError
 
 
 class _VariablesCreated(Exception):
     """Raised at the end of a trace that created variables: trace again."""
+
+
+class MissingVariablesError(VariableError):
+    """A function reads variables that a context lacks; `.names` lists them."""
+
+    def __init__(self, fn_name: str, names: list[str]):
+        self.names = names
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        super().__init__(f"{fn_name} reads variables the context lacks: {shown}")
 
 
 class ContextExec:
@@ -73,9 +82,21 @@ class ContextExec:
                            "variable's name must not change from one trace to the next")
 
     def graph(self, *args) -> G.Graph:
-        """The graph traced for these example arguments (variables must exist)."""
-        variables = {name: var.value for name, var in self.ctx._store.variables.items()}
-        return self._exec.graph(variables, *args)
+        """The graph traced for these example arguments (arrays, Tensors or Shapes).
+
+        Raises:
+            MissingVariablesError: if fn would create variables the context lacks
+                (they are not created: the context is left as it was).
+        """
+        store = self.ctx._store
+        before = set(store.variables)
+        variables = {name: var.value for name, var in store.variables.items()}
+        try:
+            return self._exec.graph(variables, *args)
+        except _VariablesCreated:
+            missing = sorted(set(store.variables) - before)
+            self.ctx.forget_variables(missing)
+            raise MissingVariablesError(self.name, missing) from None
 
 
-__all__ = ["ContextExec"]
+__all__ = ["ContextExec", "MissingVariablesError"]

@@ -50,14 +50,17 @@ class Trainer:
         self.backend, self.ctx, self.model = backend, ctx, model
         self.loss, self.optimizer = loss, optimizer
         self.metrics = dict(metrics or {})
-        self._train = ContextExec(backend, ctx, self._train_step, training=True,
+        self._train = ContextExec(backend, ctx, self.build_train_step, training=True,
                                   donate_variables=True, name="train_step")
         self._eval = ContextExec(backend, ctx, self._eval_step, name="eval_step")
         self._predict = ContextExec(backend, ctx, lambda c, x: model(c, x), name="predict")
 
     # ---- graphs ----
 
-    def _train_step(self, ctx, inputs, labels):
+    def build_train_step(self, ctx, inputs, labels) -> dict:
+        """Builds one train step's nodes while tracing: forward, loss, gradients and
+        the optimizer update (assigned into ctx's variables). Returns
+        {"loss": node, metric: node}. `aotc export --train` traces this too."""
         outputs = self.model(ctx, inputs)
         loss = self.loss(labels, outputs)
         root = ctx.at_root()
@@ -89,8 +92,10 @@ class Trainer:
     @property
     def step(self) -> int:
         """The number of steps done (the context's global_step; 0 before the first)."""
-        var = self.ctx.at_root()._store.variables.get(GLOBAL_STEP)
-        return 0 if var is None else int(var.numpy())
+        try:
+            return int(self.ctx.at_root().get_variable(GLOBAL_STEP).numpy())
+        except KeyError:
+            return 0
 
     def predict(self, inputs):
         """The model's outputs in inference mode (a Tensor or pytree of Tensors)."""

@@ -1,7 +1,6 @@
 """The C compiler's passes, in order. Each takes and returns plain data.
 
-    program = from_graph(graph)
-    for name, run in PASSES: ...   # or compile_program(program)
+    compiled = compile_program(from_graph(graph))
 
 Ordering: simplify before fuse (fusion trusts that identities are gone and
 constants are folded); plan after fuse (buffers are per kernel output); emit
@@ -19,17 +18,11 @@ from aot.memory_plan import MemoryPlan, plan_memory
 from aot.program import Program
 from aot.simplify import simplify
 
-PASSES = [
-    ("simplify", simplify),        # program -> program
-    ("fuse", fuse),                # program -> kernels
-    ("plan", plan_memory),         # program, kernels -> memory plan
-    ("emit", emit_c),              # program, kernels, plan -> C source
-    ("build", build),              # C source -> cffi lib
-]
-
 
 @dataclass
 class Compiled:
+    """What the passes produced for one program, the built library included."""
+
     program: Program
     kernels: list[Kernel]
     plan: MemoryPlan
@@ -40,15 +33,15 @@ class Compiled:
 def compile_program(program: Program, build_lib: bool = True) -> Compiled:
     """Runs every pass; `AOTC_DUMP=name[,name]` prints the result of those passes."""
     dump = set(filter(None, os.environ.get("AOTC_DUMP", "").split(",")))
-    program = simplify(program)
+    program = simplify(program)                  # program -> program
     _dump(dump, "simplify", program)
-    kernels = fuse(program)
+    kernels = fuse(program)                      # program -> kernels
     _dump(dump, "fuse", "\n".join(f"{k.name} [{k.kind}]: {k.nodes}" for k in kernels))
-    plan = plan_memory(program, kernels)
+    plan = plan_memory(program, kernels)         # program, kernels -> memory plan
     _dump(dump, "plan", plan)
-    source = emit_c(program, kernels, plan)
+    source = emit_c(program, kernels, plan)      # program, kernels, plan -> C source
     _dump(dump, "emit", source)
-    lib = build(source) if build_lib else None
+    lib = build(source) if build_lib else None   # C source -> cffi library
     return Compiled(program, kernels, plan, source, lib)
 
 

@@ -69,8 +69,11 @@ class Optimizer:
         root.assign(GLOBAL_STEP, step + 1)
 
     def update(self, slots, p, g, lr, t):
-        """The new value of parameter p given its gradient g, at update number t (1-based)."""
-        raise NotImplementedError
+        """The new value of parameter p given its gradient g, at update number t (1-based).
+
+        Each optimizer overrides this; the base class has no update rule of its own.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define update()")
 
 
 class _Slots:

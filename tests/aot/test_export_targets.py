@@ -51,7 +51,6 @@ def test_aarch64_under_qemu_matches_host(root, tmp_path):
 
 
 def test_wasm32_under_wasmtime_matches_host(root, tmp_path):
-    pytest.importorskip("ziglang", reason="pip install ziglang (in the test extra)")
     folder = _export(root, "wasm32-wasi")
     m = json.loads((folder / "manifest.json").read_text())
     assert (folder / "libcnnx.a").exists() and not (folder / "libcnnx.so").exists()

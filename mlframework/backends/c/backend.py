@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from mlframework.graph.gen_optypes import Op, OpGroup
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "passive"
 
+PROBE_MIN_S = 100e-6  # calls shorter than this keep their thread count (no probing)
 RECYCLE_BYTES = 1 << 20  # outputs at least this large are recycled between calls
 SUPPORTED = frozenset(FUSIBLE | OpGroup.REDUCE | emit_ops.SUPPORTED |
                       {Op.DOT_GENERAL, Op.CONV_GENERAL, Op.PARAMETER, Op.CONSTANT, Op.IOTA})
@@ -54,13 +56,16 @@ class CExecutable(Executable):
         self._consts = np.zeros(max(compiled.plan.const_bytes, 1), np.uint8)
         for vid, b in compiled.plan.buffers.items():
             if b.kind == "const":
-                raw = np.ascontiguousarray(prog.values[vid].attrs["value"]).view(np.uint8).reshape(-1)
+                raw = np.ascontiguousarray(prog.values[vid].attrs["value"])
+                raw = raw.view(np.uint8).reshape(-1)
                 self._consts[b.offset:b.offset + raw.size] = raw
         self._arena = _aligned(compiled.plan.arena_bytes)
         self._lock = threading.Lock()
         threads = os.environ.get("MLF_NUM_THREADS")
         if threads and compiled.lib is not None:
             compiled.lib.mlf_run_set_threads(int(threads))
+        self._governor = None if threads or compiled.lib is None else \
+            _ThreadGovernor(compiled.lib.mlf_run_set_threads)
         # The run path, prepared once: expected (dtype, shape) of every input, one
         # pointer array each way (filled per call under the lock), arena/constant pointers.
         ffi = self._ffi
@@ -107,8 +112,14 @@ class CExecutable(Executable):
                         self._recycled[k] = a
                 out_ptrs[k] = from_buffer(a)
                 outs.append(a)
+            governor = self._governor
+            if governor is not None:
+                governor.before()
+                t0 = time.perf_counter()
             status = self.compiled.lib.mlf_run(in_ptrs, out_ptrs, self._arena_ptr,
                                                self._consts_ptr)
+            if governor is not None:
+                governor.after(time.perf_counter() - t0)
         if status != 0:
             raise RuntimeError(f"generated code for {self.graph.name!r} returned status {status}")
         for k, (how, arg) in enumerate(self._out_plan):
@@ -119,6 +130,55 @@ class CExecutable(Executable):
             elif how == "const":
                 outs[k] = arg.copy()
         return outs
+
+
+class _ThreadGovernor:
+    """Picks 1 thread or all of them per executable, by timing its own calls.
+
+    A parallel region needs every thread of the team on a CPU at its barriers. On a
+    shared machine (2 vCPUs and another busy process) each of the ~15 regions of a train
+    step can wait a scheduler time slice for the descheduled partner, and a libgomp that
+    spins (its default; the `OMP_WAIT_POLICY=passive` set above is ignored when another
+    library such as torch loaded libgomp first) makes it worse: a 2.6 ms MLP step
+    measured 144 ms. Results do not depend on the thread count, so the governor may
+    switch freely: every `interval` calls it runs `PROBE` calls with the other count and
+    keeps whichever median is lower; a losing probe doubles the interval (up to 4096
+    calls), so a quiet machine pays a few slower calls per thousands.
+    """
+    PROBE, FIRST, LAST = 3, 8, 4096
+
+    def __init__(self, set_threads):
+        self._set = set_threads
+        self.most = max(1, set_threads(0))  # n <= 0 only reads the count
+        self.threads = self.most
+        self._interval, self._calls, self._recent, self._probe = self.FIRST, 0, [], None
+
+    def before(self) -> None:
+        if self.most == 1 or self._probe is not None:
+            return
+        self._calls += 1
+        if self._calls >= self._interval and self._recent and \
+                sorted(self._recent)[len(self._recent) // 2] >= PROBE_MIN_S:
+            self._probe = []
+            self._set(self.most + 1 - self.threads)
+
+    def after(self, seconds: float) -> None:
+        if self.most == 1:
+            return
+        if self._probe is None:
+            self._recent = (self._recent + [seconds])[-5:]
+            return
+        self._probe.append(seconds)
+        if len(self._probe) < self.PROBE:
+            return
+        probe, base = sorted(self._probe)[1], sorted(self._recent)[len(self._recent) // 2]
+        if probe < 0.95 * base:  # the other count wins: switch, and check back soon
+            self.threads = self.most + 1 - self.threads
+            self._interval, self._recent = self.FIRST, [probe]
+        else:
+            self._set(self.threads)
+            self._interval = min(2 * self._interval, self.LAST)
+        self._calls, self._probe = 0, None
 
 
 def _aligned(nbytes: int) -> np.ndarray:

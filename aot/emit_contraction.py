@@ -77,8 +77,12 @@ def scratch_bytes(program, k) -> int:
         return 0
     if k.kind == "conv" and _conv_fast(program, v):
         g = _conv_geometry(program, v)
-        panels = -(-g["o"] // 64)  # mirrors mlf_conv2d_work_floats in runtime_c/mlf_conv.h
-        return 4 * (g["n"] * (g["hp"] * g["wp"] + g["kw"]) * g["c"] + panels * g["kh"] * g["kw"] * g["c"] * 64)
+        # mirrors mlf_conv2d_work_floats in runtime_c/mlf_conv.h
+        if _conv_small(g):  # padded NCHW rows of 16-lane multiples (+ KW - 1)
+            return 4 * g["n"] * g["c"] * g["hp"] * (-(-g["wo"] // 16) * 16 + g["kw"] - 1)
+        panels = -(-g["o"] // 64)
+        return 4 * (g["n"] * (g["hp"] * g["wp"] + g["kw"]) * g["c"]
+                    + panels * g["kh"] * g["kw"] * g["c"] * 64)
     return 0
 
 
@@ -163,15 +167,23 @@ def _nest(axes, body, parallel=False) -> list[str]:
     return lines
 
 
+def _conv_small(g) -> bool:
+    """Mirrors mlf_conv_small in runtime_c/mlf_conv_small.h."""
+    return g["o"] <= 16 and g["wo"] <= 64
+
+
 def conv_body(program, k) -> list[str]:
     v = program.values[k.contraction]
     out = f"b{k.outputs[0]}"
     lhs, rhs = v.inputs
     if _conv_fast(program, v):
         g = _conv_geometry(program, v)
-        return [f"/* direct implicit GEMM (runtime_c/mlf_conv.h): zero-padded NHWC copy of the input, "
-                f"weights in 64-channel panels, 6 pixels x 64 channels per register tile, "
-                f"K = {g['kh']}x{g['kw']}x{g['c']} */",
+        what = (f"few output channels (runtime_c/mlf_conv_small.h): zero-padded NCHW rows, "
+                f"up to 8 channels x one {g['wo']}-pixel output row per register tile"
+                if _conv_small(g) else
+                "direct implicit GEMM (runtime_c/mlf_conv.h): zero-padded NHWC copy of the "
+                "input, weights in 64-channel panels, 6 pixels x 64 channels per register tile")
+        return [f"/* {what}, K = {g['kh']}x{g['kw']}x{g['c']} */",
                 f"mlf_conv2d({g['n']}, {g['c']}, {g['h']}, {g['w']}, {g['o']}, {g['kh']}, {g['kw']}, "
                 f"{g['ph']}, {g['pw']}, {g['hp']}, {g['wp']}, {g['ho']}, {g['wo']}, b{lhs}, b{rhs}, "
                 f"{out}, (float*)scratch);"] + _epilogue(program, k, out)

@@ -16,7 +16,10 @@
 #ifndef MLF_CONV_H
 #define MLF_CONV_H
 
+#include "mlf_conv_small.h" /* few output channels: vectors along the output row */
+
 static inline long mlf_conv2d_work_floats(long N, long C, long O, long KH, long KW, long hp, long wp) {
+  if (mlf_conv_small(O, wp - KW + 1)) return N * C * hp * mlf_conv_small_wr(wp - KW + 1, KW);
   long panels = (O + MLF_NR - 1) / MLF_NR;
   return N * (hp * wp + KW) * C + panels * KH * KW * C * MLF_NR;
 }
@@ -73,6 +76,10 @@ static __attribute__((unused, noinline)) void mlf_conv2d(long N, long C, long H,
   float* MLF_RESTRICT xp = work;
   float* MLF_RESTRICT wk = work + N * img;
   int T = N * O * ho * wo * C * taps >= 65536L * 16 ? mlf_num_threads() : 1;
+  if (mlf_conv_small(O, wo)) {
+    mlf_conv2d_small(N, C, H, W, O, KH, KW, ph, pw, hp, ho, wo, x, w, out, work, T);
+    return;
+  }
   (void)T;
 #pragma omp parallel num_threads(T) if (T > 1)
   {

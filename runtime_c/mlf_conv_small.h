@@ -1,0 +1,97 @@
+/* mlf_conv_small.h: stride-1 float32 2-d convolution for few output channels (LeNet's
+ * 1->6 and 6->16, 5x5), vectorized along the output row instead of the channels.
+ *
+ * The 64-channel tiles of mlf_conv2d waste 58 of 64 lanes at O = 6. Here a register
+ * tile is `ot` output channels x one output row of wo <= 64 pixels (nv 16-lane
+ * vectors): for every (c, kh, kw) it loads nv vectors of a zero-padded input row
+ * xp[n][c][hp][wr] at offset kw and broadcasts one weight per channel
+ * (W[o][c][kh][kw] read in place, no packing). Threads take blocks of
+ * (image, channel tile, output row) units; each output sums in (c, kh, kw) order
+ * whatever the thread count.
+ */
+#ifndef MLF_CONV_SMALL_H
+#define MLF_CONV_SMALL_H
+
+#define MLF_CONV_SMALL_MAX_O 16 /* use this path for O <= 16 and wo <= 64 */
+
+static inline int mlf_conv_small(long O, long wo) { return O <= MLF_CONV_SMALL_MAX_O && wo <= 64; }
+static inline long mlf_conv_small_wr(long wo, long KW) { return (wo + 15) / 16 * 16 + KW - 1; }
+static inline int mlf_conv_small_ot(int nv) { return nv <= 2 ? 8 : (nv == 3 ? 6 : 4); }
+
+MLF_INLINE void mlf_convs_micro(const int ot, const int nv, long C, long KH, long KW, long hp,
+                                long wr, const float* MLF_RESTRICT a,
+                                const float* MLF_RESTRICT w, float* MLF_RESTRICT out,
+                                long wo, long hw) {
+  float acc[8][64];
+  const int nw = 16 * nv;
+  const long taps = KH * KW, ostride = C * taps;
+  for (int i = 0; i < ot; i++)
+    for (int j = 0; j < nw; j++) acc[i][j] = 0.0f;
+  for (long c = 0; c < C; c++)
+    for (long kh = 0; kh < KH; kh++)
+      for (long kw = 0; kw < KW; kw++) {
+        const float* MLF_RESTRICT row = a + (c * hp + kh) * wr + kw;
+        const float* MLF_RESTRICT wt = w + c * taps + kh * KW + kw;
+        for (int i = 0; i < ot; i++) {
+          float wv = wt[i * ostride];
+          for (int j = 0; j < nw; j++) acc[i][j] += wv * row[j];
+        }
+      }
+  for (int i = 0; i < ot; i++)
+    for (int j = 0; j < nw; j++)
+      if (j < wo) out[i * hw + j] = acc[i][j];
+}
+
+#define MLF_CONVS_CASE(o, v) \
+  case (o) * 8 + (v): mlf_convs_micro(o, v, C, KH, KW, hp, wr, a, w, out, wo, hw); break;
+#define MLF_CONVS_ROW(o) MLF_CONVS_CASE(o, 1) MLF_CONVS_CASE(o, 2) MLF_CONVS_CASE(o, 3) \
+  MLF_CONVS_CASE(o, 4)
+
+static __attribute__((unused, noinline)) void mlf_convs_tile(int ot, int nv, long C, long KH,
+    long KW, long hp, long wr, const float* MLF_RESTRICT a, const float* MLF_RESTRICT w,
+    float* MLF_RESTRICT out, long wo, long hw) {
+  switch (ot * 8 + nv) {
+    MLF_CONVS_ROW(1) MLF_CONVS_ROW(2) MLF_CONVS_ROW(3) MLF_CONVS_ROW(4)
+    MLF_CONVS_ROW(5) MLF_CONVS_ROW(6)
+    MLF_CONVS_CASE(7, 1) MLF_CONVS_CASE(7, 2) MLF_CONVS_CASE(8, 1) MLF_CONVS_CASE(8, 2)
+    default: break;
+  }
+}
+
+/* Same contract as mlf_conv2d (NCHW x, OIHW w, NCHW out); `work` holds the padded input. */
+static __attribute__((unused, noinline)) void mlf_conv2d_small(long N, long C, long H, long W,
+    long O, long KH, long KW, long ph, long pw, long hp, long ho, long wo,
+    const float* MLF_RESTRICT x, const float* MLF_RESTRICT w, float* MLF_RESTRICT out,
+    float* MLF_RESTRICT work, int T) {
+  const int nv = (int)((wo + 15) / 16), otm = mlf_conv_small_ot(nv);
+  const long wr = mlf_conv_small_wr(wo, KW), img = C * hp * wr;
+  const long otiles = (O + otm - 1) / otm, units = N * otiles * ho;
+  (void)T;
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+#ifdef _OPENMP
+    long t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+    long t = 0, nt = 1;
+#endif
+    long lo, hi;
+    /* input NCHW -> zero-padded rows xp[n][c][hp][wr] */
+    mlf_share(N * C * hp, 1, N * C * hp, t, nt, &lo, &hi);
+    for (long r = lo; r < hi; r++) {
+      long nc = r / hp, h = r % hp - ph;
+      float* MLF_RESTRICT row = work + r * wr;
+      memset(row, 0, sizeof(float) * wr);
+      if (h >= 0 && h < H) memcpy(row + pw, x + (nc * H + h) * W, sizeof(float) * W);
+    }
+#pragma omp barrier
+    mlf_share(units, 1, units, t, nt, &lo, &hi);
+    for (long u = lo; u < hi; u++) {
+      long n = u / (otiles * ho), o0 = u / ho % otiles * otm, h = u % ho;
+      int ot = (int)(O - o0 < otm ? O - o0 : otm);
+      mlf_convs_tile(ot, nv, C, KH, KW, hp, wr, work + n * img + h * wr,
+                     w + o0 * C * KH * KW, out + ((n * O + o0) * ho + h) * wo, wo, ho * wo);
+    }
+  }
+}
+
+#endif /* MLF_CONV_SMALL_H */

@@ -99,7 +99,8 @@ def _compile(source: str, folder: Path, name: str, flags: list[str], so: Path) -
         os.replace(built, so)  # atomic: concurrent builders of the same key agree
 
 
-def compile_standalone(source: str, out: Path, extra_flags: list[str]) -> subprocess.CompletedProcess:
+def compile_standalone(source: str, out: Path,
+                       extra_flags: list[str]) -> subprocess.CompletedProcess:
     """Compiles `source` (plus a main elsewhere) with gcc directly; used by sanitizer tests."""
     c_path = out.with_suffix(".c")
     c_path.write_text(source)

@@ -22,13 +22,14 @@ from aot.fusion import Kernel, row_index_of, stage_kind
 from aot.loops import Evaluator, mergeable_groups
 from aot.memory_plan import MemoryPlan
 from aot.program import Program
-from mlframework.graph.gen_optypes import Op, OpGroup
+from mlframework.graph.gen_optypes import Op
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "c"
 ENTRY = "mlf_run"
 PARALLEL_MIN = 65536  # elements; below this a loop is not worth an OpenMP fork (~1 us)
 LANES = 16            # vector accumulator lanes of a reduction
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), keep_trailing_newline=True,
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                          keep_trailing_newline=True,
                           undefined=jinja2.StrictUndefined)
 
 
@@ -58,7 +59,8 @@ def emit_c(program: Program, kernels: list[Kernel], plan: MemoryPlan, entry: str
             continue
         fname = f"k{t}_{k.name}"
         scratch = plan.scratch.get(t)
-        params = [f"const {ct.STORAGE[program.values[i].dtype]}* MLF_RESTRICT b{i}" for i in k.inputs]
+        params = [f"const {ct.STORAGE[program.values[i].dtype]}* MLF_RESTRICT b{i}"
+                  for i in k.inputs]
         params += [f"{ct.STORAGE[program.values[o].dtype]}* MLF_RESTRICT b{o}" for o in k.outputs]
         args = [names[i] for i in k.inputs] + [names[o] for o in k.outputs]
         if scratch is not None:
@@ -155,7 +157,8 @@ def reduce_init(v) -> str:
 def reduce_combine(v, acc: str, x: str) -> str:
     tag = ct.TAG[v.dtype]
     expr = {Op.REDUCE_SUM: f"{acc} + {x}", Op.REDUCE_PROD: f"{acc} * {x}",
-            Op.REDUCE_MAX: f"mlf_max_{tag}({acc}, {x})", Op.REDUCE_MIN: f"mlf_min_{tag}({acc}, {x})",
+            Op.REDUCE_MAX: f"mlf_max_{tag}({acc}, {x})",
+            Op.REDUCE_MIN: f"mlf_min_{tag}({acc}, {x})",
             Op.REDUCE_AND: f"{acc} && {x}", Op.REDUCE_OR: f"{acc} || {x}"}[v.op]
     return ct.narrow(v.dtype, expr)
 
@@ -199,7 +202,8 @@ def reduce_loop(program, v, x_id, outer_index, inner_dims, extents, ev_kwargs, a
         lines += [f"  for (long {name} = {main_end}; {name} < {total}; {name}++) {{"]
         lines += ["    " + s for s in tail] + ["  }"]
     lines += [f"  {acc} = {acc}_l[0];",
-              f"  for (int l = 1; l < {LANES}; l++) {acc} = {reduce_combine(v, acc, f'{acc}_l[l]')};",
+              f"  for (int l = 1; l < {LANES}; l++) "
+              f"{acc} = {reduce_combine(v, acc, f'{acc}_l[l]')};",
               "}"]
     return lines
 
@@ -244,7 +248,8 @@ def _reduce_strided(program, k, v, x, axes, buffers) -> list[str]:
                            [x.shape[a] for a in outer + inner_kept])
     body = ev.lines + [f"acc[{acc_index.c()}] = {reduce_combine(v, f'acc[{acc_index.c()}]', val)};"]
     nest_rest = [(f"a{a}", x.shape[a], "") for a in rest if x.shape[a] != 1]
-    inner = [f"{ctype} acc[{width}];", f"for (long j = 0; j < {width}; j++) acc[j] = {reduce_init(v)};"]
+    inner = [f"{ctype} acc[{width}];",
+             f"for (long j = 0; j < {width}; j++) acc[j] = {reduce_init(v)};"]
     inner += loops(nest_rest, body) if nest_rest else body
     store_index = ix.flatten([index[a] for a in outer], [x.shape[a] for a in outer])
     inner += [f"for (long j = 0; j < {width}; j++) "
@@ -272,9 +277,11 @@ def _rowwise(program: Program, k: Kernel) -> list[str]:
         kind = stage_kind(program, k, s)
         kw = dict(buffers=buffers, rowbufs=dict(rowbufs), scalars=dict(scalars), row_index=row,
                   row_dims=dims[:nrow])
-        body.append(f"/* stage #{s}: {v.op.value} {'over the row' if kind != 'scalar' else 'once per row'} */")
+        where = "over the row" if kind != "scalar" else "once per row"
+        body.append(f"/* stage #{s}: {v.op.value} {where} */")
         if kind == "reduce":
-            body += reduce_loop(program, v, v.inputs[0], row, dims[nrow:], row_ext, kw, f"s{s}", "c")
+            body += reduce_loop(program, v, v.inputs[0], row, dims[nrow:], row_ext, kw,
+                                f"s{s}", "c")
         if kind == "scalar":
             ev = Evaluator(program, {**row_ext, **col_ext}, prefix=f"p{s}_", **kw)
             val = ev.value(s, row_index_of(v.shape, row, dims[:nrow]))

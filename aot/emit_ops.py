@@ -232,7 +232,8 @@ def _select_and_scatter_add(program, v):
     body = [f"{ctype} best = 0;", "long at = -1;"]
     body += nest(win, [f"if ({' && '.join(conds)}) {{",
                        f"  const {ctype} val = {val};",
-                       f"  if (at < 0 || (best == best && val > best){nan}) {{ best = val; at = {flat}; }}",
+                       f"  if (at < 0 || (best == best && val > best){nan}) "
+                       f"{{ best = val; at = {flat}; }}",
                        "}"])
     add = ct.load(v.dtype, f"b{v.id}", "at") + " + " + ct.load(src.dtype, f"b{src.id}",
                                                              ix.flatten(s, src.shape).c())

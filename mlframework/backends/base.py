@@ -58,7 +58,8 @@ class Backend(abc.ABC):
 
     def check_supported(self, graph: Graph) -> None:
         """Raises UnsupportedOpError if `graph` uses an op this backend lacks."""
-        missing = sorted({n.op.value for n in graph.nodes} - {o.value for o in self.supported_ops()})
+        supported = {o.value for o in self.supported_ops()}
+        missing = sorted({n.op.value for n in graph.nodes} - supported)
         if missing:
             raise UnsupportedOpError(f"backend {self.name!r} does not implement "
                                      f"{', '.join(missing)} (used by graph {graph.name!r}); "

@@ -74,8 +74,8 @@ def broadcast_to(x: Node, shape) -> Node:
     kept = [i for i, d in enumerate(x.shape) if d == shape[i + offset]]
     if len(kept) != x.ndim:
         x = build(Op.RESHAPE, [x], {"shape": tuple(x.shape[i] for i in kept)})
-    return build(Op.BROADCAST_IN_DIM, [x], {"shape": shape,
-                                            "broadcast_dimensions": tuple(i + offset for i in kept)})
+    dims = tuple(i + offset for i in kept)
+    return build(Op.BROADCAST_IN_DIM, [x], {"shape": shape, "broadcast_dimensions": dims})
 
 
 def broadcast_operands(op_name: str, *values):

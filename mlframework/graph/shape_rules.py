@@ -83,7 +83,8 @@ def _reduce_shape(inputs, attrs):
 def _index_shape(inputs, attrs):
     x, axis = inputs[0], attrs["axis"]
     if not attrs["index_dtype"].is_int:
-        raise DTypeError(f"argmax/argmin require an integer index_dtype, got {attrs['index_dtype']}")
+        raise DTypeError(f"argmax/argmin require an integer index_dtype, "
+                         f"got {attrs['index_dtype']}")
     if x.dims[axis] == 0:
         raise ShapeError(f"argmax/argmin require a non-empty axis {axis}, got {x}")
     return Shape(attrs["index_dtype"], tuple(d for i, d in enumerate(x.dims) if i != axis))

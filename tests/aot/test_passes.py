@@ -52,7 +52,8 @@ def test_pointwise_chain_is_one_kernel():
 def test_softmax_and_layer_norm_are_row_kernels():
     for fn in (lambda x: G.softmax(x),
                lambda x: (x - G.mean(x, -1, keepdims=True)) *
-               G.rsqrt(G.mean(G.square(x - G.mean(x, -1, keepdims=True)), -1, keepdims=True) + 1e-5)):
+               G.rsqrt(G.mean(G.square(x - G.mean(x, -1, keepdims=True)), -1, keepdims=True)
+                       + 1e-5)):
         prog = program_of(fn, ("float32", 8, 256))
         kernels = fuse(prog)
         assert [k.kind for k in kernels] == ["rowwise"], [k.kind for k in kernels]

@@ -26,7 +26,8 @@ def test_as_dtype_from_names_numpy_dtypes_and_types(name):
 
 def test_as_dtype_from_python_types_and_kinds():
     assert as_dtype(bool) is dtypes.bool_ and as_dtype(float) is dtypes.float64
-    assert as_dtype(np.float32) is dtypes.float32 and as_dtype(ml_dtypes.bfloat16) is dtypes.bfloat16
+    assert as_dtype(np.float32) is dtypes.float32
+    assert as_dtype(ml_dtypes.bfloat16) is dtypes.bfloat16
     assert dtypes.float16.is_float and dtypes.bfloat16.is_float and not dtypes.int8.is_float
     assert dtypes.uint8.is_int and dtypes.uint8.is_unsigned and not dtypes.int8.is_unsigned
     assert not dtypes.bool_.is_int and not dtypes.bool_.is_float

@@ -110,7 +110,8 @@ def _binary_inputs(rng, record, dtype):
             y = np.where(y == 0, np.ones_like(y), y)
         pairs.append((x, y))
     if dtype in FLOATS and record.name in ("max", "min", "rem", "add"):
-        pairs.append((np.array([NAN, 1.0, NAN, -0.0], dtype), np.array([1.0, NAN, NAN, 0.5], dtype)))
+        pairs.append((np.array([NAN, 1.0, NAN, -0.0], dtype),
+                      np.array([1.0, NAN, NAN, 0.5], dtype)))
     if dtype in SIGNED and record.name in ("div", "rem"):  # C rounds toward zero
         pairs.append((np.array([-7, 7, -7, 7], dtype), np.array([2, -2, -2, 2], dtype)))
     return pairs

@@ -87,7 +87,7 @@ def test_dynamic_slice_and_update(run, rng, dtype):
 
     def f(x, starts, updates):
         out = []
-        for (s, sizes), st, u in zip(DYNAMIC, starts, updates):
+        for (_, sizes), st, u in zip(DYNAMIC, starts, updates):
             out.append(G.dynamic_slice(x, [st[0], st[1]], sizes))
             out.append(G.dynamic_update_slice(x, u, [st[0], G.convert(st[1], np.int64)]))
         out.append(G.dynamic_slice(x, [1, np.int64(2)], (2, 2)))  # static starts

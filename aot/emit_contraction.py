@@ -79,6 +79,10 @@ def scratch_bytes(program, k) -> int:
         g = _conv_geometry(program, v)
         # mirrors mlf_conv2d_work_floats in runtime_c/mlf_conv.h
         if _conv_small(g):  # padded NCHW rows of 16-lane multiples (+ KW - 1)
+            if g["wo"] < 16 and g["kw"] >= 8:  # kv path: rows wo - 1 + kwp, kw-padded weights
+                kwp = -(-g["kw"] // 16) * 16
+                return 4 * (g["n"] * g["c"] * g["hp"] * (g["wo"] - 1 + kwp)
+                            + g["o"] * g["c"] * g["kh"] * kwp)
             return 4 * g["n"] * g["c"] * g["hp"] * (-(-g["wo"] // 16) * 16 + g["kw"] - 1)
         panels = -(-g["o"] // 64)
         return 4 * (g["n"] * (g["hp"] * g["wp"] + g["kw"]) * g["c"]

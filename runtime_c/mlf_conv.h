@@ -19,7 +19,7 @@
 #include "mlf_conv_small.h" /* few output channels: vectors along the output row */
 
 static inline long mlf_conv2d_work_floats(long N, long C, long O, long KH, long KW, long hp, long wp) {
-  if (mlf_conv_small(O, wp - KW + 1)) return N * C * hp * mlf_conv_small_wr(wp - KW + 1, KW);
+  if (mlf_conv_small(O, wp - KW + 1)) return mlf_conv_small_work(N, C, O, KH, KW, hp, wp - KW + 1);
   long panels = (O + MLF_NR - 1) / MLF_NR;
   return N * (hp * wp + KW) * C + panels * KH * KW * C * MLF_NR;
 }

@@ -15,7 +15,18 @@
 #define MLF_CONV_SMALL_MAX_O 16 /* use this path for O <= 16 and wo <= 64 */
 
 static inline int mlf_conv_small(long O, long wo) { return O <= MLF_CONV_SMALL_MAX_O && wo <= 64; }
-static inline long mlf_conv_small_wr(long wo, long KW) { return (wo + 15) / 16 * 16 + KW - 1; }
+/* Narrow outputs with wide kernels (weight gradients: 5x5 out, 10x10 or 28x28 "kernel"):
+ * vectorize along kw instead (the reduction), see mlf_convs_kv_micro. */
+static inline int mlf_conv_small_kv(long wo, long KW) { return wo < 16 && KW >= 8; }
+static inline long mlf_conv_small_kwp(long KW) { return (KW + 15) / 16 * 16; }
+static inline long mlf_conv_small_wr(long wo, long KW) {
+  return mlf_conv_small_kv(wo, KW) ? wo - 1 + mlf_conv_small_kwp(KW) : (wo + 15) / 16 * 16 + KW - 1;
+}
+/* floats of workspace: padded input rows, plus kw-padded weights on the kv path */
+static inline long mlf_conv_small_work(long N, long C, long O, long KH, long KW, long hp, long wo) {
+  return N * C * hp * mlf_conv_small_wr(wo, KW) +
+         (mlf_conv_small_kv(wo, KW) ? O * C * KH * mlf_conv_small_kwp(KW) : 0);
+}
 static inline int mlf_conv_small_ot(int nv) { return nv <= 2 ? 8 : (nv == 3 ? 6 : 4); }
 
 MLF_INLINE void mlf_convs_micro(const int ot, const int nv, long C, long KH, long KW, long hp,
@@ -58,14 +69,64 @@ static __attribute__((unused, noinline)) void mlf_convs_tile(int ot, int nv, lon
   }
 }
 
+typedef float mlf_convs_v16 __attribute__((vector_size(64), aligned(4)));
+
+/* kv path tile: ot output channels x jt output pixels of one output row; K = (c, kh, kw)
+ * with kw in 16-lane chunks (weights zero-padded to kwp, input rows zero-padded to wr),
+ * one 16-lane accumulator per output, summed across lanes in lane order at the end. */
+MLF_INLINE void mlf_convs_kv_micro(const int ot, const int jt, long C, long KH, long kwp, long hp,
+                                   long wr, const float* MLF_RESTRICT a,
+                                   const float* MLF_RESTRICT w, float* MLF_RESTRICT out,
+                                   long hw) {
+  mlf_convs_v16 acc[4][6];
+  const long ostride = C * KH * kwp;
+  for (int i = 0; i < ot; i++)
+    for (int j = 0; j < jt; j++) acc[i][j] = (mlf_convs_v16){0};
+  for (long c = 0; c < C; c++)
+    for (long kh = 0; kh < KH; kh++)
+      for (long kv = 0; kv < kwp; kv += 16) {
+        const float* MLF_RESTRICT row = a + (c * hp + kh) * wr + kv;
+        const float* MLF_RESTRICT wt = w + (c * KH + kh) * kwp + kv;
+        mlf_convs_v16 xv[6];
+        for (int j = 0; j < jt; j++) xv[j] = *(const mlf_convs_v16*)(row + j);
+        for (int i = 0; i < ot; i++) {
+          mlf_convs_v16 wv = *(const mlf_convs_v16*)(wt + i * ostride);
+          for (int j = 0; j < jt; j++) acc[i][j] += wv * xv[j];
+        }
+      }
+  for (int i = 0; i < ot; i++)
+    for (int j = 0; j < jt; j++) {
+      float s = 0.0f;
+      for (int l = 0; l < 16; l++) s += acc[i][j][l];
+      out[i * hw + j] = s;
+    }
+}
+
+#define MLF_CONVS_KV_CASE(o, v) \
+  case (o) * 8 + (v): mlf_convs_kv_micro(o, v, C, KH, kwp, hp, wr, a, w, out, hw); break;
+#define MLF_CONVS_KV_ROW(o) MLF_CONVS_KV_CASE(o, 1) MLF_CONVS_KV_CASE(o, 2) \
+  MLF_CONVS_KV_CASE(o, 3) MLF_CONVS_KV_CASE(o, 4) MLF_CONVS_KV_CASE(o, 5) MLF_CONVS_KV_CASE(o, 6)
+
+static __attribute__((unused, noinline)) void mlf_convs_kv_tile(int ot, int jt, long C, long KH,
+    long kwp, long hp, long wr, const float* MLF_RESTRICT a, const float* MLF_RESTRICT w,
+    float* MLF_RESTRICT out, long hw) {
+  switch (ot * 8 + jt) {
+    MLF_CONVS_KV_ROW(1) MLF_CONVS_KV_ROW(2) MLF_CONVS_KV_ROW(3) MLF_CONVS_KV_ROW(4)
+    default: break;
+  }
+}
+
 /* Same contract as mlf_conv2d (NCHW x, OIHW w, NCHW out); `work` holds the padded input. */
 static __attribute__((unused, noinline)) void mlf_conv2d_small(long N, long C, long H, long W,
     long O, long KH, long KW, long ph, long pw, long hp, long ho, long wo,
     const float* MLF_RESTRICT x, const float* MLF_RESTRICT w, float* MLF_RESTRICT out,
     float* MLF_RESTRICT work, int T) {
-  const int nv = (int)((wo + 15) / 16), otm = mlf_conv_small_ot(nv);
-  const long wr = mlf_conv_small_wr(wo, KW), img = C * hp * wr;
-  const long otiles = (O + otm - 1) / otm, units = N * otiles * ho;
+  const int kvp = mlf_conv_small_kv(wo, KW);
+  const int nv = (int)((wo + 15) / 16), otm = kvp ? 4 : mlf_conv_small_ot(nv);
+  const long wr = mlf_conv_small_wr(wo, KW), img = C * hp * wr, kwp = mlf_conv_small_kwp(KW);
+  const long otiles = (O + otm - 1) / otm, jtiles = (wo + 5) / 6;
+  const long units = N * otiles * ho * (kvp ? jtiles : 1);
+  float* MLF_RESTRICT wk = work + N * img; /* kv path: weights [o][c][kh][kwp] */
   (void)T;
 #pragma omp parallel num_threads(T) if (T > 1)
   {
@@ -83,8 +144,25 @@ static __attribute__((unused, noinline)) void mlf_conv2d_small(long N, long C, l
       memset(row, 0, sizeof(float) * wr);
       if (h >= 0 && h < H) memcpy(row + pw, x + (nc * H + h) * W, sizeof(float) * W);
     }
+    if (kvp) {
+      mlf_share(O * C * KH, 1, O * C * KH, t, nt, &lo, &hi);
+      for (long r = lo; r < hi; r++) {
+        memset(wk + r * kwp, 0, sizeof(float) * kwp);
+        memcpy(wk + r * kwp, w + r * KW, sizeof(float) * KW);
+      }
+    }
 #pragma omp barrier
     mlf_share(units, 1, units, t, nt, &lo, &hi);
+    if (kvp) {
+      for (long u = lo; u < hi; u++) {
+        long n = u / (otiles * ho * jtiles), o0 = u / (ho * jtiles) % otiles * otm;
+        long h = u / jtiles % ho, j0 = u % jtiles * 6;
+        int ot = (int)(O - o0 < otm ? O - o0 : otm), jt = (int)(wo - j0 < 6 ? wo - j0 : 6);
+        mlf_convs_kv_tile(ot, jt, C, KH, kwp, hp, wr, work + n * img + h * wr + j0,
+                          wk + o0 * C * KH * kwp, out + ((n * O + o0) * ho + h) * wo + j0, ho * wo);
+      }
+      lo = hi; /* done */
+    }
     for (long u = lo; u < hi; u++) {
       long n = u / (otiles * ho), o0 = u / ho % otiles * otm, h = u % ho;
       int ot = (int)(O - o0 < otm ? O - o0 : otm);

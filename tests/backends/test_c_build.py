@@ -40,7 +40,9 @@ def _mlp(x, w):
 
 def _cnn(img, k):
     y = G.conv_general(img, k, padding=((1, 1), (1, 1)))
-    return G.reduce_window_max(G.tanh(y), (1, 1, 2, 2), (1, 1, 2, 2)), G.cumsum(y, 3)
+    # few-channel conv, vectors along kw (narrow output, wide kernel: mlf_conv_small.h)
+    z = G.conv_general(img, G.concatenate([k, k, k], 3), padding=((1, 1), (2, 2)))
+    return G.reduce_window_max(G.tanh(y), (1, 1, 2, 2), (1, 1, 2, 2)), G.cumsum(y, 3), z
 
 
 def _indexing(x, idx):

@@ -27,13 +27,56 @@ static inline long mlf_conv_small_work(long N, long C, long O, long KH, long KW,
   return N * C * hp * mlf_conv_small_wr(wo, KW) +
          (mlf_conv_small_kv(wo, KW) ? O * C * KH * mlf_conv_small_kwp(KW) : 0);
 }
-static inline int mlf_conv_small_ot(int nv) { return nv <= 2 ? 8 : (nv == 3 ? 6 : 4); }
+static inline int mlf_conv_small_ot(int nv) { return nv <= 3 ? 6 : 4; }
+/* output rows per register tile (each weight broadcast feeds rt x nv vectors) */
+static inline int mlf_conv_small_rt(int nv) { return nv == 1 ? 4 : (nv == 2 ? 2 : 1); }
 
-MLF_INLINE void mlf_convs_micro(const int ot, const int nv, long C, long KH, long KW, long hp,
-                                long wr, const float* MLF_RESTRICT a,
+typedef float mlf_convs_v16 __attribute__((vector_size(64), aligned(4)));
+
+MLF_INLINE void mlf_convs_micro(const int ot, const int nv, const int rt, long C, long KH,
+                                long KW, long hp, long wr, const float* MLF_RESTRICT a,
                                 const float* MLF_RESTRICT w, float* MLF_RESTRICT out,
                                 long wo, long hw) {
-  float acc[8][64];
+  mlf_convs_v16 acc[6][4][2];
+  const long taps = KH * KW, ostride = C * taps;
+#pragma GCC unroll 8
+  for (int i = 0; i < ot; i++)
+#pragma GCC unroll 4
+    for (int r = 0; r < rt; r++)
+#pragma GCC unroll 2
+      for (int v = 0; v < nv; v++) acc[i][r][v] = (mlf_convs_v16){0};
+  for (long c = 0; c < C; c++)
+    for (long kh = 0; kh < KH; kh++)
+      for (long kw = 0; kw < KW; kw++) {
+        const float* MLF_RESTRICT row = a + (c * hp + kh) * wr + kw;
+        const float* MLF_RESTRICT wt = w + c * taps + kh * KW + kw;
+        mlf_convs_v16 xv[4][2];
+#pragma GCC unroll 4
+        for (int r = 0; r < rt; r++)
+#pragma GCC unroll 2
+          for (int v = 0; v < nv; v++) xv[r][v] = *(const mlf_convs_v16*)(row + r * wr + 16 * v);
+#pragma GCC unroll 8
+        for (int i = 0; i < ot; i++) {
+          const float wv = wt[i * ostride];
+#pragma GCC unroll 4
+          for (int r = 0; r < rt; r++)
+#pragma GCC unroll 2
+            for (int v = 0; v < nv; v++) acc[i][r][v] += wv * xv[r][v];
+        }
+      }
+  for (int i = 0; i < ot; i++)
+    for (int r = 0; r < rt; r++)
+      for (int v = 0; v < nv; v++)
+        for (int j = 0; j < 16; j++)
+          if (16 * v + j < wo) out[i * hw + r * wo + 16 * v + j] = acc[i][r][v][j];
+}
+
+/* wide rows (3-4 vectors): one output row per tile */
+MLF_INLINE void mlf_convs_micro_wide(const int ot, const int nv, long C, long KH, long KW,
+                                     long hp, long wr, const float* MLF_RESTRICT a,
+                                     const float* MLF_RESTRICT w, float* MLF_RESTRICT out,
+                                     long wo, long hw) {
+  float acc[6][64];
   const int nw = 16 * nv;
   const long taps = KH * KW, ostride = C * taps;
   for (int i = 0; i < ot; i++)
@@ -53,23 +96,25 @@ MLF_INLINE void mlf_convs_micro(const int ot, const int nv, long C, long KH, lon
       if (j < wo) out[i * hw + j] = acc[i][j];
 }
 
-#define MLF_CONVS_CASE(o, v) \
-  case (o) * 8 + (v): mlf_convs_micro(o, v, C, KH, KW, hp, wr, a, w, out, wo, hw); break;
-#define MLF_CONVS_ROW(o) MLF_CONVS_CASE(o, 1) MLF_CONVS_CASE(o, 2) MLF_CONVS_CASE(o, 3) \
-  MLF_CONVS_CASE(o, 4)
+#define MLF_CONVS_CASE(o, v, r) \
+  case ((o) * 8 + (v)) * 8 + (r): \
+    mlf_convs_micro(o, v, r, C, KH, KW, hp, wr, a, w, out, wo, hw); break;
+#define MLF_CONVS_WCASE(o, v) \
+  case ((o) * 8 + (v)) * 8 + 1: mlf_convs_micro_wide(o, v, C, KH, KW, hp, wr, a, w, out, wo, hw); break;
+#define MLF_CONVS_ROW(o) MLF_CONVS_CASE(o, 1, 1) MLF_CONVS_CASE(o, 1, 2) MLF_CONVS_CASE(o, 1, 3) \
+  MLF_CONVS_CASE(o, 1, 4) MLF_CONVS_CASE(o, 2, 1) MLF_CONVS_CASE(o, 2, 2) MLF_CONVS_WCASE(o, 3) \
+  MLF_CONVS_WCASE(o, 4)
 
-static __attribute__((unused, noinline)) void mlf_convs_tile(int ot, int nv, long C, long KH,
-    long KW, long hp, long wr, const float* MLF_RESTRICT a, const float* MLF_RESTRICT w,
+/* rt output rows x ot channels x nv row vectors (rt = 1 when nv > 2) */
+static __attribute__((unused, noinline)) void mlf_convs_tile(int ot, int nv, int rt, long C,
+    long KH, long KW, long hp, long wr, const float* MLF_RESTRICT a, const float* MLF_RESTRICT w,
     float* MLF_RESTRICT out, long wo, long hw) {
-  switch (ot * 8 + nv) {
+  switch ((ot * 8 + nv) * 8 + rt) {
     MLF_CONVS_ROW(1) MLF_CONVS_ROW(2) MLF_CONVS_ROW(3) MLF_CONVS_ROW(4)
     MLF_CONVS_ROW(5) MLF_CONVS_ROW(6)
-    MLF_CONVS_CASE(7, 1) MLF_CONVS_CASE(7, 2) MLF_CONVS_CASE(8, 1) MLF_CONVS_CASE(8, 2)
     default: break;
   }
 }
-
-typedef float mlf_convs_v16 __attribute__((vector_size(64), aligned(4)));
 
 /* kv path tile: ot output channels x jt output pixels of one output row; K = (c, kh, kw)
  * with kw in 16-lane chunks (weights zero-padded to kwp, input rows zero-padded to wr),
@@ -80,7 +125,9 @@ MLF_INLINE void mlf_convs_kv_micro(const int ot, const int jt, long C, long KH, 
                                    long hw) {
   mlf_convs_v16 acc[4][6];
   const long ostride = C * KH * kwp;
+#pragma GCC unroll 4
   for (int i = 0; i < ot; i++)
+#pragma GCC unroll 6
     for (int j = 0; j < jt; j++) acc[i][j] = (mlf_convs_v16){0};
   for (long c = 0; c < C; c++)
     for (long kh = 0; kh < KH; kh++)
@@ -88,9 +135,12 @@ MLF_INLINE void mlf_convs_kv_micro(const int ot, const int jt, long C, long KH, 
         const float* MLF_RESTRICT row = a + (c * hp + kh) * wr + kv;
         const float* MLF_RESTRICT wt = w + (c * KH + kh) * kwp + kv;
         mlf_convs_v16 xv[6];
+#pragma GCC unroll 6
         for (int j = 0; j < jt; j++) xv[j] = *(const mlf_convs_v16*)(row + j);
+#pragma GCC unroll 4
         for (int i = 0; i < ot; i++) {
           mlf_convs_v16 wv = *(const mlf_convs_v16*)(wt + i * ostride);
+#pragma GCC unroll 6
           for (int j = 0; j < jt; j++) acc[i][j] += wv * xv[j];
         }
       }
@@ -124,8 +174,9 @@ static __attribute__((unused, noinline)) void mlf_conv2d_small(long N, long C, l
   const int kvp = mlf_conv_small_kv(wo, KW);
   const int nv = (int)((wo + 15) / 16), otm = kvp ? 4 : mlf_conv_small_ot(nv);
   const long wr = mlf_conv_small_wr(wo, KW), img = C * hp * wr, kwp = mlf_conv_small_kwp(KW);
-  const long otiles = (O + otm - 1) / otm, jtiles = (wo + 5) / 6;
-  const long units = N * otiles * ho * (kvp ? jtiles : 1);
+  const int rtm = kvp ? 1 : mlf_conv_small_rt(nv);
+  const long otiles = (O + otm - 1) / otm, jtiles = (wo + 5) / 6, htiles = (ho + rtm - 1) / rtm;
+  const long units = N * otiles * (kvp ? ho * jtiles : htiles);
   float* MLF_RESTRICT wk = work + N * img; /* kv path: weights [o][c][kh][kwp] */
   (void)T;
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -164,9 +215,9 @@ static __attribute__((unused, noinline)) void mlf_conv2d_small(long N, long C, l
       lo = hi; /* done */
     }
     for (long u = lo; u < hi; u++) {
-      long n = u / (otiles * ho), o0 = u / ho % otiles * otm, h = u % ho;
-      int ot = (int)(O - o0 < otm ? O - o0 : otm);
-      mlf_convs_tile(ot, nv, C, KH, KW, hp, wr, work + n * img + h * wr,
+      long n = u / (otiles * htiles), o0 = u / htiles % otiles * otm, h = u % htiles * rtm;
+      int ot = (int)(O - o0 < otm ? O - o0 : otm), rt = (int)(ho - h < rtm ? ho - h : rtm);
+      mlf_convs_tile(ot, nv, rt, C, KH, KW, hp, wr, work + n * img + h * wr,
                      w + o0 * C * KH * KW, out + ((n * O + o0) * ho + h) * wo, wo, ho * wo);
     }
   }

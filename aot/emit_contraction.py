@@ -111,6 +111,39 @@ def _epilogue(program, k, out) -> list[str]:
         loops(nest, ev.lines + [store])
 
 
+def _row_epilogue(program, k, out, M, N):
+    """The epilogue as a loop over rows [r0, r1) of the [M, N] result, or None if its
+    loop nest does not start with the row axis."""
+    if not k.epilogue:
+        return None
+    from aot.emit import axis_vars, loops, merged_nest  # emit imports this module
+
+    root = program.values[k.outputs[0]]
+    if tuple(root.shape) != (M, N) or M < 2 or N < 2:
+        return None
+    index, extents = axis_vars(root.shape, "e")
+    axes = [(f"e{a}", d) for a, d in enumerate(root.shape)]
+    buffers = {i: f"b{i}" for i in k.inputs}
+    buffers[k.contraction] = out
+
+    def build(ev):
+        val = ev.value(root.id, index)
+        return f"{out}[{ev.flat(index, root.shape)}] = {ct.store(root.dtype, val)};"
+
+    ev, nest, store = merged_nest(lambda merge: Evaluator(program, extents, buffers, merge=merge),
+                                  axes, build, 0)
+    if not nest or not nest[0][0].startswith("e0") or nest[0][1] % M:
+        return None
+    lines = loops(nest, ev.lines + [store])
+    var, per_row = nest[0][0], nest[0][1] // M
+    first = f"for (long {var} = 0; {var} < {nest[0][1]}; {var}++) {{"
+    if lines[0] != first:
+        return None
+    lo, hi = ("r0", "r1") if per_row == 1 else (f"r0 * {per_row}", f"r1 * {per_row}")
+    lines[0] = f"for (long {var} = {lo}; {var} < {hi}; {var}++) {{"
+    return ["/* epilogue on this thread's rows */"] + lines
+
+
 def dot_body(program, k) -> list[str]:
     v = program.values[k.contraction]
     out = f"b{k.outputs[0]}"
@@ -122,7 +155,19 @@ def dot_body(program, k) -> list[str]:
                  f"for (long batch = 0; batch < {B}; batch++)",
                  f"  mlf_sgemm({M}, {N}, {K}, b{lhs} + batch * {s[0]}, {s[1]}, {s[2]}, "
                  f"b{rhs} + batch * {s[3]}, {s[4]}, {s[5]}, {out} + batch * {M * N}, {N}, {work});"]
-        return lines + _epilogue(program, k, out)
+        fused = _row_epilogue(program, k, out, M, N) if B == 1 else None
+        if fused is None:
+            return lines + _epilogue(program, k, out)
+        args = (f"{M}, {N}, {K}, b{lhs}, {s[1]}, {s[2]}, b{rhs}, {s[4]}, {s[5]}, {out}, {N}, {work}")
+        return [f"/* [{M}x{K}] @ [{K}x{N}] through the register-tiled GEMM (runtime_c/mlf_gemm.h) and the",
+                " * fused pointwise ops in the same parallel region: each thread applies them to the",
+                " * rows of the result it owns while they are cache-hot (no second fork) */",
+                f"const int T = mlf_sgemm_threads({M}, {N}, {K}, {s[2]}, {s[5]}, {work});",
+                "(void)T;",
+                "#pragma omp parallel num_threads(T) if (T > 1)",
+                "{",
+                "  long r0, r1;",
+                f"  mlf_sgemm_part({args}, &r0, &r1);"] + ["  " + x for x in fused] + ["}"]
     return _dot_loops(program, v, out) + _epilogue(program, k, out)
 
 

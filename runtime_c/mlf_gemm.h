@@ -180,71 +180,108 @@ static inline void mlf_share(long units, long step, long total, long t, long T, 
   if (*hi > total) *hi = total;
 }
 
-/* C = A @ B. `work` may be NULL when mlf_sgemm_packs(M, N, K, csb) is false. */
-static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, const float* MLF_RESTRICT A,
-                                                long rsa, long csa, const float* MLF_RESTRICT B,
-                                                long rsb, long csb, float* MLF_RESTRICT C, long ldc,
-                                                float* MLF_RESTRICT work) {
+/* Threads for C = A @ B (1 when the product is too small to pay for a parallel region). */
+static inline int mlf_sgemm_threads(long M, long N, long K, long csa, long csb, const float* work) {
+  int dot = mlf_sgemm_dot_form(N, K, csa) && work != 0;
+  long tiles = (M + MLF_MR - 1) / MLF_MR, panels = (N + MLF_NR - 1) / MLF_NR;
+  int T = M * N * K >= (dot ? 64L * 64 * 64 : 64L * 64 * 64 * 4) ? mlf_num_threads() : 1;
+  if (T > 1 && tiles < 2 && panels < 2) T = 1;
+  if (M == 0 || N == 0 || K == 0 || (work == 0 && mlf_sgemm_packs(M, N, K, csb))) T = 1;
+  return T;
+}
+
+/* One thread's part of C = A @ B, called by every thread of a parallel region (or
+ * outside one). Sets [*r0, *r1) to rows of C that are final and owned by this thread
+ * alone, so that a fused epilogue can run on them before the region ends; the row
+ * ranges of all threads cover C. `work` may be NULL when mlf_sgemm_packs is false. */
+static __attribute__((unused, noinline)) void mlf_sgemm_part(long M, long N, long K, const float* MLF_RESTRICT A,
+                                                     long rsa, long csa, const float* MLF_RESTRICT B,
+                                                     long rsb, long csb, float* MLF_RESTRICT C, long ldc,
+                                                     float* MLF_RESTRICT work, long* r0, long* r1) {
+#ifdef _OPENMP
+  long t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+  long t = 0, nt = 1;
+#endif
+  long lo, hi;
+  *r0 = *r1 = 0;
   if (M == 0 || N == 0) return;
-  if (K == 0) {
-    for (long i = 0; i < M; i++) for (long j = 0; j < N; j++) C[i * ldc + j] = 0.0f;
+  if (K == 0 || (work == 0 && mlf_sgemm_packs(M, N, K, csb))) {  /* zeros or plain reference loop */
+    if (t == 0)
+      for (long i = 0; i < M; i++)
+        for (long j = 0; j < N; j++) {
+          float s = 0.0f;
+          for (long p = 0; p < K; p++) s += A[i * rsa + p * csa] * B[p * rsb + j * csb];
+          C[i * ldc + j] = s;
+        }
+    if (nt > 1) {
+#pragma omp barrier
+    }
+    mlf_share(M, 1, M, t, nt, r0, r1);
     return;
   }
   int dot = mlf_sgemm_dot_form(N, K, csa) && work != 0;
   int packed = mlf_sgemm_packs(M, N, K, csb) && work != 0;
   long n16 = packed ? N : N / 16 * 16;  /* columns the tiles cover */
   long tiles = (M + MLF_MR - 1) / MLF_MR, panels = (N + MLF_NR - 1) / MLF_NR;
-  int T = M * N * K >= (dot ? 64L * 64 * 64 : 64L * 64 * 64 * 4) ? mlf_num_threads() : 1;
-  if (T > 1 && tiles < 2 && panels < 2) T = 1;
-  if (work == 0 && mlf_sgemm_packs(M, N, K, csb)) {  /* no scratch given: plain reference loop */
-    for (long i = 0; i < M; i++)
-      for (long j = 0; j < N; j++) {
-        float s = 0.0f;
-        for (long p = 0; p < K; p++) s += A[i * rsa + p * csa] * B[p * rsb + j * csb];
-        C[i * ldc + j] = s;
-      }
+  (void)panels;
+  if (dot) {
+    mlf_share(N, 1, N, t, nt, &lo, &hi);
+    for (long j = lo; j < hi; j++)
+      for (long p = 0; p < K; p++) work[j * K + p] = B[p * rsb + j * csb];
+    if (nt > 1) {
+#pragma omp barrier
+    }
+    mlf_share((M + 3) / 4, 4, M, t, nt, &lo, &hi);
+    if (lo < hi) mlf_sdot_rows(lo, hi, N, K, A, rsa, work, C, ldc);
+    *r0 = lo; *r1 = hi > lo ? hi : lo;
     return;
   }
+  const float* b = B;
+  long ldb = rsb, panel_stride = 0;
+  if (packed) {
+    mlf_share(panels, MLF_NR, N, t, nt, &lo, &hi);
+    if (lo < hi) mlf_sgemm_pack_b(K, N, lo, hi, B, rsb, csb, work);
+    b = work; ldb = MLF_NR; panel_stride = K * MLF_NR;
+    if (nt > 1) {
+#pragma omp barrier
+    }
+  }
+  int by_rows = tiles >= nt;
+  if (by_rows) {  /* rows in nt balanced blocks of whole tiles */
+    mlf_share(tiles, MLF_MR, M, t, nt, &lo, &hi);
+    if (lo < hi && n16) mlf_sgemm_block(lo, hi, 0, n16, n16, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
+    *r0 = lo; *r1 = hi > lo ? hi : lo;
+  } else {        /* few rows: split the column panels */
+    mlf_share((n16 + MLF_NR - 1) / MLF_NR, MLF_NR, n16, t, nt, &lo, &hi);
+    if (lo < hi) mlf_sgemm_block(0, M, lo, hi, n16, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
+  }
+  if (t == nt - 1)    /* unpacked B with N % 16 columns left over (M <= 6 only) */
+    for (long i = 0; i < M; i++)
+      for (long j = n16; j < N; j++) {
+        float s = 0.0f;
+        for (long p = 0; p < K; p++) s += A[i * rsa + p * csa] * B[p * rsb + j];
+        C[i * ldc + j] = s;
+      }
+  if (!by_rows || n16 < N) {  /* rows are shared between threads: wait, then split them */
+    if (nt > 1) {
+#pragma omp barrier
+    }
+    mlf_share(M, 1, M, t, nt, r0, r1);
+  }
+}
+
+/* C = A @ B. `work` may be NULL when mlf_sgemm_packs(M, N, K, csb) is false. */
+static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, const float* MLF_RESTRICT A,
+                                                long rsa, long csa, const float* MLF_RESTRICT B,
+                                                long rsb, long csb, float* MLF_RESTRICT C, long ldc,
+                                                float* MLF_RESTRICT work) {
+  int T = mlf_sgemm_threads(M, N, K, csa, csb, work);
   (void)T;
 #pragma omp parallel num_threads(T) if (T > 1)
   {
-#ifdef _OPENMP
-    long t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-    long t = 0, nt = 1;
-#endif
-    long lo, hi;
-    if (dot) {
-      mlf_share(N, 1, N, t, nt, &lo, &hi);
-      for (long j = lo; j < hi; j++)
-        for (long p = 0; p < K; p++) work[j * K + p] = B[p * rsb + j * csb];
-#pragma omp barrier
-      mlf_share((M + 3) / 4, 4, M, t, nt, &lo, &hi);
-      if (lo < hi) mlf_sdot_rows(lo, hi, N, K, A, rsa, work, C, ldc);
-    } else {
-      const float* b = B;
-      long ldb = rsb, panel_stride = 0;
-      if (packed) {
-        mlf_share(panels, MLF_NR, N, t, nt, &lo, &hi);
-        if (lo < hi) mlf_sgemm_pack_b(K, N, lo, hi, B, rsb, csb, work);
-        b = work; ldb = MLF_NR; panel_stride = K * MLF_NR;
-#pragma omp barrier
-      }
-      if (tiles >= nt) {  /* rows in nt balanced blocks of whole tiles */
-        mlf_share(tiles, MLF_MR, M, t, nt, &lo, &hi);
-        if (lo < hi && n16) mlf_sgemm_block(lo, hi, 0, n16, n16, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
-      } else {            /* few rows: split the column panels */
-        mlf_share((n16 + MLF_NR - 1) / MLF_NR, MLF_NR, n16, t, nt, &lo, &hi);
-        if (lo < hi) mlf_sgemm_block(0, M, lo, hi, n16, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
-      }
-      if (t == nt - 1)    /* unpacked B with N % 16 columns left over (M <= 6 only) */
-        for (long i = 0; i < M; i++)
-          for (long j = n16; j < N; j++) {
-            float s = 0.0f;
-            for (long p = 0; p < K; p++) s += A[i * rsa + p * csa] * B[p * rsb + j];
-            C[i * ldc + j] = s;
-          }
-    }
+    long r0, r1;
+    mlf_sgemm_part(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, work, &r0, &r1);
   }
 }
 

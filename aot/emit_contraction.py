@@ -12,6 +12,7 @@ import math
 
 from aot import ctypes_table as ct
 from aot import indexing as ix
+from aot.emit_ops import nest
 from aot.loops import Evaluator
 from mlframework.core.dtypes import DType
 
@@ -105,10 +106,11 @@ def _epilogue(program, k, out) -> list[str]:
         val = ev.value(root.id, index)
         return f"{out}[{ev.flat(index, root.shape)}] = {ct.store(root.dtype, val)};"
 
-    ev, nest, store = merged_nest(lambda merge: Evaluator(program, extents, buffers, merge=merge),
-                                  axes, build, root.size)
+    ev, loop_axes, store = merged_nest(
+        lambda merge: Evaluator(program, extents, buffers, merge=merge),
+        axes, build, root.size)
     return ["/* epilogue: the fused pointwise ops, applied while the result is cache-hot */"] + \
-        loops(nest, ev.lines + [store])
+        loops(loop_axes, ev.lines + [store])
 
 
 def _row_epilogue(program, k, out, M, N):
@@ -130,13 +132,14 @@ def _row_epilogue(program, k, out, M, N):
         val = ev.value(root.id, index)
         return f"{out}[{ev.flat(index, root.shape)}] = {ct.store(root.dtype, val)};"
 
-    ev, nest, store = merged_nest(lambda merge: Evaluator(program, extents, buffers, merge=merge),
-                                  axes, build, 0)
-    if not nest or not nest[0][0].startswith("e0") or nest[0][1] % M:
+    ev, loop_axes, store = merged_nest(
+        lambda merge: Evaluator(program, extents, buffers, merge=merge),
+        axes, build, 0)
+    if not loop_axes or not loop_axes[0][0].startswith("e0") or loop_axes[0][1] % M:
         return None
-    lines = loops(nest, ev.lines + [store])
-    var, per_row = nest[0][0], nest[0][1] // M
-    first = f"for (long {var} = 0; {var} < {nest[0][1]}; {var}++) {{"
+    lines = loops(loop_axes, ev.lines + [store])
+    var, per_row = loop_axes[0][0], loop_axes[0][1] // M
+    first = f"for (long {var} = 0; {var} < {loop_axes[0][1]}; {var}++) {{"
     if lines[0] != first:
         return None
     lo, hi = ("r0", "r1") if per_row == 1 else (f"r0 * {per_row}", f"r1 * {per_row}")
@@ -195,25 +198,11 @@ def _dot_loops(program, v, out) -> list[str]:
     inner = [f"acc = {ct.narrow(v.dtype, f'acc + {mul}')};"]
     kdims = [lhs.shape[x] for x in a["lhs_contracting"]]
     body = [f"{ctype} acc = 0;"]
-    body += _nest(list(zip(kv, kdims)), inner)
+    body += nest(list(zip(kv, kdims)), inner)
     body.append(f"{out}[{ix.flatten([ix.var(x) for x in o], v.shape).c()}] = "
                 f"{ct.store(v.dtype, 'acc')};")
     return [f"/* plain loop nest ({v.dtype.value} or a layout the GEMM cannot view) */"] + \
-        _nest(list(zip(o, v.shape)), body, parallel=v.size * max(1, math.prod(kdims)) >= 65536)
-
-
-def _nest(axes, body, parallel=False) -> list[str]:
-    lines, ind = [], ""
-    for n, (var, d) in enumerate(axes):
-        if n == 0 and parallel and d > 1:
-            lines.append(ind + "#pragma omp parallel for schedule(static)")
-        lines.append(f"{ind}for (long {var} = 0; {var} < {d}; {var}++) {{")
-        ind += "  "
-    lines += [ind + s for s in body]
-    for _ in axes:
-        ind = ind[:-2]
-        lines.append(ind + "}")
-    return lines
+        nest(list(zip(o, v.shape)), body, parallel=v.size * max(1, math.prod(kdims)) >= 65536)
 
 
 def _conv_small(g) -> bool:
@@ -270,10 +259,10 @@ def _conv_loops(program, v, out) -> list[str]:
                        [f"{w} * {rst[2 + d]}" for d, w in enumerate(wv)])
     inner.append(f"if ({' && '.join(conds)}) acc += "
                  f"{ct.load(v.dtype, f'b{lhs.id}', l_off)} * {ct.load(v.dtype, f'b{rhs.id}', r_off)};")
-    body += _nest([("i", I)] + list(zip(wv, rhs.shape[2:])), inner)
+    body += nest([("i", I)] + list(zip(wv, rhs.shape[2:])), inner)
     o_off = ix.flatten([ix.var("n"), ix.var("o")] + [ix.var(s) for s in sp], v.shape).c()
     body.append(f"{out}[{o_off}] = {ct.store(v.dtype, 'acc')};")
     del N, C
     return ["/* direct loop nest over (n, o, spatial) x (i, window) */"] + \
-        _nest([("n", n_out), ("o", O)] + list(zip(sp, v.shape[2:])), body,
+        nest([("n", n_out), ("o", O)] + list(zip(sp, v.shape[2:])), body,
               parallel=v.size * I * math.prod(rhs.shape[2:]) >= 65536)

@@ -24,30 +24,14 @@ import numpy as np
 import pytest
 
 import mlframework as mlf
+from bench_models import lenet, mlp
 from aot.export import export_model
 from aot.verify import ExportedLibrary
-from mlframework import graph as G
-from mlframework.ml import Context, ContextExec, layers
+from mlframework.ml import Context, ContextExec
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-
-def mlp(ctx, x):
-    x = layers.dense(ctx / "hidden1", x, 512, activation="relu")
-    x = layers.dense(ctx / "hidden2", x, 512, activation="relu")
-    return layers.dense(ctx / "logits", x, 10)
-
-
-def lenet(ctx, x):
-    x = layers.max_pool(layers.conv2d(ctx / "conv1", x, 6, 5, activation="relu"), 2)
-    x = layers.max_pool(layers.conv2d(ctx / "conv2", x, 16, 5, padding="valid",
-                                      activation="relu"), 2)
-    x = G.flatten(x, 1)
-    x = layers.dense(ctx / "fc1", x, 120, activation="relu")
-    x = layers.dense(ctx / "fc2", x, 84, activation="relu")
-    return layers.dense(ctx / "logits", x, 10)
 
 
 MODELS = {"mlp": (mlp, (784,)), "lenet": (lenet, (1, 28, 28))}

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 import mlframework as mlf
-from mlframework import graph as G
-from mlframework.ml import Context, layers, losses, optimizers, train
+from bench_models import lenet, mlp
+from mlframework.ml import Context, losses, optimizers, train
 
 RNG = np.random.default_rng(0)
 MLP_X = RNG.normal(size=(128, 784)).astype(np.float32)
@@ -30,22 +30,6 @@ LENET_Y = RNG.integers(0, 10, 64).astype(np.int32)
 
 
 # ---- ours ----
-
-def mlp(ctx, x):
-    x = layers.dense(ctx / "hidden1", x, 512, activation="relu")
-    x = layers.dense(ctx / "hidden2", x, 512, activation="relu")
-    return layers.dense(ctx / "logits", x, 10)
-
-
-def lenet(ctx, x):
-    x = layers.max_pool(layers.conv2d(ctx / "conv1", x, 6, 5, activation="relu"), 2)
-    x = layers.max_pool(layers.conv2d(ctx / "conv2", x, 16, 5, padding="valid",
-                                      activation="relu"), 2)
-    x = G.flatten(x, 1)
-    x = layers.dense(ctx / "fc1", x, 120, activation="relu")
-    x = layers.dense(ctx / "fc2", x, 84, activation="relu")
-    return layers.dense(ctx / "logits", x, 10)
-
 
 def ours(name, model, x, y):
     trainer = train.Trainer(mlf.backends.new(name), Context(seed=0), model,

@@ -7,8 +7,9 @@
  *    of L2; otherwise it is packed into zero-padded [K][64] panels in `work`.
  *    Edge tiles run the same code specialized for their mr and nv.
  *  - dot form (N < 16 with A rows contiguous, e.g. logits [128x512]@[512x10]):
- *    B^T is packed to [N][K] and each C element is a 16-lane dot product along
- *    K, so no lane is wasted on padding columns.
+ *    B^T is packed to [N][K] and each C element is a dot product along K in
+ *    vectors of the target's width, so no lane is wasted on padding columns;
+ *    tiles of 2 rows by all N columns read A once and keep B^T in L1.
  * `work` holds at least mlf_sgemm_work_floats(K, N) floats when
  * mlf_sgemm_packs(M, N, K, csb) is true (emit_contraction.py mirrors both).
  * Threads split C into T balanced blocks of whole tiles (rows, or column
@@ -39,10 +40,8 @@ static inline int mlf_sgemm_packs(long M, long N, long K, long csb) {
 MLF_INLINE void mlf_sgemm_micro(const int mr, const int nv, long kc, const float* MLF_RESTRICT A,
                                 long rsa, long csa, const float* MLF_RESTRICT B, long ldb,
                                 float* MLF_RESTRICT C, long ldc, int accumulate, long ncols) {
-  float acc[MLF_MR][MLF_NR];
+  float acc[MLF_MR][MLF_NR] = {{0.0f}};
   const int nw = 16 * nv;
-  for (int i = 0; i < mr; i++)
-    for (int j = 0; j < nw; j++) acc[i][j] = 0.0f;
   for (long p = 0; p < kc; p++) {
     const float* MLF_RESTRICT b = B + p * ldb;
     for (int i = 0; i < mr; i++) {
@@ -118,56 +117,92 @@ static inline void mlf_sgemm_block(long i0, long i1, long j0, long j1, long N, l
 
 /* ---- dot form (N < 16) --------------------------------------------------------------- */
 
-/* C[ib x jb] = A[ib rows, lda apart] . Bt[jb rows, ldbt apart], 16 lanes along k
- * (a GCC vector type, so the accumulators are registers on any SIMD width). */
-typedef float mlf_v16 __attribute__((vector_size(64), aligned(4)));
+/* C[ib x jb] = A[ib rows, lda apart] . Bt[jb rows, ldbt apart], one SIMD register of
+ * lanes along k (a GCC vector type of the target's native width). */
+#if defined(__AVX512F__)
+#define MLF_DOT_LANES 16
+#elif defined(__AVX__)
+#define MLF_DOT_LANES 8
+#else
+#define MLF_DOT_LANES 4
+#endif
+typedef float mlf_vdot __attribute__((vector_size(4 * MLF_DOT_LANES), aligned(4)));
+
+/* Keeps a loaded B vector in a register: otherwise gcc folds its load into each of the
+ * ib FMAs that use it, and the loop becomes load-bound. */
+#if defined(__AVX512F__) && defined(__GNUC__)
+#define MLF_IN_REGISTER(v) __asm__("" : "+v"(v))
+#else
+#define MLF_IN_REGISTER(v) (void)0
+#endif
+
+/* Sum of the lanes in a fixed pairwise order: lanes q + q+L/2, then q + q+L/4, ... */
+static inline float mlf_hsum(mlf_vdot v) {
+#if MLF_DOT_LANES == 16 && (defined(__clang__) || __GNUC__ >= 12)
+  typedef float v8 __attribute__((vector_size(32)));
+  typedef float v4 __attribute__((vector_size(16)));
+  v8 h8 = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+          __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  v4 h4 = __builtin_shufflevector(h8, h8, 0, 1, 2, 3) + __builtin_shufflevector(h8, h8, 4, 5, 6, 7);
+  v4 h2 = h4 + __builtin_shufflevector(h4, h4, 2, 3, 0, 1);
+  return h2[0] + h2[1];
+#else
+  float l[MLF_DOT_LANES];
+  memcpy(l, &v, sizeof v);
+  for (int w = MLF_DOT_LANES / 2; w >= 1; w /= 2)
+    for (int q = 0; q < w; q++) l[q] += l[q + w];
+  return l[0];
+#endif
+}
 
 MLF_INLINE void mlf_sdot_micro(const int ib, const int jb, long K, const float* MLF_RESTRICT A,
                                long lda, const float* MLF_RESTRICT Bt, long ldbt,
                                float* MLF_RESTRICT C, long ldc) {
-  mlf_v16 acc[4][4];
-  float tail[4][4];
+  const int L = MLF_DOT_LANES;
+  mlf_vdot acc[4][8];
+  float tail[4][8];
   for (int i = 0; i < ib; i++)
-    for (int j = 0; j < jb; j++) { acc[i][j] = (mlf_v16){0}; tail[i][j] = 0.0f; }
-  long k16 = K / 16 * 16;
-  for (long p = 0; p < k16; p += 16) {
-    mlf_v16 a[4];
-    for (int i = 0; i < ib; i++) memcpy(&a[i], A + i * lda + p, 64);
+    for (int j = 0; j < jb; j++) { acc[i][j] = (mlf_vdot){0}; tail[i][j] = 0.0f; }
+  long kv = K / L * L;
+  for (long p = 0; p < kv; p += L) {
+    mlf_vdot a[4];
+    for (int i = 0; i < ib; i++) a[i] = *(const mlf_vdot*)(A + i * lda + p);
     for (int j = 0; j < jb; j++) {
-      mlf_v16 b;
-      memcpy(&b, Bt + j * ldbt + p, 64);
+      mlf_vdot b;
+      b = *(const mlf_vdot*)(Bt + j * ldbt + p);
+      MLF_IN_REGISTER(b);
       for (int i = 0; i < ib; i++) acc[i][j] += a[i] * b;
     }
   }
-  for (long p = k16; p < K; p++)
+  for (long p = kv; p < K; p++)
     for (int i = 0; i < ib; i++)
       for (int j = 0; j < jb; j++) tail[i][j] += A[i * lda + p] * Bt[j * ldbt + p];
   for (int i = 0; i < ib; i++)
-    for (int j = 0; j < jb; j++) {
-      float l[16];
-      memcpy(l, &acc[i][j], 64);
-      for (int w = 8; w >= 1; w /= 2)  /* fixed pairwise order */
-        for (int q = 0; q < w; q++) l[q] += l[q + w];
-      C[i * ldc + j] = l[0] + tail[i][j];
-    }
+    for (int j = 0; j < jb; j++) C[i * ldc + j] = mlf_hsum(acc[i][j]) + tail[i][j];
 }
 
-#define MLF_DOT_CASE(i, j) case (i) * 8 + (j): mlf_sdot_micro(i, j, K, A, lda, Bt, ldbt, C, ldc); break;
-#define MLF_DOT_ROW(i) MLF_DOT_CASE(i, 1) MLF_DOT_CASE(i, 2) MLF_DOT_CASE(i, 3) MLF_DOT_CASE(i, 4)
+/* Tiles: all N columns in one or two groups of jb <= 8, by 2 rows (4 rows when jb <= 2),
+ * so that A is read from L2 once or twice and B^T stays in L1. */
+#define MLF_DOT_CASE(i, j) case (i) * 16 + (j): mlf_sdot_micro(i, j, K, A, lda, Bt, ldbt, C, ldc); break;
+#define MLF_DOT_NARROW(j) MLF_DOT_CASE(1, j) MLF_DOT_CASE(2, j) MLF_DOT_CASE(3, j) MLF_DOT_CASE(4, j)
+#define MLF_DOT_WIDE(j) MLF_DOT_CASE(1, j) MLF_DOT_CASE(2, j)
 
 static __attribute__((unused, noinline)) void mlf_sdot_tile(int ib, int jb, long K, const float* MLF_RESTRICT A, long lda,
                           const float* MLF_RESTRICT Bt, long ldbt, float* MLF_RESTRICT C, long ldc) {
-  switch (ib * 8 + jb) {
-    MLF_DOT_ROW(1) MLF_DOT_ROW(2) MLF_DOT_ROW(3) MLF_DOT_ROW(4)
+  switch (ib * 16 + jb) {
+    MLF_DOT_NARROW(1) MLF_DOT_NARROW(2)
+    MLF_DOT_WIDE(3) MLF_DOT_WIDE(4) MLF_DOT_WIDE(5) MLF_DOT_WIDE(6) MLF_DOT_WIDE(7) MLF_DOT_WIDE(8)
     default: break;
   }
 }
 
 static inline void mlf_sdot_rows(long i0, long i1, long N, long K, const float* MLF_RESTRICT A, long lda,
                           const float* MLF_RESTRICT Bt, float* MLF_RESTRICT C, long ldc) {
-  for (long i = i0; i < i1; i += 4)
-    for (long j = 0; j < N; j += 4)
-      mlf_sdot_tile((int)(i1 - i < 4 ? i1 - i : 4), (int)(N - j < 4 ? N - j : 4), K, A + i * lda,
+  long groups = (N + 7) / 8, jb = (N + groups - 1) / groups;
+  int ib = jb <= 2 ? 4 : 2;
+  for (long i = i0; i < i1; i += ib)
+    for (long j = 0; j < N; j += jb)
+      mlf_sdot_tile((int)(i1 - i < ib ? i1 - i : ib), (int)(N - j < jb ? N - j : jb), K, A + i * lda,
                     lda, Bt + j * K, K, C + i * ldc + j, ldc);
 }
 

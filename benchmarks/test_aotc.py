@@ -2,11 +2,11 @@
 
     .venv/bin/python -m pytest benchmarks/test_aotc.py --benchmark-only -s
 
-* latency, batch 1 and 64: MLP 784-512-512-10 and LeNet-5 (28x28) exported
-  with `aotc export` and called from Python through cffi (preallocated arrays,
-  one foreign call), against the same models and weights written with the onnx
-  helper and run by ONNX Runtime (one intra-op thread, as our export is
-  single-threaded by default);
+* latency, batch 1 and 64, on 1 and 2 threads: MLP 784-512-512-10 and LeNet-5
+  (28x28) exported with `aotc export` (2 threads: `--openmp`, libgomp's default
+  settings) and called from Python through cffi (preallocated arrays, one
+  foreign call), against the same models and weights written with the onnx
+  helper and run by ONNX Runtime with as many intra-op threads;
 * cold start: a C program linked against libNAME.a, from process start to
   its first result, against `python -c` importing onnxruntime, loading the
   model and running it once (both timed as whole processes from here);
@@ -88,9 +88,9 @@ def _onnx_model(name, weights, batch):
     return model
 
 
-def _session(model_bytes):
+def _session(model_bytes, threads=1):
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
 
@@ -103,12 +103,14 @@ def setup(tmp_path_factory):
         ctx, weights = _context(name)
         for batch in (1, 64):
             dims = MODELS[name][1]
-            folder = root / f"{name}{batch}"
-            export_model(MODELS[name][0], [f"x:float32[{batch},{','.join(map(str, dims))}]"],
-                         folder, ctx=ctx, name=f"{name}{batch}", weights="blob")
             onnx_path = root / f"{name}{batch}.onnx"
             onnx.save(_onnx_model(name, weights, batch), onnx_path)
-            out[name, batch] = (folder, onnx_path)
+            for threads in (1, 2):
+                folder = root / f"{name}{batch}_{threads}"
+                export_model(MODELS[name][0], [f"x:float32[{batch},{','.join(map(str, dims))}]"],
+                             folder, ctx=ctx, name=f"{name}{batch}", weights="blob",
+                             openmp=threads > 1)
+                out[name, batch, threads] = (folder, onnx_path)
         small = root / f"{name}_file"
         export_model(MODELS[name][0], [f"x:float32[1,{','.join(map(str, MODELS[name][1]))}]"],
                      small, ctx=ctx, name=f"{name}f", weights="file")
@@ -116,14 +118,15 @@ def setup(tmp_path_factory):
     return out
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("batch", [1, 64])
 @pytest.mark.parametrize("model", ["mlp", "lenet"])
 @pytest.mark.parametrize("who", ["aotc", "onnxruntime"])
-def test_latency(benchmark, setup, who, model, batch):
-    folder, onnx_path = setup[model, batch]
+def test_latency(benchmark, setup, who, model, batch, threads):
+    folder, onnx_path = setup[model, batch, threads]
     x = np.random.default_rng(0).standard_normal((batch, *MODELS[model][1])).astype(np.float32)
-    benchmark.group = f"latency {model} batch {batch}"
-    sess = _session(str(onnx_path))
+    benchmark.group = f"latency {model} batch {batch}, {threads} thread(s)"
+    sess = _session(str(onnx_path), threads)
     want = sess.run(None, {"x": x})[0]
     if who == "aotc":
         lib = ExportedLibrary(folder)
@@ -162,7 +165,7 @@ def _process_seconds(cmd, runs: int) -> float:
 @pytest.mark.parametrize("model", ["mlp", "lenet"])
 @pytest.mark.parametrize("who", ["aotc", "onnxruntime"])
 def test_cold_start(benchmark, setup, tmp_path, who, model):
-    folder, onnx_path = setup[model, 1]
+    folder, onnx_path = setup[model, 1, 1]
     name = f"{model}1"
     benchmark.group = f"cold start {model} (process start to first result)"
     if who == "aotc":

@@ -219,7 +219,9 @@ static inline void mlf_share(long units, long step, long total, long t, long T, 
 static inline int mlf_sgemm_threads(long M, long N, long K, long csa, long csb, const float* work) {
   int dot = mlf_sgemm_dot_form(N, K, csa) && work != 0;
   long tiles = (M + MLF_MR - 1) / MLF_MR, panels = (N + MLF_NR - 1) / MLF_NR;
-  int T = M * N * K >= (dot ? 64L * 64 * 64 : 64L * 64 * 64 * 4) ? mlf_num_threads() : 1;
+  /* few rows are bound by streaming B: two cores pull it from L2/L3 twice as fast */
+  long min_work = dot || M <= MLF_MR ? 64L * 64 * 64 : 64L * 64 * 64 * 4;
+  int T = M * N * K >= min_work ? mlf_num_threads() : 1;
   if (T > 1 && tiles < 2 && panels < 2) T = 1;
   if (M == 0 || N == 0 || K == 0 || (work == 0 && mlf_sgemm_packs(M, N, K, csb))) T = 1;
   return T;
@@ -291,13 +293,16 @@ static __attribute__((unused, noinline)) void mlf_sgemm_part(long M, long N, lon
     mlf_share((n16 + MLF_NR - 1) / MLF_NR, MLF_NR, n16, t, nt, &lo, &hi);
     if (lo < hi) mlf_sgemm_block(0, M, lo, hi, n16, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
   }
-  if (t == nt - 1)    /* unpacked B with N % 16 columns left over (M <= 6 only) */
-    for (long i = 0; i < M; i++)
-      for (long j = n16; j < N; j++) {
-        float s = 0.0f;
-        for (long p = 0; p < K; p++) s += A[i * rsa + p * csa] * B[p * rsb + j];
-        C[i * ldc + j] = s;
+  if (t == nt - 1)    /* unpacked B with N % 16 < 16 columns left over (M <= 6 only) */
+    for (long i = 0; i < M; i++) {
+      float row[16] = {0.0f};  /* a vector along the columns, summed over k in order */
+      const long nl = N - n16;
+      for (long p = 0; p < K; p++) {
+        const float a = A[i * rsa + p * csa];
+        for (long j = 0; j < nl; j++) row[j] += a * B[p * rsb + n16 + j];
       }
+      for (long j = 0; j < nl; j++) C[i * ldc + n16 + j] = row[j];
+    }
   if (!by_rows || n16 < N) {  /* rows are shared between threads: wait, then split them */
     if (nt > 1) {
 #pragma omp barrier
@@ -312,12 +317,13 @@ static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, 
                                                 long rsb, long csb, float* MLF_RESTRICT C, long ldc,
                                                 float* MLF_RESTRICT work) {
   int T = mlf_sgemm_threads(M, N, K, csa, csb, work);
-  (void)T;
-#pragma omp parallel num_threads(T) if (T > 1)
-  {
-    long r0, r1;
+  long r0, r1;
+  if (T == 1) {  /* no parallel region at all: libgomp's serial team still costs ~1 us */
     mlf_sgemm_part(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, work, &r0, &r1);
+    return;
   }
+#pragma omp parallel num_threads(T) private(r0, r1)
+  mlf_sgemm_part(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, work, &r0, &r1);
 }
 
 #endif /* MLF_GEMM_H */

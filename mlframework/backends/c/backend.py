@@ -22,13 +22,16 @@ from mlframework.backends.base import Backend, Executable
 from mlframework.core.shapes import Shape
 from mlframework.graph.gen_optypes import Op, OpGroup
 
-# libgomp spins ~300K iterations at every barrier by default. On shared or oversubscribed
-# CPUs (this project's 2-vCPU VM while other jobs run) a spinning thread holds the core its
-# descheduled partner needs: a 2.3 ms MLP train step measured 112 ms. Passive waiting costs
-# ~10 us a parallel region and degrades to single-thread speed under load. It must be set
-# before libgomp loads (with the first compiled library); a user's own setting wins.
+# libgomp spins ~300K iterations (milliseconds) at every barrier by default. On shared or
+# oversubscribed CPUs (this project's 2-vCPU VM while other jobs run) a spinning thread holds
+# the core its descheduled partner needs: a 2.3 ms MLP train step measured 112 ms. Passive
+# waiting costs a futex wake-up per parallel region, 20-45 us on this VM. A bounded spin of
+# 1000 iterations (~30 us) keeps back-to-back regions cheap (0.6 us) and wastes at most that
+# much per wait under load (measured: MLP step no slower than passive with two busy loops).
+# It must be set before libgomp loads (with the first compiled library); a user's own
+# setting wins.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    os.environ["OMP_WAIT_POLICY"] = "passive"
+    os.environ["GOMP_SPINCOUNT"] = "1000"
 
 PROBE_MIN_S = 100e-6  # calls shorter than this keep their thread count (no probing)
 RECYCLE_BYTES = 1 << 20  # outputs at least this large are recycled between calls
@@ -92,13 +95,16 @@ class CExecutable(Executable):
 
     def run(self, inputs: list) -> list:
         from_buffer = self._ffi.from_buffer
-        keep, in_ptrs, out_ptrs = [], self._in_ptrs, self._out_ptrs
+        in_ptrs, out_ptrs, specs = self._in_ptrs, self._out_ptrs, self._in_specs
+        keep = list(inputs)
         with self._lock:
-            for i, (x, (dtype, shape)) in enumerate(zip(inputs, self._in_specs)):
-                if type(x) is not np.ndarray or x.dtype != dtype or x.shape != shape \
+            for i, x in enumerate(keep):
+                dtype, shape = specs[i]
+                # dtype identity: NumPy's built-in dtypes are singletons; others take the slow path
+                if type(x) is not np.ndarray or x.dtype is not dtype or x.shape != shape \
                         or not x.flags.c_contiguous:
-                    x = np.ascontiguousarray(np.asarray(x).astype(dtype, copy=False).reshape(shape))
-                keep.append(x)
+                    x = keep[i] = np.ascontiguousarray(
+                        np.asarray(x).astype(dtype, copy=False).reshape(shape))
                 in_ptrs[i] = from_buffer(x)
             outs = []
             for k, (how, arg) in enumerate(self._out_plan):
@@ -113,12 +119,14 @@ class CExecutable(Executable):
                 out_ptrs[k] = from_buffer(a)
                 outs.append(a)
             governor = self._governor
-            if governor is not None:
+            if governor is None:
+                status = self.compiled.lib.mlf_run(in_ptrs, out_ptrs, self._arena_ptr,
+                                                   self._consts_ptr)
+            else:
                 governor.before()
                 t0 = time.perf_counter()
-            status = self.compiled.lib.mlf_run(in_ptrs, out_ptrs, self._arena_ptr,
-                                               self._consts_ptr)
-            if governor is not None:
+                status = self.compiled.lib.mlf_run(in_ptrs, out_ptrs, self._arena_ptr,
+                                                   self._consts_ptr)
                 governor.after(time.perf_counter() - t0)
         if status != 0:
             raise RuntimeError(f"generated code for {self.graph.name!r} returned status {status}")
@@ -138,7 +146,7 @@ class _ThreadGovernor:
     A parallel region needs every thread of the team on a CPU at its barriers. On a
     shared machine (2 vCPUs and another busy process) each of the ~15 regions of a train
     step can wait a scheduler time slice for the descheduled partner, and a libgomp that
-    spins (its default; the `OMP_WAIT_POLICY=passive` set above is ignored when another
+    spins (its default; the `GOMP_SPINCOUNT` set above is ignored when another
     library such as torch loaded libgomp first) makes it worse: a 2.6 ms MLP step
     measured 144 ms. Results do not depend on the thread count, so the governor may
     switch freely: every `interval` calls it runs `PROBE` calls with the other count and

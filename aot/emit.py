@@ -117,7 +117,7 @@ def merged_nest(ev_factory, axes, build, parallel_work: int):
         extent = math.prod(e for _, e in g)
         pragma = ""
         if n == 0 and parallel_work >= PARALLEL_MIN and extent > 1:
-            pragma = "#pragma omp parallel for schedule(static)"
+            pragma = "MLF_OMP(omp parallel for schedule(static))"
         nest.append((name, extent, pragma))
     return ev, nest, result
 
@@ -227,7 +227,7 @@ def _reduce(program: Program, k: Kernel) -> list[str]:
         store = f"b{v.id}[{ix.flatten(out_index, v.shape).c()}] = {ct.store(v.dtype, 'acc')};"
         nest = [(n, d, "") for n, d in out_axes]
         if nest and v.size * math.prod(inner) >= PARALLEL_MIN and v.size > 1:
-            nest[0] = (nest[0][0], nest[0][1], "#pragma omp parallel for schedule(static)")
+            nest[0] = (nest[0][0], nest[0][1], "MLF_OMP(omp parallel for schedule(static))")
         return loops(nest, lines + [store])
     return _reduce_strided(program, k, v, x, axes, buffers)
 
@@ -257,7 +257,7 @@ def _reduce_strided(program, k, v, x, axes, buffers) -> list[str]:
     del out_index
     nest = [(f"a{a}", x.shape[a], "") for a in outer if x.shape[a] != 1]
     if nest and x.size >= PARALLEL_MIN:
-        nest[0] = (nest[0][0], nest[0][1], "#pragma omp parallel for schedule(static)")
+        nest[0] = (nest[0][0], nest[0][1], "MLF_OMP(omp parallel for schedule(static))")
     return loops(nest, inner) if nest else inner
 
 
@@ -310,7 +310,7 @@ def _rowwise(program: Program, k: Kernel) -> list[str]:
         body += loops(nest, ev.lines + stores) if nest else ev.lines + stores
     nest = [(f"r{a}", d, "") for a, d in enumerate(dims[:nrow]) if d != 1]
     if nest and math.prod(dims) >= PARALLEL_MIN:
-        nest[0] = (nest[0][0], nest[0][1], "#pragma omp parallel for schedule(static)")
+        nest[0] = (nest[0][0], nest[0][1], "MLF_OMP(omp parallel for schedule(static))")
     return loops(nest, body) if nest else body
 
 

@@ -35,7 +35,8 @@ def dot_layout(program, v):
     lf = [a for a in range(len(lhs.shape)) if a not in lb and a not in lc]
     rf = [a for a in range(len(rhs.shape)) if a not in rb and a not in rc]
     size = lambda x, axes: math.prod(x.shape[a] for a in axes)  # noqa: E731
-    dims = (size(lhs, lb), size(lhs, lf), size(rhs, rf), size(lhs, lc))
+    n = rhs.attrs.get("columns") or size(rhs, rf)  # packed weights are wider than N
+    dims = (size(lhs, lb), size(lhs, lf), n, size(lhs, lc))
     strides = [_group_stride(lhs.shape, lb), _group_stride(lhs.shape, lf),
                _group_stride(lhs.shape, lc), _group_stride(rhs.shape, rb),
                _group_stride(rhs.shape, rc), _group_stride(rhs.shape, rf)]
@@ -45,6 +46,11 @@ def dot_layout(program, v):
 def _sgemm_packs(M, N, K, csb) -> bool:
     """Mirrors mlf_sgemm_packs in runtime_c/mlf_gemm.h: B needs `work` (panels or B^T)."""
     return not (csb == 1 and ((N % 16 == 0 and K * N <= 128 * 1024) or M <= 6))
+
+
+def _packed(program, v) -> bool:
+    """The right operand is weights packed by aot/weight_packing.py (bfloat16 pairs)."""
+    return "packing" in program.values[v.inputs[1]].attrs
 
 
 def _conv_fast(program, v) -> bool:
@@ -73,6 +79,10 @@ def scratch_bytes(program, k) -> int:
     v = program.values[k.contraction]
     if k.kind == "dot":
         (_, m, n, kk), strides = dot_layout(program, v)
+        if _packed(program, v):  # mirrors mlf_sgemm_bf16p_work_floats
+            if m <= 6:
+                return 0
+            return 4 * (kk * n + (kk * (-(-n // 64) * 64) if _sgemm_packs(m, n, kk, 1) else 0))
         if v.dtype is DType.FLOAT32 and strides is not None and _sgemm_packs(m, n, kk, strides[5]):
             return kk * (-(-n // 64) * 64) * 4
         return 0
@@ -152,6 +162,12 @@ def dot_body(program, k) -> list[str]:
     out = f"b{k.outputs[0]}"
     lhs, rhs = v.inputs
     (B, M, N, K), s = dot_layout(program, v)
+    if _packed(program, v):
+        work = "(float*)scratch" if k.scratch_bytes else "0"
+        return [f"/* [{M}x{K}] @ [{K}x{N}] with the weights stored as bfloat16 pairs "
+                "(runtime_c/mlf_gemm_bf16.h) */",
+                f"mlf_sgemm_bf16p({M}, {N}, {K}, b{lhs}, {s[1]}, {s[2]}, b{rhs}, {out}, {N}, "
+                f"{work});"] + _epilogue(program, k, out)
     if v.dtype is DType.FLOAT32 and s is not None and v.size:
         work = "(float*)scratch" if k.scratch_bytes else "0"
         lines = [f"/* [{B}] x [{M}x{K}] @ [{K}x{N}] through the register-tiled GEMM (runtime_c/mlf_gemm.h) */",
@@ -167,7 +183,7 @@ def dot_body(program, k) -> list[str]:
                 " * rows of the result it owns while they are cache-hot (no second fork) */",
                 f"const int T = mlf_sgemm_threads({M}, {N}, {K}, {s[2]}, {s[5]}, {work});",
                 "(void)T;",
-                "#pragma omp parallel num_threads(T) if (T > 1)",
+                "MLF_OMP(omp parallel num_threads(T) if (T > 1))",
                 "{",
                 "  long r0, r1;",
                 f"  mlf_sgemm_part({args}, &r0, &r1);"] + ["  " + x for x in fused] + ["}"]

@@ -32,7 +32,7 @@ def nest(axes, inner, parallel=False) -> list[str]:
     lines, ind = [], ""
     for n, (var, d) in enumerate(axes):
         if n == 0 and parallel and d > 1:
-            lines.append(ind + "#pragma omp parallel for schedule(static)")
+            lines.append(ind + "MLF_OMP(omp parallel for schedule(static))")
         lines.append(f"{ind}for (long {var} = 0; {var} < {d}; {var}++) {{")
         ind += "  "
     lines += [ind + s for s in inner]

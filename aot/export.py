@@ -27,6 +27,7 @@ from aot.build import RUNTIME
 from aot.export_targets import HOST, Toolchain, toolchain
 from aot.export_trace import Traced, load_context, trace_model, trace_train_step
 from aot.signature import InputSpec, UsageError, load_function, parse_input
+from aot.weight_packing import STORAGES
 
 WEIGHT_MODES = ("embed", "blob", "file")
 EMBED_MAX_BYTES = 8 << 20  # "auto" embeds up to this; larger weights as text slow the C compiler
@@ -75,7 +76,8 @@ class Artifact:
 
 def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, ctx=None,
                  weights: str = "auto", target: str | None = None, train: TrainSpec | None = None,
-                 openmp: bool = False, native: bool = True, build: bool = True) -> Artifact:
+                 openmp: bool = False, native: bool = True, build: bool = True,
+                 weight_storage: str = "float32") -> Artifact:
     """Exports `fn` (a callable or "MODULE:FUNCTION") for `inputs` (InputSpecs or
     "NAME:DTYPE[DIMS]" strings) into `out_dir`.
 
@@ -87,6 +89,8 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
         target: None/"host", or a triple such as "aarch64-linux-gnu", "wasm32-wasi".
         train: also export the training step (NAME_train_step).
         openmp: compile kernels with OpenMP (the library then needs libgomp).
+        weight_storage: "float32", or "bfloat16": dense-layer weights rounded to bfloat16
+            and stored at half the bytes (aot/weight_packing.py); arithmetic stays float32.
         native: host builds use -march=native (the library then needs this CPU's ISA).
         build: run the Makefile (False: write the sources only).
 
@@ -107,6 +111,9 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
         raise UsageError("export requires at least one --input NAME:DTYPE[DIMS]")
     if not _NAME.match(name):
         raise UsageError(f"--name must be a C identifier, got {name!r}")
+    if weight_storage not in STORAGES:
+        raise UsageError(f"--weight-storage must be one of {', '.join(STORAGES)}, got "
+                         f"{weight_storage!r}")
     if weights not in WEIGHT_MODES + ("auto",):
         raise UsageError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {weights!r}")
     tc = toolchain(target, native)
@@ -121,13 +128,15 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
     started = time.perf_counter()
     traced = trace_model(fn, specs, name=name, checkpoint=checkpoint if ctx is None else None,
                          ctx=ctx)
-    stage = export_c.compile_stage(traced.program, entry=f"{name}_forward")
+    stage = export_c.compile_stage(traced.program, entry=f"{name}_forward",
+                                   weight_storage=weight_storage, variables=set(traced.variables))
     if weights == "auto":
         size = sum(b.nbytes for b in stage.plan.buffers.values() if b.kind == "const")
         weights = "embed" if size <= EMBED_MAX_BYTES else \
             ("file" if tc.target.startswith("wasm") else "blob")
     segment = export_c.Segment()
-    options = {"weights": weights, "version": VERSION, "function": reference, "openmp": openmp}
+    options = {"weights": weights, "version": VERSION, "function": reference, "openmp": openmp,
+               "weight_storage": weight_storage}
     source, ins, outs = export_c.render_inference(name, traced.input_names, traced.output_names,
                                                   stage, segment, options)
     files: dict[str, object] = {f"{name}.c": source}
@@ -204,6 +213,8 @@ def _manifest(name, reference, checkpoint, traced, stage, ins, outs, segment, op
         "function": reference,
         "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
         "target": tc.target, "weights": options["weights"], "openmp": options["openmp"],
+        "weight_storage": options["weight_storage"],
+        "packed_weights": sorted(v.scope for v in values.values() if "packing" in v.attrs),
         "inputs": [{k: i[k] for k in ("name", "dtype", "shape")} for i in ins],
         "outputs": [{k: o[k] for k in ("name", "dtype", "shape")} for o in outs],
         "arena_bytes": stage.plan.arena_bytes, "weights_bytes": segment.nbytes,

@@ -28,6 +28,7 @@ from aot.fusion import Kernel, fuse
 from aot.memory_plan import MemoryPlan, plan_memory
 from aot.program import Program
 from aot.simplify import simplify
+from aot.weight_packing import pack_weights
 from mlframework.core.dtypes import DType, as_dtype
 from mlframework.graph.gen_optypes import Op
 
@@ -49,11 +50,16 @@ class Stage:
     snapshots: list[tuple[str, str]] = field(default_factory=list)
 
 
-def compile_stage(program: Program, entry: str) -> Stage:
-    """Runs simplify, fuse, plan and emit (entry point `entry`)."""
+def compile_stage(program: Program, entry: str, weight_storage: str = "float32",
+                  variables=None) -> Stage:
+    """Runs simplify, pack_weights (for `weight_storage`, on constants named in
+    `variables`), fuse, plan and emit (entry point `entry`)."""
     snapshots = [("traced", str(program))]
     program = simplify(program)
     snapshots.append(("simplify", str(program)))
+    if weight_storage != "float32":
+        program = pack_weights(program, weight_storage, variables)
+        snapshots.append(("pack_weights", str(program)))
     kernels = fuse(program)
     snapshots.append(("fuse", "\n".join(f"k{t}_{k.name} [{k.kind}]: nodes {k.nodes} -> "
                                         f"{k.outputs}" for t, k in enumerate(kernels))))

@@ -7,10 +7,12 @@
 
 The reference is the model function named in manifest.json, traced again
 and run on the "xla" backend (a context model with the variables of the
-checkpoint it was exported from).
+checkpoint it was exported from; those exported with `--weight-storage
+bfloat16` rounded the same way).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ import numpy as np
 
 from aot.signature import InputSpec, UsageError, load_function
 from mlframework.core import shapes
-from mlframework.core.dtypes import as_dtype
+from mlframework.core.dtypes import DType, as_dtype
 
 _CTYPES = {"bool": "uint8_t", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
            "int64": "int64_t", "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t",
@@ -141,10 +143,27 @@ def reference_outputs(manifest: dict, inputs: list[np.ndarray], fn=None, ctx=Non
                 raise UsageError("the export's manifest names no checkpoint; pass ctx=")
             ctx = load_context(manifest["checkpoint"])
         exe = ContextExec(be, ctx, lambda c, *xs: fn(c, xs[0] if len(xs) == 1 else xs))
-        result = exe(*inputs)
+        with _rounded(ctx, manifest.get("packed_weights", [])):
+            result = exe(*inputs)
     else:
         result = G.Exec(be, fn)(*inputs)
     return [np.asarray(t.numpy()) for t in pytree.flatten(result)[0]]
+
+
+@contextlib.contextmanager
+def _rounded(ctx, names):
+    """The variables `names` rounded to bfloat16 (as `--weight-storage bfloat16` stored
+    them) for the duration of the block."""
+    from mlframework.core.tensors import Tensor
+    saved = {n: ctx.get_variable(n).value for n in names}
+    try:
+        for n, value in saved.items():
+            rounded = value.numpy().astype(DType.BFLOAT16.numpy).astype(np.float32)
+            ctx.get_variable(n).value = Tensor(rounded)
+        yield
+    finally:
+        for n, value in saved.items():
+            ctx.get_variable(n).value = value
 
 
 @dataclass

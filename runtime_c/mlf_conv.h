@@ -81,13 +81,9 @@ static __attribute__((unused, noinline)) void mlf_conv2d(long N, long C, long H,
     return;
   }
   (void)T;
-#pragma omp parallel num_threads(T) if (T > 1)
+MLF_OMP(omp parallel num_threads(T) if (T > 1))
   {
-#ifdef _OPENMP
-    long t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-    long t = 0, nt = 1;
-#endif
+long t = mlf_thread_index(), nt = mlf_team_size();
     long lo, hi;
     /* weights OIHW -> [o/64][kh][kw][c][64] */
     mlf_share(panels * taps * C, 1, panels * taps * C, t, nt, &lo, &hi);
@@ -115,7 +111,7 @@ static __attribute__((unused, noinline)) void mlf_conv2d(long N, long C, long H,
       }
       if (hr == hp - 1) memset(xp + n * img + hp * wp * C, 0, sizeof(float) * KW * C);
     }
-#pragma omp barrier
+MLF_OMP(omp barrier)
     mlf_share(units, 1, units, t, nt, &lo, &hi);
     for (long u = lo; u < hi; u++) {
       long n = u / (panels * qt), pn = u / qt % panels, tq = u % qt;

@@ -235,11 +235,7 @@ static __attribute__((unused, noinline)) void mlf_sgemm_part(long M, long N, lon
                                                      long rsa, long csa, const float* MLF_RESTRICT B,
                                                      long rsb, long csb, float* MLF_RESTRICT C, long ldc,
                                                      float* MLF_RESTRICT work, long* r0, long* r1) {
-#ifdef _OPENMP
-  long t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-  long t = 0, nt = 1;
-#endif
+long t = mlf_thread_index(), nt = mlf_team_size();
   long lo, hi;
   *r0 = *r1 = 0;
   if (M == 0 || N == 0) return;
@@ -252,7 +248,7 @@ static __attribute__((unused, noinline)) void mlf_sgemm_part(long M, long N, lon
           C[i * ldc + j] = s;
         }
     if (nt > 1) {
-#pragma omp barrier
+MLF_OMP(omp barrier)
     }
     mlf_share(M, 1, M, t, nt, r0, r1);
     return;
@@ -267,7 +263,7 @@ static __attribute__((unused, noinline)) void mlf_sgemm_part(long M, long N, lon
     for (long j = lo; j < hi; j++)
       for (long p = 0; p < K; p++) work[j * K + p] = B[p * rsb + j * csb];
     if (nt > 1) {
-#pragma omp barrier
+MLF_OMP(omp barrier)
     }
     mlf_share((M + 3) / 4, 4, M, t, nt, &lo, &hi);
     if (lo < hi) mlf_sdot_rows(lo, hi, N, K, A, rsa, work, C, ldc);
@@ -281,7 +277,7 @@ static __attribute__((unused, noinline)) void mlf_sgemm_part(long M, long N, lon
     if (lo < hi) mlf_sgemm_pack_b(K, N, lo, hi, B, rsb, csb, work);
     b = work; ldb = MLF_NR; panel_stride = K * MLF_NR;
     if (nt > 1) {
-#pragma omp barrier
+MLF_OMP(omp barrier)
     }
   }
   int by_rows = tiles >= nt;
@@ -305,7 +301,7 @@ static __attribute__((unused, noinline)) void mlf_sgemm_part(long M, long N, lon
     }
   if (!by_rows || n16 < N) {  /* rows are shared between threads: wait, then split them */
     if (nt > 1) {
-#pragma omp barrier
+MLF_OMP(omp barrier)
     }
     mlf_share(M, 1, M, t, nt, r0, r1);
   }
@@ -322,7 +318,7 @@ static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, 
     mlf_sgemm_part(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, work, &r0, &r1);
     return;
   }
-#pragma omp parallel num_threads(T) private(r0, r1)
+MLF_OMP(omp parallel num_threads(T) private(r0, r1))
   mlf_sgemm_part(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, work, &r0, &r1);
 }
 

@@ -25,6 +25,32 @@ enum { MLF_OK = 0, MLF_ERR_NULL = 1, MLF_ERR_ALIGNMENT = 2, MLF_ERR_WEIGHTS = 3 
 
 /* ---- threads ---------------------------------------------------------- */
 
+/* An OpenMP directive that vanishes without -fopenmp (no unknown-pragma warning):
+ * MLF_OMP(omp parallel for schedule(static)) stands where `#pragma omp ...` would. */
+#ifdef _OPENMP
+#define MLF_OMP(...) _Pragma(#__VA_ARGS__)
+#else
+#define MLF_OMP(...)
+#endif
+
+/* This thread's index in its team and the team's size (0 and 1 outside a parallel
+ * region or without OpenMP). */
+static inline long mlf_thread_index(void) {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+static inline long mlf_team_size(void) {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 static inline int mlf_num_threads(void) {
 #ifdef _OPENMP
   return omp_get_max_threads();

@@ -48,6 +48,15 @@ def cnn(root):
 
 
 @pytest.fixture(scope="module")
+def mlp_bf16(root):
+    """Batch 1 with bfloat16 weight storage (aot/weight_packing.py): the streamed path."""
+    ckpt = es.checkpoint(root, "digits_mlp")
+    return es.export(root, "mlp-bf16-1", str(es.EXAMPLES / "digits_mlp.py") + ":model",
+                     ["x:float32[1,64]"], checkpoint=ckpt, name="mlpbf",
+                     weight_storage="bfloat16")
+
+
+@pytest.fixture(scope="module")
 def multi(root):
     return es.export(root, "multi", f"{__file__}:multi_io",
                      ["a:float32[5,7]", "b:float32[7,3]", "scale:float32[]"], name="multi")
@@ -90,7 +99,7 @@ def test_multi_io_interface(multi):
     np.testing.assert_array_equal(ones, np.ones(3, np.float32))
 
 
-@pytest.mark.parametrize("which", ["mlp", "cnn", "multi", "filemode"])
+@pytest.mark.parametrize("which", ["mlp", "cnn", "multi", "filemode", "mlp_bf16"])
 def test_aotc_verify_every_example(which, request, capsys):
     from aot.cli import main
     folder = request.getfixturevalue(which)
@@ -106,7 +115,18 @@ def test_verify_fails_above_tolerance(mlp, cnn, capsys):
     assert "FAILED" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("which", ["cnn", "multi"])
+@pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
+@pytest.mark.parametrize("which", ["cnn", "multi", "mlp_bf16"])
+def test_exported_c_compiles_without_warnings(which, openmp, request):
+    folder = request.getfixturevalue(which)
+    name = _manifest(folder)["name"]
+    proc = subprocess.run(["gcc", "-fsyntax-only", "-std=gnu99", "-O3", "-Wall", "-Wextra",
+                           "-Werror", *openmp, f"-I{folder / 'runtime'}",
+                           str(folder / f"{name}.c")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("which", ["cnn", "multi", "mlp_bf16"])
 def test_sanitizers_run_clean(which, request, tmp_path):
     folder = request.getfixturevalue(which)
     m = _manifest(folder)

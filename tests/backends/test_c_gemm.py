@@ -1,6 +1,7 @@
 """runtime_c/mlf_gemm.h against NumPy: every form (dot form for N < 16, B in place,
 packed panels, few rows), edge tiles and k tails, 1 and 2 threads, and the same
-header built for AVX-512, AVX2 and plain SSE2 (the portable fallback)."""
+header built for AVX-512, AVX2 and plain SSE2 (the portable fallback), with the
+bfloat16 pair-panel GEMM of runtime_c/mlf_gemm_bf16.h beside it."""
 from __future__ import annotations
 
 import subprocess
@@ -18,7 +19,8 @@ RNG = np.random.default_rng(7)
 # (M, K, N): dot form with N from 1 to 15 and K tails, M edge rows; B in place
 # (N % 16 == 0, small); packed B (large or ragged N); M <= 6 reading B in place.
 SHAPES = [(128, 512, 10), (33, 37, 1), (7, 16, 2), (5, 100, 3), (9, 65, 8), (17, 48, 15),
-          (13, 64, 32), (50, 300, 70), (3, 784, 512), (1, 33, 20), (130, 129, 131)]
+          (13, 64, 32), (50, 300, 70), (3, 784, 512), (1, 33, 20), (130, 129, 131),
+          (1, 784, 512), (2, 64, 45), (4, 100, 96), (6, 40, 130)]
 
 
 def test_gemm_matches_numpy_on_any_thread_count():
@@ -46,25 +48,42 @@ def test_gemm_matches_numpy_on_any_thread_count():
 
 HARNESS = r"""
 #include "mlf_runtime.h"
-#include "mlf_gemm.h"
+#include "mlf_gemm_bf16.h"
 #include <stdio.h>
 #include <stdlib.h>
+/* W packed as bfloat16 pairs (runtime_c/mlf_gemm_bf16.h); small integers are exact. */
+static uint16_t* pack_pairs(const float* W, long K, long N) {
+  long np = (N + 31) / 32 * 32;
+  uint16_t* P = calloc(K * np + 1, sizeof(uint16_t));
+  for (long p = 0; p < K; p++)
+    for (long j = 0; j < N; j++) {
+      uint32_t u;
+      memcpy(&u, &W[p * N + j], 4);
+      P[p * np + j / 32 * 32 + 2 * (j % 16) + (j % 32) / 16] = (uint16_t)(u >> 16);
+    }
+  return P;
+}
 static int check(long M, long K, long N) {
   float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
   float *C = malloc(sizeof(float) * M * N);
   float *W = malloc(sizeof(float) * (mlf_sgemm_work_floats(K, N) + 1));
   for (long i = 0; i < M * K; i++) A[i] = (float)((i * 7) % 13) - 6.0f;
   for (long i = 0; i < K * N; i++) B[i] = (float)((i * 5) % 11) - 5.0f;
+  float *C2 = malloc(sizeof(float) * M * N);
+  float *W2 = malloc(sizeof(float) * (mlf_sgemm_bf16p_work_floats(M, N, K) + 1));
+  uint16_t* P = pack_pairs(B, K, N);
   mlf_sgemm(M, N, K, A, K, 1, B, N, 1, C, N, W);
+  mlf_sgemm_bf16p(M, N, K, A, K, 1, P, C2, N, W2);
   int bad = 0;
   for (long i = 0; i < M; i++)
     for (long j = 0; j < N; j++) {
       double s = 0;
       for (long p = 0; p < K; p++) s += (double)A[i * K + p] * B[p * N + j];
-      if (C[i * N + j] != (float)s) bad = 1;  /* small integers: every sum is exact */
+      if (C[i * N + j] != (float)s) bad |= 1;  /* small integers: every sum is exact */
+      if (C2[i * N + j] != (float)s) bad |= 2;
     }
-  if (bad) printf("mismatch at %ldx%ldx%ld\n", M, K, N);
-  free(A); free(B); free(C); free(W);
+  if (bad) printf("mismatch (%s) at %ldx%ldx%ld\n", bad & 1 ? "float32" : "bf16 pairs", M, K, N);
+  free(A); free(B); free(C); free(W); free(C2); free(W2); free(P);
   return bad;
 }
 int main(void) {

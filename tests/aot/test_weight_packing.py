@@ -1,0 +1,85 @@
+"""`aotc export --weight-storage bfloat16`: the pair-panel layout, which constants the
+pass packs, and exported models that compute exactly the float32 model with rounded
+weights (batch 1 streams the packed weights, batch 8 widens them for the GEMM)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import export_support as es
+from aot.program import from_graph
+from aot.simplify import simplify
+from aot.verify import ExportedLibrary, verify
+from aot.weight_packing import pack_weights, pair_panels
+from mlframework import graph as G
+from mlframework.core import shapes
+from mlframework.core.dtypes import DType
+
+RNG = np.random.default_rng(3)
+
+
+def _unpack(packed: np.ndarray, n: int) -> np.ndarray:
+    """The layout as runtime_c/mlf_gemm_bf16.h reads it: column c of block b at
+    position 2 * (c % 16) + c // 16."""
+    k, np_ = packed.shape
+    cols = np.arange(np_)
+    pos = cols // 32 * 32 + 2 * (cols % 16) + (cols % 32) // 16
+    return packed.astype(np.float32)[:, pos][:, :n]
+
+
+@pytest.mark.parametrize("n", [10, 32, 45, 96])
+def test_pair_panels_hold_every_column_rounded(n):
+    w = RNG.standard_normal((7, n)).astype(np.float32)
+    packed = pair_panels(w)
+    assert packed.dtype == DType.BFLOAT16.numpy and packed.shape == (7, -(-n // 32) * 32)
+    rounded = w.astype(DType.BFLOAT16.numpy).astype(np.float32)
+    np.testing.assert_array_equal(_unpack(packed, n), rounded)
+    np.testing.assert_array_equal(_unpack(packed, packed.shape[1])[:, n:], 0)
+
+
+def test_only_dense_weights_read_by_dots_are_packed():
+    graph = G.Graph("packing")
+    with G.tracing(graph):
+        x = G.parameter(shapes.make(np.float32, 2, 64))
+        dense = G.const(RNG.standard_normal((64, 40)).astype(np.float32))
+        shared = G.const(RNG.standard_normal((64, 40)).astype(np.float32))  # also summed
+        small = G.const(RNG.standard_normal((40, 10)).astype(np.float32))   # 400 < 1024
+        graph.outputs = [(x @ dense) @ small, x @ shared + G.reduce_sum(shared)]
+    program = simplify(from_graph(graph))
+    packed = pack_weights(program, "bfloat16")
+    assert [vid for vid, v in packed.values.items() if "packing" in v.attrs] == [dense.id]
+    w = packed.values[dense.id]
+    assert (w.dtype, w.shape, w.attrs["columns"]) == (DType.BFLOAT16, (64, 64), 40)
+    assert not any("packing" in v.attrs
+                   for v in pack_weights(program, "bfloat16", variables=set()).values.values())
+    assert pack_weights(program, "float32") is program
+    with pytest.raises(ValueError, match="pack_weights requires storage"):
+        pack_weights(program, "int8")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return es.shared_root(tmp_path_factory)
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_export_computes_the_model_with_rounded_weights(root, batch):
+    ckpt = es.checkpoint(root, "digits_mlp")
+    fn = str(es.EXAMPLES / "digits_mlp.py") + ":model"
+    kw = dict(checkpoint=ckpt, name="mlpbf")
+    packed = es.export(root, f"mlp-bf16-{batch}", fn, [f"x:float32[{batch},64]"],
+                       weight_storage="bfloat16", **kw)
+    plain = es.export(root, f"mlp-f32-{batch}", fn, [f"x:float32[{batch},64]"], **kw)
+    m = json.loads((packed / "manifest.json").read_text())
+    assert m["weight_storage"] == "bfloat16"
+    assert m["packed_weights"] == ["hidden1/dense/weights", "hidden2/dense/weights"]
+    assert "mlf_sgemm_bf16p" in (packed / "mlpbf.c").read_text()
+    assert m["weights_bytes"] < 0.6 * json.loads((plain / "manifest.json").read_text())[
+        "weights_bytes"]
+    report = verify(packed)  # the reference rounds the packed variables the same way
+    assert report.ok, str(report)
+    x = RNG.standard_normal((batch, 64)).astype(np.float32)
+    (rounded,), (exact,) = ExportedLibrary(packed).run(x), ExportedLibrary(plain).run(x)
+    assert 1e-6 < np.abs(rounded - exact).max() < 3e-2 * max(1.0, np.abs(exact).max())

@@ -3,8 +3,10 @@
 float32 contractions whose operands are strided views of [batch, M, K] and
 [batch, K, N] call the register-blocked GEMM of `runtime_c/mlf_gemm.h`; a
 2-d, stride-1, undilated, ungrouped float32 convolution is an implicit GEMM
-over a zero-padded NHWC copy of the input (`mlf_conv2d`, runtime_c/mlf_conv.h), 1x1 included. Everything
-else runs a plain loop nest with the accumulator in the compute type.
+over a zero-padded NHWC copy of the input (`mlf_conv2d`, runtime_c/mlf_conv.h),
+1x1 included; dense-layer weights packed by aot/weight_packing.py go through
+`mlf_sgemm_bf16p` (runtime_c/mlf_gemm_bf16.h). Everything else runs a plain
+loop nest with the accumulator in the compute type.
 """
 from __future__ import annotations
 
@@ -170,17 +172,20 @@ def dot_body(program, k) -> list[str]:
                 f"{work});"] + _epilogue(program, k, out)
     if v.dtype is DType.FLOAT32 and s is not None and v.size:
         work = "(float*)scratch" if k.scratch_bytes else "0"
-        lines = [f"/* [{B}] x [{M}x{K}] @ [{K}x{N}] through the register-tiled GEMM (runtime_c/mlf_gemm.h) */",
+        lines = [f"/* [{B}] x [{M}x{K}] @ [{K}x{N}] through the register-tiled GEMM "
+                 "(runtime_c/mlf_gemm.h) */",
                  f"for (long batch = 0; batch < {B}; batch++)",
                  f"  mlf_sgemm({M}, {N}, {K}, b{lhs} + batch * {s[0]}, {s[1]}, {s[2]}, "
                  f"b{rhs} + batch * {s[3]}, {s[4]}, {s[5]}, {out} + batch * {M * N}, {N}, {work});"]
         fused = _row_epilogue(program, k, out, M, N) if B == 1 else None
         if fused is None:
             return lines + _epilogue(program, k, out)
-        args = (f"{M}, {N}, {K}, b{lhs}, {s[1]}, {s[2]}, b{rhs}, {s[4]}, {s[5]}, {out}, {N}, {work}")
-        return [f"/* [{M}x{K}] @ [{K}x{N}] through the register-tiled GEMM (runtime_c/mlf_gemm.h) and the",
-                " * fused pointwise ops in the same parallel region: each thread applies them to the",
-                " * rows of the result it owns while they are cache-hot (no second fork) */",
+        args = (f"{M}, {N}, {K}, b{lhs}, {s[1]}, {s[2]}, b{rhs}, {s[4]}, {s[5]}, {out}, {N}, "
+                f"{work}")
+        return [f"/* [{M}x{K}] @ [{K}x{N}] through the register-tiled GEMM (runtime_c/mlf_gemm.h)",
+                " * and the fused pointwise ops in the same parallel region: each thread applies",
+                " * them to the rows of the result it owns while they are cache-hot (no second",
+                " * fork) */",
                 f"const int T = mlf_sgemm_threads({M}, {N}, {K}, {s[2]}, {s[5]}, {work});",
                 "(void)T;",
                 "MLF_OMP(omp parallel num_threads(T) if (T > 1))",
@@ -193,8 +198,10 @@ def dot_body(program, k) -> list[str]:
 def _dot_loops(program, v, out) -> list[str]:
     lhs, rhs = (program.values[i] for i in v.inputs)
     a = v.attrs
-    lf = [x for x in range(len(lhs.shape)) if x not in a["lhs_batch"] and x not in a["lhs_contracting"]]
-    rf = [x for x in range(len(rhs.shape)) if x not in a["rhs_batch"] and x not in a["rhs_contracting"]]
+    lf = [x for x in range(len(lhs.shape))
+          if x not in a["lhs_batch"] and x not in a["lhs_contracting"]]
+    rf = [x for x in range(len(rhs.shape))
+          if x not in a["rhs_batch"] and x not in a["rhs_contracting"]]
     o = [f"o{i}" for i in range(len(v.shape))]
     kv = [f"p{i}" for i in range(len(a["lhs_contracting"]))]
     nb = len(a["lhs_batch"])
@@ -238,9 +245,9 @@ def conv_body(program, k) -> list[str]:
                 "direct implicit GEMM (runtime_c/mlf_conv.h): zero-padded NHWC copy of the "
                 "input, weights in 64-channel panels, 6 pixels x 64 channels per register tile")
         return [f"/* {what}, K = {g['kh']}x{g['kw']}x{g['c']} */",
-                f"mlf_conv2d({g['n']}, {g['c']}, {g['h']}, {g['w']}, {g['o']}, {g['kh']}, {g['kw']}, "
-                f"{g['ph']}, {g['pw']}, {g['hp']}, {g['wp']}, {g['ho']}, {g['wo']}, b{lhs}, b{rhs}, "
-                f"{out}, (float*)scratch);"] + _epilogue(program, k, out)
+                "mlf_conv2d(" + ", ".join(str(g[x]) for x in (
+                    "n", "c", "h", "w", "o", "kh", "kw", "ph", "pw", "hp", "wp", "ho", "wo"))
+                + f", b{lhs}, b{rhs}, {out}, (float*)scratch);"] + _epilogue(program, k, out)
     return _conv_loops(program, v, out) + _epilogue(program, k, out)
 
 
@@ -248,14 +255,13 @@ def _conv_loops(program, v, out) -> list[str]:
     lhs, rhs = (program.values[i] for i in v.inputs)
     a = v.attrs
     nsp = len(lhs.shape) - 2
-    N, C = lhs.shape[:2]
-    O, I = rhs.shape[:2]
+    n_feat, i_feat = rhs.shape[:2]  # output features, input features per group
     G, BG = a["feature_group_count"], a["batch_group_count"]
     n_out = v.shape[0]
     ctype = ct.compute(v.dtype)
     sp = [f"s{d}" for d in range(nsp)]
     wv = [f"w{d}" for d in range(nsp)]
-    body = [f"const long g = o / {O // G}, bg = o / {O // BG};",
+    body = [f"const long g = o / {n_feat // G}, bg = o / {n_feat // BG};",
             f"const long n_in = bg * {n_out} + n;", f"{ctype} acc = 0;"]
     inner = []
     conds, pos = [], []
@@ -269,16 +275,15 @@ def _conv_loops(program, v, out) -> list[str]:
         pos.append(f"(q{d} / {dil_l})" if dil_l > 1 else f"q{d}")
     lst = ix.strides(lhs.shape)
     rst = ix.strides(rhs.shape)
-    l_off = " + ".join([f"n_in * {lst[0]}", f"(g * {I} + i) * {lst[1]}"] +
+    l_off = " + ".join([f"n_in * {lst[0]}", f"(g * {i_feat} + i) * {lst[1]}"] +
                        [f"{p} * {lst[2 + d]}" for d, p in enumerate(pos)])
     r_off = " + ".join([f"o * {rst[0]}", f"i * {rst[1]}"] +
                        [f"{w} * {rst[2 + d]}" for d, w in enumerate(wv)])
-    inner.append(f"if ({' && '.join(conds)}) acc += "
-                 f"{ct.load(v.dtype, f'b{lhs.id}', l_off)} * {ct.load(v.dtype, f'b{rhs.id}', r_off)};")
-    body += nest([("i", I)] + list(zip(wv, rhs.shape[2:])), inner)
+    product = f"{ct.load(v.dtype, f'b{lhs.id}', l_off)} * {ct.load(v.dtype, f'b{rhs.id}', r_off)}"
+    inner.append(f"if ({' && '.join(conds)}) acc += {product};")
+    body += nest([("i", i_feat)] + list(zip(wv, rhs.shape[2:])), inner)
     o_off = ix.flatten([ix.var("n"), ix.var("o")] + [ix.var(s) for s in sp], v.shape).c()
     body.append(f"{out}[{o_off}] = {ct.store(v.dtype, 'acc')};")
-    del N, C
     return ["/* direct loop nest over (n, o, spatial) x (i, window) */"] + \
-        nest([("n", n_out), ("o", O)] + list(zip(sp, v.shape[2:])), body,
-              parallel=v.size * I * math.prod(rhs.shape[2:]) >= 65536)
+        nest([("n", n_out), ("o", n_feat)] + list(zip(sp, v.shape[2:])), body,
+              parallel=v.size * i_feat * math.prod(rhs.shape[2:]) >= 65536)

@@ -192,8 +192,8 @@ class Evaluator:
     def _pad(self, v, index, guarded):
         x = self.prog.values[v.inputs[0]]
         conds, idx = [], []
-        for i, d_in, d_out, (lo, hi, interior) in zip(index, x.shape, v.shape,
-                                                      v.attrs["padding_config"]):
+        for i, d_in, d_out, (lo, _, interior) in zip(index, x.shape, v.shape,
+                                                     v.attrs["padding_config"]):
             q = ix.add(i, ix.const(-lo))
             step, span = interior + 1, (d_in - 1) * (interior + 1) + 1 if d_in else 0
             q_text = None
@@ -224,8 +224,9 @@ class Evaluator:
             idx = list(index)
             idx[axis] = ix.add(index[axis], ix.const(-o))
             val = self.value(i, idx, True)
+            end = o + self.prog.values[i].shape[axis]
             expr = val if expr is None else \
-                f"({self.render(index[axis])} < {o + self.prog.values[i].shape[axis]} ? {val} : {expr})"
+                f"({self.render(index[axis])} < {end} ? {val} : {expr})"
         return expr, True
 
 

@@ -147,3 +147,22 @@ def test_rng_bits_match_jax():
     exe = mlf.backends.new("c").compile(graph_of(lambda k: G.rng_bits(k, (3, 70)), key))
     want = jax.random.bits(jax.random.wrap_key_data(key, impl="threefry2x32"), (3, 70), np.uint32)
     np.testing.assert_array_equal(exe.run([key])[0], np.asarray(want))
+
+
+def test_run_reuses_pointers_and_outputs_only_when_safe():
+    """Inputs keep their pointer between calls with the same array (mutations are seen);
+    an output array is reused only once the caller dropped it."""
+    exe = G.Exec(mlf.backends.new("c"), lambda x: x * 2.0)
+    x = np.ones(3, np.float32)
+    kept = exe(x).numpy()
+    x[:] = 5.0
+    view = exe(x).numpy()[1:]
+    np.testing.assert_array_equal(kept, [2, 2, 2])
+    np.testing.assert_array_equal(view, [10, 10])
+    np.testing.assert_array_equal(exe(np.full(3, 7.0, np.float32)).numpy(), [14, 14, 14])
+    first = exe(x)
+    address = first.numpy().ctypes.data
+    del first
+    assert exe(x).numpy().ctypes.data == address  # dropped: recycled
+    np.testing.assert_array_equal(kept, [2, 2, 2])
+    np.testing.assert_array_equal(view, [10, 10])

@@ -34,7 +34,6 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "1000"
 
 PROBE_MIN_S = 100e-6  # calls shorter than this keep their thread count (no probing)
-RECYCLE_BYTES = 1 << 20  # outputs at least this large are recycled between calls
 SUPPORTED = frozenset(FUSIBLE | OpGroup.REDUCE | emit_ops.SUPPORTED |
                       {Op.DOT_GENERAL, Op.CONV_GENERAL, Op.PARAMETER, Op.CONSTANT, Op.IOTA})
 
@@ -89,13 +88,16 @@ class CExecutable(Executable):
             else:
                 first[o.id] = k
                 self._out_plan.append(("new", (tuple(o.shape), np.dtype(o.dtype.numpy))))
-        # Large outputs reuse the previous call's array once nobody else holds it
-        # (fresh 64 MiB arrays cost a page fault per 4 KiB on first touch).
+        # Outputs reuse the previous call's array once nobody else holds it (a fresh 64 MiB
+        # array costs a page fault per 4 KiB on first touch; a small one, its allocation
+        # and pointer). The last call's inputs stay referenced, so their pointers, set
+        # once, stay valid for a call with the same arrays.
         self._recycled: list = [None] * len(self._outputs)
+        self._held: list = [None] * len(self._params)
 
     def run(self, inputs: list) -> list:
         from_buffer = self._ffi.from_buffer
-        in_ptrs, out_ptrs, specs = self._in_ptrs, self._out_ptrs, self._in_specs
+        in_ptrs, out_ptrs, specs, held = self._in_ptrs, self._out_ptrs, self._in_specs, self._held
         keep = list(inputs)
         with self._lock:
             for i, x in enumerate(keep):
@@ -105,18 +107,19 @@ class CExecutable(Executable):
                         or not x.flags.c_contiguous:
                     x = keep[i] = np.ascontiguousarray(
                         np.asarray(x).astype(dtype, copy=False).reshape(shape))
-                in_ptrs[i] = from_buffer(x)
+                if x is not held[i]:
+                    in_ptrs[i] = from_buffer(x)
+                    held[i] = x
             outs = []
+            recycled = self._recycled
             for k, (how, arg) in enumerate(self._out_plan):
                 if how != "new":
                     outs.append(None)
                     continue
-                a = self._recycled[k]
+                a = recycled[k]
                 if a is None or sys.getrefcount(a) > 3:  # held elsewhere: a fresh array
-                    a = np.empty(*arg)
-                    if a.nbytes >= RECYCLE_BYTES:
-                        self._recycled[k] = a
-                out_ptrs[k] = from_buffer(a)
+                    a = recycled[k] = np.empty(*arg)
+                    out_ptrs[k] = from_buffer(a)
                 outs.append(a)
             governor = self._governor
             if governor is None:

@@ -66,9 +66,11 @@ MLF_INLINE void mlf_convs_micro(const int ot, const int nv, const int rt, long C
       }
   for (int i = 0; i < ot; i++)
     for (int r = 0; r < rt; r++)
-      for (int v = 0; v < nv; v++)
-        for (int j = 0; j < 16; j++)
-          if (16 * v + j < wo) out[i * hw + r * wo + 16 * v + j] = acc[i][r][v][j];
+      for (int v = 0; v < nv; v++) {  /* the lanes that exist (a variable-length copy, not
+                                         16 unrolled conditional stores per vector) */
+        const long n = wo - 16 * v < 16 ? wo - 16 * v : 16;
+        if (n > 0) memcpy(out + i * hw + r * wo + 16 * v, &acc[i][r][v], sizeof(float) * n);
+      }
 }
 
 /* wide rows (3-4 vectors): one output row per tile */
@@ -146,9 +148,11 @@ MLF_INLINE void mlf_convs_kv_micro(const int ot, const int jt, long C, long KH, 
       }
   for (int i = 0; i < ot; i++)
     for (int j = 0; j < jt; j++) {
-      float s = 0.0f;
-      for (int l = 0; l < 16; l++) s += acc[i][j][l];
-      out[i * hw + j] = s;
+      float l[16];  /* lanes summed pairwise in a fixed order: q + q+8, q + q+4, ... */
+      memcpy(l, &acc[i][j], sizeof l);
+      for (int half = 8; half >= 1; half /= 2)
+        for (int q = 0; q < half; q++) l[q] += l[q + half];
+      out[i * hw + j] = l[0];
     }
 }
 

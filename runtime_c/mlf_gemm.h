@@ -155,14 +155,26 @@ static inline float mlf_hsum(mlf_vdot v) {
 #endif
 }
 
+/* Adds the k tail [k0, K) of a dot tile to C: plain loops, one copy for every tile shape. */
+static __attribute__((unused, noinline)) void mlf_sdot_tail(int ib, int jb, long k0, long K,
+                                                    const float* MLF_RESTRICT A, long lda,
+                                                    const float* MLF_RESTRICT Bt, long ldbt,
+                                                    float* MLF_RESTRICT C, long ldc) {
+  for (int i = 0; i < ib; i++)
+    for (int j = 0; j < jb; j++) {
+      float s = 0.0f;
+      for (long p = k0; p < K; p++) s += A[i * lda + p] * Bt[j * ldbt + p];
+      C[i * ldc + j] += s;
+    }
+}
+
 MLF_INLINE void mlf_sdot_micro(const int ib, const int jb, long K, const float* MLF_RESTRICT A,
                                long lda, const float* MLF_RESTRICT Bt, long ldbt,
                                float* MLF_RESTRICT C, long ldc) {
   const int L = MLF_DOT_LANES;
   mlf_vdot acc[4][8];
-  float tail[4][8];
   for (int i = 0; i < ib; i++)
-    for (int j = 0; j < jb; j++) { acc[i][j] = (mlf_vdot){0}; tail[i][j] = 0.0f; }
+    for (int j = 0; j < jb; j++) acc[i][j] = (mlf_vdot){0};
   long kv = K / L * L;
   for (long p = 0; p < kv; p += L) {
     mlf_vdot a[4];
@@ -174,11 +186,9 @@ MLF_INLINE void mlf_sdot_micro(const int ib, const int jb, long K, const float* 
       for (int i = 0; i < ib; i++) acc[i][j] += a[i] * b;
     }
   }
-  for (long p = kv; p < K; p++)
-    for (int i = 0; i < ib; i++)
-      for (int j = 0; j < jb; j++) tail[i][j] += A[i * lda + p] * Bt[j * ldbt + p];
   for (int i = 0; i < ib; i++)
-    for (int j = 0; j < jb; j++) C[i * ldc + j] = mlf_hsum(acc[i][j]) + tail[i][j];
+    for (int j = 0; j < jb; j++) C[i * ldc + j] = mlf_hsum(acc[i][j]);
+  if (kv < K) mlf_sdot_tail(ib, jb, kv, K, A, lda, Bt, ldbt, C, ldc);
 }
 
 /* Tiles: all N columns in one or two groups of jb <= 8, by 2 rows (4 rows when jb <= 2),

@@ -52,6 +52,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", metavar="DIR",
                    help="checkpoint directory (its latest checkpoint) or checkpoint .json "
                         "holding a model(ctx, inputs)'s variables; they become constants")
+    p.add_argument("--weight-storage", choices=("float32", "bfloat16"), default="float32",
+                   help="float32 (default); bfloat16: the checkpoint's dense-layer weights "
+                        "rounded to bfloat16 and stored at half the bytes, arithmetic in "
+                        "float32 (about 2x faster batch-1 inference, which is bound by "
+                        "reading the weights; outputs move by the rounding, ~1e-3 relative)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -86,11 +91,6 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--openmp", action="store_true",
                     help="compile kernels with OpenMP threads (the library then needs libgomp); "
                          "default single-threaded")
-    ex.add_argument("--weight-storage", choices=("float32", "bfloat16"), default="float32",
-                    help="float32 (default); bfloat16: dense-layer weights rounded to "
-                         "bfloat16 and stored at half the bytes, arithmetic in float32 "
-                         "(about 2x faster batch-1 inference, bandwidth-bound; results "
-                         "differ from float32 by the rounding, ~1e-3 relative)")
     ex.add_argument("--train", action="store_true",
                     help="also export NAME_train_step: forward, loss, gradients and optimizer "
                          "update, updating a caller-owned state buffer (needs --checkpoint and "
@@ -180,7 +180,8 @@ def _verify(args) -> int:
 
 def _inspect(args) -> int:
     from aot.inspection import inspect_model, to_html
-    report = inspect_model(args.function, args.input, checkpoint=args.checkpoint)
+    report = inspect_model(args.function, args.input, checkpoint=args.checkpoint,
+                           weight_storage=args.weight_storage)
     if not args.no_text:
         print(report.text())
     if args.html:

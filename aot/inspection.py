@@ -110,8 +110,10 @@ def split_kernels(source: str, count: int) -> list[str]:
     return out
 
 
-def inspect_model(fn, inputs, *, checkpoint=None, ctx=None, name: str = "model") -> Report:
-    """Traces and compiles `fn` for `inputs` (InputSpecs or "NAME:DTYPE[DIMS]")."""
+def inspect_model(fn, inputs, *, checkpoint=None, ctx=None, name: str = "model",
+                  weight_storage: str = "float32") -> Report:
+    """Traces and compiles `fn` for `inputs` (InputSpecs or "NAME:DTYPE[DIMS]") as
+    `aotc export` would with `weight_storage`."""
     title = fn if isinstance(fn, str) else getattr(fn, "__name__", "model")
     if isinstance(fn, str):
         fn = load_function(fn)
@@ -119,7 +121,8 @@ def inspect_model(fn, inputs, *, checkpoint=None, ctx=None, name: str = "model")
     traced = trace_model(fn, specs, name=name, checkpoint=checkpoint, ctx=ctx)
     original = Program(traced.program.name, dict(traced.program.values),
                        list(traced.program.params), list(traced.program.outputs))
-    stage = compile_stage(traced.program, entry=f"{name}_forward")
+    stage = compile_stage(traced.program, entry=f"{name}_forward", weight_storage=weight_storage,
+                          variables=set(traced.variables))
     return Report(f"{title} ({', '.join(f'{s.name}: {s.spec}' for s in specs)})", original,
                   stage, split_kernels(stage.source, len(stage.kernels)))
 

@@ -83,3 +83,20 @@ def test_export_computes_the_model_with_rounded_weights(root, batch):
     x = RNG.standard_normal((batch, 64)).astype(np.float32)
     (rounded,), (exact,) = ExportedLibrary(packed).run(x), ExportedLibrary(plain).run(x)
     assert 1e-6 < np.abs(rounded - exact).max() < 3e-2 * max(1.0, np.abs(exact).max())
+
+
+def test_cli_exports_and_inspects_with_bfloat16_storage(root, tmp_path, capsys):
+    from aot.cli import main
+    ckpt = str(es.checkpoint(root, "digits_mlp"))
+    fn = str(es.EXAMPLES / "digits_mlp.py") + ":model"
+    args = [fn, "--input", "x:float32[1,64]", "--checkpoint", ckpt,
+            "--weight-storage", "bfloat16"]
+    assert main(["inspect", *args]) == 0
+    text = capsys.readouterr().out
+    assert "after pass: pack_weights" in text and "mlf_sgemm_bf16p" in text
+    assert main(["export", *args, "--no-build", "-o", str(tmp_path / "out")]) == 0
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert m["weight_storage"] == "bfloat16" and len(m["packed_weights"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["export", *args[:-1], "int8", "-o", str(tmp_path / "bad")])
+    assert e.value.code == 2

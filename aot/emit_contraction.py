@@ -5,8 +5,8 @@ float32 contractions whose operands are strided views of [batch, M, K] and
 2-d, stride-1, undilated, ungrouped float32 convolution is an implicit GEMM
 over a zero-padded NHWC copy of the input (`mlf_conv2d`, runtime_c/mlf_conv.h),
 1x1 included; dense-layer weights packed by aot/weight_packing.py go through
-`mlf_sgemm_bf16p` (runtime_c/mlf_gemm_bf16.h). Everything else runs a plain
-loop nest with the accumulator in the compute type.
+`mlf_sgemm_panels` or `mlf_sgemm_bf16p` (runtime_c/mlf_gemm_bf16.h). Everything
+else runs a plain loop nest with the accumulator in the compute type.
 """
 from __future__ import annotations
 
@@ -45,14 +45,14 @@ def dot_layout(program, v):
     return dims, (None if None in strides else strides)
 
 
-def _sgemm_packs(M, N, K, csb) -> bool:
+def sgemm_packs(M, N, K, csb) -> bool:
     """Mirrors mlf_sgemm_packs in runtime_c/mlf_gemm.h: B needs `work` (panels or B^T)."""
     return not (csb == 1 and ((N % 16 == 0 and K * N <= 128 * 1024) or M <= 6))
 
 
-def _packed(program, v) -> bool:
-    """The right operand is weights packed by aot/weight_packing.py (bfloat16 pairs)."""
-    return "packing" in program.values[v.inputs[1]].attrs
+def _packing(program, v) -> str | None:
+    """How aot/weight_packing.py laid out the right operand ("panels", "bf16_pairs"), if it did."""
+    return program.values[v.inputs[1]].attrs.get("packing")
 
 
 def _conv_fast(program, v) -> bool:
@@ -81,11 +81,13 @@ def scratch_bytes(program, k) -> int:
     v = program.values[k.contraction]
     if k.kind == "dot":
         (_, m, n, kk), strides = dot_layout(program, v)
-        if _packed(program, v):  # mirrors mlf_sgemm_bf16p_work_floats
+        if _packing(program, v) == "panels":
+            return 0
+        if _packing(program, v):  # mirrors mlf_sgemm_bf16p_work_floats
             if m <= 6:
                 return 0
-            return 4 * (kk * n + (kk * (-(-n // 64) * 64) if _sgemm_packs(m, n, kk, 1) else 0))
-        if v.dtype is DType.FLOAT32 and strides is not None and _sgemm_packs(m, n, kk, strides[5]):
+            return 4 * (kk * n + (kk * (-(-n // 64) * 64) if sgemm_packs(m, n, kk, 1) else 0))
+        if v.dtype is DType.FLOAT32 and strides is not None and sgemm_packs(m, n, kk, strides[5]):
             return kk * (-(-n // 64) * 64) * 4
         return 0
     if k.kind == "conv" and _conv_fast(program, v):
@@ -164,7 +166,12 @@ def dot_body(program, k) -> list[str]:
     out = f"b{k.outputs[0]}"
     lhs, rhs = v.inputs
     (B, M, N, K), s = dot_layout(program, v)
-    if _packed(program, v):
+    if _packing(program, v) == "panels":
+        return [f"/* [{M}x{K}] @ [{K}x{N}] with the constant weights packed into 64-column "
+                "panels at compile time (runtime_c/mlf_gemm.h) */",
+                f"mlf_sgemm_panels({M}, {N}, {K}, b{lhs}, {s[1]}, {s[2]}, b{rhs}, {out}, {N});"] \
+            + _epilogue(program, k, out)
+    if _packing(program, v):
         work = "(float*)scratch" if k.scratch_bytes else "0"
         return [f"/* [{M}x{K}] @ [{K}x{N}] with the weights stored as bfloat16 pairs "
                 "(runtime_c/mlf_gemm_bf16.h) */",

@@ -57,9 +57,8 @@ def compile_stage(program: Program, entry: str, weight_storage: str = "float32",
     snapshots = [("traced", str(program))]
     program = simplify(program)
     snapshots.append(("simplify", str(program)))
-    if weight_storage != "float32":
-        program = pack_weights(program, weight_storage, variables)
-        snapshots.append(("pack_weights", str(program)))
+    program = pack_weights(program, weight_storage, variables)
+    snapshots.append(("pack_weights", str(program)))
     kernels = fuse(program)
     snapshots.append(("fuse", "\n".join(f"k{t}_{k.name} [{k.kind}]: nodes {k.nodes} -> "
                                         f"{k.outputs}" for t, k in enumerate(kernels))))

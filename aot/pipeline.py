@@ -3,7 +3,8 @@
     compiled = compile_program(from_graph(graph))
 
 Ordering: simplify before fuse (fusion trusts that identities are gone and
-constants are folded); plan after fuse (buffers are per kernel output); emit
+constants are folded); pack_weights after simplify (packed constants no longer
+have their logical shape) and before fuse; plan after fuse (buffers are per kernel output); emit
 needs the plan's offsets; build needs the source.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aot.fusion import Kernel, fuse
 from aot.memory_plan import MemoryPlan, plan_memory
 from aot.program import Program
 from aot.simplify import simplify
+from aot.weight_packing import pack_weights
 
 
 @dataclass
@@ -35,6 +37,8 @@ def compile_program(program: Program, build_lib: bool = True) -> Compiled:
     dump = set(filter(None, os.environ.get("AOTC_DUMP", "").split(",")))
     program = simplify(program)                  # program -> program
     _dump(dump, "simplify", program)
+    program = pack_weights(program)              # program -> program (constant weights)
+    _dump(dump, "pack_weights", program)
     kernels = fuse(program)                      # program -> kernels
     _dump(dump, "fuse", "\n".join(f"{k.name} [{k.kind}]: {k.nodes}" for k in kernels))
     plan = plan_memory(program, kernels)         # program, kernels -> memory plan

@@ -1,64 +1,79 @@
-"""Export pass `pack_weights`: constant float32 weights of matrix products stored as
-bfloat16 pair panels, half the bytes (`aotc export --weight-storage bfloat16`).
+"""Pass `pack_weights`: constant weights of matrix products laid out once, at compile
+time, the way the GEMM reads them, instead of being packed on every call.
 
-    program = pack_weights(simplify(program), "bfloat16")
+    program = pack_weights(simplify(program), "float32")    # or "bfloat16"
 
-A batch-1 dense layer reads every weight once per call, so its time is the bytes of its
-weights over the memory bandwidth: halving the bytes halves the time (and the library's
-weights). The weights are rounded to bfloat16 (to nearest, ties to even; 8 significant
-bits); every product and sum stays float32, so the exported model computes exactly the
-float32 model whose weights are those rounded values.
+A constant is a candidate when it is a float32 [K, N] matrix of at least MIN_ELEMENTS
+read only as the right operand [K, N] of unbatched float32 dot_generals (dense layers).
+It becomes a constant with attrs `packing` and `columns` (N) and the dots keep their
+float32 type; `emit_contraction` calls the matching kernel.
 
-A constant is packed when it is a float32 [K, N] matrix of at least MIN_ELEMENTS read
-only as the right operand [K, N] of unbatched float32 dot_generals. It becomes a
-bfloat16 constant of shape [K, NP] (NP = N rounded up to 32) in the layout of
-`runtime_c/mlf_gemm_bf16.h`, with attrs `packing` and `columns` (N); the dots keep their
-float32 type and emit calls `mlf_sgemm_bf16p` for them. Runs after `simplify` (folding
-would see a constant of the wrong shape), before `fuse`.
+- "float32" storage, packing "panels": a candidate whose every product has more than 6
+  rows and N >= 16 (where `mlf_sgemm` would copy B into [N/64][K][64] zero-padded panels
+  on each call) is stored in that layout, shape [ceil(N/64) * K, 64].
+- "bfloat16" storage, packing "bf16_pairs" (`aotc export --weight-storage bfloat16`):
+  every candidate is rounded to bfloat16 (to nearest, ties to even) and stored at half
+  the bytes as [K, NP] (NP = N rounded up to 32), in each 32-column block column q < 16
+  at position 2q and column 16 + q at 2q + 1 (runtime_c/mlf_gemm_bf16.h). A batch-1
+  dense layer reads every weight once per call, so halving the bytes about halves its
+  time. Products and sums stay float32: the model computed is exactly the float32 model
+  with the rounded weights.
+
+Runs after `simplify` (folding would see constants of the wrong shape), before `fuse`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from aot.emit_contraction import dot_layout
+from aot.emit_contraction import dot_layout, sgemm_packs
 from aot.program import Program, Value
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
 
 STORAGES = ("float32", "bfloat16")
-PACKING = "bf16_pairs"
+PAIRS, PANELS = "bf16_pairs", "panels"
 BLOCK = 32  # columns per block of the pair layout
-MIN_ELEMENTS = 1024  # smaller weights stay float32: too few bytes to matter
+PANEL = 64  # columns per panel: MLF_NR in runtime_c/mlf_gemm.h
+FEW_ROWS = 6  # MLF_MR: products with at most this many rows read B in place
+MIN_ELEMENTS = 1024  # smaller weights: too few bytes to matter
 
 
-def pack_weights(program: Program, storage: str = "bfloat16", variables=None) -> Program:
-    """`program` with its dense-layer weights packed for `storage` ("float32": unchanged).
-    `variables`: pack only constants whose scope is one of these names (an export's
-    checkpoint variables, which `aotc verify` can round the same way); None: any.
+def pack_weights(program: Program, storage: str = "float32", variables=None) -> Program:
+    """`program` with its dense-layer weights packed for `storage` (the same object when
+    nothing is packed). `variables`: pack only constants whose scope is one of these
+    names (an export's checkpoint variables, which `aotc verify` can round the same
+    way); None: any.
 
     Raises:
         ValueError: an unknown storage.
     """
     if storage not in STORAGES:
         raise ValueError(f"pack_weights requires storage in {STORAGES}, got {storage!r}")
-    if storage == "float32":
-        return program
     users = program.consumers()
-    out = Program(program.name, dict(program.values), list(program.params),
-                  list(program.outputs))
+    packed = {}
     for vid, v in program.values.items():
-        if _packable(program, v, users[vid]) and (variables is None or v.scope in variables):
-            k, n = v.shape
-            out.values[vid] = Value(vid, Op.CONSTANT, (), {
-                "value": pair_panels(np.asarray(v.attrs["value"], np.float32)),
-                "packing": PACKING, "columns": n}, DType.BFLOAT16,
-                (k, -(-n // BLOCK) * BLOCK), v.source, v.scope)
-    return out
+        dots = _dense_products(program, v, users[vid])
+        if dots is None or (variables is not None and v.scope not in variables):
+            continue
+        w = np.asarray(v.attrs["value"], np.float32)
+        k, n = v.shape
+        if storage == "bfloat16":
+            value, layout, dtype = pair_panels(w), PAIRS, DType.BFLOAT16
+        elif all(m > FEW_ROWS and n >= 16 and sgemm_packs(m, n, k, 1) for m in dots):
+            value, layout, dtype = gemm_panels(w), PANELS, DType.FLOAT32
+        else:
+            continue
+        packed[vid] = Value(vid, Op.CONSTANT, (), {"value": value, "packing": layout,
+                                                   "columns": n},
+                            dtype, value.shape, v.source, v.scope)
+    if not packed:
+        return program
+    return Program(program.name, {**program.values, **packed}, list(program.params),
+                   list(program.outputs))
 
 
 def pair_panels(w: np.ndarray) -> np.ndarray:
-    """[K, N] float32 -> [K, NP] bfloat16: in each 32-column block, column q (< 16) at
-    position 2q and column 16 + q at 2q + 1, zeros past N."""
+    """[K, N] float32 -> [K, NP] bfloat16 pair panels (zeros past N)."""
     k, n = w.shape
     padded = np.zeros((k, -(-n // BLOCK) * BLOCK), np.float32)
     padded[:, :n] = w
@@ -67,15 +82,28 @@ def pair_panels(w: np.ndarray) -> np.ndarray:
     return pairs.astype(DType.BFLOAT16.numpy)
 
 
-def _packable(program: Program, v: Value, users: list[int]) -> bool:
+def gemm_panels(w: np.ndarray) -> np.ndarray:
+    """[K, N] float32 -> [ceil(N/64) * K, 64]: panel p holds columns 64p.. of every row."""
+    k, n = w.shape
+    padded = np.zeros((k, -(-n // PANEL) * PANEL), np.float32)
+    padded[:, :n] = w
+    return np.ascontiguousarray(padded.reshape(k, -1, PANEL).transpose(1, 0, 2)).reshape(-1, PANEL)
+
+
+def _dense_products(program: Program, v: Value, users: list[int]) -> list[int] | None:
+    """The row counts M of the products reading `v` as dense weights, or None."""
     if v.op is not Op.CONSTANT or v.dtype is not DType.FLOAT32 or len(v.shape) != 2 \
             or v.size < MIN_ELEMENTS or not users or v.id in program.outputs:
-        return False
+        return None
+    rows = []
     for u in users:
         d = program.values[u]
-        a = d.attrs if d.op is Op.DOT_GENERAL else {}
         if d.op is not Op.DOT_GENERAL or d.dtype is not DType.FLOAT32 \
-                or d.inputs[0] == v.id or d.inputs[1] != v.id or a["lhs_batch"] \
-                or tuple(a["rhs_contracting"]) != (0,) or dot_layout(program, d)[1] is None:
-            return False
-    return True
+                or d.inputs[0] == v.id or d.inputs[1] != v.id or d.attrs["lhs_batch"] \
+                or tuple(d.attrs["rhs_contracting"]) != (0,):
+            return None
+        (_, m, _, _), strides = dot_layout(program, d)
+        if strides is None:
+            return None
+        rows.append(m)
+    return rows

@@ -180,8 +180,7 @@ MLF_INLINE void mlf_sdot_micro(const int ib, const int jb, long K, const float* 
     mlf_vdot a[4];
     for (int i = 0; i < ib; i++) a[i] = *(const mlf_vdot*)(A + i * lda + p);
     for (int j = 0; j < jb; j++) {
-      mlf_vdot b;
-      b = *(const mlf_vdot*)(Bt + j * ldbt + p);
+      mlf_vdot b = *(const mlf_vdot*)(Bt + j * ldbt + p);
       MLF_IN_REGISTER(b);
       for (int i = 0; i < ib; i++) acc[i][j] += a[i] * b;
     }
@@ -237,6 +236,25 @@ static inline int mlf_sgemm_threads(long M, long N, long K, long csa, long csb, 
   return T;
 }
 
+/* Thread t's tiles of C[:, :n16] = A @ b (b in place, ldb apart, or in panels panel_stride
+ * apart): whole row tiles in nt balanced blocks when there are at least nt, else column
+ * panels. Returns 1 when rows were split ([*lo, *hi) are this thread's rows). */
+static inline int mlf_sgemm_tiles(long t, long nt, long M, long n16, long K,
+                                  const float* MLF_RESTRICT A, long rsa, long csa,
+                                  const float* MLF_RESTRICT b, long ldb, long panel_stride,
+                                  float* MLF_RESTRICT C, long ldc, long* lo, long* hi) {
+  long tiles = (M + MLF_MR - 1) / MLF_MR;
+  if (tiles >= nt) {
+    mlf_share(tiles, MLF_MR, M, t, nt, lo, hi);
+    if (*lo < *hi && n16)
+      mlf_sgemm_block(*lo, *hi, 0, n16, n16, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
+    return 1;
+  }
+  mlf_share((n16 + MLF_NR - 1) / MLF_NR, MLF_NR, n16, t, nt, lo, hi);
+  if (*lo < *hi) mlf_sgemm_block(0, M, *lo, *hi, n16, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
+  return 0;
+}
+
 /* One thread's part of C = A @ B, called by every thread of a parallel region (or
  * outside one). Sets [*r0, *r1) to rows of C that are final and owned by this thread
  * alone, so that a fused epilogue can run on them before the region ends; the row
@@ -266,8 +284,7 @@ MLF_OMP(omp barrier)
   int dot = mlf_sgemm_dot_form(N, K, csa) && work != 0;
   int packed = mlf_sgemm_packs(M, N, K, csb) && work != 0;
   long n16 = packed ? N : N / 16 * 16;  /* columns the tiles cover */
-  long tiles = (M + MLF_MR - 1) / MLF_MR, panels = (N + MLF_NR - 1) / MLF_NR;
-  (void)panels;
+  long panels = (N + MLF_NR - 1) / MLF_NR;
   if (dot) {
     mlf_share(N, 1, N, t, nt, &lo, &hi);
     for (long j = lo; j < hi; j++)
@@ -290,14 +307,10 @@ MLF_OMP(omp barrier)
 MLF_OMP(omp barrier)
     }
   }
-  int by_rows = tiles >= nt;
-  if (by_rows) {  /* rows in nt balanced blocks of whole tiles */
-    mlf_share(tiles, MLF_MR, M, t, nt, &lo, &hi);
-    if (lo < hi && n16) mlf_sgemm_block(lo, hi, 0, n16, n16, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
+  int by_rows = mlf_sgemm_tiles(t, nt, M, n16, K, A, rsa, csa, b, ldb, panel_stride, C, ldc,
+                                &lo, &hi);
+  if (by_rows) {
     *r0 = lo; *r1 = hi > lo ? hi : lo;
-  } else {        /* few rows: split the column panels */
-    mlf_share((n16 + MLF_NR - 1) / MLF_NR, MLF_NR, n16, t, nt, &lo, &hi);
-    if (lo < hi) mlf_sgemm_block(0, M, lo, hi, n16, K, A, rsa, csa, b, ldb, panel_stride, C, ldc);
   }
   if (t == nt - 1)    /* unpacked B with N % 16 < 16 columns left over (M <= 6 only) */
     for (long i = 0; i < M; i++) {
@@ -330,6 +343,29 @@ static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, 
   }
 MLF_OMP(omp parallel num_threads(T) private(r0, r1))
   mlf_sgemm_part(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, work, &r0, &r1);
+}
+
+/* C = A @ B with B already in mlf_sgemm_pack_b's layout ([N/64][K][64], zero-padded): constant
+ * weights that aot/weight_packing.py packed once at compile time instead of on every call.
+ * Same tiles, order of sums and thread split as mlf_sgemm. */
+static __attribute__((unused, noinline)) void mlf_sgemm_panels(long M, long N, long K,
+                                                       const float* MLF_RESTRICT A, long rsa,
+                                                       long csa, const float* MLF_RESTRICT P,
+                                                       float* MLF_RESTRICT C, long ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    for (long i = 0; i < M; i++) memset(C + i * ldc, 0, sizeof(float) * N);
+    return;
+  }
+  const int T = mlf_sgemm_threads(M, N, K, csa, 1, P);
+  long lo, hi;
+  if (T == 1) {
+    mlf_sgemm_tiles(0, 1, M, N, K, A, rsa, csa, P, MLF_NR, K * MLF_NR, C, ldc, &lo, &hi);
+    return;
+  }
+MLF_OMP(omp parallel num_threads(T) private(lo, hi))
+  mlf_sgemm_tiles(mlf_thread_index(), mlf_team_size(), M, N, K, A, rsa, csa, P, MLF_NR,
+                  K * MLF_NR, C, ldc, &lo, &hi);
 }
 
 #endif /* MLF_GEMM_H */

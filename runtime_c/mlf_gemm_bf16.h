@@ -33,10 +33,7 @@ static inline long mlf_sgemm_bf16p_work_floats(long M, long N, long K) {
 /* Column j of packed row `row` (NP bfloat16 wide), widened to float32. */
 static inline float mlf_bf16p_at(const uint16_t* MLF_RESTRICT row, long j) {
   long b = j / MLF_BF16_BLOCK, c = j % MLF_BF16_BLOCK;
-  uint32_t w = (uint32_t)row[b * MLF_BF16_BLOCK + 2 * (c % 16) + c / 16] << 16;
-  float f;
-  memcpy(&f, &w, 4);
-  return f;
+  return mlf_load_bf16(row[b * MLF_BF16_BLOCK + 2 * (c % 16) + c / 16]);
 }
 
 /* C[mr x 32nb] = A[mr x K] @ W[K x 32nb]; mr and nb are constants once inlined. */

@@ -1,5 +1,6 @@
-"""`aotc export --weight-storage bfloat16`: the pair-panel layout, which constants the
-pass packs, and exported models that compute exactly the float32 model with rounded
+"""`pack_weights`: the pair-panel (bfloat16) and GEMM-panel (float32) layouts, which
+constants the pass packs, constant weights packed once on the c backend, and exports
+with `--weight-storage bfloat16` that compute exactly the float32 model with rounded
 weights (batch 1 streams the packed weights, batch 8 widens them for the GEMM)."""
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import numpy as np
 import pytest
 
 import export_support as es
+import mlframework as mlf
 from aot.program import from_graph
 from aot.simplify import simplify
 from aot.verify import ExportedLibrary, verify
-from aot.weight_packing import pack_weights, pair_panels
+from aot.weight_packing import gemm_panels, pack_weights, pair_panels
 from mlframework import graph as G
 from mlframework.core import shapes
 from mlframework.core.dtypes import DType
@@ -54,9 +56,33 @@ def test_only_dense_weights_read_by_dots_are_packed():
     assert (w.dtype, w.shape, w.attrs["columns"]) == (DType.BFLOAT16, (64, 64), 40)
     assert not any("packing" in v.attrs
                    for v in pack_weights(program, "bfloat16", variables=set()).values.values())
-    assert pack_weights(program, "float32") is program
+    assert pack_weights(program, "float32") is program  # 2 rows read B in place
     with pytest.raises(ValueError, match="pack_weights requires storage"):
         pack_weights(program, "int8")
+
+
+@pytest.mark.parametrize("n", [40, 64, 130])
+def test_gemm_panels_hold_64_columns_of_every_row(n):
+    w = RNG.standard_normal((5, n)).astype(np.float32)
+    panels = gemm_panels(w)
+    count = -(-n // 64)
+    assert panels.shape == (count * 5, 64)
+    whole = np.concatenate([panels[p * 5:(p + 1) * 5] for p in range(count)], axis=1)
+    np.testing.assert_array_equal(whole[:, :n], w)
+    np.testing.assert_array_equal(whole[:, n:], 0)
+
+
+def test_c_backend_packs_constant_weights_once():
+    """x @ W + b with a constant W of 8+ rows: packed at compile time, same numbers."""
+    w = RNG.standard_normal((300, 70)).astype(np.float32)
+    b = RNG.standard_normal(70).astype(np.float32)
+    x = RNG.standard_normal((50, 300)).astype(np.float32)
+    exe = G.Exec(mlf.backends.new("c"), lambda x: G.relu(x @ G.const(w) + G.const(b)))
+    got = exe(x).numpy()
+    source = next(iter(exe._cache.values()))[0].source
+    assert "mlf_sgemm_panels(50, 70, 300" in source
+    want = np.maximum(x.astype(np.float64) @ w + b, 0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.fixture(scope="module")

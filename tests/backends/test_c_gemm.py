@@ -1,7 +1,8 @@
 """runtime_c/mlf_gemm.h against NumPy: every form (dot form for N < 16, B in place,
 packed panels, few rows), edge tiles and k tails, 1 and 2 threads, and the same
 header built for AVX-512, AVX2 and plain SSE2 (the portable fallback), with the
-bfloat16 pair-panel GEMM of runtime_c/mlf_gemm_bf16.h beside it."""
+prepacked-panel GEMM and the bfloat16 pair-panel GEMM (runtime_c/mlf_gemm_bf16.h)
+beside it."""
 from __future__ import annotations
 
 import subprocess
@@ -72,8 +73,12 @@ static int check(long M, long K, long N) {
   float *C2 = malloc(sizeof(float) * M * N);
   float *W2 = malloc(sizeof(float) * (mlf_sgemm_bf16p_work_floats(M, N, K) + 1));
   uint16_t* P = pack_pairs(B, K, N);
+  float *C3 = malloc(sizeof(float) * M * N);
+  float *panels = malloc(sizeof(float) * (mlf_sgemm_work_floats(K, N) + 1));
+  mlf_sgemm_pack_b(K, N, 0, N, B, N, 1, panels);  /* what aot/weight_packing.py stores */
   mlf_sgemm(M, N, K, A, K, 1, B, N, 1, C, N, W);
   mlf_sgemm_bf16p(M, N, K, A, K, 1, P, C2, N, W2);
+  mlf_sgemm_panels(M, N, K, A, K, 1, panels, C3, N);
   int bad = 0;
   for (long i = 0; i < M; i++)
     for (long j = 0; j < N; j++) {
@@ -81,9 +86,10 @@ static int check(long M, long K, long N) {
       for (long p = 0; p < K; p++) s += (double)A[i * K + p] * B[p * N + j];
       if (C[i * N + j] != (float)s) bad |= 1;  /* small integers: every sum is exact */
       if (C2[i * N + j] != (float)s) bad |= 2;
+      if (C3[i * N + j] != (float)s) bad |= 4;
     }
-  if (bad) printf("mismatch (%s) at %ldx%ldx%ld\n", bad & 1 ? "float32" : "bf16 pairs", M, K, N);
-  free(A); free(B); free(C); free(W); free(C2); free(W2); free(P);
+  if (bad) printf("mismatch (%d: 1 plain, 2 bf16 pairs, 4 panels) at %ldx%ldx%ld\n", bad, M, K, N);
+  free(A); free(B); free(C); free(W); free(C2); free(W2); free(P); free(C3); free(panels);
   return bad;
 }
 int main(void) {

@@ -63,8 +63,17 @@ MLF_INLINE void mlf_sgemm_micro(const int mr, const int nv, long kc, const float
   case (m) * 8 + (v): mlf_sgemm_micro(m, v, kc, A, rsa, csa, B, ldb, C, ldc, accumulate, ncols); break;
 #define MLF_MICRO_ROW(m) MLF_MICRO_CASE(m, 1) MLF_MICRO_CASE(m, 2) MLF_MICRO_CASE(m, 3) MLF_MICRO_CASE(m, 4)
 
+/* gcc 12 clones the tile for call sites with constant arguments; a clone for ldb == 64
+ * (prepacked panels, mlf_sgemm_panels) kept its accumulators in memory and ran 2.7x
+ * slower, so the tile is not specialized per call site (no loss measured elsewhere). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define MLF_NOIPA __attribute__((unused, noipa))
+#else
+#define MLF_NOIPA __attribute__((unused, noinline))
+#endif
+
 /* One tile of mr <= 6 rows and ncols <= 64 columns (B padded to a multiple of 16). */
-static __attribute__((unused, noinline)) void mlf_sgemm_tile(int mr, long ncols, long kc, const float* MLF_RESTRICT A, long rsa,
+static MLF_NOIPA void mlf_sgemm_tile(int mr, long ncols, long kc, const float* MLF_RESTRICT A, long rsa,
                            long csa, const float* MLF_RESTRICT B, long ldb, float* MLF_RESTRICT C,
                            long ldc, int accumulate) {
   int nv = (int)((ncols + 15) / 16);

@@ -2,7 +2,9 @@
  *
  * A is read through strides (rsa, csa), so A or A^T work unpacked. Two forms:
  *  - broadcast form (most shapes): a register tile of mr x 16*nv (mr <= 6,
- *    nv <= 4; 6x64 = 24 zmm accumulators on AVX-512). B is read in place when
+ *    nv <= 4; 6x64 = 24 zmm accumulators on AVX-512; targets with 16 or narrower
+ *    registers, AVX2 and below, run each 64-column panel in slices of at most 12
+ *    accumulators, 6x16 for full tiles). B is read in place when
  *    its rows are contiguous, N is a multiple of 16 and K*N fits in about half
  *    of L2; otherwise it is packed into zero-padded [K][64] panels in `work`.
  *    Edge tiles run the same code specialized for their mr and nv.
@@ -24,6 +26,17 @@
 #define MLF_KC 384
 #define MLF_INLINE static inline __attribute__((always_inline))
 
+/* One SIMD register of float lanes on the target (a GCC vector type), loadable from any
+ * float address: the unit of the micro-kernels' register tiles. */
+#if defined(__AVX512F__)
+#define MLF_DOT_LANES 16
+#elif defined(__AVX__)
+#define MLF_DOT_LANES 8
+#else
+#define MLF_DOT_LANES 4
+#endif
+typedef float mlf_vdot __attribute__((vector_size(4 * MLF_DOT_LANES), aligned(4)));
+
 static inline long mlf_sgemm_work_floats(long K, long N) {
   return K * ((N + MLF_NR - 1) / MLF_NR) * MLF_NR;
 }
@@ -36,31 +49,44 @@ static inline int mlf_sgemm_packs(long M, long N, long K, long csb) {
 
 /* ---- broadcast form ---------------------------------------------------------------- */
 
-/* C[mr x ncols] (+)= A[mr x kc] @ B[kc x 16nv]; mr and nv are constants once inlined. */
+/* C[mr x ncols] (+)= A[mr x kc] @ B[kc x 16nv]; mr and nv are constants once inlined.
+ * Accumulators are native-width vectors (mlf_vdot), so the register tile is explicit. */
 MLF_INLINE void mlf_sgemm_micro(const int mr, const int nv, long kc, const float* MLF_RESTRICT A,
                                 long rsa, long csa, const float* MLF_RESTRICT B, long ldb,
                                 float* MLF_RESTRICT C, long ldc, int accumulate, long ncols) {
-  float acc[MLF_MR][MLF_NR] = {{0.0f}};
-  const int nw = 16 * nv;
+  const int L = MLF_DOT_LANES, nq = 16 * nv / MLF_DOT_LANES;
+  mlf_vdot acc[MLF_MR][MLF_NR / MLF_DOT_LANES];
+  for (int i = 0; i < mr; i++)
+    for (int q = 0; q < nq; q++) acc[i][q] = (mlf_vdot){0};
   for (long p = 0; p < kc; p++) {
-    const float* MLF_RESTRICT b = B + p * ldb;
+    mlf_vdot b[MLF_NR / MLF_DOT_LANES];
+    for (int q = 0; q < nq; q++) b[q] = *(const mlf_vdot*)(B + p * ldb + q * L);
     for (int i = 0; i < mr; i++) {
-      float a = A[i * rsa + p * csa];
-      for (int j = 0; j < nw; j++) acc[i][j] += a * b[j];
+      const float a = A[i * rsa + p * csa];
+      for (int q = 0; q < nq; q++) acc[i][q] += a * b[q];
     }
   }
-  if (ncols == nw) {
+  if (ncols == 16 * nv) {
     for (int i = 0; i < mr; i++)
-      for (int j = 0; j < nw; j++) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
+      for (int q = 0; q < nq; q++) {
+        mlf_vdot* c = (mlf_vdot*)(C + i * ldc + q * L);
+        *c = accumulate ? *c + acc[i][q] : acc[i][q];
+      }
   } else {
     for (int i = 0; i < mr; i++)
-      for (int j = 0; j < nw; j++)
-        if (j < ncols) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
+      for (int q = 0; q < nq; q++) {
+        float lanes[MLF_DOT_LANES];
+        memcpy(lanes, &acc[i][q], sizeof lanes);
+        for (int l = 0; l < L && q * L + l < ncols; l++)
+          C[i * ldc + q * L + l] = accumulate ? C[i * ldc + q * L + l] + lanes[l] : lanes[l];
+      }
   }
 }
 
 #define MLF_MICRO_CASE(m, v) \
   case (m) * 8 + (v): mlf_sgemm_micro(m, v, kc, A, rsa, csa, B, ldb, C, ldc, accumulate, ncols); break;
+#define MLF_SLICE_CASE(m, v) case (m) * 8 + (v): \
+  mlf_sgemm_micro(m, v, kc, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate, w); break;
 #define MLF_MICRO_ROW(m) MLF_MICRO_CASE(m, 1) MLF_MICRO_CASE(m, 2) MLF_MICRO_CASE(m, 3) MLF_MICRO_CASE(m, 4)
 
 /* gcc 12 clones the tile for call sites with constant arguments; a clone for ldb == 64
@@ -76,12 +102,26 @@ MLF_INLINE void mlf_sgemm_micro(const int mr, const int nv, long kc, const float
 static MLF_NOIPA void mlf_sgemm_tile(int mr, long ncols, long kc, const float* MLF_RESTRICT A, long rsa,
                            long csa, const float* MLF_RESTRICT B, long ldb, float* MLF_RESTRICT C,
                            long ldc, int accumulate) {
+#if MLF_DOT_LANES == 16
   int nv = (int)((ncols + 15) / 16);
   switch (mr * 8 + nv) {
     MLF_MICRO_ROW(1) MLF_MICRO_ROW(2) MLF_MICRO_ROW(3)
     MLF_MICRO_ROW(4) MLF_MICRO_ROW(5) MLF_MICRO_ROW(6)
     default: break;
   }
+#else  /* 16 vector registers or narrower ones: the panel in slices of at most 8
+        * accumulators per row pair (64 columns for 1 row, 32 for 2, 16 for more) */
+  const long slice = mr == 1 ? 64 : (mr == 2 ? 32 : 16);
+  for (long j = 0; j < ncols; j += slice) {
+    const long w = ncols - j < slice ? ncols - j : slice;
+    switch (mr * 8 + (int)((w + 15) / 16)) {
+      MLF_SLICE_CASE(1, 1) MLF_SLICE_CASE(1, 2) MLF_SLICE_CASE(1, 3) MLF_SLICE_CASE(1, 4)
+      MLF_SLICE_CASE(2, 1) MLF_SLICE_CASE(2, 2) MLF_SLICE_CASE(3, 1) MLF_SLICE_CASE(4, 1)
+      MLF_SLICE_CASE(5, 1) MLF_SLICE_CASE(6, 1)
+      default: break;
+    }
+  }
+#endif
 }
 
 /* Packs columns [j0, j1) of B (rows rsb apart, columns csb apart) into [K][64] panels. */
@@ -128,14 +168,6 @@ static inline void mlf_sgemm_block(long i0, long i1, long j0, long j1, long N, l
 
 /* C[ib x jb] = A[ib rows, lda apart] . Bt[jb rows, ldbt apart], one SIMD register of
  * lanes along k (a GCC vector type of the target's native width). */
-#if defined(__AVX512F__)
-#define MLF_DOT_LANES 16
-#elif defined(__AVX__)
-#define MLF_DOT_LANES 8
-#else
-#define MLF_DOT_LANES 4
-#endif
-typedef float mlf_vdot __attribute__((vector_size(4 * MLF_DOT_LANES), aligned(4)));
 
 /* Keeps a loaded B vector in a register: otherwise gcc folds its load into each of the
  * ib FMAs that use it, and the loop becomes load-bound. */

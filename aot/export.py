@@ -89,10 +89,10 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
         target: None/"host", or a triple such as "aarch64-linux-gnu", "wasm32-wasi".
         train: also export the training step (NAME_train_step).
         openmp: compile kernels with OpenMP (the library then needs libgomp).
-        weight_storage: "float32", or "bfloat16": dense-layer weights rounded to bfloat16
-            and stored at half the bytes (aot/weight_packing.py); arithmetic stays float32.
         native: host builds use -march=native (the library then needs this CPU's ISA).
         build: run the Makefile (False: write the sources only).
+        weight_storage: "float32", or "bfloat16": dense-layer weights rounded to bfloat16
+            and stored at half the bytes (aot/weight_packing.py); arithmetic stays float32.
 
     Raises:
         UsageError: bad arguments, a missing module or function, a checkpoint that

@@ -22,7 +22,7 @@
 #define MLF_GEMM_H
 
 #define MLF_MR 6
-#define MLF_NR 64
+#define MLF_NR 64 /* also the panel width aot/weight_packing.py (PANEL) prepacks constants in */
 #define MLF_KC 384
 #define MLF_INLINE static inline __attribute__((always_inline))
 
@@ -72,14 +72,13 @@ MLF_INLINE void mlf_sgemm_micro(const int mr, const int nv, long kc, const float
         mlf_vdot* c = (mlf_vdot*)(C + i * ldc + q * L);
         *c = accumulate ? *c + acc[i][q] : acc[i][q];
       }
-  } else {
-    for (int i = 0; i < mr; i++)
-      for (int q = 0; q < nq; q++) {
-        float lanes[MLF_DOT_LANES];
-        memcpy(lanes, &acc[i][q], sizeof lanes);
-        for (int l = 0; l < L && q * L + l < ncols; l++)
-          C[i * ldc + q * L + l] = accumulate ? C[i * ldc + q * L + l] + lanes[l] : lanes[l];
-      }
+  } else {  /* an edge tile: the row through a buffer, then the columns that exist */
+    for (int i = 0; i < mr; i++) {
+      float row[MLF_NR];
+      memcpy(row, acc[i], sizeof(mlf_vdot) * nq);
+      for (long j = 0; j < ncols; j++)
+        C[i * ldc + j] = accumulate ? C[i * ldc + j] + row[j] : row[j];
+    }
   }
 }
 

@@ -76,7 +76,7 @@ MLF_INLINE void mlf_sgemm_micro(const int mr, const int nv, long kc, const float
     for (int i = 0; i < mr; i++) {
       float row[MLF_NR];
       memcpy(row, acc[i], sizeof(mlf_vdot) * nq);
-      for (long j = 0; j < ncols; j++)
+      for (long j = 0; j < ncols && j < 16 * nv; j++)
         C[i * ldc + j] = accumulate ? C[i * ldc + j] + row[j] : row[j];
     }
   }

@@ -47,7 +47,7 @@ def dot_layout(program, v):
 
 def sgemm_packs(M, N, K, csb) -> bool:
     """Mirrors mlf_sgemm_packs in runtime_c/mlf_gemm.h: B needs `work` (panels or B^T)."""
-    return not (csb == 1 and ((N % 16 == 0 and K * N <= 128 * 1024) or M <= 6))
+    return not (csb == 1 and ((N % 16 == 0 and K * N <= 1024 * 1024) or M <= 6))
 
 
 def _packing(program, v) -> str | None:

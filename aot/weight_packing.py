@@ -9,8 +9,9 @@ It becomes a constant with attrs `packing` and `columns` (N) and the dots keep t
 float32 type; `emit_contraction` calls the matching kernel.
 
 - "float32" storage, packing "panels": a candidate whose every product has more than 6
-  rows and N >= 16 (where `mlf_sgemm` would copy B into [N/64][K][64] zero-padded panels
-  on each call) is stored in that layout, shape [ceil(N/64) * K, 64].
+  rows and N >= 16 is stored in the GEMM's panel layout, [N/64][K][64] zero-padded, shape
+  [ceil(N/64) * K, 64]: no per-call packing, and panel rows contiguous even where the GEMM
+  would read B in place (exported MLP, batch 64: 769 us vs 792 us in place).
 - "bfloat16" storage, packing "bf16_pairs" (`aotc export --weight-storage bfloat16`):
   every candidate is rounded to bfloat16 (to nearest, ties to even) and stored at half
   the bytes as [K, NP] (NP = N rounded up to 32), in each 32-column block column q < 16
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aot.emit_contraction import dot_layout, sgemm_packs
+from aot.emit_contraction import dot_layout
 from aot.program import Program, Value
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
@@ -59,7 +60,7 @@ def pack_weights(program: Program, storage: str = "float32", variables=None) -> 
         k, n = v.shape
         if storage == "bfloat16":
             value, layout, dtype = pair_panels(w), PAIRS, DType.BFLOAT16
-        elif all(m > FEW_ROWS and n >= 16 and sgemm_packs(m, n, k, 1) for m in dots):
+        elif all(m > FEW_ROWS and n >= 16 for m in dots):
             value, layout, dtype = gemm_panels(w), PANELS, DType.FLOAT32
         else:
             continue

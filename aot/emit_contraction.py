@@ -105,14 +105,16 @@ def scratch_bytes(program, k) -> int:
     return 0
 
 
-def _epilogue(program, k, out) -> list[str]:
-    if not k.epilogue:
-        return []
-    from aot.emit import axis_vars, loops, merged_nest  # emit imports this module
+def _epilogue_nest(program, k, out, rows: bool):
+    """The epilogue's merged loop nest over the contraction's result `out`:
+    (evaluator, loop axes, store line). rows: keep every axis (the first is the row axis
+    the GEMM's threads own) and leave the nest serial; else drop unit axes and let a large
+    nest run in parallel."""
+    from aot.emit import axis_vars, merged_nest  # emit imports this module
 
     root = program.values[k.outputs[0]]
     index, extents = axis_vars(root.shape, "e")
-    axes = [(f"e{a}", d) for a, d in enumerate(root.shape) if d != 1]
+    axes = [(f"e{a}", d) for a, d in enumerate(root.shape) if rows or d != 1]
     buffers = {i: f"b{i}" for i in k.inputs}
     buffers[k.contraction] = out
 
@@ -120,9 +122,16 @@ def _epilogue(program, k, out) -> list[str]:
         val = ev.value(root.id, index)
         return f"{out}[{ev.flat(index, root.shape)}] = {ct.store(root.dtype, val)};"
 
-    ev, loop_axes, store = merged_nest(
-        lambda merge: Evaluator(program, extents, buffers, merge=merge),
-        axes, build, root.size)
+    return merged_nest(lambda merge: Evaluator(program, extents, buffers, merge=merge),
+                       axes, build, 0 if rows else root.size)
+
+
+def _epilogue(program, k, out) -> list[str]:
+    if not k.epilogue:
+        return []
+    from aot.emit import loops  # emit imports this module
+
+    ev, loop_axes, store = _epilogue_nest(program, k, out, rows=False)
     return ["/* epilogue: the fused pointwise ops, applied while the result is cache-hot */"] + \
         loops(loop_axes, ev.lines + [store])
 
@@ -130,25 +139,11 @@ def _epilogue(program, k, out) -> list[str]:
 def _row_epilogue(program, k, out, M, N):
     """The epilogue as a loop over rows [r0, r1) of the [M, N] result, or None if its
     loop nest does not start with the row axis."""
-    if not k.epilogue:
+    if not k.epilogue or tuple(program.values[k.outputs[0]].shape) != (M, N) or M < 2 or N < 2:
         return None
-    from aot.emit import axis_vars, loops, merged_nest  # emit imports this module
+    from aot.emit import loops  # emit imports this module
 
-    root = program.values[k.outputs[0]]
-    if tuple(root.shape) != (M, N) or M < 2 or N < 2:
-        return None
-    index, extents = axis_vars(root.shape, "e")
-    axes = [(f"e{a}", d) for a, d in enumerate(root.shape)]
-    buffers = {i: f"b{i}" for i in k.inputs}
-    buffers[k.contraction] = out
-
-    def build(ev):
-        val = ev.value(root.id, index)
-        return f"{out}[{ev.flat(index, root.shape)}] = {ct.store(root.dtype, val)};"
-
-    ev, loop_axes, store = merged_nest(
-        lambda merge: Evaluator(program, extents, buffers, merge=merge),
-        axes, build, 0)
+    ev, loop_axes, store = _epilogue_nest(program, k, out, rows=True)
     if not loop_axes or not loop_axes[0][0].startswith("e0") or loop_axes[0][1] % M:
         return None
     lines = loops(loop_axes, ev.lines + [store])

@@ -81,9 +81,9 @@ static __attribute__((unused, noinline)) void mlf_conv2d(long N, long C, long H,
     return;
   }
   (void)T;
-MLF_OMP(omp parallel num_threads(T) if (T > 1))
+  MLF_OMP(omp parallel num_threads(T) if (T > 1))
   {
-long t = mlf_thread_index(), nt = mlf_team_size();
+    long t = mlf_thread_index(), nt = mlf_team_size();
     long lo, hi;
     /* weights OIHW -> [o/64][kh][kw][c][64] */
     mlf_share(panels * taps * C, 1, panels * taps * C, t, nt, &lo, &hi);
@@ -111,7 +111,7 @@ long t = mlf_thread_index(), nt = mlf_team_size();
       }
       if (hr == hp - 1) memset(xp + n * img + hp * wp * C, 0, sizeof(float) * KW * C);
     }
-MLF_OMP(omp barrier)
+    MLF_OMP(omp barrier)
     mlf_share(units, 1, units, t, nt, &lo, &hi);
     for (long u = lo; u < hi; u++) {
       long n = u / (panels * qt), pn = u / qt % panels, tq = u % qt;

@@ -183,9 +183,9 @@ static __attribute__((unused, noinline)) void mlf_conv2d_small(long N, long C, l
   const long units = N * otiles * (kvp ? ho * jtiles : htiles);
   float* MLF_RESTRICT wk = work + N * img; /* kv path: weights [o][c][kh][kwp] */
   (void)T;
-MLF_OMP(omp parallel num_threads(T) if (T > 1))
+  MLF_OMP(omp parallel num_threads(T) if (T > 1))
   {
-long t = mlf_thread_index(), nt = mlf_team_size();
+    long t = mlf_thread_index(), nt = mlf_team_size();
     long lo, hi;
     /* input NCHW -> zero-padded rows xp[n][c][hp][wr] */
     mlf_share(N * C * hp, 1, N * C * hp, t, nt, &lo, &hi);
@@ -202,7 +202,7 @@ long t = mlf_thread_index(), nt = mlf_team_size();
         memcpy(wk + r * kwp, w + r * KW, sizeof(float) * KW);
       }
     }
-MLF_OMP(omp barrier)
+    MLF_OMP(omp barrier)
     mlf_share(units, 1, units, t, nt, &lo, &hi);
     if (kvp) {
       for (long u = lo; u < hi; u++) {

@@ -305,7 +305,7 @@ static __attribute__((unused, noinline)) void mlf_sgemm_part(long M, long N, lon
                                                      long rsa, long csa, const float* MLF_RESTRICT B,
                                                      long rsb, long csb, float* MLF_RESTRICT C, long ldc,
                                                      float* MLF_RESTRICT work, long* r0, long* r1) {
-long t = mlf_thread_index(), nt = mlf_team_size();
+  long t = mlf_thread_index(), nt = mlf_team_size();
   long lo, hi;
   *r0 = *r1 = 0;
   if (M == 0 || N == 0) return;
@@ -318,7 +318,7 @@ long t = mlf_thread_index(), nt = mlf_team_size();
           C[i * ldc + j] = s;
         }
     if (nt > 1) {
-MLF_OMP(omp barrier)
+      MLF_OMP(omp barrier)
     }
     mlf_share(M, 1, M, t, nt, r0, r1);
     return;
@@ -332,7 +332,7 @@ MLF_OMP(omp barrier)
     for (long j = lo; j < hi; j++)
       for (long p = 0; p < K; p++) work[j * K + p] = B[p * rsb + j * csb];
     if (nt > 1) {
-MLF_OMP(omp barrier)
+      MLF_OMP(omp barrier)
     }
     mlf_share((M + 3) / 4, 4, M, t, nt, &lo, &hi);
     if (lo < hi) mlf_sdot_rows(lo, hi, N, K, A, rsa, work, C, ldc);
@@ -346,7 +346,7 @@ MLF_OMP(omp barrier)
     if (lo < hi) mlf_sgemm_pack_b(K, N, lo, hi, B, rsb, csb, work);
     b = work; ldb = MLF_NR; panel_stride = K * MLF_NR;
     if (nt > 1) {
-MLF_OMP(omp barrier)
+      MLF_OMP(omp barrier)
     }
   }
   int by_rows = mlf_sgemm_tiles(t, nt, M, n16, K, A, rsa, csa, b, ldb, panel_stride, C, ldc,
@@ -366,7 +366,7 @@ MLF_OMP(omp barrier)
     }
   if (!by_rows || n16 < N) {  /* rows are shared between threads: wait, then split them */
     if (nt > 1) {
-MLF_OMP(omp barrier)
+      MLF_OMP(omp barrier)
     }
     mlf_share(M, 1, M, t, nt, r0, r1);
   }
@@ -383,7 +383,7 @@ static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, 
     mlf_sgemm_part(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, work, &r0, &r1);
     return;
   }
-MLF_OMP(omp parallel num_threads(T) private(r0, r1))
+  MLF_OMP(omp parallel num_threads(T) private(r0, r1))
   mlf_sgemm_part(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, work, &r0, &r1);
 }
 
@@ -405,7 +405,7 @@ static __attribute__((unused, noinline)) void mlf_sgemm_panels(long M, long N, l
     mlf_sgemm_tiles(0, 1, M, N, K, A, rsa, csa, P, MLF_NR, K * MLF_NR, C, ldc, &lo, &hi);
     return;
   }
-MLF_OMP(omp parallel num_threads(T) private(lo, hi))
+  MLF_OMP(omp parallel num_threads(T) private(lo, hi))
   mlf_sgemm_tiles(mlf_thread_index(), mlf_team_size(), M, N, K, A, rsa, csa, P, MLF_NR,
                   K * MLF_NR, C, ldc, &lo, &hi);
 }

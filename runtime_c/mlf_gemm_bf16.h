@@ -129,9 +129,9 @@ static __attribute__((unused, noinline)) void mlf_sgemm_bf16p(
     mlf_bf16p_columns(M, N, K, 0, N, A, rsa, csa, W, C, ldc);
     return;
   }
-MLF_OMP(omp parallel num_threads(T))
+  MLF_OMP(omp parallel num_threads(T))
   {
-long t = mlf_thread_index(), nt = mlf_team_size();
+    long t = mlf_thread_index(), nt = mlf_team_size();
     long lo, hi;
     mlf_share(blocks, MLF_BF16_BLOCK, N, t, nt, &lo, &hi);
     if (lo < hi) mlf_bf16p_columns(M, N, K, lo, hi, A, rsa, csa, W, C, ldc);

@@ -31,7 +31,7 @@ static inline void mlf_threefry2x32(uint32_t k0, uint32_t k1, uint32_t* x0p, uin
 
 /* bits[i] = x0 ^ x1 of threefry((k0, k1), (i >> 32, i & 0xffffffff)): jax's partitionable layout. */
 static inline void mlf_rng_bits(const uint32_t* key, uint32_t* MLF_RESTRICT out, long n) {
-MLF_OMP(omp parallel for schedule(static) if (n >= 65536))
+  MLF_OMP(omp parallel for schedule(static) if (n >= 65536))
   for (long i = 0; i < n; i++) {
     uint32_t x0 = (uint32_t)((uint64_t)i >> 32), x1 = (uint32_t)i;
     mlf_threefry2x32(key[0], key[1], &x0, &x1);

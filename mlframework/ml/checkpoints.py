@@ -10,8 +10,26 @@ seed, hyperparameters, which variables are trainable, `extra`, and the size
 and SHA-256 of the safetensors file). Each is written to a temporary file,
 flushed with fsync and renamed into place, the JSON last: a checkpoint
 exists once its JSON does, so a process killed mid-save leaves the previous
-checkpoints intact. Reading checks the size and hash and raises
-`CheckpointError` naming the file when either is wrong.
+checkpoints intact. Reading checks the sidecar's keys, the size and the
+hash, and raises `CheckpointError` naming the file when any is wrong.
+
+Restores are strict, as PyTorch's `load_state_dict`: a variable the model
+uses that the checkpoint lacks is an error, never a freshly initialized
+value. Since a context creates its variables lazily, the check runs twice:
+
+* at restore time, every variable the context already holds (a model built
+  by a train step or `predict`) must be in the checkpoint;
+* afterwards, a variable that the model would create from its initializer
+  raises `VariablesNotInCheckpointError` (a `CheckpointError`) naming every
+  such variable of the graph being traced; the context is left as it was.
+  Exceptions: the step counter and the RNG state (a checkpoint without them
+  was saved before any step, or by a model that draws no random numbers),
+  and the state of an optimizer of which the checkpoint holds none (training
+  goes on with another optimizer, which starts fresh).
+
+`restore(ctx, path, strict=False)` opts in to a partial restore (fine-tuning
+a model with a new head, say): what the checkpoint has is loaded, and
+`info.missing` and `info.unexpected` list what did not fit.
 """
 from __future__ import annotations
 
@@ -25,6 +43,8 @@ import numpy as np
 import safetensors.numpy
 
 from mlframework.core.tensors import Tensor
+from mlframework.ml.context import OPTIMIZER_SCOPE
+from mlframework.ml.context_exec import MissingVariablesError
 
 FORMAT = "mlframework-checkpoint"
 VERSION = 1
@@ -35,14 +55,72 @@ class CheckpointError(Exception):
     """A checkpoint file is missing, truncated, corrupt or does not fit the context."""
 
 
-class CheckpointInfo:
-    """What `restore` read: `step`, `extra` (the dict given to `save`), `path` (the JSON)."""
+class VariablesNotInCheckpointError(CheckpointError, MissingVariablesError):
+    """After a strict restore, a model asked for variables the checkpoint lacks.
 
-    def __init__(self, step: int, extra: dict, path: Path, meta: dict):
+    `.names` lists them, `.path` is the checkpoint's JSON. It is also a
+    `MissingVariablesError` (a `VariableError`), as the same mistake is when a
+    `ContextExec.graph` trace finds variables missing.
+    """
+
+    def __init__(self, path: Path, names: list[str], reader: str):
+        self.names, self.path = list(names), path
+        Exception.__init__(
+            self, f"checkpoint {path} lacks {_plural(len(names), 'variable')} that {reader} "
+            f"reads: {_shown(names)}; restored strictly, they would start from their "
+            "initializers. Restore the checkpoint of this model, or opt in to a partial "
+            "restore with restore(ctx, path, strict=False), which starts them fresh")
+
+
+class CheckpointInfo:
+    """What `restore` read.
+
+    Attributes:
+        step, extra: as given to `save`; `path`: the JSON; `meta`: all of it.
+        missing: variables the context held that the checkpoint lacks (only a
+            partial restore returns any: they keep their values).
+        unexpected: checkpoint variables the context did not hold; they were
+            created from the checkpoint (a context builds its variables when a
+            graph first reads them, so on a fresh context this is every one).
+    """
+
+    def __init__(self, step: int, extra: dict, path: Path, meta: dict,
+                 missing: list[str] | None = None, unexpected: list[str] | None = None):
         self.step, self.extra, self.path, self.meta = step, extra, path, meta
+        self.missing, self.unexpected = list(missing or []), list(unexpected or [])
 
     def __repr__(self) -> str:
-        return f"<CheckpointInfo step={self.step} {self.path}>"
+        return (f"<CheckpointInfo step={self.step} {self.path} missing={len(self.missing)} "
+                f"unexpected={len(self.unexpected)}>")
+
+
+class _StrictRestore:
+    """Kept in the context after a strict restore: which variables may still be created."""
+
+    def __init__(self, path: Path, names):
+        self.path, self.names = path, frozenset(names)
+        self._optimizers = {n.split("/")[1] for n in self.names
+                            if n.startswith(OPTIMIZER_SCOPE + "/") and n.count("/") >= 2}
+
+    def allows(self, name: str) -> bool:
+        """Whether the context may create `name` from its initializer."""
+        if name in self.names:
+            return True
+        parts = name.split("/")
+        return parts[0] == OPTIMIZER_SCOPE and len(parts) > 2 and parts[1] not in self._optimizers
+
+    def error(self, names: list[str], reader: str) -> VariablesNotInCheckpointError:
+        return VariablesNotInCheckpointError(self.path, sorted(names), reader)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _shown(names, limit: int = 6) -> str:
+    names = list(names)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def _fsync(fd: int) -> None:
@@ -114,11 +192,60 @@ def save(ctx, directory, step: int, extra: dict | None = None, prefix: str = "ck
     return path
 
 
+_SIDECAR_KEYS = {"version": int, "step": int, "seed": int, "tensors_file": str,
+                 "tensors_bytes": int, "tensors_sha256": str, "variables": dict, "params": dict,
+                 "extra": dict}
+_VARIABLE_KEYS = {"dtype": str, "shape": list, "trainable": bool}
+
+
+def _type_name(value) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _has_type(value, kind: type) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _check_sidecar(meta: dict, path: Path) -> None:
+    """Raises CheckpointError naming each key the JSON sidecar lacks or has of the wrong type."""
+    missing = [k for k in _SIDECAR_KEYS if k not in meta]
+    if missing:
+        keys = "key" if len(missing) == 1 else "keys"
+        raise CheckpointError(
+            f"checkpoint file {path} has the format tag but lacks the {keys} "
+            f"{', '.join(map(repr, missing))} that every mlframework checkpoint has (edited, or "
+            "written by another program?); restore an intact copy or another checkpoint")
+    for key, kind in _SIDECAR_KEYS.items():
+        if not _has_type(meta[key], kind):
+            raise CheckpointError(f"checkpoint file {path}: key {key!r} holds a "
+                                  f"{_type_name(meta[key])}, expected {_type_name(kind())}")
+    if meta["version"] != VERSION:
+        raise CheckpointError(f"checkpoint file {path} has format version {meta['version']}; "
+                              f"this mlframework reads version {VERSION}")
+    if Path(meta["tensors_file"]).name != meta["tensors_file"]:
+        raise CheckpointError(f"checkpoint file {path}: 'tensors_file' must name a file next "
+                              f"to it, got {meta['tensors_file']!r}")
+    for name, info in meta["variables"].items():
+        lacking = [k for k in _VARIABLE_KEYS if not isinstance(info, dict) or k not in info]
+        if lacking:
+            raise CheckpointError(f"checkpoint file {path}: variable {name!r} lacks "
+                                  f"{', '.join(map(repr, lacking))} in 'variables'")
+        for key, kind in _VARIABLE_KEYS.items():
+            if not _has_type(info[key], kind):
+                raise CheckpointError(f"checkpoint file {path}: variable {name!r} has {key!r} "
+                                      f"of type {_type_name(info[key])}, expected "
+                                      f"{_type_name(kind())}")
+
+
 def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     """The (metadata, arrays) of the checkpoint whose JSON is `path`.
 
     Raises:
-        CheckpointError: naming the file that is missing, truncated or corrupt.
+        CheckpointError: naming the file that is missing, truncated or corrupt, or
+            the keys its JSON sidecar lacks or has of the wrong type.
     """
     path = Path(path)
     try:
@@ -130,6 +257,7 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
                               f"JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint file {path} is not an mlframework checkpoint")
+    _check_sidecar(meta, path)
     tensors = path.parent / meta["tensors_file"]
     try:
         blob = tensors.read_bytes()
@@ -149,37 +277,63 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def restore(ctx, path) -> CheckpointInfo:
+def restore(ctx, path, *, strict: bool = True) -> CheckpointInfo:
     """Loads the checkpoint at `path` (its JSON) into `ctx`: variables (created if
-    missing), hyperparameters and seed.
+    the context lacks them), hyperparameters and seed.
+
+    Strict (the default): every variable the context holds must be in the
+    checkpoint, and afterwards a model that would create a variable the
+    checkpoint lacks raises `VariablesNotInCheckpointError` (see the module's
+    docstring for the step counter, RNG state and optimizer state).
+    `strict=False` is a partial restore, as PyTorch's
+    `load_state_dict(strict=False)`: the context's variables that the
+    checkpoint lacks keep their values, variables created later start from
+    their initializers, and the returned info lists `missing` and `unexpected`
+    names. Either way the context is unchanged when an error is raised.
 
     Raises:
-        CheckpointError: for a bad file, or a variable whose shape or dtype differs.
+        CheckpointError: for a bad file; a variable whose shape or dtype differs
+            from the context's; with `strict`, variables the context holds that
+            the checkpoint lacks (all named).
     """
+    path = Path(path)
     meta, arrays = read(path)
     root = ctx.at_root()
     existing = {v.name: v for v in root.variables()}
+    loaded = {}
     for name, info in meta["variables"].items():
         if name not in arrays:
             raise CheckpointError(f"checkpoint file {meta['tensors_file']} lacks variable "
-                                  f"{name!r} listed in {Path(path).name}")
+                                  f"{name!r} listed in {path.name}")
         array = arrays[name]
         if list(array.shape) != info["shape"] or str(array.dtype) != info["dtype"]:
             raise CheckpointError(f"checkpoint file {meta['tensors_file']} holds {name!r} as "
-                                  f"{array.dtype}{list(array.shape)}, but {Path(path).name} "
+                                  f"{array.dtype}{list(array.shape)}, but {path.name} "
                                   f"lists {info['dtype']}{info['shape']}")
         var = existing.get(name)
-        if var is None:
-            root.create_variable(name, Tensor(array), info["trainable"])
-        elif var.spec.dims != array.shape or str(var.spec.dtype) != info["dtype"]:
+        if var is not None and (var.spec.dims != array.shape or
+                                str(var.spec.dtype) != info["dtype"]):
             raise CheckpointError(f"checkpoint {path} has {name!r} as {info['dtype']}"
                                   f"{list(array.shape)}, the context has {var.spec}")
+        loaded[name] = array
+    missing = sorted(set(existing) - set(loaded))
+    unexpected = sorted(set(loaded) - set(existing))
+    if missing and strict:
+        raise CheckpointError(
+            f"checkpoint {path} lacks {_plural(len(missing), 'variable')} that the context "
+            f"holds: {_shown(missing)}; restore the checkpoint of this model, or opt in to a "
+            "partial restore with restore(ctx, path, strict=False), which keeps their "
+            "current values")
+    for name, array in loaded.items():  # everything checked: from here on nothing fails
+        if name in existing:
+            existing[name].value = Tensor(array)
         else:
-            var.value = Tensor(array)
+            root.create_variable(name, Tensor(array), meta["variables"][name]["trainable"])
     for scope, values in meta["params"].items():
         ctx.params.setdefault(scope, {}).update(values)
     ctx._store.seed = meta["seed"]
-    return CheckpointInfo(meta["step"], meta["extra"], Path(path), meta)
+    ctx._store.strict_restore = _StrictRestore(path, loaded) if strict else None
+    return CheckpointInfo(meta["step"], meta["extra"], path, meta, missing, unexpected)
 
 
 class Checkpointer:
@@ -219,10 +373,14 @@ class Checkpointer:
                 orphan.unlink(missing_ok=True)  # left by a save that was killed
         return path
 
-    def restore(self, ctx, path=None) -> CheckpointInfo | None:
-        """Loads `path`, or the latest checkpoint; None if the directory has none."""
+    def restore(self, ctx, path=None, *, strict: bool = True) -> CheckpointInfo | None:
+        """Loads `path`, or the latest checkpoint; None if the directory has none.
+
+        Raises:
+            CheckpointError: as `restore` (module function), whose `strict` this passes on.
+        """
         path = path or self.latest()
-        return None if path is None else restore(ctx, path)
+        return None if path is None else restore(ctx, path, strict=strict)
 
     def _clean_temporaries(self) -> None:
         if self.directory.is_dir():
@@ -230,5 +388,5 @@ class Checkpointer:
                 p.unlink(missing_ok=True)
 
 
-__all__ = ["CheckpointError", "CheckpointInfo", "Checkpointer", "read", "restore", "save",
-           "write_atomic"]
+__all__ = ["CheckpointError", "CheckpointInfo", "Checkpointer", "VariablesNotInCheckpointError",
+           "read", "restore", "save", "write_atomic"]

@@ -21,6 +21,10 @@ current scope up to the root (`ctx.get_param("learning_rate", 1e-2)`) and
 saved with checkpoints. Randomness inside graphs comes from
 `ctx.random_key()`, which advances an `rng_state` variable that starts from
 the context's seed, so dropout is reproducible and resumes exactly.
+
+After a strict `checkpoints.restore`, the context refuses to create from its
+initializer a variable the checkpoint lacks (see `checkpoints`), so a model
+cannot silently run on fresh weights in place of restored ones.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from mlframework.ml import remat
 
 RNG_STATE = "rng_state"
 GLOBAL_STEP = "global_step"
+OPTIMIZER_SCOPE = "optimizer"  # optimizer state: optimizer/<optimizer name>/<slot>/<variable>
 
 
 class VariableError(ValueError):
@@ -70,6 +75,8 @@ class _Store:
         self.variables: dict[str, Variable] = {}
         self.params: dict[str, dict] = {}
         self.binding: Binding | None = None
+        # set by a strict checkpoints.restore: .allows(name) and .error(names, reader)
+        self.strict_restore = None
 
 
 class Binding:
@@ -78,7 +85,8 @@ class Binding:
     `inputs` holds the graph parameters the variables came in as; `values`
     their current nodes (changed by `Context.assign`); `created` the names of
     variables first created during this trace (the graph must be traced again
-    with them as inputs).
+    with them as inputs); `unrestored` those of them that a strict checkpoint
+    restore forbids (the trace then fails naming them all).
     """
 
     def __init__(self, inputs: dict, training: bool):
@@ -87,6 +95,7 @@ class Binding:
         self.training = training
         self.read: set[str] = set()
         self.created: list[str] = []
+        self.unrestored: list[str] = []
 
     def snapshot(self):
         return self, dict(self.values), set(self.read)
@@ -211,6 +220,10 @@ class Context:
             VariableError: on a shape or dtype mismatch with the existing
                 variable, on a second read in one graph without `reuse()`, or on
                 creation through a `reuse()` view.
+            checkpoints.VariablesNotInCheckpointError: outside a `ContextExec`
+                trace, on creating a variable that the checkpoint restored
+                strictly lacks (inside one, the trace raises it at its end,
+                naming every such variable).
         """
         full, shape, dtype = self._full(name), tuple(int(d) for d in shape), as_dtype(dtype)
         var = self._store.variables.get(full)
@@ -219,6 +232,11 @@ class Context:
             if self._reuse:
                 raise VariableError(f"variable {full!r} does not exist, and ctx.reuse() "
                                     "does not create variables; drop .reuse() to create it")
+            restored = self._store.strict_restore
+            if restored is not None and not restored.allows(full):
+                if binding is None:
+                    raise restored.error([full], f"ctx.variable({name!r})")
+                binding.unrestored.append(full)
             var = self.create_variable(name, self._initial_value(full, shape, dtype, initializer),
                                        trainable)
         elif var.spec.dims != shape or var.spec.dtype != dtype:
@@ -339,4 +357,5 @@ class Context:
                 f"seed={self._store.seed}>")
 
 
-__all__ = ["Binding", "Context", "GLOBAL_STEP", "RNG_STATE", "Variable", "VariableError"]
+__all__ = ["Binding", "Context", "GLOBAL_STEP", "OPTIMIZER_SCOPE", "RNG_STATE", "Variable",
+           "VariableError"]

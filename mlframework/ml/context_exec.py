@@ -62,12 +62,21 @@ class ContextExec:
         finally:
             store.binding = previous
             ACTIVE_BINDINGS.pop()
+        if binding.unrestored:  # a strict checkpoint restore lacks them: leave ctx as it was
+            self.ctx.forget_variables(binding.created)
+            raise store.strict_restore.error(binding.unrestored, self.name)
         if binding.created:
             raise _VariablesCreated(binding.created)
         updates = dict(binding.values) if self.donate_variables else binding.assigned()
         return outputs, updates
 
     def __call__(self, *args):
+        """Runs fn on `args`; returns its outputs (Tensors) and stores the variable updates.
+
+        Raises:
+            checkpoints.VariablesNotInCheckpointError: fn reads variables that the
+                checkpoint last restored strictly into ctx lacks (none are created).
+        """
         store = self.ctx._store
         for _ in range(3):
             variables = {name: var.value for name, var in store.variables.items()}
@@ -86,7 +95,9 @@ class ContextExec:
 
         Raises:
             MissingVariablesError: if fn would create variables the context lacks
-                (they are not created: the context is left as it was).
+                (they are not created: the context is left as it was); its subclass
+                `checkpoints.VariablesNotInCheckpointError` when a strict checkpoint
+                restore lacks them.
         """
         store = self.ctx._store
         before = set(store.variables)

@@ -19,7 +19,7 @@ import numpy as np
 
 from mlframework import graph as G
 from mlframework.ml import initializers as inits
-from mlframework.ml.context import GLOBAL_STEP
+from mlframework.ml.context import GLOBAL_STEP, OPTIMIZER_SCOPE
 
 
 def global_norm(grads) -> G.Node:
@@ -61,7 +61,7 @@ class Optimizer:
         if self.clip_norm is not None:
             grads = clip_by_global_norm(grads, self.clip_norm)
         t = G.convert(step + 1, np.float32)
-        state = root / "optimizer" / self.name
+        state = root / OPTIMIZER_SCOPE / self.name
         for name in sorted(params):
             p, g = params[name], grads[name]
             new = self.update(_Slots(state, name, p), p, g, G.convert(lr, p.dtype), t)

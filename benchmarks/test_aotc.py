@@ -30,8 +30,8 @@ import pytest
 import mlframework as mlf
 from bench_models import lenet, mlp
 from aot.export import export_model
-from aot.verify import ExportedLibrary
-from aot.weight_packing import STORAGES
+from aot.passes.weight_packing import STORAGES
+from aot.tools.verify import ExportedLibrary
 from mlframework.ml import Context, ContextExec
 
 onnx = pytest.importorskip("onnx")

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import export_support as es
-from aot.cli import main
+from aot.tools.cli import main
 
 MLP = str(es.EXAMPLES / "digits_mlp.py") + ":model"
 CNN = str(es.EXAMPLES / "digits_cnn.py") + ":model"
@@ -19,7 +19,7 @@ def mlp_ckpt(tmp_path_factory):
 
 
 def _aotc(*args):
-    return subprocess.run([sys.executable, "-m", "aot.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "aot.tools.cli", *args], capture_output=True,
                           text=True, cwd=es.ROOT)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import export_support as es
-from aot.verify import ExportedLibrary, compare, random_inputs, reference_outputs, verify
+from aot.tools.verify import ExportedLibrary, compare, random_inputs, reference_outputs, verify
 from mlframework import graph as G
 
 TOL = 1e-5
@@ -101,14 +101,14 @@ def test_multi_io_interface(multi):
 
 @pytest.mark.parametrize("which", ["mlp", "cnn", "multi", "filemode", "mlp_bf16"])
 def test_aotc_verify_every_example(which, request, capsys):
-    from aot.cli import main
+    from aot.tools.cli import main
     folder = request.getfixturevalue(which)
     assert main(["verify", str(folder), "--tolerance", str(TOL)]) == 0
     assert "ok (tolerance" in capsys.readouterr().out
 
 
 def test_verify_fails_above_tolerance(mlp, cnn, capsys):
-    from aot.cli import main
+    from aot.tools.cli import main
     report = verify(mlp, tolerance=-1.0, trials=1)
     assert not report.ok and "FAIL" in str(report)
     assert main(["verify", str(cnn), "--tolerance", "1e-12"]) == 1  # float rounding differs

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import export_support as es
-from aot.verify import ExportedLibrary, random_inputs
+from aot.tools.verify import ExportedLibrary, random_inputs
 
 INPUT = ["x:float32[3,1,8,8]"]
 ZIG = [sys.executable, "-m", "ziglang", "cc"]
@@ -63,7 +63,7 @@ def test_wasm32_under_wasmtime_matches_host(root, tmp_path):
 
 def test_blob_weights_refused_for_wasm(root):
     from aot.export import export_model
-    from aot.signature import UsageError
+    from aot.export.signature import UsageError
     with pytest.raises(UsageError, match="wasm32"):
         export_model(str(es.EXAMPLES / "digits_cnn.py") + ":model", INPUT, root / "never",
                      checkpoint=es.checkpoint(root, "digits_cnn"), target="wasm32-wasi",

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import export_support as es
-from aot.export_trace import load_context
-from aot.verify import ExportedLibrary
+from aot.export.trace import load_context
+from aot.tools.verify import ExportedLibrary
 from mlframework.ml import datasets, losses, optimizers, train
 
 BATCH = 32

@@ -5,10 +5,10 @@ import itertools
 
 import numpy as np
 
-from aot.fusion import fuse
-from aot.memory_plan import plan_memory
-from aot.program import from_graph
-from aot.simplify import simplify
+from aot.passes.fusion import fuse
+from aot.passes.memory_plan import plan_memory
+from aot.passes.simplify import simplify
+from aot.program.program import from_graph
 from mlframework import graph as G
 from mlframework.core import shapes
 from mlframework.graph.gen_optypes import Op

@@ -11,10 +11,10 @@ import pytest
 
 import export_support as es
 import mlframework as mlf
-from aot.program import from_graph
-from aot.simplify import simplify
-from aot.verify import ExportedLibrary, verify
-from aot.weight_packing import gemm_panels, pack_weights, pair_panels
+from aot.passes.simplify import simplify
+from aot.passes.weight_packing import gemm_panels, pack_weights, pair_panels
+from aot.program.program import from_graph
+from aot.tools.verify import ExportedLibrary, verify
 from mlframework import graph as G
 from mlframework.core import shapes
 from mlframework.core.dtypes import DType
@@ -112,7 +112,7 @@ def test_export_computes_the_model_with_rounded_weights(root, batch):
 
 
 def test_cli_exports_and_inspects_with_bfloat16_storage(root, tmp_path, capsys):
-    from aot.cli import main
+    from aot.tools.cli import main
     ckpt = str(es.checkpoint(root, "digits_mlp"))
     fn = str(es.EXAMPLES / "digits_mlp.py") + ":model"
     args = [fn, "--input", "x:float32[1,64]", "--checkpoint", ckpt,

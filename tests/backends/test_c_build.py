@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import mlframework as mlf
-from aot import build as aot_build
-from aot.pipeline import compile_program
-from aot.program import from_graph
+from aot.build import compiler as aot_build
+from aot.build.pipeline import compile_program
+from aot.program.program import from_graph
 from mlframework import graph as G
 from mlframework.core import shapes
 

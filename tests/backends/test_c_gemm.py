@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import mlframework as mlf
-from aot import build as aot_build
+from aot.build import compiler as aot_build
 from mlframework import graph as G
 from mlframework.core import shapes
 

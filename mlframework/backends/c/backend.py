@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
-from aot import emit_ops
-from aot.loops import FUSIBLE
-from aot.pipeline import compile_program
-from aot.program import from_graph
+from aot.build.pipeline import compile_program
+from aot.codegen import single_ops
+from aot.program.program import from_graph
+from aot.program.walk import FUSIBLE
 from mlframework.backends.base import Backend, Executable
 from mlframework.core.shapes import Shape
 from mlframework.graph.gen_optypes import Op, OpGroup
@@ -34,7 +34,7 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "1000"
 
 PROBE_MIN_S = 100e-6  # calls shorter than this keep their thread count (no probing)
-SUPPORTED = frozenset(FUSIBLE | OpGroup.REDUCE | emit_ops.SUPPORTED |
+SUPPORTED = frozenset(FUSIBLE | OpGroup.REDUCE | single_ops.SUPPORTED |
                       {Op.DOT_GENERAL, Op.CONV_GENERAL, Op.PARAMETER, Op.CONSTANT, Op.IOTA})
 
 

@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from aot import build as B
+from aot.build import compiler as B
 
 _CALL = re.compile(r"^(\s*)(k\d+_\w+)\((.*)\);$")
 _PRELUDE = """

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from aot.signature import UsageError
+from aot.export.signature import UsageError
 
 HOST = "host"
 KNOWN = ("host", "x86_64-linux-gnu", "aarch64-linux-gnu", "aarch64-linux-musl",

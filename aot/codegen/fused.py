@@ -1,130 +1,30 @@
-"""Pass 4, `emit_c`: the C translation unit of a program, one function per kernel.
+"""C bodies of the fused loop kernels: pointwise chains, reductions (with their
+pointwise producers) and row-wise kernels (softmax, layer norm: one pass per
+stage over a cache-resident row).
 
-    source = emit_c(program, kernels, plan)
+    lines = pointwise(program, kernel)    # also reduce(...), rowwise(...)
 
-Each kernel is rendered through `templates/c/kernel.c.j2` (its header comment
-names the fused nodes, their shapes, source lines and why they were fused)
-with loop nests from `templates/c/loops.c.j2`; `module.c.j2` adds the entry
-point `mlf_run`, which calls the kernels in order. Shapes are literals.
-Elementwise C comes from the op table (`C_EXPRESSIONS`) through `aot.loops`.
+Values become C through `expressions.Evaluator`; loops through `nests`.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import jinja2
-
-from aot import ctypes_table as ct
-from aot import emit_contraction, emit_ops
-from aot import indexing as ix
-from aot.fusion import Kernel, row_index_of, stage_kind
-from aot.loops import Evaluator, mergeable_groups
-from aot.memory_plan import MemoryPlan
-from aot.program import Program
+from aot.codegen import ctypes_table as ct
+from aot.codegen.expressions import Evaluator
+from aot.codegen.nests import PARALLEL_MIN, axis_vars, loops, merged_nest
+from aot.passes.fusion import row_index_of, stage_kind
+from aot.program import indexing as ix
+from aot.program.kernel import Kernel
+from aot.program.program import Program
 from mlframework.graph.gen_optypes import Op
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "c"
-ENTRY = "mlf_run"
-PARALLEL_MIN = 65536  # elements; below this a loop is not worth an OpenMP fork (~1 us)
-LANES = 16            # vector accumulator lanes of a reduction
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                          keep_trailing_newline=True,
-                          undefined=jinja2.StrictUndefined)
-
-
-def emit_c(program: Program, kernels: list[Kernel], plan: MemoryPlan, entry: str = ENTRY) -> str:
-    """The C source of `program`: kernels as planned, entry point `entry` (`mlf_run`;
-    `aotc export` names it after the model)."""
-    funcs, calls, setup = [], [], []
-    names = {}
-    for vid, b in plan.buffers.items():
-        names[vid] = f"b{vid}"
-        v = program.values[vid]
-        t = ct.STORAGE[v.dtype]
-        if b.kind == "input":
-            setup.append(f"{t}* b{vid} = ({t}*)inputs[{program.params.index(vid)}]; (void)b{vid};")
-        elif b.kind == "const":
-            setup.append(f"const {t}* b{vid} = (const {t}*)(consts + {b.offset}); (void)b{vid};")
-        elif b.kind == "output":
-            setup.append(f"{t}* b{vid} = ({t}*)outputs[{b.output_index}];")
-        elif b.kind == "arena":
-            setup.append(f"{t}* b{vid} = ({t}*)(arena + {b.offset});")
-    for vid, b in plan.buffers.items():  # aliases after their bases
-        if b.kind == "alias":
-            t = ct.STORAGE[program.values[vid].dtype]
-            setup.append(f"{t}* b{vid} = ({t}*)b{b.base};")
-    for t, k in enumerate(kernels):
-        if k.kind == "alias":
-            continue
-        fname = f"k{t}_{k.name}"
-        scratch = plan.scratch.get(t)
-        params = [f"const {ct.STORAGE[program.values[i].dtype]}* MLF_RESTRICT b{i}"
-                  for i in k.inputs]
-        params += [f"{ct.STORAGE[program.values[o].dtype]}* MLF_RESTRICT b{o}" for o in k.outputs]
-        args = [names[i] for i in k.inputs] + [names[o] for o in k.outputs]
-        if scratch is not None:
-            params.append("char* MLF_RESTRICT scratch")
-            args.append(f"arena + {scratch.offset}")
-        body = _BODIES[k.kind](program, k) if k.kind in _BODIES else emit_ops.body(program, k)
-        funcs.append(_env.get_template("kernel.c.j2").render(
-            title=f"kernel {t}: {k.name} ({k.kind})", reason=k.reason,
-            nodes=[_describe(program.values[n]) for n in k.nodes], fname=fname,
-            params=params or ["void"], body=body))
-        calls.append(f"{fname}({', '.join(args)});")
-    return _env.get_template("module.c.j2").render(
-        name=program.name, kernels=funcs, arena_bytes=plan.arena_bytes,
-        const_bytes=plan.const_bytes, entry=entry, setup=setup, calls=calls,
-        params=[_type(program.values[p]) for p in program.params],
-        outputs=[_type(program.values[o]) for o in program.outputs])
-
-
-def _type(v) -> str:
-    return f"{v.dtype.value}[{', '.join(map(str, v.shape))}]"
-
-
-def _describe(v) -> dict:
-    scope = f"{v.scope}/" if v.scope else ""
-    return {"id": v.id, "op": scope + v.op.value, "type": _type(v),
-            "source": v.source.replace("*/", "* /")}
-
-
-def loops(nest, body) -> list[str]:
-    """Lines of a loop nest; `nest` is [(var, extent, pragma or "")] outermost first."""
-    return _env.get_template("loops.c.j2").render(loops=nest, body=body).strip("\n").split("\n")
-
-
-def axis_vars(dims, prefix: str) -> tuple[list, dict]:
-    """One loop variable per axis (constant 0 for extent-1 axes) and their extents."""
-    index = [ix.var(f"{prefix}{a}") if d != 1 else ix.const(0) for a, d in enumerate(dims)]
-    return index, {f"{prefix}{a}": d for a, d in enumerate(dims) if d != 1}
-
-
-def merged_nest(ev_factory, axes, build, parallel_work: int):
-    """Evaluates `build(ev)` twice: once to find which axes merge, then for real.
-
-    Returns (evaluator, loop nest, result of build).
-    """
-    dry = ev_factory(None)
-    build(dry)
-    groups = mergeable_groups(dry.seen, axes) if axes else []
-    merge = [(g, "_".join(v for v, _ in g))
-             for g in groups]
-    ev = ev_factory(merge)
-    result = build(ev)
-    nest = []
-    for n, (g, name) in enumerate(merge):
-        extent = math.prod(e for _, e in g)
-        pragma = ""
-        if n == 0 and parallel_work >= PARALLEL_MIN and extent > 1:
-            pragma = "MLF_OMP(omp parallel for schedule(static))"
-        nest.append((name, extent, pragma))
-    return ev, nest, result
+LANES = 16  # vector accumulator lanes of a reduction
 
 
 # ---- pointwise ------------------------------------------------------------------
 
-def _pointwise(program: Program, k: Kernel) -> list[str]:
+def pointwise(program: Program, k: Kernel) -> list[str]:
     root = program.values[k.outputs[0]]
     index, extents = axis_vars(root.shape, "a")
     axes = [(f"a{a}", d) for a, d in enumerate(root.shape) if d != 1]
@@ -208,7 +108,7 @@ def reduce_loop(program, v, x_id, outer_index, inner_dims, extents, ev_kwargs, a
     return lines
 
 
-def _reduce(program: Program, k: Kernel) -> list[str]:
+def reduce(program: Program, k: Kernel) -> list[str]:
     v = program.values[k.outputs[0]]
     x = program.values[v.inputs[0]]
     axes = sorted(v.attrs["axes"])
@@ -263,7 +163,7 @@ def _reduce_strided(program, k, v, x, axes, buffers) -> list[str]:
 
 # ---- row-wise kernels ---------------------------------------------------------------
 
-def _rowwise(program: Program, k: Kernel) -> list[str]:
+def rowwise(program: Program, k: Kernel) -> list[str]:
     dims, nrow = k.dims, k.rows
     row, row_ext = axis_vars(dims[:nrow], "r")
     col, col_ext = axis_vars(dims[nrow:], "c")
@@ -312,7 +212,3 @@ def _rowwise(program: Program, k: Kernel) -> list[str]:
     if nest and math.prod(dims) >= PARALLEL_MIN:
         nest[0] = (nest[0][0], nest[0][1], "MLF_OMP(omp parallel for schedule(static))")
     return loops(nest, body) if nest else body
-
-
-_BODIES = {"pointwise": _pointwise, "reduce": _reduce, "rowwise": _rowwise,
-           "dot": emit_contraction.dot_body, "conv": emit_contraction.conv_body}

@@ -1,4 +1,4 @@
-"""Pass 2, `fuse`: groups the values of a program into kernels.
+"""Pass `fuse`: groups the values of a program into kernels (`aot.program.kernel.Kernel`).
 
     kernels = fuse(program)
 
@@ -22,44 +22,18 @@ Rules (measured in shared/research/cpu-codegen.md):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
-from aot import emit_contraction, emit_ops
-from aot import indexing as ix
-from aot.loops import EXPENSIVE, FUSIBLE, Evaluator, NotFusible, splat
-from aot.program import Program
+from aot.passes.layouts import scratch_bytes
+from aot.program import indexing as ix
+from aot.program.kernel import Kernel
+from aot.program.program import Program
+from aot.program.walk import EXPENSIVE, FUSIBLE, NotFusible, Walker, splat
 from mlframework.graph.gen_optypes import Op, OpGroup
 
 MAX_FUSED_OPS = 48       # Inductor materializes bodies past ~30-64 ops
 EXPENSIVE_COST = 8       # weight of a transcendental in the cost model
 SHARED_MAX_COST = 8      # a value read by several kernels is recomputed only below this cost
 BROADCAST_MAX_COST = 4   # a value broadcast to a larger shape is recomputed only below this
-
-
-@dataclass
-class Kernel:
-    """One generated C function.
-
-    kind: "pointwise", "reduce", "rowwise", "dot", "conv", "alias" (no code: a
-    reshape view of another buffer), or the op name of a single-op kernel.
-    outputs: values the kernel writes to buffers; nodes: every value computed
-    inside (topological); inputs: materialized values it reads; stages: for
-    rowwise kernels, the values finished one after another in each row;
-    epilogue: for dot/conv, the pointwise values applied before the store.
-    """
-
-    name: str
-    kind: str
-    outputs: list[int]
-    nodes: list[int]
-    inputs: list[int]
-    reason: str
-    stages: list[int] = field(default_factory=list)
-    epilogue: list[int] = field(default_factory=list)
-    contraction: int | None = None
-    rows: int = 0
-    dims: tuple = ()
-    scratch_bytes: int = 0
 
 
 def fuse(program: Program) -> list[Kernel]:
@@ -72,8 +46,7 @@ def fuse(program: Program) -> list[Kernel]:
     kernels = _merge_rowwise(program, kernels, consumers)
     kernels = _merge_epilogues(program, kernels, consumers)
     for k in kernels:
-        k.scratch_bytes = (emit_contraction.scratch_bytes(program, k) if k.kind in ("dot", "conv")
-                           else emit_ops.scratch_bytes(program, k))
+        k.scratch_bytes = scratch_bytes(program, k)
     return kernels
 
 
@@ -291,7 +264,7 @@ def check_rowwise(program, kernel: Kernel) -> None:
         raise NotFusible("rows too long for cache-resident passes")
     for s in kernel.stages:
         v = program.values[s]
-        ev = Evaluator(program, extents, buffers, rowbufs, scalars, row, row_dims=dims[:nrow])
+        ev = Walker(program, extents, buffers, rowbufs, scalars, row, row_dims=dims[:nrow])
         kind = stage_kind(program, kernel, s)
         if kind == "reduce":
             if program.values[v.inputs[0]].shape != dims:
@@ -349,7 +322,7 @@ def _reads_elementwise(program, k: Kernel, src_id: int) -> bool:
     root = program.values[k.outputs[0]]
     index = [ix.var(f"a{i}") if d != 1 else ix.const(0) for i, d in enumerate(root.shape)]
     extents = {f"a{i}": d for i, d in enumerate(root.shape)}
-    ev = Evaluator(program, extents, {i: "in" for i in k.inputs if i != src_id},
+    ev = Walker(program, extents, {i: "in" for i in k.inputs if i != src_id},
                    scalars={src_id: "acc"}, row_index=index,
                    row_dims=root.shape)
     try:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from aot.build import build
-from aot.emit import emit_c
-from aot.fusion import Kernel, fuse
-from aot.memory_plan import MemoryPlan, plan_memory
-from aot.program import Program
-from aot.simplify import simplify
-from aot.weight_packing import pack_weights
+from aot.build.compiler import build
+from aot.codegen.emit import emit_c
+from aot.passes.fusion import fuse
+from aot.passes.memory_plan import MemoryPlan, plan_memory
+from aot.passes.simplify import simplify
+from aot.passes.weight_packing import pack_weights
+from aot.program.kernel import Kernel
+from aot.program.program import Program
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Pass 5, `build`: compiles generated C with cffi into a cached shared library.
+"""`build`: compiles generated C with cffi into a cached shared library.
 
     lib = build(source)          # lib.mlf_run(...), lib.mlf_run_set_threads(n)
 
@@ -18,7 +18,9 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-RUNTIME = Path(__file__).resolve().parent.parent / "runtime_c"
+from aot.resources import runtime_dir
+
+RUNTIME = runtime_dir()
 CDEF = """
 int mlf_run(void* const* inputs, void* const* outputs, char* arena, const char* consts);
 int mlf_run_set_threads(int n);

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aot.program import Program, Value, from_graph
-from aot.signature import InputSpec, UsageError
+from aot.export.signature import InputSpec, UsageError
+from aot.program.program import Program, Value, from_graph
 from mlframework import graph as G
 from mlframework.core import pytree
 from mlframework.graph.gen_optypes import Op

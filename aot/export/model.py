@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlframework
-from aot import export_c
-from aot.build import RUNTIME
-from aot.export_targets import HOST, Toolchain, toolchain
-from aot.export_trace import Traced, load_context, trace_model, trace_train_step
-from aot.signature import InputSpec, UsageError, load_function, parse_input
-from aot.weight_packing import STORAGES
+from aot.build.compiler import RUNTIME
+from aot.export import artifact
+from aot.export.manifest import manifest_of
+from aot.export.signature import InputSpec, UsageError, load_function, parse_input
+from aot.export.targets import HOST, Toolchain, toolchain
+from aot.export.trace import Traced, load_context, trace_model, trace_train_step
+from aot.passes.weight_packing import STORAGES
 
 WEIGHT_MODES = ("embed", "blob", "file")
 EMBED_MAX_BYTES = 8 << 20  # "auto" embeds up to this; larger weights as text slow the C compiler
@@ -128,40 +129,38 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
     started = time.perf_counter()
     traced = trace_model(fn, specs, name=name, checkpoint=checkpoint if ctx is None else None,
                          ctx=ctx)
-    stage = export_c.compile_stage(traced.program, entry=f"{name}_forward",
+    stage = artifact.compile_stage(traced.program, entry=f"{name}_forward",
                                    weight_storage=weight_storage, variables=set(traced.variables))
     if weights == "auto":
         size = sum(b.nbytes for b in stage.plan.buffers.values() if b.kind == "const")
         weights = "embed" if size <= EMBED_MAX_BYTES else \
             ("file" if tc.target.startswith("wasm") else "blob")
-    segment = export_c.Segment()
+    segment = artifact.Segment()
     options = {"weights": weights, "version": VERSION, "function": reference, "openmp": openmp,
                "weight_storage": weight_storage}
-    source, ins, outs = export_c.render_inference(name, traced.input_names, traced.output_names,
+    source, ins, outs = artifact.render_inference(name, traced.input_names, traced.output_names,
                                                   stage, segment, options)
     files: dict[str, object] = {f"{name}.c": source}
     train_info, train_stage = None, None
     if train is not None:
         traced_step = _trace_train(fn, specs, train, ctx)
-        train_stage = export_c.compile_stage(traced_step.program, entry=f"{name}_train_forward")
-        train_source, train_info = export_c.render_train(name, traced_step, train_stage, segment)
+        train_stage = artifact.compile_stage(traced_step.program, entry=f"{name}_train_forward")
+        train_source, train_info = artifact.render_train(name, traced_step, train_stage, segment)
         files[f"{name}_train.c"] = train_source
-    weight_files = export_c.render_weights(name, segment, weights, VERSION)
+    weight_files = artifact.render_weights(name, segment, weights, VERSION)
     blob = segment.tobytes() if weights != "embed" else b""
-    src_hash = export_c.source_hash(*(f for f in files.values()))
-    files[f"{name}.h"] = export_c.render_header(name, ins, outs, stage, segment, options,
-                                                src_hash, train_info, export_c.crc32(blob))
+    src_hash = artifact.source_hash(*(f for f in files.values()))
+    files[f"{name}.h"] = artifact.render_header(name, ins, outs, stage, segment, options,
+                                                src_hash, train_info, artifact.crc32(blob))
     files.update(weight_files)
     objects = [f"{name}.o", f"{name}_weights.o"] + ([f"{name}_train.o"] if train else [])
     if weights == "blob":
         objects.append(f"{name}_weights_blob.o")
     libs = [f"lib{name}.a"] + ([f"lib{name}.so"] if tc.shared else [])
-    files["Makefile"] = export_c._env.get_template("Makefile.j2").render(
-        name=name, version=VERSION, target=tc.target, cc=tc.cc_text, ar=tc.ar_text,
-        arch=tc.arch, openmp="-fopenmp" if openmp else "", pic="-fPIC " if tc.pic else "",
-        objects=objects, libs=libs, blob=weights == "blob")
-    manifest = _manifest(name, reference, checkpoint, traced, stage, ins, outs, segment, options,
-                         tc, src_hash, export_c.crc32(blob), train_info, train_stage, train)
+    files["Makefile"] = artifact.render_makefile(name, VERSION, tc, openmp, objects, libs,
+                                                 blob=weights == "blob")
+    manifest = manifest_of(name, reference, checkpoint, traced, stage, ins, outs, segment, options,
+                         tc, src_hash, artifact.crc32(blob), train_info, train_stage, train)
     manifest["export_seconds"] = round(time.perf_counter() - started, 3)
     out_dir = Path(out_dir)
     _write(out_dir, files, manifest)
@@ -197,49 +196,6 @@ def _trace_train(fn, specs, train: TrainSpec, ctx) -> Traced:
     return trace_train_step(fn, specs, labels, ctx=ctx, loss=loss, optimizer=optimizer)
 
 
-def _manifest(name, reference, checkpoint, traced, stage, ins, outs, segment, options, tc,
-              src_hash, crc, train_info, train_stage, train) -> dict:
-    values = stage.program.values
-
-    def kernels(st):
-        out = []
-        for cost, k in zip(st.costs, st.kernels):
-            sources = sorted({st.program.values[n].source for n in k.nodes
-                              if st.program.values[n].source})
-            out.append({**cost, "reason": k.reason, "sources": sources})
-        return out
-    m = {
-        "format": "aotc-export", "name": name, "tool": "aotc", "tool_version": VERSION,
-        "function": reference,
-        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
-        "target": tc.target, "weights": options["weights"], "openmp": options["openmp"],
-        "weight_storage": options["weight_storage"],
-        "packed_weights": sorted(v.scope for v in values.values() if "packing" in v.attrs),
-        "inputs": [{k: i[k] for k in ("name", "dtype", "shape")} for i in ins],
-        "outputs": [{k: o[k] for k in ("name", "dtype", "shape")} for o in outs],
-        "arena_bytes": stage.plan.arena_bytes, "weights_bytes": segment.nbytes,
-        "weights_crc32": f"{crc:08x}", "source_hash": src_hash,
-        "variables": {k: list(a.shape) for k, a in traced.variables.items()},
-        "kernels": kernels(stage),
-        "total_flops": sum(c["flops"] for c in stage.costs),
-        "nodes": len(values),
-    }
-    if train_info:
-        m["train"] = {
-            "labels": [{"name": p["name"], "dtype": p["dtype"], "shape": p["shape"]}
-                       for p in train_info["inputs"][len(ins):]],
-            "state_bytes": train_info["state_bytes"],
-            "arena_bytes": train_info["arena_bytes"],
-            "state": [{k: s[k] for k in ("name", "offset", "type", "trainable")}
-                      for s in train_info["state"]],
-            "loss": getattr(train.loss, "__name__", str(train.loss)),
-            "optimizer": str(train.optimizer) if isinstance(train.optimizer, str)
-            else type(train.optimizer).__name__,
-            "kernels": kernels(train_stage),
-        }
-    return m
-
-
 def _write(out_dir: Path, files: dict, manifest: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for fname, content in files.items():
@@ -270,10 +226,6 @@ def build_artifact(out_dir: Path, tc: Toolchain | None = None, jobs: int = 2) ->
     if result.returncode != 0:
         raise BuildError(f"building {out_dir} ({tc.target if tc else HOST}) failed:\n"
                          f"{(result.stdout + result.stderr).strip()[-4000:]}")
-
-
-def write_manifest(art: Artifact) -> None:
-    (art.out_dir / "manifest.json").write_text(json.dumps(art.manifest, indent=1) + "\n")
 
 
 __all__ = ["Artifact", "BuildError", "InputSpec", "TrainSpec", "UsageError", "export_model"]

@@ -8,17 +8,10 @@ from __future__ import annotations
 
 import math
 
-from aot import ctypes_table as ct
-from aot import indexing as ix
+from aot.codegen import ctypes_table as ct
+from aot.codegen.nests import nest
+from aot.program import indexing as ix
 from mlframework.graph.gen_optypes import Op
-
-
-def scratch_bytes(program, k) -> int:
-    v = program.values[k.outputs[0]]
-    if v.op in (Op.SORT, Op.ARGSORT):
-        n = v.shape[v.attrs["axis"]] if v.shape else 1
-        return 8 * 3 * max(n, 1)
-    return 0
 
 
 def body(program, k) -> list[str]:
@@ -26,20 +19,6 @@ def body(program, k) -> list[str]:
     if v.size == 0:
         return ["/* empty output */"]
     return _BODIES[v.op](program, v)
-
-
-def nest(axes, inner, parallel=False) -> list[str]:
-    lines, ind = [], ""
-    for n, (var, d) in enumerate(axes):
-        if n == 0 and parallel and d > 1:
-            lines.append(ind + "MLF_OMP(omp parallel for schedule(static))")
-        lines.append(f"{ind}for (long {var} = 0; {var} < {d}; {var}++) {{")
-        ind += "  "
-    lines += [ind + s for s in inner]
-    for _ in axes:
-        ind = ind[:-2]
-        lines.append(ind + "}")
-    return lines
 
 
 def _vars(prefix, dims):

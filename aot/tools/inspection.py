@@ -13,10 +13,10 @@ import html
 import re
 from dataclasses import dataclass
 
-from aot.export_c import Stage, compile_stage
-from aot.export_trace import trace_model
-from aot.program import Program
-from aot.signature import load_function, parse_input
+from aot.export.artifact import Stage, compile_stage
+from aot.export.signature import load_function, parse_input
+from aot.export.trace import trace_model
+from aot.program.program import Program
 
 
 @dataclass

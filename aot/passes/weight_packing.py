@@ -6,7 +6,7 @@ time, the way the GEMM reads them, instead of being packed on every call.
 A constant is a candidate when it is a float32 [K, N] matrix of at least MIN_ELEMENTS
 read only as the right operand [K, N] of unbatched float32 dot_generals (dense layers).
 It becomes a constant with attrs `packing` and `columns` (N) and the dots keep their
-float32 type; `emit_contraction` calls the matching kernel.
+float32 type; the code generator calls the matching kernel.
 
 - "float32" storage, packing "panels": a candidate whose every product has more than 6
   rows and N >= 16 is stored in the GEMM's panel layout, [N/64][K][64] zero-padded, shape
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from aot.emit_contraction import dot_layout
-from aot.program import Program, Value
+from aot.passes.layouts import dot_layout
+from aot.program.program import Program, Value
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
 

@@ -137,7 +137,7 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from aot.signature import UsageError
+    from aot.export.signature import UsageError
     try:
         return _COMMANDS[args.command](args)
     except UsageError as e:
@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _export(args) -> int:
-    from aot.export import BuildError, TrainSpec, export_model
-    from aot.signature import UsageError
+    from aot.export.model import BuildError, TrainSpec, export_model
+    from aot.export.signature import UsageError
     train = None
     if args.train:
         train = TrainSpec(labels=args.label, loss=args.loss, optimizer=args.optimizer)
@@ -171,7 +171,7 @@ def _export(args) -> int:
 
 
 def _verify(args) -> int:
-    from aot.verify import verify
+    from aot.tools.verify import verify
     report = verify(args.folder, tolerance=args.tolerance, seed=args.seed, trials=args.trials)
     print(f"aotc verify {args.folder}:")
     print(report)
@@ -179,7 +179,7 @@ def _verify(args) -> int:
 
 
 def _inspect(args) -> int:
-    from aot.inspection import inspect_model, to_html
+    from aot.tools.inspection import inspect_model, to_html
     report = inspect_model(args.function, args.input, checkpoint=args.checkpoint,
                            weight_storage=args.weight_storage)
     if not args.no_text:

@@ -1,12 +1,20 @@
-"""Rendering the body of a fused loop nest: every value of a kernel as C at an index.
+"""Walking a fused kernel: every value of the kernel as an expression at an index.
 
-`Evaluator.value(id, index)` returns a C expression for value `id` at `index`
-(one `Lin` per axis), appending one `const` line per computed node to
-`lines` (SSA style, so the C reads top to bottom like the graph). Leaves are
-loads from materialized buffers, per-row scratch arrays, per-row scalars (a
-reduction already finished for this row) and literals. Data-movement ops only
-change the index; pad and concatenate choose with conditions, and what they
-guard is inlined so that no load runs out of bounds.
+`Walker.value(id, index)` returns an expression for value `id` at `index` (one
+`Lin` per axis), appending one line per computed node to `lines` (SSA style, so
+a rendered body reads top to bottom like the graph). Leaves are loads from
+materialized buffers, per-row scratch arrays, per-row scalars (a reduction
+already finished for this row) and literals. Data-movement ops only change the
+index; pad and concatenate choose with conditions, and what they guard is
+inlined so that no load runs out of bounds.
+
+The walk is target-neutral: it decides which element of which buffer each
+value reads, and writes index arithmetic, conditions and choices in the syntax
+that every C-family renderer shares (`+`, `%`, `&&`, `?:`). What is the
+target's is behind hooks: `load`, `literal`, `elementwise`, `declare`,
+`start_index`, `cast_index` and `bool_to_float` (`aot.codegen.expressions`
+spells them in C). The base spelling is symbolic; the fusion pass walks with it
+only to learn whether a kernel can read every value where it needs it.
 
 `NotFusible` is raised when a value is needed at an index the kernel does not
 have (a reduction read at another row); the fusion pass uses that to decide.
@@ -15,12 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from aot import ctypes_table as ct
-from aot import indexing as ix
-from aot.indexing import Lin
-from aot.program import Program
+from aot.program import indexing as ix
+from aot.program.indexing import Lin
+from aot.program.program import Program
 from mlframework.core.dtypes import DType
-from mlframework.graph.gen_optypes import C_EXPRESSIONS, Op, OpGroup
+from mlframework.graph.gen_optypes import Op, OpGroup
 
 MOVEMENT_FUSIBLE = frozenset({Op.BROADCAST_IN_DIM, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE, Op.PAD,
                               Op.REVERSE, Op.CONCATENATE, Op.IOTA, Op.DYNAMIC_SLICE})
@@ -28,7 +35,6 @@ ELEMENTWISE = OpGroup.UNARY | OpGroup.BINARY | OpGroup.COMPARE | OpGroup.SELECT 
 FUSIBLE = ELEMENTWISE | MOVEMENT_FUSIBLE
 EXPENSIVE = frozenset({Op.EXP, Op.EXPM1, Op.LOG, Op.LOG1P, Op.TANH, Op.LOGISTIC, Op.SIN, Op.COS,
                        Op.ERF, Op.ERF_INV, Op.POW, Op.ATAN2, Op.SQRT, Op.RSQRT, Op.DIV, Op.REM})
-_ARG_NAMES = {Op.SELECT: ("pred", "on_true", "on_false")}
 
 
 class NotFusible(Exception):
@@ -45,17 +51,19 @@ def splat(value) -> object | None:
     return flat[0]
 
 
-class Evaluator:
-    """Builds the C of one loop body.
+class Walker:
+    """Walks the values of one loop body.
 
     Args:
         program: the program the values belong to.
         extents: loop variable -> trip count (for index simplification).
-        buffers: value id -> C pointer name, for materialized values (full index).
+        buffers: value id -> pointer name, for materialized values (full index).
         rowbufs: value id -> (name, row rank): scratch holding the current row.
-        scalars: value id -> C variable holding the current row's reduction.
+        scalars: value id -> variable holding the current row's reduction.
         row_index: the index of the current row (the leading axes).
         merge: loop-axis groups [([(var, extent), ...], new_var)] rendered as one variable.
+        prefix: of the names of computed values.
+        row_dims: the extents of the row axes (size-1 axes carry no row variable).
     """
 
     def __init__(self, program: Program, extents: dict[str, int], buffers: dict[int, str],
@@ -69,6 +77,29 @@ class Evaluator:
         self.lines: list[str] = []
         self.seen: list[Lin] = []
         self._cache: dict[tuple, str] = {}
+
+    # ---- how expressions are spelled: the renderer's hooks ---------------
+
+    def load(self, dtype: DType, pointer: str, at: str) -> str:
+        return f"{pointer}[{at}]"
+
+    def literal(self, value, dtype: DType) -> str:
+        return repr(value.item() if hasattr(value, "item") else value)
+
+    def elementwise(self, v, ins, args: list[str]) -> str:
+        return f"{v.op.value}({', '.join(args)})"
+
+    def declare(self, v, name: str, expr: str) -> str:
+        return f"{name} = {expr}"
+
+    def start_index(self, start: str, size: int, hi: int) -> str:
+        return f"clamp({start}, {size}, {hi})"
+
+    def cast_index(self, v, at: str) -> str:
+        return f"{v.dtype.value}({at})"
+
+    def bool_to_float(self, v, cond: str) -> str:
+        return f"(({cond}) ? 1 : 0)"
 
     # ---- indices --------------------------------------------------------
 
@@ -99,7 +130,7 @@ class Evaluator:
         if hoist and not guarded:
             name = f"{self.prefix}{vid}" if not any(k[0] == vid for k in self._cache) \
                 else f"{self.prefix}{vid}_{len(self._cache)}"
-            self.lines.append(f"const {ct.compute(v.dtype)} {name} = {expr};")
+            self.lines.append(self.declare(v, name, expr))
             expr = name
         if not guarded:
             self._cache[key] = expr
@@ -116,14 +147,14 @@ class Evaluator:
             name, nrow = self.rowbufs[v.id]
             if list(index[:nrow]) != list(self.row_index[:nrow]):
                 raise NotFusible(f"#{v.id} read outside its row")
-            return ct.load(v.dtype, name, self.flat(index[nrow:], v.shape[nrow:])), True
+            return self.load(v.dtype, name, self.flat(index[nrow:], v.shape[nrow:])), True
         if v.id in self.buffers:
-            return ct.load(v.dtype, self.buffers[v.id], self.flat(index, v.shape)), True
+            return self.load(v.dtype, self.buffers[v.id], self.flat(index, v.shape)), True
         if v.op is Op.CONSTANT:
             s = splat(v.attrs["value"])
             if s is None:
                 raise NotFusible(f"constant #{v.id} has no buffer")
-            return ct.literal(s, v.dtype), False
+            return self.literal(s, v.dtype), False
         if v.op in ELEMENTWISE:
             return self._elementwise(v, index, guarded), True
         if v.op in MOVEMENT_FUSIBLE:
@@ -134,13 +165,7 @@ class Evaluator:
         ins = [self.prog.values[i] for i in v.inputs]
         if v.op is Op.CONVERT and ins[0].dtype is DType.BOOL and v.dtype.is_float:
             return self._bool_to_float(v, ins[0], index, guarded)
-        args = [self.value(i.id, index, guarded) for i in ins]
-        names = _ARG_NAMES.get(v.op, ("x", "y"))
-        tag = ct.TAG[ins[1].dtype if v.op is Op.SELECT else ins[0].dtype]
-        fields = dict(zip(names, args), T=tag)
-        if v.op is Op.CONVERT:
-            fields.update(S=ct.TAG[ins[0].dtype], T=ct.TAG[v.dtype])
-        return ct.narrow(v.dtype, C_EXPRESSIONS[v.op].format(**fields))
+        return self.elementwise(v, ins, [self.value(i.id, index, guarded) for i in ins])
 
     def _bool_to_float(self, v, x, index, guarded):
         """convert(bool -> float) as `cond ? 1 : 0` with a computed condition inlined:
@@ -151,7 +176,7 @@ class Evaluator:
             cond, _ = self._compute(x, index, guarded)
         else:
             cond = self.value(x.id, index, guarded)
-        return f"(({cond}) ? {ct.literal(1, v.dtype)} : {ct.literal(0, v.dtype)})"
+        return self.bool_to_float(v, cond)
 
     # ---- data movement: new index, same value ---------------------------
 
@@ -177,7 +202,7 @@ class Evaluator:
         return self.value(x.id, ix.reverse(index, x.shape, v.attrs["axes"]), guarded), False
 
     def _iota(self, v, index, guarded):
-        return f"({ct.compute(v.dtype)})({self.render(index[v.attrs['dimension']])})", False
+        return self.cast_index(v, self.render(index[v.attrs["dimension"]])), False
 
     def _dynamic_slice(self, v, index, guarded):
         x = self.prog.values[v.inputs[0]]
@@ -185,7 +210,7 @@ class Evaluator:
         for a, (i, s) in enumerate(zip(index, v.inputs[1:])):
             start = self.value(s, [], guarded)
             hi = x.shape[a] - v.attrs["slice_sizes"][a]
-            clamped = f"mlf_start_index((int64_t){start}, {x.shape[a]}, {hi})"
+            clamped = self.start_index(start, x.shape[a], hi)
             idx.append(ix.add(ix.opaque(clamped), i) if hi > 0 else i)
         return self.value(x.id, idx, guarded), False
 
@@ -205,7 +230,7 @@ class Evaluator:
             if step > 1:
                 conds.append(f"({q_text or self.render(q)}) % {step} == 0")
             idx.append(ix.div(q, step, self.extents) if step > 1 else q)
-        fill = ct.literal(v.attrs["value"], v.dtype)
+        fill = self.literal(v.attrs["value"], v.dtype)
         if not conds:
             return self.value(x.id, idx, guarded), False
         if x.size == 0:
@@ -228,17 +253,3 @@ class Evaluator:
             expr = val if expr is None else \
                 f"({self.render(index[axis])} < {end} ? {val} : {expr})"
         return expr, True
-
-
-def mergeable_groups(lins: list[Lin], axes: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:
-    """Splits adjacent loop axes into groups that every index treats as one flat axis."""
-    if any(lin.opaque is not None for lin in lins):
-        return [[a] for a in axes]
-    coefs = [dict(lin.terms) for lin in lins]
-    groups = [[axes[0]]] if axes else []
-    for prev, cur in zip(axes, axes[1:]):
-        if all(c.get(prev[0], 0) == c.get(cur[0], 0) * cur[1] for c in coefs):
-            groups[-1].append(cur)
-        else:
-            groups.append([cur])
-    return groups

@@ -2,7 +2,9 @@
 NAME_weights.S/.bin, the Makefile.
 
     stage = compile_stage(traced.program, entry="mlp_forward")
-    files = render(name, traced, stage, options, train=(traced_step, train_stage))
+    source, ins, outs = render_inference(name, input_names, output_names, stage, segment,
+                                         options)
+    # and render_train, render_weights, render_header, render_makefile
 
 Kernels come from the same passes and `emit_c` as the "c" backend; the
 templates in `templates/c/export/` add the public interface around them.
@@ -16,26 +18,23 @@ import hashlib
 import math
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import jinja2
 import numpy as np
 
-from aot import ctypes_table as ct
-from aot.emit import emit_c
-from aot.export_cost import kernel_costs
-from aot.fusion import Kernel, fuse
-from aot.memory_plan import MemoryPlan, plan_memory
-from aot.program import Program
-from aot.simplify import simplify
-from aot.weight_packing import pack_weights
+from aot.codegen import ctypes_table as ct
+from aot.codegen.emit import emit_c
+from aot.codegen.templates import environment
+from aot.export.cost import kernel_costs
+from aot.passes.fusion import fuse
+from aot.passes.memory_plan import MemoryPlan, plan_memory
+from aot.passes.simplify import simplify
+from aot.passes.weight_packing import pack_weights
+from aot.program.kernel import Kernel
+from aot.program.program import Program
 from mlframework.core.dtypes import DType, as_dtype
 from mlframework.graph.gen_optypes import Op
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "c" / "export"
 ALIGN = 64
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                          keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
 @dataclass
@@ -157,7 +156,7 @@ def render_inference(name: str, input_names, output_names, stage: Stage, segment
                      [f"(const char*){i['name']}" for i in inputs], segment, "consts", written)
     for o, w in zip(outputs, written):
         o["written"] = w
-    wrapper = _env.get_template("model.c.j2").render(
+    wrapper = environment("export").get_template("model.c.j2").render(
         name=name, P=name.upper(), inputs=inputs, outputs=outputs, copies=copies,
         entry=f"{name}_forward", arena_bytes=stage.plan.arena_bytes,
         weights_mode=options["weights"])
@@ -191,7 +190,7 @@ def render_train(name: str, traced, stage: Stage, segment: Segment) -> tuple[str
     copies = _copies(prog, stage.plan, out_ptrs, in_ptrs, segment,
                      f"weights + {consts_offset}", written)
     arena = stage.plan.arena_bytes
-    source = stage.source + _env.get_template("train.c.j2").render(
+    source = stage.source + environment("export").get_template("train.c.j2").render(
         name=name, P=name.upper(), inputs=inputs, entry=f"{name}_train_forward",
         arena_bytes=arena, workspace_bytes=_align(arena) + state_bytes,
         state_offsets=[s["offset"] for s in state],
@@ -214,7 +213,7 @@ def render_header(name: str, inputs, outputs, stage: Stage, segment: Segment, op
                 f"before {name}_run; the file's size and CRC-32 must match "
                 f"{name.upper()}_WEIGHTS_BYTES and {name.upper()}_WEIGHTS_CRC32.",
     }
-    return _env.get_template("model.h.j2").render(
+    return environment("export").get_template("model.h.j2").render(
         name=name, P=name.upper(), version=options["version"], function=options["function"],
         inputs=inputs, outputs=outputs, arena_bytes=stage.plan.arena_bytes,
         weights_bytes=segment.nbytes, weights_mode=mode, weights_doc=docs[mode],
@@ -236,11 +235,20 @@ def render_weights(name: str, segment: Segment, mode: str, version: str) -> dict
     else:
         files[f"{name}_weights.bin"] = segment.tobytes()
     if mode == "blob":
-        files[f"{name}_weights.S"] = _env.get_template("weights.S.j2").render(
+        files[f"{name}_weights.S"] = environment("export").get_template("weights.S.j2").render(
             name=name, total=segment.nbytes, version=version)
-    files[f"{name}_weights.c"] = _env.get_template("weights.c.j2").render(
+    files[f"{name}_weights.c"] = environment("export").get_template("weights.c.j2").render(
         name=name, P=name.upper(), mode=mode, items=items, total=segment.nbytes, version=version)
     return files
+
+
+def render_makefile(name: str, version: str, tc, openmp: bool, objects: list[str],
+                    libs: list[str], blob: bool) -> str:
+    """The export's Makefile for toolchain `tc` (`aot.export.targets.Toolchain`)."""
+    return environment("export").get_template("Makefile.j2").render(
+        name=name, version=version, target=tc.target, cc=tc.cc_text, ar=tc.ar_text,
+        arch=tc.arch, openmp="-fopenmp" if openmp else "", pic="-fPIC " if tc.pic else "",
+        objects=objects, libs=libs, blob=blob)
 
 
 def _ctype(a: np.ndarray) -> str:

@@ -1,4 +1,4 @@
-"""Pass 1, `simplify`: algebraic identities, constant folding, CSE, dead-node removal.
+"""Pass `simplify`: algebraic identities, constant folding, CSE, dead-node removal.
 
     program = simplify(program)
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aot.program import Program, Value
+from aot.program.program import Program, Value
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
 

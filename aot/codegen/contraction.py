@@ -4,7 +4,7 @@ float32 contractions whose operands are strided views of [batch, M, K] and
 [batch, K, N] call the register-blocked GEMM of `runtime_c/mlf_gemm.h`; a
 2-d, stride-1, undilated, ungrouped float32 convolution is an implicit GEMM
 over a zero-padded NHWC copy of the input (`mlf_conv2d`, runtime_c/mlf_conv.h),
-1x1 included; dense-layer weights packed by aot/weight_packing.py go through
+1x1 included; dense-layer weights packed by aot/passes/weight_packing.py go through
 `mlf_sgemm_panels` or `mlf_sgemm_bf16p` (runtime_c/mlf_gemm_bf16.h). Everything
 else runs a plain loop nest with the accumulator in the compute type.
 """
@@ -12,97 +12,12 @@ from __future__ import annotations
 
 import math
 
-from aot import ctypes_table as ct
-from aot import indexing as ix
-from aot.emit_ops import nest
-from aot.loops import Evaluator
+from aot.codegen import ctypes_table as ct
+from aot.codegen.expressions import Evaluator
+from aot.codegen.nests import axis_vars, loops, merged_nest, nest
+from aot.passes.layouts import conv_fast, conv_geometry, conv_small, dot_layout, packing
+from aot.program import indexing as ix
 from mlframework.core.dtypes import DType
-
-
-def _group_stride(shape, axes):
-    """Stride of `axes` viewed as one axis of a row-major array, or None if they are not one."""
-    st = ix.strides(shape)
-    axes = [a for a in axes if shape[a] != 1]
-    for a, b in zip(axes, axes[1:]):
-        if st[a] != st[b] * shape[b]:
-            return None
-    return st[axes[-1]] if axes else 0
-
-
-def dot_layout(program, v):
-    """(B, M, N, K, strides) of a dot_general, strides None when not a strided GEMM view."""
-    lhs, rhs = (program.values[i] for i in v.inputs)
-    lb, rb = v.attrs["lhs_batch"], v.attrs["rhs_batch"]
-    lc, rc = v.attrs["lhs_contracting"], v.attrs["rhs_contracting"]
-    lf = [a for a in range(len(lhs.shape)) if a not in lb and a not in lc]
-    rf = [a for a in range(len(rhs.shape)) if a not in rb and a not in rc]
-    size = lambda x, axes: math.prod(x.shape[a] for a in axes)  # noqa: E731
-    n = rhs.attrs.get("columns") or size(rhs, rf)  # packed weights are wider than N
-    dims = (size(lhs, lb), size(lhs, lf), n, size(lhs, lc))
-    strides = [_group_stride(lhs.shape, lb), _group_stride(lhs.shape, lf),
-               _group_stride(lhs.shape, lc), _group_stride(rhs.shape, rb),
-               _group_stride(rhs.shape, rc), _group_stride(rhs.shape, rf)]
-    return dims, (None if None in strides else strides)
-
-
-def sgemm_packs(M, N, K, csb) -> bool:
-    """Mirrors mlf_sgemm_packs in runtime_c/mlf_gemm.h: B needs `work` (panels or B^T)."""
-    return not (csb == 1 and ((N % 16 == 0 and K * N <= 1024 * 1024) or M <= 6))
-
-
-def _packing(program, v) -> str | None:
-    """How aot/weight_packing.py laid out the right operand ("panels", "bf16_pairs"), if it did."""
-    return program.values[v.inputs[1]].attrs.get("packing")
-
-
-def _conv_fast(program, v) -> bool:
-    lhs, rhs = (program.values[i] for i in v.inputs)
-    a = v.attrs
-    return (v.dtype is DType.FLOAT32 and len(lhs.shape) == 4 and set(a["window_strides"]) == {1}
-            and set(a["lhs_dilation"]) == {1} and set(a["rhs_dilation"]) == {1}
-            and a["feature_group_count"] == 1 and a["batch_group_count"] == 1
-            and all(lo >= 0 and hi >= 0 for lo, hi in a["padding"]) and v.size > 0
-            and lhs.size > 0)
-
-
-def _conv_geometry(program, v):
-    lhs, rhs = (program.values[i] for i in v.inputs)
-    (plo_h, phi_h), (plo_w, phi_w) = v.attrs["padding"]
-    n, c, h, w = lhs.shape
-    o, _, kh, kw = rhs.shape
-    hp, wp = h + plo_h + phi_h, w + plo_w + phi_w
-    ho, wo = v.shape[2], v.shape[3]
-    return dict(n=n, c=c, h=h, w=w, o=o, kh=kh, kw=kw, hp=hp, wp=wp, ho=ho, wo=wo,
-                ph=plo_h, pw=plo_w)
-
-
-def scratch_bytes(program, k) -> int:
-    """Workspace a contraction kernel needs during its run (GEMM packing, padded input)."""
-    v = program.values[k.contraction]
-    if k.kind == "dot":
-        (_, m, n, kk), strides = dot_layout(program, v)
-        if _packing(program, v) == "panels":
-            return 0
-        if _packing(program, v):  # mirrors mlf_sgemm_bf16p_work_floats
-            if m <= 6:
-                return 0
-            return 4 * (kk * n + (kk * (-(-n // 64) * 64) if sgemm_packs(m, n, kk, 1) else 0))
-        if v.dtype is DType.FLOAT32 and strides is not None and sgemm_packs(m, n, kk, strides[5]):
-            return kk * (-(-n // 64) * 64) * 4
-        return 0
-    if k.kind == "conv" and _conv_fast(program, v):
-        g = _conv_geometry(program, v)
-        # mirrors mlf_conv2d_work_floats in runtime_c/mlf_conv.h
-        if _conv_small(g):  # padded NCHW rows of 16-lane multiples (+ KW - 1)
-            if g["wo"] < 16 and g["kw"] >= 8:  # kv path: rows wo - 1 + kwp, kw-padded weights
-                kwp = -(-g["kw"] // 16) * 16
-                return 4 * (g["n"] * g["c"] * g["hp"] * (g["wo"] - 1 + kwp)
-                            + g["o"] * g["c"] * g["kh"] * kwp)
-            return 4 * g["n"] * g["c"] * g["hp"] * (-(-g["wo"] // 16) * 16 + g["kw"] - 1)
-        panels = -(-g["o"] // 64)
-        return 4 * (g["n"] * (g["hp"] * g["wp"] + g["kw"]) * g["c"]
-                    + panels * g["kh"] * g["kw"] * g["c"] * 64)
-    return 0
 
 
 def _epilogue_nest(program, k, out, rows: bool):
@@ -110,8 +25,6 @@ def _epilogue_nest(program, k, out, rows: bool):
     (evaluator, loop axes, store line). rows: keep every axis (the first is the row axis
     the GEMM's threads own) and leave the nest serial; else drop unit axes and let a large
     nest run in parallel."""
-    from aot.emit import axis_vars, merged_nest  # emit imports this module
-
     root = program.values[k.outputs[0]]
     index, extents = axis_vars(root.shape, "e")
     axes = [(f"e{a}", d) for a, d in enumerate(root.shape) if rows or d != 1]
@@ -129,8 +42,6 @@ def _epilogue_nest(program, k, out, rows: bool):
 def _epilogue(program, k, out) -> list[str]:
     if not k.epilogue:
         return []
-    from aot.emit import loops  # emit imports this module
-
     ev, loop_axes, store = _epilogue_nest(program, k, out, rows=False)
     return ["/* epilogue: the fused pointwise ops, applied while the result is cache-hot */"] + \
         loops(loop_axes, ev.lines + [store])
@@ -141,8 +52,6 @@ def _row_epilogue(program, k, out, M, N):
     loop nest does not start with the row axis."""
     if not k.epilogue or tuple(program.values[k.outputs[0]].shape) != (M, N) or M < 2 or N < 2:
         return None
-    from aot.emit import loops  # emit imports this module
-
     ev, loop_axes, store = _epilogue_nest(program, k, out, rows=True)
     if not loop_axes or not loop_axes[0][0].startswith("e0") or loop_axes[0][1] % M:
         return None
@@ -161,12 +70,12 @@ def dot_body(program, k) -> list[str]:
     out = f"b{k.outputs[0]}"
     lhs, rhs = v.inputs
     (B, M, N, K), s = dot_layout(program, v)
-    if _packing(program, v) == "panels":
+    if packing(program, v) == "panels":
         return [f"/* [{M}x{K}] @ [{K}x{N}] with the constant weights packed into 64-column "
                 "panels at compile time (runtime_c/mlf_gemm.h) */",
                 f"mlf_sgemm_panels({M}, {N}, {K}, b{lhs}, {s[1]}, {s[2]}, b{rhs}, {out}, {N});"] \
             + _epilogue(program, k, out)
-    if _packing(program, v):
+    if packing(program, v):
         work = "(float*)scratch" if k.scratch_bytes else "0"
         return [f"/* [{M}x{K}] @ [{K}x{N}] with the weights stored as bfloat16 pairs "
                 "(runtime_c/mlf_gemm_bf16.h) */",
@@ -230,20 +139,15 @@ def _dot_loops(program, v, out) -> list[str]:
         nest(list(zip(o, v.shape)), body, parallel=v.size * max(1, math.prod(kdims)) >= 65536)
 
 
-def _conv_small(g) -> bool:
-    """Mirrors mlf_conv_small in runtime_c/mlf_conv_small.h."""
-    return g["o"] <= 16 and g["wo"] <= 64
-
-
 def conv_body(program, k) -> list[str]:
     v = program.values[k.contraction]
     out = f"b{k.outputs[0]}"
     lhs, rhs = v.inputs
-    if _conv_fast(program, v):
-        g = _conv_geometry(program, v)
+    if conv_fast(program, v):
+        g = conv_geometry(program, v)
         what = (f"few output channels (runtime_c/mlf_conv_small.h): zero-padded NCHW rows, "
                 f"up to 8 channels x one {g['wo']}-pixel output row per register tile"
-                if _conv_small(g) else
+                if conv_small(g) else
                 "direct implicit GEMM (runtime_c/mlf_conv.h): zero-padded NHWC copy of the "
                 "input, weights in 64-channel panels, 6 pixels x 64 channels per register tile")
         return [f"/* {what}, K = {g['kh']}x{g['kw']}x{g['c']} */",

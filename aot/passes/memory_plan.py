@@ -1,4 +1,4 @@
-"""Pass 3, `plan_memory`: buffer lifetimes, then offsets in one arena (best fit).
+"""Pass `plan_memory`: buffer lifetimes, then offsets in one arena (best fit).
 
     plan = plan_memory(program, kernels)
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aot.fusion import Kernel
-from aot.program import Program
+from aot.program.kernel import Kernel
+from aot.program.program import Program
 from mlframework.graph.gen_optypes import Op
 
 ALIGN = 64

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 
-from aot.emit_contraction import dot_layout
-from aot.fusion import Kernel
-from aot.program import Program
+from aot.passes.layouts import dot_layout
+from aot.program.kernel import Kernel
+from aot.program.program import Program
 from mlframework.graph.gen_optypes import Op, OpGroup
 
 _FREE = {Op.PARAMETER, Op.CONSTANT, Op.RESHAPE, Op.BROADCAST_IN_DIM, Op.TRANSPOSE, Op.SLICE,

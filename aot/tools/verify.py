@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aot.signature import InputSpec, UsageError, load_function
+from aot.export.signature import InputSpec, UsageError, load_function
 from mlframework.core import shapes
 from mlframework.core.dtypes import DType, as_dtype
 
@@ -133,7 +133,7 @@ def reference_outputs(manifest: dict, inputs: list[np.ndarray], fn=None, ctx=Non
     from mlframework import graph as G
     from mlframework.core import pytree
 
-    from aot.export_trace import is_context_model, load_context
+    from aot.export.trace import is_context_model, load_context
     fn = fn or load_function(manifest["function"])
     be = mlf.backends.new(backend)
     if is_context_model(fn):

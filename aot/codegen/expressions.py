@@ -1,0 +1,47 @@
+"""C expressions of a fused kernel's values: the walk of `aot.program.walk`, spelled in C.
+
+    ev = Evaluator(program, extents, {3: "b3"})
+    expr = ev.value(vid, index)     # C text; ev.lines holds one `const` line per node
+
+Loads and stores go through the element types of `ctypes_table` (half types are
+stored as uint16_t and computed in float); elementwise ops take their C from the
+op table (`C_EXPRESSIONS`).
+"""
+from __future__ import annotations
+
+from aot.codegen import ctypes_table as ct
+from aot.program.walk import Walker
+from mlframework.core.dtypes import DType
+from mlframework.graph.gen_optypes import C_EXPRESSIONS, Op
+
+_ARG_NAMES = {Op.SELECT: ("pred", "on_true", "on_false")}
+
+
+class Evaluator(Walker):
+    """A `Walker` whose expressions and lines are C."""
+
+    def load(self, dtype: DType, pointer: str, at: str) -> str:
+        return ct.load(dtype, pointer, at)
+
+    def literal(self, value, dtype: DType) -> str:
+        return ct.literal(value, dtype)
+
+    def elementwise(self, v, ins, args: list[str]) -> str:
+        names = _ARG_NAMES.get(v.op, ("x", "y"))
+        tag = ct.TAG[ins[1].dtype if v.op is Op.SELECT else ins[0].dtype]
+        fields = dict(zip(names, args), T=tag)
+        if v.op is Op.CONVERT:
+            fields.update(S=ct.TAG[ins[0].dtype], T=ct.TAG[v.dtype])
+        return ct.narrow(v.dtype, C_EXPRESSIONS[v.op].format(**fields))
+
+    def declare(self, v, name: str, expr: str) -> str:
+        return f"const {ct.compute(v.dtype)} {name} = {expr};"
+
+    def start_index(self, start: str, size: int, hi: int) -> str:
+        return f"mlf_start_index((int64_t){start}, {size}, {hi})"
+
+    def cast_index(self, v, at: str) -> str:
+        return f"({ct.compute(v.dtype)})({at})"
+
+    def bool_to_float(self, v, cond: str) -> str:
+        return f"(({cond}) ? {ct.literal(1, v.dtype)} : {ct.literal(0, v.dtype)})"

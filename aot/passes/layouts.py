@@ -1,0 +1,124 @@
+"""How contractions map onto the C runtime's GEMM and conv paths, and the workspace
+each kernel needs: decisions the passes make and the code generator only reads.
+
+    (B, M, N, K), strides = dot_layout(program, dot_value)   # None: not a strided GEMM view
+    k.scratch_bytes = scratch_bytes(program, kernel)
+
+Each rule mirrors a function of the runtime (`runtime_c/`) that the generated
+code calls; the docstrings name it, so the two change together.
+"""
+from __future__ import annotations
+
+import math
+
+from aot.program import indexing as ix
+from aot.program.kernel import Kernel
+from aot.program.program import Program, Value
+from mlframework.core.dtypes import DType
+from mlframework.graph.gen_optypes import Op
+
+
+def _group_stride(shape, axes):
+    """Stride of `axes` viewed as one axis of a row-major array, or None if they are not one."""
+    st = ix.strides(shape)
+    axes = [a for a in axes if shape[a] != 1]
+    for a, b in zip(axes, axes[1:]):
+        if st[a] != st[b] * shape[b]:
+            return None
+    return st[axes[-1]] if axes else 0
+
+
+def dot_layout(program: Program, v: Value):
+    """(B, M, N, K, strides) of a dot_general, strides None when not a strided GEMM view."""
+    lhs, rhs = (program.values[i] for i in v.inputs)
+    lb, rb = v.attrs["lhs_batch"], v.attrs["rhs_batch"]
+    lc, rc = v.attrs["lhs_contracting"], v.attrs["rhs_contracting"]
+    lf = [a for a in range(len(lhs.shape)) if a not in lb and a not in lc]
+    rf = [a for a in range(len(rhs.shape)) if a not in rb and a not in rc]
+    size = lambda x, axes: math.prod(x.shape[a] for a in axes)  # noqa: E731
+    n = rhs.attrs.get("columns") or size(rhs, rf)  # packed weights are wider than N
+    dims = (size(lhs, lb), size(lhs, lf), n, size(lhs, lc))
+    strides = [_group_stride(lhs.shape, lb), _group_stride(lhs.shape, lf),
+               _group_stride(lhs.shape, lc), _group_stride(rhs.shape, rb),
+               _group_stride(rhs.shape, rc), _group_stride(rhs.shape, rf)]
+    return dims, (None if None in strides else strides)
+
+
+def sgemm_packs(M, N, K, csb) -> bool:
+    """Mirrors mlf_sgemm_packs in runtime_c/mlf_gemm.h: B needs `work` (panels or B^T)."""
+    return not (csb == 1 and ((N % 16 == 0 and K * N <= 1024 * 1024) or M <= 6))
+
+
+def packing(program: Program, v: Value) -> str | None:
+    """How pack_weights laid out a dot's right operand ("panels", "bf16_pairs"), if it did."""
+    return program.values[v.inputs[1]].attrs.get("packing")
+
+
+def conv_fast(program: Program, v: Value) -> bool:
+    """True if a conv_general runs as the runtime's direct conv (`mlf_conv2d`)."""
+    lhs, rhs = (program.values[i] for i in v.inputs)
+    a = v.attrs
+    return (v.dtype is DType.FLOAT32 and len(lhs.shape) == 4 and set(a["window_strides"]) == {1}
+            and set(a["lhs_dilation"]) == {1} and set(a["rhs_dilation"]) == {1}
+            and a["feature_group_count"] == 1 and a["batch_group_count"] == 1
+            and all(lo >= 0 and hi >= 0 for lo, hi in a["padding"]) and v.size > 0
+            and lhs.size > 0)
+
+
+def conv_geometry(program: Program, v: Value) -> dict:
+    """The sizes `mlf_conv2d` takes: n, c, h, w, o, kh, kw, hp, wp (padded), ho, wo, ph, pw."""
+    lhs, rhs = (program.values[i] for i in v.inputs)
+    (plo_h, phi_h), (plo_w, phi_w) = v.attrs["padding"]
+    n, c, h, w = lhs.shape
+    o, _, kh, kw = rhs.shape
+    hp, wp = h + plo_h + phi_h, w + plo_w + phi_w
+    ho, wo = v.shape[2], v.shape[3]
+    return dict(n=n, c=c, h=h, w=w, o=o, kh=kh, kw=kw, hp=hp, wp=wp, ho=ho, wo=wo,
+                ph=plo_h, pw=plo_w)
+
+
+def conv_small(g: dict) -> bool:
+    """Mirrors mlf_conv_small in runtime_c/mlf_conv_small.h."""
+    return g["o"] <= 16 and g["wo"] <= 64
+
+
+def scratch_bytes(program: Program, k: Kernel) -> int:
+    """Workspace kernel `k` needs during its run (GEMM packing, padded conv input, sort keys)."""
+    if k.kind == "dot":
+        return _dot_scratch(program, program.values[k.contraction])
+    if k.kind == "conv":
+        return _conv_scratch(program, program.values[k.contraction])
+    v = program.values[k.outputs[0]]
+    if v.op in (Op.SORT, Op.ARGSORT):
+        n = v.shape[v.attrs["axis"]] if v.shape else 1
+        return 8 * 3 * max(n, 1)
+    return 0
+
+
+def _dot_scratch(program: Program, v: Value) -> int:
+    (_, m, n, kk), strides = dot_layout(program, v)
+    if packing(program, v) == "panels":
+        return 0
+    if packing(program, v):  # mirrors mlf_sgemm_bf16p_work_floats
+        if m <= 6:
+            return 0
+        return 4 * (kk * n + (kk * (-(-n // 64) * 64) if sgemm_packs(m, n, kk, 1) else 0))
+    if v.dtype is DType.FLOAT32 and strides is not None and sgemm_packs(m, n, kk, strides[5]):
+        return kk * (-(-n // 64) * 64) * 4
+    return 0
+
+
+def _conv_scratch(program: Program, v: Value) -> int:
+    if not conv_fast(program, v):
+        return 0
+    g = conv_geometry(program, v)
+    # mirrors mlf_conv2d_work_floats in runtime_c/mlf_conv.h
+    if conv_small(g):  # padded NCHW rows of 16-lane multiples (+ KW - 1)
+        if g["wo"] < 16 and g["kw"] >= 8:  # kv path: rows wo - 1 + kwp, kw-padded weights
+            kwp = -(-g["kw"] // 16) * 16
+            return 4 * (g["n"] * g["c"] * g["hp"] * (g["wo"] - 1 + kwp)
+                        + g["o"] * g["c"] * g["kh"] * kwp)
+        return 4 * g["n"] * g["c"] * g["hp"] * (-(-g["wo"] // 16) * 16 + g["kw"] - 1)
+    panels = -(-g["o"] // 64)
+    return 4 * (g["n"] * (g["hp"] * g["wp"] + g["kw"]) * g["c"]
+                + panels * g["kh"] * g["kw"] * g["c"] * 64)

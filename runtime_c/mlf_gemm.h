@@ -24,7 +24,7 @@
 #define MLF_GEMM_H
 
 #define MLF_MR 6
-#define MLF_NR 64 /* also the panel width aot/weight_packing.py (PANEL) prepacks constants in */
+#define MLF_NR 64 /* also the panel width aot/passes/weight_packing.py (PANEL) prepacks constants in */
 #define MLF_KC 384
 #define MLF_INLINE static inline __attribute__((always_inline))
 
@@ -388,7 +388,7 @@ static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, 
 }
 
 /* C = A @ B with B already in mlf_sgemm_pack_b's layout ([N/64][K][64], zero-padded): constant
- * weights that aot/weight_packing.py packed once at compile time instead of on every call.
+ * weights that aot/passes/weight_packing.py packed once at compile time instead of on every call.
  * Same tiles, order of sums and thread split as mlf_sgemm. */
 static __attribute__((unused, noinline)) void mlf_sgemm_panels(long M, long N, long K,
                                                        const float* MLF_RESTRICT A, long rsa,

@@ -1,6 +1,6 @@
 /* mlf_gemm_bf16.h: C[M,N] = A[M,K] @ W[K,N] with float32 A and C and the constant weights
  * W stored as bfloat16 pair panels (`aotc export --weight-storage bfloat16`, packed by
- * aot/weight_packing.py): half the bytes of float32, for products bound by reading W.
+ * aot/passes/weight_packing.py): half the bytes of float32, for products bound by reading W.
  *
  * Layout: K rows of NP = ceil(N/32)*32 bfloat16, zero past N. In each 32-column block
  * the 32-bit word q (0..15) holds column q in its low half and column 16+q in its high

@@ -93,7 +93,7 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
         native: host builds use -march=native (the library then needs this CPU's ISA).
         build: run the Makefile (False: write the sources only).
         weight_storage: "float32", or "bfloat16": dense-layer weights rounded to bfloat16
-            and stored at half the bytes (aot/weight_packing.py); arithmetic stays float32.
+            and stored at half the bytes (aot/passes/weight_packing.py); arithmetic stays float32.
 
     Raises:
         UsageError: bad arguments, a missing module or function, a checkpoint that

@@ -49,7 +49,7 @@ def cnn(root):
 
 @pytest.fixture(scope="module")
 def mlp_bf16(root):
-    """Batch 1 with bfloat16 weight storage (aot/weight_packing.py): the streamed path."""
+    """Batch 1 with bfloat16 weight storage (aot/passes/weight_packing.py): the streamed path."""
     ckpt = es.checkpoint(root, "digits_mlp")
     return es.export(root, "mlp-bf16-1", str(es.EXAMPLES / "digits_mlp.py") + ":model",
                      ["x:float32[1,64]"], checkpoint=ckpt, name="mlpbf",

@@ -75,7 +75,7 @@ static int check(long M, long K, long N) {
   uint16_t* P = pack_pairs(B, K, N);
   float *C3 = malloc(sizeof(float) * M * N);
   float *panels = malloc(sizeof(float) * (mlf_sgemm_work_floats(K, N) + 1));
-  mlf_sgemm_pack_b(K, N, 0, N, B, N, 1, panels);  /* what aot/weight_packing.py stores */
+  mlf_sgemm_pack_b(K, N, 0, N, B, N, 1, panels);  /* what aot/passes/weight_packing.py stores */
   mlf_sgemm(M, N, K, A, K, 1, B, N, 1, C, N, W);
   mlf_sgemm_bf16p(M, N, K, A, K, 1, P, C2, N, W2);
   mlf_sgemm_panels(M, N, K, A, K, 1, panels, C3, N);

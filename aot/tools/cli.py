@@ -64,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
         prog="aotc", description=__doc__,
         epilog="run `aotc COMMAND --help` for each command's options",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("--version", action="version", version=f"aotc {_version()}")
+    top.add_argument("--version", action=_Version, help="print the version and exit")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -130,9 +130,18 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _version() -> str:
-    import mlframework
-    return mlframework.__version__
+class _Version(argparse.Action):
+    """--version, which imports mlframework (for its __version__) only when given: the
+    rest of the command line, `aotc --help` included, runs without it."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                         nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import mlframework
+        print(f"aotc {mlframework.__version__}")
+        parser.exit()
 
 
 def main(argv: list[str] | None = None) -> int:

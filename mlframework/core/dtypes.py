@@ -1,13 +1,15 @@
 """Element types of tensors and graph nodes, with NumPy interop.
 
 `DType` is an enum; `as_dtype` accepts a `DType`, a NumPy dtype or type, or a
-name such as ``"float32"``. bfloat16 comes from `ml_dtypes`.
+name such as ``"float32"``. bfloat16 comes from `ml_dtypes`, imported the first
+time its NumPy dtype is asked for (the import takes about a second), so that
+`import mlframework` stays fast.
 """
 from __future__ import annotations
 
 import enum
+import sys
 
-import ml_dtypes
 import numpy as np
 
 
@@ -30,12 +32,12 @@ class DType(enum.Enum):
 
     @property
     def numpy(self) -> np.dtype:
-        return _TO_NUMPY[self]
+        return _TO_NUMPY[self] if self in _TO_NUMPY else _bfloat16()
 
     @property
     def dtype(self) -> np.dtype:
         """The NumPy dtype, under the name NumPy looks for: `np.zeros(3, mlf.float32)` works."""
-        return _TO_NUMPY[self]
+        return self.numpy
 
     @property
     def itemsize(self) -> int:
@@ -60,8 +62,18 @@ class DType(enum.Enum):
         return self.value
 
 
-_TO_NUMPY = {d: np.dtype(ml_dtypes.bfloat16 if d is DType.BFLOAT16 else d.value) for d in DType}
+# bfloat16 joins both tables when _bfloat16() first imports ml_dtypes
+_TO_NUMPY = {d: np.dtype(d.value) for d in DType if d is not DType.BFLOAT16}
 _FROM_NUMPY = {v: k for k, v in _TO_NUMPY.items()}
+
+
+def _bfloat16() -> np.dtype:
+    """ml_dtypes' bfloat16, imported on first use and entered into both tables."""
+    import ml_dtypes
+    np_dtype = np.dtype(ml_dtypes.bfloat16)
+    _TO_NUMPY[DType.BFLOAT16] = np_dtype
+    _FROM_NUMPY[np_dtype] = DType.BFLOAT16
+    return np_dtype
 
 SIGNED = frozenset({DType.INT8, DType.INT16, DType.INT32, DType.INT64})
 UNSIGNED = frozenset({DType.UINT8, DType.UINT16, DType.UINT32, DType.UINT64})
@@ -85,8 +97,12 @@ def as_dtype(value) -> DType:
     """
     if isinstance(value, DType):
         return value
+    if isinstance(value, str) and value == "bfloat16":
+        return DType.BFLOAT16
+    if "ml_dtypes" in sys.modules and DType.BFLOAT16 not in _TO_NUMPY:
+        _bfloat16()  # a caller holding ml_dtypes values may pass its bfloat16
     try:
-        np_dtype = np.dtype(ml_dtypes.bfloat16 if value == "bfloat16" else value)
+        np_dtype = np.dtype(value)
     except TypeError:
         raise TypeError(f"as_dtype requires a dtype, got {value!r}") from None
     if np_dtype not in _FROM_NUMPY:

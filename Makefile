@@ -1,22 +1,34 @@
 # Set-up is part of every target: a fresh clone needs only Python 3.11 and gcc.
+# `make demo` installs what the demo needs (the package and its examples extra);
+# `make test` everything (the test extra: onnx, hf, cross, examples, torch, pytest...).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+VENV_STAMP := $(VENV)/.created
+DEMO_STAMP := $(VENV)/.installed-examples
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test bench generate lint clean qemu-user
 
-$(STAMP): pyproject.toml
+$(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
-	touch $(STAMP)
+	touch $@
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml $(VENV_STAMP)
+	$(PY) -m pip install --quiet -e ".[examples]"
+	touch $@
+
+# The test extra holds the examples extra, so the demo's stamp is fresh after it too.
+$(TEST_STAMP): pyproject.toml $(VENV_STAMP)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@ $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(PY) examples/demo.py
 	$(PY) examples/export_demo.py
 
-test: $(STAMP) qemu-user
+test: $(TEST_STAMP) qemu-user
 	$(PY) -m generators.generate --check
 	$(PY) -m pytest -n 2 tests
 
@@ -28,13 +40,13 @@ qemu-user:
 	  else echo "warning: qemu-user is missing and cannot be installed (not root); install it" \
 	    "(apt-get install qemu-user) or the aarch64 aotc test fails"; fi
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) -m pytest benchmarks --benchmark-only --benchmark-columns=median,iqr,ops
 
-generate: $(STAMP)
+generate: $(DEMO_STAMP)
 	$(PY) -m generators.generate
 
-lint: $(STAMP)
+lint: $(DEMO_STAMP)
 	$(PY) -m pip install --quiet -e ".[lint]"
 	$(PY) -m generators.generate --check
 	$(PY) -m ruff check mlframework aot generators tests benchmarks examples

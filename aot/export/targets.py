@@ -63,7 +63,7 @@ def toolchain(target: str | None, native: bool = True) -> Toolchain:
     if target.startswith("wasm32"):
         if not zig_available():
             raise UsageError(f"--target {target} needs zig: pip install ziglang "
-                             "(or pip install -e '.[aot]')")
+                             "(or pip install 'mlframework[cross]')")
         return Toolchain(target, zig("cc") + ["-target", target], zig("ar"), pic=False,
                          shared=False)
     system = shutil.which(f"{target}-gcc")

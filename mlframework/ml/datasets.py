@@ -165,9 +165,21 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0, images: bool = False)
     Returns ((x_train, y_train), (x_test, y_test)): float32 pixels scaled to
     [0, 1], as [n, 64] or, with `images=True`, [n, 1, 8, 8]; int32 labels. The
     split is stratified and seeded.
+
+    Raises:
+        ModuleNotFoundError: without scikit-learn, which holds the data: it comes with
+            the `examples` extra, ``pip install 'mlframework[examples]'``.
     """
-    from sklearn.datasets import load_digits as _load
-    from sklearn.model_selection import train_test_split
+    try:
+        from sklearn.datasets import load_digits as _load
+        from sklearn.model_selection import train_test_split
+    except ModuleNotFoundError as e:
+        if not (e.name or "").startswith("sklearn"):
+            raise
+        raise ModuleNotFoundError(
+            "datasets.load_digits needs scikit-learn, which holds the digits data: install "
+            "the examples extra, pip install 'mlframework[examples]' (or pip install "
+            "scikit-learn)", name=e.name) from e
 
     digits = _load()
     x = (digits.data / 16.0).astype(np.float32)

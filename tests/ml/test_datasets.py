@@ -1,4 +1,6 @@
 """InMemory datasets, prefetching and the digits data."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -82,3 +84,11 @@ def test_load_digits():
     assert sorted(set(yte.tolist())) == list(range(10))
     (img, _), _ = datasets.load_digits(images=True)
     assert img.shape == (1437, 1, 8, 8)
+
+
+def test_load_digits_without_scikit_learn_names_the_extra(monkeypatch):
+    for name in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # an import of it now fails
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'mlframework\[examples\]'"):
+        datasets.load_digits()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aot.passes.weight_packing import PAIRS
+
 
 def manifest_of(name, reference, checkpoint, traced, stage, ins, outs, segment, options, tc,
                 src_hash, crc, train_info, train_stage, train) -> dict:
@@ -26,6 +28,9 @@ def manifest_of(name, reference, checkpoint, traced, stage, ins, outs, segment, 
         "target": tc.target, "weights": options["weights"], "openmp": options["openmp"],
         "weight_storage": options["weight_storage"],
         "packed_weights": sorted(v.scope for v in values.values() if "packing" in v.attrs),
+        # stored rounded to bfloat16, so `aotc verify` rounds them in its reference too
+        "rounded_weights": sorted(v.scope for v in values.values()
+                                  if v.attrs.get("packing") == PAIRS),
         "inputs": [{k: i[k] for k in ("name", "dtype", "shape")} for i in ins],
         "outputs": [{k: o[k] for k in ("name", "dtype", "shape")} for o in outs],
         "arena_bytes": stage.plan.arena_bytes, "weights_bytes": segment.nbytes,

@@ -27,7 +27,8 @@ from aot.export import artifact
 from aot.export.manifest import manifest_of
 from aot.export.signature import InputSpec, UsageError, load_function, parse_input
 from aot.export.targets import HOST, Toolchain, toolchain
-from aot.export.trace import Traced, load_context, trace_model, trace_train_step
+from aot.export.trace import (Traced, check_labels, load_context, trace_model,
+                              trace_train_step)
 from aot.passes.weight_packing import STORAGES
 
 WEIGHT_MODES = ("embed", "blob", "file")
@@ -96,8 +97,11 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
             and stored at half the bytes (aot/passes/weight_packing.py); arithmetic stays float32.
 
     Raises:
-        UsageError: bad arguments, a missing module or function, a checkpoint that
-            does not match the model.
+        UsageError: bad arguments (an --input or --label that `parse_input`,
+            `check_names` or `check_labels` rejects, an unknown target), a module
+            that is missing, does not parse or raises at import, a missing function,
+            a checkpoint that does not match the model, or a model raising while
+            traced.
         BuildError: the C compiler failed.
     """
     reference = fn if isinstance(fn, str) else f"{getattr(fn, '__module__', '?')}:" \
@@ -121,6 +125,8 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
     if weights == "blob" and tc.target.startswith("wasm"):
         raise UsageError("--weights blob links through an ELF assembler .incbin; for wasm32 "
                          "use --weights embed or file")
+    if train is not None:
+        check_labels(specs, _labels(train))  # before the slow part: the traces
     if train is not None and ctx is None:
         if checkpoint is None:
             raise UsageError("--train needs --checkpoint (the starting weights and optimizer "
@@ -170,11 +176,16 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
     return art
 
 
-def _trace_train(fn, specs, train: TrainSpec, ctx) -> Traced:
-    from mlframework.ml import losses, optimizers
-    labels = [parse_input(i) if isinstance(i, str) else i for i in train.labels]
+def _labels(train: TrainSpec) -> list[InputSpec]:
+    labels = [parse_input(i, "--label") if isinstance(i, str) else i for i in train.labels]
     if not labels:
         raise UsageError("--train requires --label NAME:DTYPE[DIMS] (the training targets)")
+    return labels
+
+
+def _trace_train(fn, specs, train: TrainSpec, ctx) -> Traced:
+    from mlframework.ml import losses, optimizers
+    labels = _labels(train)
     loss = train.loss
     if isinstance(loss, str):
         loss = getattr(losses, loss, None)

@@ -55,7 +55,8 @@ def toolchain(target: str | None, native: bool = True) -> Toolchain:
     """The toolchain for `target` (None or "host": this machine's `cc`).
 
     Raises:
-        UsageError: naming what to install when no compiler for `target` exists.
+        UsageError: naming what to install when no compiler for `target` exists, or
+            the targets to use when zig does not know `target`.
     """
     if target in (None, "", HOST):
         cc = os.environ.get("CC", "gcc" if shutil.which("gcc") else "cc")
@@ -64,15 +65,34 @@ def toolchain(target: str | None, native: bool = True) -> Toolchain:
         if not zig_available():
             raise UsageError(f"--target {target} needs zig: pip install ziglang "
                              "(or pip install 'mlframework[cross]')")
+        _check_zig_target(target)
         return Toolchain(target, zig("cc") + ["-target", target], zig("ar"), pic=False,
                          shared=False)
     system = shutil.which(f"{target}-gcc")
     if system:
         return Toolchain(target, [system], [shutil.which(f"{target}-ar") or "ar"])
     if zig_available():
+        _check_zig_target(target)
         return Toolchain(target, zig("cc") + ["-target", target], zig("ar"))
-    raise UsageError(f"--target {target}: no {target}-gcc on PATH and no zig; install "
+    known = "" if target in KNOWN else \
+        f" (not one of the usual targets {', '.join(KNOWN)}: check its spelling)"
+    raise UsageError(f"--target {target}: no {target}-gcc on PATH and no zig{known}; install "
                      "ziglang (pip install ziglang) or the system cross compiler")
+
+
+def _check_zig_target(target: str) -> None:
+    """Raises UsageError when zig cannot parse `target` (zig answers within milliseconds)."""
+    try:
+        done = subprocess.run(zig("cc") + ["-target", target, "--version"],
+                              capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UsageError(f"--target {target}: cannot run zig to check the target: {e}") from None
+    if done.returncode != 0:
+        said = next((ln.strip().removeprefix("error: ") for ln in
+                     (done.stderr + done.stdout).splitlines()
+                     if ln.strip()), f"exit status {done.returncode}")
+        raise UsageError(f"--target {target}: unknown target (zig: {said}); use host or "
+                         f"ARCH-OS-ABI such as {', '.join(KNOWN[1:])}")
 
 
 def check_compiler(tc: Toolchain) -> None:

@@ -19,12 +19,14 @@ buffer the caller owns.
 from __future__ import annotations
 
 import inspect
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from aot.export.signature import InputSpec, UsageError
+from aot.export.signature import (C_KEYWORDS, CPP_KEYWORDS, InputSpec, UsageError,
+                                  check_c_name, describe_error)
 from aot.program.program import Program, Value, from_graph
 from mlframework import graph as G
 from mlframework.core import pytree
@@ -86,7 +88,32 @@ def _output_names(tree) -> list[str]:
 
 def _c_name(text: str) -> str:
     out = "".join(c if c.isalnum() else "_" for c in text)
-    return out if out and not out[0].isdigit() else f"_{out}"
+    out = out if out and not out[0].isdigit() else f"_{out}"
+    return f"{out}_" if out in C_KEYWORDS or out in CPP_KEYWORDS else out
+
+
+RESERVED = ("workspace", "state", "loss")  # the other parameters of NAME_run, NAME_train_step
+
+
+def check_names(names: list[str], option: str, outputs=(), taken=()) -> None:
+    """Raises UsageError unless `names` (of `option`) can be parameters of the exported
+    functions: C identifiers that are no keyword, differ from each other, from `taken`
+    (names of other options), from the fixed parameters and from the outputs' names."""
+    for n in names:
+        check_c_name(n, option)
+        if n in RESERVED:
+            raise UsageError(f"{option} {n!r}: the exported functions have a parameter "
+                             f"called {n!r} already; rename it, e.g. {n}_in")
+    if len(set(names)) != len(names):
+        raise UsageError(f"{option} names must differ, got {names}")
+    for n in names:
+        if n in taken:
+            raise UsageError(f"{option} {n!r}: an --input is called {n!r} too; names must "
+                             "differ")
+        if n in outputs:
+            raise UsageError(f"{option} {n!r}: the model's output is called {n!r} too, and "
+                             "both become parameters of the exported function; rename the "
+                             f"input, e.g. {n}_in")
 
 
 def trace_model(fn, inputs: list[InputSpec], *, name: str = "model", checkpoint=None,
@@ -94,23 +121,24 @@ def trace_model(fn, inputs: list[InputSpec], *, name: str = "model", checkpoint=
     """Traces `fn` for `inputs`; a context model's variables become constants.
 
     Raises:
-        UsageError: a context model without checkpoint or context, or a
-            checkpoint whose variables do not match the ones the model reads.
+        UsageError: a context model without checkpoint or context, a checkpoint
+            whose variables do not match the ones the model reads, input names
+            that cannot be C parameters (see `check_names`), or `fn` raising
+            any exception while traced (named, with the user's line).
     """
     specs = [i.spec for i in inputs]
     names = [i.name for i in inputs]
-    if len(set(names)) != len(names):
-        raise UsageError(f"--input names must differ, got {names}")
+    check_names(names, "--input")
     if not is_context_model(fn):
         if checkpoint is not None or ctx is not None:
             raise UsageError(f"{fn.__name__} is not a model(ctx, inputs) function, so it "
                              "takes no --checkpoint")
         box = []
-        graph = _guarded(lambda: G.Exec(None, _recording(fn, box), name=name).graph(*specs),
-                         fn, inputs)
+        graph = guarded(lambda: G.Exec(None, _recording(fn, box), name=name).graph(*specs),
+                        fn, inputs)
         program = from_graph(graph)
         _name_inputs(program, names)
-        return Traced(program, names, _output_names(box[-1]))
+        return Traced(program, names, _checked_outputs(names, box[-1]))
     if ctx is None:
         if checkpoint is None:
             raise UsageError(f"{fn.__name__}(ctx, ...) reads variables: give --checkpoint DIR "
@@ -121,7 +149,7 @@ def trace_model(fn, inputs: list[InputSpec], *, name: str = "model", checkpoint=
     def call(c, *args):
         return _recording(fn, box)(c, args[0] if len(args) == 1 else tuple(args))
     call.__name__ = getattr(fn, "__name__", "model")
-    graph, variable_names = _guarded(
+    graph, variable_names = guarded(
         lambda: _trace_with_context(ctx, call, specs, name, training=False), fn, inputs)
     program = from_graph(graph)
     n_out = len(pytree.flatten(box[-1])[0])
@@ -139,14 +167,21 @@ def trace_model(fn, inputs: list[InputSpec], *, name: str = "model", checkpoint=
     used = _used_values(program)
     values = {k: a for (k, a), vid in zip(values.items(), _param_ids(graph, variable_names))
               if vid in used}
-    return Traced(program, names, _output_names(box[-1]), values)
+    return Traced(program, names, _checked_outputs(names, box[-1]), values)
 
 
 def trace_train_step(model, inputs: list[InputSpec], labels: list[InputSpec], *, ctx, loss,
                      optimizer, name: str = "train_step") -> Traced:
     """The Trainer's train step for `model`: params = state variables, then inputs, then
-    labels; outputs = loss, then every state variable's new value (same order)."""
+    labels; outputs = loss, then every state variable's new value (same order).
+
+    Raises:
+        UsageError: labels whose names cannot be C parameters or whose batch differs
+            from the inputs' (see `check_labels`), a checkpoint that does not match, or
+            the model, loss or optimizer raising while traced.
+    """
     from mlframework.ml import train
+    check_labels(inputs, labels)
     trainer = train.Trainer(None, ctx, model, loss, optimizer)
 
     def step(c, *args):
@@ -156,14 +191,33 @@ def trace_train_step(model, inputs: list[InputSpec], labels: list[InputSpec], *,
                                            y[0] if len(y) == 1 else y)
         return results["loss"]
     specs = [i.spec for i in inputs + labels]
-    graph, variable_names = _trace_with_context(ctx, step, specs, name, training=True,
-                                                donate=True)
+    graph, variable_names = guarded(
+        lambda: _trace_with_context(ctx, step, specs, name, training=True, donate=True),
+        model, inputs + labels)
     program = from_graph(graph)
     store = {v.name: v for v in ctx.at_root().variables()}
     return Traced(program, [i.name for i in inputs + labels], ["loss"] + variable_names,
                   {k: np.ascontiguousarray(store[k].numpy()) for k in variable_names},
                   state=list(variable_names),
                   trainable={k: store[k].trainable for k in variable_names})
+
+
+def check_labels(inputs: list[InputSpec], labels: list[InputSpec]) -> None:
+    """Raises UsageError unless the train step's `labels` can be C parameters next to the
+    `inputs` and each has the batch (first dimension) of the first input."""
+    check_names([i.name for i in labels], "--label", taken={i.name for i in inputs})
+    if not inputs or not inputs[0].spec.dims:
+        return
+    first = inputs[0]
+    batch = first.spec.dims[0]
+    for label in labels:
+        dims = label.spec.dims
+        if dims and dims[0] != batch:
+            fixed = ",".join(str(d) for d in (batch, *dims[1:]))
+            raise UsageError(f"--label {label.name}:{label.spec.dtype}{list(dims)}: its batch "
+                             f"(first dimension) {dims[0]} differs from --input {first.name}'s "
+                             f"{batch}; a train step takes one label per example, e.g. "
+                             f"{label.name}:{label.spec.dtype}[{fixed}]")
 
 
 def _trace_with_context(ctx, fn, specs, name, *, training: bool, donate: bool = False):
@@ -194,17 +248,45 @@ def _name_inputs(program: Program, names: list[str]) -> None:
                                     f"--input {n}", n)
 
 
-def _guarded(trace, fn, inputs):
-    """Runs `trace`; an error raised by the model for these inputs becomes a UsageError."""
+def _checked_outputs(input_names: list[str], tree) -> list[str]:
+    outputs = _output_names(tree)
+    check_names(input_names, "--input", outputs=outputs)
+    return outputs
+
+
+def guarded(trace, fn, inputs):
+    """Runs `trace`, which calls the user's `fn` on `inputs` (InputSpecs). An exception
+    the model raises (any type, raised in or through the file of `fn`) and the type,
+    value, key and index errors of a model that does not fit its inputs become a
+    one-line UsageError naming the exception and the user's line; anything else (a
+    bug of the compiler) propagates with its traceback."""
     try:
         return trace()
     except UsageError:
         raise
-    except (TypeError, ValueError, KeyError, IndexError) as e:
+    except Exception as e:
+        source = _source_file(fn)
+        fits = isinstance(e, (TypeError, ValueError, KeyError, IndexError))
+        if not fits and not _passes_through(e, source):
+            raise
         specs = ", ".join(f"{i.name}: {i.spec}" for i in inputs)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = "check --input" if fits else "fix the model"
         raise UsageError(f"tracing {getattr(fn, '__name__', 'the model')} with inputs {specs} "
-                         f"failed (check --input): {first}") from None
+                         f"failed ({hint}): {describe_error(e, source)}") from None
+
+
+def _passes_through(error: BaseException, source) -> bool:
+    """Whether `error`'s traceback has a frame in the file `source`."""
+    if source is None:
+        return False
+    wanted = Path(source).resolve()
+    return any(Path(f.filename).resolve() == wanted
+               for f in traceback.extract_tb(error.__traceback__))
+
+
+def _source_file(fn):
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    return code.co_filename if code is not None else None
 
 
 def _param_ids(graph, variable_names) -> list[int]:

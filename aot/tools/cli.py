@@ -7,9 +7,10 @@
         --checkpoint runs/mlp --html mlp.html
 
 Exit status: 0 on success, 1 when `verify` finds a difference above the
-tolerance or a build fails, 2 for a usage error (a bad --input, a missing
-module or function, a checkpoint that does not match the model), with a
-one-line message.
+tolerance or a build fails, 2 for a usage error (a bad --input or --label, a
+missing module or function, a module that does not parse or raises at import,
+a model raising while traced, a checkpoint that does not match the model, an
+unknown --target), with a one-line message.
 """
 from __future__ import annotations
 

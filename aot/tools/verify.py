@@ -7,8 +7,8 @@
 
 The reference is the model function named in manifest.json, traced again
 and run on the "xla" backend (a context model with the variables of the
-checkpoint it was exported from; those exported with `--weight-storage
-bfloat16` rounded the same way).
+checkpoint it was exported from; the ones the export stores rounded to
+bfloat16, `rounded_weights` in manifest.json, rounded the same way).
 """
 from __future__ import annotations
 
@@ -128,13 +128,19 @@ def random_inputs(specs: list[dict], seed: int = 0) -> list[np.ndarray]:
 
 def reference_outputs(manifest: dict, inputs: list[np.ndarray], fn=None, ctx=None,
                       backend: str = "xla") -> list[np.ndarray]:
-    """The exported function's outputs on `backend` for `inputs`."""
+    """The exported function's outputs on `backend` for `inputs`.
+
+    Raises:
+        UsageError: the function cannot be imported, its checkpoint not restored, or it
+            raises (named, with the user's line).
+    """
     import mlframework as mlf
     from mlframework import graph as G
     from mlframework.core import pytree
 
-    from aot.export.trace import is_context_model, load_context
+    from aot.export.trace import guarded, is_context_model, load_context
     fn = fn or load_function(manifest["function"])
+    specs = [input_spec(i) for i in manifest["inputs"]]
     be = mlf.backends.new(backend)
     if is_context_model(fn):
         from mlframework.ml import ContextExec
@@ -142,12 +148,25 @@ def reference_outputs(manifest: dict, inputs: list[np.ndarray], fn=None, ctx=Non
             if not manifest.get("checkpoint"):
                 raise UsageError("the export's manifest names no checkpoint; pass ctx=")
             ctx = load_context(manifest["checkpoint"])
-        exe = ContextExec(be, ctx, lambda c, *xs: fn(c, xs[0] if len(xs) == 1 else xs))
-        with _rounded(ctx, manifest.get("packed_weights", [])):
-            result = exe(*inputs)
+        exe = ContextExec(be, ctx, lambda c, *xs: fn(c, xs[0] if len(xs) == 1 else xs),
+                          name=getattr(fn, "__name__", "model"))
+        with _rounded(ctx, rounded_weights(manifest)):
+            result = guarded(lambda: exe(*inputs), fn, specs)
     else:
-        result = G.Exec(be, fn)(*inputs)
+        result = guarded(lambda: G.Exec(be, fn)(*inputs), fn, specs)
     return [np.asarray(t.numpy()) for t in pytree.flatten(result)[0]]
+
+
+def rounded_weights(manifest: dict) -> list[str]:
+    """The variables an export stores rounded to bfloat16: `rounded_weights` in its
+    manifest. Manifests written before that key had it implied: every packed weight of a
+    `--weight-storage bfloat16` export, none of a float32 one (whose packed panels hold
+    the float32 values)."""
+    if "rounded_weights" in manifest:
+        return list(manifest["rounded_weights"])
+    if manifest.get("weight_storage") == "bfloat16":
+        return list(manifest.get("packed_weights", []))
+    return []
 
 
 @contextlib.contextmanager

@@ -108,3 +108,201 @@ def test_export_from_the_command_line(mlp_ckpt, tmp_path, capsys):
               "manifest.json", "runtime/mlf_runtime.h"):
         assert (out / f).exists(), f
     assert "kernels" in capsys.readouterr().out
+
+
+# ---- every user mistake: one line saying what to fix, exit status 2, nothing written ----
+
+USER_MODULE = '''
+from mlframework import graph as G
+
+
+def double(x):
+    return G.tanh(x) * 2.0
+
+
+def raises_runtime(x):
+    raise RuntimeError("the config file is missing")
+
+
+def fails_assert(x):
+    assert x.shape == (3,), "expected three values"
+    return x
+
+
+def divides_by_zero(x):
+    return x * (1 / 0)
+
+
+class ModelBug(Exception):
+    pass
+
+
+def raises_custom(x):
+    raise ModelBug("layer 3 is not built")
+
+
+def named_output(x):
+    return {"x": G.tanh(x)}
+'''
+
+
+@pytest.fixture
+def user_module(tmp_path):
+    path = tmp_path / "user_model.py"
+    path.write_text(USER_MODULE)
+    return path
+
+
+def _one_line_error(capsys, *message_parts) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("aotc ") and "Traceback" not in err, err
+    for part in message_parts:
+        assert part in err, (part, err)
+    return err
+
+
+def _fails(args, tmp_path, capsys, *message_parts) -> str:
+    out = tmp_path / "never"
+    assert main([*args, "-o", str(out)] if args[0] == "export" else args) == 2
+    assert not out.exists()  # nothing written
+    return _one_line_error(capsys, *message_parts)
+
+
+def test_syntax_error_in_the_users_module(tmp_path, capsys):
+    bad = tmp_path / "broken.py"
+    bad.write_text("def model(x):\n    return x +\n")
+    _fails(["export", f"{bad}:model", "--input", "x:float32[2]"], tmp_path, capsys,
+           "syntax error", f"{bad}:2")
+
+
+def test_indentation_error_in_the_users_module(tmp_path, capsys):
+    bad = tmp_path / "indented.py"
+    bad.write_text("def model(x):\nreturn x\n")
+    _fails(["inspect", f"{bad}:model", "--input", "x:float32[2]"], tmp_path, capsys,
+           "syntax error", f"{bad}:2")
+
+
+def test_module_raising_at_import(tmp_path, capsys):
+    bad = tmp_path / "raises.py"
+    bad.write_text("import json\nCONFIG = json.loads('{not json')\n\ndef model(x):\n"
+                   "    return x\n")
+    _fails(["export", f"{bad}:model", "--input", "x:float32[2]"], tmp_path, capsys,
+           "importing module", "raised JSONDecodeError", f"{bad}:2")
+
+
+def test_module_calling_sys_exit_at_import(tmp_path, capsys):
+    bad = tmp_path / "script.py"
+    bad.write_text("import argparse\nargparse.ArgumentParser().parse_args(['--nope'])\n"
+                   "def model(x):\n    return x\n")
+    capsys.readouterr()
+    assert main(["export", f"{bad}:model", "--input", "x:float32[2]", "-o",
+                 str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("aotc export: error: importing module") and "sys.exit(2) (at " in \
+        err[-1] and "__main__" in err[-1]  # argparse's own usage lines come before ours
+
+
+@pytest.mark.parametrize("function, kind, line", [
+    ("raises_runtime", "RuntimeError: the config file is missing", 10),
+    ("fails_assert", "AssertionError: expected three values", 14),
+    ("divides_by_zero", "ZeroDivisionError: division by zero", 19),
+    ("raises_custom", "ModelBug: layer 3 is not built", 27),
+])
+def test_model_function_raising_any_exception(user_module, tmp_path, capsys, function, kind,
+                                              line):
+    for command in ("export", "inspect"):
+        _fails([command, f"{user_module}:{function}", "--input", "x:float32[2]"], tmp_path,
+               capsys, f"tracing {function}", kind, f"{user_module}:{line}")
+
+
+def test_model_raising_when_verify_runs_it(user_module, tmp_path, capsys):
+    out = tmp_path / "exported"
+    assert main(["export", f"{user_module}:double", "--input", "x:float32[3]", "--name",
+                 "dbl", "-o", str(out)]) == 0
+    assert main(["verify", str(out)]) == 0
+    capsys.readouterr()
+    user_module.write_text(USER_MODULE.replace("return G.tanh(x) * 2.0",
+                                               "raise RuntimeError('edited since the export')"))
+    assert main(["verify", str(out)]) == 2
+    _one_line_error(capsys, "aotc verify: error: tracing double", "RuntimeError: edited since "
+                    f"the export (at {user_module}:6)")
+
+
+def test_label_batch_differs_from_the_inputs(mlp_ckpt, tmp_path, capsys):
+    _fails(["export", MLP, "--input", "x:float32[16,64]", "--checkpoint", str(mlp_ckpt),
+            "--train", "--label", "y:int32[8]", "--no-build"], tmp_path, capsys,
+           "--label y:int32[8]: its batch (first dimension) 8 differs from --input x's 16",
+           "e.g. y:int32[16]")
+
+
+@pytest.mark.parametrize("option, spec, message", [
+    ("--input", "int:float32[2]", "'int' is a keyword of C"),
+    ("--input", "static:float32[2]", "'static' is a keyword of C"),
+    ("--input", "class:float32[2]", "'class' is a keyword of C++"),
+    ("--input", "workspace:float32[2]", "a parameter called 'workspace' already"),
+    ("--label", "double:int32[2]", "'double' is a keyword of C"),
+])
+def test_input_named_after_a_c_keyword(user_module, mlp_ckpt, tmp_path, capsys, option, spec,
+                                       message):
+    if option == "--input":
+        args = ["export", f"{user_module}:double", "--input", spec]
+    else:
+        args = ["export", MLP, "--input", "x:float32[2,64]", "--checkpoint", str(mlp_ckpt),
+                "--train", "--label", spec]
+    _fails([*args, "--no-build"], tmp_path, capsys, f"{option} '{spec.split(':')[0]}'",
+           message, "rename it")
+
+
+def test_input_named_like_an_output(user_module, tmp_path, capsys):
+    _fails(["export", f"{user_module}:named_output", "--input", "x:float32[2]", "--no-build"],
+           tmp_path, capsys, "--input 'x': the model's output is called 'x' too")
+
+
+@pytest.mark.parametrize("target", ["sparc-unknown-nope", "aarch64-linux-gnux", "nonsense"])
+def test_unknown_target(user_module, tmp_path, capsys, target):
+    pytest.importorskip("ziglang")  # without zig: the "install a cross compiler" message
+    _fails(["export", f"{user_module}:double", "--input", "x:float32[2]", "--target", target],
+           tmp_path, capsys, f"--target {target}: unknown target", "aarch64-linux-gnu")
+
+
+def test_unknown_target_needs_no_build_to_be_found(user_module, tmp_path, capsys):
+    pytest.importorskip("ziglang")
+    _fails(["export", f"{user_module}:double", "--input", "x:float32[2]", "--target",
+            "sparc-unknown-nope", "--no-build"], tmp_path, capsys, "unknown target")
+
+
+@pytest.mark.parametrize("dtype, widths", [
+    ("float", "float16, bfloat16, float32 or float64"),
+    ("int", "int8, int16, int32 or int64"),
+    ("uint", "uint8, uint16, uint32 or uint64"),
+])
+def test_bare_float_and_int_dtypes_are_rejected(user_module, tmp_path, capsys, dtype, widths):
+    _fails(["export", f"{user_module}:double", "--input", f"x:{dtype}[2,3]"], tmp_path,
+           capsys, f"the bare dtype '{dtype}' does not say its width; write {widths}")
+
+
+@pytest.mark.parametrize("alias, explicit", [("double", "float64"), ("f4", "float32"),
+                                             ("long", "int64"), ("half", "float16")])
+def test_numpy_dtype_aliases_name_the_explicit_dtype(user_module, tmp_path, capsys, alias,
+                                                     explicit):
+    _fails(["inspect", f"{user_module}:double", "--input", f"x:{alias}[2]"], tmp_path, capsys,
+           f"write {explicit}, the explicit name of '{alias}'")
+
+
+def test_mistakes_exit_2_from_the_installed_command(tmp_path):
+    bad = tmp_path / "broken.py"
+    bad.write_text("def model(x):\n    return x +\n")
+    done = _aotc("export", f"{bad}:model", "--input", "x:float32[2]", "-o", str(tmp_path / "o"))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_compiler_errors_outside_the_model_keep_their_traceback(user_module):
+    from aot.export.signature import load_function
+    from aot.export.trace import guarded
+    fn = load_function(f"{user_module}:double")
+
+    def compiler_bug():
+        raise RuntimeError("an internal error, not the model's")
+    with pytest.raises(RuntimeError, match="internal error"):  # not hidden as a usage error
+        guarded(compiler_bug, fn, [])

@@ -3,3 +3,5 @@ through the templates in `templates/c/`: fused loop kernels (fused), contraction
 (contraction), single-op kernels (single_ops), loop nests (nests), expressions
 (expressions) and element types (ctypes_table). It reads the passes' decisions and
 makes none."""
+
+__all__: list[str] = []  # the modules are imported by name

@@ -2,3 +2,5 @@
 (weight_packing), fuse (fusion), plan_memory (memory_plan); layouts holds the
 contraction paths and kernel workspaces they decide. The order is in
 `aot.build.pipeline`."""
+
+__all__: list[str] = []  # the modules are imported by name

@@ -6,14 +6,9 @@
 A backend module registers a factory with `register(name, factory)`; the
 factory is called once per process and the backend instance is shared.
 """
-from __future__ import annotations
-
-import importlib
-import os
-
 from mlframework.backends.base import Backend, Executable, UnsupportedOpError
 
-DEFAULT = "xla"
+DEFAULT = "xla"  # the backend `new()` returns when neither a name nor $MLF_BACKEND says
 _FACTORIES: dict[str, str] = {"xla": "mlframework.backends.xla", "c": "mlframework.backends.c"}
 _INSTANCES: dict[str, Backend] = {}
 
@@ -34,10 +29,12 @@ def new(name: str | None = None) -> Backend:
     Raises:
         ValueError: for an unknown name, listing the known ones.
     """
+    import os
     name = name or os.environ.get("MLF_BACKEND") or DEFAULT
     if name not in _FACTORIES:
         raise ValueError(f"backends.new requires one of {', '.join(names())}, got {name!r}")
     if name not in _INSTANCES:
+        import importlib
         _INSTANCES[name] = importlib.import_module(_FACTORIES[name]).create()
     return _INSTANCES[name]
 
@@ -47,5 +44,5 @@ def supported_ops(name: str) -> set[str]:
     return {op.value for op in new(name).supported_ops()}
 
 
-__all__ = ["Backend", "Executable", "UnsupportedOpError", "names", "new", "register",
+__all__ = ["DEFAULT", "Backend", "Executable", "UnsupportedOpError", "names", "new", "register",
            "supported_ops"]

@@ -14,6 +14,26 @@ class Shape:
     dtype: DType
     dims: tuple[int, ...]
 
+    def __post_init__(self):
+        dims = self.dims
+        if type(self.dtype) is DType and type(dims) is tuple and \
+                all(type(d) is int and d >= 0 for d in dims):
+            return  # the common case, checked fast
+        if not isinstance(self.dtype, DType | str) and isinstance(dims, DType | str):
+            raise TypeError(f"Shape(dtype, dims) takes the dtype first, got Shape({self.dtype!r}"
+                            f", {dims!r}); write Shape({dims!r}, {self.dtype!r}) or "
+                            "shapes.make(dtype, *dims)")
+        try:
+            dtype = as_dtype(self.dtype)
+        except TypeError:
+            raise TypeError(f"Shape(dtype, dims) requires a dtype such as mlf.float32 first, got "
+                            f"{self.dtype!r}") from None
+        if not isinstance(dims, tuple | list) or not all(_is_dim(d) for d in dims):
+            raise ValueError(f"Shape(dtype, dims) requires dims as a tuple of non-negative "
+                             f"ints, got {dims!r}")
+        object.__setattr__(self, "dtype", dtype)
+        object.__setattr__(self, "dims", tuple(int(d) for d in dims))
+
     @property
     def rank(self) -> int:
         return len(self.dims)
@@ -62,9 +82,10 @@ def make(dtype, *dims: int) -> Shape:
     Raises:
         ValueError: on a negative or non-integer dimension.
     """
-    out = []
-    for d in dims:
-        if isinstance(d, bool) or not hasattr(d, "__index__") or int(d) < 0:
-            raise ValueError(f"shapes.make requires non-negative integer dims, got {dims}")
-        out.append(int(d))
-    return Shape(as_dtype(dtype), tuple(out))
+    if not all(_is_dim(d) for d in dims):
+        raise ValueError(f"shapes.make requires non-negative integer dims, got {dims}")
+    return Shape(as_dtype(dtype), tuple(int(d) for d in dims))
+
+
+def _is_dim(d) -> bool:
+    return not isinstance(d, bool) and hasattr(d, "__index__") and int(d) >= 0

@@ -3,6 +3,8 @@
     from mlframework import graph as G
     exe = G.Exec(backend, lambda x: G.softmax(x, axis=-1))
 """
+from mlframework.graph import composites as _composites
+from mlframework.graph import gen_ops as _gen_ops
 from mlframework.graph import operators as _operators  # noqa: F401  attaches Node operators
 from mlframework.graph.autodiff import grad, jacobian
 from mlframework.graph.broadcasting import broadcast_to
@@ -16,3 +18,9 @@ from mlframework.graph.layout import (expand_dims, flatten, split, squeeze, stac
                                       take_along_axis, top_k)
 from mlframework.graph.linalg import einsum, matmul
 from mlframework.graph.random import normal, random_bits, random_key, split_key, uniform
+
+__all__ = sorted({*_composites.__all__, *_gen_ops.__all__, "DTypeError", "Exec", "Graph", "Node",
+                  "Op", "OpGroup", "ShapeError", "broadcast_to", "const", "current_graph",
+                  "einsum", "expand_dims", "flatten", "grad", "jacobian", "matmul", "normal",
+                  "parameter", "random_bits", "random_key", "split", "split_key", "squeeze",
+                  "stack", "take", "take_along_axis", "top_k", "tracing", "uniform"})

@@ -9,6 +9,7 @@ Tensors; the signature is their structure plus every leaf's dtype and shape.
 """
 from __future__ import annotations
 
+import html
 import inspect
 import math
 from collections import OrderedDict
@@ -68,9 +69,23 @@ class Exec:
             entry = self._compile(key, treedef, leaves)
         elif len(cache) > 1:
             cache.move_to_end(key)
-        executable, out_tree, out_specs = entry
+        executable, out_tree, out_specs, _ = entry
         results = list(map(Tensor.on_backend, repeat(backend), executable.run(inputs), out_specs))
         return results[0] if out_tree is pytree.LEAF else pytree.unflatten(out_tree, results)
+
+    def __repr__(self) -> str:
+        backend = getattr(self.backend, "name", type(self.backend).__name__)
+        return (f"<Exec {self.name!r} on {backend}: {len(self._cache)} compiled "
+                f"signature{'s' if len(self._cache) != 1 else ''}>")
+
+    def _repr_html_(self) -> str:
+        """The graph of each compiled signature drawn as SVG (Jupyter shows it)."""
+        graphs = [entry[3] for entry in self._cache.values()]
+        if not graphs:
+            return (f"<pre>{html.escape(repr(self))}: nothing compiled yet; call it, or "
+                    f"draw exe.graph(*example_args)</pre>")
+        return f"<div><b>{html.escape(repr(self))}</b>" + "".join(
+            f"<div>{g._repr_html_()}</div>" for g in graphs) + "</div>"
 
     def _arity_text(self) -> str:
         if self._min_args == self._max_args:
@@ -97,7 +112,7 @@ class Exec:
         specs = [x.spec if isinstance(x, Tensor) else Tensor(x).spec for x in leaves]
         graph, out_tree = self._trace(treedef, specs)
         executable = self.backend.compile(graph, _donated_leaves(treedef, self.donate))
-        entry = (executable, out_tree, [o.spec for o in graph.outputs])
+        entry = (executable, out_tree, [o.spec for o in graph.outputs], graph)
         self._cache[key] = entry
         while len(self._cache) > self.max_cache_size:
             self._cache.popitem(last=False)

@@ -7,6 +7,7 @@ input fails here, naming the op, the shapes and the user's line.
 from __future__ import annotations
 
 import contextlib
+import html
 import threading
 
 import numpy as np
@@ -41,6 +42,9 @@ class Node(Typed):
     # Python operators are attached by `mlframework.graph.operators`.
 
 
+MAX_DRAWN_NODES = 1500  # `Graph._repr_html_` lists larger graphs instead of drawing them
+
+
 class Graph:
     """A traced computation: parameters, nodes in topological order, outputs."""
 
@@ -60,6 +64,33 @@ class Graph:
             lines.append(f"  #{n.id} = {n.op.value}({body}) : {n.spec}")
         lines.append("  return " + ", ".join(f"#{o.id}" for o in self.outputs))
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        ins = ", ".join(str(p.spec) for p in self.parameters)
+        outs = ", ".join(str(o.spec) for o in self.outputs)
+        return f"<Graph {self.name!r}: ({ins}) -> ({outs}), {len(self.nodes)} nodes>"
+
+    def _repr_html_(self) -> str:
+        """The graph drawn as SVG (Jupyter shows it): parameters blue, outputs green."""
+        from mlframework.graph.drawing import to_svg
+        if len(self.nodes) > MAX_DRAWN_NODES:
+            return (f"<pre>{html.escape(repr(self))}: too many nodes to draw (more than "
+                    f"{MAX_DRAWN_NODES}); print(graph) lists them</pre>")
+        return f"<div><b>{html.escape(repr(self))}</b><br>{to_svg(*_drawable(self))}</div>"
+
+
+def _drawable(graph: Graph):
+    """The boxes (one per node) and arrows (one per input, labelled with its shape)."""
+    from mlframework.graph.drawing import Arrow, Box
+    outputs = {o.id for o in graph.outputs}
+    boxes = []
+    for n in graph.nodes:
+        group = 4 if n.op is Op.PARAMETER else 2 if n.id in outputs else None
+        title = "\n".join(x for x in (f"#{n.id} {n.op.value} {n.spec}", n.scope, n.source) if x)
+        label = f"parameter {n.attrs['name']}" if n.op is Op.PARAMETER else n.op.value
+        boxes.append(Box(n.id, label, str(n.spec), group, title))
+    arrows = [Arrow(i.id, n.id, str(i.spec)) for n in graph.nodes for i in n.inputs]
+    return boxes, arrows
 
     @contextlib.contextmanager
     def name_scope(self, name: str):

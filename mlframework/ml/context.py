@@ -137,9 +137,14 @@ class Context:
     Args:
         seed: seeds every initializer and the in-graph random state.
         **params: root hyperparameters, as `set_params`.
+
+    Raises:
+        TypeError: for a seed that is not a non-negative int.
     """
 
     def __init__(self, seed: int = 0, **params):
+        if isinstance(seed, bool) or not hasattr(seed, "__index__") or int(seed) < 0:
+            raise TypeError(f"Context(seed) requires a non-negative int seed, got {seed!r}")
         self._store = _Store(seed)
         self._scope: tuple[str, ...] = ()
         self._reuse = False

@@ -4,3 +4,6 @@ from mlframework.backends.xla.backend import XlaBackend
 
 def create() -> XlaBackend:
     return XlaBackend()
+
+
+__all__ = ["XlaBackend", "create"]

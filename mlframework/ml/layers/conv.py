@@ -14,6 +14,7 @@ import numpy as np
 from mlframework import graph as G
 from mlframework.ml import initializers as inits
 from mlframework.ml.layers.activations import activation as _activation
+from mlframework.ml.layers.arguments import check_context, check_node, check_size
 
 
 def _tuple(value, n: int, what: str) -> tuple[int, ...]:
@@ -63,7 +64,14 @@ def conv(ctx, x, filters: int, kernel_size, *, strides=1, padding="same", dilati
     Creates `conv/weights` [filters, in / groups, *kernel_size] and
     `conv/biases` [filters]. Output [batch, filters, *spatial'] (or
     channels-last if the input is).
+
+    Raises:
+        TypeError: ctx is not a Context, x not a node, filters or groups not ints.
+        ValueError: x of rank < 3, filters or groups < 1, or not dividing the channels.
     """
+    check_context("conv", ctx)
+    check_node("conv", "x", x)
+    filters, groups = check_size("conv", "filters", filters), check_size("conv", "groups", groups)
     n = x.ndim - 2
     if n < 1:
         raise ValueError(f"conv requires [batch, channels, *spatial] inputs, got {x.shape}")

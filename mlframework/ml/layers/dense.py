@@ -4,6 +4,7 @@ from __future__ import annotations
 from mlframework import graph as G
 from mlframework.ml import initializers as inits
 from mlframework.ml.layers.activations import activation as _activation
+from mlframework.ml.layers.arguments import check_context, check_node, check_size
 
 
 def dense(ctx, x, units: int, *, use_bias: bool = True, activation: str | None = None,
@@ -13,7 +14,14 @@ def dense(ctx, x, units: int, *, use_bias: bool = True, activation: str | None =
     Creates `dense/weights` [in, units] (Glorot uniform) and `dense/biases`
     [units] (zeros) under ctx's scope; `activation` names one of
     `layers.ACTIVATIONS`.
+
+    Raises:
+        TypeError: ctx is not a Context, x not a node or units not an int.
+        ValueError: x is a scalar or units < 1.
     """
+    check_context("dense", ctx)
+    check_node("dense", "x", x, min_rank=1)
+    units = check_size("dense", "units", units)
     ctx = ctx / "dense"
     w = ctx.variable("weights", (x.shape[-1], units), x.dtype,
                      kernel_initializer or inits.glorot_uniform())

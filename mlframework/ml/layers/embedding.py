@@ -3,13 +3,22 @@ from __future__ import annotations
 
 from mlframework import graph as G
 from mlframework.ml import initializers as inits
+from mlframework.ml.layers.arguments import check_context, check_node, check_size
 
 
 def embedding(ctx, ids, vocab_size: int, dim: int, *, dtype="float32", initializer=None):
     """Rows of `embedding/table` [vocab_size, dim] at integer `ids`: [*ids.shape, dim].
 
     The table starts Normal(0, 0.02); out-of-range ids are clamped.
+
+    Raises:
+        TypeError: ctx is not a Context, ids not an integer node, sizes not ints.
+        ValueError: vocab_size or dim < 1.
     """
+    check_context("embedding", ctx)
+    check_node("embedding", "ids", ids)
+    vocab_size = check_size("embedding", "vocab_size", vocab_size)
+    dim = check_size("embedding", "dim", dim)
     if not ids.dtype.is_int:
         raise TypeError(f"embedding requires integer ids, got {ids.spec}")
     table = (ctx / "embedding").variable("table", (vocab_size, dim), dtype,

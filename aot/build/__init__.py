@@ -1,0 +1,4 @@
+"""Building: `compiler` compiles C with cffi into libraries cached by source hash;
+`pipeline.compile_program` runs every pass, the code generator and the compiler."""
+
+__all__: list[str] = []  # the modules are imported by name

@@ -84,7 +84,7 @@ def multi_head_attention(ctx, query, key_value=None, *, num_heads: int,
                          num_kv_heads: int | None = None, head_dim: int | None = None,
                          causal: bool = False, padding_mask=None, rope_base: float | None = None,
                          positions=None, cache_size: int | None = None, use_bias: bool = True,
-                         output_dim: int | None = None):
+                         output_bias: bool | None = None, output_dim: int | None = None):
     """Multi-head attention layer over [batch, seq, dim] inputs.
 
     Projects `query` (and `key_value`, default `query`: self-attention) with
@@ -103,6 +103,8 @@ def multi_head_attention(ctx, query, key_value=None, *, num_heads: int,
             position in `attention/cache/position`, for step-by-step decoding:
             each call appends its keys and values and attends to all cached ones
             (self-attention only; `reset_cache` starts over).
+        use_bias: biases on the query, key and value projections, and by default on the
+            output projection; `output_bias` sets the latter apart (Qwen2: False).
     """
     ctx = ctx / "attention"
     b, sq, dim = query.shape
@@ -126,7 +128,8 @@ def multi_head_attention(ctx, query, key_value=None, *, num_heads: int,
             q, k = rope(q, q_pos, rope_base), rope(k, k_pos, rope_base)
         out = scaled_dot_product_attention(q, k, v, mask, causal=causal)
     out = G.reshape(G.transpose(out, (0, 2, 1, 3)), (b, sq, num_heads * hd))
-    return dense(ctx / "output", out, output_dim or dim, use_bias=use_bias)
+    return dense(ctx / "output", out, output_dim or dim,
+                 use_bias=use_bias if output_bias is None else output_bias)
 
 
 def _cached(ctx, q, k, v, mask, causal, rope_base, positions, size):

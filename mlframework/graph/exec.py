@@ -106,6 +106,7 @@ class Exec:
             result = self.fn(*pytree.unflatten(treedef, nodes))
             out_leaves, out_tree = pytree.flatten(result)
             graph.outputs = [o if isinstance(o, Node) else const(o) for o in out_leaves]
+        graph.in_tree, graph.out_tree = treedef, out_tree
         return graph, out_tree
 
     def _compile(self, key, treedef, leaves):

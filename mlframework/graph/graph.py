@@ -53,6 +53,10 @@ class Graph:
         self.nodes: list[Node] = []
         self.parameters: list[Node] = []
         self.outputs: list[Node] = []
+        # The pytree structures (`pytree.TreeDef`) of the arguments the parameters came
+        # from and of the results the outputs went to; set by `Exec`, None otherwise.
+        self.in_tree = None
+        self.out_tree = None
         self._scope: list[str] = []
 
     def __str__(self) -> str:

@@ -71,13 +71,16 @@ class InMemory:
                            if self.shuffle else np.arange(self.size))
         return self._order
 
-    def batch(self, position: int):
-        """The batch at `position` in the stream."""
+    def batch(self, position: int, rows: slice | None = None):
+        """The batch at `position` in the stream; with `rows`, only those rows of it
+        (only they are read: how each process takes its part of a global batch)."""
         epoch, index = divmod(position, self.batches_per_epoch)
-        rows = self._permutation(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
-        if not self.shuffle:
-            rows = slice(rows[0], rows[-1] + 1)
-        return pytree.unflatten(self._tree, [a[rows] for a in self._leaves])
+        picked = self._permutation(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        if rows is not None:
+            picked = picked[rows]
+        if not self.shuffle and len(picked) and (rows is None or rows.step in (None, 1)):
+            picked = slice(picked[0], picked[-1] + 1)
+        return pytree.unflatten(self._tree, [a[picked] for a in self._leaves])
 
     def __iter__(self):
         end = None if self.repeat else (self.epoch + 1) * self.batches_per_epoch

@@ -23,14 +23,15 @@ class XlaExecutable(Executable):
 
     def __init__(self, graph: Graph, donate: tuple[int, ...]):
         self.graph = graph
-        self._fn = jax.jit(_interpreter(graph), donate_argnums=donate)
+        self._fn = jax.jit(interpreter(graph), donate_argnums=donate)
 
     def run(self, buffers: list) -> list:
         return self._fn(*buffers)
 
 
-def _interpreter(graph: Graph):
-    """A Python function that evaluates `graph` with jax.lax, for jax.jit to trace."""
+def interpreter(graph: Graph):
+    """A Python function of the graph's parameters (arrays, in order) returning its outputs
+    (a list), evaluating `graph` with jax.lax for jax.jit to trace."""
     nodes, outputs = list(graph.nodes), [o.id for o in graph.outputs]
 
     def evaluate(*args):

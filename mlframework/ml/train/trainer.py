@@ -44,9 +44,18 @@ class Trainer:
             `evaluate` pad the last batch instead of compiling another graph).
         optimizer: from `optimizers`.
         metrics: name -> `metric(labels, outputs, mask=None)` (see `train.metrics`).
+        mesh: a `distributed.Mesh`: every step runs as one SPMD program on its
+            devices, batches split on the `data` axis, variables and optimizer state
+            replicated or sharded by the mesh's rule (docs/distributed.md). Batch
+            sizes must be multiples of the mesh's size. Only the "xla" backend
+            takes one (`distributed.MeshNotSupportedError` otherwise).
     """
 
-    def __init__(self, backend, ctx: Context, model, loss, optimizer, *, metrics=None):
+    def __init__(self, backend, ctx: Context, model, loss, optimizer, *, metrics=None,
+                 mesh=None):
+        if mesh is not None:
+            backend = mesh.backend_for(backend)
+        self.mesh = mesh
         self.backend, self.ctx, self.model = backend, ctx, model
         self.loss, self.optimizer = loss, optimizer
         self.metrics = dict(metrics or {})

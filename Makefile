@@ -8,7 +8,7 @@ VENV_STAMP := $(VENV)/.created
 DEMO_STAMP := $(VENV)/.installed-examples
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench generate lint clean qemu-user
+.PHONY: demo test bench generate lint clean qemu-user chromium
 
 $(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ demo: $(DEMO_STAMP)
 	$(PY) examples/demo.py
 	$(PY) examples/export_demo.py
 
-test: $(TEST_STAMP) qemu-user
+test: $(TEST_STAMP) qemu-user chromium
 	$(PY) -m generators.generate --check
 	$(PY) -m pytest -n 2 tests
 
@@ -39,6 +39,14 @@ qemu-user:
 	    apt-get install -y -q qemu-user >/dev/null || (apt-get update -q && apt-get install -y -q qemu-user); \
 	  else echo "warning: qemu-user is missing and cannot be installed (not root); install it" \
 	    "(apt-get install qemu-user) or the aarch64 aotc test fails"; fi
+
+# The `aotc inspect` page is tested in headless Chromium (Debian package).
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium); \
+	  else echo "warning: chromium is missing and cannot be installed (not root); install it" \
+	    "(apt-get install chromium) or the aotc inspect browser test fails"; fi
 
 bench: $(TEST_STAMP)
 	$(PY) -m pytest benchmarks --benchmark-only --benchmark-columns=median,iqr,ops

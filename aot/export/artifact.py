@@ -47,17 +47,21 @@ class Stage:
     source: str
     costs: list[dict]
     snapshots: list[tuple[str, str]] = field(default_factory=list)
+    # (pass name, the program it left) for the passes that rewrite the program
+    programs: list[tuple[str, Program]] = field(default_factory=list)
 
 
 def compile_stage(program: Program, entry: str, weight_storage: str = "float32",
                   variables=None) -> Stage:
     """Runs simplify, pack_weights (for `weight_storage`, on constants named in
     `variables`), fuse, plan and emit (entry point `entry`)."""
-    snapshots = [("traced", str(program))]
+    snapshots, programs = [("traced", str(program))], [("traced", program)]
     program = simplify(program)
     snapshots.append(("simplify", str(program)))
+    programs.append(("simplify", program))
     program = pack_weights(program, weight_storage, variables)
     snapshots.append(("pack_weights", str(program)))
+    programs.append(("pack_weights", program))
     kernels = fuse(program)
     snapshots.append(("fuse", "\n".join(f"k{t}_{k.name} [{k.kind}]: nodes {k.nodes} -> "
                                         f"{k.outputs}" for t, k in enumerate(kernels))))
@@ -65,7 +69,8 @@ def compile_stage(program: Program, entry: str, weight_storage: str = "float32",
     snapshots.append(("plan", str(plan)))
     source = emit_c(program, kernels, plan, entry=entry)
     snapshots.append(("emit", f"{len(source.splitlines())} lines of C"))
-    return Stage(program, kernels, plan, source, kernel_costs(program, kernels), snapshots)
+    return Stage(program, kernels, plan, source, kernel_costs(program, kernels), snapshots,
+                 programs)
 
 
 class Segment:

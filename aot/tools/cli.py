@@ -125,9 +125,16 @@ def parser() -> argparse.ArgumentParser:
                          epilog=EXAMPLES["inspect"], formatter_class=fmt)
     _model_args(ins)
     ins.add_argument("--html", metavar="FILE",
-                     help="also write one self-contained HTML page (graph, plan, code side by "
-                          "side)")
+                     help="also write one self-contained HTML page: the graph drawn after "
+                          "each pass (click a node for its source line and kernel), the "
+                          "roofline, the memory plan and the C")
     ins.add_argument("--no-text", action="store_true", help="do not print the text report")
+    ins.add_argument("--peak-gflops", type=float, metavar="GFLOPS",
+                     help="the roofline's peak compute in GFLOP/s (default: measured once on "
+                          "one core by a small probe and cached)")
+    ins.add_argument("--peak-gbs", type=float, metavar="GBS",
+                     help="the roofline's peak memory bandwidth in GB/s (default: measured "
+                          "with the compute peak)")
     return top
 
 
@@ -189,14 +196,25 @@ def _verify(args) -> int:
 
 
 def _inspect(args) -> int:
-    from aot.tools.inspection import inspect_model, to_html
+    from aot.export.signature import UsageError
+    from aot.tools.inspection import inspect_model
+    for flag, value in (("--peak-gflops", args.peak_gflops), ("--peak-gbs", args.peak_gbs)):
+        if value is not None and not value > 0:
+            raise UsageError(f"{flag} requires a positive number, got {value}")
     report = inspect_model(args.function, args.input, checkpoint=args.checkpoint,
                            weight_storage=args.weight_storage)
     if not args.no_text:
         print(report.text())
     if args.html:
         from pathlib import Path
-        Path(args.html).write_text(to_html(report))
+
+        from aot.tools.page import to_html
+        from aot.tools.roofline import ProbeError, machine_peaks
+        try:
+            peaks = machine_peaks(args.peak_gflops, args.peak_gbs)
+        except ProbeError as e:
+            raise UsageError(str(e)) from None
+        Path(args.html).write_text(to_html(report, peaks))
         print(f"wrote {args.html}", file=sys.stderr)
     return 0
 

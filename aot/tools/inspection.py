@@ -3,34 +3,61 @@
     report = inspect_model("examples/digits_mlp.py:model", ["x:float32[1,64]"],
                            checkpoint="runs/mlp")
     print(report.text())              # graph, passes, fusion groups, memory plan, kernels
-    Path("mlp.html").write_text(to_html(report))
+    Path("mlp.html").write_text(to_html(report))   # aot.tools.page: the drawn graphs
 
-The report is built from the same passes as `aotc export` (`compile_stage`).
+The report is built from the same passes as `aotc export` (`compile_stage`). Source
+lines are shown relative to the model's project: the nearest folder above the model's
+file holding pyproject.toml, setup.py, setup.cfg or .git (else the file's folder).
 """
 from __future__ import annotations
 
-import html
+import inspect
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from aot.export.artifact import Stage, compile_stage
 from aot.export.signature import load_function, parse_input
 from aot.export.trace import trace_model
 from aot.program.program import Program
 
+PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
+_SCRATCH_HOLDS = {"dot": "packed GEMM panels", "conv": "padded input and packed filters"}
+
 
 @dataclass
 class Report:
+    """What `aotc inspect` shows: the traced program, the compiled stage (programs after
+    each pass, kernels, memory plan, C), each kernel's C text, and the project folder
+    that source lines are shown relative to."""
+
     title: str
     traced: Program
     stage: Stage
     kernel_sources: list[str]
+    root: Path = field(default_factory=Path.cwd)
+
+    def where(self, source: str) -> str:
+        """`source` ("FILE:LINE") with FILE relative to the project (or to the current
+        folder) when it lies inside it; other files keep their path."""
+        return relative_source(source, self.root)
+
+    def kernel_of(self) -> dict[int, int]:
+        """Value id -> index of the kernel it was fused into (values computed by one)."""
+        return {n: t for t, k in enumerate(self.stage.kernels) for n in k.nodes}
+
+    def scratch_name(self, t: int) -> str:
+        """How the scratch buffer of kernel `t` is shown: its kernel and what it holds
+        (see `aot.passes.layouts.scratch_bytes`)."""
+        holds = _SCRATCH_HOLDS.get(self.stage.kernels[t].kind, "sort keys and indices")
+        return f"scratch of {self.stage.costs[t]['kernel']} ({holds})"
 
     # ---- text ----
 
     def text(self) -> str:
         parts = [f"aotc inspect {self.title}", "",
-                 _banner("traced graph"), listing(self.traced), ""]
+                 _banner("traced graph"), listing(self.traced, self.where), ""]
         for name, snapshot in self.stage.snapshots[1:]:
             parts += [_banner(f"after pass: {name}"), snapshot, ""]
         parts += [_banner("fusion groups"), self.fusion_text(), "",
@@ -44,7 +71,7 @@ class Report:
             lines.append(f"{cost['kernel']} [{k.kind}] — {k.reason}")
             for n in k.nodes:
                 v = prog.values[n]
-                lines.append(f"    #{n:<5} {_op(v):<36} {_type(v):<22} {v.source}")
+                lines.append(f"    #{n:<5} {_op(v):<36} {_type(v):<22} {self.where(v.source)}")
             if k.inputs:
                 lines.append(f"    reads {', '.join(f'#{i}' for i in k.inputs)}; writes "
                              f"{', '.join(f'#{o}' for o in k.outputs)}")
@@ -63,7 +90,7 @@ class Report:
                          f"{_op(v)} {_type(v)}")
         for t, b in sorted(plan.scratch.items()):
             lines.append(f"{'scratch':<8} {'arena':<7} {b.offset:>10} {b.nbytes:>10}  "
-                         f"[{t}, {t}]{'':<9} scratch of kernel {t}")
+                         f"[{t}, {t}]{'':<9} {self.scratch_name(t)}")
         return "\n".join(lines)
 
     def kernels_text(self) -> str:
@@ -87,12 +114,14 @@ def _type(v) -> str:
     return f"{v.dtype.value}{list(v.shape)}"
 
 
-def listing(program: Program) -> str:
-    """One line per value: id, op (with scope), inputs, type, source line."""
+def listing(program: Program, where=str) -> str:
+    """One line per value: id, op (with scope), inputs, type, source line (shown through
+    `where`)."""
     lines = []
     for v in program.values.values():
         args = ", ".join(f"#{i}" for i in v.inputs)
-        lines.append(f"#{v.id:<5} {_op(v) + '(' + args + ')':<48} {_type(v):<22} {v.source}")
+        lines.append(f"#{v.id:<5} {_op(v) + '(' + args + ')':<48} {_type(v):<22} "
+                     f"{where(v.source)}")
     lines.append("outputs: " + ", ".join(f"#{o}" for o in program.outputs))
     return "\n".join(lines)
 
@@ -117,6 +146,10 @@ def inspect_model(fn, inputs, *, checkpoint=None, ctx=None, name: str = "model",
     title = fn if isinstance(fn, str) else getattr(fn, "__name__", "model")
     if isinstance(fn, str):
         fn = load_function(fn)
+    root = project_root(fn)
+    if isinstance(title, str) and ":" in title:
+        file, _, function = title.rpartition(":")
+        title = f"{relative_file(file, root)}:{function}"
     specs = [parse_input(i) if isinstance(i, str) else i for i in inputs]
     traced = trace_model(fn, specs, name=name, checkpoint=checkpoint, ctx=ctx)
     original = Program(traced.program.name, dict(traced.program.values),
@@ -124,90 +157,45 @@ def inspect_model(fn, inputs, *, checkpoint=None, ctx=None, name: str = "model",
     stage = compile_stage(traced.program, entry=f"{name}_forward", weight_storage=weight_storage,
                           variables=set(traced.variables))
     return Report(f"{title} ({', '.join(f'{s.name}: {s.spec}' for s in specs)})", original,
-                  stage, split_kernels(stage.source, len(stage.kernels)))
+                  stage, [_relative_comments(src, root) for src in
+                          split_kernels(stage.source, len(stage.kernels))], root)
 
 
-# ---- HTML ----
-
-_STYLE = """
-body{font:14px system-ui,sans-serif;margin:0;background:#fafafa;color:#222}
-header{padding:12px 20px;background:#223;color:#fff}
-h2{font-size:15px;margin:14px 0 6px}
-.cols{display:grid;grid-template-columns:minmax(320px,1fr) minmax(320px,1fr) minmax(420px,1.4fr);
-gap:14px;padding:14px}
-.col{overflow:auto;max-height:calc(100vh - 70px)}
-pre{font:12px ui-monospace,monospace;background:#fff;border:1px solid #ddd;padding:8px;
-overflow:auto;margin:4px 0}
-table{border-collapse:collapse;font:12px ui-monospace,monospace;background:#fff}
-td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}
-.k{border-left:6px solid var(--c);padding-left:6px;margin:6px 0;background:#fff}
-.node{font:12px ui-monospace,monospace;white-space:pre}
-.src{color:#777}
-details summary{cursor:pointer;font-weight:600}
-"""
+def _relative_comments(c_source: str, root: Path) -> str:
+    """The kernel's C with the source lines in its comments relative to `root`."""
+    return c_source.replace(f"{root}{os.sep}", "")
 
 
-def _color(t: int) -> str:
-    return f"hsl({(t * 67) % 360},60%,55%)"
+def project_root(fn) -> Path:
+    """The project folder of function `fn`'s file (see the module docstring); the
+    current folder when the file is unknown."""
+    try:
+        path = Path(inspect.getsourcefile(inspect.unwrap(fn)) or "").resolve()
+    except TypeError:
+        return Path.cwd()
+    if not path.is_file():
+        return Path.cwd()
+    for folder in path.parents:
+        if any((folder / m).exists() for m in PROJECT_MARKERS):
+            return folder
+    return path.parent
 
 
-def to_html(report: Report) -> str:
-    """One self-contained page: graph and fusion groups, memory plan, generated code."""
-    st, prog, esc = report.stage, report.stage.program, html.escape
-    graph = []
-    for t, (k, cost) in enumerate(zip(st.kernels, st.costs)):
-        nodes = "".join(
-            f"<div class=node>#{n} {esc(_op(prog.values[n]))} {esc(_type(prog.values[n]))} "
-            f"<span class=src>{esc(prog.values[n].source)}</span></div>" for n in k.nodes)
-        graph.append(f"<div class=k style='--c:{_color(t)}'><a href='#k{t}'><b>{cost['kernel']}"
-                     f"</b></a> [{k.kind}] <i>{esc(k.reason)}</i>{nodes}</div>")
-    rows = "".join(
-        f"<tr><td>#{b.value}</td><td>{b.kind}</td><td>{b.offset}</td><td>{b.nbytes}</td>"
-        f"<td>[{b.start}, {b.end}]</td><td>{esc(_op(prog.values[b.value]))} "
-        f"{esc(_type(prog.values[b.value]))}</td></tr>"
-        for b in sorted(st.plan.buffers.values(), key=lambda b: (b.kind, b.offset)))
-    code = "".join(
-        f"<div class=k id=k{t} style='--c:{_color(t)}'><b>{c['kernel']}</b>: {c['flops']:,} "
-        f"FLOPs, {c['bytes']:,} bytes<pre>{esc(src)}</pre></div>"
-        for t, (c, src) in enumerate(zip(st.costs, report.kernel_sources)))
-    passes = "".join(f"<details><summary>after {esc(n)}</summary><pre>{esc(s)}</pre></details>"
-                     for n, s in st.snapshots[1:])
-    return f"""<!DOCTYPE html>
-<html lang=en><head><meta charset=utf-8><title>aotc inspect {esc(report.title)}</title>
-<style>{_STYLE}</style></head><body>
-<header><b>aotc inspect</b> {esc(report.title)} — {len(st.kernels)} kernels,
-{sum(c['flops'] for c in st.costs):,} FLOPs, arena {st.plan.arena_bytes:,} bytes,
-constants {st.plan.const_bytes:,} bytes</header>
-<div class=cols>
-<div class=col><h2>Graph and fusion groups</h2>{''.join(graph)}
-<details><summary>traced graph</summary><pre>{esc(listing(report.traced))}</pre></details>
-{passes}</div>
-<div class=col><h2>Memory plan</h2>{_plan_svg(report)}
-<table><tr><th>value</th><th>kind</th><th>offset</th><th>bytes</th><th>live</th><th>what</th></tr>
-{rows}</table></div>
-<div class=col><h2>Generated C</h2>{code}</div>
-</div></body></html>
-"""
+def relative_source(source: str, root: Path) -> str:
+    """"FILE:LINE" with FILE relative to `root`, else to the current folder, when inside."""
+    file, sep, line = source.rpartition(":")
+    if not sep or not line.isdigit():
+        return source
+    return f"{relative_file(file, root)}:{line}"
 
 
-def _plan_svg(report: Report) -> str:
-    """Arena buffers as rectangles: x = kernels they live across, y = offset."""
-    plan = report.stage.plan
-    bufs = [b for b in plan.buffers.values() if b.kind == "arena"] + list(plan.scratch.values())
-    if not bufs or not plan.arena_bytes:
-        return "<p>(no arena buffers)</p>"
-    n = max(len(report.stage.kernels), 1)
-    w, h = 360, 220
-    rects = []
-    for b in bufs:
-        x = b.start / n * w
-        bw = max((b.end - b.start + 1) / n * w, 2)
-        y = b.offset / plan.arena_bytes * h
-        bh = max(b.nbytes / plan.arena_bytes * h, 1)
-        label = f"#{b.value} offset {b.offset} size {b.nbytes} live [{b.start},{b.end}]"
-        rects.append(f"<rect x='{x:.1f}' y='{y:.1f}' width='{bw:.1f}' height='{bh:.1f}' "
-                     f"fill='{_color(b.start)}' stroke='#333' stroke-width='.5'>"
-                     f"<title>{label}</title></rect>")
-    return (f"<svg width='{w}' height='{h + 16}' style='background:#fff;border:1px solid #ddd'>"
-            f"{''.join(rects)}<text x='2' y='{h + 13}' font-size='10'>kernels → "
-            f"(height: arena offset, {plan.arena_bytes:,} bytes)</text></svg>")
+def relative_file(file: str, root: Path) -> str:
+    """An absolute `file` relative to `root`, else to the current folder, when inside one."""
+    if not os.path.isabs(file):
+        return file
+    for base in (root, Path.cwd()):
+        try:
+            return str(Path(file).resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return file

@@ -16,6 +16,7 @@ and `aotc inspect` draw with it. The layout is the classic layered (Sugiyama) on
 """
 from __future__ import annotations
 
+import hashlib
 import html
 from dataclasses import dataclass, field
 
@@ -30,13 +31,15 @@ SWEEPS = 6
 @dataclass(frozen=True)
 class Box:
     """One node to draw: `label` (first line), `detail` (second line), `group` (a colour
-    index, or None for grey) and `title` (the hover text)."""
+    index, or None for grey), `title` (the hover text) and `fill` (a CSS colour that
+    overrides the group's)."""
 
     id: object
     label: str
     detail: str = ""
     group: int | None = None
     title: str = ""
+    fill: str = ""
 
     @property
     def width(self) -> float:
@@ -219,30 +222,35 @@ def _spread(row, wanted, width, x) -> None:
 
 def to_svg(boxes: list[Box], arrows: list[Arrow], *, css_class: str = "mlf-graph") -> str:
     """The drawing as one `<svg>` element: each box a `<g class="node" data-node="ID">`
-    (so a page can react to clicks), each arrow a path with its label.
+    (so a page can react to clicks), each arrow a path with its label (a label that
+    several arrows leaving one box share is drawn once, by the first).
 
     Raises:
         ValueError: from `layers`.
     """
     lay = layout(boxes, arrows)
     esc = html.escape
+    # a marker id of its own: a page may hold several drawings, some of them hidden
+    marker = "arrow-" + hashlib.sha1(repr((boxes, arrows)).encode()).hexdigest()[:10]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" '
              f'width="{lay.width:.0f}" height="{lay.height:.0f}" '
              f'viewBox="0 0 {lay.width:.0f} {lay.height:.0f}" '
              'font-family="ui-monospace,Menlo,monospace" font-size="12">',
-             '<defs><marker id="mlf-arrow" viewBox="0 0 8 8" refX="8" refY="4" '
+             f'<defs><marker id="{marker}" viewBox="0 0 8 8" refX="8" refY="4" '
              'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
              '<path d="M0,0 L8,4 L0,8 z" fill="#666"/></marker></defs>']
+    labelled = set()  # a label repeated on arrows leaving one box is drawn once
     for a, path in zip(arrows, lay.paths):
         (x0, y0), (x1, y1) = path[0], path[-1]
         points = [(x0, y0 + BOX_HEIGHT / 2)] + path[1:-1] + [(x1, y1 - BOX_HEIGHT / 2)]
         d = "M" + " L".join(f"{px:.1f},{py:.1f}" for px, py in points)
         parts.append(f'<path class="edge" d="{d}" fill="none" stroke="#888" '
-                     f'stroke-width="1.2" marker-end="url(#mlf-arrow)"/>')
-        if a.label:
+                     f'stroke-width="1.2" marker-end="url(#{marker})"/>')
+        if a.label and (a.src, a.label) not in labelled:  # a third of the way down
+            labelled.add((a.src, a.label))
             (ax, ay), (bx, by) = points[0], points[1]
-            parts.append(f'<text class="edge-label" x="{(ax + bx) / 2 + 4:.1f}" '
-                         f'y="{(ay + by) / 2 + 4:.1f}" font-size="10" fill="#555" '
+            parts.append(f'<text class="edge-label" x="{ax + (bx - ax) / 3 + 4:.1f}" '
+                         f'y="{ay + (by - ay) / 3 + 4:.1f}" font-size="10" fill="#555" '
                          f'stroke="#fff" stroke-width="3" paint-order="stroke">'
                          f'{esc(a.label)}</text>')
     for b in boxes:
@@ -251,7 +259,7 @@ def to_svg(boxes: list[Box], arrows: list[Arrow], *, css_class: str = "mlf-graph
         parts.append(f'<g class="node" data-node="{esc(str(b.id))}" style="cursor:pointer">'
                      f'{title}<rect x="{cx - w / 2:.1f}" y="{cy - BOX_HEIGHT / 2:.1f}" '
                      f'width="{w:.1f}" height="{BOX_HEIGHT:.0f}" rx="5" '
-                     f'fill="{group_color(b.group)}" stroke="#555"/>'
+                     f'fill="{b.fill or group_color(b.group)}" stroke="#555"/>'
                      f'<text x="{cx:.1f}" y="{cy - 3 if b.detail else cy + 4:.1f}" '
                      f'text-anchor="middle" font-weight="600">{esc(b.label)}</text>')
         if b.detail:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlframework.core import shapes
-from mlframework.core.dtypes import as_dtype
+from mlframework.core.dtypes import DType, as_dtype
 from mlframework.core.shapes import Shape, Typed
 
 
@@ -24,7 +24,7 @@ class Tensor(Typed):
     def __init__(self, value, dtype=None):
         if isinstance(value, Tensor):
             value = value.numpy()
-        array = np.asarray(value, dtype=None if dtype is None else as_dtype(dtype).numpy)
+        array = _checked_array(value, dtype)
         weak = dtype is None and not isinstance(value, np.ndarray | np.generic)
         if array.dtype == np.float64 and weak:
             array = array.astype(np.float32)  # Python floats default to float32, as in JAX
@@ -55,15 +55,151 @@ class Tensor(Typed):
             self._backend = backend
         return self._buffer
 
+    # ---- Python and NumPy conventions: these read the host value ----
+
     def item(self):
-        return self.numpy().item()
+        """The value of a one-element tensor as a Python scalar.
+
+        Raises:
+            ValueError: when the tensor has more or fewer than one element.
+        """
+        if self.size != 1:
+            raise ValueError(f"Tensor.item() requires exactly one element, got a tensor of "
+                             f"shape {self.shape}; index it first, or use .tolist()")
+        return self._python().item()
+
+    def tolist(self):
+        """The value as (nested) Python lists of Python scalars; a scalar for rank 0."""
+        return self._python().tolist()
+
+    def _python(self) -> np.ndarray:
+        # bfloat16 scalars are not Python floats: widen them exactly to float32 first
+        a = self.numpy()
+        return a.astype(np.float32) if self.spec.dtype is DType.BFLOAT16 else a
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d Tensor (shape ()); use .item() for its value")
+        return self.shape[0]
+
+    def __iter__(self):
+        """The rows along axis 0, as Tensors."""
+        if not self.shape:
+            raise TypeError("iteration over a 0-d Tensor (shape ()); use .item() for its value")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __getitem__(self, index) -> "Tensor":
+        """NumPy indexing of the host value (ints, slices, None, ..., integer and boolean
+        arrays or Tensors); the result is a new Tensor. In a graph, index nodes instead."""
+        if isinstance(index, tuple):
+            index = tuple(i.numpy() if isinstance(i, Tensor) else i for i in index)
+        elif isinstance(index, Tensor):
+            index = index.numpy()
+        return Tensor(np.asarray(self.numpy()[index]))
+
+    def __bool__(self) -> bool:
+        return bool(self._one("bool"))
+
+    def __float__(self) -> float:
+        return float(self._one("float"))
+
+    def __int__(self) -> int:
+        return int(self._one("int"))
+
+    def _one(self, what: str):
+        if self.size != 1:
+            raise ValueError(f"{what}() of a Tensor requires exactly one element, got shape "
+                             f"{self.shape}")
+        return self._python().reshape(()).item()
 
     def __array__(self, dtype=None, copy=None):
         a = self.numpy()
-        return a if dtype is None else a.astype(dtype)
+        if dtype is not None and np.dtype(dtype) != a.dtype:
+            if copy is False:
+                raise ValueError(f"np.asarray(Tensor, dtype={dtype}, copy=False): converting "
+                                 f"{self.spec.dtype} to {dtype} needs a copy")
+            return a.astype(dtype)
+        return a.copy() if copy else a
+
+    # ---- interchange: DLPack (torch.from_dlpack, jax.dlpack, np.from_dlpack) and JAX ----
+
+    def _exchanged(self):
+        """What DLPack exports: the backend buffer when it speaks DLPack (an XLA array
+        stays on its device), else the host array."""
+        buffer = self._buffer
+        if buffer is not None and hasattr(buffer, "__dlpack__"):
+            return buffer
+        return self.numpy()
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """A DLPack capsule of the value, shared without a copy where the producer allows.
+
+        Raises:
+            BufferError: when the value cannot be exported as asked (NumPy exports no
+                bfloat16; an older consumer cannot take a read-only array).
+        """
+        source = self._exchanged()
+        kwargs = {"stream": stream} if stream is not None else {}
+        for key, value in (("max_version", max_version), ("dl_device", dl_device),
+                           ("copy", copy)):
+            if value is not None:
+                kwargs[key] = value
+        try:
+            return source.__dlpack__(**kwargs)
+        except BufferError as e:
+            raise BufferError(f"Tensor({self.spec}) cannot be exported through DLPack: {e}; "
+                              "np.asarray(tensor) gives its value as a NumPy array") from None
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return self._exchanged().__dlpack_device__()
+
+    def __jax_array__(self):
+        """The value as a jax.Array (`jnp.asarray(t)`): an XLA-backend buffer as it is."""
+        if self._buffer is not None and self._backend.name == "xla":
+            return self._buffer
+        import jax.numpy as jnp
+        return jnp.asarray(self.numpy())
 
     def __repr__(self) -> str:
         return f"Tensor({self.spec}, {np.array2string(self.numpy(), threshold=20)})"
 
 
 _new_tensor = object.__new__
+
+
+def _checked_array(value, dtype) -> np.ndarray:
+    """The host array of `Tensor(value, dtype)`.
+
+    Raises:
+        TypeError: for a value that is not numbers, or an unknown dtype.
+        ValueError: for ragged nested lists.
+    """
+    if dtype is not None:
+        try:
+            dtype = as_dtype(dtype)
+        except TypeError as e:
+            raise TypeError(f"Tensor(value, dtype): {e}") from None
+    numbers = (f"Tensor requires numbers (a NumPy array, a Python scalar or nested lists of "
+               f"them), got {type(value).__name__} {_short(value)}")
+    if not isinstance(value, _ARRAY_LIKE) and not hasattr(value, "__array__"):
+        raise TypeError(numbers)
+    try:
+        array = np.asarray(value, dtype=None if dtype is None else dtype.numpy)
+    except ValueError as e:
+        raise ValueError(f"Tensor requires a rectangular array (nested lists of equal "
+                         f"lengths), got {_short(value)}: {e}") from None
+    if array.dtype == object or array.dtype.kind in "USMm":
+        raise TypeError(numbers)
+    try:
+        as_dtype(array.dtype)
+    except TypeError as e:
+        raise TypeError(f"Tensor: {e}") from None
+    return array
+
+
+_ARRAY_LIKE = (np.ndarray, np.generic, bool, int, float, list, tuple)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -9,7 +9,8 @@ import sys
 import textwrap
 
 HEAVY = ("jax", "jaxlib", "ml_dtypes", "cffi", "jinja2", "aot", "sklearn", "torch",
-         "matplotlib", "tqdm", "safetensors")
+         "matplotlib", "tqdm", "safetensors", "onnx", "onnxruntime", "transformers",
+         "tokenizers")
 
 
 def _imported_after(code: str) -> set[str]:

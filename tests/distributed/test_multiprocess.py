@@ -1,0 +1,116 @@
+"""Two processes on 127.0.0.1, started by the launcher: the single-device loss curve; a
+checkpoint, both processes killed, a restart resuming to the uninterrupted run's weights; one
+process SIGKILLed makes the other exit with an error (bounded by subprocess timeouts)."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import distributed_jobs as jobs
+import numpy as np
+import pytest
+
+from mlframework.distributed.launch import free_port
+
+STEPS = 100
+sys.path.insert(0, str(jobs.WORKER.parent))
+import digits_worker  # noqa: E402  (a process alone: its initialize() does nothing)
+
+
+@pytest.fixture(scope="module")
+def single_device():
+    """The reference: one process, one device, a plain Trainer (no mesh)."""
+    args = argparse.Namespace(steps=STEPS, checkpoint_dir=None, checkpoint_every=20,
+                              kill_at=None, kill_rank=-1, pid_dir=None)
+    result = digits_worker.run("single", args)
+    return result["losses"], result["weights"]
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """100 steps on two processes of two host devices each, every variable FSDP-sharded."""
+    tmp = tmp_path_factory.mktemp("two")
+    done, report = jobs.launch(tmp, "uninterrupted", 2, "--modes", "fsdp", "--steps", STEPS,
+                               devices_per_process=2)
+    assert done.returncode == 0 and report, jobs.tail(done)
+    return report["fsdp"]
+
+
+def test_two_processes_give_the_single_device_loss_curve(two_processes, single_device):
+    losses, weights = single_device
+    assert two_processes["devices"] == 4 and len(two_processes["losses"]) == STEPS
+    np.testing.assert_allclose(two_processes["losses"], losses, rtol=0, atol=1e-5)
+    assert two_processes["shardings"]["hidden2/dense/weights"] == ["data", None]
+    final = jobs.weights(two_processes)  # gathered from both processes
+    assert final.keys() == weights.keys()
+    for name, value in weights.items():
+        np.testing.assert_allclose(final[name], value, rtol=0, atol=1e-5, err_msg=name)
+
+
+def test_killed_job_resumes_from_its_checkpoint_to_the_same_weights(two_processes, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    common = ("--modes", "fsdp", "--steps", STEPS, "--checkpoint-dir", ckpt,
+              "--checkpoint-every", 20)
+    killed, report = jobs.launch(tmp_path, "killed", 2, *common, "--kill-at", 50,
+                                 devices_per_process=2)
+    assert report is None and killed.returncode == 128 + signal.SIGKILL, jobs.tail(killed)
+    assert "was killed by SIGKILL; stopping the other 1 process" in killed.stderr
+    assert sorted(p.name for p in ckpt.glob("*.json")) == ["ckpt-00000020.json",
+                                                            "ckpt-00000040.json"]
+    resumed, report = jobs.launch(tmp_path, "resumed", 2, *common, devices_per_process=2)
+    assert resumed.returncode == 0 and report, jobs.tail(resumed)
+    result = report["fsdp"]
+    assert result["resumed_from"] == 40 and len(result["losses"]) == STEPS - 40
+    np.testing.assert_allclose(result["losses"], two_processes["losses"][40:], rtol=0,
+                               atol=1e-6)
+    final, reference = jobs.weights(result), jobs.weights(two_processes)
+    assert final.keys() == reference.keys()
+    for name, value in reference.items():
+        np.testing.assert_allclose(final[name], value, rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_a_killed_process_makes_the_other_exit_with_an_error(tmp_path):
+    """Started without the launcher, so nothing but JAX's runtime stops the survivor."""
+    port = free_port()
+    logs, procs = [], []
+    for rank in range(2):
+        env = jobs.environment(MLF_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                               MLF_NUM_PROCESSES="2", MLF_PROCESS_ID=str(rank))
+        log = open(tmp_path / f"log-{rank}.txt", "w")
+        logs.append(log)
+        procs.append(subprocess.Popen(
+            [sys.executable, str(jobs.WORKER), "--modes", "replicated", "--steps", "1000000",
+             "--out", str(tmp_path / "never.json"), "--pid-dir", str(tmp_path)],
+            cwd=jobs.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        pid_file = tmp_path / "pid-1"
+        deadline = time.monotonic() + jobs.TIMEOUT_S
+        while not pid_file.exists():
+            assert all(p.poll() is None for p in procs), _logs(tmp_path)
+            assert time.monotonic() < deadline, "the job never reached its third step"
+            time.sleep(0.1)
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        started = time.monotonic()
+        code = procs[0].wait(timeout=120)
+        waited = time.monotonic() - started
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for log in logs:
+            log.close()
+    assert procs[1].returncode == -signal.SIGKILL
+    assert code != 0, _logs(tmp_path)
+    text = (tmp_path / "log-0.txt").read_text()
+    assert any(s in text for s in ("Connection closed by peer", "heartbeat timeout",
+                                   "another task died")), text[-4000:]
+    assert waited < 60, f"process 0 took {waited:.0f} s to stop"
+
+
+def _logs(tmp_path) -> str:
+    return "\n".join(p.read_text()[-3000:] for p in sorted(tmp_path.glob("log-*.txt")))

@@ -24,9 +24,12 @@ _BODIES = {"pointwise": fused.pointwise, "reduce": fused.reduce, "rowwise": fuse
            "dot": contraction.dot_body, "conv": contraction.conv_body}
 
 
-def emit_c(program: Program, kernels: list[Kernel], plan: MemoryPlan, entry: str = ENTRY) -> str:
+def emit_c(program: Program, kernels: list[Kernel], plan: MemoryPlan, entry: str = ENTRY,
+           public: bool = True) -> str:
     """The C source of `program`: kernels as planned, entry point `entry` (`mlf_run`;
-    `aotc export` names it after the model)."""
+    `aotc export` names it after the model). `public`: the entry point and
+    `ENTRY_set_threads` are external (what cffi loads); False: `entry` is static and
+    there is no `_set_threads` (the export wraps the entry in its documented API)."""
     funcs, calls, setup = [], [], []
     names = {}
     for vid, b in plan.buffers.items():
@@ -65,7 +68,7 @@ def emit_c(program: Program, kernels: list[Kernel], plan: MemoryPlan, entry: str
         calls.append(f"{fname}({', '.join(args)});")
     return environment().get_template("module.c.j2").render(
         name=program.name, kernels=funcs, arena_bytes=plan.arena_bytes,
-        const_bytes=plan.const_bytes, entry=entry, setup=setup, calls=calls,
+        const_bytes=plan.const_bytes, entry=entry, public=public, setup=setup, calls=calls,
         params=[_type(program.values[p]) for p in program.params],
         outputs=[_type(program.values[o]) for o in program.outputs])
 

@@ -4,7 +4,7 @@ NAME_weights.S/.bin, the Makefile.
     stage = compile_stage(traced.program, entry="mlp_forward")
     source, ins, outs = render_inference(name, input_names, output_names, stage, segment,
                                          options)
-    # and render_train, render_weights, render_header, render_makefile
+    # and render_train, render_run_state, render_weights, render_header, render_makefile
 
 Kernels come from the same passes and `emit_c` as the "c" backend; the
 templates in `templates/c/export/` add the public interface around them.
@@ -54,7 +54,8 @@ class Stage:
 def compile_stage(program: Program, entry: str, weight_storage: str = "float32",
                   variables=None) -> Stage:
     """Runs simplify, pack_weights (for `weight_storage`, on constants named in
-    `variables`), fuse, plan and emit (entry point `entry`)."""
+    `variables`), fuse, plan and emit (entry point `entry`, a static function that the
+    export's templates wrap)."""
     snapshots, programs = [("traced", str(program))], [("traced", program)]
     program = simplify(program)
     snapshots.append(("simplify", str(program)))
@@ -67,7 +68,7 @@ def compile_stage(program: Program, entry: str, weight_storage: str = "float32",
                                         f"{k.outputs}" for t, k in enumerate(kernels))))
     plan = plan_memory(program, kernels)
     snapshots.append(("plan", str(plan)))
-    source = emit_c(program, kernels, plan, entry=entry)
+    source = emit_c(program, kernels, plan, entry=entry, public=False)
     snapshots.append(("emit", f"{len(source.splitlines())} lines of C"))
     return Stage(program, kernels, plan, source, kernel_costs(program, kernels), snapshots,
                  programs)
@@ -108,6 +109,29 @@ class Segment:
 
 def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def workspace_bytes(arena_bytes: int) -> int:
+    """The workspace size an export states (NAME_ARENA_BYTES and the like): the planned
+    arena rounded up to a multiple of ALIGN, and at least ALIGN, so that the header's
+    `static unsigned char ws[NAME_ARENA_BYTES]` is never a zero-size array and
+    `aligned_alloc(ALIGN, NAME_ARENA_BYTES)` is valid C11."""
+    return _align(max(arena_bytes, 1))
+
+
+def c_macro_names(names: list[str]) -> list[str]:
+    """Upper-case C macro name parts for `names` (e.g. "logits/dense/weights" ->
+    "LOGITS_DENSE_WEIGHTS"); names that would collide get the suffix _2, _3..."""
+    out, seen = [], set()
+    for n in names:
+        base = "".join(c if c.isascii() and c.isalnum() else "_" for c in n).upper() or "_"
+        macro, k = base, 1
+        while macro in seen:
+            k += 1
+            macro = f"{base}_{k}"
+        seen.add(macro)
+        out.append(macro)
+    return out
 
 
 def _array(v) -> np.ndarray:
@@ -163,21 +187,29 @@ def render_inference(name: str, input_names, output_names, stage: Stage, segment
         o["written"] = w
     wrapper = environment("export").get_template("model.c.j2").render(
         name=name, P=name.upper(), inputs=inputs, outputs=outputs, copies=copies,
-        entry=f"{name}_forward", arena_bytes=stage.plan.arena_bytes,
-        weights_mode=options["weights"])
+        entry=f"{name}_forward", weights_mode=options["weights"])
     return stage.source + wrapper, inputs, outputs
 
 
-def render_train(name: str, traced, stage: Stage, segment: Segment) -> tuple[str, dict]:
-    """(C source of NAME_train.c, the header's `train` description)."""
+def render_train(name: str, traced, stage: Stage, segment: Segment,
+                 class_labels: dict[str, int] | None = None) -> tuple[str, dict]:
+    """(C source of NAME_train.c, the header's `train` description).
+
+    class_labels: {label name: number of classes} for labels that index classes (those
+    of a sparse categorical loss); NAME_train_step returns NAME_ERR_LABEL when one of
+    their integer elements lies outside [0, classes).
+    """
     prog = stage.program
     consts_offset = segment.add_plan(prog, stage.plan, "train ")
     state, offset = [], 0
     n_state = len(traced.state)
-    for var, p in zip(traced.state, prog.params[:n_state]):
+    for var, p, macro in zip(traced.state, prog.params[:n_state], c_macro_names(traced.state)):
         v = prog.values[p]
-        state.append({"name": var, "offset": offset, "type": f"{v.dtype.value}{list(v.shape)}",
-                      "trainable": traced.trainable.get(var, False), "nbytes": v.nbytes})
+        state.append({"name": var, "macro": macro, "offset": offset,
+                      "type": f"{v.dtype.value}{list(v.shape)}", "dtype": v.dtype.value,
+                      "ctype": ct.STORAGE[v.dtype], "shape": list(v.shape),
+                      "size": math.prod(v.shape), "trainable": traced.trainable.get(var, False),
+                      "nbytes": v.nbytes})
         offset = _align(offset + v.nbytes)
     state_bytes = max(offset, ALIGN)
     state_offset = segment.nbytes
@@ -188,6 +220,10 @@ def render_train(name: str, traced, stage: Stage, segment: Segment) -> tuple[str
     segment.add("initial training state", initial)
     inputs = [describe(n, prog.values[p].dtype, prog.values[p].shape, True)
               for n, p in zip(traced.input_names, prog.params[n_state:])]
+    class_labels = class_labels or {}
+    checks = [{"name": i["name"], "size": i["size"], "classes": class_labels[i["name"]],
+               "signed": not as_dtype(i["dtype"]).is_unsigned}
+              for i in inputs if i["name"] in class_labels and as_dtype(i["dtype"]).is_int]
     out_ptrs = ["(char*)loss"] + [f"staging + {s['offset']}" for s in state]
     in_ptrs = [f"s + {s['offset']}" for s in state] + [f"(const char*){i['name']}"
                                                        for i in inputs]
@@ -195,16 +231,54 @@ def render_train(name: str, traced, stage: Stage, segment: Segment) -> tuple[str
     copies = _copies(prog, stage.plan, out_ptrs, in_ptrs, segment,
                      f"weights + {consts_offset}", written)
     arena = stage.plan.arena_bytes
+    workspace = _align(arena) + state_bytes
     source = stage.source + environment("export").get_template("train.c.j2").render(
         name=name, P=name.upper(), inputs=inputs, entry=f"{name}_train_forward",
-        arena_bytes=arena, workspace_bytes=_align(arena) + state_bytes,
-        state_offsets=[s["offset"] for s in state],
+        arena_bytes=_align(arena), state_offsets=[s["offset"] for s in state],
         output_ptrs=[p if w else "NULL" for p, w in zip(out_ptrs[1:], written[1:])],
-        copies=copies, consts_offset=consts_offset, state_offset=state_offset)
+        copies=copies, consts_offset=consts_offset, state_offset=state_offset, checks=checks)
     summary = f"{len(state)} state variables, {sum(s['trainable'] for s in state)} trainable"
     return source, {"state": state, "state_bytes": state_bytes, "inputs": inputs,
-                    "arena_bytes": _align(arena) + state_bytes, "summary": summary,
+                    "arena_bytes": workspace, "summary": summary, "checks": checks,
                     "state_offset": state_offset, "consts_offset": consts_offset}
+
+
+def render_run_state(name: str, traced, stage: Stage, segment: Segment,
+                     train: dict) -> tuple[str, dict]:
+    """(C source of NAME_run_state.c, the header's `run_state` description): inference
+    whose variables are read from a training state buffer (`train`, from
+    `render_train`) instead of the exported constants.
+
+    `traced` is the inference program with the variables as its first parameters
+    (`aot.export.trace.trace_state_inference`).
+
+    Raises:
+        ValueError: a variable of the inference program that the training state lacks.
+    """
+    prog = stage.program
+    consts_offset = segment.add_plan(prog, stage.plan, "run_state ")
+    where = {s["name"]: s["offset"] for s in train["state"]}
+    missing = [v for v in traced.state if v not in where]
+    if missing:
+        raise ValueError(f"the training state lacks the inference variables {missing}")
+    n_state = len(traced.state)
+    inputs = [describe(n, prog.values[p].dtype, prog.values[p].shape, True)
+              for n, p in zip(traced.input_names, prog.params[n_state:])]
+    outputs = [describe(n, prog.values[o].dtype, prog.values[o].shape, False)
+               for n, o in zip(traced.output_names, prog.outputs)]
+    in_ptrs = [f"s + {where[v]}" for v in traced.state] + \
+        [f"(const char*){i['name']}" for i in inputs]
+    written = [True] * len(outputs)
+    copies = _copies(prog, stage.plan, [o["name"] for o in outputs], in_ptrs, segment,
+                     f"weights + {consts_offset}", written)
+    for o, w in zip(outputs, written):
+        o["written"] = w
+    arena = workspace_bytes(stage.plan.arena_bytes)
+    source = stage.source + environment("export").get_template("run_state.c.j2").render(
+        name=name, P=name.upper(), inputs=inputs, outputs=outputs, copies=copies,
+        entry=f"{name}_state_forward", state_ptrs=in_ptrs[:n_state],
+        consts_offset=consts_offset)
+    return source, {"arena_bytes": arena, "variables": list(traced.state)}
 
 
 def render_header(name: str, inputs, outputs, stage: Stage, segment: Segment, options: dict,
@@ -220,7 +294,7 @@ def render_header(name: str, inputs, outputs, stage: Stage, segment: Segment, op
     }
     return environment("export").get_template("model.h.j2").render(
         name=name, P=name.upper(), version=options["version"], function=options["function"],
-        inputs=inputs, outputs=outputs, arena_bytes=stage.plan.arena_bytes,
+        inputs=inputs, outputs=outputs, arena_bytes=workspace_bytes(stage.plan.arena_bytes),
         weights_bytes=segment.nbytes, weights_mode=mode, weights_doc=docs[mode],
         weights_crc=weights_crc, openmp=options["openmp"], source_hash=source_hash,
         train=train)
@@ -253,7 +327,7 @@ def render_makefile(name: str, version: str, tc, openmp: bool, objects: list[str
     return environment("export").get_template("Makefile.j2").render(
         name=name, version=version, target=tc.target, cc=tc.cc_text, ar=tc.ar_text,
         arch=tc.arch, openmp="-fopenmp" if openmp else "", pic="-fPIC " if tc.pic else "",
-        objects=objects, libs=libs, blob=blob)
+        objects=objects, libs=libs, blob=blob, zig="$(ZIG)" in tc.cc_text + tc.ar_text)
 
 
 def _ctype(a: np.ndarray) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aot.export.artifact import workspace_bytes
 from aot.passes.weight_packing import PAIRS
 
 
@@ -33,7 +34,7 @@ def manifest_of(name, reference, checkpoint, traced, stage, ins, outs, segment, 
                                   if v.attrs.get("packing") == PAIRS),
         "inputs": [{k: i[k] for k in ("name", "dtype", "shape")} for i in ins],
         "outputs": [{k: o[k] for k in ("name", "dtype", "shape")} for o in outs],
-        "arena_bytes": stage.plan.arena_bytes, "weights_bytes": segment.nbytes,
+        "arena_bytes": workspace_bytes(stage.plan.arena_bytes), "weights_bytes": segment.nbytes,
         "weights_crc32": f"{crc:08x}", "source_hash": src_hash,
         "variables": {k: list(a.shape) for k, a in traced.variables.items()},
         "kernels": kernels(stage),
@@ -46,6 +47,7 @@ def manifest_of(name, reference, checkpoint, traced, stage, ins, outs, segment, 
                        for p in train_info["inputs"][len(ins):]],
             "state_bytes": train_info["state_bytes"],
             "arena_bytes": train_info["arena_bytes"],
+            "run_state_arena_bytes": train_info["run_state"]["arena_bytes"],
             "state": [{k: s[k] for k in ("name", "offset", "type", "trainable")}
                       for s in train_info["state"]],
             "loss": getattr(train.loss, "__name__", str(train.loss)),

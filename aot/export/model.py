@@ -7,7 +7,7 @@
     art.shared_library      # build/mlp/libmlp.so; also mlp.h, mlp.c, libmlp.a, Makefile...
 
 OUTDIR receives NAME.h, NAME.c, NAME_weights.c (+ NAME_weights.S and .bin for
-`blob`, NAME_weights.bin for `file`), NAME_train.c with `train=`, runtime/
+`blob`, NAME_weights.bin for `file`), NAME_train.c and NAME_run_state.c with `train=`, runtime/
 (the headers the code includes), a Makefile, manifest.json, and, unless
 `build=False`, libNAME.so and libNAME.a built by that Makefile.
 """
@@ -26,9 +26,9 @@ from aot.build.compiler import RUNTIME
 from aot.export import artifact
 from aot.export.manifest import manifest_of
 from aot.export.signature import InputSpec, UsageError, load_function, parse_input
-from aot.export.targets import HOST, Toolchain, toolchain
+from aot.export.targets import HOST, ZIG, Toolchain, toolchain
 from aot.export.trace import (Traced, check_labels, load_context, trace_model,
-                              trace_train_step)
+                              trace_state_inference, trace_train_step)
 from aot.passes.weight_packing import STORAGES
 
 WEIGHT_MODES = ("embed", "blob", "file")
@@ -151,15 +151,21 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
     if train is not None:
         traced_step = _trace_train(fn, specs, train, ctx)
         train_stage = artifact.compile_stage(traced_step.program, entry=f"{name}_train_forward")
-        train_source, train_info = artifact.render_train(name, traced_step, train_stage, segment)
+        train_source, train_info = artifact.render_train(
+            name, traced_step, train_stage, segment, _class_labels(train, traced_step, specs, outs))
         files[f"{name}_train.c"] = train_source
+        traced_state = trace_state_inference(fn, specs, ctx=ctx, name=f"{name}_run_state")
+        state_stage = artifact.compile_stage(traced_state.program, entry=f"{name}_state_forward")
+        files[f"{name}_run_state.c"], train_info["run_state"] = artifact.render_run_state(
+            name, traced_state, state_stage, segment, train_info)
     weight_files = artifact.render_weights(name, segment, weights, VERSION)
     blob = segment.tobytes() if weights != "embed" else b""
     src_hash = artifact.source_hash(*(f for f in files.values()))
     files[f"{name}.h"] = artifact.render_header(name, ins, outs, stage, segment, options,
                                                 src_hash, train_info, artifact.crc32(blob))
     files.update(weight_files)
-    objects = [f"{name}.o", f"{name}_weights.o"] + ([f"{name}_train.o"] if train else [])
+    objects = [f"{name}.o", f"{name}_weights.o"] + \
+        ([f"{name}_train.o", f"{name}_run_state.o"] if train else [])
     if weights == "blob":
         objects.append(f"{name}_weights_blob.o")
     libs = [f"lib{name}.a"] + ([f"lib{name}.so"] if tc.shared else [])
@@ -173,7 +179,18 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
     art = Artifact(out_dir, name, manifest, sorted(files) + ["manifest.json", "runtime/"])
     if build:
         build_artifact(out_dir, tc)
+        art.files = sorted(art.files + libs)
     return art
+
+
+def _class_labels(train: TrainSpec, traced_step: Traced, specs, outs) -> dict[str, int]:
+    """{label name: number of classes} for the labels of a sparse categorical loss
+    (they index the last dimension of the model's one output), which NAME_train_step
+    range-checks; {} for other losses."""
+    loss = train.loss if isinstance(train.loss, str) else getattr(train.loss, "__name__", "")
+    if not loss.startswith("sparse_categorical") or len(outs) != 1 or not outs[0]["shape"]:
+        return {}
+    return {n: outs[0]["shape"][-1] for n in traced_step.input_names[len(specs):]}
 
 
 def _labels(train: TrainSpec) -> list[InputSpec]:
@@ -232,8 +249,8 @@ def build_artifact(out_dir: Path, tc: Toolchain | None = None, jobs: int = 2) ->
     if make is None:
         raise BuildError("`make` is not installed; install it or build with the commands "
                          f"in {out_dir}/Makefile")
-    result = subprocess.run([make, "-s", f"-j{jobs}", "-C", str(out_dir)], capture_output=True,
-                            text=True)
+    result = subprocess.run([make, "-s", f"-j{jobs}", "-C", str(out_dir), f"ZIG={ZIG}"],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         raise BuildError(f"building {out_dir} ({tc.target if tc else HOST}) failed:\n"
                          f"{(result.stdout + result.stderr).strip()[-4000:]}")

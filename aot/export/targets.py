@@ -32,11 +32,26 @@ class Toolchain:
 
     @property
     def cc_text(self) -> str:
-        return shlex.join(self.cc)
+        """`cc` as Makefile text (`$(ZIG) cc ...` for zig: see `make_text`)."""
+        return make_text(self.cc)
 
     @property
     def ar_text(self) -> str:
-        return shlex.join(self.ar)
+        return make_text(self.ar)
+
+
+# `python -m ziglang` of this interpreter; the exported Makefile says $(ZIG) instead
+# (default `python3 -m ziglang`), and `build_artifact` passes ZIG=this on make's command
+# line, so that no Makefile holds a path of the exporting environment.
+ZIG = shlex.join([sys.executable, "-m", "ziglang"])
+
+
+def make_text(argv: list[str]) -> str:
+    """A command line as Makefile text; this interpreter's `python -m ziglang` becomes
+    `$(ZIG)`."""
+    if argv[:3] == [sys.executable, "-m", "ziglang"]:
+        return " ".join(["$(ZIG)", shlex.join(argv[3:])])
+    return shlex.join(argv)
 
 
 def zig_available() -> bool:
@@ -68,9 +83,9 @@ def toolchain(target: str | None, native: bool = True) -> Toolchain:
         _check_zig_target(target)
         return Toolchain(target, zig("cc") + ["-target", target], zig("ar"), pic=False,
                          shared=False)
-    system = shutil.which(f"{target}-gcc")
-    if system:
-        return Toolchain(target, [system], [shutil.which(f"{target}-ar") or "ar"])
+    if shutil.which(f"{target}-gcc"):  # by name: the Makefile must work on another machine
+        return Toolchain(target, [f"{target}-gcc"],
+                         [f"{target}-ar" if shutil.which(f"{target}-ar") else "ar"])
     if zig_available():
         _check_zig_target(target)
         return Toolchain(target, zig("cc") + ["-target", target], zig("ar"))

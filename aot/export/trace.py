@@ -202,6 +202,33 @@ def trace_train_step(model, inputs: list[InputSpec], labels: list[InputSpec], *,
                   trainable={k: store[k].trainable for k in variable_names})
 
 
+def trace_state_inference(fn, inputs: list[InputSpec], *, ctx, name: str = "run_state") -> Traced:
+    """The inference program of the context model `fn` with its variables kept as
+    parameters: params = every variable of `ctx` (in `Traced.state` order, as in
+    `trace_train_step`), then the inputs; outputs = the model's. NAME_run_state
+    points the variables' parameters into a training state buffer.
+
+    Raises:
+        UsageError: as `trace_model` does.
+    """
+    specs = [i.spec for i in inputs]
+    names = [i.name for i in inputs]
+    box = []
+
+    def call(c, *args):
+        return _recording(fn, box)(c, args[0] if len(args) == 1 else tuple(args))
+    call.__name__ = getattr(fn, "__name__", "model")
+    graph, variable_names = guarded(
+        lambda: _trace_with_context(ctx, call, specs, name, training=False), fn, inputs)
+    program = from_graph(graph)
+    program.outputs = program.outputs[:len(pytree.flatten(box[-1])[0])]
+    for vid, n in zip(program.params[len(variable_names):], names):
+        v = program.values[vid]
+        program.values[vid] = Value(vid, v.op, v.inputs, v.attrs, v.dtype, v.shape,
+                                    f"--input {n}", n)
+    return Traced(program, names, _checked_outputs(names, box[-1]), state=list(variable_names))
+
+
 def check_labels(inputs: list[InputSpec], labels: list[InputSpec]) -> None:
     """Raises UsageError unless the train step's `labels` can be C parameters next to the
     `inputs` and each has the batch (first dimension) of the first input."""

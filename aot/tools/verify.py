@@ -59,7 +59,8 @@ class ExportedLibrary:
         if "train" in m:
             targs = [f"const {_CTYPES[i['dtype']]}*" for i in m["inputs"] + m["train"]["labels"]]
             cdef += (f"int {n}_train_init(void*);\n"
-                     f"int {n}_train_step(void*, {', '.join(targs)}, float*, void*);\n")
+                     f"int {n}_train_step(void*, {', '.join(targs)}, float*, void*);\n"
+                     f"int {n}_run_state(const void*, {', '.join(args + ['void*'])});\n")
         self.ffi.cdef(cdef)
         path = Path(library) if library else self.out_dir / f"lib{n}.so"
         if not path.is_file():
@@ -109,6 +110,17 @@ class ExportedLibrary:
             self._ptr(state), *[self._ptr(a) for a in arrays], self._ptr(loss),
             self._ptr(self._train_ws)))
         return float(loss[0])
+
+    def run_state(self, state: np.ndarray, *inputs) -> list[np.ndarray]:
+        """NAME_run_state: the model on the variables in `state` (see `train_state`)."""
+        arrays = [np.ascontiguousarray(np.asarray(x, as_dtype(i["dtype"]).numpy).reshape(
+            i["shape"])) for x, i in zip(inputs, self.manifest["inputs"], strict=True)]
+        outs = [np.empty(o["shape"], as_dtype(o["dtype"]).numpy) for o in self.manifest["outputs"]]
+        if not hasattr(self, "_state_ws"):
+            self._state_ws = _aligned(self.manifest["train"]["run_state_arena_bytes"])
+        self.check(getattr(self.lib, f"{self.name}_run_state")(
+            self._ptr(state), *[self._ptr(a) for a in arrays + outs], self._ptr(self._state_ws)))
+        return outs
 
 
 def random_inputs(specs: list[dict], seed: int = 0) -> list[np.ndarray]:

@@ -79,7 +79,12 @@ DRIVER = r"""
  * runs the model and writes the outputs to argv[2].
  * mode "run": once with a caller workspace; "static": NULL workspace;
  * "threads": two threads with their own workspaces, 50 runs each, results
- * compared with the first run; "malloc": counts allocator calls inside run. */
+ * compared with the first run; "malloc": counts allocator calls inside run
+ * (built with -DCOUNT_MALLOC: malloc, calloc, realloc, memalign, posix_memalign,
+ * aligned_alloc and free, whoever calls them: libgomp too), in the first run
+ * after NAME_set_threads(0) and in the 10 runs after it, and with
+ * -DCOUNT_REGIONS the OpenMP parallel regions those runs enter (GOMP_parallel),
+ * those of one thread apart. */
 #ifndef NO_THREADS
 #include <pthread.h>
 #endif
@@ -90,16 +95,52 @@ DRIVER = r"""
 
 static volatile int counting = 0;
 static volatile long allocations = 0;
+/* per function: malloc, calloc, realloc, memalign, posix_memalign, aligned_alloc, free */
+static volatile long calls[7];
+static const char* const call_names[7] = {{"malloc", "calloc", "realloc", "memalign",
+                                           "posix_memalign", "aligned_alloc", "free"}};
+#define COUNT(k) do {{ if (counting) {{ allocations++; calls[k]++; }} }} while (0)
 #ifdef COUNT_MALLOC
+#include <errno.h>
 extern void* __libc_malloc(size_t);
 extern void* __libc_calloc(size_t, size_t);
 extern void* __libc_realloc(void*, size_t);
+extern void* __libc_memalign(size_t, size_t);
 extern void __libc_free(void*);
-void* malloc(size_t n) {{ if (counting) allocations++; return __libc_malloc(n); }}
-void* calloc(size_t a, size_t b) {{ if (counting) allocations++; return __libc_calloc(a, b); }}
-void* realloc(void* p, size_t n) {{ if (counting) allocations++; return __libc_realloc(p, n); }}
-void free(void* p) {{ if (counting && p) allocations++; __libc_free(p); }}
+void* malloc(size_t n) {{ COUNT(0); return __libc_malloc(n); }}
+void* calloc(size_t a, size_t b) {{ COUNT(1); return __libc_calloc(a, b); }}
+void* realloc(void* p, size_t n) {{ COUNT(2); return __libc_realloc(p, n); }}
+void* memalign(size_t a, size_t n) {{ COUNT(3); return __libc_memalign(a, n); }}
+int posix_memalign(void** p, size_t a, size_t n) {{
+  COUNT(4);
+  *p = __libc_memalign(a, n);
+  return *p ? 0 : ENOMEM;
+}}
+void* aligned_alloc(size_t a, size_t n) {{ COUNT(5); return __libc_memalign(a, n); }}
+void free(void* p) {{ if (p) COUNT(6); __libc_free(p); }}
 #endif
+static volatile long regions = 0, regions_one = 0;
+#ifdef COUNT_REGIONS
+#include <dlfcn.h>
+#include <omp.h>
+typedef void (*gomp_parallel_t)(void (*)(void*), void*, unsigned, unsigned);
+static gomp_parallel_t real_parallel;
+void GOMP_parallel(void (*fn)(void*), void* data, unsigned n, unsigned flags) {{
+  if (counting) {{
+    regions++;
+    if (n == 1 || (n == 0 && omp_get_max_threads() == 1)) regions_one++;
+  }}
+  real_parallel(fn, data, n, flags);
+}}
+#endif
+
+static void report(const char* what) {{
+  printf("%s: %ld allocator calls (", what, allocations);
+  for (int k = 0; k < 7; k++) printf("%s%s %ld", k ? ", " : "", call_names[k], calls[k]);
+  printf("), %ld parallel regions, %ld of one thread\n", regions, regions_one);
+  allocations = regions = regions_one = 0;
+  for (int k = 0; k < 7; k++) calls[k] = 0;
+}}
 
 {decls}
 
@@ -139,18 +180,32 @@ int main(int argc, char** argv) {{
   void* ws = aligned_alloc(64, ({P}_ARENA_BYTES + 63) / 64 * 64 + 64);
   int status;
   if (!strcmp(mode, "static")) status = run_once(NULL, outs);
-  else {{
+  else if (!strcmp(mode, "malloc")) {{
+#ifdef COUNT_REGIONS
+    real_parallel = (gomp_parallel_t)dlsym(RTLD_NEXT, "GOMP_parallel");
+    if (!real_parallel) return 6;
+#endif
+    printf("threads: %d\n", {name}_set_threads(0));  /* libgomp's pool, if any, starts here */
     counting = 1;
-    free(malloc(16));  /* a probe: proves that the counting allocator is in place */
-    long probe = allocations;
-    allocations = 0;
+    void* volatile probe = malloc(16);  /* probes: prove that the counting allocator is */
+    free(probe);                          /* in place (volatile: not optimized away) */
+#ifdef COUNT_MALLOC
+    probe = memalign(64, 64);
+    free(probe);
+#endif
+    counting = 0;
+    report("probes");
+    counting = 1;
     status = run_once(ws, outs);
     counting = 0;
-    if (!strcmp(mode, "malloc")) printf("allocator calls of the probe: %ld\n", probe);
+    if (status != 0) {{ fprintf(stderr, "%s\n", {name}_strerror(status)); return 1; }}
+    report("first run");
+    counting = 1;
+    for (int r = 0; r < 10 && status == 0; r++) status = run_once(ws, outs);
     counting = 0;
-  }}
+    report("10 more runs");
+  }} else status = run_once(ws, outs);
   if (status != 0) {{ fprintf(stderr, "%s\n", {name}_strerror(status)); return 1; }}
-  if (!strcmp(mode, "malloc")) printf("allocations inside run: %ld\n", allocations);
 #ifndef NO_THREADS
   if (!strcmp(mode, "threads")) {{
     for (int k = 0; k < {nout}; k++) expected[k] = outs[k];
@@ -229,8 +284,8 @@ def build_driver(folder: Path, cc: list[str], out: Path, *, link: str = "static"
     else:
         cmd += [str(folder / f"{name}.c"), str(folder / f"{name}_weights.c"),
                 "-fno-math-errno", "-fwrapv", "-fno-strict-aliasing"]
-        if (folder / f"{name}_train.c").exists():
-            cmd.append(str(folder / f"{name}_train.c"))
+        cmd += [str(folder / f) for f in (f"{name}_train.c", f"{name}_run_state.c")
+                if (folder / f).exists()]
     cmd += ["-o", str(out), "-lm"] + ([] if "-DNO_THREADS" in flags else ["-lpthread"])
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:

@@ -147,7 +147,7 @@ def machine_peaks(gflops: float | None = None, gbs: float | None = None,
     try:
         stored = json.loads(path.read_text())
         if stored.get("key") == key:
-            measured = Peaks(stored["gflops"], stored["gbs"], f"{stored['source']} (cached)")
+            measured = Peaks(stored["gflops"], stored["gbs"], f"{stored['source']}, cached")
     except (OSError, ValueError, KeyError, TypeError):
         measured = None  # no cache, or an unreadable one: measure again
     if measured is None:

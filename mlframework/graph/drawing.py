@@ -25,6 +25,7 @@ BOX_HEIGHT = 34.0
 LAYER_GAP = 66.0    # vertical distance between layer centres
 BOX_GAP = 22.0      # minimum horizontal gap between boxes
 MARGIN = 16.0
+LABEL_DROP = 10.0   # px below its source box where an arrow's label sits
 SWEEPS = 6
 
 
@@ -196,14 +197,40 @@ def _place(rows, width, up, down) -> dict:
         for p in row:
             x[p] = at + width[p] / 2
             at += width[p] + BOX_GAP
+    # A box follows the inputs that are computed, not the sources (weights, constants)
+    # pulled down beside it; a source asks for the place beside its consumer's computed
+    # input rather than above the consumer itself. Otherwise the two would share that
+    # place, and a chain of ops would drift sideways at every constant it reads.
+    leaves = {p for p in x if p not in up and p in down}
+    followed = {p: [n for n in ns if n not in leaves] or ns for p, ns in up.items()}
     for sweep in range(SWEEPS):
-        near = up if sweep % 2 == 0 else down
-        for row in (rows if sweep % 2 == 0 else rows[::-1]):
-            wanted = [sum(x[n] for n in near[p]) / len(near[p]) if near.get(p) else x[p]
-                      for p in row]
+        downward = sweep % 2 == 0
+        for row in (rows if downward else rows[::-1]):
+            order = {p: k for k, p in enumerate(row)}
+            wanted = []
+            for p in row:
+                if downward:
+                    ns = followed.get(p)
+                    wanted.append(sum(x[n] for n in ns) / len(ns) if ns else x[p])
+                elif p in leaves:
+                    wanted.append(_beside(p, down[p][0], followed, order, width, x))
+                else:
+                    ns = down.get(p)
+                    wanted.append(sum(x[n] for n in ns) / len(ns) if ns else x[p])
             _spread(row, wanted, width, x)
     left = min(x[p] - width[p] / 2 for p in x) if x else MARGIN
     return {p: v - left + MARGIN for p, v in x.items()}
+
+
+def _beside(leaf, consumer, followed, order, width, x) -> float:
+    """Where source `leaf` wants to be: next to `consumer`'s computed input in its row
+    (on the side the order puts it), else right above `consumer`."""
+    ops = [n for n in followed.get(consumer, ()) if n in order and n != leaf]
+    if not ops:
+        return x[consumer]
+    op = min(ops, key=lambda n: abs(order[n] - order[leaf]))
+    side = 1 if order[leaf] > order[op] else -1
+    return x[consumer] + side * ((width[op] + width[leaf]) / 2 + BOX_GAP)
 
 
 def _spread(row, wanted, width, x) -> None:
@@ -246,11 +273,13 @@ def to_svg(boxes: list[Box], arrows: list[Arrow], *, css_class: str = "mlf-graph
         d = "M" + " L".join(f"{px:.1f},{py:.1f}" for px, py in points)
         parts.append(f'<path class="edge" d="{d}" fill="none" stroke="#888" '
                      f'stroke-width="1.2" marker-end="url(#{marker})"/>')
-        if a.label and (a.src, a.label) not in labelled:  # a third of the way down
-            labelled.add((a.src, a.label))
+        if a.label and (a.src, a.label) not in labelled:  # just below the source box,
+            labelled.add((a.src, a.label))                 # on the arrow: clear of siblings
             (ax, ay), (bx, by) = points[0], points[1]
-            parts.append(f'<text class="edge-label" x="{ax + (bx - ax) / 3 + 4:.1f}" '
-                         f'y="{ay + (by - ay) / 3 + 4:.1f}" font-size="10" fill="#555" '
+            at = min(LABEL_DROP / max(by - ay, 1e-9), 0.5)
+            parts.append(f'<text class="edge-label" x="{ax + (bx - ax) * at:.1f}" '
+                         f'y="{ay + (by - ay) * at + 3.5:.1f}" text-anchor="middle" '
+                         f'font-size="10" fill="#555" '
                          f'stroke="#fff" stroke-width="3" paint-order="stroke">'
                          f'{esc(a.label)}</text>')
     for b in boxes:

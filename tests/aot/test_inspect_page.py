@@ -122,7 +122,7 @@ def test_peaks_are_measured_once_and_cached(tmp_path):
     stored["gflops"] = 12345.0  # a second call reads the cache instead of measuring
     (tmp_path / CACHE_NAME).write_text(json.dumps(stored))
     again = machine_peaks(cache=tmp_path)
-    assert again.gflops == 12345.0 and again.source.endswith("(cached)")
+    assert again.gflops == 12345.0 and again.source.endswith(", cached")
     mixed = machine_peaks(gbs=7.0, cache=tmp_path)
     assert (mixed.gflops, mixed.gbs) == (12345.0, 7.0) and "bandwidth given" in mixed.source
     with pytest.raises(ValueError, match="Peaks.gbs requires a positive number"):

@@ -86,3 +86,15 @@ def test_graph_and_exec_draw_themselves():
     exe(x, w)
     assert repr(exe) == "<Exec 'layer' on xla: 1 compiled signature>"
     assert exe._repr_html_().count("<svg") == 1
+
+
+def test_a_chain_reading_constants_stays_straight():
+    # x -> op1 -> op2 -> ... where every op also reads a constant of its own
+    boxes, arrows = [Box("x", "parameter", "f32[4, 16]")], []
+    for i in range(1, 9):
+        boxes += [Box(f"op{i}", "mul", "f32[4, 16]"), Box(f"c{i}", "constant", "f32[4, 16]")]
+        arrows += [Arrow("x" if i == 1 else f"op{i - 1}", f"op{i}"), Arrow(f"c{i}", f"op{i}")]
+    lay = layout(boxes, arrows)
+    xs = [lay.x[f"op{i}"] for i in range(1, 9)]
+    assert max(xs) - min(xs) < 1.0, xs
+    assert all(lay.y[f"c{i}"] == lay.y[f"op{i - 1}" if i > 1 else "x"] for i in range(1, 9))

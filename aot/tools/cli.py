@@ -131,7 +131,9 @@ def parser() -> argparse.ArgumentParser:
     ins.add_argument("--no-text", action="store_true", help="do not print the text report")
     ins.add_argument("--peak-gflops", type=float, metavar="GFLOPS",
                      help="the roofline's peak compute in GFLOP/s (default: measured once on "
-                          "one core by a small probe and cached)")
+                          "one core by a small probe and cached as roofline_peaks.json in "
+                          "$MLF_CACHE_DIR or ~/.cache/mlframework/c; delete it to measure "
+                          "again)")
     ins.add_argument("--peak-gbs", type=float, metavar="GBS",
                      help="the roofline's peak memory bandwidth in GB/s (default: measured "
                           "with the compute peak)")

@@ -12,7 +12,8 @@ The peaks come from a small C probe run on one core (generated kernels run on on
 unless built with OpenMP): independent fused multiply-adds for compute, a sum over a
 64 MiB array for bandwidth. The result is cached as `roofline_peaks.json` in the build
 cache (`$MLF_CACHE_DIR`, else ~/.cache/mlframework/c), keyed by the probe's text and
-the host, so it runs once per machine.
+the host, so it runs once per machine (delete the file to measure again, for instance
+after a measurement on a busy machine).
 """
 from __future__ import annotations
 

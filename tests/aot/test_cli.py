@@ -32,7 +32,8 @@ def test_help_is_complete():
                           "--train", "--label", "--loss", "--optimizer", "--openmp", "-o",
                           "embed", "blob", "file", "examples:"],
                "verify": ["--tolerance", "--trials", "--seed", "examples:"],
-               "inspect": ["--input", "--checkpoint", "--html", "examples:"]}
+               "inspect": ["--input", "--checkpoint", "--html", "--peak-gflops", "--peak-gbs",
+                           "examples:"]}
     for command, words in options.items():
         out = _aotc(command, "--help")
         assert out.returncode == 0, out.stderr

@@ -83,6 +83,15 @@ class Graph:
         return f"<div><b>{html.escape(repr(self))}</b><br>{to_svg(*_drawable(self))}</div>"
 
 
+    @contextlib.contextmanager
+    def name_scope(self, name: str):
+        """Names nodes built inside with `name/` (shown in dumps and generated code)."""
+        self._scope.append(name)
+        try:
+            yield
+        finally:
+            self._scope.pop()
+
 def _drawable(graph: Graph):
     """The boxes (one per node) and arrows (one per input, labelled with its shape)."""
     from mlframework.graph.drawing import Arrow, Box
@@ -95,15 +104,6 @@ def _drawable(graph: Graph):
         boxes.append(Box(n.id, label, str(n.spec), group, title))
     arrows = [Arrow(i.id, n.id, str(i.spec)) for n in graph.nodes for i in n.inputs]
     return boxes, arrows
-
-    @contextlib.contextmanager
-    def name_scope(self, name: str):
-        """Names nodes built inside with `name/` (shown in dumps and generated code)."""
-        self._scope.append(name)
-        try:
-            yield
-        finally:
-            self._scope.pop()
 
 
 def _short(value) -> str:

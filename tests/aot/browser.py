@@ -13,6 +13,7 @@ byte, from its fd 3 and writes replies and events the same way to its fd 4.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
@@ -47,26 +48,24 @@ class Browser:
 
     def __init__(self, width: int = 1400, height: int = 1000):
         self._profile = tempfile.TemporaryDirectory(prefix="mlf-chromium-")
-        to_child, self._out = os.pipe()   # we write commands into the child's fd 3
-        self._in, from_child = os.pipe()  # and read its replies from its fd 4
-        os.set_inheritable(to_child, True)
-        os.set_inheritable(from_child, True)
-        args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
-                "--no-first-run", "--disable-extensions", "--remote-debugging-pipe",
-                f"--window-size={width},{height}", f"--user-data-dir={self._profile.name}",
-                "about:blank"]
-
-        def fds_3_and_4():  # copies first: either end may already sit at 3 or 4
-            a, b = os.dup(to_child), os.dup(from_child)
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-
-        # close_fds would close 3 and 4 after fds_3_and_4 has run
+        read_end, self._out = os.pipe()  # we write commands into the child's fd 3
+        self._in, write_end = os.pipe()   # and read its replies from its fd 4
+        # above any fd the redirections below touch, so `3<&` cannot clobber `4>&`'s source
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (read_end, write_end)]
+        os.close(read_end)
+        os.close(write_end)
+        command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+                   "--no-first-run", "--disable-extensions", "--remote-debugging-pipe",
+                   f"--window-size={width},{height}", f"--user-data-dir={self._profile.name}",
+                   "about:blank"]
+        # bash (dash takes no fd above 9) puts the pipe ends at fds 3 and 4, then execs chromium
         self._proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, close_fds=False, preexec_fn=fds_3_and_4)
-        os.close(to_child)
-        os.close(from_child)
+            ["bash", "-c", f'exec "$0" "$@" 3<&{high[0]} 4>&{high[1]} {high[0]}<&- {high[1]}>&-',
+             *command],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=high)
+        for fd in high:
+            os.close(fd)
         self._buffer, self._next_id, self._events, self.session = b"", 0, [], None
 
     # ---- the protocol ----

@@ -34,6 +34,16 @@ def _traced(fn, shape=(2, 8), dtype=np.float32):
      "groups as a positive int"),
     (lambda ctx, x: layers.embedding(ctx, G.convert(x, "int32"), -3, 4), ValueError,
      "vocab_size >= 1"),
+    (lambda ctx, x: layers.layer_norm(ctx, x, epsilon=-1e-5), ValueError, "epsilon >= 0.0"),
+    (lambda ctx, x: layers.rms_norm(ctx, x, epsilon="tiny"), TypeError, "epsilon as a number"),
+    (lambda ctx, x: layers.batch_norm(ctx, x, momentum=1.5), ValueError,
+     "momentum in \\[0.0, 1.0\\], got 1.5"),
+    (lambda ctx, x: layers.batch_norm(x, ctx), TypeError, "requires a Context first"),
+    (lambda ctx, x: layers.max_pool(x, 2), ValueError, "max_pool requires x of rank >= 3"),
+    (lambda ctx, x: layers.avg_pool(G.reshape(x, (1, 2, 8)), 0), ValueError,
+     "avg_pool requires window >= 1, got 0"),
+    (lambda ctx, x: layers.max_pool(G.reshape(x, (1, 2, 8)), (2,), strides=(1.5,)), TypeError,
+     "strides as a positive int"),
 ])
 def test_layers_reject(call, error, message):
     with pytest.raises(error, match=message):
@@ -43,3 +53,5 @@ def test_layers_reject(call, error, message):
 def test_valid_arguments_still_build():
     y = _traced(lambda ctx, x: layers.dense(ctx, x, np.int64(4)))
     assert y.shape == (2, 4)
+    assert _traced(lambda ctx, x: layers.max_pool(G.reshape(x, (1, 2, 8)), 2)).shape == (1, 2, 4)
+    assert _traced(lambda ctx, x: layers.layer_norm(ctx, x, epsilon=0)).shape == (2, 8)

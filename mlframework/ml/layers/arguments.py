@@ -33,3 +33,24 @@ def check_size(layer: str, name: str, value) -> int:
     if int(value) < 1:
         raise ValueError(f"layers.{layer} requires {name} >= 1, got {value}")
     return int(value)
+
+
+def check_number(layer: str, name: str, value, low: float, high: float | None = None) -> float:
+    """`value` as a float in [low, high] (high None: no upper bound); raises TypeError for
+    a non-number, ValueError outside the range."""
+    if isinstance(value, bool) or not isinstance(value, int | float) and \
+            not hasattr(value, "__float__"):
+        raise TypeError(f"layers.{layer} requires {name} as a number, got {value!r}")
+    value = float(value)
+    if not value >= low or (high is not None and not value <= high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"layers.{layer} requires {name} {bounds}, got {value}")
+    return value
+
+
+def check_sizes(layer: str, name: str, values):
+    """`values`, an int or a sequence of ints, each checked by `check_size`: an int or a
+    tuple of ints, as given."""
+    if isinstance(values, tuple | list):
+        return tuple(check_size(layer, name, v) for v in values)
+    return check_size(layer, name, values)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from mlframework import graph as G
 from mlframework.ml import initializers as inits
+from mlframework.ml.layers.arguments import check_context, check_node, check_number
 
 
 def _axes(axes, ndim: int) -> list[int]:
@@ -18,7 +19,15 @@ def batch_norm(ctx, x, *, axis: int = 1, momentum: float = 0.99, epsilon: float 
     variance and update `batch_norm/moving_mean` and `moving_variance` as
     moving = momentum * moving + (1 - momentum) * batch; inference graphs
     use the moving statistics. Learns `gamma` (ones) and `beta` (zeros).
+
+    Raises:
+        TypeError: ctx is not a Context or x not a node.
+        ValueError: x is a scalar, momentum outside [0, 1] or epsilon < 0.
     """
+    check_context("batch_norm", ctx)
+    check_node("batch_norm", "x", x, min_rank=1)
+    momentum = check_number("batch_norm", "momentum", momentum, 0.0, 1.0)
+    epsilon = check_number("batch_norm", "epsilon", epsilon, 0.0)
     ctx = ctx / "batch_norm"
     axis %= x.ndim
     features = x.shape[axis]
@@ -47,7 +56,15 @@ def batch_norm(ctx, x, *, axis: int = 1, momentum: float = 0.99, epsilon: float 
 
 def layer_norm(ctx, x, *, axes=-1, epsilon: float = 1e-5, center: bool = True,
                scale: bool = True):
-    """(x - mean) / sqrt(var + epsilon) over `axes`, then `gamma`, `beta` of those axes' shape."""
+    """(x - mean) / sqrt(var + epsilon) over `axes`, then `gamma`, `beta` of those axes' shape.
+
+    Raises:
+        TypeError: ctx is not a Context or x not a node.
+        ValueError: x is a scalar or epsilon < 0.
+    """
+    check_context("layer_norm", ctx)
+    check_node("layer_norm", "x", x, min_rank=1)
+    epsilon = check_number("layer_norm", "epsilon", epsilon, 0.0)
     ctx = ctx / "layer_norm"
     axes = _axes(axes, x.ndim)
     mean = G.mean(x, axes, keepdims=True)
@@ -56,7 +73,15 @@ def layer_norm(ctx, x, *, axes=-1, epsilon: float = 1e-5, center: bool = True,
 
 
 def rms_norm(ctx, x, *, axes=-1, epsilon: float = 1e-6, scale: bool = True):
-    """x / sqrt(mean(x ** 2) + epsilon) over `axes`, then `gamma`."""
+    """x / sqrt(mean(x ** 2) + epsilon) over `axes`, then `gamma`.
+
+    Raises:
+        TypeError: ctx is not a Context or x not a node.
+        ValueError: x is a scalar or epsilon < 0.
+    """
+    check_context("rms_norm", ctx)
+    check_node("rms_norm", "x", x, min_rank=1)
+    epsilon = check_number("rms_norm", "epsilon", epsilon, 0.0)
     ctx = ctx / "rms_norm"
     axes = _axes(axes, x.ndim)
     y = x * G.rsqrt(G.mean(G.square(x), axes, keepdims=True) + epsilon)

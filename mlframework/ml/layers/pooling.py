@@ -5,13 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from mlframework import graph as G
+from mlframework.ml.layers.arguments import check_node, check_sizes
 from mlframework.ml.layers.conv import _tuple, padding_pairs
 
 
-def _windows(x, window, strides, padding, channels_last):
+def _windows(layer, x, window, strides, padding, channels_last):
+    check_node(layer, "x", x, min_rank=3)
     n = x.ndim - 2
-    window = _tuple(window, n, "window")
-    strides = window if strides is None else _tuple(strides, n, "strides")
+    window = _tuple(check_sizes(layer, "window", window), n, "window")
+    strides = window if strides is None else \
+        _tuple(check_sizes(layer, "strides", strides), n, "strides")
     spatial = x.shape[1:-1] if channels_last else x.shape[2:]
     pads = padding_pairs(padding, spatial, window, strides, (1,) * n)
     if channels_last:
@@ -21,13 +24,13 @@ def _windows(x, window, strides, padding, channels_last):
 
 def max_pool(x, window, strides=None, padding="valid", channels_last: bool = False):
     """Maximum over windows (strides default to the window; padded cells never win)."""
-    dims, strides, pads = _windows(x, window, strides, padding, channels_last)
+    dims, strides, pads = _windows("max_pool", x, window, strides, padding, channels_last)
     return G.reduce_window_max(x, dims, strides, pads)
 
 
 def avg_pool(x, window, strides=None, padding="valid", channels_last: bool = False):
     """Mean over windows; padded cells are not counted (as count_include_pad=False)."""
-    dims, strides, pads = _windows(x, window, strides, padding, channels_last)
+    dims, strides, pads = _windows("avg_pool", x, window, strides, padding, channels_last)
     total = G.reduce_window_sum(x, dims, strides, pads)
     if all(p == (0, 0) for p in pads):
         return total / float(np.prod(dims))

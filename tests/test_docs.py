@@ -202,6 +202,15 @@ def test_the_pages_hold_code():
     assert counts["README.md"] >= 3 and counts["docs/aotc.md"] >= 3, counts
 
 
+def test_every_relative_link_leads_to_a_file():
+    """The README once sent newcomers to a DESIGN.md the repository did not hold."""
+    broken = [f"{page.relative_to(ROOT)}: ({target})" for page in PAGES
+              for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text())
+              if not re.match(r"[a-z]+:|#", target)
+              and not (page.parent / target.split("#")[0]).exists()]
+    assert broken == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", [p for p in PAGES if _runnable(p)],
                          ids=lambda p: p.relative_to(ROOT).as_posix())

@@ -3,7 +3,10 @@
     python -m mlframework.distributed.launch --nproc 2 train.py --epochs 3
 
 Each process gets `MLF_COORDINATOR_ADDRESS`, `MLF_NUM_PROCESSES`,
-`MLF_PROCESS_ID` and `MLF_LOCAL_RANK`, which `distributed.initialize()` reads.
+`MLF_PROCESS_ID` and `MLF_LOCAL_RANK`, which `distributed.initialize()` reads
+(and no SLURM_* variables: they describe the launcher's task, not its
+children). With `--devices-per-process K`, each also gets K host devices on
+CPU (`XLA_FLAGS`) and `MLF_LOCAL_DEVICE_IDS`, its K GPUs of the machine.
 Alone, the launcher puts the coordinator on 127.0.0.1 at a free port. On a
 cluster, start one launcher per machine; each reads its machine's rank and the
 coordinator from the environment (`MLF_COORDINATOR_ADDRESS`, `MLF_NUM_NODES`,
@@ -50,14 +53,20 @@ def child_environments(nproc: int, devices_per_process: int | None = None,
     node = node_environment(env)
     coordinator = node.coordinator if node else f"127.0.0.1:{free_port()}"
     nodes, rank = (node.count, node.rank) if node else (1, 0)
-    for key in ("MLF_NUM_NODES", "MLF_NODE_RANK"):
-        env.pop(key, None)
-    if devices_per_process:
-        flag = f"--xla_force_host_platform_device_count={devices_per_process}"
-        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
-    return [dict(env, MLF_COORDINATOR_ADDRESS=coordinator, MLF_NUM_PROCESSES=str(nodes * nproc),
-                 MLF_PROCESS_ID=str(rank * nproc + local), MLF_LOCAL_RANK=str(local))
-            for local in range(nproc)]
+    for key in [k for k in env if k.startswith("SLURM_")] + ["MLF_NUM_NODES", "MLF_NODE_RANK"]:
+        env.pop(key, None)  # the children are the launcher's job (JAX would read SLURM's as theirs)
+    out = []
+    for local in range(nproc):
+        child = dict(env, MLF_COORDINATOR_ADDRESS=coordinator,
+                     MLF_NUM_PROCESSES=str(nodes * nproc),
+                     MLF_PROCESS_ID=str(rank * nproc + local), MLF_LOCAL_RANK=str(local))
+        if devices_per_process:
+            k = devices_per_process
+            flag = f"--xla_force_host_platform_device_count={k}"
+            child["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
+            child["MLF_LOCAL_DEVICE_IDS"] = ",".join(map(str, range(local * k, (local + 1) * k)))
+        out.append(child)
+    return out
 
 
 def describe(code: int) -> str:
@@ -111,7 +120,9 @@ def main(argv=None) -> int:
         description="Runs NPROC processes of a script on this machine as one job.")
     parser.add_argument("--nproc", type=int, required=True, help="processes on this machine")
     parser.add_argument("--devices-per-process", type=int, default=None,
-                        help="host (CPU) devices per process (XLA's forced device count)")
+                        help="devices per process: K host devices each on CPU; on GPUs, "
+                             "process i owns the machine's GPUs i*K .. i*K+K-1 (default: "
+                             "every process sees every device)")
     parser.add_argument("--grace", type=float, default=10.0,
                         help="seconds the others get to exit after one failed (default 10)")
     parser.add_argument("script", help="the Python script each process runs")

@@ -35,7 +35,10 @@ def initialize(*, heartbeat_timeout_s: int | None = None, shutdown_timeout_s: in
     The timeouts default to `$MLF_HEARTBEAT_TIMEOUT`, `$MLF_SHUTDOWN_TIMEOUT` and
     `$MLF_INIT_TIMEOUT`, else 30, 30 and 300 seconds: how long a dead process goes
     unnoticed, how long a finished one waits for the others at exit, how long the
-    processes wait for each other at start.
+    processes wait for each other at start. `$MLF_LOCAL_DEVICE_IDS` ("0,1", set by
+    the launcher's --devices-per-process) names the GPUs of the machine this
+    process owns; without it JAX's defaults hold (under srun, the GPU of the
+    task's SLURM_LOCALID; otherwise every device).
 
     Raises:
         ValueError: the environment names a job inconsistently (see `environment`).
@@ -47,13 +50,25 @@ def initialize(*, heartbeat_timeout_s: int | None = None, shutdown_timeout_s: in
         return None
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
-        job.coordinator, job.count, job.rank,
+        job.coordinator, job.count, job.rank, local_device_ids=_local_device_ids(),
         initialization_timeout=_seconds(init_timeout_s, "MLF_INIT_TIMEOUT", INIT_TIMEOUT_S),
         heartbeat_timeout_seconds=_seconds(heartbeat_timeout_s, "MLF_HEARTBEAT_TIMEOUT",
                                            HEARTBEAT_TIMEOUT_S),
         shutdown_timeout_seconds=_seconds(shutdown_timeout_s, "MLF_SHUTDOWN_TIMEOUT",
                                           SHUTDOWN_TIMEOUT_S))
     return job
+
+
+def _local_device_ids() -> list[int] | None:
+    """`$MLF_LOCAL_DEVICE_IDS` ("0,1"): the GPUs of this machine the process owns."""
+    text = os.environ.get("MLF_LOCAL_DEVICE_IDS")
+    if not text:
+        return None
+    try:
+        return [int(i) for i in text.split(",")]
+    except ValueError:
+        raise ValueError(f"MLF_LOCAL_DEVICE_IDS must be comma-separated device numbers, got "
+                         f"{text!r}") from None
 
 
 def _seconds(value, key: str, default: int) -> int:

@@ -51,7 +51,7 @@ def test_an_inconsistent_environment_is_named(env, message):
 
 def test_launcher_numbers_processes_across_machines():
     env = {"MLF_COORDINATOR_ADDRESS": "head:9", "MLF_NUM_NODES": "3", "MLF_NODE_RANK": "2",
-           "XLA_FLAGS": "--xla_dump_to=/tmp/x"}
+           "XLA_FLAGS": "--xla_dump_to=/tmp/x", "SLURM_LOCALID": "0"}
     children = launch.child_environments(4, devices_per_process=2, env=env)
     assert [c["MLF_PROCESS_ID"] for c in children] == ["8", "9", "10", "11"]
     assert {c["MLF_NUM_PROCESSES"] for c in children} == {"12"}
@@ -59,7 +59,8 @@ def test_launcher_numbers_processes_across_machines():
     assert [c["MLF_LOCAL_RANK"] for c in children] == ["0", "1", "2", "3"]
     assert children[0]["XLA_FLAGS"] == ("--xla_dump_to=/tmp/x "
                                         "--xla_force_host_platform_device_count=2")
-    assert "MLF_NODE_RANK" not in children[0]
+    assert [c["MLF_LOCAL_DEVICE_IDS"] for c in children] == ["0,1", "2,3", "4,5", "6,7"]
+    assert "MLF_NODE_RANK" not in children[0] and "SLURM_LOCALID" not in children[0]
     alone = launch.child_environments(2, env={})
     host, port = alone[0]["MLF_COORDINATOR_ADDRESS"].split(":")
     assert host == "127.0.0.1" and int(port) > 0 and alone[1]["MLF_PROCESS_ID"] == "1"

@@ -36,10 +36,16 @@ class Exec:
             for outputs; such arguments must not be used after the call.
         max_cache_size: executables kept, least recently used dropped first.
         name: shown in graph dumps and generated code (default: fn's name).
+
+    Raises:
+        TypeError: fn is not callable, backend is neither a backend nor None (None
+            traces only: `exe.graph(...)`), or donate is not argument positions.
+        ValueError: max_cache_size < 1.
     """
 
     def __init__(self, backend, fn, *, donate: tuple[int, ...] = (),
                  max_cache_size: int = DEFAULT_CACHE_SIZE, name: str | None = None):
+        _check_arguments(backend, fn, donate, max_cache_size)
         self.backend, self.fn, self.donate = backend, fn, tuple(donate)
         self.max_cache_size = max_cache_size
         self.name = name or getattr(fn, "__name__", "graph")
@@ -118,6 +124,25 @@ class Exec:
         while len(self._cache) > self.max_cache_size:
             self._cache.popitem(last=False)
         return entry
+
+
+def _check_arguments(backend, fn, donate, max_cache_size) -> None:
+    if not callable(fn):
+        hint = "; the backend comes first: G.Exec(backend, fn)" if callable(backend) else ""
+        raise TypeError(f"G.Exec(backend, fn) requires a callable fn, got "
+                        f"{type(fn).__name__}{hint}")
+    if backend is not None and not (hasattr(backend, "compile") and
+                                    hasattr(backend, "to_device")):
+        raise TypeError(f"G.Exec(backend, fn) requires a backend from mlf.backends.new() (or "
+                        f"None, to trace only), got {type(backend).__name__}")
+    if not isinstance(donate, tuple | list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in donate):
+        raise TypeError(f"G.Exec(donate=...) requires a tuple of argument positions, got "
+                        f"{donate!r}")
+    if isinstance(max_cache_size, bool) or not isinstance(max_cache_size, int) or \
+            max_cache_size < 1:
+        raise ValueError(f"G.Exec(max_cache_size=...) requires an int >= 1, got "
+                         f"{max_cache_size!r}")
 
 
 def _arity(fn) -> tuple[int, float]:

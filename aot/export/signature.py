@@ -172,5 +172,7 @@ def describe_error(error: BaseException, user_file=None) -> str:
     text = str(error).strip()
     first = text.splitlines()[0] if text else ""
     where = error_origin(error, user_file)
+    if where and where in first:  # mlframework's errors name the user's line themselves
+        where = ""
     return f"{type(error).__name__}" + (f": {first}" if first else "") + \
         (f" (at {where})" if where else "")

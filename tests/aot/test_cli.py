@@ -83,6 +83,7 @@ def test_wrong_input_shape_for_a_graph_function(capsys):
                  "--input", "scale:float32[]", "-o", "/tmp/never", "--no-build"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "check --input" in err
+    assert err.count("test_export.py:") == 1, err  # the user's line, named once
 
 
 def test_inspect_text_and_html(mlp_ckpt, tmp_path, capsys):

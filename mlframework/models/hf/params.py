@@ -44,6 +44,11 @@ def _variable_value(view: np.ndarray, param: Param) -> np.ndarray:
 def load_params(weights: Weights, params: list[Param], ctx, backend) -> None:
     """Creates each param's variable (trainable, float32) at ctx's root, on `backend`.
 
+    A backend that runs on host arrays (the c backend) gets the mapping itself where a
+    tensor is float32 in the variable's layout, else the one converted copy; a backend
+    with buffers of its own gets each array once, and the tensor's mapped pages are
+    released as soon as it has copied them.
+
     Raises:
         WeightsError: naming the tensor when it is missing, mis-shaped or of another dtype
             than float32, float16 or bfloat16.
@@ -52,8 +57,10 @@ def load_params(weights: Weights, params: list[Param], ctx, backend) -> None:
     for param in params:
         value = _variable_value(weights.get(param.tensor, param.shape), param)
         spec = shapes.make(np.float32, *value.shape)
-        root.create_variable(param.variable,
-                             Tensor.on_backend(backend, backend.to_device(value, spec), spec))
+        buffer = backend.to_device(value, spec)
+        root.create_variable(param.variable, Tensor.on_backend(backend, buffer, spec))
+        if not isinstance(buffer, np.ndarray):  # the backend holds its own copy
+            weights.release(param.tensor)
 
 
 def hf_tensors(params: list[Param], ctx) -> dict[str, np.ndarray]:

@@ -1,9 +1,11 @@
 """The tensors of a HuggingFace checkpoint folder, memory-mapped.
 
 A folder holds `model.safetensors`, or shards listed by `model.safetensors.index.json`
-(its `weight_map`: tensor name -> shard file). Each file is mapped copy-on-write with
-`numpy.memmap`; a tensor is a NumPy view of the mapping, so nothing is read until a
-tensor is used and nothing is copied unless its dtype or layout must change.
+(its `weight_map`: tensor name -> shard file). Each file is mapped copy-on-write
+(`mmap.ACCESS_COPY`); a tensor is a NumPy view of the mapping, so nothing is read until
+a tensor is used and nothing is copied unless its dtype or layout must change. Once a
+backend holds its own copy of a tensor, `release` drops the tensor's pages from the
+process's resident memory (they would be read from the file again if used).
 
 safetensors layout: an 8-byte little-endian header length, a JSON header
 (name -> {"dtype", "shape", "data_offsets": [begin, end]} relative to the data that
@@ -12,6 +14,7 @@ follows the header), then the data.
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 from pathlib import Path
 
@@ -44,7 +47,8 @@ class _File:
         self.header.pop("__metadata__", None)
         self.data_start = 8 + n
         self.size = path.stat().st_size
-        self._map = None
+        self._mmap = None
+        self._bytes = None
 
     def view(self, name: str) -> np.ndarray:
         entry = self.header[name]
@@ -59,10 +63,23 @@ class _File:
                 self.data_start + end > self.size:
             raise WeightsError(f"tensor {name!r} in {self.path.name}: offsets {begin}..{end} "
                                f"do not hold {entry['dtype']}{list(shape)} inside the file")
-        if self._map is None:
-            self._map = np.memmap(self.path, dtype=np.uint8, mode="c")
-        raw = self._map[self.data_start + begin:self.data_start + end]
+        if self._mmap is None:
+            with open(self.path, "rb") as f:
+                self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+            self._bytes = np.frombuffer(self._mmap, np.uint8)
+        raw = self._bytes[self.data_start + begin:self.data_start + end]
         return raw.view(dtype).reshape(shape)
+
+    def release(self, name: str) -> None:
+        """Drops the whole pages of tensor `name` from resident memory (MADV_DONTNEED:
+        unmodified copy-on-write pages are read from the file again if touched)."""
+        if self._mmap is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        begin, end = (self.data_start + o for o in self.header[name]["data_offsets"])
+        page = mmap.PAGESIZE
+        start, stop = -(-begin // page) * page, end // page * page
+        if stop > start:
+            self._mmap.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
 
 class Weights:
@@ -122,6 +139,10 @@ class Weights:
             raise WeightsError(f"tensor {name!r} has shape {list(found)}, expected "
                                f"{list(shape)}")
         return self._where[name].view(name)
+
+    def release(self, name: str) -> None:
+        """Lets the pages of tensor `name` leave resident memory (see `_File.release`)."""
+        self._where[name].release(name)
 
     @property
     def nbytes(self) -> int:

@@ -198,12 +198,18 @@ def roofline_svg(costs: list[dict], peaks: Peaks, highlight: int | None = None,
              f'ridge {peaks.ridge:.2g} FLOP/B</text>',
              f'<text x="{width - 12:.1f}" y="{py(peaks.gflops) - 4:.1f}" text-anchor="end" '
              f'fill="#c33">peak {peaks.gflops:.3g} GFLOP/s</text>',
-             f'<text x="{PAD + 4:.1f}" y="{py(peaks.attainable(lo_i)) - 6:.1f}" fill="#c33">'
-             f'{peaks.gbs:.3g} GB/s</text>',
-             f'<text x="{(width + PAD) / 2:.1f}" y="{height - 8:.1f}" text-anchor="middle">'
+             f'<text x="{PAD + 4:.1f}" y="24" fill="#c33">memory roof '
+             f'{peaks.gbs:.3g} GB/s &#215; intensity</text>',
+             f'<text x="{(width + PAD) / 2:.1f}" y="{height - 6:.1f}" text-anchor="middle">'
              'arithmetic intensity (FLOP/byte, log)</text>',
              f'<text x="12" y="{(height - PAD) / 2:.1f}" text-anchor="middle" '
              f'transform="rotate(-90 12 {(height - PAD) / 2:.1f})">GFLOP/s (log)</text>']
+    for e in range(math.ceil(math.log10(lo_i)), math.floor(math.log10(hi_i)) + 1):
+        parts.append(f'<text x="{px(10.0 ** e):.1f}" y="{height - PAD + 12:.1f}" '
+                     f'text-anchor="middle" fill="#666">{10.0 ** e:g}</text>')
+    for e in range(math.ceil(math.log10(lo_p)), math.floor(math.log10(hi_p)) + 1):
+        parts.append(f'<text x="{PAD - 3:.1f}" y="{py(10.0 ** e) + 3:.1f}" text-anchor="end" '
+                     f'fill="#666">{10.0 ** e:g}</text>')
     for t, c in points:
         i = c["flops"] / c["bytes"]
         big = t == highlight

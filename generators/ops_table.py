@@ -95,6 +95,8 @@ OPS: tuple[OpDef, ...] = (
           "lax.round(x, lax.RoundingMethod.TO_NEAREST_EVEN)", "mlf_round_{T}({x})",
           diff=False),
     unary("erf", "Gauss error function.", "lax.erf(x)", "mlf_erf_{T}({x})"),
+    unary("erfc", "Complementary error function 1 - erf(x), accurate where erf(x) nears 1.",
+          "lax.erfc(x)", "mlf_erfc_{T}({x})"),
     unary("erf_inv", "Inverse of the error function on (-1, 1).", "lax.erf_inv(x)",
           "mlf_erf_inv_{T}({x})"),
     OpDef("is_finite", "UNARY", ("x",), "True where x is neither infinite nor NaN.",
@@ -155,7 +157,7 @@ OPS: tuple[OpDef, ...] = (
     OpDef("pad", "MOVEMENT", ("x",),
           "Pads each axis with (low, high, interior) elements of `value`; negative low/high crop.",
           "lax.pad(x, _scalar(value, x.dtype), padding_config)",
-          attrs=(("padding_config", "triples"), ("value", "float", 0.0))),
+          attrs=(("padding_config", "triples"), ("value", "scalar", 0))),
     OpDef("concatenate", "MOVEMENT", ("*operands",), "Joins arrays along an existing `axis`.",
           "lax.concatenate(operands, axis)", attrs=(("axis", "axis", 0),)),
     OpDef("reverse", "MOVEMENT", ("x",), "Reverses the order of elements along `axes`.",
@@ -208,10 +210,12 @@ OPS: tuple[OpDef, ...] = (
           "_sort(x, axis, descending)", "numeric",
           (("axis", "axis", -1), ("descending", "bool", False))),
     OpDef("argsort", "SORT", ("x",),
-          "Indices that sort x along `axis` (stable: ties keep their order).",
-          "_argsort(x, axis, descending, index_dtype)", "numeric",
-          (("axis", "axis", -1), ("descending", "bool", False), ("index_dtype", "dtype", "int32")),
-          diff=False),
+          "Indices that sort x along `axis` (stable: ties keep their order). Floats order as "
+          "jax.lax.sort (-0.0 equals +0.0, every NaN after +inf) unless `total_order`, which "
+          "orders as XLA's total order (-NaN < -inf < -0.0 < +0.0 < +inf < NaN; top_k's).",
+          "_argsort(x, axis, descending, index_dtype, total_order)", "numeric",
+          (("axis", "axis", -1), ("descending", "bool", False), ("index_dtype", "dtype", "int32"),
+           ("total_order", "bool", False)), diff=False),
 
     # Windows, contractions and convolutions.
     OpDef("reduce_window_max", "WINDOW", ("x",), "Maximum over sliding windows (max pooling).",

@@ -12,11 +12,39 @@ from mlframework.core.dtypes import DType, as_dtype
 from mlframework.core.shapes import Shape, Typed
 
 
+def host_array(value) -> np.ndarray:
+    """`value` as a NumPy array; Python scalars and lists get JAX's default types.
+
+    Python floats become float32 and Python ints int32, or int64 when a value needs it
+    (never a silent wrap). Arrays (NumPy, jax...) and NumPy scalars keep their dtype.
+
+    Raises:
+        OverflowError: for Python ints outside the int64 range.
+    """
+    if isinstance(value, np.generic) or not isinstance(value, bool | int | float | list | tuple):
+        return np.asarray(value)  # NumPy, jax and other arrays keep their dtype
+    try:
+        array = np.asarray(value)
+    except OverflowError:
+        array = None
+    if array is None or array.dtype == object or array.dtype == np.uint64:
+        raise OverflowError(f"Python ints must fit int64 (as jax.numpy arrays do with x64), "
+                            f"got {value!r}; pass a NumPy array of the dtype you want")
+    if array.dtype == np.float64:
+        return array.astype(np.float32)  # Python floats default to float32, as in JAX
+    if array.dtype == np.int64:
+        info = np.iinfo(np.int32)
+        if array.size == 0 or (array.min() >= info.min and array.max() <= info.max):
+            return array.astype(np.int32)
+    return array
+
+
 class Tensor(Typed):
     """A concrete array value with a fixed `Shape`.
 
     Create one from a NumPy array, a Python scalar or a (nested) list:
-    `Tensor([1.0, 2.0])`, `Tensor(np.zeros((2, 3)), dtype="float32")`.
+    `Tensor([1.0, 2.0])`, `Tensor(np.zeros((2, 3)), dtype="float32")`. Python values get
+    the types of `host_array` (an int beyond int32 becomes int64).
     """
 
     __slots__ = ("_host", "_buffer", "_backend", "spec")
@@ -25,11 +53,6 @@ class Tensor(Typed):
         if isinstance(value, Tensor):
             value = value.numpy()
         array = _checked_array(value, dtype)
-        weak = dtype is None and not isinstance(value, np.ndarray | np.generic)
-        if array.dtype == np.float64 and weak:
-            array = array.astype(np.float32)  # Python floats default to float32, as in JAX
-        elif array.dtype == np.int64 and weak:
-            array = array.astype(np.int32)
         self._host = array
         self._buffer = None
         self._backend = None
@@ -184,7 +207,7 @@ def _checked_array(value, dtype) -> np.ndarray:
     if not isinstance(value, _ARRAY_LIKE) and not hasattr(value, "__array__"):
         raise TypeError(numbers)
     try:
-        array = np.asarray(value, dtype=None if dtype is None else dtype.numpy)
+        array = host_array(value) if dtype is None else np.asarray(value, dtype=dtype.numpy)
     except ValueError as e:
         raise ValueError(f"Tensor requires a rectangular array (nested lists of equal "
                          f"lengths), got {_short(value)}: {e}") from None

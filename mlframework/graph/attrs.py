@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from mlframework.core.dtypes import as_dtype
-from mlframework.graph.errors import ShapeError
+from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.gen_optypes import ATTR_KINDS, Op, OpGroup
 
 
@@ -105,9 +107,37 @@ def _triples(op, name, value, rank, inputs):
                          f"got {value!r}") from None
 
 
+def _scalar(op, name, value, rank, inputs):
+    """A value of the first input's dtype, held exactly as a NumPy scalar of that dtype
+    (a Python float would change int64 values past 2**53 and overflow uint64's top half).
+
+    Raises:
+        DTypeError: if the value is not representable (0.5 or NaN for an integer
+            operand, 300 for int8, a non-number).
+    """
+    dtype = inputs[0].dtype
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if not isinstance(value, bool | int | float | np.bool_ | np.number):
+        raise DTypeError(f"{op.value} requires {name} to be a scalar, got {value!r}")
+    if dtype.is_float:
+        with np.errstate(over="ignore"):
+            return np.asarray(value).astype(dtype.numpy)[()]
+    if dtype.numpy == np.bool_:
+        exact = isinstance(value, bool | np.bool_) or value in (0, 1)
+    else:
+        info = np.iinfo(dtype.numpy)
+        exact = not isinstance(value, float | np.floating) or float(value).is_integer()
+        exact = exact and info.min <= int(value) <= info.max if exact else False
+    if not exact:
+        raise DTypeError(f"{op.value} requires {name} representable in the operand's dtype "
+                         f"{dtype}, got {value!r}")
+    return dtype.numpy.type(int(value))
+
+
 _NORMALIZERS = {
     "axis": _axis, "axes": _axes, "perm": _perm, "shape": _shape, "ints": _ints,
-    "pairs": _pairs, "triples": _triples,
+    "pairs": _pairs, "triples": _triples, "scalar": _scalar,
     "int": lambda op, name, v, rank, inputs: int(v),
     "float": lambda op, name, v, rank, inputs: float(v),
     "bool": lambda op, name, v, rank, inputs: bool(v),

@@ -28,7 +28,9 @@ def as_node(value, dtype=None, index: bool = False) -> Node:
 
 def as_indices(op_name: str, values) -> list[Node]:
     """Scalar start indices as nodes of one integer dtype: int64 if any needs
-    64 bits (int64, uint32, uint64), else int32. Python ints become int32.
+    64 bits (int64, uint32, uint64), else int32. Python ints become int32 (int64
+    beyond int32); uint64 indices of 2**63 or more become 2**63 - 1, which clamps
+    to the same start as XLA's unsigned clamp.
 
     Raises:
         DTypeError: if an index is not an integer.
@@ -38,14 +40,22 @@ def as_indices(op_name: str, values) -> list[Node]:
         if not isinstance(v, Node):
             if np.asarray(v).dtype.kind not in "iu":
                 raise DTypeError(f"{op_name} requires integer start indices, got {v!r}")
-            v = const(v, np.int32 if isinstance(v, int) else None)
+            v = const(v)
         if not v.dtype.is_int:
             raise DTypeError(f"{op_name} requires integer start indices, got {v.spec}")
         nodes.append(v)
     wide = any(n.dtype.itemsize == 8 or n.dtype.numpy == np.uint32 for n in nodes)
     dtype = np.int64 if wide else np.int32
-    return [n if n.dtype.numpy == dtype else build(Op.CONVERT, [n], {"dtype": as_dtype(dtype)})
-            for n in nodes]
+    out = []
+    for n in nodes:
+        if n.dtype.numpy == np.uint64:  # saturate: 2**63 and above clamp as XLA clamps them
+            top = const(np.uint64(2 ** 63 - 1), graph=n.graph)
+            n = build(Op.MIN, [n, build(Op.BROADCAST_IN_DIM, [top],
+                                        {"shape": n.shape, "broadcast_dimensions": ()})
+                               if n.shape else top])
+        out.append(n if n.dtype.numpy == dtype else
+                   build(Op.CONVERT, [n], {"dtype": as_dtype(dtype)}))
+    return out
 
 
 def broadcast_shapes(op_name: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:

@@ -26,14 +26,32 @@ def _dtype(dtype):
 
 
 def power(x, y) -> Node:
-    """x ** y. Small integer exponents of any numeric x become multiplications."""
-    if not isinstance(y, Node) and isinstance(y, int) and 0 <= y <= 4:
-        x = as_node(x)
-        result = ops.mul(x, 0) + 1 if y == 0 else x
-        for _ in range(y - 1):
-            result = result * x
-        return result
-    return ops.pow(x, y)
+    """x ** y, as jax.numpy.power.
+
+    A Python int exponent is jax.lax.integer_pow: 1 for y == 0 (whatever x is, NaN and
+    infinities included), else multiplications by repeated squaring in x's dtype (any
+    numeric x), the reciprocal for negative y. Any other exponent is `pow` (float x).
+
+    Raises:
+        DTypeError: for a negative int exponent of an integer x, or a non-int exponent
+            of an integer x.
+    """
+    if isinstance(y, Node) or isinstance(y, bool) or not isinstance(y, int | np.integer):
+        return ops.pow(x, y)
+    x, y = as_node(x), int(y)
+    if y < 0 and not x.dtype.is_float:
+        raise DTypeError(f"power requires a non-negative exponent for integer {x.spec}, "
+                         f"got {y}")
+    if y == 0:
+        return ones_like(x)
+    acc, base, n = None, x, abs(y)
+    while n:
+        if n & 1:
+            acc = base if acc is None else acc * base
+        n >>= 1
+        if n:
+            base = base * base
+    return ops.div(1, acc) if y < 0 else acc
 
 
 def square(x) -> Node:
@@ -52,19 +70,32 @@ def _count(x: Node, axes) -> int:
     return math.prod(x.shape[a] for a in axes)
 
 
+def _widened(x: Node) -> Node:
+    """float16/bfloat16 x in float32 (where jax.numpy computes their statistics), else x."""
+    return ops.convert(x, np.float32) if x.dtype.itemsize == 2 and x.dtype.is_float else x
+
+
 def mean(x, axes=None, keepdims: bool = False) -> Node:
-    """Mean over `axes` (all if None). Integer inputs are not accepted."""
+    """Mean over `axes` (all if None), in x's dtype; float16 and bfloat16 are summed and
+    divided in float32 and rounded once, as jax.numpy.mean.
+
+    Raises:
+        DTypeError: for integer inputs (convert them first).
+    """
     x = as_node(x)
     if not x.dtype.is_float:
         raise DTypeError(f"mean requires a float dtype, got {x.spec}; convert it first")
-    return ops.reduce_sum(x, axes, keepdims) / _count(x, axes)
+    out = ops.reduce_sum(_widened(x), axes, keepdims) / _count(x, axes)
+    return convert(out, x.dtype)
 
 
 def variance(x, axes=None, keepdims: bool = False) -> Node:
-    """Population variance (ddof=0) over `axes`, as numpy.var."""
+    """Population variance (ddof=0) over `axes`, as jax.numpy.var (float16 and bfloat16
+    computed in float32 and rounded once)."""
     x = as_node(x)
-    centered = x - mean(x, axes, keepdims=True)
-    return mean(centered * centered, axes, keepdims)
+    wide = _widened(x)
+    centered = wide - mean(wide, axes, keepdims=True)
+    return convert(mean(centered * centered, axes, keepdims), x.dtype)
 
 
 def logsumexp(x, axis=-1, keepdims: bool = False) -> Node:
@@ -96,14 +127,18 @@ def softmax(x, axis=-1) -> Node:
 
 
 def log_softmax(x, axis=-1) -> Node:
-    """x - logsumexp(x) along `axis`; same shape as x."""
+    """x - logsumexp(x) along `axis`, computed as jax.nn.log_softmax does: shifted =
+    x - max(x), then shifted - log(sum(exp(shifted))), which keeps its precision at large
+    magnitudes. Same shape as x."""
     x = as_node(x)
-    return x - logsumexp(x, axis, keepdims=True)
+    shifted = x - ops.stop_gradient(ops.reduce_max(x, axis, keepdims=True))
+    return shifted - ops.log(ops.reduce_sum(ops.exp(shifted), axis, keepdims=True))
 
 
 def relu(x) -> Node:
-    """max(x, 0)."""
-    return ops.max(as_node(x), 0)
+    """max(x, 0) (NaN stays NaN, -0.0 gives +0.0); its gradient at 0 is 0, as jax.nn.relu."""
+    x = as_node(x)
+    return ops.select(x > 0, x, ops.max(ops.stop_gradient(x), 0))
 
 
 def leaky_relu(x, negative_slope: float = 0.01) -> Node:
@@ -130,12 +165,14 @@ def softplus(x) -> Node:
 
 
 def gelu(x, approximate: bool = False) -> Node:
-    """Gaussian error linear unit: exact x * Phi(x), or the tanh approximation."""
+    """Gaussian error linear unit, as jax.nn.gelu: exact x * Phi(x) = 0.5 * x *
+    erfc(-x / sqrt(2)) (erfc keeps the negative tail from underflowing to 0), or the tanh
+    approximation x * 0.5 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))."""
     x = as_node(x)
     if approximate:
-        inner = math.sqrt(2 / math.pi) * (x + 0.044715 * (x * x * x))
-        return 0.5 * x * (1 + ops.tanh(inner))
-    return 0.5 * x * (1 + ops.erf(x * (1 / math.sqrt(2))))
+        inner = math.sqrt(2 / math.pi) * (x + 0.044715 * power(x, 3))
+        return x * (0.5 * (1 + ops.tanh(inner)))
+    return 0.5 * x * ops.erfc(-x * math.sqrt(0.5))
 
 
 def clip(x, lo=None, hi=None) -> Node:

@@ -6,7 +6,7 @@ from mlframework.graph.broadcasting import (as_indices, as_node, broadcast_opera
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import Node, build
 
-__all__ = ['iota', 'abs', 'neg', 'sign', 'exp', 'expm1', 'log', 'log1p', 'sqrt', 'rsqrt', 'tanh', 'logistic', 'sin', 'cos', 'floor', 'ceil', 'round', 'erf', 'erf_inv', 'is_finite', 'logical_not', 'stop_gradient', 'add', 'sub', 'mul', 'div', 'pow', 'max', 'min', 'rem', 'atan2', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'logical_and', 'logical_or', 'logical_xor', 'select', 'convert', 'broadcast_in_dim', 'reshape', 'transpose', 'slice', 'pad', 'concatenate', 'reverse', 'dynamic_slice', 'dynamic_update_slice', 'gather', 'scatter_add', 'scatter_set', 'reduce_sum', 'reduce_prod', 'reduce_max', 'reduce_min', 'reduce_and', 'reduce_or', 'argmax', 'argmin', 'cumsum', 'sort', 'argsort', 'reduce_window_max', 'reduce_window_sum', 'select_and_scatter_add', 'dot_general', 'conv_general', 'rng_bits']
+__all__ = ['iota', 'abs', 'neg', 'sign', 'exp', 'expm1', 'log', 'log1p', 'sqrt', 'rsqrt', 'tanh', 'logistic', 'sin', 'cos', 'floor', 'ceil', 'round', 'erf', 'erfc', 'erf_inv', 'is_finite', 'logical_not', 'stop_gradient', 'add', 'sub', 'mul', 'div', 'pow', 'max', 'min', 'rem', 'atan2', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'logical_and', 'logical_or', 'logical_xor', 'select', 'convert', 'broadcast_in_dim', 'reshape', 'transpose', 'slice', 'pad', 'concatenate', 'reverse', 'dynamic_slice', 'dynamic_update_slice', 'gather', 'scatter_add', 'scatter_set', 'reduce_sum', 'reduce_prod', 'reduce_max', 'reduce_min', 'reduce_and', 'reduce_or', 'argmax', 'argmin', 'cumsum', 'sort', 'argsort', 'reduce_window_max', 'reduce_window_sum', 'select_and_scatter_add', 'dot_general', 'conv_general', 'rng_bits']
 
 def iota(dtype, shape, dimension=0) -> Node:
     """Counts 0, 1, 2... along `dimension` of an array of `shape`.
@@ -168,6 +168,15 @@ def erf(x) -> Node:
     """
     x = as_node(x)
     return build(Op.ERF, [x])
+
+
+def erfc(x) -> Node:
+    """Complementary error function 1 - erf(x), accurate where erf(x) nears 1.
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.ERFC, [x])
 
 
 def erf_inv(x) -> Node:
@@ -427,10 +436,10 @@ def slice(x, start_indices, limit_indices, strides=None) -> Node:
     return build(Op.SLICE, inputs, normalize(Op.SLICE, inputs, {'start_indices': start_indices, 'limit_indices': limit_indices, 'strides': strides}))
 
 
-def pad(x, padding_config, value=0.0) -> Node:
+def pad(x, padding_config, value=0) -> Node:
     """Pads each axis with (low, high, interior) elements of `value`; negative low/high crop.
 
-    Accepts any dtype. Attributes: `padding_config` (triples), `value` (float).
+    Accepts any dtype. Attributes: `padding_config` (triples), `value` (scalar).
     """
     x = as_node(x)
     inputs = [x]
@@ -620,14 +629,14 @@ def sort(x, axis=-1, descending=False) -> Node:
     return build(Op.SORT, inputs, normalize(Op.SORT, inputs, {'axis': axis, 'descending': descending}))
 
 
-def argsort(x, axis=-1, descending=False, index_dtype='int32') -> Node:
-    """Indices that sort x along `axis` (stable: ties keep their order).
+def argsort(x, axis=-1, descending=False, index_dtype='int32', total_order=False) -> Node:
+    """Indices that sort x along `axis` (stable: ties keep their order). Floats order as jax.lax.sort (-0.0 equals +0.0, every NaN after +inf) unless `total_order`, which orders as XLA's total order (-NaN < -inf < -0.0 < +0.0 < +inf < NaN; top_k's).
 
-    Accepts integer and float dtypes. Attributes: `axis` (axis), `descending` (bool), `index_dtype` (dtype). Not differentiable: its gradient is zero.
+    Accepts integer and float dtypes. Attributes: `axis` (axis), `descending` (bool), `index_dtype` (dtype), `total_order` (bool). Not differentiable: its gradient is zero.
     """
     x = as_node(x)
     inputs = [x]
-    return build(Op.ARGSORT, inputs, normalize(Op.ARGSORT, inputs, {'axis': axis, 'descending': descending, 'index_dtype': index_dtype}))
+    return build(Op.ARGSORT, inputs, normalize(Op.ARGSORT, inputs, {'axis': axis, 'descending': descending, 'index_dtype': index_dtype, 'total_order': total_order}))
 
 
 def reduce_window_max(x, window_dimensions, window_strides=None, padding=None) -> Node:

@@ -29,6 +29,7 @@ class Op(enum.Enum):
     CEIL = 'ceil'
     ROUND = 'round'
     ERF = 'erf'
+    ERFC = 'erfc'
     ERF_INV = 'erf_inv'
     IS_FINITE = 'is_finite'
     LOGICAL_NOT = 'logical_not'
@@ -88,7 +89,7 @@ class OpGroup:
     """Families of ops that passes match on."""
 
     SOURCE = frozenset({Op.PARAMETER, Op.CONSTANT, Op.IOTA})
-    UNARY = frozenset({Op.ABS, Op.NEG, Op.SIGN, Op.EXP, Op.EXPM1, Op.LOG, Op.LOG1P, Op.SQRT, Op.RSQRT, Op.TANH, Op.LOGISTIC, Op.SIN, Op.COS, Op.FLOOR, Op.CEIL, Op.ROUND, Op.ERF, Op.ERF_INV, Op.IS_FINITE, Op.LOGICAL_NOT, Op.STOP_GRADIENT})
+    UNARY = frozenset({Op.ABS, Op.NEG, Op.SIGN, Op.EXP, Op.EXPM1, Op.LOG, Op.LOG1P, Op.SQRT, Op.RSQRT, Op.TANH, Op.LOGISTIC, Op.SIN, Op.COS, Op.FLOOR, Op.CEIL, Op.ROUND, Op.ERF, Op.ERFC, Op.ERF_INV, Op.IS_FINITE, Op.LOGICAL_NOT, Op.STOP_GRADIENT})
     BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MAX, Op.MIN, Op.REM, Op.ATAN2, Op.LOGICAL_AND, Op.LOGICAL_OR, Op.LOGICAL_XOR})
     COMPARE = frozenset({Op.EQ, Op.NE, Op.LT, Op.LE, Op.GT, Op.GE})
     SELECT = frozenset({Op.SELECT})
@@ -124,6 +125,7 @@ ACCEPTED_DTYPES = {
     Op.CEIL: dtypes.FLOATS,
     Op.ROUND: dtypes.FLOATS,
     Op.ERF: dtypes.FLOATS,
+    Op.ERFC: dtypes.FLOATS,
     Op.ERF_INV: dtypes.FLOATS,
     Op.IS_FINITE: dtypes.FLOATS,
     Op.LOGICAL_NOT: dtypes.BOOLS,
@@ -200,6 +202,7 @@ ATTR_KINDS = {
     Op.CEIL: (),
     Op.ROUND: (),
     Op.ERF: (),
+    Op.ERFC: (),
     Op.ERF_INV: (),
     Op.IS_FINITE: (),
     Op.LOGICAL_NOT: (),
@@ -228,7 +231,7 @@ ATTR_KINDS = {
     Op.RESHAPE: (('shape', 'shape'),),
     Op.TRANSPOSE: (('permutation', 'perm'),),
     Op.SLICE: (('start_indices', 'ints'), ('limit_indices', 'ints'), ('strides', 'ints')),
-    Op.PAD: (('padding_config', 'triples'), ('value', 'float')),
+    Op.PAD: (('padding_config', 'triples'), ('value', 'scalar')),
     Op.CONCATENATE: (('axis', 'axis'),),
     Op.REVERSE: (('axes', 'axes'),),
     Op.DYNAMIC_SLICE: (('slice_sizes', 'ints'),),
@@ -246,7 +249,7 @@ ATTR_KINDS = {
     Op.ARGMIN: (('axis', 'axis'), ('index_dtype', 'dtype')),
     Op.CUMSUM: (('axis', 'axis'), ('reverse', 'bool')),
     Op.SORT: (('axis', 'axis'), ('descending', 'bool')),
-    Op.ARGSORT: (('axis', 'axis'), ('descending', 'bool'), ('index_dtype', 'dtype')),
+    Op.ARGSORT: (('axis', 'axis'), ('descending', 'bool'), ('index_dtype', 'dtype'), ('total_order', 'bool')),
     Op.REDUCE_WINDOW_MAX: (('window_dimensions', 'ints'), ('window_strides', 'ints'), ('padding', 'pairs')),
     Op.REDUCE_WINDOW_SUM: (('window_dimensions', 'ints'), ('window_strides', 'ints'), ('padding', 'pairs')),
     Op.SELECT_AND_SCATTER_ADD: (('window_dimensions', 'ints'), ('window_strides', 'ints'), ('padding', 'pairs')),
@@ -269,6 +272,7 @@ DIFFERENTIABLE = frozenset({
     Op.SIN,
     Op.COS,
     Op.ERF,
+    Op.ERFC,
     Op.ERF_INV,
     Op.ADD,
     Op.SUB,
@@ -323,6 +327,7 @@ C_EXPRESSIONS = {
     Op.CEIL: 'mlf_ceil_{T}({x})',
     Op.ROUND: 'mlf_round_{T}({x})',
     Op.ERF: 'mlf_erf_{T}({x})',
+    Op.ERFC: 'mlf_erfc_{T}({x})',
     Op.ERF_INV: 'mlf_erf_inv_{T}({x})',
     Op.IS_FINITE: 'mlf_is_finite_{T}({x})',
     Op.LOGICAL_NOT: '(!{x})',

@@ -15,6 +15,7 @@ import numpy as np
 from mlframework.core import shapes
 from mlframework.core.dtypes import as_dtype
 from mlframework.core.shapes import Shape, Typed
+from mlframework.core.tensors import host_array
 from mlframework.graph import errors
 from mlframework.graph.gen_optypes import Op
 
@@ -82,7 +83,6 @@ class Graph:
                     f"{MAX_DRAWN_NODES}); print(graph) lists them</pre>")
         return f"<div><b>{html.escape(repr(self))}</b><br>{to_svg(*_drawable(self))}</div>"
 
-
     @contextlib.contextmanager
     def name_scope(self, name: str):
         """Names nodes built inside with `name/` (shown in dumps and generated code)."""
@@ -91,6 +91,7 @@ class Graph:
             yield
         finally:
             self._scope.pop()
+
 
 def _drawable(graph: Graph):
     """The boxes (one per node) and arrows (one per input, labelled with its shape)."""
@@ -183,18 +184,15 @@ def const(value, dtype=None, graph: Graph | None = None) -> Node:
     """A constant node (in `graph`, by default the current one) from a scalar,
     list or NumPy array.
 
-    Python floats become float32 and ints int32 unless `dtype` says otherwise.
+    Python floats become float32 and ints int32 (int64 for values beyond int32) unless
+    `dtype` says otherwise.
     """
     if isinstance(value, Node):
         return value if dtype is None else _convert(value, dtype)
-    array = np.asarray(value)
     if dtype is not None:
-        array = array.astype(as_dtype(dtype).numpy)
-    elif not isinstance(value, np.ndarray | np.generic):
-        if array.dtype == np.float64:
-            array = array.astype(np.float32)
-        elif array.dtype == np.int64:
-            array = array.astype(np.int32)
+        array = np.asarray(value).astype(as_dtype(dtype).numpy)
+    else:
+        array = host_array(value)
     array = np.array(array, order="C")  # a private copy (ascontiguousarray makes 0-d 1-d)
     array.flags.writeable = False
     return build(Op.CONSTANT, [], {"value": array}, shapes.make(array.dtype, *array.shape), graph)

@@ -57,8 +57,8 @@ def split(x, sections, axis: int = 0) -> list[Node]:
             raise ShapeError(f"split requires sections dividing axis {axis} of {x.spec}, "
                              f"got {sections}")
         cuts = [dim // sections * i for i in range(1, sections)]
-    else:
-        cuts = list(sections)
+    else:  # indices as Python slice bounds: negative from the end, clipped to the axis
+        cuts = [min(max(int(c) + dim if c < 0 else int(c), 0), dim) for c in sections]
     bounds = [0, *cuts, dim]
     parts = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -130,11 +130,16 @@ def take_along_axis(x, indices, axis: int) -> Node:
 
 def top_k(x, k: int) -> tuple[Node, Node]:
     """The k largest values along the last axis and their int32 indices, in
-    descending order (ties: lower index first), as jax.lax.top_k."""
+    descending order (ties: lower index first), as jax.lax.top_k: floats follow XLA's
+    total order (NaN first, -NaN last, +0.0 before -0.0).
+
+    Raises:
+        ShapeError: unless 0 <= k <= x.shape[-1].
+    """
     x = as_node(x)
     if not 0 <= k <= x.shape[-1]:
         raise ShapeError(f"top_k requires 0 <= k <= {x.shape[-1]} for {x.spec}, got {k}")
-    order = ops.argsort(x, -1, descending=True)
+    order = ops.argsort(x, -1, descending=True, total_order=True)
     starts = [0] * x.ndim
     indices = ops.slice(order, starts, x.shape[:-1] + (k,))
     return take_along_axis(x, indices, -1), indices

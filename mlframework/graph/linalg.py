@@ -47,12 +47,16 @@ def matmul(x, y) -> Node:
 def einsum(subscripts: str, *operands) -> Node:
     """Einstein summation, as numpy.einsum: `einsum("bij,bjk->bik", a, b)`.
 
-    Supports explicit and implicit outputs, `...` and any number of operands
-    (contracted pairwise, left to right). A label repeated inside one operand
+    Supports explicit and implicit outputs, `...` (its dimensions broadcast as NumPy's:
+    size 1 against any size) and any number of operands (contracted pairwise, left to
+    right). A label repeated inside one operand
     (a diagonal) is not supported and raises NotImplementedError.
     """
     operands = [as_node(o) for o in operands]
-    inputs, output = _parse(subscripts.replace(" ", ""), operands)
+    inputs, output, sizes = _parse(subscripts.replace(" ", ""), operands)
+    operands = [o if all(sizes[c] == d for c, d in zip(spec, o.shape)) else
+                broadcast_to(o, tuple(sizes[c] for c in spec))
+                for o, spec in zip(operands, inputs)]
     for spec in inputs:
         if len(set(spec)) != len(spec):
             raise NotImplementedError(f"einsum does not support repeated labels within one "
@@ -65,7 +69,14 @@ def einsum(subscripts: str, *operands) -> Node:
     return ops.transpose(acc, [acc_spec.index(c) for c in output]) if acc_spec != output else acc
 
 
-def _parse(subscripts: str, operands: list[Node]) -> tuple[list[str], str]:
+def _parse(subscripts: str, operands: list[Node]) -> tuple[list[str], str, dict[str, int]]:
+    """(one label string per operand, the output labels, each label's size). The labels
+    standing for `...` broadcast as NumPy's dimensions do (size 1 against any size).
+
+    Raises:
+        ShapeError: on a wrong operand count, a label count that differs from an operand's
+            rank, or a label (other than a broadcast `...` one) with two sizes.
+    """
     lhs, _, out = subscripts.partition("->")
     inputs = lhs.split(",")
     if len(inputs) != len(operands):
@@ -86,7 +97,9 @@ def _parse(subscripts: str, operands: list[Node]) -> tuple[list[str], str]:
     sizes: dict[str, int] = {}
     for spec, node in zip(expanded, operands):
         for c, d in zip(spec, node.shape):
-            if sizes.setdefault(c, d) != d:
+            if c in fill and 1 in (sizes.setdefault(c, d), d):
+                sizes[c] = max(sizes[c], d) if 0 not in (sizes[c], d) else 0
+            elif sizes.setdefault(c, d) != d:
                 raise ShapeError(f"einsum requires label {c!r} to have one size, got "
                                  f"{sizes[c]} and {d} in {subscripts!r}")
     if "->" in subscripts:
@@ -95,7 +108,7 @@ def _parse(subscripts: str, operands: list[Node]) -> tuple[list[str], str]:
         counts = "".join(expanded)
         output = fill + "".join(sorted(c for c in set(counts) if counts.count(c) == 1
                                        and c not in fill))
-    return expanded, output
+    return expanded, output, sizes
 
 
 def _sum_out(x: Node, spec: str, keep: set) -> tuple[Node, str]:

@@ -163,7 +163,7 @@ def input_cotangents(node, g, wants):
 
 
 RULES = {
-    Op.ABS: lambda n, g: (g * ops.sign(_x(n)),),
+    Op.ABS: lambda n, g: (where(_x(n) >= 0, g, -g),),  # 1 at 0 (and -0.0), as JAX
     Op.NEG: lambda n, g: (-g,),
     Op.EXP: lambda n, g: (g * n,),
     Op.EXPM1: lambda n, g: (g * (n + 1),),
@@ -176,6 +176,7 @@ RULES = {
     Op.SIN: lambda n, g: (g * ops.cos(_x(n)),),
     Op.COS: lambda n, g: (-g * ops.sin(_x(n)),),
     Op.ERF: lambda n, g: (g * (2 / math.sqrt(math.pi)) * ops.exp(-_x(n) * _x(n)),),
+    Op.ERFC: lambda n, g: (g * (-2 / math.sqrt(math.pi)) * ops.exp(-_x(n) * _x(n)),),
     Op.ERF_INV: lambda n, g: (g * (math.sqrt(math.pi) / 2) * ops.exp(n * n),),
     Op.ADD: (lambda n, g: g, lambda n, g: g),
     Op.SUB: (lambda n, g: g, lambda n, g: -g),

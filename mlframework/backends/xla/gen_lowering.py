@@ -79,6 +79,10 @@ def _erf_lower_xla(x):
     return lax.erf(x)
 
 
+def _erfc_lower_xla(x):
+    return lax.erfc(x)
+
+
 def _erf_inv_lower_xla(x):
     return lax.erf_inv(x)
 
@@ -263,8 +267,8 @@ def _sort_lower_xla(x, *, axis, descending):
     return _sort(x, axis, descending)
 
 
-def _argsort_lower_xla(x, *, axis, descending, index_dtype):
-    return _argsort(x, axis, descending, index_dtype)
+def _argsort_lower_xla(x, *, axis, descending, index_dtype, total_order):
+    return _argsort(x, axis, descending, index_dtype, total_order)
 
 
 def _reduce_window_max_lower_xla(x, *, window_dimensions, window_strides, padding):
@@ -310,6 +314,7 @@ LOWERINGS = {
     Op.CEIL: _ceil_lower_xla,
     Op.ROUND: _round_lower_xla,
     Op.ERF: _erf_lower_xla,
+    Op.ERFC: _erfc_lower_xla,
     Op.ERF_INV: _erf_inv_lower_xla,
     Op.IS_FINITE: _is_finite_lower_xla,
     Op.LOGICAL_NOT: _logical_not_lower_xla,

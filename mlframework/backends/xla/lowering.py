@@ -72,8 +72,17 @@ def _sort(x, axis, descending):
     return lax.rev(out, (axis,)) if descending else out
 
 
-def _argsort(x, axis, descending, index_dtype):
+def _total_order_key(x):
+    """Float x as integers ordered as XLA's total order (-NaN first, -0.0 before +0.0)."""
+    bits = lax.bitcast_convert_type(x, np.dtype(f"int{8 * np.dtype(x.dtype).itemsize}"))
+    magnitude = lax.bitwise_and(bits, np.array(np.iinfo(bits.dtype).max, bits.dtype))
+    return lax.select(bits < 0, lax.neg(magnitude) - np.array(1, bits.dtype), bits)
+
+
+def _argsort(x, axis, descending, index_dtype, total_order):
     n = x.shape[axis]
+    if total_order and jax.numpy.issubdtype(x.dtype, jax.numpy.floating):
+        x = _total_order_key(x)
     if descending:
         x = lax.rev(x, (axis,))
     iota = lax.broadcasted_iota(index_dtype.numpy, x.shape, axis)

@@ -98,3 +98,15 @@ def test_a_chain_reading_constants_stays_straight():
     xs = [lay.x[f"op{i}"] for i in range(1, 9)]
     assert max(xs) - min(xs) < 1.0, xs
     assert all(lay.y[f"c{i}"] == lay.y[f"op{i - 1}" if i > 1 else "x"] for i in range(1, 9))
+
+
+def test_the_hover_text_names_the_scope_and_the_line():
+    graph = G.Graph("scoped")
+    with G.tracing(graph), graph.name_scope("block"):
+        x = G.parameter(mlf.Shape(mlf.float32, (2,)))
+        y = G.exp(x)
+        graph.outputs = [y]
+    assert y.scope == "block"
+    title = re.search(rf'data-node="{y.id}"[^>]*><title>(.*?)</title>', graph._repr_html_(), re.S)
+    assert title.group(1).splitlines()[:2] == [f"#{y.id} exp float32[2]", "block"]
+    assert title.group(1).splitlines()[2].endswith(f"test_drawing.py:{y.source.split(':')[-1]}")

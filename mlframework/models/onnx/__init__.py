@@ -13,12 +13,12 @@ from mlframework.models.onnx.errors import (OnnxExportError, OnnxImportError,
                                             UnsupportedOperatorError)
 from mlframework.models.onnx.importer import (MAX_OPSET, MIN_OPSET, ImportedModel, load_model,
                                               read_model)
-from mlframework.models.onnx.ops import HANDLERS
+from mlframework.models.onnx.ops import HANDLERS as _HANDLERS
 
 
 def supported_operators() -> list[str]:
     """The ONNX operator types (default domain) the importer converts."""
-    return sorted(HANDLERS)
+    return sorted(_HANDLERS)
 
 
 __all__ = ["MAX_OPSET", "MIN_OPSET", "ImportedModel", "OnnxExportError", "OnnxImportError",

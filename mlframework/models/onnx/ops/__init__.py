@@ -5,8 +5,6 @@ value per declared input (a graph Node, a NumPy array known at import time, or
 None for an omitted optional input); it returns the output value, or a tuple of
 them in the node's output order.
 """
-from __future__ import annotations
-
 from mlframework.models.onnx.ops import (activations, attention, bits, contraction, elementwise,
                                          indexing, losses, normalization, pooling, quantization,
                                          reduction, resize, shape, tensors)
@@ -32,3 +30,5 @@ def _table() -> dict:
 
 
 HANDLERS = _table()
+
+__all__ = ["FAMILIES", "HANDLERS"]

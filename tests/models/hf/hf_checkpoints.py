@@ -46,6 +46,7 @@ CHECKPOINTS = {
                          "float16", {"max_shard_size": "40KB"}),
 }
 DECODERS = [k for k in CHECKPOINTS if not k.startswith("bert")]
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def shared_root(tmp_path_factory) -> Path:
@@ -103,3 +104,30 @@ def reference(path: Path):
     import transformers
     model_class = json.loads((path / "config.json").read_text())["architectures"][0]
     return getattr(transformers, model_class).from_pretrained(path, dtype=torch.float32).eval()
+
+
+def build_text_gpt2(path: Path) -> None:
+    """A tiny GPT-2 with a byte-level BPE tokenizer.json trained on the fine-tuning
+    example's text (its vocabulary is the model's)."""
+    import sys
+
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    sys.path.insert(0, str(EXAMPLES))
+    from transformer_finetune import TEXT
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([TEXT], trainers.BpeTrainer(
+        vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<|endoftext|>"], show_progress=False))
+    tok.save(str(path / "tokenizer.json"))
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(**{**GPT2, "vocab_size": tok.get_vocab_size(),
+                                        "n_positions": 128})
+    transformers.GPT2LMHeadModel(config).save_pretrained(path)
+
+
+def text_gpt2(root: Path) -> Path:
+    return cached(root, "gpt2-text", build_text_gpt2)

@@ -25,7 +25,8 @@ import mlframework
 from aot.build.compiler import RUNTIME
 from aot.export import artifact
 from aot.export.manifest import manifest_of
-from aot.export.signature import InputSpec, UsageError, load_function, parse_input
+from aot.export.onnx_model import is_onnx, load_model_function
+from aot.export.signature import InputSpec, UsageError, parse_input
 from aot.export.targets import HOST, ZIG, Toolchain, toolchain
 from aot.export.trace import (Traced, check_labels, load_context, trace_model,
                               trace_state_inference, trace_train_step)
@@ -106,12 +107,13 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
     """
     reference = fn if isinstance(fn, str) else f"{getattr(fn, '__module__', '?')}:" \
                                                f"{getattr(fn, '__name__', '?')}"
-    if isinstance(fn, str):
-        fn = load_function(fn)
+    if is_onnx(fn):
+        reference = str(Path(fn).resolve())
+    elif isinstance(fn, str):
         module, _, function = reference.rpartition(":")
         if module.endswith(".py"):
             reference = f"{Path(module).resolve()}:{function}"
-    specs = [parse_input(i) if isinstance(i, str) else i for i in inputs]
+    fn, specs = load_model_function(fn, inputs)
     if not specs:
         raise UsageError("export requires at least one --input NAME:DTYPE[DIMS]")
     if not _NAME.match(name):

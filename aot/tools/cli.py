@@ -5,6 +5,8 @@
     aotc verify build/mlp
     aotc inspect examples/digits_mlp.py:model --input x:float32[1,64] \\
         --checkpoint runs/mlp --html mlp.html
+    aotc export model.onnx --input x:float32[1,3,32,32] -o build/onnx_model
+    aotc onnx-report model.onnx       # its operators and where each is supported
 
 Exit status: 0 on success, 1 when `verify` finds a difference above the
 tolerance or a build fails, 2 for a usage error (a bad --input or --label, a
@@ -40,13 +42,20 @@ tolerance (relative to max(1, |reference|)).""",
   aotc inspect examples/digits_mlp.py:model --input x:float32[1,64] --checkpoint runs/mlp
   aotc inspect examples/digits_cnn.py:model --input x:float32[1,1,8,8] \\
       --checkpoint runs/cnn --html cnn.html --no-text""",
+    "onnx-report": """examples:
+  aotc onnx-report resnet.onnx
+  aotc onnx-report bert.onnx --input input_ids:int64[1,128] --input attention_mask:int64[1,128]
+
+exit status 1 when an operator is not supported.""",
 }
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("function", metavar="MODULE:FUNCTION",
                    help="the model: a dotted module or a .py path, then ':' and the function; "
-                        "a plain graph function f(x, ...) or a model(ctx, inputs)")
+                        "a plain graph function f(x, ...) or a model(ctx, inputs); or an "
+                        "ONNX file MODEL.onnx (--input NAME:DTYPE[DIMS] then fixes its "
+                        "dynamic dimensions)")
     p.add_argument("--input", "-i", action="append", default=[], metavar="NAME:DTYPE[DIMS]",
                    help="one model input, in call order (repeat for several), e.g. "
                         "x:float32[1,64]; NAME becomes the C parameter name")
@@ -137,6 +146,15 @@ def parser() -> argparse.ArgumentParser:
     ins.add_argument("--peak-gbs", type=float, metavar="GBS",
                      help="the roofline's peak memory bandwidth in GB/s (default: measured "
                           "with the compute peak)")
+    rep = sub.add_parser("onnx-report", help="list an ONNX model's operators and their support",
+                         description="Every operator of an ONNX model with its count, and "
+                                     "whether the importer converts it, each backend runs it "
+                                     "and `aotc export` compiles it.",
+                         epilog=EXAMPLES["onnx-report"], formatter_class=fmt)
+    rep.add_argument("model", metavar="MODEL.onnx", help="the ONNX file")
+    rep.add_argument("--input", "-i", action="append", default=[], metavar="NAME:DTYPE[DIMS]",
+                     help="fixes an input's dynamic dimensions, so the model is traced and the "
+                          "backend columns name the primitives it really uses")
     return top
 
 
@@ -221,7 +239,27 @@ def _inspect(args) -> int:
     return 0
 
 
-_COMMANDS = {"export": _export, "verify": _verify, "inspect": _inspect}
+def _onnx_report(args) -> int:
+    from aot.export.onnx_model import OnnxFunction, default_inputs
+    from aot.export.signature import UsageError
+    from mlframework.models.onnx import OnnxImportError
+    from mlframework.models.onnx.report import report
+    fn = OnnxFunction(args.model)
+    shapes = None
+    if args.input:
+        given = {s.name: s.spec.dims for s in default_inputs(fn, args.input)}
+        shapes = {i.name: given[n] for i, n in zip(fn.inputs, given)}
+    try:
+        result = report(fn.proto, shapes)
+    except OnnxImportError as e:
+        raise UsageError(str(e)) from None
+    print(f"aotc onnx-report {args.model}:")
+    print(result)
+    return 0 if result.supported else 1
+
+
+_COMMANDS = {"export": _export, "verify": _verify, "inspect": _inspect,
+             "onnx-report": _onnx_report}
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aot.export.artifact import Stage, compile_stage
-from aot.export.signature import load_function, parse_input
+from aot.export.onnx_model import load_model_function
 from aot.export.trace import trace_model
 from aot.program.program import Program
 
@@ -144,13 +144,11 @@ def inspect_model(fn, inputs, *, checkpoint=None, ctx=None, name: str = "model",
     """Traces and compiles `fn` for `inputs` (InputSpecs or "NAME:DTYPE[DIMS]") as
     `aotc export` would with `weight_storage`."""
     title = fn if isinstance(fn, str) else getattr(fn, "__name__", "model")
-    if isinstance(fn, str):
-        fn = load_function(fn)
+    fn, specs = load_model_function(fn, inputs)
     root = project_root(fn)
     if isinstance(title, str) and ":" in title:
         file, _, function = title.rpartition(":")
         title = f"{relative_file(file, root)}:{function}"
-    specs = [parse_input(i) if isinstance(i, str) else i for i in inputs]
     traced = trace_model(fn, specs, name=name, checkpoint=checkpoint, ctx=ctx)
     original = Program(traced.program.name, dict(traced.program.values),
                        list(traced.program.params), list(traced.program.outputs))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aot.export.onnx_model import OnnxFunction, is_onnx, onnxruntime_outputs
 from aot.export.signature import InputSpec, UsageError, load_function
 from mlframework.core import shapes
 from mlframework.core.dtypes import DType, as_dtype
@@ -151,7 +152,9 @@ def reference_outputs(manifest: dict, inputs: list[np.ndarray], fn=None, ctx=Non
     from mlframework.core import pytree
 
     from aot.export.trace import guarded, is_context_model, load_context
-    fn = fn or load_function(manifest["function"])
+    if fn is None:
+        fn = OnnxFunction(manifest["function"]) if is_onnx(manifest["function"]) \
+            else load_function(manifest["function"])
     specs = [input_spec(i) for i in manifest["inputs"]]
     be = mlf.backends.new(backend)
     if is_context_model(fn):
@@ -207,8 +210,11 @@ class Report:
         return all(d <= self.tolerance for d in self.max_diff.values())
 
     def __str__(self) -> str:
-        lines = [f"  {name:<24} max |c - xla| = {d:.3g}   {'ok' if d <= self.tolerance else 'FAIL'}"
-                 for name, d in self.max_diff.items()]
+        lines = []
+        for key, d in self.max_diff.items():
+            name, _, ref = key.partition(" vs ")
+            lines.append(f"  {name:<24} max |c - {ref or 'xla'}| = {d:.3g}   "
+                         f"{'ok' if d <= self.tolerance else 'FAIL'}")
         verdict = "ok" if self.ok else "FAILED"
         return "\n".join(lines + [f"{verdict} (tolerance {self.tolerance:g}, relative to "
                                   "max(1, |xla|))"])
@@ -231,15 +237,21 @@ def compare(outputs, expected, names) -> dict:
 def verify(out_dir, *, tolerance: float = 1e-5, seed: int = 0, trials: int = 2, fn=None,
            ctx=None) -> Report:
     """Runs the library and the XLA backend on `trials` random input sets; the
-    largest difference per output (relative to max(1, |reference|))."""
+    largest difference per output (relative to max(1, |reference|)). An export of an
+    ONNX file is compared with ONNX Runtime too (keys "NAME vs onnxruntime")."""
     lib = ExportedLibrary(out_dir)
     names = [o["name"] for o in lib.manifest["outputs"]]
-    worst = dict.fromkeys(names, 0.0)
+    onnx_file = lib.manifest["function"] if is_onnx(lib.manifest["function"]) else None
+    keys = names + ([f"{n} vs onnxruntime" for n in names] if onnx_file else [])
+    worst = dict.fromkeys(keys, 0.0)
     for t in range(trials):
         inputs = lib.inputs_like(seed + t)
         got = lib.run(*inputs)
-        want = reference_outputs(lib.manifest, inputs, fn, ctx)
-        for k, d in compare(got, want, names).items():
+        found = compare(got, reference_outputs(lib.manifest, inputs, fn, ctx), names)
+        if onnx_file:
+            ort = compare(got, onnxruntime_outputs(onnx_file, inputs), names)
+            found.update({f"{k} vs onnxruntime": d for k, d in ort.items()})
+        for k, d in found.items():
             worst[k] = max(worst[k], d)
     return Report(worst, tolerance)
 

@@ -137,6 +137,8 @@ class ImportedModel:
         initializers: name -> NumPy array.
         constant_inputs: graph inputs fixed to values at import (name -> array).
         graph: the graph traced at import (shape and type inference).
+        node_primitives: per ONNX node (by position), the IR primitives its conversion
+            built in that trace.
     """
 
     def __init__(self, proto, input_shapes=None, constant_inputs=None):
@@ -172,10 +174,11 @@ class ImportedModel:
         self.output_names = [o.name for o in graph.output]
         self._check_operators()
         self.graph = Graph(graph.name or "onnx")
+        self.node_primitives: list[set[str]] = []
         with tracing(self.graph):
             params = [parameter(s, _c_name(n)) for s, n in zip(self.input_specs,
                                                                self.input_names)]
-            outs = self._run(params, self._constants())
+            outs = self._run(params, self._constants(), self.node_primitives)
             self.graph.outputs = [o if isinstance(o, Node) else const(o) for o in outs]
         self.output_specs = [o.spec for o in self.graph.outputs]
 
@@ -211,7 +214,7 @@ class ImportedModel:
         outs = self._run(list(inputs), env)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
-    def _run(self, inputs: list, env: dict) -> list:
+    def _run(self, inputs: list, env: dict, record: list | None = None) -> list:
         if len(inputs) != len(self.input_names):
             raise TypeError(f"the ONNX model takes {len(self.input_names)} inputs "
                             f"{self.input_names}, got {len(inputs)}")
@@ -225,7 +228,10 @@ class ImportedModel:
                                           "a graph input, an initializer nor an earlier output")
                 values.append(env[name] if name else None)
             foldable = not bound.intersection(proto.input)
+            start = len(self.graph.nodes) if record is not None else 0
             outs = convert_node(proto, self.opset, values, foldable)
+            if record is not None:
+                record.append({n.op.value for n in self.graph.nodes[start:]})
             for name, out in zip(proto.output, outs):
                 if name:
                     env[name] = out

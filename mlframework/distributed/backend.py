@@ -116,7 +116,7 @@ def _is_tuple(tree) -> bool:
 
 
 def _is_names(tree) -> bool:
-    return tree.kind == "dict" and all(c is LEAF or c == LEAF for c in tree.children)
+    return tree.kind == "dict" and all(c == LEAF for c in tree.children)
 
 
 __all__ = ["MeshBackend", "MeshExecutable"]

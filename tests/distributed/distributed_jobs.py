@@ -37,6 +37,22 @@ def launch(tmp: Path, name: str, nproc: int, *worker_args, devices_per_process: 
     return done, (json.loads(out.read_text()) if out.exists() else None)
 
 
+# hidden1 [64, 128], hidden2 [128, 64], logits [64, 10] on 4 devices: fsdp(min_size=0)
+# splits the largest dimension that 4 divides; logits' 10 biases cannot be split.
+FSDP_SPECS = {
+    "hidden1/dense/weights": [None, "data"], "hidden1/dense/biases": ["data"],
+    "hidden2/dense/weights": ["data", None], "hidden2/dense/biases": ["data"],
+    "logits/dense/weights": ["data", None], "logits/dense/biases": [],
+    "global_step": [],
+}
+
+
+def fsdp_spec(name: str) -> list:
+    """The spec of a digits MLP variable under fsdp(min_size=0) on 4 devices; Adam's
+    moments (optimizer/adam/{m,v}/<variable>) lie as their variable does."""
+    return FSDP_SPECS[name.split("/", 3)[3] if name.startswith("optimizer/") else name]
+
+
 def weights(result: dict) -> dict[str, np.ndarray]:
     with np.load(result["weights_file"]) as f:
         return {k: f[k] for k in f.files}

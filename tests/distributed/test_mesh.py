@@ -28,16 +28,6 @@ def four_device_runs(tmp_path_factory):
     return json.loads(out.read_text())
 
 
-# hidden1 [64, 128], hidden2 [128, 64], logits [64, 10]: fsdp(min_size=0) splits the
-# largest dimension that 4 divides; logits' 10 biases cannot be split and stay whole.
-FSDP_SPECS = {
-    "hidden1/dense/weights": [None, "data"], "hidden1/dense/biases": ["data"],
-    "hidden2/dense/weights": ["data", None], "hidden2/dense/biases": ["data"],
-    "logits/dense/weights": ["data", None], "logits/dense/biases": [],
-    "global_step": [],
-}
-
-
 @pytest.mark.parametrize("mode", ["replicated", "fsdp"])
 def test_mesh_of_four_gives_the_single_device_loss_curve(four_device_runs, mode):
     single, run = four_device_runs["single"], four_device_runs[mode]
@@ -57,8 +47,7 @@ def test_every_variable_has_the_rules_sharding(four_device_runs):
     assert fsdp.keys() == replicated.keys()
     for name, spec in fsdp.items():
         # Adam's moments lie as their variable does: optimizer/adam/{m,v}/<variable>
-        variable = name.split("/", 3)[3] if name.startswith("optimizer/") else name
-        assert spec == FSDP_SPECS[variable], name
+        assert spec == jobs.fsdp_spec(name), name
 
 
 LAYOUT_ERRORS = """
@@ -121,3 +110,11 @@ def test_a_mesh_of_one_device_trains_as_without_one():
     np.testing.assert_allclose(meshed, plain, rtol=1e-6)
     assert trainer.evaluate(datasets.InMemory((x, y), 16))["loss"] == pytest.approx(
         float(np.mean((trainer.predict(x).numpy() - y) ** 2)), rel=1e-5)
+
+
+def test_a_graph_not_of_a_context_is_refused_by_the_mesh():
+    from mlframework import graph as G
+    backend = distributed.Mesh().backend_for(mlf.backends.new("xla"))
+    with pytest.raises(ValueError, match=r"mesh runs the graphs of ContextExec.*taking "
+                       r"\(variables, \*batch\)"):
+        G.Exec(backend, lambda x: x * 2.0)(np.ones(4, np.float32))

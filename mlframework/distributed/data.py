@@ -17,9 +17,9 @@ from __future__ import annotations
 import jax
 
 from mlframework.core import pytree
+from mlframework.core.dtypes import as_dtype
 from mlframework.core.shapes import make
 from mlframework.core.tensors import Tensor
-from mlframework.core.dtypes import as_dtype
 
 
 class GlobalBatches:

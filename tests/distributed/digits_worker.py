@@ -8,7 +8,8 @@ shuffled, seed 1): "single" with a plain Trainer on one device, "replicated"
 and "fsdp" (every variable that can be split is) on a mesh of every device
 of the job, each process reading its rows through GlobalBatches. Process 0
 writes {mode: {"losses", "shardings", "weights_file", "resumed_from", "devices"}} to
---out (OUT.json) and the final variables to OUT-MODE-weights.npz beside it.
+--out (OUT.json) and the final variables to OUT-MODE-weights.npz beside it; every
+process writes the rows of each global batch it reads to OUT-MODE-rows-RANK.json.
 
 Test hooks: --kill-at STEP with --kill-rank R (or -1, every process) SIGKILLs
 those processes after that step; --pid-dir writes each process's pid there
@@ -79,8 +80,9 @@ def run(mode: str, args) -> dict:
     weights = {v.name: v.numpy() for v in variables}  # gathered on every process
     shardings = {v.name: list(getattr(v.value.buffer(trainer.backend).sharding, "spec", ()))
                  for v in variables}
+    rows = None if mesh is None else [batches.rows.start, batches.rows.stop]
     return {"losses": history.losses, "shardings": shardings, "resumed_from": resumed,
-            "devices": len(jax.devices()), "weights": weights}
+            "devices": len(jax.devices()), "weights": weights, "rows": rows}
 
 
 def main() -> None:
@@ -99,6 +101,9 @@ def main() -> None:
     for mode in args.modes.split(","):
         result = run(mode, args)
         weights = result.pop("weights")
+        rows = result.pop("rows")  # of every global batch, the ones this process reads
+        out.with_name(f"{out.stem}-{mode}-rows-{jax.process_index()}.json").write_text(
+            json.dumps(rows))
         if jax.process_index() == 0:
             result["weights_file"] = str(out.with_name(f"{out.stem}-{mode}-weights.npz"))
             np.savez(result["weights_file"], **weights)

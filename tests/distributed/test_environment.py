@@ -136,3 +136,13 @@ def test_a_checkpoint_of_another_job_size_is_refused(tmp_path):
     checkpoints.Checkpointer(tmp_path).save(trainer.ctx, extra={"processes": [{}, {}]})
     with pytest.raises(checkpoints.CheckpointError, match="saved by 2 processes, this job has 1"):
         distributed.Checkpointer(tmp_path).restore(Context(seed=0))
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_process_reads_only_its_rows_of_a_batch(shuffle):
+    x = np.arange(50, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    ds = datasets.InMemory(x, 8, shuffle=shuffle, seed=4, drop_remainder=True)
+    for position in (0, 5, 7):  # 6 batches an epoch: 7 is in the second
+        whole = ds.batch(position)
+        np.testing.assert_array_equal(ds.batch(position, slice(2, 6)), whole[2:6])
+        np.testing.assert_array_equal(ds.batch(position, slice(6, 8)), whole[6:8])

@@ -4,6 +4,7 @@ process SIGKILLed makes the other exit with an error (bounded by subprocess time
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -37,12 +38,14 @@ def two_processes(tmp_path_factory):
     done, report = jobs.launch(tmp, "uninterrupted", 2, "--modes", "fsdp", "--steps", STEPS,
                                devices_per_process=2)
     assert done.returncode == 0 and report, jobs.tail(done)
-    return report["fsdp"]
+    rows = [json.loads((tmp / f"uninterrupted-fsdp-rows-{r}.json").read_text()) for r in (0, 1)]
+    return dict(report["fsdp"], rows=rows)
 
 
 def test_two_processes_give_the_single_device_loss_curve(two_processes, single_device):
     losses, weights = single_device
     assert two_processes["devices"] == 4 and len(two_processes["losses"]) == STEPS
+    assert two_processes["rows"] == [[0, 16], [16, 32]]  # each reads its half of a batch
     np.testing.assert_allclose(two_processes["losses"], losses, rtol=0, atol=1e-5)
     shardings = two_processes["shardings"]
     assert len(shardings) == 19

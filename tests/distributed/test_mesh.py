@@ -17,36 +17,34 @@ import distributed_jobs as jobs
 FOUR_DEVICES = "--xla_force_host_platform_device_count=4"
 
 
-@pytest.fixture(scope="module")
-def four_device_runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mesh") / "runs.json"
+def test_mesh_of_four_gives_the_single_device_run_with_the_rules_shardings(tmp_path):
+    """One test for one subprocess (pytest-xdist would run a shared fixture once per
+    worker): 100 steps on one device, then replicated and FSDP-sharded on a mesh of 4."""
+    out = tmp_path / "runs.json"
     cmd = [sys.executable, str(jobs.WORKER), "--modes", "single,replicated,fsdp",
            "--steps", "100", "--out", str(out)]
     done = subprocess.run(cmd, cwd=jobs.ROOT, env=jobs.environment(XLA_FLAGS=FOUR_DEVICES),
                           capture_output=True, text=True, timeout=jobs.TIMEOUT_S)
     assert done.returncode == 0, jobs.tail(done)
-    return json.loads(out.read_text())
-
-
-@pytest.mark.parametrize("mode", ["replicated", "fsdp"])
-def test_mesh_of_four_gives_the_single_device_loss_curve(four_device_runs, mode):
-    single, run = four_device_runs["single"], four_device_runs[mode]
-    assert run["devices"] == 4 and len(run["losses"]) == len(single["losses"]) == 100
-    np.testing.assert_allclose(run["losses"], single["losses"], rtol=0, atol=1e-5)
-    assert run["losses"][-1] < run["losses"][0] / 3  # it learned
-    a, b = jobs.weights(single), jobs.weights(run)
-    assert a.keys() == b.keys()
-    for name in a:
-        np.testing.assert_allclose(b[name], a[name], rtol=0, atol=1e-5, err_msg=name)
-
-
-def test_every_variable_has_the_rules_sharding(four_device_runs):
-    replicated = four_device_runs["replicated"]["shardings"]
+    runs = json.loads(out.read_text())
+    single = runs["single"]
+    reference = jobs.weights(single)
+    for mode in ("replicated", "fsdp"):
+        run = runs[mode]
+        assert run["devices"] == 4 and len(run["losses"]) == len(single["losses"]) == 100
+        np.testing.assert_allclose(run["losses"], single["losses"], rtol=0, atol=1e-5,
+                                   err_msg=mode)
+        assert run["losses"][-1] < run["losses"][0] / 3, mode  # it learned
+        final = jobs.weights(run)
+        assert final.keys() == reference.keys()
+        for name in reference:
+            np.testing.assert_allclose(final[name], reference[name], rtol=0, atol=1e-5,
+                                       err_msg=f"{mode}: {name}")
+    replicated = runs["replicated"]["shardings"]
     assert len(replicated) == 19 and all(spec == [] for spec in replicated.values())
-    fsdp = four_device_runs["fsdp"]["shardings"]
+    fsdp = runs["fsdp"]["shardings"]
     assert fsdp.keys() == replicated.keys()
     for name, spec in fsdp.items():
-        # Adam's moments lie as their variable does: optimizer/adam/{m,v}/<variable>
         assert spec == jobs.fsdp_spec(name), name
 
 

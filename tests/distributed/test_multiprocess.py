@@ -31,33 +31,34 @@ def single_device():
     return result["losses"], result["weights"]
 
 
-@pytest.fixture(scope="module")
-def two_processes(tmp_path_factory):
-    """100 steps on two processes of two host devices each, every variable FSDP-sharded."""
-    tmp = tmp_path_factory.mktemp("two")
-    done, report = jobs.launch(tmp, "uninterrupted", 2, "--modes", "fsdp", "--steps", STEPS,
-                               devices_per_process=2)
+def test_two_processes_match_one_device_and_resume_after_being_killed(single_device, tmp_path):
+    """One test, so that pytest-xdist cannot run the uninterrupted job twice on two workers:
+    100 steps on two processes of two host devices each, every variable FSDP-sharded;
+    then the same job killed after step 50 (checkpoints at 20 and 40) and restarted."""
+    done, report = jobs.launch(tmp_path, "uninterrupted", 2, "--modes", "fsdp", "--steps",
+                               STEPS, devices_per_process=2)
     assert done.returncode == 0 and report, jobs.tail(done)
-    rows = [json.loads((tmp / f"uninterrupted-fsdp-rows-{r}.json").read_text()) for r in (0, 1)]
-    return dict(report["fsdp"], rows=rows)
+    uninterrupted = report["fsdp"]
+    rows = [json.loads((tmp_path / f"uninterrupted-fsdp-rows-{r}.json").read_text())
+            for r in (0, 1)]
+    _matches_one_device(uninterrupted, rows, *single_device)
+    _resumes_to(uninterrupted, tmp_path)
 
 
-def test_two_processes_give_the_single_device_loss_curve(two_processes, single_device):
-    losses, weights = single_device
-    assert two_processes["devices"] == 4 and len(two_processes["losses"]) == STEPS
-    assert two_processes["rows"] == [[0, 16], [16, 32]]  # each reads its half of a batch
-    np.testing.assert_allclose(two_processes["losses"], losses, rtol=0, atol=1e-5)
-    shardings = two_processes["shardings"]
-    assert len(shardings) == 19
-    for name, spec in shardings.items():
+def _matches_one_device(run: dict, rows: list, losses: list, weights: dict) -> None:
+    assert run["devices"] == 4 and len(run["losses"]) == STEPS
+    assert rows == [[0, 16], [16, 32]]  # each process reads its half of every batch
+    np.testing.assert_allclose(run["losses"], losses, rtol=0, atol=1e-5)
+    assert len(run["shardings"]) == 19
+    for name, spec in run["shardings"].items():
         assert spec == jobs.fsdp_spec(name), name
-    final = jobs.weights(two_processes)  # gathered from both processes
+    final = jobs.weights(run)  # gathered from both processes
     assert final.keys() == weights.keys()
     for name, value in weights.items():
         np.testing.assert_allclose(final[name], value, rtol=0, atol=1e-5, err_msg=name)
 
 
-def test_killed_job_resumes_from_its_checkpoint_to_the_same_weights(two_processes, tmp_path):
+def _resumes_to(uninterrupted: dict, tmp_path) -> None:
     ckpt = tmp_path / "ckpt"
     common = ("--modes", "fsdp", "--steps", STEPS, "--checkpoint-dir", ckpt,
               "--checkpoint-every", 20)
@@ -71,9 +72,9 @@ def test_killed_job_resumes_from_its_checkpoint_to_the_same_weights(two_processe
     assert resumed.returncode == 0 and report, jobs.tail(resumed)
     result = report["fsdp"]
     assert result["resumed_from"] == 40 and len(result["losses"]) == STEPS - 40
-    np.testing.assert_allclose(result["losses"], two_processes["losses"][40:], rtol=0,
+    np.testing.assert_allclose(result["losses"], uninterrupted["losses"][40:], rtol=0,
                                atol=1e-6)
-    final, reference = jobs.weights(result), jobs.weights(two_processes)
+    final, reference = jobs.weights(result), jobs.weights(uninterrupted)
     assert final.keys() == reference.keys()
     for name, value in reference.items():
         np.testing.assert_allclose(final[name], value, rtol=0, atol=1e-6, err_msg=name)

@@ -8,7 +8,8 @@
         --checkpoint-dir runs/digits-dist
 
 The global batch (--batch-size, a multiple of the number of devices) is
-split across the devices; each process reads only its rows. Variables of at
+split across the devices; each process reads only its rows, ahead of the
+step in a background thread. Variables of at
 least --fsdp-min-size elements are sharded, smaller ones replicated. With
 --checkpoint-dir, process 0 saves a checkpoint every epoch and a restarted
 job resumes from the latest one.
@@ -33,7 +34,7 @@ def run(epochs: int = 10, batch_size: int = 64, fsdp_min_size: int = 2 ** 18,
     (x_train, y_train), (x_test, y_test) = datasets.load_digits(seed=seed)
     train_ds = distributed.GlobalBatches(
         datasets.InMemory((x_train, y_train), batch_size, shuffle=True, seed=seed,
-                          drop_remainder=True), mesh)
+                          drop_remainder=True), mesh).prefetch(2)
     test_ds = datasets.InMemory((x_test, y_test), 8 * mesh.size)
     ctx = Context(seed=seed)
     trainer = train.Trainer(mlf.backends.new("xla"), ctx, model,

@@ -20,6 +20,7 @@ from mlframework.core import pytree
 from mlframework.core.dtypes import as_dtype
 from mlframework.core.shapes import make
 from mlframework.core.tensors import Tensor
+from mlframework.ml.datasets import Prefetch
 
 
 class GlobalBatches:
@@ -48,6 +49,14 @@ class GlobalBatches:
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.dataset.batches_per_epoch
+
+    def prefetch(self, buffer: int = 2) -> Prefetch:
+        """These batches read (and placed on the mesh) ahead by a background thread."""
+        return Prefetch(self, buffer)
 
     @property
     def epoch(self) -> int:

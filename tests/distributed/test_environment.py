@@ -146,3 +146,15 @@ def test_a_process_reads_only_its_rows_of_a_batch(shuffle):
         whole = ds.batch(position)
         np.testing.assert_array_equal(ds.batch(position, slice(2, 6)), whole[2:6])
         np.testing.assert_array_equal(ds.batch(position, slice(6, 8)), whole[6:8])
+
+
+def test_global_batches_read_ahead_in_the_same_order():
+    x = np.arange(48, dtype=np.float32).reshape(24, 2)
+    mesh = distributed.Mesh()
+    plain = distributed.GlobalBatches(datasets.InMemory(x, 4, shuffle=True, seed=9), mesh)
+    ahead = distributed.GlobalBatches(datasets.InMemory(x, 4, shuffle=True, seed=9),
+                                      mesh).prefetch(2)
+    expected = [b.numpy() for b in plain]
+    got = [b.numpy() for b in ahead]
+    assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, expected))
+    assert ahead.state() == dict(plain.state()) and ahead.epoch == 1

@@ -1,11 +1,13 @@
 """Two processes on 127.0.0.1, started by the launcher: the single-device loss curve; a
-checkpoint, both processes killed, a restart resuming to the uninterrupted run's weights; one
-process SIGKILLed makes the other exit with an error (bounded by subprocess timeouts)."""
+checkpoint, one process SIGKILLed (the launcher names it and stops the other), a restart
+resuming to the uninterrupted run's weights. Without the launcher, a SIGKILLed process makes
+the other exit with an error on its own. Subprocess timeouts bound every wait."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,7 +36,8 @@ def single_device():
 def test_two_processes_match_one_device_and_resume_after_being_killed(single_device, tmp_path):
     """One test, so that pytest-xdist cannot run the uninterrupted job twice on two workers:
     100 steps on two processes of two host devices each, every variable FSDP-sharded;
-    then the same job killed after step 50 (checkpoints at 20 and 40) and restarted."""
+    then the same job with process 1 SIGKILLed after step 50 (checkpoints at 20 and 40),
+    which stops both, and restarted."""
     done, report = jobs.launch(tmp_path, "uninterrupted", 2, "--modes", "fsdp", "--steps",
                                STEPS, devices_per_process=2)
     assert done.returncode == 0 and report, jobs.tail(done)
@@ -62,10 +65,12 @@ def _resumes_to(uninterrupted: dict, tmp_path) -> None:
     ckpt = tmp_path / "ckpt"
     common = ("--modes", "fsdp", "--steps", STEPS, "--checkpoint-dir", ckpt,
               "--checkpoint-every", 20)
+    # Process 1 is SIGKILLed after step 50; the launcher names it and stops process 0.
     killed, report = jobs.launch(tmp_path, "killed", 2, *common, "--kill-at", 50,
-                                 devices_per_process=2)
+                                 "--kill-rank", 1, devices_per_process=2)
     assert report is None and killed.returncode == 128 + signal.SIGKILL, jobs.tail(killed)
-    assert "was killed by SIGKILL; stopping the other 1 process" in killed.stderr
+    assert re.search(r"process 1 \(pid \d+\) was killed by SIGKILL; stopping the other 1 "
+                     r"process of the job", killed.stderr), jobs.tail(killed)
     assert sorted(p.name for p in ckpt.glob("*.json")) == ["ckpt-00000020.json",
                                                             "ckpt-00000040.json"]
     resumed, report = jobs.launch(tmp_path, "resumed", 2, *common, devices_per_process=2)

@@ -26,14 +26,16 @@ class _Bucket:
 
         self.exec = ContextExec(model.backend, self.ctx, step, name=f"decode_{size}")
 
-    def share_weights(self, ctx) -> None:
-        """Points this bucket's weight variables at ctx's current values."""
-        root = self.ctx.at_root()
-        for var in ctx.variables():
+    def share_weights(self, model) -> None:
+        """Points this bucket's weight variables at the model's current values (after
+        fine-tuning too; optimizer state and step counters stay out of the decode graphs)."""
+        source, root = model.ctx.at_root(), self.ctx.at_root()
+        for name in dict.fromkeys(p.variable for p in model.params):
+            value = source.get_variable(name).value
             try:
-                root.get_variable(var.name).value = var.value
+                root.get_variable(name).value = value
             except KeyError:
-                root.create_variable(var.name, var.value, var.trainable)
+                root.create_variable(name, value, trainable=False)
 
     def set_position(self, position: int) -> None:
         for var in self.ctx.variables():
@@ -62,7 +64,7 @@ class Decoder:
         if key not in self._buckets:
             self._buckets[key] = _Bucket(self.model, cache_size)
         bucket = self._active = self._buckets[key]
-        bucket.share_weights(self.model.ctx)
+        bucket.share_weights(self.model)
         layers.reset_cache(bucket.ctx)
         padded = np.zeros((batch, padded_len), np.int32)
         padded[:, :n] = ids

@@ -83,7 +83,7 @@ def read_config(raw: dict, weights) -> LlamaConfig:
         qkv_bias=kind == "qwen2" or attention_bias,
         output_bias=kind != "qwen2" and attention_bias,
         mlp_bias=bool(raw.get("mlp_bias", False)),
-        tied=bool(raw.get("tie_word_embeddings", kind == "qwen2")),
+        tied=bool(raw.get("tie_word_embeddings", False)),  # the classes' default
         max_positions=raw.get("max_position_embeddings", 2048),
         sliding_window=window, eos_token_id=raw.get("eos_token_id"))
 

@@ -45,9 +45,9 @@ def _positions(ids):
 class Model:
     """A loaded HuggingFace model: `config` (the family's), `raw_config` (config.json),
     `ctx` (its weights as trainable float32 variables), `backend`, `tokenizer` (a
-    `tokenizers.Tokenizer`, or None without tokenizer.json), `folder`, and `function`:
-    `function(ctx, input_ids)` traces the model (logits for causal LMs, last hidden
-    states for encoders), for `Trainer` or `ContextExec`."""
+    `tokenizers.Tokenizer` with padding off, or None without tokenizer.json), `folder`,
+    and `function`: `function(ctx, input_ids)` traces the model (logits for causal LMs,
+    last hidden states for encoders), for `Trainer` or `ContextExec`."""
 
     def __init__(self, folder: Path, raw: dict, family, config, ctx: Context, backend,
                  params, tokenizer):
@@ -194,6 +194,7 @@ def load(folder, *, backend=None) -> Model:
     if (folder / TOKENIZER).exists():
         from tokenizers import Tokenizer
         tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
+        tokenizer.no_padding()  # a file's fixed padding (MiniLM's: 128) would pad prompts
     return Model(folder, raw, family, config, ctx, backend, params, tokenizer)
 
 

@@ -97,3 +97,27 @@ def test_unsupported_options_are_named(hf_root, tmp_path, change, match):
     (tmp_path / "config.json").write_text(json.dumps({**raw, **change}))
     with pytest.raises(hf.UnsupportedModelError, match=match):
         hf.load(tmp_path, backend="xla")
+
+
+@pytest.mark.parametrize("model_class,config_class,kw,prefix", [
+    ("BertForMaskedLM", "BertConfig", hc.BERT, "bert."),
+    ("GPT2Model", "GPT2Config", hc.GPT2, ""),
+    ("LlamaModel", "LlamaConfig", {**hc.LLAMA, "tie_word_embeddings": True}, ""),
+])
+def test_base_models_are_found_under_any_prefix(tmp_path, model_class, config_class, kw,
+                                                prefix):
+    import torch
+    import transformers
+    torch.manual_seed(0)
+    ref = getattr(transformers, model_class)(getattr(transformers, config_class)(**kw))
+    ref.save_pretrained(tmp_path)
+    model = hf.load(tmp_path, backend="c")  # loading compiles nothing
+    assert model.config.prefix == prefix
+    state = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+    for param in model.params:  # every variable holds its tensor, laid out as the layer wants
+        value = state[param.tensor]
+        value = value.T if param.transpose else value
+        i, n = param.part
+        value = value[..., i * value.shape[-1] // n:(i + 1) * value.shape[-1] // n]
+        np.testing.assert_array_equal(
+            model.ctx.at_root().get_variable(param.variable).numpy(), value)

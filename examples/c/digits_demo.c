@@ -13,7 +13,7 @@
 #include "digits.h"
 
 /* One workspace for the single thread of this program (DIGITS_ARENA_BYTES, 64-byte aligned). */
-static unsigned char workspace[DIGITS_ARENA_BYTES + 1] __attribute__((aligned(64)));
+static unsigned char workspace[DIGITS_ARENA_BYTES] __attribute__((aligned(DIGITS_WORKSPACE_ALIGN)));
 
 int main(int argc, char** argv) {
   const char* path = argc > 1 ? argv[1] : "build/demo/digits_test.bin";

@@ -100,6 +100,19 @@ def test_run_state_runs_the_trained_weights(trained):  # noqa: F811
     np.testing.assert_allclose(trained_out, want[0], rtol=1e-5, atol=1e-5)
 
 
+def test_run_state_of_a_cnn_with_batch_norm(root):
+    """Batch norm's moving statistics come from the state too: on the initial state
+    NAME_run_state gives NAME_run's outputs (the export of test_export_train)."""
+    from aot.export import TrainSpec
+    folder = es.export(root, "cnn-train", str(es.EXAMPLES / "digits_cnn.py") + ":model",
+                       ["x:float32[16,1,8,8]"], checkpoint=es.checkpoint(root, "digits_cnn"),
+                       name="cnnt", train=TrainSpec(["y:int32[16]"], optimizer="adamw:0.002"))
+    lib = ExportedLibrary(folder)
+    x = lib.inputs_like(3)[0]
+    np.testing.assert_allclose(lib.run_state(lib.train_state(), x)[0], lib.run(x)[0],
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_state_layout_is_in_the_header(trained):  # noqa: F811
     folder, _ = trained
     m = _manifest(folder)
@@ -121,6 +134,16 @@ def test_state_macro_names_stay_distinct():
     from aot.export.artifact import c_macro_names
     assert c_macro_names(["a/b", "a_b", "a.b", "logits/dense/weights", "ü"]) == [
         "A_B", "A_B_2", "A_B_3", "LOGITS_DENSE_WEIGHTS", "_"]
+
+
+@pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
+def test_training_sources_compile_without_warnings(trained, openmp):  # noqa: F811
+    folder, _ = trained
+    for source in ("mlpt_train.c", "mlpt_run_state.c"):
+        proc = subprocess.run(["gcc", "-fsyntax-only", "-std=gnu99", "-O3", "-Wall", "-Wextra",
+                               "-Werror", *openmp, f"-I{folder / 'runtime'}",
+                               str(folder / source)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
 
 
 # ---- argument checks ----

@@ -11,6 +11,7 @@ model's operators and their support.
 """
 from mlframework.models.onnx.errors import (OnnxExportError, OnnxImportError,
                                             UnsupportedOperatorError)
+from mlframework.models.onnx.exporter import export
 from mlframework.models.onnx.importer import (MAX_OPSET, MIN_OPSET, ImportedModel, load_model,
                                               read_model)
 from mlframework.models.onnx.ops import HANDLERS as _HANDLERS
@@ -22,4 +23,4 @@ def supported_operators() -> list[str]:
 
 
 __all__ = ["MAX_OPSET", "MIN_OPSET", "ImportedModel", "OnnxExportError", "OnnxImportError",
-           "UnsupportedOperatorError", "load_model", "read_model", "supported_operators"]
+           "UnsupportedOperatorError", "export", "load_model", "read_model", "supported_operators"]

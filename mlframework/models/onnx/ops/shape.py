@@ -167,8 +167,9 @@ def _pad(node, x, pads, value=None, axes=None):
                                   for i, (b, e) in enumerate(zip(begin, end)))]
             fill = G.reshape(G.convert(value, x.dtype), ())
             return G.where(inside, G.pad(x, config, 0), fill)
-        fill = 0 if value is None else np.ravel(value)
-        fill = fill[0] if np.size(fill) else 0
+        fill = np.ravel(value)[0] if value is not None and np.size(value) else 0
+        fill = float(fill) if x.dtype.is_float else bool(fill) if x.dtype.value == "bool" \
+            else int(fill)
         return G.pad(x, config, fill)
     if mode not in ("reflect", "edge", "wrap"):
         raise OnnxImportError(f"mode must be constant, reflect, edge or wrap, got {mode!r}")

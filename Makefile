@@ -8,7 +8,7 @@ VENV_STAMP := $(VENV)/.created
 DEMO_STAMP := $(VENV)/.installed-examples
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench generate lint clean qemu-user chromium
+.PHONY: demo test onnx-conformance bench generate lint clean qemu-user chromium
 
 $(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ demo: $(DEMO_STAMP)
 test: $(TEST_STAMP) qemu-user chromium
 	$(PY) -m generators.generate --check
 	$(PY) -m pytest -n 2 tests
+
+# ONNX's whole backend test suite on both backends (`make test` runs one node test per
+# operator): every supported node test plus the simple and pytorch model tests.
+onnx-conformance: $(TEST_STAMP)
+	MLF_ONNX_CONFORMANCE=full $(PY) -m pytest -n 2 -q tests/models/onnx/test_conformance.py
 
 # The aotc cross-target tests run aarch64 builds under qemu-user (Debian package).
 qemu-user:

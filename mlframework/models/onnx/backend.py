@@ -5,11 +5,13 @@ test suite (`onnx.backend.test`) drives.
     rep = backend.prepare(model, "CPU", backend="c")   # else $MLF_BACKEND, else "xla"
     outputs = rep.run([x])                             # a tuple of NumPy arrays
 
-The model is imported when it is run, with the shapes of the given inputs fixing
-its dynamic dimensions, and compiled once per input signature. An input that an
-operator needs at import time (a Reshape's shape fed as a graph input) is bound
-to its value: the model is then imported again with the integer inputs as
-constants (`load_model(..., constant_inputs=...)`), and compiled per value.
+A model of an opset below 13 is first converted to opset 13 by
+`onnx.version_converter`. The model is imported when it is run, with the shapes
+of the given inputs fixing its dynamic dimensions, and compiled once per input
+signature. An input that an operator needs at import time (a Reshape's shape fed
+as a graph input) is bound to its value: the model is then imported again with
+that input as a constant (`load_model(..., constant_inputs=...)`), and compiled
+per value.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from onnx.backend.base import Backend, BackendRep
 
 import mlframework as mlf
 from mlframework import graph as G
-from mlframework.models.onnx.importer import ImportedModel, read_model
+from mlframework.models.onnx.importer import MIN_OPSET, ImportedModel, opset_of, read_model
 from mlframework.models.onnx.node import ImportTimeValueError
 
 
@@ -27,7 +29,7 @@ class MlframeworkRep(BackendRep):
     """A prepared model: `run(inputs)` imports, compiles (cached) and runs it."""
 
     def __init__(self, proto: onnx.ModelProto, backend_name: str | None):
-        self.proto = proto
+        self.proto = _upgraded(proto)
         self.backend = mlf.backends.new(backend_name)
         initializers = {t.name for t in proto.graph.initializer}
         self.input_names = [i.name for i in proto.graph.input if i.name not in initializers]
@@ -88,6 +90,17 @@ class MlframeworkRep(BackendRep):
         return G.Exec(self.backend, self._import(arrays, bound), name=_name(self.proto))
 
 
+def _upgraded(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A model of an opset below MIN_OPSET converted to MIN_OPSET by onnx's version
+    converter (as the importer's error suggests); the model itself when it fails."""
+    if opset_of(proto) >= MIN_OPSET:
+        return proto
+    try:
+        return onnx.version_converter.convert_version(proto, MIN_OPSET)
+    except Exception:  # noqa: BLE001 - the converter raises many kinds; import then explains
+        return proto
+
+
 def _name(proto) -> str:
     return "".join(c if c.isalnum() else "_" for c in (proto.graph.name or "onnx"))
 
@@ -135,6 +148,15 @@ class MlframeworkBackend(Backend):
     @classmethod
     def supports_device(cls, device: str) -> bool:
         return str(device).upper().startswith("CPU")
+
+
+def on(name: str) -> type[MlframeworkBackend]:
+    """The Backend class running on mlframework backend `name` ("xla", "c") whatever
+    `backend=` its callers pass: what `onnx.backend.test.BackendTest` takes."""
+    def prepare(cls, model, device: str = "CPU", backend=None, **kwargs):
+        return MlframeworkBackend.prepare.__func__(cls, model, device, name)
+    return type(f"MlframeworkBackend_{name}", (MlframeworkBackend,),
+                {"prepare": classmethod(prepare)})
 
 
 prepare = MlframeworkBackend.prepare

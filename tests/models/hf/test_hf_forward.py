@@ -23,11 +23,20 @@ def _ids(batch=2, seq=9, seed=0):
 def test_decoder_logits_match_transformers(backend, hf_root, name):
     path = hc.checkpoint(hf_root, name)
     ids = _ids()
-    logits = hf.load(path, backend=backend)(ids).numpy()
+    model = hf.load(path, backend=backend)
+    logits = model(ids).numpy()
     with torch.no_grad():
         ref = hc.reference(path)(torch.from_numpy(ids)).logits.numpy()
     assert logits.shape == (2, 9, hc.VOCAB)
     np.testing.assert_allclose(logits, ref, **TOL)
+    _assert_reads_only_checkpoint_tensors(model)
+
+
+def _assert_reads_only_checkpoint_tensors(model):
+    """The trace created no variable of its own (a bias the checkpoint lacks, say Qwen2's
+    output projection's, would have been created as zeros and gone unnoticed)."""
+    names = {v.name for v in model.ctx.variables()}
+    assert names == {p.variable for p in model.params}, names ^ {p.variable for p in model.params}
 
 
 @pytest.mark.parametrize("name", ["bert", "bert-sharded-f16"])
@@ -44,6 +53,7 @@ def test_encoder_hidden_states_match_transformers(backend, hf_root, name):
         ref = hc.reference(path)(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
                                  token_type_ids=torch.from_numpy(types))
     np.testing.assert_allclose(hidden, ref.last_hidden_state.numpy(), **TOL)
+    _assert_reads_only_checkpoint_tensors(enc)
     if enc.config.pooler:
         pooled = enc.pooled(ids, attention_mask=mask, token_type_ids=types).numpy()
         np.testing.assert_allclose(pooled, ref.pooler_output.numpy(), **TOL)

@@ -21,6 +21,8 @@ Row fields:
            `{S}` the source tag and `{T}` the target tag. The functions live in
            `runtime_c/mlf_runtime.h`.
   diff     whether the op has a gradient rule (else it is treated as constant).
+
+`DIFFERENCES` lists where a backend deliberately departs from XLA, and why.
 """
 from __future__ import annotations
 
@@ -187,8 +189,10 @@ OPS: tuple[OpDef, ...] = (
                  ("scatter_dims_to_operand_dims", "ints"))),
 
     # Reductions.
-    reduce("reduce_sum", "Sum over `axes` (all if None).", "_reduce(x, 0, lax.add, axes)"),
-    reduce("reduce_prod", "Product over `axes` (all if None).", "_reduce(x, 1, lax.mul, axes)"),
+    reduce("reduce_sum", "Sum over `axes` (all if None); float16 and bfloat16 accumulate in "
+           "float32 and round once, as jax.numpy.sum.", "_reduce(x, 0, lax.add, axes)"),
+    reduce("reduce_prod", "Product over `axes` (all if None); float16 and bfloat16 accumulate "
+           "in float32, as jax.numpy.prod.", "_reduce(x, 1, lax.mul, axes)"),
     reduce("reduce_max", "Maximum over `axes` (all if None).",
            "_reduce(x, _lowest(x.dtype), lax.max, axes)"),
     reduce("reduce_min", "Minimum over `axes` (all if None).",
@@ -255,3 +259,45 @@ OPS: tuple[OpDef, ...] = (
 
 BY_NAME = {op.name: op for op in OPS}
 GROUPS = tuple(dict.fromkeys(op.group for op in OPS))
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A deliberate difference from XLA: where it applies and why it is kept."""
+
+    backends: tuple[str, ...]
+    what: str
+    reason: str
+
+
+# The one table of deliberate differences from XLA's semantics, by name. docs/ops.md states it
+# ("Differences from XLA") and tests/graph/differential.py applies each entry by name.
+DIFFERENCES = {
+    "subnormals": Difference(
+        ("c",),
+        "The c backend keeps IEEE subnormal numbers; XLA on CPU flushes them to zero "
+        "(inputs and results, FTZ/DAZ). The tests check the c backend against IEEE "
+        "arithmetic (NumPy in float64) wherever an input or a result is subnormal.",
+        "Flushing needs the floating-point control register set on every thread that runs a "
+        "kernel, which a library (and an exported C model called from the user's threads) "
+        "must not change behind its caller's back; wasm32 has no flush mode at all."),
+    "approximations": Difference(
+        ("c",),
+        "Transcendental functions (exp, log, tanh, erf, erfc, pow, ...) are not bit-exact "
+        "with XLA's: the c backend uses libm in float64 and 1-3 ulp polynomials in float32, "
+        "XLA its own approximations, which are further from the correctly rounded result in "
+        "places (float64 log1p by 50 ulps, float64 tanh near +-1, float16 logistic by 2 "
+        "ulps). The tests accept a result within a few ulps of XLA's or within 2 ulps of "
+        "NumPy's float64 evaluation; composites and programs compare within a tolerance.",
+        "Bit-exactness with one compiler's approximations would mean reproducing XLA's "
+        "polynomials in C and losing accuracy where they are worse."),
+    "fused multiply-add": Difference(
+        ("c",),
+        "gcc contracts a float32/float64 product feeding a sum into one fused multiply-add "
+        "(one rounding instead of XLA's two), so such chains may differ from XLA by an ulp; "
+        "float16/bfloat16 results round after every op and are not contracted. The tests "
+        "compare float32/float64 chains within 4 ulps.",
+        "It is gcc's default (-ffp-contract=fast), which the GEMM and convolution "
+        "micro-kernels rely on for their multiply-adds; turning it off for the elementwise "
+        "kernels alone is not done yet."),
+}

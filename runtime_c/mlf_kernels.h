@@ -5,6 +5,8 @@
 #define MLF_KERNELS_H
 
 static inline int64_t mlf_clamp_index(int64_t i, int64_t hi) { return i < 0 ? 0 : (i > hi ? hi : i); }
+/* An unsigned index (uint64 of 2**63 and above included) clamped into [0, hi]. */
+static inline int64_t mlf_clamp_uindex(uint64_t i, int64_t hi) { return i > (uint64_t)hi ? hi : (int64_t)i; }
 /* A dynamic_slice start: negative counts from the end (as jax), then clamped into [0, hi]. */
 static inline int64_t mlf_start_index(int64_t i, int64_t dim, int64_t hi) {
   return mlf_clamp_index(i < 0 ? i + dim : i, hi);
@@ -37,6 +39,16 @@ static inline void mlf_rng_bits(const uint32_t* key, uint32_t* MLF_RESTRICT out,
     mlf_threefry2x32(key[0], key[1], &x0, &x1);
     out[i] = x0 ^ x1;
   }
+}
+
+/* XLA's total order of floats as integers: -NaN < -inf < ... < -0.0 < +0.0 < ... < NaN. */
+static inline int64_t mlf_total_order_f32(float x) {
+  int32_t b; memcpy(&b, &x, 4);
+  return b < 0 ? -(int64_t)(b & 0x7fffffff) - 1 : (int64_t)b;
+}
+static inline int64_t mlf_total_order_f64(double x) {
+  int64_t b; memcpy(&b, &x, 8);
+  return b < 0 ? -(b & INT64_MAX) - 1 : b;
 }
 
 /* ---- stable argsort: bottom-up merge sort of indices by keys ---------------------

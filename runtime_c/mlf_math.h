@@ -2,7 +2,7 @@
  *
  * Branch-free (ternaries, memcpy bit casts), so gcc -O3 vectorizes loops that
  * call them; accurate to about 1-3 ulp without -ffast-math. Coefficients are
- * Cephes'. float64 uses libm, except erf_inv, which libm lacks.
+ * Cephes'. float64 uses libm, except erf_inv, which libm lacks; erfc is libm's.
  */
 #ifndef MLF_MATH_H
 #define MLF_MATH_H
@@ -68,15 +68,22 @@ static inline float mlf_tanh_f32(float x) {
   p = p * z - 5.37397155531e-2f;
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
-  float small = p * z * x + x;
+  float small = copysignf(p * z * x + x, x); /* tanh(-0) = -0 */
   float big = 1.0f - 2.0f / (mlf_exp_f32(2.0f * (a < 10.0f ? a : 10.0f)) + 1.0f);
   big = x < 0.0f ? -big : big;
   return a < 0.625f ? small : (x != x ? x : big);
 }
 static inline double mlf_tanh_f64(double x) { return tanh(x); }
 
-static inline float mlf_logistic_f32(float x) { return 1.0f / (1.0f + mlf_exp_f32(-x)); }
-static inline double mlf_logistic_f64(double x) { return 1.0 / (1.0 + exp(-x)); }
+/* logistic: e / (1 + e) with e = e**-|x| below 0, so the tail stays subnormal, not 0 */
+static inline float mlf_logistic_f32(float x) {
+  float e = mlf_exp_f32(-fabsf(x));
+  return x < 0.0f ? e / (1.0f + e) : 1.0f / (1.0f + e);
+}
+static inline double mlf_logistic_f64(double x) {
+  double e = exp(-fabs(x));
+  return x < 0.0 ? e / (1.0 + e) : 1.0 / (1.0 + e);
+}
 
 /* erf: |x| < 0.875: x * p(x^2) (degree 6); 0.875 <= |x| < 3.92: 1 - e**-x^2 * r(s), r a
  * degree-11 fit of erfc(x) * e**(x^2) in s = (2|x| - 4.875) / 3.125; above: +-1. Both
@@ -106,12 +113,19 @@ static inline float mlf_erf_f32(float x) {
   r = r * s + 2.155524655e-01f;
   float big = 1.0f - mlf_exp_f32(-z) * r;
   float y = a < 0.875f ? small : (a < 3.92f ? big : 1.0f);
-  y = x < 0.0f ? -y : y;
+  y = copysignf(y, x); /* erf(-0) = -0 */
   return x != x ? x : y;
 }
 static inline double mlf_erf_f64(double x) { return erf(x); }
 
-/* erf_inv: Giles' approximation, then Newton steps on erf in double. */
+/* erfc: libm's (its tail, e**-x^2 small, is where 1 - erf(x) would lose every digit). */
+static inline float mlf_erfc_f32(float x) { return erfcf(x); }
+static inline double mlf_erfc_f64(double x) { return erfc(x); }
+
+/* erf_inv: Giles' approximation, then Newton steps in double: on erf(y) = x for
+ * |x| < 0.5, on log(erfc(y)) = log(1 - x) above (1 - x is exact there, so the steps keep
+ * their precision up to 1 - 2**-53, where erf(y) - x would cancel; the log makes the
+ * tail nearly linear, so Newton converges from Giles' guess there too). */
 static inline double mlf_erf_inv_guess(double x) {
   double w = -log((1.0 - x) * (1.0 + x)), p;
   if (w < 5.0) {
@@ -130,12 +144,18 @@ static inline double mlf_erf_inv_guess(double x) {
 static inline double mlf_erf_inv_f64(double x) {
   if (x != x || x < -1.0 || x > 1.0) return NAN;
   if (x == 1.0 || x == -1.0) return x * INFINITY;
-  double y = mlf_erf_inv_guess(x);
-  for (int i = 0; i < 2; i++) {
+  double a = fabs(x), y = fabs(mlf_erf_inv_guess(x)), tail = log(1.0 - a);
+  for (int i = 0; i < 4; i++) {
     double d = 1.1283791670955126 * exp(-y * y);
-    if (d > 0) y -= (erf(y) - x) / d;
+    if (!(d > 0)) break;
+    if (a < 0.5) {
+      y -= (erf(y) - a) / d;
+    } else {
+      double e = erfc(y);
+      y += (log(e) - tail) * e / d;
+    }
   }
-  return y;
+  return copysign(y, x);
 }
 static inline float mlf_erf_inv_f32(float x) { return (float)mlf_erf_inv_f64((double)x); }
 

@@ -80,6 +80,11 @@ static inline uint16_t mlf_store_bf16(float f) {  /* round to nearest even; NaN 
   return (uint16_t)(u >> 16);
 }
 
+/* A float rounded to the half type and back: what a float16/bfloat16 op yields, so a
+ * fused chain rounds after every op as XLA does. */
+#define MLF_NARROW_F16(x) mlf_load_f16(mlf_store_f16(x))
+#define MLF_NARROW_BF16(x) mlf_load_bf16(mlf_store_bf16(x))
+
 #if defined(__FLT16_MAX__)
 static inline float mlf_load_f16(uint16_t h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
 static inline uint16_t mlf_store_f16(float x) { _Float16 f = (_Float16)x; uint16_t h; memcpy(&h, &f, 2); return h; }
@@ -137,8 +142,11 @@ MLF_DEFINE_UNSIGNED(b8, uint8_t)
 #define MLF_DEFINE_FLOAT(tag, T, SUF) \
   static inline T mlf_div_##tag(T x, T y) { return x / y; } \
   static inline T mlf_rem_##tag(T x, T y) { return fmod##SUF(x, y); } \
-  static inline T mlf_max_##tag(T x, T y) { return x != x ? x : (x > y ? x : y); } \
-  static inline T mlf_min_##tag(T x, T y) { return x != x ? x : (x < y ? x : y); } \
+  /* NaN if either is NaN; +0.0 is above -0.0 (as XLA) */ \
+  static inline T mlf_max_##tag(T x, T y) { \
+    return (x != x || y != y) ? x + y : (x > y ? x : (x < y ? y : (signbit(x) ? y : x))); } \
+  static inline T mlf_min_##tag(T x, T y) { \
+    return (x != x || y != y) ? x + y : (x < y ? x : (x > y ? y : (signbit(x) ? x : y))); } \
   static inline T mlf_abs_##tag(T x) { return fabs##SUF(x); } \
   static inline T mlf_neg_##tag(T x) { return -x; } \
   static inline T mlf_sign_##tag(T x) { return x > 0 ? (T)1 : (x < 0 ? (T)-1 : x); } \
@@ -152,7 +160,11 @@ MLF_DEFINE_UNSIGNED(b8, uint8_t)
   static inline T mlf_cos_##tag(T x) { return cos##SUF(x); } \
   static inline T mlf_expm1_##tag(T x) { return expm1##SUF(x); } \
   static inline T mlf_log1p_##tag(T x) { return log1p##SUF(x); } \
-  static inline T mlf_pow_##tag(T x, T y) { return pow##SUF(x, y); } \
+  /* pow, also where gcc's vectorizer turns pow(x, 0.5) into sqrt(x): -0 and -inf keep \
+   * pow's +0 and +inf. */ \
+  static inline T mlf_pow_##tag(T x, T y) { \
+    T r = pow##SUF(x, y); \
+    return y == (T)0.5 ? (x == 0 ? (T)0 : (x == -(T)INFINITY ? (T)INFINITY : r)) : r; } \
   static inline T mlf_atan2_##tag(T x, T y) { return atan2##SUF(x, y); }
 MLF_DEFINE_FLOAT(f32, float, f)
 MLF_DEFINE_FLOAT(f64, double, )

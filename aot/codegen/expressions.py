@@ -15,6 +15,9 @@ from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import C_EXPRESSIONS, Op
 
 _ARG_NAMES = {Op.SELECT: ("pred", "on_true", "on_false")}
+# Ops whose float result is already a value of a half operand's type (no rounding needed).
+_EXACT_IN_HALF = frozenset({Op.NEG, Op.ABS, Op.SIGN, Op.MAX, Op.MIN, Op.SELECT, Op.FLOOR,
+                            Op.CEIL, Op.ROUND, Op.STOP_GRADIENT})
 
 
 class Evaluator(Walker):
@@ -32,7 +35,11 @@ class Evaluator(Walker):
         fields = dict(zip(names, args), T=tag)
         if v.op is Op.CONVERT:
             fields.update(S=ct.TAG[ins[0].dtype], T=ct.TAG[v.dtype])
-        return ct.narrow(v.dtype, C_EXPRESSIONS[v.op].format(**fields))
+        expr = C_EXPRESSIONS[v.op].format(**fields)
+        exact = v.op in _EXACT_IN_HALF or v.op is Op.CONVERT and ins[0].dtype in ct.HALF
+        if v.dtype in ct.HALF and not exact:  # round after every op, as XLA: no float32
+            return f"MLF_NARROW_{ct.HALF[v.dtype].upper()}({expr})"  # intermediates
+        return ct.narrow(v.dtype, expr)
 
     def declare(self, v, name: str, expr: str) -> str:
         return f"const {ct.compute(v.dtype)} {name} = {expr};"

@@ -207,7 +207,7 @@ def rowwise(program: Program, k: Kernel) -> list[str]:
             lambda merge, kw=kw: Evaluator(program, {**row_ext, **col_ext}, merge=merge, **kw),
             axes, build, 0)
         stores = [f"({t})[{at}] = {ct.store(v.dtype, val)};" for t in targets]
-        body += loops(nest, ev.lines + stores) if nest else ev.lines + stores
+        body += loops(nest, ev.lines + stores)
     nest = [(f"r{a}", d, "") for a, d in enumerate(dims[:nrow]) if d != 1]
     if nest and math.prod(dims) >= PARALLEL_MIN:
         nest[0] = (nest[0][0], nest[0][1], "MLF_OMP(omp parallel for schedule(static))")

@@ -16,7 +16,13 @@ PARALLEL_MIN = 65536  # elements; below this a loop is not worth an OpenMP fork 
 
 
 def loops(nest, body) -> list[str]:
-    """Lines of a loop nest; `nest` is [(var, extent, pragma or "")] outermost first."""
+    """Lines of a loop nest; `nest` is [(var, extent, pragma or "")] outermost first.
+
+    An empty nest is a block, so the body's names stay local as a loop body's do (a
+    row-wise kernel whose rows have one element renders each stage this way).
+    """
+    if not nest:
+        return ["{"] + ["  " + line for line in body] + ["}"]
     return environment().get_template("loops.c.j2").render(loops=nest, body=body) \
         .strip("\n").split("\n")
 

@@ -68,7 +68,9 @@ def _gather(program, v):
         off = ix.const(0) if d not in window else out[a["offset_dims"][window.index(d)]]
         if d in a["start_index_map"]:
             j = a["start_index_map"].index(d)
-            lines.append(f"const int64_t s{d} = mlf_clamp_index((int64_t)b{ind.id}[base + {j}], "
+            clamp = "mlf_clamp_uindex((uint64_t)" if ind.dtype.is_unsigned else \
+                "mlf_clamp_index((int64_t)"  # unsigned: 2**63 and above clamp high, as XLA
+            lines.append(f"const int64_t s{d} = {clamp}b{ind.id}[base + {j}], "
                          f"{x.shape[d] - a['slice_sizes'][d]});")
             off = ix.add(ix.opaque(f"s{d}"), off)
         x_index.append(off)
@@ -141,7 +143,8 @@ def _cumsum(program, v):
     outer, n, inner = _split(x.shape, v.attrs["axis"])
     i = f"({n - 1} - i)" if v.attrs["reverse"] else "i"
     at = f"(o * {n} + {i}) * {inner} + j"
-    body = [f"{ct.compute(v.dtype)} acc = 0;",
+    zero = "-0.0" if v.dtype.is_float else "0"  # -0.0 + x == x for every x, -0.0 too
+    body = [f"{ct.compute(v.dtype)} acc = {zero};",
             f"for (long i = 0; i < {n}; i++) {{",
             f"  acc = {ct.narrow(v.dtype, 'acc + ' + ct.load(x.dtype, f'b{x.id}', at))};",
             f"  b{v.id}[{at}] = {ct.store(v.dtype, 'acc')};", "}"]
@@ -155,10 +158,13 @@ def _sort(program, v):
     ctype, tag = ct.compute(x.dtype), ct.TAG[x.dtype]
     desc = 1 if v.attrs["descending"] else 0
     at = f"(o * {n} + i) * {inner} + j"
+    key = ct.load(x.dtype, f"b{x.id}", at)
+    if v.attrs.get("total_order") and x.dtype.is_float:  # -NaN < -inf < ... < -0 < +0 < NaN
+        ctype, tag, key = "int64_t", "i64", f"mlf_total_order_{ct.TAG[x.dtype]}({key})"
     lines = [f"{ctype}* keys = ({ctype}*)scratch;",
              f"int64_t* idx = (int64_t*)(scratch + {8 * n});",
              f"int64_t* tmp = (int64_t*)(scratch + {16 * n});"]
-    body = [f"for (long i = 0; i < {n}; i++) keys[i] = {ct.load(x.dtype, f'b{x.id}', at)};"]
+    body = [f"for (long i = 0; i < {n}; i++) keys[i] = {key};"]
     if v.op is Op.ARGSORT:
         body.append(f"mlf_argsort_{tag}(keys, {n}, idx, tmp, {desc});")
         body.append(f"for (long i = 0; i < {n}; i++) b{v.id}[{at}] = "
@@ -207,12 +213,12 @@ def _select_and_scatter_add(program, v):
     flat = ix.flatten(pos, x.shape).c()
     win = [(f"w{d}", w) for d, w in enumerate(v.attrs["window_dimensions"])]
     val = ct.load(x.dtype, f"b{x.id}", flat)
-    nan = " || (val != val && best == best)" if x.dtype.is_float else ""
+    # XLA's select with `>=`: the kept position moves on unless best >= val, so with a NaN
+    # on either side it moves (the last NaN, or the value after one, wins).
     body = [f"{ctype} best = 0;", "long at = -1;"]
     body += nest(win, [f"if ({' && '.join(conds)}) {{",
                        f"  const {ctype} val = {val};",
-                       f"  if (at < 0 || (best == best && val > best){nan}) "
-                       f"{{ best = val; at = {flat}; }}",
+                       f"  if (at < 0 || !(best >= val)) {{ best = val; at = {flat}; }}",
                        "}"])
     add = ct.load(v.dtype, f"b{v.id}", "at") + " + " + ct.load(src.dtype, f"b{src.id}",
                                                              ix.flatten(s, src.shape).c())

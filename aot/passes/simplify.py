@@ -17,13 +17,13 @@ from mlframework.graph.gen_optypes import Op
 
 FOLD_MAX_ELEMENTS = 4096  # larger constants are not created by folding
 
-_FOLDERS = {
+_FOLDERS = {  # max(+0.0, -0.0) is +0.0 and min -0.0, as XLA (NumPy returns the first)
     Op.ADD: lambda x, y, **_: x + y,  # exact in the operands' dtype (NumPy wraps ints too)
     Op.SUB: lambda x, y, **_: x - y,
     Op.MUL: lambda x, y, **_: x * y,
     Op.NEG: lambda x, **_: -x,
-    Op.MAX: lambda x, y, **_: np.maximum(x, y),
-    Op.MIN: lambda x, y, **_: np.minimum(x, y),
+    Op.MAX: lambda x, y, **_: np.where(x == y, np.where(np.signbit(x), y, x), np.maximum(x, y)),
+    Op.MIN: lambda x, y, **_: np.where(x == y, np.where(np.signbit(x), x, y), np.minimum(x, y)),
     Op.EQ: lambda x, y, **_: x == y,
     Op.NE: lambda x, y, **_: x != y,
     Op.LT: lambda x, y, **_: x < y,

@@ -34,7 +34,8 @@ MOVEMENT_FUSIBLE = frozenset({Op.BROADCAST_IN_DIM, Op.RESHAPE, Op.TRANSPOSE, Op.
 ELEMENTWISE = OpGroup.UNARY | OpGroup.BINARY | OpGroup.COMPARE | OpGroup.SELECT | OpGroup.CONVERT
 FUSIBLE = ELEMENTWISE | MOVEMENT_FUSIBLE
 EXPENSIVE = frozenset({Op.EXP, Op.EXPM1, Op.LOG, Op.LOG1P, Op.TANH, Op.LOGISTIC, Op.SIN, Op.COS,
-                       Op.ERF, Op.ERF_INV, Op.POW, Op.ATAN2, Op.SQRT, Op.RSQRT, Op.DIV, Op.REM})
+                       Op.ERF, Op.ERFC, Op.ERF_INV, Op.POW, Op.ATAN2, Op.SQRT, Op.RSQRT, Op.DIV,
+                       Op.REM})
 
 
 class NotFusible(Exception):

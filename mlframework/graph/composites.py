@@ -159,9 +159,14 @@ def silu(x) -> Node:
 
 
 def softplus(x) -> Node:
-    """log(1 + exp(x)), stable for large |x|."""
+    """log(1 + exp(x)), stable for large |x|: x + log1p(exp(-x)) above 0, else
+    log1p(exp(x)) (jax.nn.softplus's values); the gradient is sigmoid(x) everywhere (0.5
+    at 0, as JAX), each branch reading a clamped input so the other's gradient is finite."""
     x = as_node(x)
-    return ops.max(x, 0) + ops.log1p(ops.exp(-ops.abs(x)))
+    positive = x > 0
+    above = where(positive, x, 0)
+    below = where(positive, 0, x)
+    return where(positive, above + ops.log1p(ops.exp(-above)), ops.log1p(ops.exp(below)))
 
 
 def gelu(x, approximate: bool = False) -> Node:

@@ -524,7 +524,7 @@ def scatter_set(x, indices, updates, update_window_dims, inserted_window_dims, s
 
 
 def reduce_sum(x, axes=None, keepdims=False) -> Node:
-    """Sum over `axes` (all if None).
+    """Sum over `axes` (all if None); float16 and bfloat16 accumulate in float32 and round once, as jax.numpy.sum.
 
     Accepts integer and float dtypes. Attributes: `axes` (axes).
     """
@@ -535,7 +535,7 @@ def reduce_sum(x, axes=None, keepdims=False) -> Node:
 
 
 def reduce_prod(x, axes=None, keepdims=False) -> Node:
-    """Product over `axes` (all if None).
+    """Product over `axes` (all if None); float16 and bfloat16 accumulate in float32, as jax.numpy.prod.
 
     Accepts integer and float dtypes. Attributes: `axes` (axes).
     """

@@ -163,7 +163,7 @@ def input_cotangents(node, g, wants):
 
 
 RULES = {
-    Op.ABS: lambda n, g: (where(_x(n) >= 0, g, -g),),  # 1 at 0 (and -0.0), as JAX
+    Op.ABS: lambda n, g: (where(_x(n) >= 0, g, 0 - g),),  # 1 at 0 and -0.0; +0 zeros: JAX
     Op.NEG: lambda n, g: (-g,),
     Op.EXP: lambda n, g: (g * n,),
     Op.EXPM1: lambda n, g: (g * (n + 1),),

@@ -147,7 +147,7 @@ def _select_cases(rng, dtype):
                  (pred, values, np.roll(values, 3)), EXACT, np.where),
             Case(f"select({dtype}[3, 0, 1])", G.select, lax.select, (p, t, f)),
             Case(f"select({dtype}[])", G.select, lax.select, (np.bool_(True), values[3],
-                                                              values[4]))]
+                                                              values[1]))]
 
 
 @pytest.mark.parametrize("dtype", ALL, ids=[d.name for d in ALL])

@@ -1,7 +1,10 @@
 """XlaBackend: lowers a Graph to one jitted jax function.
 
 64-bit types stay 64-bit: the backend turns on `jax_enable_x64` for the
-process, so float64 and int64 are never silently narrowed.
+process, so float64 and int64 are never silently narrowed. float16 and bfloat16
+round after every op, as op-by-op XLA does: the jitted function is compiled without
+XLA's excess precision (which would keep float32 between the ops of a fusion, so
+that results depend on how XLA fuses).
 """
 from __future__ import annotations
 
@@ -18,12 +21,16 @@ jax.config.update("jax_enable_x64", True)
 from mlframework.backends.xla.gen_lowering import LOWERINGS  # noqa: E402  after x64 is set
 
 
+COMPILER_OPTIONS = {"xla_allow_excess_precision": False}
+
+
 class XlaExecutable(Executable):
     """A graph as one `jax.jit` function over flat arrays."""
 
     def __init__(self, graph: Graph, donate: tuple[int, ...]):
         self.graph = graph
-        self._fn = jax.jit(interpreter(graph), donate_argnums=donate)
+        self._fn = jax.jit(interpreter(graph), donate_argnums=donate,
+                           compiler_options=COMPILER_OPTIONS)
 
     def run(self, buffers: list) -> list:
         return self._fn(*buffers)

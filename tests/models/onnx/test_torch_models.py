@@ -65,3 +65,15 @@ def test_initializers_as_variables_fine_tune_with_the_trainer(onnx_root):
     assert last < 0.5 * first
     changed = [n for n in initial if not np.allclose(ctx.get_variable(n).numpy(), initial[n])]
     assert set(changed) == set(initial)  # every weight and bias was fine-tuned
+
+
+def test_aotc_export_verify_and_inspect_an_onnx_file(onnx_root, tmp_path, capsys):
+    from aot.tools.cli import main
+    path = str(torch_models.model_file(onnx_root, "mlp"))
+    out = str(tmp_path / "mlp")
+    assert main(["export", path, "--input", "x:float32[2,20]", "--name", "mlp", "-o", out]) == 0
+    assert main(["verify", out, "--tolerance", "1e-4"]) == 0
+    report = capsys.readouterr().out
+    assert "max |c - xla|" in report and "max |c - onnxruntime|" in report
+    assert main(["inspect", path, "--input", "x:float32[2,20]"]) == 0
+    assert "mlp.onnx" in capsys.readouterr().out

@@ -91,7 +91,7 @@ def _conv_transpose(node, x, w, b=None):
     return out if b is None else _bias(out, b)
 
 
-def _zero_point(zp, axis_size: int | None, rank: int, axis: int):
+def _zero_point(zp, rank: int, axis: int):
     """A zero point as a value broadcasting against an operand of `rank` (per-row or
     per-column vectors are laid out along `axis`)."""
     zp = as_node(zp)
@@ -105,9 +105,9 @@ def _zero_point(zp, axis_size: int | None, rank: int, axis: int):
 def _mat_mul_integer(node, a, b, a_zp=None, b_zp=None):
     a, b = G.convert(as_node(a), "int32"), G.convert(as_node(b), "int32")
     if a_zp is not None:
-        a = a - G.convert(_zero_point(a_zp, None, a.ndim, a.ndim - 2), "int32")
+        a = a - G.convert(_zero_point(a_zp, a.ndim, a.ndim - 2), "int32")
     if b_zp is not None:
-        b = b - G.convert(_zero_point(b_zp, None, b.ndim, b.ndim - 1), "int32")
+        b = b - G.convert(_zero_point(b_zp, b.ndim, b.ndim - 1), "int32")
     return G.matmul(a, b)
 
 
@@ -116,7 +116,7 @@ def _conv_integer(node, x, w, x_zp=None, w_zp=None):
     if x_zp is not None:
         x = x - G.convert(G.reshape(as_node(x_zp), ()), "float64")
     if w_zp is not None:
-        w = w - G.convert(_zero_point(w_zp, None, w.ndim, 0), "float64")
+        w = w - G.convert(_zero_point(w_zp, w.ndim, 0), "float64")
     return G.convert(_conv(x, w, node), "int32")
 
 

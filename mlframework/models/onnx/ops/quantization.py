@@ -78,14 +78,13 @@ def _dynamic_quantize(node, x):
 
 
 def _qlinear_matmul(node, a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp):
+    """(a - a_zp) @ (b - b_zp) in int32, rescaled by a_scale * b_scale / y_scale and
+    requantized; b's zero point and scale may be per column."""
     a = G.convert(as_node(a), "int32") - G.convert(as_node(a_zp), "int32")
-    b = G.convert(as_node(b), "int32") - G.convert(_per_axis(b_zp, 2, 1)
-                                                   if as_node(b_zp).ndim else as_node(b_zp),
-                                                   "int32")
+    b = G.convert(as_node(b), "int32") - G.convert(_per_axis(b_zp, 2, 1), "int32")
     acc = G.convert(G.matmul(a, b), "float32")
-    b_scale = as_node(b_scale)
-    b_scale = _per_axis(b_scale, 2, 1) if b_scale.ndim else b_scale
-    y = acc * (G.convert(as_node(a_scale), "float32") * G.convert(b_scale, "float32")
+    y = acc * (G.convert(as_node(a_scale), "float32") *
+               G.convert(_per_axis(b_scale, 2, 1), "float32")
                / G.convert(as_node(y_scale), "float32"))
     y_zp = as_node(y_zp)
     return _saturate(G.round(y) + G.convert(y_zp, "float32"), y_zp.dtype)

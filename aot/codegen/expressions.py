@@ -36,7 +36,7 @@ class Evaluator(Walker):
         if v.op is Op.CONVERT:
             fields.update(S=ct.TAG[ins[0].dtype], T=ct.TAG[v.dtype])
         expr = C_EXPRESSIONS[v.op].format(**fields)
-        exact = v.op in _EXACT_IN_HALF or v.op is Op.CONVERT and ins[0].dtype in ct.HALF
+        exact = v.op in _EXACT_IN_HALF or v.op is Op.CONVERT and ins[0].dtype is v.dtype
         if v.dtype in ct.HALF and not exact:  # round after every op, as XLA: no float32
             return f"MLF_NARROW_{ct.HALF[v.dtype].upper()}({expr})"  # intermediates
         return ct.narrow(v.dtype, expr)

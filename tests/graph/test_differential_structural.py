@@ -13,7 +13,7 @@ from differential import (ALL, DTYPE_SETS, EXACT, FLOATS, INTS, NUMERIC, Case, C
                           edge_values, random_values, run_cases)
 from jax import lax
 
-from generators.ops_table import BY_NAME
+from generators.ops_table import BY_NAME, OPS
 import mlframework as mlf
 from mlframework import graph as G
 from mlframework.core.dtypes import as_dtype, finfo_min
@@ -307,3 +307,18 @@ def test_python_ints_beyond_int32_become_int64(backend_name):
     assert G.Exec(backend, lambda x: x * 2)(7).numpy().dtype == np.int32
     with pytest.raises(OverflowError, match="int64"):
         G.Exec(backend, lambda x: x + 1)(2 ** 64 - 1)
+
+
+def test_every_op_of_the_table_is_covered():
+    from test_differential_elementwise import BINARY, UNARY
+
+    rng = np.random.default_rng(0)
+    f32, i32 = np.dtype(np.float32), np.dtype(np.int32)
+    cases = (_movement_cases(rng, f32) + _reduce_cases(rng, f32) + _order_cases(rng, f32)
+             + _indexing_cases(rng, f32, i32) + _window_cases(rng, f32)
+             + _contraction_cases(rng, f32) + _iota_cases(f32)
+             + _reduce_cases(rng, np.dtype(np.bool_)))
+    covered = set(UNARY) | set(BINARY) | {"select", "convert", "rng_bits"}
+    covered |= {c.name.split("(")[0].split(" ")[0] for c in cases}
+    wanted = {op.name for op in OPS if op.group != "SOURCE" or op.name == "iota"}
+    assert wanted <= covered, f"ops without a differential test: {sorted(wanted - covered)}"

@@ -20,17 +20,21 @@ MODEL_KINDS = ("simple", "pytorch-converted", "pytorch-operator")
 
 
 @cache
-def exclusions() -> dict[str, str]:
-    """Test name (without the _cpu suffix) -> the reason it is excluded."""
+def exclusions(backend: str | None = None) -> dict[str, str]:
+    """Test name (without the _cpu suffix) -> the reason it is excluded on `backend`
+    (all backends when None). A line `NAME@BACKEND  reason` excludes on that backend
+    only."""
     out = {}
     for line in EXCLUSIONS.read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         name, _, reason = line.partition(" ")
+        name, _, only = name.partition("@")
         if not reason.strip():
             raise ValueError(f"{EXCLUSIONS.name}: {name} has no reason")
-        out[name] = reason.strip()
+        if backend is None or not only or only == backend:
+            out[name] = reason.strip()
     return out
 
 

@@ -30,7 +30,7 @@ def _suite(name: str) -> dict:
     the excluded ones are expected failures (a stale exclusion fails as an unexpected
     success)."""
     suite = onnx.backend.test.BackendTest(onnx_backend.on(name), __name__)
-    for excluded in conformance.exclusions():
+    for excluded in conformance.exclusions(name):
         suite.xfail(f"^{excluded}_cpu$")
     wanted = {f"{n}_cpu" for n in _selected()}
     classes = {}

@@ -66,11 +66,9 @@ static __attribute__((unused, noinline)) void mlf_conv_tile(int mr, long ncols, 
   }
 }
 
-static __attribute__((unused, noinline)) void mlf_conv2d(long N, long C, long H, long W, long O, long KH,
-                                                 long KW, long ph, long pw, long hp, long wp,
-                                                 long ho, long wo, const float* MLF_RESTRICT x,
-                                                 const float* MLF_RESTRICT w,
-                                                 float* MLF_RESTRICT out, float* MLF_RESTRICT work) {
+MLF_ENTRY void mlf_conv2d(long N, long C, long H, long W, long O, long KH, long KW, long ph,
+    long pw, long hp, long wp, long ho, long wo, const float* MLF_RESTRICT x,
+    const float* MLF_RESTRICT w, float* MLF_RESTRICT out, float* MLF_RESTRICT work) {
   long img = (hp * wp + KW) * C, panels = (O + MLF_NR - 1) / MLF_NR, taps = KH * KW;
   long q = ho * wp, qt = (q + MLF_MR - 1) / MLF_MR, units = N * panels * qt;
   float* MLF_RESTRICT xp = work;

@@ -267,7 +267,7 @@ static inline void mlf_share(long units, long step, long total, long t, long T, 
 }
 
 /* Threads for C = A @ B (1 when the product is too small to pay for a parallel region). */
-static inline int mlf_sgemm_threads(long M, long N, long K, long csa, long csb, const float* work) {
+MLF_ENTRY int mlf_sgemm_threads(long M, long N, long K, long csa, long csb, const float* work) {
   int dot = mlf_sgemm_dot_form(N, K, csa) && work != 0;
   long tiles = (M + MLF_MR - 1) / MLF_MR, panels = (N + MLF_NR - 1) / MLF_NR;
   /* few rows are bound by streaming B: two cores pull it from L2/L3 twice as fast */
@@ -301,10 +301,9 @@ static inline int mlf_sgemm_tiles(long t, long nt, long M, long n16, long K,
  * outside one). Sets [*r0, *r1) to rows of C that are final and owned by this thread
  * alone, so that a fused epilogue can run on them before the region ends; the row
  * ranges of all threads cover C. `work` may be NULL when mlf_sgemm_packs is false. */
-static __attribute__((unused, noinline)) void mlf_sgemm_part(long M, long N, long K, const float* MLF_RESTRICT A,
-                                                     long rsa, long csa, const float* MLF_RESTRICT B,
-                                                     long rsb, long csb, float* MLF_RESTRICT C, long ldc,
-                                                     float* MLF_RESTRICT work, long* r0, long* r1) {
+MLF_ENTRY void mlf_sgemm_part(long M, long N, long K, const float* MLF_RESTRICT A, long rsa,
+    long csa, const float* MLF_RESTRICT B, long rsb, long csb, float* MLF_RESTRICT C, long ldc,
+    float* MLF_RESTRICT work, long* r0, long* r1) {
   long t = mlf_thread_index(), nt = mlf_team_size();
   long lo, hi;
   *r0 = *r1 = 0;
@@ -373,10 +372,9 @@ static __attribute__((unused, noinline)) void mlf_sgemm_part(long M, long N, lon
 }
 
 /* C = A @ B. `work` may be NULL when mlf_sgemm_packs(M, N, K, csb) is false. */
-static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, const float* MLF_RESTRICT A,
-                                                long rsa, long csa, const float* MLF_RESTRICT B,
-                                                long rsb, long csb, float* MLF_RESTRICT C, long ldc,
-                                                float* MLF_RESTRICT work) {
+MLF_ENTRY void mlf_sgemm(long M, long N, long K, const float* MLF_RESTRICT A, long rsa, long csa,
+    const float* MLF_RESTRICT B, long rsb, long csb, float* MLF_RESTRICT C, long ldc,
+    float* MLF_RESTRICT work) {
   int T = mlf_sgemm_threads(M, N, K, csa, csb, work);
   long r0, r1;
   if (T == 1) {  /* no parallel region at all: libgomp's serial team still costs ~1 us */
@@ -390,10 +388,8 @@ static __attribute__((unused, noinline)) void mlf_sgemm(long M, long N, long K, 
 /* C = A @ B with B already in mlf_sgemm_pack_b's layout ([N/64][K][64], zero-padded): constant
  * weights that aot/passes/weight_packing.py packed once at compile time instead of on every call.
  * Same tiles, order of sums and thread split as mlf_sgemm. */
-static __attribute__((unused, noinline)) void mlf_sgemm_panels(long M, long N, long K,
-                                                       const float* MLF_RESTRICT A, long rsa,
-                                                       long csa, const float* MLF_RESTRICT P,
-                                                       float* MLF_RESTRICT C, long ldc) {
+MLF_ENTRY void mlf_sgemm_panels(long M, long N, long K, const float* MLF_RESTRICT A, long rsa,
+    long csa, const float* MLF_RESTRICT P, float* MLF_RESTRICT C, long ldc) {
   if (M == 0 || N == 0) return;
   if (K == 0) {
     for (long i = 0; i < M; i++) memset(C + i * ldc, 0, sizeof(float) * N);

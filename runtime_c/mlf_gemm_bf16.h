@@ -112,9 +112,9 @@ static inline void mlf_bf16p_columns(long M, long N, long K, long j0, long j1,
 }
 
 /* C = A @ W for packed W; `work` may be NULL when M <= 6. */
-static __attribute__((unused, noinline)) void mlf_sgemm_bf16p(
-    long M, long N, long K, const float* MLF_RESTRICT A, long rsa, long csa,
-    const uint16_t* MLF_RESTRICT W, float* MLF_RESTRICT C, long ldc, float* MLF_RESTRICT work) {
+MLF_ENTRY void mlf_sgemm_bf16p(long M, long N, long K, const float* MLF_RESTRICT A, long rsa,
+    long csa, const uint16_t* MLF_RESTRICT W, float* MLF_RESTRICT C, long ldc,
+    float* MLF_RESTRICT work) {
   const long np = (N + MLF_BF16_BLOCK - 1) / MLF_BF16_BLOCK * MLF_BF16_BLOCK;
   if (M == 0 || N == 0) return;
   if (M > MLF_MR) {

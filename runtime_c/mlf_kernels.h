@@ -76,6 +76,8 @@ MLF_DEFINE_ARGSORT(i64, int64_t) MLF_DEFINE_ARGSORT(u8, uint8_t) MLF_DEFINE_ARGS
 MLF_DEFINE_ARGSORT(u32, uint32_t) MLF_DEFINE_ARGSORT(u64, uint64_t) MLF_DEFINE_ARGSORT(b8, uint8_t)
 MLF_DEFINE_ARGSORT(f32, float) MLF_DEFINE_ARGSORT(f64, double)
 
+#ifndef MLF_RUNTIME_LINKED
 #include "mlf_conv.h" /* the direct 2-d convolution */
+#endif
 
 #endif /* MLF_KERNELS_H */

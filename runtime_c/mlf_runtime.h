@@ -20,6 +20,20 @@
 enum { MLF_OK = 0, MLF_ERR_NULL = 1, MLF_ERR_ALIGNMENT = 2, MLF_ERR_WEIGHTS = 3 };
 
 #define MLF_RESTRICT __restrict__
+/* Linkage of a kernel function compiled in a translation unit of its own (the c
+ * backend's parallel build): visible to the entry point's unit, not outside the library. */
+#define MLF_UNIT_KERNEL __attribute__((visibility("hidden")))
+
+/* Linkage of the runtime's large entry points (GEMM, conv; mlf_entries.h lists them).
+ * In a self-contained file they are static. The c backend's parallel build compiles
+ * them once per machine and flags, in the runtime unit (mlf_runtime_unit.c, which
+ * defines MLF_RUNTIME_UNIT), and its kernel units only declare them. */
+#ifdef MLF_RUNTIME_UNIT
+#define MLF_ENTRY __attribute__((visibility("hidden"), noinline))
+#else
+#define MLF_ENTRY static __attribute__((unused, noinline))
+#endif
+
 #define MLF_ALIGN 64
 #define MLF_PARALLEL_MIN_WORK 65536 /* elements (or FLOPs/8) below which a loop stays serial */
 

@@ -60,7 +60,8 @@ def test_wheel_carries_the_templates_and_runtime(wheel):
     for rel in ("aot/templates/c/kernel.c.j2", "aot/templates/c/loops.c.j2",
                 "aot/templates/c/module.c.j2", "aot/templates/c/export/model.h.j2",
                 "aot/templates/c/export/Makefile.j2", "aot/runtime_c/mlf_runtime.h",
-                "aot/runtime_c/mlf_gemm.h", "aot/resources.py", "mlframework/__init__.py"):
+                "aot/runtime_c/mlf_gemm.h", "aot/runtime_c/mlf_runtime_unit.c",
+                "aot/resources.py", "mlframework/__init__.py"):
         assert rel in names, rel
     templates = {p.relative_to(ROOT).as_posix() for p in (ROOT / "templates").rglob("*.j2")}
     assert {f"aot/{t}" for t in templates} <= names

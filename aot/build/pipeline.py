@@ -10,10 +10,12 @@ needs the plan's offsets; build needs the source.
 from __future__ import annotations
 
 import os
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from aot.build.compiler import build
-from aot.codegen.emit import emit_c
+from aot.build.compiler import build_module
+from aot.codegen.emit import emit_module
 from aot.passes.fusion import fuse
 from aot.passes.memory_plan import MemoryPlan, plan_memory
 from aot.passes.simplify import simplify
@@ -31,23 +33,42 @@ class Compiled:
     plan: MemoryPlan
     source: str
     lib: object
+    timings: dict[str, float]  # seconds: the trace (if given), each pass, each gcc unit
 
 
-def compile_program(program: Program, build_lib: bool = True) -> Compiled:
-    """Runs every pass; `AOTC_DUMP=name[,name]` prints the result of those passes."""
+def compile_program(program: Program, build_lib: bool = True,
+                    timings: dict[str, float] | None = None) -> Compiled:
+    """Runs every pass; `AOTC_DUMP=name[,name]` prints the result of those passes, and
+    `AOTC_DUMP=timing` the seconds each pass and each gcc unit took (`Compiled.timings`,
+    after the entries given in `timings`, such as the trace's)."""
     dump = set(filter(None, os.environ.get("AOTC_DUMP", "").split(",")))
-    program = simplify(program)                  # program -> program
+    timings = dict(timings or {})
+    with _timed(timings, "simplify"):
+        program = simplify(program)              # program -> program
     _dump(dump, "simplify", program)
-    program = pack_weights(program)              # program -> program (constant weights)
+    with _timed(timings, "pack_weights"):
+        program = pack_weights(program)          # program -> program (constant weights)
     _dump(dump, "pack_weights", program)
-    kernels = fuse(program)                      # program -> kernels
+    with _timed(timings, "fuse"):
+        kernels = fuse(program)                  # program -> kernels
     _dump(dump, "fuse", "\n".join(f"{k.name} [{k.kind}]: {k.nodes}" for k in kernels))
-    plan = plan_memory(program, kernels)         # program, kernels -> memory plan
+    with _timed(timings, "plan"):
+        plan = plan_memory(program, kernels)     # program, kernels -> memory plan
     _dump(dump, "plan", plan)
-    source = emit_c(program, kernels, plan)      # program, kernels, plan -> C source
+    with _timed(timings, "emit"):
+        module = emit_module(program, kernels, plan)  # -> C functions and entry point
+        source = module.source()
     _dump(dump, "emit", source)
-    lib = build(source) if build_lib else None   # C source -> cffi library
-    return Compiled(program, kernels, plan, source, lib)
+    lib = build_module(module, timings) if build_lib else None  # C -> cffi library
+    _dump(dump, "timing", "\n".join(f"  {name:<40} {s:8.3f} s" for name, s in timings.items()))
+    return Compiled(program, kernels, plan, source, lib, timings)
+
+
+@contextmanager
+def _timed(timings: dict, name: str):
+    started = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - started
 
 
 def _dump(names, name, value) -> None:

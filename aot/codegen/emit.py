@@ -12,10 +12,13 @@ calls the kernels in order. Shapes are literals.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from aot.codegen import contraction, fused, single_ops
 from aot.codegen import ctypes_table as ct
 from aot.codegen.templates import environment
 from aot.passes.memory_plan import MemoryPlan
+from aot.program.canonical import canonical
 from aot.program.kernel import Kernel
 from aot.program.program import Program
 
@@ -24,13 +27,68 @@ _BODIES = {"pointwise": fused.pointwise, "reduce": fused.reduce, "rowwise": fuse
            "dot": contraction.dot_body, "conv": contraction.conv_body}
 
 
+@dataclass
+class CFunction:
+    """One kernel function, written once however many kernels it serves."""
+
+    name: str
+    kind: str
+    calls: list[int]   # the indices of the kernels it runs as
+    render: object     # render(linkage, annotated) -> its C
+    prototype: str
+
+    def text(self, linkage: str, annotated: bool = True) -> str:
+        """The definition with `linkage` ("static ", or the units' "MLF_UNIT_KERNEL ");
+        annotated: the comment names the calls, the graph nodes and their source lines
+        (else it holds only what the structure decides, so that a unit's text, and its
+        cache entry, is the same in every model that has the function)."""
+        return self.render(linkage, annotated)
+
+
+@dataclass
+class CModule:
+    """The C of a program: its kernel functions (deduplicated) and the entry point.
+
+    `source()` is one translation unit: what `aotc export` writes and what a c backend
+    executable shows as `.source`. `entry_unit()` is the same module with prototypes
+    in place of the kernels, for builds that compile the functions as units of their own.
+    """
+
+    functions: list[CFunction]
+    context: dict  # of templates/c/module.c.j2
+
+    def source(self) -> str:
+        return self._render([f.text("static ") for f in self.functions], linked=False)
+
+    def entry_unit(self) -> str:
+        return self._render([f"MLF_UNIT_KERNEL {f.prototype};" for f in self.functions],
+                            linked=True)
+
+    def unit_source(self, functions: list[CFunction]) -> str:
+        """A translation unit holding `functions` (external, hidden from outside the library)."""
+        return environment().get_template("unit.c.j2").render(functions=functions)
+
+    def _render(self, kernels: list[str], linked: bool) -> str:
+        return environment().get_template("module.c.j2").render(kernels=kernels, linked=linked,
+                                                                **self.context)
+
+
 def emit_c(program: Program, kernels: list[Kernel], plan: MemoryPlan, entry: str = ENTRY,
            public: bool = True) -> str:
     """The C source of `program`: kernels as planned, entry point `entry` (`mlf_run`;
-    `aotc export` names it after the model). `public`: the entry point and
-    `ENTRY_set_threads` are external (what cffi loads); False: `entry` is static and
-    there is no `_set_threads` (the export wraps the entry in its documented API)."""
-    funcs, calls, setup = [], [], []
+    `aotc export` names it after the model); one translation unit. `public`: the entry
+    point and `ENTRY_set_threads` are external (what cffi loads); False: `entry` is
+    static and there is no `_set_threads` (the export wraps the entry in its documented
+    API)."""
+    return emit_module(program, kernels, plan, entry, public).source()
+
+
+def emit_module(program: Program, kernels: list[Kernel], plan: MemoryPlan,
+                entry: str = ENTRY, public: bool = True) -> CModule:
+    """The C of `program` as a `CModule`: each distinct kernel (by the structural key of
+    `aot.program.canonical`) is one function, rendered from its canonical form, and the
+    entry point calls it once per kernel it serves. `public`: as for `emit_c`."""
+    calls, setup = [], []
     names = {}
     for vid, b in plan.buffers.items():
         names[vid] = f"b{vid}"
@@ -48,36 +106,56 @@ def emit_c(program: Program, kernels: list[Kernel], plan: MemoryPlan, entry: str
         if b.kind == "alias":
             t = ct.STORAGE[program.values[vid].dtype]
             setup.append(f"{t}* b{vid} = ({t}*)b{b.base};")
+    distinct: dict[str, tuple] = {}  # key -> (first kernel, its canonical form, calls)
     for t, k in enumerate(kernels):
         if k.kind == "alias":
             continue
-        fname = f"k{t}_{k.name}"
-        scratch = plan.scratch.get(t)
-        params = [f"const {ct.STORAGE[program.values[i].dtype]}* MLF_RESTRICT b{i}"
-                  for i in k.inputs]
-        params += [f"{ct.STORAGE[program.values[o].dtype]}* MLF_RESTRICT b{o}" for o in k.outputs]
+        local, lk, key = canonical(program, k)
+        first = distinct.setdefault(key, (k, local, lk, []))
+        first[3].append(t)
         args = [names[i] for i in k.inputs] + [names[o] for o in k.outputs]
+        scratch = plan.scratch.get(t)
         if scratch is not None:
-            params.append("char* MLF_RESTRICT scratch")
             args.append(f"arena + {scratch.offset}")
-        body = _BODIES[k.kind](program, k) if k.kind in _BODIES else single_ops.body(program, k)
-        funcs.append(environment().get_template("kernel.c.j2").render(
-            title=f"kernel {t}: {k.name} ({k.kind})", reason=k.reason,
-            nodes=[_describe(program.values[n]) for n in k.nodes], fname=fname,
-            params=params or ["void"], body=body))
-        calls.append(f"{fname}({', '.join(args)});")
-    return environment().get_template("module.c.j2").render(
-        name=program.name, kernels=funcs, arena_bytes=plan.arena_bytes,
-        const_bytes=plan.const_bytes, entry=entry, public=public, setup=setup, calls=calls,
-        params=[_type(program.values[p]) for p in program.params],
-        outputs=[_type(program.values[o]) for o in program.outputs])
+        calls.append(f"{_name(k, key)}({', '.join(args)});  /* kernel {t} */")
+    functions = [_function(program, key, *first) for key, first in distinct.items()]
+    context = dict(name=program.name, kernel_count=sum(k.kind != "alias" for k in kernels),
+                   arena_bytes=plan.arena_bytes, const_bytes=plan.const_bytes, entry=entry,
+                   public=public, setup=setup, calls=calls,
+                   params=[_type(program.values[p]) for p in program.params],
+                   outputs=[_type(program.values[o]) for o in program.outputs])
+    return CModule(functions, context)
+
+
+def _name(k: Kernel, key: str) -> str:
+    return f"{k.name}_{key[:8]}"
+
+
+def _function(program: Program, key: str, k: Kernel, local: Program, lk: Kernel,
+              calls: list[int]) -> CFunction:
+    """The function of kernel `k` (run as the kernels `calls`) from its canonical form."""
+    params = [f"const {ct.STORAGE[local.values[i].dtype]}* MLF_RESTRICT b{i}" for i in lk.inputs]
+    params += [f"{ct.STORAGE[local.values[o].dtype]}* MLF_RESTRICT b{o}" for o in lk.outputs]
+    if lk.scratch_bytes:
+        params.append("char* MLF_RESTRICT scratch")
+    body = _BODIES[lk.kind](local, lk) if lk.kind in _BODIES else single_ops.body(local, lk)
+    name = _name(k, key)
+    nodes = [_describe(local.values[n], program.values[o]) for n, o in zip(lk.nodes, k.nodes)]
+
+    def render(linkage: str, annotated: bool) -> str:
+        return environment().get_template("kernel.c.j2").render(
+            title=f"{name} ({k.kind})", reason=k.reason, nodes=nodes, fname=name,
+            params=params or ["void"], body=body, calls=calls, linkage=linkage,
+            annotated=annotated)
+    return CFunction(name, k.kind, calls, render,
+                     f"void {name}({', '.join(params or ['void'])})")
 
 
 def _type(v) -> str:
     return f"{v.dtype.value}[{', '.join(map(str, v.shape))}]"
 
 
-def _describe(v) -> dict:
+def _describe(v, original) -> dict:
     scope = f"{v.scope}/" if v.scope else ""
-    return {"id": v.id, "op": scope + v.op.value, "type": _type(v),
+    return {"id": f"{v.id} (#{original.id})", "op": scope + v.op.value, "type": _type(v),
             "source": v.source.replace("*/", "* /")}

@@ -127,15 +127,17 @@ def listing(program: Program, where=str) -> str:
 
 
 def split_kernels(source: str, count: int) -> list[str]:
-    """The C text of each kernel function in an emitted module, by kernel index."""
-    starts = [(int(m.group(1)), m.start()) for m in
-              re.finditer(r"^/\* kernel (\d+):", source, re.M)]
+    """The C text of each kernel function in an emitted module, by kernel index (a
+    function that serves several kernels appears under each of them)."""
+    starts = [([int(t) for t in m.group(1).split(", ")], m.start()) for m in
+              re.finditer(r"^/\* \w+ \(\w+\): kernels? ([\d, ]+)", source, re.M)]
     end = source.find("/* Runs the graph")
     out = [""] * count
-    for j, (t, s) in enumerate(starts):
+    for j, (calls, s) in enumerate(starts):
         e = starts[j + 1][1] if j + 1 < len(starts) else (end if end > s else len(source))
-        if t < count:
-            out[t] = source[s:e]
+        for t in calls:
+            if t < count:
+                out[t] = source[s:e]
     return out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import inspect
 import math
+import time
 from collections import OrderedDict
 from itertools import repeat
 
@@ -106,6 +107,7 @@ class Exec:
         return self._trace(treedef, specs)[0]
 
     def _trace(self, treedef, specs):
+        started = time.perf_counter()
         graph = Graph(self.name)
         with tracing(graph):
             nodes = [parameter(s) for s in specs]
@@ -113,6 +115,7 @@ class Exec:
             out_leaves, out_tree = pytree.flatten(result)
             graph.outputs = [o if isinstance(o, Node) else const(o) for o in out_leaves]
         graph.in_tree, graph.out_tree = treedef, out_tree
+        graph.trace_seconds = time.perf_counter() - started
         return graph, out_tree
 
     def _compile(self, key, treedef, leaves):

@@ -58,6 +58,7 @@ class Graph:
         # from and of the results the outputs went to; set by `Exec`, None otherwise.
         self.in_tree = None
         self.out_tree = None
+        self.trace_seconds = 0.0  # how long the trace that built it took (set by Exec)
         self._scope: list[str] = []
 
     def __str__(self) -> str:

@@ -206,7 +206,8 @@ class CBackend(Backend):
 
     def compile(self, graph, donate: tuple[int, ...] = ()) -> CExecutable:
         self.check_supported(graph)
-        return CExecutable(graph, compile_program(from_graph(graph)))
+        return CExecutable(graph, compile_program(from_graph(graph),
+                                                  timings={"trace": graph.trace_seconds}))
 
     def to_device(self, array: np.ndarray, spec: Shape):
         array = np.asarray(array)

@@ -17,7 +17,7 @@ import numpy as np
 
 from aot.build import compiler as B
 
-_CALL = re.compile(r"^(\s*)(k\d+_\w+)\((.*)\);$")
+_CALL = re.compile(r"^(\s*)(\w+)\((.*)\);  /\* kernel \d+ \*/$")  # emit_module's calls
 _PRELUDE = """
 #include <time.h>
 static double mlf_prof_ns[4096];
@@ -34,6 +34,8 @@ def timed_source(source: str) -> tuple[str, list[str]]:
     for line in source.split("\n"):
         if line.startswith("int mlf_run("):
             in_run = True
+        if in_run and line.startswith("}"):
+            in_run = False
         m = _CALL.match(line) if in_run else None
         if m:
             ind, name, _ = m.groups()

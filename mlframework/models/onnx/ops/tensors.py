@@ -58,8 +58,8 @@ def _eye_like(node, x):
 
 
 def _cast(x, dtype):
-    if is_const(x):
-        x = as_node(x)
+    if is_const(x):  # a constant stays a constant (shape arithmetic stays foldable)
+        return x != 0 if dtype.value == "bool" else x.astype(dtype.numpy)
     if dtype.value == "bool" and x.dtype.value != "bool":
         return G.ne(x, G.zeros_like(x))
     return G.convert(x, dtype)

@@ -2,55 +2,25 @@
 C driver program generated for an export's header.
 
 Artifacts are built once per test session and shared between pytest-xdist
-workers: each lives in a folder next to the workers' temporary roots, built
-under a file lock and marked done with a `.done` file.
+workers (tests/session_artifacts.py).
 """
 from __future__ import annotations
 
-import fcntl
-import os
-import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+import session_artifacts
+from session_artifacts import cached
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
 def shared_root(tmp_path_factory) -> Path:
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    path = base / "aotc-shared"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def cached(root: Path, name: str, build) -> Path:
-    """root/name, built by `build(path)` once (across xdist workers)."""
-    path = root / name
-    with _locked(path):
-        if not (path / ".done").exists():
-            shutil.rmtree(path, ignore_errors=True)
-            path.mkdir(parents=True)
-            build(path)
-            (path / ".done").touch()
-    return path
+    return session_artifacts.shared_root(tmp_path_factory, "aotc-shared")
 
 
 def train_checkpoint(example: str, path: Path, epochs: int) -> None:

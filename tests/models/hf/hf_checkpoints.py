@@ -8,11 +8,10 @@ not collapse to one repeated token.
 """
 from __future__ import annotations
 
-import fcntl
-import os
-import shutil
-from contextlib import contextmanager
 from pathlib import Path
+
+import session_artifacts
+from session_artifacts import cached
 
 VOCAB = 96
 GPT2 = dict(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64,
@@ -50,34 +49,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def shared_root(tmp_path_factory) -> Path:
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    path = base / "hf-checkpoints"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@contextmanager
-def _locked(path: Path):
-    with open(f"{path}.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def cached(root: Path, name: str, build) -> Path:
-    """root/name, built by `build(path)` once across workers (a `.done` file marks it)."""
-    path = root / name
-    with _locked(path):
-        if not (path / ".done").exists():
-            shutil.rmtree(path, ignore_errors=True)
-            path.mkdir(parents=True)
-            build(path)
-            (path / ".done").touch()
-    return path
+    return session_artifacts.shared_root(tmp_path_factory, "hf-checkpoints")
 
 
 def build(name: str, path: Path) -> None:

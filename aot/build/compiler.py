@@ -6,10 +6,11 @@
 `build_module` is what the c backend runs: the kernel functions go into a few
 units per CPU (each function to the unit its structural key picks), which gcc
 compiles in parallel, each cached as an object file by its own source hash, so
-a model that changes one layer recompiles only the units its new functions fall in. The runtime's GEMM and conv (runtime_c/mlf_entries.h) are
-one more unit, `mlf_runtime_unit.c`, compiled once per runtime and flags and
-linked into every model: compiling the GEMM is most of the cost of a small
-model. cffi then compiles the entry point and links the objects.
+a model that changes one layer recompiles only the units its new functions fall
+in. The runtime's GEMM and conv (runtime_c/mlf_entries.h) are one more unit,
+`mlf_runtime_unit.c`, compiled once per runtime and flags and linked into every
+model: compiling the GEMM is most of the cost of a small model. cffi then
+compiles the entry point and links the objects.
 
 Cache keys hash the source, the runtime headers, the compiler flags and the
 Python/cffi ABI; files live under `$MLF_CACHE_DIR`, else

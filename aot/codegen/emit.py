@@ -12,7 +12,7 @@ calls the kernels in order. Shapes are literals.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aot.codegen import contraction, fused, single_ops
 from aot.codegen import ctypes_table as ct

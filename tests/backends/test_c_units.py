@@ -101,7 +101,8 @@ def test_units_are_cached_on_their_own(tmp_path, monkeypatch):
                            {label: {f.name for f in fs} for label, fs in _units(module)})
     assert "gcc runtime (GEMM, conv)" in runs[0][0]
     deeper, changed = runs[1], runs[2]
-    assert "cached runtime (GEMM, conv)" in deeper[0] and "cached runtime (GEMM, conv)" in changed[0]
+    assert "cached runtime (GEMM, conv)" in deeper[0]
+    assert "cached runtime (GEMM, conv)" in changed[0]
     assert deeper[1] == runs[0][1]
     assert not [k for k in deeper[0] if k.startswith("gcc unit")], deeper[0]
     new = changed[1] - deeper[1]

@@ -80,7 +80,8 @@ def reduce_loop(program, v, x_id, outer_index, inner_dims, extents, ev_kwargs, a
 
     ev, nest, val = merged_nest(make, axes, build, 0)
     lanes = (v.dtype.is_float and v.op in (Op.REDUCE_SUM, Op.REDUCE_MAX, Op.REDUCE_MIN)
-             and len(nest) == 1 and total >= 4 * LANES)
+             and len(nest) == 1 and total >= 4 * LANES
+             and all(lin.opaque is None for lin in ev.seen))  # lanes rename affine indices only
     if not lanes:
         body = ev.lines + [f"{acc} = {reduce_combine(v, acc, val)};"]
         return [f"{ctype} {acc} = {reduce_init(v)};"] + loops(nest, body)

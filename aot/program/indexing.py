@@ -92,7 +92,9 @@ def mod(a: Lin, d: int, extents: dict[str, int]) -> Lin:
         return const(0)
     if a.opaque is None:
         t = tuple((v, k) for v, k in a.terms if k % d)
-        c = a.const % d if a.const >= 0 else a.const
+        # the constant may be reduced mod d where the terms cannot go negative: the sum
+        # then stays >= 0, so C's % (which keeps the sign) agrees with the mathematical one
+        c = a.const % d if a.const >= 0 or _bounds(t, 0, extents)[0] >= 0 else a.const
         lo, hi = _bounds(t, c, extents)
         if 0 <= lo and hi < d:
             return Lin(t, c)

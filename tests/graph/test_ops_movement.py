@@ -88,3 +88,15 @@ def test_pad_with_nan_and_negative_values(run, dtype):
     got = run(lambda x: (G.pad(x, [(1, 1, 1)], float("nan")), G.pad(x, [(1, 0, 0)], -2.5)), x)
     assert_close(got[0], _pad_ref(x, [(1, 1, 1)], np.nan))
     assert_close(got[1], _pad_ref(x, [(1, 0, 0)], -2.5))
+
+
+def test_concatenate_of_a_transposed_reshape(run, rng):
+    """The second part's index is a reshape of an offset index: its flat position mod 24
+    carried a negative constant that C's % kept negative (found by ONNX's Attention
+    tests with a key-value cache)."""
+    past = rng.normal(size=(2, 3, 4, 8)).astype(np.float32)
+    k = rng.normal(size=(2, 6, 24)).astype(np.float32)
+    got = run(lambda p, k: G.concatenate(
+        [p, G.transpose(G.reshape(k, (2, 6, 3, 8)), (0, 2, 1, 3))], 2), past, k)
+    want = np.concatenate([past, k.reshape(2, 6, 3, 8).transpose(0, 2, 1, 3)], 2)
+    np.testing.assert_array_equal(got, want)

@@ -88,3 +88,18 @@ def test_integer_sums_wrap_in_their_dtype(run, dtype):
     x = np.full((300,), 100, dtype)
     got = run(lambda x: G.reduce_sum(x), x)
     assert_close(got, np.sum(x, dtype=dtype))
+
+
+@pytest.mark.parametrize("shape", [(2, 60), (4, 5, 6)])
+def test_mean_of_a_reshape_subtracted_back(run, rng, shape):
+    """A row-wise kernel whose row is read through an index that does not simplify
+    (reshape of a multi-axis input): its reduction's vector lanes must not apply (they
+    all read the same element; found by ONNX's LayerNormalization tests)."""
+    x = rng.normal(size=shape).astype(np.float32)
+
+    def centred(x):
+        r = G.reshape(x, (1, 120))
+        return r - G.reduce_sum(r, axes=[1], keepdims=True) / 120.0
+    r = x.reshape(1, 120)
+    np.testing.assert_allclose(run(centred, x), r - r.sum(1, keepdims=True) / 120,
+                               rtol=1e-5, atol=1e-6)

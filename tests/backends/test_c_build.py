@@ -167,3 +167,27 @@ def test_run_reuses_pointers_and_outputs_only_when_safe():
     assert exe(x).numpy().ctypes.data == address  # dropped: recycled
     np.testing.assert_array_equal(kept, [2, 2, 2])
     np.testing.assert_array_equal(view, [10, 10])
+
+
+def test_donated_arrays_become_outputs_only_when_nobody_holds_them():
+    """A donated input's array is taken by the next call's output of its dtype and shape,
+    unless something still holds it or it does not own its memory."""
+    exe = mlf.backends.new("c").compile(graph_of(lambda v, g: v - 0.5 * g,
+                                                 np.ones(4, np.float32), np.ones(4, np.float32)),
+                                        donate=(0,))
+    g = np.ones(4, np.float32)
+    v = np.full(4, 3.0, np.float32)
+    address = v.ctypes.data
+    out = exe.run([v, g])[0]
+    del v
+    out = exe.run([out, g])[0]
+    assert out.ctypes.data == address and out.tolist() == [2.0] * 4
+    kept = out
+    out = exe.run([kept, g])[0]
+    out = exe.run([out, g])[0]
+    np.testing.assert_array_equal(kept, 2.0)  # still held by the caller: never overwritten
+    assert out.ctypes.data != kept.ctypes.data and out.tolist() == [1.0] * 4
+    base = np.full(8, 4.0, np.float32)
+    out = exe.run([base[:4], g])[0]
+    out = exe.run([out, g])[0]
+    np.testing.assert_array_equal(base, 4.0)  # a view's memory is the caller's

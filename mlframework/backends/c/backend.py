@@ -39,9 +39,15 @@ SUPPORTED = frozenset(FUSIBLE | OpGroup.REDUCE | single_ops.SUPPORTED |
 
 
 class CExecutable(Executable):
-    """A graph compiled to C. `run` takes NumPy arrays and returns NumPy arrays."""
+    """A graph compiled to C. `run` takes NumPy arrays and returns NumPy arrays.
 
-    def __init__(self, graph, compiled):
+    `donate`: parameter positions whose arrays the caller gives up. An output of the same
+    dtype and shape then takes the array donated in the previous call, once nobody else
+    holds it, instead of a fresh one (a train step's new weights land in the last step's
+    old ones: no allocation and no page faults per step).
+    """
+
+    def __init__(self, graph, compiled, donate: tuple[int, ...] = ()):
         import cffi
         self._ffi = cffi.FFI()
         self.graph = graph
@@ -94,12 +100,15 @@ class CExecutable(Executable):
         # once, stay valid for a call with the same arrays.
         self._recycled: list = [None] * len(self._outputs)
         self._held: list = [None] * len(self._params)
+        self._donor = _donors(self._out_plan, self._in_specs, donate)
+        self._donated_inputs = sorted({i for i in self._donor if i is not None})
 
     def run(self, inputs: list) -> list:
         from_buffer = self._ffi.from_buffer
         in_ptrs, out_ptrs, specs, held = self._in_ptrs, self._out_ptrs, self._in_specs, self._held
         keep = list(inputs)
         with self._lock:
+            donated = {i: held[i] for i in self._donated_inputs if held[i] is not None}
             for i, x in enumerate(keep):
                 dtype, shape = specs[i]
                 # dtype identity: NumPy's built-in dtypes are singletons; others take the slow path
@@ -111,16 +120,20 @@ class CExecutable(Executable):
                     in_ptrs[i] = from_buffer(x)
                     held[i] = x
             outs = []
-            recycled = self._recycled
+            recycled, donor = self._recycled, self._donor
             for k, (how, arg) in enumerate(self._out_plan):
                 if how != "new":
                     outs.append(None)
                     continue
                 a = recycled[k]
-                if a is None or sys.getrefcount(a) > 3:  # held elsewhere: a fresh array
-                    a = recycled[k] = np.empty(*arg)
+                if a is None or sys.getrefcount(a) > 3:  # held elsewhere: another array
+                    a = donated.pop(donor[k], None) if donor[k] is not None else None
+                    if a is None or not _unshared(a):
+                        a = np.empty(*arg)
+                    recycled[k] = a
                     out_ptrs[k] = from_buffer(a)
-                outs.append(a)
+                    del a
+                outs.append(recycled[k])
             governor = self._governor
             if governor is None:
                 status = self.compiled.lib.mlf_run(in_ptrs, out_ptrs, self._arena_ptr,
@@ -192,6 +205,27 @@ class _ThreadGovernor:
         self._calls, self._probe = 0, None
 
 
+def _donors(out_plan: list, in_specs: list, donate: tuple[int, ...]) -> list:
+    """For each output, the donated parameter whose array it may take (same dtype and
+    shape, each parameter at most once), or None."""
+    free = [i for i in sorted(set(donate)) if i < len(in_specs)]
+    donors: list = []
+    for how, arg in out_plan:
+        match = next((i for i in free if how == "new" and in_specs[i] == (arg[1], arg[0])),
+                     None)
+        if match is not None:
+            free.remove(match)
+        donors.append(match)
+    return donors
+
+
+def _unshared(a: np.ndarray) -> bool:
+    """Whether `a`, last call's donated input, is referenced only by the caller of this
+    function (its frame and the argument) and owns writable memory: then no one can see
+    it being overwritten. A view, a memory map or an array still held is left alone."""
+    return sys.getrefcount(a) <= 3 and a.flags.owndata and a.flags.writeable
+
+
 def _aligned(nbytes: int) -> np.ndarray:
     raw = np.empty(nbytes + 64, np.uint8)
     start = (-raw.ctypes.data) % 64
@@ -207,7 +241,8 @@ class CBackend(Backend):
     def compile(self, graph, donate: tuple[int, ...] = ()) -> CExecutable:
         self.check_supported(graph)
         return CExecutable(graph, compile_program(from_graph(graph),
-                                                  timings={"trace": graph.trace_seconds}))
+                                                  timings={"trace": graph.trace_seconds}),
+                           donate)
 
     def to_device(self, array: np.ndarray, spec: Shape):
         array = np.asarray(array)

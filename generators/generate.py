@@ -24,14 +24,32 @@ DTYPE_SETS = {"any": "ALL", "numeric": "NUMERIC", "float": "FLOATS", "int": "INT
               "bool": "BOOLS"}
 
 
+# The annotation of an attribute parameter, by the attribute's kind (see graph/attrs.py).
+ATTR_TYPES = {"axis": "int", "axes": "int | Sequence[int]", "perm": "Sequence[int]",
+              "shape": "Sequence[int]", "ints": "Sequence[int]",
+              "pairs": "Sequence[tuple[int, int]]", "triples": "Sequence[tuple[int, int, int]]",
+              "scalar": "float | np.generic", "int": "int", "float": "float", "bool": "bool",
+              "str": "str", "dtype": "DTypeSpec", "array": "np.ndarray"}
+
+
 def _inputs(op: OpDef) -> list[str]:
     return [i.lstrip("*") for i in op.inputs]
+
+
+def _input_params(op: OpDef) -> list[str]:
+    return [f"{i[1:]}: Sequence[Operand]" if i.startswith("*") else f"{i}: Operand"
+            for i in op.inputs]
 
 
 def _attr_params(op: OpDef) -> list[str]:
     params = []
     for attr in op.attrs:
-        params.append(f"{attr[0]}={attr[2]!r}" if len(attr) == 3 else attr[0])
+        kind = ATTR_TYPES[attr[1]]
+        if len(attr) == 3:
+            kind += " | None" if attr[2] is None else ""
+            params.append(f"{attr[0]}: {kind} = {attr[2]!r}")
+        else:
+            params.append(f"{attr[0]}: {kind}")
     return params
 
 
@@ -71,27 +89,30 @@ def _docstring(op: OpDef) -> str:
 
 def _function(op: OpDef) -> str:
     name, enum = op.name, f"Op.{op.name.upper()}"
-    params = [i.lstrip("*") for i in op.inputs] + _attr_params(op)
+    params = _input_params(op) + _attr_params(op)
     if op.group == "REDUCE":
-        params.append("keepdims=False")
+        params.append("keepdims: bool = False")
     body = []
     if op.group in ("BINARY", "COMPARE", "SELECT"):
         args = ", ".join(_inputs(op))
         body.append(f"{args} = broadcast_operands({name!r}, {args})")
     else:
-        for raw in op.inputs:
-            i = raw.lstrip("*")
-            conv = f"as_indices({name!r}, {i})" if raw == "*start_indices" else (
-                f"[as_node(v) for v in {i}]" if raw.startswith("*") else f"as_node({i})")
-            body.append(f"{i} = {conv}")
-    inputs = " + ".join(i.lstrip("*") if i.startswith("*") else f"[{i}]" for i in op.inputs)
-    inputs = inputs or "[]"
+        for i in op.inputs:
+            if not i.startswith("*"):
+                body.append(f"{i} = as_node({i})")
+
+    def listed(raw: str) -> str:  # a list input's nodes, converted where they are listed
+        i = raw.lstrip("*")
+        if raw == "*start_indices":
+            return f"as_indices({name!r}, {i})"
+        return f"[as_node(v) for v in {i}]" if raw.startswith("*") else f"[{i}]"
+    inputs = " + ".join(map(listed, op.inputs))
     if op.attrs:
         attrs = ", ".join(f"{a[0]!r}: {a[0]}" for a in op.attrs)
-        body.append(f"inputs = {inputs}")
+        body.append(f"inputs: list[Node] = {inputs or '[]'}")
         call = f"build({enum}, inputs, normalize({enum}, inputs, {{{attrs}}}))"
     else:
-        call = f"build({enum}, {inputs})"
+        call = f"build({enum}, {inputs or '[]'})"
     if op.group == "REDUCE":
         body.append(f"out = {call}")
         body.append("return keep_reduced_dims(out) if keepdims else out")
@@ -106,11 +127,15 @@ def ops_source() -> str:
     public = [op for op in OPS if op.group != "SOURCE" or op.name == "iota"]
     names = ", ".join(repr(op.name) for op in public)
     head = [HEADER, '"""The primitive op functions, one per row of the op table."""',
+            "from __future__ import annotations", "",
+            "from collections.abc import Sequence", "",
+            "import numpy as np", "",
+            "from mlframework.core.dtypes import DTypeSpec",
             "from mlframework.graph.attrs import normalize",
             "from mlframework.graph.broadcasting import (as_indices, as_node, "
             "broadcast_operands, keep_reduced_dims)",
             "from mlframework.graph.gen_optypes import Op",
-            "from mlframework.graph.graph import Node, build", "",
+            "from mlframework.graph.graph import Node, Operand, build", "",
             f"__all__ = [{names}]", ""]
     return "\n".join(head) + "\n" + "\n\n\n".join(_function(op) for op in public) + "\n"
 

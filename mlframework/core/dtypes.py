@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 import sys
 
+from typing import TypeAlias
+
 import numpy as np
 
 
@@ -63,8 +65,9 @@ class DType(enum.Enum):
 
 
 # bfloat16 joins both tables when _bfloat16() first imports ml_dtypes
-_TO_NUMPY = {d: np.dtype(d.value) for d in DType if d is not DType.BFLOAT16}
-_FROM_NUMPY = {v: k for k, v in _TO_NUMPY.items()}
+_TO_NUMPY: dict[DType, np.dtype] = {d: np.dtype(d.value) for d in DType
+                                     if d is not DType.BFLOAT16}
+_FROM_NUMPY: dict[np.dtype, DType] = {v: k for k, v in _TO_NUMPY.items()}
 
 
 def _bfloat16() -> np.dtype:
@@ -89,7 +92,11 @@ uint8, uint16, uint32, uint64 = DType.UINT8, DType.UINT16, DType.UINT32, DType.U
 float16, bfloat16, float32, float64 = DType.FLOAT16, DType.BFLOAT16, DType.FLOAT32, DType.FLOAT64
 
 
-def as_dtype(value) -> DType:
+DTypeSpec: TypeAlias = "DType | np.dtype | type | str"
+"""What `as_dtype` accepts: a DType, a NumPy dtype or scalar type, or a name."""
+
+
+def as_dtype(value: DTypeSpec) -> DType:
     """Converts a DType, NumPy dtype or type, or dtype name into a `DType`.
 
     Raises:
@@ -111,19 +118,19 @@ def as_dtype(value) -> DType:
     return _FROM_NUMPY[np_dtype]
 
 
-def finfo_min(dtype: DType):
+def finfo_min(dtype: DType) -> np.generic:
     """The lowest value of a dtype (-inf for floats), as a NumPy scalar."""
     if dtype.is_float:
         return dtype.numpy.type(-np.inf)
     if dtype is DType.BOOL:
         return np.bool_(False)
-    return np.iinfo(dtype.numpy).min
+    return dtype.numpy.type(np.iinfo(dtype.numpy).min)
 
 
-def finfo_max(dtype: DType):
+def finfo_max(dtype: DType) -> np.generic:
     """The highest value of a dtype (+inf for floats), as a NumPy scalar."""
     if dtype.is_float:
         return dtype.numpy.type(np.inf)
     if dtype is DType.BOOL:
         return np.bool_(True)
-    return np.iinfo(dtype.numpy).max
+    return dtype.numpy.type(np.iinfo(dtype.numpy).max)

@@ -6,6 +6,7 @@ visited in sorted order, as JAX does, so the structure is deterministic.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 _NODE_TYPES = frozenset({tuple, list, dict, type(None)})
@@ -25,7 +26,7 @@ class TreeDef:
     def __hash__(self) -> int:
         return self._hash
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, TreeDef) and self._hash == other._hash and (
             self.kind, self.children, self.keys) == (other.kind, other.children, other.keys)
 
@@ -56,12 +57,11 @@ def flatten(tree: Any) -> tuple[list, TreeDef]:
     return leaves, _flatten(tree, leaves)
 
 
-def _flatten(tree, leaves: list) -> TreeDef:
-    kind = type(tree)
-    if kind is tuple or kind is list:
-        kind = "tuple" if kind is tuple else "list"
+def _flatten(tree: Any, leaves: list) -> TreeDef:
+    if type(tree) is tuple or type(tree) is list:
+        kind = "tuple" if type(tree) is tuple else "list"
         return TreeDef(kind, tuple(_flatten(t, leaves) for t in tree))
-    if kind is dict:
+    if type(tree) is dict:
         keys = tuple(sorted(tree))
         return TreeDef("dict", tuple(_flatten(tree[k], leaves) for k in keys), keys)
     if tree is None:
@@ -70,7 +70,7 @@ def _flatten(tree, leaves: list) -> TreeDef:
     return LEAF
 
 
-def unflatten(treedef: TreeDef, leaves) -> Any:
+def unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> Any:
     """Rebuilds a pytree of structure `treedef` from `leaves`.
 
     Raises:
@@ -78,14 +78,13 @@ def unflatten(treedef: TreeDef, leaves) -> Any:
     """
     if treedef is LEAF and len(leaves) == 1:
         return leaves[0]
-    leaves = list(leaves)
     if len(leaves) != treedef.num_leaves:
         raise ValueError(f"unflatten requires {treedef.num_leaves} leaves, got {len(leaves)}")
     it = iter(leaves)
     return _unflatten(treedef, it)
 
 
-def _unflatten(treedef: TreeDef, it) -> Any:
+def _unflatten(treedef: TreeDef, it: Iterator[Any]) -> Any:
     if treedef.kind == "leaf":
         return next(it)
     if treedef.kind == "none":
@@ -96,7 +95,7 @@ def _unflatten(treedef: TreeDef, it) -> Any:
     return tuple(children) if treedef.kind == "tuple" else children
 
 
-def tree_map(fn, tree: Any) -> Any:
+def tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
     """Applies `fn` to every leaf, keeping the structure."""
     leaves, treedef = flatten(tree)
     return unflatten(treedef, [fn(x) for x in leaves])

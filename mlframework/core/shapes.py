@@ -58,6 +58,7 @@ class Typed:
     `shape` (a tuple of dims), `dtype`, `ndim` and `size`."""
 
     __slots__ = ()
+    spec: Shape
 
     @property
     def shape(self) -> tuple[int, ...]:

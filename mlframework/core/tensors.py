@@ -5,14 +5,18 @@ backend needs it, and a result stays on its backend until `.numpy()` is called.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any, Protocol
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from mlframework.core import shapes
-from mlframework.core.dtypes import DType, as_dtype
+from mlframework.core.dtypes import DType, DTypeSpec, as_dtype
 from mlframework.core.shapes import Shape, Typed
 
 
-def host_array(value) -> np.ndarray:
+def host_array(value: ArrayLike) -> np.ndarray:
     """`value` as a NumPy array; Python scalars and lists get JAX's default types.
 
     Python floats become float32 and Python ints int32, or int64 when a value needs it
@@ -24,7 +28,7 @@ def host_array(value) -> np.ndarray:
     if isinstance(value, np.generic) or not isinstance(value, bool | int | float | list | tuple):
         return np.asarray(value)  # NumPy, jax and other arrays keep their dtype
     try:
-        array = np.asarray(value)
+        array: np.ndarray | None = np.asarray(value)
     except OverflowError:
         array = None
     if array is None or array.dtype == object or array.dtype == np.uint64:
@@ -39,6 +43,17 @@ def host_array(value) -> np.ndarray:
     return array
 
 
+class Storage(Protocol):
+    """What a Tensor needs of a backend (`mlframework.backends.Backend` is one): moving
+    arrays of a `Shape` to its buffers and back."""
+
+    name: str
+
+    def to_device(self, array: np.ndarray, spec: Shape) -> Any: ...
+
+    def to_host(self, buffer: Any, spec: Shape) -> np.ndarray: ...
+
+
 class Tensor(Typed):
     """A concrete array value with a fixed `Shape`.
 
@@ -49,7 +64,11 @@ class Tensor(Typed):
 
     __slots__ = ("_host", "_buffer", "_backend", "spec")
 
-    def __init__(self, value, dtype=None):
+    _host: np.ndarray | None
+    _buffer: Any
+    _backend: Storage | None
+
+    def __init__(self, value: ArrayLike | Tensor, dtype: DTypeSpec | None = None):
         if isinstance(value, Tensor):
             value = value.numpy()
         array = _checked_array(value, dtype)
@@ -59,7 +78,7 @@ class Tensor(Typed):
         self.spec = shapes.make(as_dtype(array.dtype), *array.shape)
 
     @staticmethod
-    def on_backend(backend, buffer, spec: Shape) -> "Tensor":
+    def on_backend(backend: Storage, buffer: Any, spec: Shape) -> Tensor:
         """Wraps a backend buffer whose shape is `spec`; nothing is copied."""
         t = _new_tensor(Tensor)
         t._host, t._buffer, t._backend, t.spec = None, buffer, backend, spec
@@ -68,10 +87,11 @@ class Tensor(Typed):
     def numpy(self) -> np.ndarray:
         """The value as a NumPy array (copied from the backend once, then cached)."""
         if self._host is None:
+            assert self._backend is not None  # a tensor without a host value is on a backend
             self._host = self._backend.to_host(self._buffer, self.spec)
         return self._host
 
-    def buffer(self, backend):
+    def buffer(self, backend: Storage) -> Any:
         """The value as a buffer of `backend`, transferring it on first use."""
         if self._buffer is None or self._backend is not backend:
             self._buffer = backend.to_device(self.numpy(), self.spec)
@@ -80,7 +100,7 @@ class Tensor(Typed):
 
     # ---- Python and NumPy conventions: these read the host value ----
 
-    def item(self):
+    def item(self) -> Any:
         """The value of a one-element tensor as a Python scalar.
 
         Raises:
@@ -91,7 +111,7 @@ class Tensor(Typed):
                              f"shape {self.shape}; index it first, or use .tolist()")
         return self._python().item()
 
-    def tolist(self):
+    def tolist(self) -> Any:
         """The value as (nested) Python lists of Python scalars; a scalar for rank 0."""
         return self._python().tolist()
 
@@ -105,13 +125,13 @@ class Tensor(Typed):
             raise TypeError("len() of a 0-d Tensor (shape ()); use .item() for its value")
         return self.shape[0]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Tensor]:
         """The rows along axis 0, as Tensors."""
         if not self.shape:
             raise TypeError("iteration over a 0-d Tensor (shape ()); use .item() for its value")
         return (self[i] for i in range(self.shape[0]))
 
-    def __getitem__(self, index) -> "Tensor":
+    def __getitem__(self, index: Any) -> Tensor:
         """NumPy indexing of the host value (ints, slices, None, ..., integer and boolean
         arrays or Tensors); the result is a new Tensor. In a graph, index nodes instead."""
         if isinstance(index, tuple):
@@ -129,13 +149,14 @@ class Tensor(Typed):
     def __int__(self) -> int:
         return int(self._one("int"))
 
-    def _one(self, what: str):
+    def _one(self, what: str) -> Any:
         if self.size != 1:
             raise ValueError(f"{what}() of a Tensor requires exactly one element, got shape "
                              f"{self.shape}")
         return self._python().reshape(()).item()
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None
+                  ) -> np.ndarray:
         a = self.numpy()
         if dtype is not None and np.dtype(dtype) != a.dtype:
             if copy is False:
@@ -146,7 +167,7 @@ class Tensor(Typed):
 
     # ---- interchange: DLPack (torch.from_dlpack, jax.dlpack, np.from_dlpack) and JAX ----
 
-    def _exchanged(self):
+    def _exchanged(self) -> Any:
         """What DLPack exports: the backend buffer when it speaks DLPack (an XLA array
         stays on its device), else the host array."""
         buffer = self._buffer
@@ -154,7 +175,8 @@ class Tensor(Typed):
             return buffer
         return self.numpy()
 
-    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+    def __dlpack__(self, *, stream: Any = None, max_version: tuple[int, int] | None = None,
+                   dl_device: tuple[int, int] | None = None, copy: bool | None = None) -> Any:
         """A DLPack capsule of the value, shared without a copy where the producer allows.
 
         Raises:
@@ -176,9 +198,10 @@ class Tensor(Typed):
     def __dlpack_device__(self) -> tuple[int, int]:
         return self._exchanged().__dlpack_device__()
 
-    def __jax_array__(self):
+    def __jax_array__(self) -> Any:
         """The value as a jax.Array (`jnp.asarray(t)`): an XLA-backend buffer as it is."""
-        if self._buffer is not None and self._backend.name == "xla":
+        if self._buffer is not None and self._backend is not None and \
+                self._backend.name == "xla":
             return self._buffer
         import jax.numpy as jnp
         return jnp.asarray(self.numpy())
@@ -190,7 +213,7 @@ class Tensor(Typed):
 _new_tensor = object.__new__
 
 
-def _checked_array(value, dtype) -> np.ndarray:
+def _checked_array(value: Any, dtype: Any) -> np.ndarray:
     """The host array of `Tensor(value, dtype)`.
 
     Raises:
@@ -223,6 +246,6 @@ def _checked_array(value, dtype) -> np.ndarray:
 _ARRAY_LIKE = (np.ndarray, np.generic, bool, int, float, list, tuple)
 
 
-def _short(value) -> str:
+def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -6,15 +6,17 @@ of the node it meets (a "weak" type, as in JAX).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 
-from mlframework.core.dtypes import as_dtype
+from mlframework.core.dtypes import DType, DTypeSpec, as_dtype
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.gen_optypes import Op
-from mlframework.graph.graph import Node, build, const
+from mlframework.graph.graph import Graph, Node, Operand, build, const
 
 
-def as_node(value, dtype=None, index: bool = False) -> Node:
+def as_node(value: Operand, dtype: DTypeSpec | None = None, index: bool = False) -> Node:
     """`value` itself if it is a Node, else a constant (of `dtype` if given).
 
     `index=True` makes Python ints int32 (for start indices).
@@ -26,7 +28,7 @@ def as_node(value, dtype=None, index: bool = False) -> Node:
     return const(value, dtype)
 
 
-def as_indices(op_name: str, values) -> list[Node]:
+def as_indices(op_name: str, values: Iterable[Operand]) -> list[Node]:
     """Scalar start indices as nodes of one integer dtype: int64 if any needs
     64 bits (int64, uint32, uint64), else int32. Python ints become int32 (int64
     beyond int32); uint64 indices of 2**63 or more become 2**63 - 1, which clamps
@@ -36,11 +38,13 @@ def as_indices(op_name: str, values) -> list[Node]:
         DTypeError: if an index is not an integer.
     """
     nodes = []
-    for v in values:
-        if not isinstance(v, Node):
-            if np.asarray(v).dtype.kind not in "iu":
-                raise DTypeError(f"{op_name} requires integer start indices, got {v!r}")
-            v = const(v)
+    for value in values:
+        if isinstance(value, Node):
+            v = value
+        else:
+            if np.asarray(value).dtype.kind not in "iu":
+                raise DTypeError(f"{op_name} requires integer start indices, got {value!r}")
+            v = const(value)
         if not v.dtype.is_int:
             raise DTypeError(f"{op_name} requires integer start indices, got {v.spec}")
         nodes.append(v)
@@ -61,7 +65,7 @@ def as_indices(op_name: str, values) -> list[Node]:
 def broadcast_shapes(op_name: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
     """The NumPy broadcast of `shapes`. Raises ShapeError if they do not broadcast."""
     rank = max(len(s) for s in shapes)
-    out = []
+    out: list[int] = []
     for axis in range(rank):
         dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
         dims.discard(1)
@@ -72,23 +76,23 @@ def broadcast_shapes(op_name: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def broadcast_to(x: Node, shape) -> Node:
+def broadcast_to(x: Node, shape: Sequence[int]) -> Node:
     """Broadcasts x NumPy-style (aligning trailing axes) to `shape`."""
-    shape = tuple(int(d) for d in shape)
-    if x.shape == shape:
+    target = tuple(int(d) for d in shape)
+    if x.shape == target:
         return x
-    broadcast_shapes("broadcast_to", x.shape, shape)
-    if len(shape) < x.ndim:
-        raise ShapeError(f"broadcast_to requires a target rank >= {x.ndim}, got {shape}")
-    offset = len(shape) - x.ndim
-    kept = [i for i, d in enumerate(x.shape) if d == shape[i + offset]]
+    broadcast_shapes("broadcast_to", x.shape, target)
+    if len(target) < x.ndim:
+        raise ShapeError(f"broadcast_to requires a target rank >= {x.ndim}, got {target}")
+    offset = len(target) - x.ndim
+    kept = [i for i, d in enumerate(x.shape) if d == target[i + offset]]
     if len(kept) != x.ndim:
         x = build(Op.RESHAPE, [x], {"shape": tuple(x.shape[i] for i in kept)})
     dims = tuple(i + offset for i in kept)
-    return build(Op.BROADCAST_IN_DIM, [x], {"shape": shape, "broadcast_dimensions": dims})
+    return build(Op.BROADCAST_IN_DIM, [x], {"shape": target, "broadcast_dimensions": dims})
 
 
-def broadcast_operands(op_name: str, *values):
+def broadcast_operands(op_name: str, *values: Operand) -> tuple[Node, ...]:
     """Makes the operands nodes of one dtype and one broadcast shape.
 
     Python scalars adopt the dtype of the first node operand (bool for
@@ -103,7 +107,7 @@ def broadcast_operands(op_name: str, *values):
     if not nodes:
         raise TypeError(f"{op_name} requires at least one graph node operand, got {values!r}")
     data = [v for v in values if isinstance(v, Node)][-1 if op_name == "select" else 0]
-    out = []
+    out: list[Node] = []
     for i, v in enumerate(values):
         if isinstance(v, Node):
             out.append(v)
@@ -120,7 +124,7 @@ def broadcast_operands(op_name: str, *values):
     return tuple(broadcast_to(v, shape) for v in out)
 
 
-def _weak_const(op_name: str, value, dtype, graph) -> Node:
+def _weak_const(op_name: str, value: Operand, dtype: DType, graph: Graph) -> Node:
     """A constant of `dtype` from a Python value met by a node of that dtype.
 
     Raises:

@@ -44,13 +44,15 @@ def power(x, y) -> Node:
                          f"got {y}")
     if y == 0:
         return ones_like(x)
-    acc, base, n = None, x, abs(y)
+    acc: Node | None = None
+    base, n = x, abs(y)
     while n:
         if n & 1:
             acc = base if acc is None else acc * base
         n >>= 1
         if n:
             base = base * base
+    assert acc is not None  # y != 0 has a set bit
     return ops.div(1, acc) if y < 0 else acc
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 CHAR_WIDTH = 7.2    # px per character of the 12px monospace labels
@@ -93,7 +94,7 @@ def layers(boxes: list[Box], arrows: list[Arrow]) -> dict:
         preds[a.dst].append(a.src)
         succs[a.src].append(a.dst)
     order = _topological(ids, preds, succs)
-    layer = {}
+    layer: dict[Hashable, int] = {}
     for i in order:
         layer[i] = 1 + max((layer[p] for p in preds[i]), default=-1)
     for i in reversed(order):  # sources just above their first consumer
@@ -129,7 +130,9 @@ def layout(boxes: list[Box], arrows: list[Arrow]) -> Layout:
     layer = layers(boxes, arrows)
     width = {b.id: b.width for b in boxes}
     # chains of points: an arrow over k layers gets k - 1 invisible points
-    chains, up, down = [], {}, {}
+    chains: list[list[Hashable]] = []
+    up: dict[Hashable, list[Hashable]] = {}
+    down: dict[Hashable, list[Hashable]] = {}
     for n, a in enumerate(arrows):
         chain = [a.src] + [("via", n, k) for k in range(layer[a.src] + 1, layer[a.dst])] + [a.dst]
         for k, point in enumerate(chain[1:-1], start=layer[a.src] + 1):

@@ -14,16 +14,35 @@ import inspect
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from itertools import repeat
+from typing import Any, Protocol
 
 import numpy as np
 
-
 from mlframework.core import pytree, shapes
-from mlframework.core.tensors import Tensor
+from mlframework.core.pytree import TreeDef
+from mlframework.core.shapes import Shape
+from mlframework.core.tensors import Storage, Tensor
 from mlframework.graph.graph import Graph, Node, const, parameter, tracing
 
 DEFAULT_CACHE_SIZE = 32
+
+
+class Runnable(Protocol):
+    """A compiled graph: buffers in, buffers out (`mlframework.backends.Executable`)."""
+
+    def run(self, inputs: list) -> list: ...
+
+
+class Compiler(Storage, Protocol):
+    """What Exec needs of a backend (`mlframework.backends.Backend` is one)."""
+
+    def compile(self, graph: Graph, donate: tuple[int, ...] = ()) -> Runnable: ...
+
+
+# An executable, its result structure and shapes, and the graph it was compiled from.
+_Entry = tuple[Runnable, TreeDef, list[Shape], Graph]
 
 
 class Exec:
@@ -44,22 +63,30 @@ class Exec:
         ValueError: max_cache_size < 1.
     """
 
-    def __init__(self, backend, fn, *, donate: tuple[int, ...] = (),
-                 max_cache_size: int = DEFAULT_CACHE_SIZE, name: str | None = None):
+    def __init__(self, backend: Compiler | None, fn: Callable[..., Any], *,
+                 donate: tuple[int, ...] = (), max_cache_size: int = DEFAULT_CACHE_SIZE,
+                 name: str | None = None):
         _check_arguments(backend, fn, donate, max_cache_size)
         self.backend, self.fn, self.donate = backend, fn, tuple(donate)
         self.max_cache_size = max_cache_size
-        self.name = name or getattr(fn, "__name__", "graph")
-        self._cache: OrderedDict = OrderedDict()
+        self.name = name or str(getattr(fn, "__name__", "graph"))
+        self._cache: OrderedDict[tuple, _Entry] = OrderedDict()
         self._min_args, self._max_args = _arity(fn)
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> Any:
+        """Runs on `args` (a pytree of arrays or Tensors); returns a Tensor or a pytree of
+        them, shaped as fn's result. Compiles on the first call of each signature.
+
+        Raises:
+            TypeError: for a wrong number of arguments; fn's own ShapeError and DTypeError.
+        """
         if not self._min_args <= len(args) <= self._max_args:
             raise TypeError(f"Exec({self.name}) requires {self._arity_text()} arguments, as "
                             f"{self.name} takes, got {len(args)}")
         leaves, treedef = pytree.flatten(args)
-        backend = self.backend
-        inputs, key = [], [treedef]
+        backend = _runnable(self.backend, self.name)
+        inputs = []
+        key: list[Any] = [treedef]
         for x in leaves:
             if type(x) is not np.ndarray:  # host arrays go in as they are: the fast path
                 if isinstance(x, Tensor):
@@ -69,13 +96,13 @@ class Exec:
                 x = Tensor(x).numpy()
             inputs.append(x)
             key.append((x.dtype, x.shape))
-        key = tuple(key)
+        signature = tuple(key)
         cache = self._cache
-        entry = cache.get(key)
+        entry = cache.get(signature)
         if entry is None:
-            entry = self._compile(key, treedef, leaves)
+            entry = self._compile(backend, signature, treedef, leaves)
         elif len(cache) > 1:
-            cache.move_to_end(key)
+            cache.move_to_end(signature)
         executable, out_tree, out_specs, _ = entry
         results = list(map(Tensor.on_backend, repeat(backend), executable.run(inputs), out_specs))
         return results[0] if out_tree is pytree.LEAF else pytree.unflatten(out_tree, results)
@@ -99,14 +126,14 @@ class Exec:
             return str(self._min_args)
         return f"{self._min_args} to {self._max_args}"
 
-    def graph(self, *args) -> Graph:
+    def graph(self, *args: Any) -> Graph:
         """The graph traced for these example arguments (arrays, Tensors or `Shape`s)."""
         leaves, treedef = pytree.flatten(args)
         specs = [x if isinstance(x, shapes.Shape) else
                  (x if isinstance(x, Tensor) else Tensor(x)).spec for x in leaves]
         return self._trace(treedef, specs)[0]
 
-    def _trace(self, treedef, specs):
+    def _trace(self, treedef: TreeDef, specs: Sequence[Shape]) -> tuple[Graph, TreeDef]:
         started = time.perf_counter()
         graph = Graph(self.name)
         with tracing(graph):
@@ -118,18 +145,26 @@ class Exec:
         graph.trace_seconds = time.perf_counter() - started
         return graph, out_tree
 
-    def _compile(self, key, treedef, leaves):
+    def _compile(self, backend: Compiler, key: tuple, treedef: TreeDef, leaves: list
+                 ) -> _Entry:
         specs = [x.spec if isinstance(x, Tensor) else Tensor(x).spec for x in leaves]
         graph, out_tree = self._trace(treedef, specs)
-        executable = self.backend.compile(graph, _donated_leaves(treedef, self.donate))
-        entry = (executable, out_tree, [o.spec for o in graph.outputs], graph)
+        executable = backend.compile(graph, _donated_leaves(treedef, self.donate))
+        entry: _Entry = (executable, out_tree, [o.spec for o in graph.outputs], graph)
         self._cache[key] = entry
         while len(self._cache) > self.max_cache_size:
             self._cache.popitem(last=False)
         return entry
 
 
-def _check_arguments(backend, fn, donate, max_cache_size) -> None:
+def _runnable(backend: Compiler | None, name: str) -> Compiler:
+    if backend is None:
+        raise TypeError(f"Exec({name}) was made with backend None, which traces only: "
+                        f"exe.graph(*args) gives the graph; give a backend to run it")
+    return backend
+
+
+def _check_arguments(backend: Any, fn: Any, donate: Any, max_cache_size: Any) -> None:
     if not callable(fn):
         hint = "; the backend comes first: G.Exec(backend, fn)" if callable(backend) else ""
         raise TypeError(f"G.Exec(backend, fn) requires a callable fn, got "
@@ -148,7 +183,7 @@ def _check_arguments(backend, fn, donate, max_cache_size) -> None:
                          f"{max_cache_size!r}")
 
 
-def _arity(fn) -> tuple[int, float]:
+def _arity(fn: Callable[..., Any]) -> tuple[int, float]:
     """(fewest, most) positional arguments `fn` accepts."""
     try:
         params = list(inspect.signature(fn).parameters.values())
@@ -159,9 +194,10 @@ def _arity(fn) -> tuple[int, float]:
     return sum(p.default is p.empty for p in positional), most
 
 
-def _donated_leaves(treedef, donate: tuple[int, ...]) -> tuple[int, ...]:
+def _donated_leaves(treedef: TreeDef, donate: tuple[int, ...]) -> tuple[int, ...]:
     """Flat leaf positions of the top-level arguments listed in `donate`."""
-    out, start = [], 0
+    out: list[int] = []
+    start = 0
     for i, child in enumerate(treedef.children):
         if i in donate:
             out.extend(range(start, start + child.num_leaves))

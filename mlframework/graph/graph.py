@@ -9,11 +9,15 @@ from __future__ import annotations
 import contextlib
 import html
 import threading
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from mlframework.core import shapes
-from mlframework.core.dtypes import as_dtype
+from mlframework.core.dtypes import DTypeSpec, as_dtype
+from mlframework.core.pytree import TreeDef
 from mlframework.core.shapes import Shape, Typed
 from mlframework.core.tensors import host_array
 from mlframework.graph import errors
@@ -28,19 +32,47 @@ class Node(Typed):
     """
 
     __slots__ = ("graph", "id", "op", "inputs", "attrs", "spec", "source", "scope")
+    __hash__ = object.__hash__  # nodes are dict keys, by identity
+    __array_ufunc__ = None  # `np_array + node` defers to Node.__radd__, as for JAX arrays
 
-    def __init__(self, graph, id_, op, inputs, attrs, spec, source, scope):
+    def __init__(self, graph: Graph, id_: int, op: Op, inputs: tuple[Node, ...],
+                 attrs: dict[str, Any], spec: Shape, source: str, scope: str):
         self.graph, self.id, self.op, self.inputs = graph, id_, op, inputs
         self.attrs, self.spec, self.source, self.scope = attrs, spec, source, scope
 
     def __repr__(self) -> str:
         return f"<Node #{self.id} {self.op.value} {self.spec}>"
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         raise TypeError(f"a graph node has no truth value at trace time, got {self!r}; "
                         "use G.where or G.select for data-dependent choices")
 
-    # Python operators are attached by `mlframework.graph.operators`.
+    if TYPE_CHECKING:  # the Python operators, attached by `mlframework.graph.operators`
+        def __add__(self, other: Operand) -> Node: ...
+        def __radd__(self, other: Operand) -> Node: ...
+        def __sub__(self, other: Operand) -> Node: ...
+        def __rsub__(self, other: Operand) -> Node: ...
+        def __mul__(self, other: Operand) -> Node: ...
+        def __rmul__(self, other: Operand) -> Node: ...
+        def __truediv__(self, other: Operand) -> Node: ...
+        def __rtruediv__(self, other: Operand) -> Node: ...
+        def __pow__(self, other: Operand) -> Node: ...
+        def __rpow__(self, other: Operand) -> Node: ...
+        def __matmul__(self, other: Operand) -> Node: ...
+        def __rmatmul__(self, other: Operand) -> Node: ...
+        def __neg__(self) -> Node: ...
+        def __abs__(self) -> Node: ...
+        def __lt__(self, other: Operand) -> Node: ...
+        def __le__(self, other: Operand) -> Node: ...
+        def __gt__(self, other: Operand) -> Node: ...
+        def __ge__(self, other: Operand) -> Node: ...
+        def __getitem__(self, index: Any) -> Node: ...
+        @property
+        def T(self) -> Node: ...  # noqa: N802
+
+
+Operand: TypeAlias = "Node | ArrayLike"
+"""What op functions take as an operand: a node, or a Python or NumPy value made a constant."""
 
 
 MAX_DRAWN_NODES = 1500  # `Graph._repr_html_` lists larger graphs instead of drawing them
@@ -56,8 +88,8 @@ class Graph:
         self.outputs: list[Node] = []
         # The pytree structures (`pytree.TreeDef`) of the arguments the parameters came
         # from and of the results the outputs went to; set by `Exec`, None otherwise.
-        self.in_tree = None
-        self.out_tree = None
+        self.in_tree: TreeDef | None = None
+        self.out_tree: TreeDef | None = None
         self.trace_seconds = 0.0  # how long the trace that built it took (set by Exec)
         self._scope: list[str] = []
 
@@ -85,7 +117,7 @@ class Graph:
         return f"<div><b>{html.escape(repr(self))}</b><br>{to_svg(*_drawable(self))}</div>"
 
     @contextlib.contextmanager
-    def name_scope(self, name: str):
+    def name_scope(self, name: str) -> Iterator[None]:
         """Names nodes built inside with `name/` (shown in dumps and generated code)."""
         self._scope.append(name)
         try:
@@ -94,7 +126,7 @@ class Graph:
             self._scope.pop()
 
 
-def _drawable(graph: Graph):
+def _drawable(graph: Graph) -> tuple[list, list]:
     """The boxes (one per node) and arrows (one per input, labelled with its shape)."""
     from mlframework.graph.drawing import Arrow, Box
     outputs = {o.id for o in graph.outputs}
@@ -108,7 +140,7 @@ def _drawable(graph: Graph):
     return boxes, arrows
 
 
-def _short(value) -> str:
+def _short(value: object) -> str:
     if isinstance(value, np.ndarray):
         return f"array{list(value.shape)}" if value.size > 4 else repr(value.tolist())
     return str(value)
@@ -118,7 +150,7 @@ _state = threading.local()
 
 
 @contextlib.contextmanager
-def tracing(graph: Graph):
+def tracing(graph: Graph) -> Iterator[Graph]:
     """Makes `graph` the current graph, where constants and sources are built."""
     previous = getattr(_state, "graph", None)
     _state.graph = graph
@@ -137,8 +169,8 @@ def current_graph() -> Graph:
     return graph
 
 
-def build(op: Op, inputs, attrs: dict | None = None, spec: Shape | None = None,
-          graph: Graph | None = None) -> Node:
+def build(op: Op, inputs: Sequence[Node], attrs: dict[str, Any] | None = None,
+          spec: Shape | None = None, graph: Graph | None = None) -> Node:
     """Adds a node computing `op` over `inputs` to their graph.
 
     `spec` is given only for source ops (parameters, constants), whose shape
@@ -159,7 +191,7 @@ def build(op: Op, inputs, attrs: dict | None = None, spec: Shape | None = None,
     return node
 
 
-def _graph_of(op: Op, inputs) -> Graph:
+def _graph_of(op: Op, inputs: Sequence[Node]) -> Graph:
     if not inputs:
         return current_graph()
     graph = inputs[0].graph
@@ -181,7 +213,8 @@ def parameter(spec: Shape, name: str = "") -> Node:
     return node
 
 
-def const(value, dtype=None, graph: Graph | None = None) -> Node:
+def const(value: Operand, dtype: DTypeSpec | None = None, graph: Graph | None = None
+          ) -> Node:
     """A constant node (in `graph`, by default the current one) from a scalar,
     list or NumPy array.
 
@@ -199,6 +232,6 @@ def const(value, dtype=None, graph: Graph | None = None) -> Node:
     return build(Op.CONSTANT, [], {"value": array}, shapes.make(array.dtype, *array.shape), graph)
 
 
-def _convert(node: Node, dtype) -> Node:
+def _convert(node: Node, dtype: DTypeSpec) -> Node:
     dtype = as_dtype(dtype)
     return node if node.dtype is dtype else build(Op.CONVERT, [node], {"dtype": dtype})

@@ -52,19 +52,19 @@ def einsum(subscripts: str, *operands) -> Node:
     right). A label repeated inside one operand
     (a diagonal) is not supported and raises NotImplementedError.
     """
-    operands = [as_node(o) for o in operands]
-    inputs, output, sizes = _parse(subscripts.replace(" ", ""), operands)
-    operands = [o if all(sizes[c] == d for c, d in zip(spec, o.shape)) else
-                broadcast_to(o, tuple(sizes[c] for c in spec))
-                for o, spec in zip(operands, inputs)]
+    nodes = [as_node(o) for o in operands]
+    inputs, output, sizes = _parse(subscripts.replace(" ", ""), nodes)
+    nodes = [o if all(sizes[c] == d for c, d in zip(spec, o.shape)) else
+             broadcast_to(o, tuple(sizes[c] for c in spec))
+             for o, spec in zip(nodes, inputs)]
     for spec in inputs:
         if len(set(spec)) != len(spec):
             raise NotImplementedError(f"einsum does not support repeated labels within one "
                                       f"operand (diagonals), got {subscripts!r}")
-    acc, acc_spec = operands[0], inputs[0]
-    for k in range(1, len(operands)):
+    acc, acc_spec = nodes[0], inputs[0]
+    for k in range(1, len(nodes)):
         keep = set(output).union(*inputs[k + 1:])
-        acc, acc_spec = _contract_pair(acc, acc_spec, operands[k], inputs[k], keep)
+        acc, acc_spec = _contract_pair(acc, acc_spec, nodes[k], inputs[k], keep)
     acc, acc_spec = _sum_out(acc, acc_spec, set(output))
     return ops.transpose(acc, [acc_spec.index(c) for c in output]) if acc_spec != output else acc
 

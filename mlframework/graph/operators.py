@@ -5,6 +5,9 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from mlframework.graph import composites, gen_ops, linalg
@@ -12,11 +15,11 @@ from mlframework.graph.errors import ShapeError
 from mlframework.graph.graph import Node
 
 
-def _swap(fn):
+def _swap(fn: Callable[[Any, Any], Node]) -> Callable[[Node, Any], Node]:
     return lambda self, other: fn(other, self)
 
 
-def _expand_index(x: Node, index) -> tuple:
+def _expand_index(x: Node, index: Any) -> tuple:
     """`index` as a tuple with one entry per axis of x (plus the `None`s):
     the Ellipsis, or else the end, filled with full slices."""
     if not isinstance(index, tuple):
@@ -35,13 +38,13 @@ def _expand_index(x: Node, index) -> tuple:
     return index + fill
 
 
-def _is_int_index(i) -> bool:
+def _is_int_index(i: Any) -> bool:
     """Python and NumPy ints (0-d integer arrays too), but not bools."""
     return not isinstance(i, Node) and not isinstance(i, bool) and hasattr(i, "__index__") \
         and np.ndim(i) == 0 and np.asarray(i).dtype.kind in "iu"
 
 
-def getitem(x: Node, index) -> Node:
+def getitem(x: Node, index: Any) -> Node:
     """NumPy basic indexing: ints, slices (any step), None and Ellipsis.
 
     Raises:
@@ -84,25 +87,18 @@ def getitem(x: Node, index) -> Node:
     return gen_ops.reshape(out, out_shape) if tuple(out_shape) != out.shape else out
 
 
-Node.__add__ = gen_ops.add
-Node.__radd__ = _swap(gen_ops.add)
-Node.__sub__ = gen_ops.sub
-Node.__rsub__ = _swap(gen_ops.sub)
-Node.__mul__ = gen_ops.mul
-Node.__rmul__ = _swap(gen_ops.mul)
-Node.__truediv__ = gen_ops.div
-Node.__rtruediv__ = _swap(gen_ops.div)
-Node.__pow__ = composites.power
-Node.__rpow__ = _swap(composites.power)
-Node.__matmul__ = linalg.matmul
-Node.__rmatmul__ = _swap(linalg.matmul)
-Node.__neg__ = gen_ops.neg
-Node.__abs__ = gen_ops.abs
-Node.__lt__ = gen_ops.lt
-Node.__le__ = gen_ops.le
-Node.__gt__ = gen_ops.gt
-Node.__ge__ = gen_ops.ge
-Node.__getitem__ = getitem
-Node.__hash__ = object.__hash__
-Node.__array_ufunc__ = None  # `np_array + node` defers to Node.__radd__, as for JAX arrays
-Node.T = property(lambda self: gen_ops.transpose(self))
+_OPERATORS: dict[str, Callable[..., Node]] = {
+    "__add__": gen_ops.add, "__radd__": _swap(gen_ops.add),
+    "__sub__": gen_ops.sub, "__rsub__": _swap(gen_ops.sub),
+    "__mul__": gen_ops.mul, "__rmul__": _swap(gen_ops.mul),
+    "__truediv__": gen_ops.div, "__rtruediv__": _swap(gen_ops.div),
+    "__pow__": composites.power, "__rpow__": _swap(composites.power),
+    "__matmul__": linalg.matmul, "__rmatmul__": _swap(linalg.matmul),
+    "__neg__": gen_ops.neg, "__abs__": gen_ops.abs,
+    "__lt__": gen_ops.lt, "__le__": gen_ops.le, "__gt__": gen_ops.gt, "__ge__": gen_ops.ge,
+    "__getitem__": getitem,
+}
+# Attached with setattr: the Node class body declares their types (for type checkers).
+for _name, _fn in _OPERATORS.items():
+    setattr(Node, _name, _fn)
+setattr(Node, "T", property(lambda self: gen_ops.transpose(self)))  # noqa: B010

@@ -162,7 +162,7 @@ def input_cotangents(node, g, wants):
     return [r(node, g) if r is not None and want else None for r, want in zip(rule, wants)]
 
 
-RULES = {
+RULES: dict[Op, vjp_contraction.Rule] = {
     Op.ABS: lambda n, g: (where(_x(n) >= 0, g, 0 - g),),  # 1 at 0 and -0.0; +0 zeros: JAX
     Op.NEG: lambda n, g: (-g,),
     Op.EXP: lambda n, g: (g * n,),

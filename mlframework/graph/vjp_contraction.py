@@ -7,13 +7,16 @@ input with the cotangent, both with strides and dilations swapped.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
 import numpy as np
 
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.broadcasting import broadcast_to
 from mlframework.graph.composites import where, zeros_like
 from mlframework.graph.gen_optypes import Op
-from mlframework.graph.graph import const
+from mlframework.graph.graph import Node, const
 
 
 def _permute(x, perm):
@@ -156,7 +159,7 @@ def _gather_vjp(node, g):
     return dx, None
 
 
-def _scatter_window(node):
+def _scatter_window(node: Node) -> tuple[tuple[Any, Any, Any], list[int]]:
     """The scatter's attributes and the operand-shaped size of one update window."""
     x, _, updates = node.inputs
     a = node.attrs
@@ -196,7 +199,11 @@ def _scatter_set_updates_vjp(node, g):
     return where(ops.eq(_at_updates(node, written), ids), _at_updates(node, g), 0)
 
 
-RULES = {
+# A rule maps (node, g) to all its input cotangents, or is a tuple of one such map per input
+# (None for an input without one).
+Rule: TypeAlias = Callable[[Node, Node], Any] | tuple[Callable[[Node, Node], Any] | None, ...]
+
+RULES: dict[Op, Rule] = {
     Op.DOT_GENERAL: (lambda n, g: _dot_general_vjp(n, g, side=0),
                      lambda n, g: _dot_general_vjp(n, g, side=1)),
     Op.CONV_GENERAL: (_conv_general_lhs_vjp, _conv_general_rhs_vjp),

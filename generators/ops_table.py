@@ -61,6 +61,22 @@ def reduce(name, doc, lax, dtypes="numeric", diff=True):
 
 WINDOW_ATTRS = (("window_dimensions", "ints"), ("window_strides", "ints", None),
                 ("padding", "pairs", None))
+DILATED_WINDOW_ATTRS = WINDOW_ATTRS + (("base_dilation", "ints", None),
+                                       ("window_dilation", "ints", None))
+SCATTER_ATTRS = (("update_window_dims", "ints"), ("inserted_window_dims", "ints"),
+                 ("scatter_dims_to_operand_dims", "ints"))
+
+
+def scatter(name, doc, lax_fn, dtypes="numeric", attrs=SCATTER_ATTRS, extra=""):
+    return OpDef(name, "MOVEMENT", ("x", "indices", "updates"), doc,
+                 f"_scatter({lax_fn}, x, indices, updates, update_window_dims, "
+                 f"inserted_window_dims, scatter_dims_to_operand_dims{extra})", dtypes, attrs)
+
+
+def reduce_window(name, doc, init, lax_fn):
+    return OpDef(name, "WINDOW", ("x",), doc,
+                 f"_reduce_window(x, {init}, {lax_fn}, window_dimensions, window_strides, "
+                 "padding, base_dilation, window_dilation)", "numeric", DILATED_WINDOW_ATTRS)
 
 OPS: tuple[OpDef, ...] = (
     # Sources: created by `parameter` and `const`, not by generated functions.
@@ -175,18 +191,19 @@ OPS: tuple[OpDef, ...] = (
           "_gather(x, indices, offset_dims, collapsed_slice_dims, start_index_map, slice_sizes)",
           attrs=(("offset_dims", "ints"), ("collapsed_slice_dims", "ints"),
                  ("start_index_map", "ints"), ("slice_sizes", "ints"))),
-    OpDef("scatter_add", "MOVEMENT", ("x", "indices", "updates"),
-          "XLA scatter adding `updates` into x; out-of-bounds updates are dropped.",
-          "_scatter(lax.scatter_add, x, indices, updates, update_window_dims, "
-          "inserted_window_dims, scatter_dims_to_operand_dims)", "numeric",
-          attrs=(("update_window_dims", "ints"), ("inserted_window_dims", "ints"),
-                 ("scatter_dims_to_operand_dims", "ints"))),
-    OpDef("scatter_set", "MOVEMENT", ("x", "indices", "updates"),
-          "XLA scatter writing `updates` into x; out-of-bounds updates are dropped.",
-          "_scatter(lax.scatter, x, indices, updates, update_window_dims, "
-          "inserted_window_dims, scatter_dims_to_operand_dims)",
-          attrs=(("update_window_dims", "ints"), ("inserted_window_dims", "ints"),
-                 ("scatter_dims_to_operand_dims", "ints"))),
+    scatter("scatter_add", "XLA scatter adding `updates` into x; out-of-bounds updates are "
+            "dropped.", "lax.scatter_add"),
+    scatter("scatter_set", "XLA scatter writing `updates` into x; out-of-bounds updates are "
+            "dropped.", "lax.scatter", "any"),
+    scatter("scatter_mul", "XLA scatter multiplying x by `updates` (duplicates multiply in "
+            "turn); out-of-bounds updates are dropped. `unique_indices` promises no index "
+            "repeats, which the gradient with respect to `updates` requires (as JAX).",
+            "lax.scatter_mul", attrs=SCATTER_ATTRS + (("unique_indices", "bool", False),),
+            extra=", unique_indices=unique_indices"),
+    scatter("scatter_min", "XLA scatter keeping the minimum of x and `updates` (NaN wins); "
+            "out-of-bounds updates are dropped.", "lax.scatter_min"),
+    scatter("scatter_max", "XLA scatter keeping the maximum of x and `updates` (NaN wins); "
+            "out-of-bounds updates are dropped.", "lax.scatter_max"),
 
     # Reductions.
     reduce("reduce_sum", "Sum over `axes` (all if None); float16 and bfloat16 accumulate in "
@@ -222,12 +239,15 @@ OPS: tuple[OpDef, ...] = (
            ("total_order", "bool", False)), diff=False),
 
     # Windows, contractions and convolutions.
-    OpDef("reduce_window_max", "WINDOW", ("x",), "Maximum over sliding windows (max pooling).",
-          "_reduce_window(x, _lowest(x.dtype), lax.max, window_dimensions, window_strides, "
-          "padding)", "numeric", WINDOW_ATTRS),
-    OpDef("reduce_window_sum", "WINDOW", ("x",), "Sum over sliding windows (sum pooling).",
-          "_reduce_window(x, 0, lax.add, window_dimensions, window_strides, padding)",
-          "numeric", WINDOW_ATTRS),
+    reduce_window("reduce_window_max", "Maximum over sliding windows (max pooling); "
+                  "`base_dilation` spreads the input, `window_dilation` the window.",
+                  "_lowest(x.dtype)", "lax.max"),
+    reduce_window("reduce_window_min", "Minimum over sliding windows (min pooling); "
+                  "`base_dilation` spreads the input, `window_dilation` the window.",
+                  "_highest(x.dtype)", "lax.min"),
+    reduce_window("reduce_window_sum", "Sum over sliding windows (sum pooling); "
+                  "`base_dilation` spreads the input, `window_dilation` the window.",
+                  "0", "lax.add"),
     OpDef("select_and_scatter_add", "WINDOW", ("source", "x"),
           "Adds each `source` value to the position of its window's maximum in x "
           "(the gradient of reduce_window_max).",

@@ -106,18 +106,23 @@ def _scatter(program, v):
         x_index.append(off)
     if checks:
         inner.append(f"if ({' || '.join(checks)}) continue;  /* out of bounds: dropped */")
-    dst = f"b{v.id}[{ix.flatten(x_index, x.shape).c()}]"
-    src = f"b{upd.id}[{ix.flatten(u, upd.shape).c()}]"
+    at, at_update = ix.flatten(x_index, x.shape).c(), ix.flatten(u, upd.shape).c()
     if v.op is Op.SCATTER_SET:
-        inner.append(f"{dst} = {src};")
+        inner.append(f"b{v.id}[{at}] = b{upd.id}[{at_update}];")
     elif v.dtype.value == "bool":
-        inner.append(f"{dst} = {dst} || {src};")
-    elif v.dtype in ct.HALF:
-        h = ct.HALF[v.dtype]
-        inner.append(f"{dst} = mlf_store_{h}(mlf_load_{h}({dst}) + mlf_load_{h}({src}));")
+        inner.append(f"b{v.id}[{at}] = b{v.id}[{at}] || b{upd.id}[{at_update}];")
     else:
-        inner.append(f"{dst} = {ct.narrow(v.dtype, f'{dst} + {src}')};")
+        combined = _SCATTER_COMBINE[v.op].format(a=ct.load(v.dtype, f"b{v.id}", at),
+                                                 b=ct.load(v.dtype, f"b{upd.id}", at_update),
+                                                 T=ct.TAG[v.dtype])
+        inner.append(f"b{v.id}[{at}] = {ct.store(v.dtype, combined)};")
     return lines + nest(axes, inner)
+
+
+# How a scatter combines the operand's element {a} with an update {b} (in the compute type).
+_SCATTER_COMBINE = {Op.SCATTER_ADD: "{a} + {b}", Op.SCATTER_MUL: "{a} * {b}",
+                    Op.SCATTER_MIN: "mlf_min_{T}({a}, {b})",
+                    Op.SCATTER_MAX: "mlf_max_{T}({a}, {b})"}
 
 
 # ---- scans and index reductions ---------------------------------------------------
@@ -180,27 +185,40 @@ def _sort(program, v):
 # ---- windows ---------------------------------------------------------------------
 
 def _window_positions(x, v_attrs, out):
-    """Per axis: (C text of the input position, bounds condition) for window var w<d>."""
+    """Per axis: (C text of the input position, bounds condition) for window var w<d>.
+    With a base dilation b the position p runs over the spread input and reads element
+    p / b where p % b == 0 (the holes hold the reduction's identity: they are skipped)."""
     pos, conds = [], []
+    ones = (1,) * len(x.shape)
     for d in range(len(x.shape)):
         st, (lo, _) = v_attrs["window_strides"][d], v_attrs["padding"][d]
-        p = ix.add(ix.add(ix.scale(out[d], st), ix.const(-lo)), ix.var(f"w{d}"))
+        base = v_attrs.get("base_dilation", ones)[d]
+        wd = v_attrs.get("window_dilation", ones)[d]
+        p = ix.add(ix.add(ix.scale(out[d], st), ix.const(-lo)), ix.scale(ix.var(f"w{d}"), wd))
+        conds.append(f"{p.c()} >= 0 && {p.c()} < {(x.shape[d] - 1) * base + 1}")
+        if base > 1:
+            conds.append(f"({p.c()}) % {base} == 0")
+            p = ix.opaque(f"({p.c()}) / {base}")
         pos.append(p)
-        conds.append(f"{p.c()} >= 0 && {p.c()} < {x.shape[d]}")
     return pos, conds
+
+
+_WINDOW_COMBINE = {Op.REDUCE_WINDOW_MAX: (ct.lowest, "mlf_max_{T}(acc, {x})"),
+                   Op.REDUCE_WINDOW_MIN: (ct.highest, "mlf_min_{T}(acc, {x})"),
+                   Op.REDUCE_WINDOW_SUM: (lambda dtype: "0", "acc + {x}")}
 
 
 def _reduce_window(program, v):
     x = program.values[v.inputs[0]]
     out, axes = _vars("o", v.shape)
     pos, conds = _window_positions(x, v.attrs, out)
-    ctype, tag = ct.compute(v.dtype), ct.TAG[v.dtype]
-    is_max = v.op is Op.REDUCE_WINDOW_MAX
-    init = ct.lowest(v.dtype) if is_max else "0"
+    ctype = ct.compute(v.dtype)
+    init, comb = _WINDOW_COMBINE[v.op]
     val = ct.load(x.dtype, f"b{x.id}", ix.flatten(pos, x.shape).c())
-    comb = f"mlf_max_{tag}(acc, {val})" if is_max else ct.narrow(v.dtype, f"acc + {val}")
+    comb = ct.narrow(v.dtype, comb.format(T=ct.TAG[v.dtype], x=val))
     win = [(f"w{d}", w) for d, w in enumerate(v.attrs["window_dimensions"])]
-    body = [f"{ctype} acc = {init};"] + nest(win, [f"if ({' && '.join(conds)}) acc = {comb};"])
+    body = [f"{ctype} acc = {init(v.dtype)};"] + nest(win, [f"if ({' && '.join(conds)}) "
+                                                            f"acc = {comb};"])
     body.append(f"b{v.id}[{ix.flatten(out, v.shape).c()}] = {ct.store(v.dtype, 'acc')};")
     return nest(axes, body, parallel=v.size >= 4096)
 
@@ -233,9 +251,11 @@ def _rng_bits(program, v):
 
 _BODIES = {
     Op.DYNAMIC_UPDATE_SLICE: _dynamic_update_slice, Op.GATHER: _gather,
-    Op.SCATTER_ADD: _scatter, Op.SCATTER_SET: _scatter, Op.ARGMAX: _arg, Op.ARGMIN: _arg,
+    **{op: _scatter for op in (Op.SCATTER_ADD, Op.SCATTER_SET, Op.SCATTER_MUL, Op.SCATTER_MIN,
+                               Op.SCATTER_MAX)},
+    Op.ARGMAX: _arg, Op.ARGMIN: _arg,
     Op.CUMSUM: _cumsum, Op.SORT: _sort, Op.ARGSORT: _sort,
-    Op.REDUCE_WINDOW_MAX: _reduce_window, Op.REDUCE_WINDOW_SUM: _reduce_window,
+    **{op: _reduce_window for op in _WINDOW_COMBINE},
     Op.SELECT_AND_SCATTER_ADD: _select_and_scatter_add, Op.RNG_BITS: _rng_bits,
 }
 SUPPORTED = frozenset(_BODIES)

@@ -154,6 +154,9 @@ def _fill(attrs: dict, name: str, n: int, value) -> None:
 def _window_defaults(attrs: dict, rank: int) -> None:
     _fill(attrs, "window_strides", rank, 1)
     _fill(attrs, "padding", rank, (0, 0))
+    for name in ("base_dilation", "window_dilation"):
+        if name in attrs:
+            _fill(attrs, name, rank, 1)
 
 
 def _conv_defaults(attrs: dict, rank: int) -> None:

@@ -13,7 +13,7 @@ from mlframework.graph.broadcasting import (as_indices, as_node, broadcast_opera
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import Node, Operand, build
 
-__all__ = ['iota', 'abs', 'neg', 'sign', 'exp', 'expm1', 'log', 'log1p', 'sqrt', 'rsqrt', 'tanh', 'logistic', 'sin', 'cos', 'floor', 'ceil', 'round', 'erf', 'erfc', 'erf_inv', 'is_finite', 'logical_not', 'stop_gradient', 'add', 'sub', 'mul', 'div', 'pow', 'max', 'min', 'rem', 'atan2', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'logical_and', 'logical_or', 'logical_xor', 'select', 'convert', 'broadcast_in_dim', 'reshape', 'transpose', 'slice', 'pad', 'concatenate', 'reverse', 'dynamic_slice', 'dynamic_update_slice', 'gather', 'scatter_add', 'scatter_set', 'reduce_sum', 'reduce_prod', 'reduce_max', 'reduce_min', 'reduce_and', 'reduce_or', 'argmax', 'argmin', 'cumsum', 'sort', 'argsort', 'reduce_window_max', 'reduce_window_sum', 'select_and_scatter_add', 'dot_general', 'conv_general', 'rng_bits']
+__all__ = ['iota', 'abs', 'neg', 'sign', 'exp', 'expm1', 'log', 'log1p', 'sqrt', 'rsqrt', 'tanh', 'logistic', 'sin', 'cos', 'floor', 'ceil', 'round', 'erf', 'erfc', 'erf_inv', 'is_finite', 'logical_not', 'stop_gradient', 'add', 'sub', 'mul', 'div', 'pow', 'max', 'min', 'rem', 'atan2', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'logical_and', 'logical_or', 'logical_xor', 'select', 'convert', 'broadcast_in_dim', 'reshape', 'transpose', 'slice', 'pad', 'concatenate', 'reverse', 'dynamic_slice', 'dynamic_update_slice', 'gather', 'scatter_add', 'scatter_set', 'scatter_mul', 'scatter_min', 'scatter_max', 'reduce_sum', 'reduce_prod', 'reduce_max', 'reduce_min', 'reduce_and', 'reduce_or', 'argmax', 'argmin', 'cumsum', 'sort', 'argsort', 'reduce_window_max', 'reduce_window_min', 'reduce_window_sum', 'select_and_scatter_add', 'dot_general', 'conv_general', 'rng_bits']
 
 def iota(dtype: DTypeSpec, shape: Sequence[int], dimension: int = 0) -> Node:
     """Counts 0, 1, 2... along `dimension` of an array of `shape`.
@@ -527,6 +527,42 @@ def scatter_set(x: Operand, indices: Operand, updates: Operand, update_window_di
     return build(Op.SCATTER_SET, inputs, normalize(Op.SCATTER_SET, inputs, {'update_window_dims': update_window_dims, 'inserted_window_dims': inserted_window_dims, 'scatter_dims_to_operand_dims': scatter_dims_to_operand_dims}))
 
 
+def scatter_mul(x: Operand, indices: Operand, updates: Operand, update_window_dims: Sequence[int], inserted_window_dims: Sequence[int], scatter_dims_to_operand_dims: Sequence[int], unique_indices: bool = False) -> Node:
+    """XLA scatter multiplying x by `updates` (duplicates multiply in turn); out-of-bounds updates are dropped. `unique_indices` promises no index repeats, which the gradient with respect to `updates` requires (as JAX).
+
+    Accepts integer and float dtypes. Attributes: `update_window_dims` (ints), `inserted_window_dims` (ints), `scatter_dims_to_operand_dims` (ints), `unique_indices` (bool).
+    """
+    x = as_node(x)
+    indices = as_node(indices)
+    updates = as_node(updates)
+    inputs: list[Node] = [x] + [indices] + [updates]
+    return build(Op.SCATTER_MUL, inputs, normalize(Op.SCATTER_MUL, inputs, {'update_window_dims': update_window_dims, 'inserted_window_dims': inserted_window_dims, 'scatter_dims_to_operand_dims': scatter_dims_to_operand_dims, 'unique_indices': unique_indices}))
+
+
+def scatter_min(x: Operand, indices: Operand, updates: Operand, update_window_dims: Sequence[int], inserted_window_dims: Sequence[int], scatter_dims_to_operand_dims: Sequence[int]) -> Node:
+    """XLA scatter keeping the minimum of x and `updates` (NaN wins); out-of-bounds updates are dropped.
+
+    Accepts integer and float dtypes. Attributes: `update_window_dims` (ints), `inserted_window_dims` (ints), `scatter_dims_to_operand_dims` (ints).
+    """
+    x = as_node(x)
+    indices = as_node(indices)
+    updates = as_node(updates)
+    inputs: list[Node] = [x] + [indices] + [updates]
+    return build(Op.SCATTER_MIN, inputs, normalize(Op.SCATTER_MIN, inputs, {'update_window_dims': update_window_dims, 'inserted_window_dims': inserted_window_dims, 'scatter_dims_to_operand_dims': scatter_dims_to_operand_dims}))
+
+
+def scatter_max(x: Operand, indices: Operand, updates: Operand, update_window_dims: Sequence[int], inserted_window_dims: Sequence[int], scatter_dims_to_operand_dims: Sequence[int]) -> Node:
+    """XLA scatter keeping the maximum of x and `updates` (NaN wins); out-of-bounds updates are dropped.
+
+    Accepts integer and float dtypes. Attributes: `update_window_dims` (ints), `inserted_window_dims` (ints), `scatter_dims_to_operand_dims` (ints).
+    """
+    x = as_node(x)
+    indices = as_node(indices)
+    updates = as_node(updates)
+    inputs: list[Node] = [x] + [indices] + [updates]
+    return build(Op.SCATTER_MAX, inputs, normalize(Op.SCATTER_MAX, inputs, {'update_window_dims': update_window_dims, 'inserted_window_dims': inserted_window_dims, 'scatter_dims_to_operand_dims': scatter_dims_to_operand_dims}))
+
+
 def reduce_sum(x: Operand, axes: int | Sequence[int] | None = None, keepdims: bool = False) -> Node:
     """Sum over `axes` (all if None); float16 and bfloat16 accumulate in float32 and round once, as jax.numpy.sum.
 
@@ -643,24 +679,34 @@ def argsort(x: Operand, axis: int = -1, descending: bool = False, index_dtype: D
     return build(Op.ARGSORT, inputs, normalize(Op.ARGSORT, inputs, {'axis': axis, 'descending': descending, 'index_dtype': index_dtype, 'total_order': total_order}))
 
 
-def reduce_window_max(x: Operand, window_dimensions: Sequence[int], window_strides: Sequence[int] | None = None, padding: Sequence[tuple[int, int]] | None = None) -> Node:
-    """Maximum over sliding windows (max pooling).
+def reduce_window_max(x: Operand, window_dimensions: Sequence[int], window_strides: Sequence[int] | None = None, padding: Sequence[tuple[int, int]] | None = None, base_dilation: Sequence[int] | None = None, window_dilation: Sequence[int] | None = None) -> Node:
+    """Maximum over sliding windows (max pooling); `base_dilation` spreads the input, `window_dilation` the window.
 
-    Accepts integer and float dtypes. Attributes: `window_dimensions` (ints), `window_strides` (ints), `padding` (pairs).
+    Accepts integer and float dtypes. Attributes: `window_dimensions` (ints), `window_strides` (ints), `padding` (pairs), `base_dilation` (ints), `window_dilation` (ints).
     """
     x = as_node(x)
     inputs: list[Node] = [x]
-    return build(Op.REDUCE_WINDOW_MAX, inputs, normalize(Op.REDUCE_WINDOW_MAX, inputs, {'window_dimensions': window_dimensions, 'window_strides': window_strides, 'padding': padding}))
+    return build(Op.REDUCE_WINDOW_MAX, inputs, normalize(Op.REDUCE_WINDOW_MAX, inputs, {'window_dimensions': window_dimensions, 'window_strides': window_strides, 'padding': padding, 'base_dilation': base_dilation, 'window_dilation': window_dilation}))
 
 
-def reduce_window_sum(x: Operand, window_dimensions: Sequence[int], window_strides: Sequence[int] | None = None, padding: Sequence[tuple[int, int]] | None = None) -> Node:
-    """Sum over sliding windows (sum pooling).
+def reduce_window_min(x: Operand, window_dimensions: Sequence[int], window_strides: Sequence[int] | None = None, padding: Sequence[tuple[int, int]] | None = None, base_dilation: Sequence[int] | None = None, window_dilation: Sequence[int] | None = None) -> Node:
+    """Minimum over sliding windows (min pooling); `base_dilation` spreads the input, `window_dilation` the window.
 
-    Accepts integer and float dtypes. Attributes: `window_dimensions` (ints), `window_strides` (ints), `padding` (pairs).
+    Accepts integer and float dtypes. Attributes: `window_dimensions` (ints), `window_strides` (ints), `padding` (pairs), `base_dilation` (ints), `window_dilation` (ints).
     """
     x = as_node(x)
     inputs: list[Node] = [x]
-    return build(Op.REDUCE_WINDOW_SUM, inputs, normalize(Op.REDUCE_WINDOW_SUM, inputs, {'window_dimensions': window_dimensions, 'window_strides': window_strides, 'padding': padding}))
+    return build(Op.REDUCE_WINDOW_MIN, inputs, normalize(Op.REDUCE_WINDOW_MIN, inputs, {'window_dimensions': window_dimensions, 'window_strides': window_strides, 'padding': padding, 'base_dilation': base_dilation, 'window_dilation': window_dilation}))
+
+
+def reduce_window_sum(x: Operand, window_dimensions: Sequence[int], window_strides: Sequence[int] | None = None, padding: Sequence[tuple[int, int]] | None = None, base_dilation: Sequence[int] | None = None, window_dilation: Sequence[int] | None = None) -> Node:
+    """Sum over sliding windows (sum pooling); `base_dilation` spreads the input, `window_dilation` the window.
+
+    Accepts integer and float dtypes. Attributes: `window_dimensions` (ints), `window_strides` (ints), `padding` (pairs), `base_dilation` (ints), `window_dilation` (ints).
+    """
+    x = as_node(x)
+    inputs: list[Node] = [x]
+    return build(Op.REDUCE_WINDOW_SUM, inputs, normalize(Op.REDUCE_WINDOW_SUM, inputs, {'window_dimensions': window_dimensions, 'window_strides': window_strides, 'padding': padding, 'base_dilation': base_dilation, 'window_dilation': window_dilation}))
 
 
 def select_and_scatter_add(source: Operand, x: Operand, window_dimensions: Sequence[int], window_strides: Sequence[int] | None = None, padding: Sequence[tuple[int, int]] | None = None) -> Node:

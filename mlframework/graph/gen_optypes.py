@@ -66,6 +66,9 @@ class Op(enum.Enum):
     GATHER = 'gather'
     SCATTER_ADD = 'scatter_add'
     SCATTER_SET = 'scatter_set'
+    SCATTER_MUL = 'scatter_mul'
+    SCATTER_MIN = 'scatter_min'
+    SCATTER_MAX = 'scatter_max'
     REDUCE_SUM = 'reduce_sum'
     REDUCE_PROD = 'reduce_prod'
     REDUCE_MAX = 'reduce_max'
@@ -78,6 +81,7 @@ class Op(enum.Enum):
     SORT = 'sort'
     ARGSORT = 'argsort'
     REDUCE_WINDOW_MAX = 'reduce_window_max'
+    REDUCE_WINDOW_MIN = 'reduce_window_min'
     REDUCE_WINDOW_SUM = 'reduce_window_sum'
     SELECT_AND_SCATTER_ADD = 'select_and_scatter_add'
     DOT_GENERAL = 'dot_general'
@@ -94,12 +98,12 @@ class OpGroup:
     COMPARE = frozenset({Op.EQ, Op.NE, Op.LT, Op.LE, Op.GT, Op.GE})
     SELECT = frozenset({Op.SELECT})
     CONVERT = frozenset({Op.CONVERT})
-    MOVEMENT = frozenset({Op.BROADCAST_IN_DIM, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE, Op.PAD, Op.CONCATENATE, Op.REVERSE, Op.DYNAMIC_SLICE, Op.DYNAMIC_UPDATE_SLICE, Op.GATHER, Op.SCATTER_ADD, Op.SCATTER_SET})
+    MOVEMENT = frozenset({Op.BROADCAST_IN_DIM, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE, Op.PAD, Op.CONCATENATE, Op.REVERSE, Op.DYNAMIC_SLICE, Op.DYNAMIC_UPDATE_SLICE, Op.GATHER, Op.SCATTER_ADD, Op.SCATTER_SET, Op.SCATTER_MUL, Op.SCATTER_MIN, Op.SCATTER_MAX})
     REDUCE = frozenset({Op.REDUCE_SUM, Op.REDUCE_PROD, Op.REDUCE_MAX, Op.REDUCE_MIN, Op.REDUCE_AND, Op.REDUCE_OR})
     INDEX = frozenset({Op.ARGMAX, Op.ARGMIN})
     SCAN = frozenset({Op.CUMSUM})
     SORT = frozenset({Op.SORT, Op.ARGSORT})
-    WINDOW = frozenset({Op.REDUCE_WINDOW_MAX, Op.REDUCE_WINDOW_SUM, Op.SELECT_AND_SCATTER_ADD})
+    WINDOW = frozenset({Op.REDUCE_WINDOW_MAX, Op.REDUCE_WINDOW_MIN, Op.REDUCE_WINDOW_SUM, Op.SELECT_AND_SCATTER_ADD})
     CONTRACTION = frozenset({Op.DOT_GENERAL, Op.CONV_GENERAL})
     RANDOM = frozenset({Op.RNG_BITS})
 
@@ -162,6 +166,9 @@ ACCEPTED_DTYPES = {
     Op.GATHER: dtypes.ALL,
     Op.SCATTER_ADD: dtypes.NUMERIC,
     Op.SCATTER_SET: dtypes.ALL,
+    Op.SCATTER_MUL: dtypes.NUMERIC,
+    Op.SCATTER_MIN: dtypes.NUMERIC,
+    Op.SCATTER_MAX: dtypes.NUMERIC,
     Op.REDUCE_SUM: dtypes.NUMERIC,
     Op.REDUCE_PROD: dtypes.NUMERIC,
     Op.REDUCE_MAX: dtypes.NUMERIC,
@@ -174,6 +181,7 @@ ACCEPTED_DTYPES = {
     Op.SORT: dtypes.NUMERIC,
     Op.ARGSORT: dtypes.NUMERIC,
     Op.REDUCE_WINDOW_MAX: dtypes.NUMERIC,
+    Op.REDUCE_WINDOW_MIN: dtypes.NUMERIC,
     Op.REDUCE_WINDOW_SUM: dtypes.NUMERIC,
     Op.SELECT_AND_SCATTER_ADD: dtypes.NUMERIC,
     Op.DOT_GENERAL: dtypes.NUMERIC,
@@ -239,6 +247,9 @@ ATTR_KINDS = {
     Op.GATHER: (('offset_dims', 'ints'), ('collapsed_slice_dims', 'ints'), ('start_index_map', 'ints'), ('slice_sizes', 'ints')),
     Op.SCATTER_ADD: (('update_window_dims', 'ints'), ('inserted_window_dims', 'ints'), ('scatter_dims_to_operand_dims', 'ints')),
     Op.SCATTER_SET: (('update_window_dims', 'ints'), ('inserted_window_dims', 'ints'), ('scatter_dims_to_operand_dims', 'ints')),
+    Op.SCATTER_MUL: (('update_window_dims', 'ints'), ('inserted_window_dims', 'ints'), ('scatter_dims_to_operand_dims', 'ints'), ('unique_indices', 'bool')),
+    Op.SCATTER_MIN: (('update_window_dims', 'ints'), ('inserted_window_dims', 'ints'), ('scatter_dims_to_operand_dims', 'ints')),
+    Op.SCATTER_MAX: (('update_window_dims', 'ints'), ('inserted_window_dims', 'ints'), ('scatter_dims_to_operand_dims', 'ints')),
     Op.REDUCE_SUM: (('axes', 'axes'),),
     Op.REDUCE_PROD: (('axes', 'axes'),),
     Op.REDUCE_MAX: (('axes', 'axes'),),
@@ -250,8 +261,9 @@ ATTR_KINDS = {
     Op.CUMSUM: (('axis', 'axis'), ('reverse', 'bool')),
     Op.SORT: (('axis', 'axis'), ('descending', 'bool')),
     Op.ARGSORT: (('axis', 'axis'), ('descending', 'bool'), ('index_dtype', 'dtype'), ('total_order', 'bool')),
-    Op.REDUCE_WINDOW_MAX: (('window_dimensions', 'ints'), ('window_strides', 'ints'), ('padding', 'pairs')),
-    Op.REDUCE_WINDOW_SUM: (('window_dimensions', 'ints'), ('window_strides', 'ints'), ('padding', 'pairs')),
+    Op.REDUCE_WINDOW_MAX: (('window_dimensions', 'ints'), ('window_strides', 'ints'), ('padding', 'pairs'), ('base_dilation', 'ints'), ('window_dilation', 'ints')),
+    Op.REDUCE_WINDOW_MIN: (('window_dimensions', 'ints'), ('window_strides', 'ints'), ('padding', 'pairs'), ('base_dilation', 'ints'), ('window_dilation', 'ints')),
+    Op.REDUCE_WINDOW_SUM: (('window_dimensions', 'ints'), ('window_strides', 'ints'), ('padding', 'pairs'), ('base_dilation', 'ints'), ('window_dilation', 'ints')),
     Op.SELECT_AND_SCATTER_ADD: (('window_dimensions', 'ints'), ('window_strides', 'ints'), ('padding', 'pairs')),
     Op.DOT_GENERAL: (('lhs_contracting', 'ints'), ('rhs_contracting', 'ints'), ('lhs_batch', 'ints'), ('rhs_batch', 'ints')),
     Op.CONV_GENERAL: (('window_strides', 'ints'), ('padding', 'pairs'), ('lhs_dilation', 'ints'), ('rhs_dilation', 'ints'), ('feature_group_count', 'int'), ('batch_group_count', 'int')),
@@ -297,6 +309,9 @@ DIFFERENTIABLE = frozenset({
     Op.GATHER,
     Op.SCATTER_ADD,
     Op.SCATTER_SET,
+    Op.SCATTER_MUL,
+    Op.SCATTER_MIN,
+    Op.SCATTER_MAX,
     Op.REDUCE_SUM,
     Op.REDUCE_PROD,
     Op.REDUCE_MAX,
@@ -304,6 +319,7 @@ DIFFERENTIABLE = frozenset({
     Op.CUMSUM,
     Op.SORT,
     Op.REDUCE_WINDOW_MAX,
+    Op.REDUCE_WINDOW_MIN,
     Op.REDUCE_WINDOW_SUM,
     Op.DOT_GENERAL,
     Op.CONV_GENERAL,

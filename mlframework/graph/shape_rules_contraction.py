@@ -49,8 +49,14 @@ def _window_output(op: str, x_dims, window, strides, padding, dilation=None) -> 
 def _reduce_window_shape(op: Op):
     def rule(inputs, attrs):
         x = inputs[0]
-        dims = _window_output(op.value, x.dims, attrs["window_dimensions"],
-                              attrs["window_strides"], attrs["padding"])
+        base, dilation = attrs["base_dilation"], attrs["window_dilation"]
+        if len(base) != x.rank or len(dilation) != x.rank or min(base + dilation,
+                                                                 default=1) < 1:
+            raise ShapeError(f"{op.value} requires base_dilation and window_dilation of "
+                             f"{x.rank} factors >= 1, got {base} and {dilation} for {x}")
+        spread = [(d - 1) * b + 1 if d else 0 for d, b in zip(x.dims, base)]
+        dims = _window_output(op.value, spread, attrs["window_dimensions"],
+                              attrs["window_strides"], attrs["padding"], dilation)
         return Shape(x.dtype, tuple(dims))
     return rule
 
@@ -91,6 +97,7 @@ RULES = {
     Op.DOT_GENERAL: _dot_general_shape,
     Op.CONV_GENERAL: _conv_general_shape,
     Op.REDUCE_WINDOW_MAX: _reduce_window_shape(Op.REDUCE_WINDOW_MAX),
+    Op.REDUCE_WINDOW_MIN: _reduce_window_shape(Op.REDUCE_WINDOW_MIN),
     Op.REDUCE_WINDOW_SUM: _reduce_window_shape(Op.REDUCE_WINDOW_SUM),
     Op.SELECT_AND_SCATTER_ADD: _select_and_scatter_add_shape,
 }

@@ -174,5 +174,6 @@ RULES = {
     Op.DYNAMIC_UPDATE_SLICE: _dynamic_update_slice_shape,
     Op.GATHER: _gather_shape,
     Op.SCATTER_ADD: _scatter_shape(Op.SCATTER_ADD),
-    Op.SCATTER_SET: _scatter_shape(Op.SCATTER_SET),
+    **{op: _scatter_shape(op) for op in (Op.SCATTER_SET, Op.SCATTER_MUL, Op.SCATTER_MIN,
+                                         Op.SCATTER_MAX)},
 }

@@ -124,15 +124,28 @@ def _reduce_window_sum_vjp(node, g):
     x, a = node.inputs[0], node.attrs
     window, strides = a["window_dimensions"], a["window_strides"]
     ones = (1,) * x.ndim
-    pads = _lhs_padding(x.shape, window, strides, g.shape, a["padding"], ones, ones)
+    pads = _lhs_padding(x.shape, window, strides, g.shape, a["padding"], a["base_dilation"],
+                        a["window_dilation"])
     padded = ops.pad(g, [(lo, hi, s - 1) for (lo, hi), s in zip(pads, strides)])
-    return (ops.reduce_window_sum(padded, window, ones, [(0, 0)] * x.ndim),)
+    return (ops.reduce_window_sum(padded, window, a["base_dilation"], [(0, 0)] * x.ndim, ones,
+                                  a["window_dilation"]),)
 
 
-def _reduce_window_max_vjp(node, g):
+def _reduce_window_extremum_vjp(node, g):
+    """Each cotangent goes to the first extremum of its window (XLA's select_and_scatter).
+    A minimum is the maximum of -x; a base dilation spreads x with the identity first."""
     x, a = node.inputs[0], node.attrs
-    return (ops.select_and_scatter_add(g, x, a["window_dimensions"], a["window_strides"],
-                                       a["padding"]),)
+    if any(d != 1 for d in a["window_dilation"]):
+        raise NotImplementedError(f"the gradient of {node.op.value} with window_dilation "
+                                  f"{a['window_dilation']} is not implemented (nor in JAX); "
+                                  "use a base_dilation or an undilated window")
+    key = x if node.op is Op.REDUCE_WINDOW_MAX else -x
+    base = a["base_dilation"]
+    if any(b != 1 for b in base):
+        key = ops.pad(key, [(0, 0, b - 1) for b in base], -np.inf)
+    d = ops.select_and_scatter_add(g, key, a["window_dimensions"], a["window_strides"],
+                                   a["padding"])
+    return (ops.slice(d, [0] * x.ndim, d.shape, base) if any(b != 1 for b in base) else d,)
 
 
 def _highest_starts(indices, operand_shape, dims, window_sizes):
@@ -199,6 +212,42 @@ def _scatter_set_updates_vjp(node, g):
     return where(ops.eq(_at_updates(node, written), ids), _at_updates(node, g), 0)
 
 
+def _scatter_mul_updates_vjp(node, g):
+    x, indices, updates = node.inputs
+    if not node.attrs["unique_indices"]:
+        raise NotImplementedError(
+            f"the gradient of scatter_mul with respect to its updates {updates.spec} is "
+            "implemented only for unique indices (as in JAX): pass unique_indices=True when "
+            "no index repeats")
+    return _scatter_add_updates_vjp(node, g * x)
+
+
+def _scatter_extremum_counts(node):
+    """(operand weights, update weights, count): 1 where an element equals the result at
+    its position, and how many do there; ties share the cotangent equally (as JAX)."""
+    x, indices, updates = node.inputs
+    x_hits = ops.convert(ops.eq(x, node), x.dtype)
+    dims, sizes = _scatter_window(node)
+    window_dims, _, to_operand = dims
+    ok = _in_bounds(indices, x.shape, to_operand, sizes)
+    batch_axes = [d for d in range(updates.ndim) if d not in window_dims]
+    hit = ops.logical_and(ops.eq(updates, _at_updates(node, node)),
+                          ops.broadcast_in_dim(ok, updates.shape, batch_axes))
+    u_hits = ops.convert(hit, x.dtype)
+    count = x_hits + ops.scatter_add(zeros_like(x), indices, u_hits, *dims)
+    return x_hits, u_hits, where(ops.eq(count, 0), 1, count)
+
+
+def _scatter_extremum_operand_vjp(node, g):
+    x_hits, _, count = _scatter_extremum_counts(node)
+    return g * x_hits / count
+
+
+def _scatter_extremum_updates_vjp(node, g):
+    _, u_hits, count = _scatter_extremum_counts(node)
+    return _at_updates(node, g / count) * u_hits
+
+
 # A rule maps (node, g) to all its input cotangents, or is a tuple of one such map per input
 # (None for an input without one).
 Rule: TypeAlias = Callable[[Node, Node], Any] | tuple[Callable[[Node, Node], Any] | None, ...]
@@ -208,8 +257,13 @@ RULES: dict[Op, Rule] = {
                      lambda n, g: _dot_general_vjp(n, g, side=1)),
     Op.CONV_GENERAL: (_conv_general_lhs_vjp, _conv_general_rhs_vjp),
     Op.REDUCE_WINDOW_SUM: _reduce_window_sum_vjp,
-    Op.REDUCE_WINDOW_MAX: _reduce_window_max_vjp,
+    Op.REDUCE_WINDOW_MAX: _reduce_window_extremum_vjp,
+    Op.REDUCE_WINDOW_MIN: _reduce_window_extremum_vjp,
     Op.GATHER: _gather_vjp,
     Op.SCATTER_ADD: (lambda n, g: g, None, _scatter_add_updates_vjp),
     Op.SCATTER_SET: (_scatter_set_operand_vjp, None, _scatter_set_updates_vjp),
+    Op.SCATTER_MUL: (lambda n, g: ops.scatter_mul(g, *n.inputs[1:], *_scatter_window(n)[0]),
+                     None, _scatter_mul_updates_vjp),
+    Op.SCATTER_MIN: (_scatter_extremum_operand_vjp, None, _scatter_extremum_updates_vjp),
+    Op.SCATTER_MAX: (_scatter_extremum_operand_vjp, None, _scatter_extremum_updates_vjp),
 }

@@ -2,6 +2,8 @@
 checked by finite differences (float64) and against jax.vjp of jax.lax."""
 from __future__ import annotations
 
+from functools import partial
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -111,6 +113,31 @@ def test_reduce_window_sum_and_max(backend, rng):
     check_grads(backend, ours, args, ref)
 
 
+# (x shape, window, strides, padding, base_dilation, window_dilation)
+DILATED = [((4, 5), (2, 2), (1, 2), ((1, 0), (0, 1)), (2, 1), (1, 1)),
+           ((7,), (3,), (2,), ((1, 2),), (3,), (1,)),
+           ((5, 6), (2, 3), (1, 1), ((0, 1), (1, 0)), (1, 2), (2, 1))]
+
+
+def test_reduce_window_min_and_dilations(backend, rng):
+    # The window-dilated case goes through sum only: max/min's gradient refuses it, as JAX.
+    args = [rng.permutation(int(np.prod(s))).reshape(s) / 5.0 for s, *_ in DILATED]
+    reducers = ((G.reduce_window_sum, 0.0, lax.add), (G.reduce_window_max, -jnp.inf, lax.max),
+                (G.reduce_window_min, jnp.inf, lax.min))
+    chosen = [reducers if set(c[5]) == {1} else reducers[:1] for c in DILATED]
+
+    def ours(*xs):
+        return [op(x, *c[1:]) for x, c, ops in zip(xs, DILATED, chosen) for op, _, _ in ops]
+
+    def ref(*xs):
+        return [lax.reduce_window(x, init, op, *c[1:]) for x, c, ops in zip(xs, DILATED, chosen)
+                for _, init, op in ops]
+    check_grads(backend, ours, args, ref)
+    with pytest.raises(NotImplementedError, match="window_dilation"):
+        G.Exec(backend, lambda x: G.grad(G.reduce_sum(G.reduce_window_max(
+            x, (2,), window_dilation=(2,))), x))(np.zeros(5))
+
+
 def test_reduce_window_max_ties_go_to_one_element(backend):
     x = np.array([[1.0, 1.0, 0.0], [1.0, 2.0, 2.0], [0.0, 2.0, 2.0]])
     check_grads(backend, lambda x: G.reduce_window_max(x, (2, 2), (1, 1)), [x],
@@ -177,6 +204,31 @@ def test_scatter(backend, rng, op):
     def ref(*xs):
         return [_lax_scatter(lax_fn, *xs[3 * k:3 * k + 3], *s[3:]) for k, s in enumerate(SCATTERS)]
     check_grads(backend, ours, args, ref)
+
+
+def test_scatter_mul_min_max(backend, rng):
+    # Unique indices (two dropped out of bounds) for mul; min/max with ties between the
+    # operand and duplicate updates share the cotangent equally, as JAX.
+    x, idx, u = SCATTERS[0][0], np.array(SCATTERS[0][1], np.int32), SCATTERS[0][2]
+    x, u = rng.standard_normal(x), rng.standard_normal(u)
+    dup = np.array([[1], [1], [2], [9]], np.int32)
+    tx = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    tu = np.array([[3.0, 9.0], [3.0, 2.0], [0.0, 6.0], [1.0, 1.0]])
+    dims = (1,), (0,), (0,)
+
+    def ours(x, i, u, d, tx, tu):
+        return [G.scatter_mul(x, i, u, *dims, unique_indices=True), G.scatter_min(x, d, u, *dims),
+                G.scatter_max(x, d, u, *dims), G.scatter_min(tx, d, tu, *dims),
+                G.scatter_max(tx, d, tu, *dims)]
+
+    def ref(x, i, u, d, tx, tu):
+        return [_lax_scatter(partial(lax.scatter_mul, unique_indices=True), x, i, u, *dims),
+                *[_lax_scatter(fn, a, d, b, *dims) for a, b in ((x, u), (tx, tu))
+                  for fn in (lax.scatter_min, lax.scatter_max)]]
+    check_grads(backend, ours, [x, idx, u, dup, tx, tu], ref, fd=False)
+    check_grads(backend, lambda x, i, u, d: ours(x, i, u, d, x, u)[:3], [x, idx, u, dup])
+    with pytest.raises(NotImplementedError, match="unique_indices=True"):
+        G.Exec(backend, lambda u: G.grad(G.reduce_sum(G.scatter_mul(x, dup, u, *dims)), u))(u)
 
 
 def test_scatter_with_duplicate_indices(backend, rng):

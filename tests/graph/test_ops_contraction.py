@@ -138,33 +138,50 @@ def _lowest(dtype):
     return -np.inf if dtype in FLOATS else np.iinfo(dtype).min
 
 
-def _window_ref(x, reduce, init, window, strides, padding):
-    """reduce_window in NumPy over all axes: pad with `init`, slide, reduce."""
-    x = _pad_spatial(_wide(x)[None, None], padding, init)
-    return reduce(_windows(x, window, strides), axis=-1)[0, 0]
+def _highest(dtype):
+    return np.inf if dtype in FLOATS else np.iinfo(dtype).max
 
 
-# (input shape, window, strides, padding)
+def _window_ref(x, reduce, init, window, strides, padding, base=None, dilation=None):
+    """reduce_window in NumPy over all axes: spread by `base` and pad with `init`, slide
+    windows spread by `dilation`, reduce."""
+    wide = x.astype(np.uint64) if x.dtype.kind == "u" else _wide(x)  # uint64's highest fits
+    x = _pad_spatial(_dilate(wide[None, None], base or (), init), padding, init)
+    dilation = dilation or (1,) * len(window)
+    span = [(w - 1) * d + 1 for w, d in zip(window, dilation)]
+    win = sliding_window_view(x, span, axis=tuple(range(2, x.ndim)))
+    win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides) +
+              tuple(slice(None, None, d) for d in dilation)]
+    return reduce(win.reshape(win.shape[:x.ndim] + (-1,)), axis=-1)[0, 0]
+
+
+# (input shape, window, strides, padding[, base_dilation, window_dilation])
 WINDOW_CASES = [
     ((4, 6), (2, 2), (2, 2), ((0, 0), (0, 0))),
     ((4, 5), (3, 1), (1, 1), ((1, 1), (0, 0))),
     ((7,), (3,), (2,), ((1, 0),)),
     ((2, 3, 4), (1, 2, 2), (1, 1, 2), ((0, 0), (1, 0), (0, 1))),
+    ((4, 5), (2, 2), (1, 2), ((1, 0), (0, 1)), (2, 1), (1, 2)),
+    ((6,), (3,), (1,), ((0, 0),), (1,), (2,)),
+    ((3, 3), (3, 2), (2, 1), ((1, 1), (0, 0)), (3, 2), (1, 1)),
 ]
+UNDILATED = [c for c in WINDOW_CASES if len(c) == 4]
+REDUCERS = {"max": (G.reduce_window_max, np.max, _lowest),
+            "min": (G.reduce_window_min, np.min, _highest),
+            "sum": (G.reduce_window_sum, np.sum, lambda dtype: 0)}
 
 
 @pytest.mark.parametrize("dtype", NUMERIC, ids=ids(NUMERIC))
 def test_reduce_window(run, rng, dtype):
     dtype = np.dtype(dtype)
     args = [random(rng, shape, dtype) for shape, *_ in WINDOW_CASES]
-    got = run(lambda xs: [(G.reduce_window_max(x, *c[1:]), G.reduce_window_sum(x, *c[1:]))
+    got = run(lambda xs: [{name: fn(x, *c[1:]) for name, (fn, _, _) in REDUCERS.items()}
                           for x, c in zip(xs, WINDOW_CASES)], args)
-    for x, case, (mx, sm) in zip(args, WINDOW_CASES, got):
-        want_max = _window_ref(x, np.max, _lowest(dtype), *case[1:])
-        want_sum = _window_ref(x, np.sum, 0, *case[1:])
-        assert_close(mx, want_max.astype(dtype), dtype, f"reduce_window_max {case}")
-        assert_close(sm, want_sum.astype(dtype), dtype, f"reduce_window_sum {case}",
-                     WIDE_TOL.get(dtype))
+    for x, case, outs in zip(args, WINDOW_CASES, got):
+        for name, (_, reduce, init) in REDUCERS.items():
+            want = _window_ref(x, reduce, init(dtype), *case[1:])
+            assert_close(outs[name], want.astype(dtype), dtype, f"reduce_window_{name} {case}",
+                         WIDE_TOL.get(dtype) if name == "sum" else None)
 
 
 def test_reduce_window_defaults(run, rng):
@@ -190,17 +207,16 @@ def _select_and_scatter_add_ref(source, x, window, strides, padding):
 @pytest.mark.parametrize("dtype", NUMERIC, ids=ids(NUMERIC))
 def test_select_and_scatter_add(run, rng, dtype):
     dtype = np.dtype(dtype)
-    xs = [distinct(rng, shape, dtype) for shape, *_ in WINDOW_CASES]
-    sources = [random(rng, _out_shape(c), dtype, 0, 3)
-               for c in WINDOW_CASES]
+    xs = [distinct(rng, shape, dtype) for shape, *_ in UNDILATED]
+    sources = [random(rng, _out_shape(c), dtype, 0, 3) for c in UNDILATED]
     got = run(lambda ss, xs: [G.select_and_scatter_add(s, x, *c[1:]) for s, x, c in
-                              zip(ss, xs, WINDOW_CASES)], sources, xs)
-    for s, x, case, out in zip(sources, xs, WINDOW_CASES, got):
+                              zip(ss, xs, UNDILATED)], sources, xs)
+    for s, x, case, out in zip(sources, xs, UNDILATED, got):
         want = _select_and_scatter_add_ref(s.astype(np.float64), x, *case[1:])
         assert_close(out, want.astype(dtype), dtype, f"select_and_scatter_add {case}")
 
 
 def _out_shape(case):
-    shape, window, strides, padding = case
+    shape, window, strides, padding = case[:4]
     return tuple((d + lo + hi - w) // s + 1 for d, w, s, (lo, hi) in
                  zip(shape, window, strides, padding))

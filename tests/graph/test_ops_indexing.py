@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mlframework import graph as G
-from op_records import ALL, NUMERIC, assert_close, ids, random
+from op_records import ALL, FLOATS, NUMERIC, assert_close, ids, random
 
 ROWS = np.array([[1], [4], [0]], np.int32)
 POINTS = np.array([[[0, 1], [3, 4]], [[2, 2], [3, 0]]], np.int64)
@@ -69,6 +69,28 @@ def test_scatter_set(run, rng, dtype):
     assert_close(got[0], _set_at(x, DUP_ROWS[1:3, 0], rows[:2]), dtype, "scatter_set rows")
     assert_close(got[1], _set_at(x, (PAIRS[:2, 0], PAIRS[:2, 1]), points), dtype,
                  "scatter_set points")
+
+
+COMBINERS = {"scatter_mul": (G.scatter_mul, np.multiply),
+             "scatter_min": (G.scatter_min, np.minimum),
+             "scatter_max": (G.scatter_max, np.maximum)}
+
+
+@pytest.mark.parametrize("dtype", NUMERIC, ids=ids(NUMERIC))
+def test_scatter_mul_min_max(run, rng, dtype):
+    # Duplicate rows combine in turn; row 9 is out of bounds and dropped (as XLA).
+    x, rows, points = (random(rng, (4, 5), dtype), random(rng, (4, 5), dtype),
+                       random(rng, (3,), dtype))
+    got = run(lambda x, r, p: {name: (fn(x, DUP_ROWS, r, (1,), (0,), (0,)),
+                                      fn(x, PAIRS, p, (), (0, 1), (0, 1)))
+                               for name, (fn, _) in COMBINERS.items()}, x, rows, points)
+    wide = np.float64 if np.dtype(dtype) in FLOATS else None
+    for name, (_, ufunc) in COMBINERS.items():
+        for out, index, upd in ((got[name][0], DUP_ROWS[:3, 0], rows[:3]),
+                                (got[name][1], (PAIRS[:, 0], PAIRS[:, 1]), points)):
+            want = x.astype(wide or dtype)
+            ufunc.at(want, index, upd.astype(wide or dtype))
+            assert_close(out, want.astype(dtype), dtype, name)
 
 
 def _clamp(start, size, dim):

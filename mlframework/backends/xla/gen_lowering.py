@@ -227,6 +227,18 @@ def _scatter_set_lower_xla(x, indices, updates, *, update_window_dims, inserted_
     return _scatter(lax.scatter, x, indices, updates, update_window_dims, inserted_window_dims, scatter_dims_to_operand_dims)
 
 
+def _scatter_mul_lower_xla(x, indices, updates, *, update_window_dims, inserted_window_dims, scatter_dims_to_operand_dims, unique_indices):
+    return _scatter(lax.scatter_mul, x, indices, updates, update_window_dims, inserted_window_dims, scatter_dims_to_operand_dims, unique_indices=unique_indices)
+
+
+def _scatter_min_lower_xla(x, indices, updates, *, update_window_dims, inserted_window_dims, scatter_dims_to_operand_dims):
+    return _scatter(lax.scatter_min, x, indices, updates, update_window_dims, inserted_window_dims, scatter_dims_to_operand_dims)
+
+
+def _scatter_max_lower_xla(x, indices, updates, *, update_window_dims, inserted_window_dims, scatter_dims_to_operand_dims):
+    return _scatter(lax.scatter_max, x, indices, updates, update_window_dims, inserted_window_dims, scatter_dims_to_operand_dims)
+
+
 def _reduce_sum_lower_xla(x, *, axes):
     return _reduce(x, 0, lax.add, axes)
 
@@ -271,12 +283,16 @@ def _argsort_lower_xla(x, *, axis, descending, index_dtype, total_order):
     return _argsort(x, axis, descending, index_dtype, total_order)
 
 
-def _reduce_window_max_lower_xla(x, *, window_dimensions, window_strides, padding):
-    return _reduce_window(x, _lowest(x.dtype), lax.max, window_dimensions, window_strides, padding)
+def _reduce_window_max_lower_xla(x, *, window_dimensions, window_strides, padding, base_dilation, window_dilation):
+    return _reduce_window(x, _lowest(x.dtype), lax.max, window_dimensions, window_strides, padding, base_dilation, window_dilation)
 
 
-def _reduce_window_sum_lower_xla(x, *, window_dimensions, window_strides, padding):
-    return _reduce_window(x, 0, lax.add, window_dimensions, window_strides, padding)
+def _reduce_window_min_lower_xla(x, *, window_dimensions, window_strides, padding, base_dilation, window_dilation):
+    return _reduce_window(x, _highest(x.dtype), lax.min, window_dimensions, window_strides, padding, base_dilation, window_dilation)
+
+
+def _reduce_window_sum_lower_xla(x, *, window_dimensions, window_strides, padding, base_dilation, window_dilation):
+    return _reduce_window(x, 0, lax.add, window_dimensions, window_strides, padding, base_dilation, window_dilation)
 
 
 def _select_and_scatter_add_lower_xla(source, x, *, window_dimensions, window_strides, padding):
@@ -351,6 +367,9 @@ LOWERINGS = {
     Op.GATHER: _gather_lower_xla,
     Op.SCATTER_ADD: _scatter_add_lower_xla,
     Op.SCATTER_SET: _scatter_set_lower_xla,
+    Op.SCATTER_MUL: _scatter_mul_lower_xla,
+    Op.SCATTER_MIN: _scatter_min_lower_xla,
+    Op.SCATTER_MAX: _scatter_max_lower_xla,
     Op.REDUCE_SUM: _reduce_sum_lower_xla,
     Op.REDUCE_PROD: _reduce_prod_lower_xla,
     Op.REDUCE_MAX: _reduce_max_lower_xla,
@@ -363,6 +382,7 @@ LOWERINGS = {
     Op.SORT: _sort_lower_xla,
     Op.ARGSORT: _argsort_lower_xla,
     Op.REDUCE_WINDOW_MAX: _reduce_window_max_lower_xla,
+    Op.REDUCE_WINDOW_MIN: _reduce_window_min_lower_xla,
     Op.REDUCE_WINDOW_SUM: _reduce_window_sum_lower_xla,
     Op.SELECT_AND_SCATTER_ADD: _select_and_scatter_add_lower_xla,
     Op.DOT_GENERAL: _dot_general_lower_xla,

@@ -48,8 +48,9 @@ def _reduce(x, init, op, axes):
     return lax.reduce(x, np.array(init, x.dtype), op, tuple(axes))
 
 
-def _reduce_window(x, init, op, window, strides, padding):
-    return lax.reduce_window(x, np.array(init, x.dtype), op, window, strides, padding)
+def _reduce_window(x, init, op, window, strides, padding, base_dilation, window_dilation):
+    return lax.reduce_window(x, np.array(init, x.dtype), op, window, strides, padding,
+                             base_dilation, window_dilation)
 
 
 def _select_and_scatter_add(source, x, window, strides, padding):
@@ -67,11 +68,12 @@ def _gather(x, indices, offset_dims, collapsed_slice_dims, start_index_map, slic
 
 
 def _scatter(scatter_fn, x, indices, updates, update_window_dims, inserted_window_dims,
-             scatter_dims_to_operand_dims):
+             scatter_dims_to_operand_dims, **options):
     dnums = lax.ScatterDimensionNumbers(
         update_window_dims=update_window_dims, inserted_window_dims=inserted_window_dims,
         scatter_dims_to_operand_dims=scatter_dims_to_operand_dims)
-    return scatter_fn(x, indices, updates, dnums, mode=lax.GatherScatterMode.FILL_OR_DROP)
+    return scatter_fn(x, indices, updates, dnums, mode=lax.GatherScatterMode.FILL_OR_DROP,
+                      **options)
 
 
 def _sort(x, axis, descending):

@@ -190,6 +190,9 @@ def _pool(w, node, ins):
     if node.ndim < 3 or window[:2] != [1, 1] or strides[:2] != [1, 1] or \
             any(tuple(p) != (0, 0) for p in padding[:2]):
         raise OnnxExportError("windows over the batch or channel axes have no ONNX pooling form")
+    if set(a["base_dilation"]) != {1} or set(a["window_dilation"]) != {1}:
+        raise OnnxExportError(f"{node.op.value} with base_dilation {a['base_dilation']} or "
+                              f"window_dilation {a['window_dilation']} is not exported to ONNX")
     pads = [p[0] for p in padding[2:]] + [p[1] for p in padding[2:]]
     if node.op is Op.REDUCE_WINDOW_MAX:
         return w.emit("MaxPool", ins, kernel_shape=window[2:], strides=strides[2:], pads=pads)

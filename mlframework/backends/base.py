@@ -7,6 +7,7 @@ implements; compiling a graph with any other op raises `UnsupportedOpError`.
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import numpy as np
 
@@ -49,11 +50,11 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def to_device(self, array: np.ndarray, spec: Shape):
+    def to_device(self, array: np.ndarray, spec: Shape) -> Any:
         """Copies a host array into a buffer of this backend."""
 
     @abc.abstractmethod
-    def to_host(self, buffer, spec: Shape) -> np.ndarray:
+    def to_host(self, buffer: Any, spec: Shape) -> np.ndarray:
         """Copies a buffer of this backend into a host array."""
 
     def check_supported(self, graph: Graph) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mlframework.core.dtypes import DType, as_dtype
+from mlframework.core.dtypes import DType, DTypeSpec, as_dtype
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,7 @@ class Typed:
         return self.spec.size
 
 
-def make(dtype, *dims: int) -> Shape:
+def make(dtype: DTypeSpec, *dims: int) -> Shape:
     """Builds a Shape: `make(float32, 4, 3)` is a 4x3 float32 matrix; `make(float32)` a scalar.
 
     Raises:

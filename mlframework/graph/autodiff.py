@@ -6,6 +6,8 @@ the gradients are new nodes of the same graph, so every backend runs them.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from mlframework.graph import gen_ops as ops
@@ -22,7 +24,7 @@ from mlframework.graph.vjp import input_cotangents
 _NO_RULE_YET = frozenset({Op.SELECT_AND_SCATTER_ADD})
 
 
-def grad(y: Node, wrt) -> list[Node]:
+def grad(y: Node, wrt: Node | Sequence[Node]) -> list[Node]:
     """Gradients of the scalar `y` with respect to each node in `wrt` (a node or a list).
 
     Returns a list with one node per `wrt` entry, of that node's shape and dtype
@@ -41,24 +43,24 @@ def grad(y: Node, wrt) -> list[Node]:
     return vjp(y, wrt, const(1, y.dtype, y.graph))
 
 
-def vjp(y: Node, wrt, cotangent: Node) -> list[Node]:
+def vjp(y: Node, wrt: Node | Sequence[Node], cotangent: Node) -> list[Node]:
     """Vector-Jacobian products d<cotangent, y>/d(wrt) for y of any float shape.
 
     `cotangent` has y's shape and dtype. Returns one node per `wrt` entry, as `grad`.
     """
-    wrt = [wrt] if isinstance(wrt, Node) else list(wrt)
-    for w in wrt:
+    nodes = [wrt] if isinstance(wrt, Node) else list(wrt)
+    for w in nodes:
         if not isinstance(w, Node) or w.graph is not y.graph:
             raise TypeError(f"grad requires nodes of the output's graph to differentiate "
                             f"with respect to, got {w!r}")
         if not w.dtype.is_float:
             raise DTypeError(f"grad requires float inputs to differentiate with respect to, "
                              f"got {w.spec}")
-    needed = _nodes_between(wrt, y)
+    needed = _nodes_between(nodes, y)
     cotangents: dict[int, Node] = {y.id: cotangent}
     for node in reversed(y.graph.nodes[: y.id + 1]):
         backprop_node(node, cotangents, needed)
-    return [cotangents[w.id] if w.id in cotangents else zeros_like(w) for w in wrt]
+    return [cotangents[w.id] if w.id in cotangents else zeros_like(w) for w in nodes]
 
 
 def backprop_node(node: Node, cotangents: dict[int, Node], needed: set[int]) -> None:

@@ -5,27 +5,29 @@ Each function's docstring gives its shapes; all accept negative axes.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
+from mlframework.core.dtypes import DTypeSpec
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.broadcasting import as_node, broadcast_to
 from mlframework.graph.errors import DTypeError
-from mlframework.graph.graph import Node, const
+from mlframework.graph.graph import Node, Operand, const
 
 
-def convert(x, dtype) -> Node:
+def convert(x: Operand, dtype: DTypeSpec) -> Node:
     """x converted to `dtype`; x itself if it already has it."""
     x = as_node(x)
     return x if x.dtype == _dtype(dtype) else ops.convert(x, dtype)
 
 
-def _dtype(dtype):
+def _dtype(dtype: DTypeSpec):
     from mlframework.core.dtypes import as_dtype
     return as_dtype(dtype)
 
 
-def power(x, y) -> Node:
+def power(x: Operand, y: Operand) -> Node:
     """x ** y, as jax.numpy.power.
 
     A Python int exponent is jax.lax.integer_pow: 1 for y == 0 (whatever x is, NaN and
@@ -56,20 +58,20 @@ def power(x, y) -> Node:
     return ops.div(1, acc) if y < 0 else acc
 
 
-def square(x) -> Node:
+def square(x: Operand) -> Node:
     """x * x, elementwise."""
     x = as_node(x)
     return x * x
 
 
-def reciprocal(x) -> Node:
+def reciprocal(x: Operand) -> Node:
     """1 / x, elementwise."""
     return ops.div(1, as_node(x))
 
 
-def _count(x: Node, axes) -> int:
-    axes = range(x.ndim) if axes is None else [axes] if isinstance(axes, int) else axes
-    return math.prod(x.shape[a] for a in axes)
+def _count(x: Node, axes: int | Sequence[int] | None) -> int:
+    listed = range(x.ndim) if axes is None else [axes] if isinstance(axes, int) else axes
+    return math.prod(x.shape[a] for a in listed)
 
 
 def _widened(x: Node) -> Node:
@@ -77,7 +79,7 @@ def _widened(x: Node) -> Node:
     return ops.convert(x, np.float32) if x.dtype.itemsize == 2 and x.dtype.is_float else x
 
 
-def mean(x, axes=None, keepdims: bool = False) -> Node:
+def mean(x: Operand, axes: int | Sequence[int] | None = None, keepdims: bool = False) -> Node:
     """Mean over `axes` (all if None), in x's dtype; float16 and bfloat16 are summed and
     divided in float32 and rounded once, as jax.numpy.mean.
 
@@ -91,7 +93,7 @@ def mean(x, axes=None, keepdims: bool = False) -> Node:
     return convert(out, x.dtype)
 
 
-def variance(x, axes=None, keepdims: bool = False) -> Node:
+def variance(x: Operand, axes: int | Sequence[int] | None = None, keepdims: bool = False) -> Node:
     """Population variance (ddof=0) over `axes`, as jax.numpy.var (float16 and bfloat16
     computed in float32 and rounded once)."""
     x = as_node(x)
@@ -100,7 +102,8 @@ def variance(x, axes=None, keepdims: bool = False) -> Node:
     return convert(mean(centered * centered, axes, keepdims), x.dtype)
 
 
-def logsumexp(x, axis=-1, keepdims: bool = False) -> Node:
+def logsumexp(x: Operand, axis: int | Sequence[int] | None = -1, keepdims: bool = False
+              ) -> Node:
     """log(sum(exp(x))) along `axis` (an int, a tuple of axes, or None for all),
     stable for large inputs; a row of -inf gives -inf."""
     x = as_node(x)
@@ -112,15 +115,16 @@ def logsumexp(x, axis=-1, keepdims: bool = False) -> Node:
     return ops.reshape(out, _drop(out.shape, axis))
 
 
-def _drop(shape, axis):
+def _drop(shape: Sequence[int], axis: int | Sequence[int] | None) -> tuple[int, ...]:
     """`shape` without the (size-1, kept) axes that a reduction over `axis` made."""
     rank = len(shape)
-    axes = range(rank) if axis is None else [axis] if hasattr(axis, "__index__") else axis
-    axes = {a % rank for a in axes} if rank else set()
+    listed = range(rank) if axis is None else [axis] if isinstance(axis, int | np.integer) \
+        else axis
+    axes = {a % rank for a in listed} if rank else set()
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
-def softmax(x, axis=-1) -> Node:
+def softmax(x: Operand, axis: int = -1) -> Node:
     """exp(x) / sum(exp(x)) along `axis`; same shape as x."""
     x = as_node(x)
     shifted = x - ops.stop_gradient(ops.reduce_max(x, axis, keepdims=True))
@@ -128,7 +132,7 @@ def softmax(x, axis=-1) -> Node:
     return e / ops.reduce_sum(e, axis, keepdims=True)
 
 
-def log_softmax(x, axis=-1) -> Node:
+def log_softmax(x: Operand, axis: int = -1) -> Node:
     """x - logsumexp(x) along `axis`, computed as jax.nn.log_softmax does: shifted =
     x - max(x), then shifted - log(sum(exp(shifted))), which keeps its precision at large
     magnitudes. Same shape as x."""
@@ -137,30 +141,30 @@ def log_softmax(x, axis=-1) -> Node:
     return shifted - ops.log(ops.reduce_sum(ops.exp(shifted), axis, keepdims=True))
 
 
-def relu(x) -> Node:
+def relu(x: Operand) -> Node:
     """max(x, 0) (NaN stays NaN, -0.0 gives +0.0); its gradient at 0 is 0, as jax.nn.relu."""
     x = as_node(x)
     return ops.select(x > 0, x, ops.max(ops.stop_gradient(x), 0))
 
 
-def leaky_relu(x, negative_slope: float = 0.01) -> Node:
+def leaky_relu(x: Operand, negative_slope: float = 0.01) -> Node:
     """x where x >= 0, else negative_slope * x."""
     x = as_node(x)
     return where(x >= 0, x, x * negative_slope)
 
 
-def sigmoid(x) -> Node:
+def sigmoid(x: Operand) -> Node:
     """1 / (1 + exp(-x)), the logistic function."""
     return ops.logistic(as_node(x))
 
 
-def silu(x) -> Node:
+def silu(x: Operand) -> Node:
     """x * sigmoid(x) (also called swish)."""
     x = as_node(x)
     return x * ops.logistic(x)
 
 
-def softplus(x) -> Node:
+def softplus(x: Operand) -> Node:
     """log(1 + exp(x)), stable for large |x|: x + log1p(exp(-x)) above 0, else
     log1p(exp(x)) (jax.nn.softplus's values); the gradient is sigmoid(x) everywhere (0.5
     at 0, as JAX), each branch reading a clamped input so the other's gradient is finite."""
@@ -171,7 +175,7 @@ def softplus(x) -> Node:
     return where(positive, above + ops.log1p(ops.exp(-above)), ops.log1p(ops.exp(below)))
 
 
-def gelu(x, approximate: bool = False) -> Node:
+def gelu(x: Operand, approximate: bool = False) -> Node:
     """Gaussian error linear unit, as jax.nn.gelu: exact x * Phi(x) = 0.5 * x *
     erfc(-x / sqrt(2)) (erfc keeps the negative tail from underflowing to 0), or the tanh
     approximation x * 0.5 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3)))."""
@@ -182,7 +186,7 @@ def gelu(x, approximate: bool = False) -> Node:
     return 0.5 * x * ops.erfc(-x * math.sqrt(0.5))
 
 
-def clip(x, lo=None, hi=None) -> Node:
+def clip(x: Operand, lo: Operand | None = None, hi: Operand | None = None) -> Node:
     """x limited to [lo, hi]; either bound may be None."""
     x = as_node(x)
     if lo is not None:
@@ -192,12 +196,12 @@ def clip(x, lo=None, hi=None) -> Node:
     return x
 
 
-def where(cond, x, y) -> Node:
+def where(cond: Operand, x: Operand, y: Operand) -> Node:
     """x where cond is true, else y; the three broadcast together, as numpy.where."""
     return ops.select(cond, x, y)
 
 
-def one_hot(indices, depth: int, dtype=np.float32) -> Node:
+def one_hot(indices: Operand, depth: int, dtype: DTypeSpec = np.float32) -> Node:
     """indices [...] -> [..., depth] with 1 at each index and 0 elsewhere (out of range: all 0)."""
     indices = as_node(indices)
     if not indices.dtype.is_int:
@@ -208,19 +212,19 @@ def one_hot(indices, depth: int, dtype=np.float32) -> Node:
     return ops.convert(hot, dtype)
 
 
-def zeros_like(x) -> Node:
+def zeros_like(x: Operand) -> Node:
     """Zeros of x's shape and dtype."""
     x = as_node(x)
     return broadcast_to(const(0, x.dtype, x.graph), x.shape)
 
 
-def ones_like(x) -> Node:
+def ones_like(x: Operand) -> Node:
     """Ones of x's shape and dtype."""
     x = as_node(x)
     return broadcast_to(const(1, x.dtype, x.graph), x.shape)
 
 
-def full(shape, value, dtype=np.float32) -> Node:
+def full(shape: Sequence[int], value: Operand, dtype: DTypeSpec = np.float32) -> Node:
     """An array of `shape` filled with `value` (a constant broadcast, never materialized)."""
     return broadcast_to(const(value, dtype), tuple(shape))
 

@@ -2,51 +2,53 @@
 take_along_axis and top_k."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.attrs import normalize_axis
 from mlframework.graph.broadcasting import as_node, broadcast_shapes, broadcast_to
 from mlframework.graph.errors import DTypeError, ShapeError
-from mlframework.graph.graph import Node
+from mlframework.graph.graph import Node, Operand
 
 
-def expand_dims(x, axis: int) -> Node:
+def expand_dims(x: Operand, axis: int) -> Node:
     """x with a new size-1 axis at `axis` (negative counts from the new rank)."""
     x = as_node(x)
     axis = normalize_axis("expand_dims", axis, x.ndim + 1)
     return ops.reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 
 
-def squeeze(x, axes=None) -> Node:
+def squeeze(x: Operand, axes: int | Sequence[int] | None = None) -> Node:
     """x without the given size-1 axes (all size-1 axes if None)."""
     x = as_node(x)
     if axes is None:
         axes = [i for i, d in enumerate(x.shape) if d == 1]
-    axes = {normalize_axis("squeeze", a, x.ndim) for a in ([axes] if isinstance(axes, int)
-                                                            else axes)}
-    if any(x.shape[a] != 1 for a in axes):
-        raise ShapeError(f"squeeze requires size-1 axes, got axes {sorted(axes)} of {x.spec}")
-    return ops.reshape(x, tuple(d for i, d in enumerate(x.shape) if i not in axes))
+    dropped = {normalize_axis("squeeze", a, x.ndim) for a in ([axes] if isinstance(axes, int)
+                                                               else axes)}
+    if any(x.shape[a] != 1 for a in dropped):
+        raise ShapeError(f"squeeze requires size-1 axes, got axes {sorted(dropped)} of {x.spec}")
+    return ops.reshape(x, tuple(d for i, d in enumerate(x.shape) if i not in dropped))
 
 
-def flatten(x, start_axis: int = 0) -> Node:
+def flatten(x: Operand, start_axis: int = 0) -> Node:
     """Merges the axes from `start_axis` on into one."""
     x = as_node(x)
     start_axis = normalize_axis("flatten", start_axis, x.ndim)
     return ops.reshape(x, x.shape[:start_axis] + (-1,))
 
 
-def stack(xs, axis: int = 0) -> Node:
+def stack(xs: Sequence[Operand], axis: int = 0) -> Node:
     """Joins equally shaped arrays along a new `axis`."""
-    xs = [as_node(x) for x in xs]
-    if not xs:
+    nodes = [as_node(x) for x in xs]
+    if not nodes:
         raise ShapeError("stack requires at least one array, got none")
-    axis = normalize_axis("stack", axis, xs[0].ndim + 1)
-    return ops.concatenate([expand_dims(x, axis) for x in xs], axis)
+    axis = normalize_axis("stack", axis, nodes[0].ndim + 1)
+    return ops.concatenate([expand_dims(x, axis) for x in nodes], axis)
 
 
-def split(x, sections, axis: int = 0) -> list[Node]:
+def split(x: Operand, sections: int | Sequence[int], axis: int = 0) -> list[Node]:
     """Splits x along `axis` into `sections` equal parts, or at the given indices
     (as numpy.split). Raises ShapeError when equal parts are impossible."""
     x = as_node(x)
@@ -86,7 +88,7 @@ def _indices(op_name: str, indices, dim: int) -> Node:
     return ops.select(indices < 0, indices + dim, indices)
 
 
-def take(x, indices, axis: int = 0) -> Node:
+def take(x: Operand, indices: Operand, axis: int = 0) -> Node:
     """Elements of x at integer `indices` along `axis`, as numpy.take: negative
     indices count from the end, out-of-range ones are clamped.
     Shape: x.shape[:axis] + indices.shape + x.shape[axis+1:].
@@ -104,7 +106,7 @@ def take(x, indices, axis: int = 0) -> Node:
     return ops.gather(x, indices, offset, (axis,), (axis,), sizes)
 
 
-def take_along_axis(x, indices, axis: int) -> Node:
+def take_along_axis(x: Operand, indices: Operand, axis: int) -> Node:
     """out[..., i, ...] = x[..., indices[..., i, ...], ...] along `axis`, as
     numpy.take_along_axis: indices has x's rank, and both broadcast on the other
     axes. Negative indices count from the end; out-of-range ones are clamped.
@@ -128,7 +130,7 @@ def take_along_axis(x, indices, axis: int) -> Node:
     return ops.gather(x, full, (), tuple(range(x.ndim)), tuple(range(x.ndim)), (1,) * x.ndim)
 
 
-def top_k(x, k: int) -> tuple[Node, Node]:
+def top_k(x: Operand, k: int) -> tuple[Node, Node]:
     """The k largest values along the last axis and their int32 indices, in
     descending order (ties: lower index first), as jax.lax.top_k: floats follow XLA's
     total order (NaN first, -NaN last, +0.0 before -0.0).

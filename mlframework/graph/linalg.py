@@ -6,10 +6,10 @@ import string
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.broadcasting import as_node, broadcast_shapes, broadcast_to
 from mlframework.graph.errors import ShapeError
-from mlframework.graph.graph import Node
+from mlframework.graph.graph import Node, Operand
 
 
-def matmul(x, y) -> Node:
+def matmul(x: Operand, y: Operand) -> Node:
     """Matrix product with numpy.matmul semantics.
 
     Shapes: [..., n, k] @ [..., k, m] -> [..., n, m] with the leading batch
@@ -44,7 +44,7 @@ def matmul(x, y) -> Node:
     return out
 
 
-def einsum(subscripts: str, *operands) -> Node:
+def einsum(subscripts: str, *operands: Operand) -> Node:
     """Einstein summation, as numpy.einsum: `einsum("bij,bjk->bik", a, b)`.
 
     Supports explicit and implicit outputs, `...` (its dimensions broadcast as NumPy's:

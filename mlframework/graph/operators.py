@@ -101,4 +101,11 @@ _OPERATORS: dict[str, Callable[..., Node]] = {
 # Attached with setattr: the Node class body declares their types (for type checkers).
 for _name, _fn in _OPERATORS.items():
     setattr(Node, _name, _fn)
-setattr(Node, "T", property(lambda self: gen_ops.transpose(self)))  # noqa: B010
+
+
+def _transposed(x: Node) -> Node:
+    """`x.T`: the axes reversed."""
+    return gen_ops.transpose(x)
+
+
+setattr(Node, "T", property(_transposed))  # noqa: B010

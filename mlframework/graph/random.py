@@ -7,14 +7,15 @@ every backend; derive new keys with `split_key` instead of reusing one.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
-from mlframework.core.dtypes import as_dtype
+from mlframework.core.dtypes import DTypeSpec, as_dtype
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.broadcasting import as_node
 from mlframework.graph.errors import DTypeError
-from mlframework.graph.graph import Node
+from mlframework.graph.graph import Node, Operand
 
 
 def random_key(seed: int) -> np.ndarray:
@@ -23,12 +24,12 @@ def random_key(seed: int) -> np.ndarray:
     return np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
 
 
-def split_key(key, num: int = 2) -> Node:
+def split_key(key: Operand, num: int = 2) -> Node:
     """`num` new keys from one: uint32[num, 2]."""
     return ops.rng_bits(as_node(key), (num, 2))
 
 
-def random_bits(key, shape) -> Node:
+def random_bits(key: Operand, shape: Sequence[int]) -> Node:
     """Uniform uint32 bits of `shape`."""
     return ops.rng_bits(as_node(key), tuple(shape))
 
@@ -37,7 +38,8 @@ def random_bits(key, shape) -> Node:
 _PRECISION = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 32}
 
 
-def uniform(key, shape, dtype=np.float32, minval=0.0, maxval=1.0) -> Node:
+def uniform(key: Operand, shape: Sequence[int], dtype: DTypeSpec = np.float32, minval: float = 0.0,
+            maxval: float = 1.0) -> Node:
     """Uniform floats of `shape` in [minval, maxval).
 
     The unit interval is sampled as k * 2**-p for the top p random bits of
@@ -59,7 +61,8 @@ def uniform(key, shape, dtype=np.float32, minval=0.0, maxval=1.0) -> Node:
     return unit * (maxval - minval) + minval if (minval, maxval) != (0.0, 1.0) else unit
 
 
-def normal(key, shape, dtype=np.float32, mean=0.0, stddev=1.0) -> Node:
+def normal(key: Operand, shape: Sequence[int], dtype: DTypeSpec = np.float32, mean: float = 0.0,
+           stddev: float = 1.0) -> Node:
     """Normally distributed floats of `shape` (Box-Muller over two uniforms),
     computed in float64 for float64 and in float32 for the other float dtypes.
 

@@ -153,14 +153,21 @@ MLF_DEFINE_UNSIGNED(b8, uint8_t)
 
 /* ---- float helpers ------------------------------------------------------ */
 
-#define MLF_DEFINE_FLOAT(tag, T, SUF) \
+#define MLF_DEFINE_FLOAT(tag, T, SUF, U) \
   static inline T mlf_div_##tag(T x, T y) { return x / y; } \
   static inline T mlf_rem_##tag(T x, T y) { return fmod##SUF(x, y); } \
-  /* NaN if either is NaN; +0.0 is above -0.0 (as XLA) */ \
+  /* NaN if either is NaN; +0.0 is above -0.0 (as XLA). Branch-free, so that loops over \
+   * random data vectorize (a branchy max pool ran 25x slower): the two orders of a \
+   * compare-select differ only on NaNs and on zeros of both signs, whose bits AND (max) \
+   * or OR (min) to the zero XLA gives. */ \
   static inline T mlf_max_##tag(T x, T y) { \
-    return (x != x || y != y) ? x + y : (x > y ? x : (x < y ? y : (signbit(x) ? y : x))); } \
+    T a = x > y ? x : y, b = y > x ? y : x; U ua, ub; \
+    memcpy(&ua, &a, sizeof a); memcpy(&ub, &b, sizeof b); ua &= ub; memcpy(&a, &ua, sizeof a); \
+    return isunordered(x, y) ? x + y : a; } \
   static inline T mlf_min_##tag(T x, T y) { \
-    return (x != x || y != y) ? x + y : (x < y ? x : (x > y ? y : (signbit(x) ? x : y))); } \
+    T a = x < y ? x : y, b = y < x ? y : x; U ua, ub; \
+    memcpy(&ua, &a, sizeof a); memcpy(&ub, &b, sizeof b); ua |= ub; memcpy(&a, &ua, sizeof a); \
+    return isunordered(x, y) ? x + y : a; } \
   static inline T mlf_abs_##tag(T x) { return fabs##SUF(x); } \
   static inline T mlf_neg_##tag(T x) { return -x; } \
   static inline T mlf_sign_##tag(T x) { return x > 0 ? (T)1 : (x < 0 ? (T)-1 : x); } \
@@ -180,8 +187,8 @@ MLF_DEFINE_UNSIGNED(b8, uint8_t)
     T r = pow##SUF(x, y); \
     return y == (T)0.5 ? (x == 0 ? (T)0 : (x == -(T)INFINITY ? (T)INFINITY : r)) : r; } \
   static inline T mlf_atan2_##tag(T x, T y) { return atan2##SUF(x, y); }
-MLF_DEFINE_FLOAT(f32, float, f)
-MLF_DEFINE_FLOAT(f64, double, )
+MLF_DEFINE_FLOAT(f32, float, f, uint32_t)
+MLF_DEFINE_FLOAT(f64, double, , uint64_t)
 
 #include "mlf_math.h"
 #include "mlf_convert.h"

@@ -184,23 +184,38 @@ def _sort(program, v):
 
 # ---- windows ---------------------------------------------------------------------
 
-def _window_positions(x, v_attrs, out):
-    """Per axis: (C text of the input position, bounds condition) for window var w<d>.
-    With a base dilation b the position p runs over the spread input and reads element
-    p / b where p % b == 0 (the holes hold the reduction's identity: they are skipped)."""
+def _window_positions(x, v_attrs, out, out_shape):
+    """Per axis, the input position of window var w<d>, and the bounds conditions that can
+    fail ("1" when none can): only padded edges leave the input. With a base dilation b
+    the position p runs over the spread input and reads element p / b where p % b == 0
+    (the holes hold the reduction's identity: they are skipped)."""
     pos, conds = [], []
     ones = (1,) * len(x.shape)
-    for d in range(len(x.shape)):
+    for d, n in enumerate(x.shape):
         st, (lo, _) = v_attrs["window_strides"][d], v_attrs["padding"][d]
+        win = v_attrs["window_dimensions"][d]
         base = v_attrs.get("base_dilation", ones)[d]
         wd = v_attrs.get("window_dilation", ones)[d]
-        p = ix.add(ix.add(ix.scale(out[d], st), ix.const(-lo)), ix.scale(ix.var(f"w{d}"), wd))
-        conds.append(f"{p.c()} >= 0 && {p.c()} < {(x.shape[d] - 1) * base + 1}")
+        w = ix.scale(ix.var(f"w{d}"), wd) if win > 1 else ix.const(0)
+        p = ix.add(ix.add(ix.scale(out[d], st), ix.const(-lo)), w)
+        spread = (n - 1) * base + 1
+        if lo > 0:
+            conds.append(f"{p.c()} >= 0")
+        if (out_shape[d] - 1) * st - lo + (win - 1) * wd >= spread:
+            conds.append(f"{p.c()} < {spread}")
         if base > 1:
             conds.append(f"({p.c()}) % {base} == 0")
             p = ix.opaque(f"({p.c()}) / {base}")
         pos.append(p)
-    return pos, conds
+    return pos, " && ".join(conds) or "1"
+
+
+def _window_loops(v_attrs) -> list[tuple[str, int]]:
+    return [(f"w{d}", w) for d, w in enumerate(v_attrs["window_dimensions"]) if w > 1]
+
+
+def _guarded(cond: str, statement: str) -> str:
+    return statement if cond == "1" else f"if ({cond}) {statement}"
 
 
 _WINDOW_COMBINE = {Op.REDUCE_WINDOW_MAX: (ct.lowest, "mlf_max_{T}(acc, {x})"),
@@ -211,14 +226,13 @@ _WINDOW_COMBINE = {Op.REDUCE_WINDOW_MAX: (ct.lowest, "mlf_max_{T}(acc, {x})"),
 def _reduce_window(program, v):
     x = program.values[v.inputs[0]]
     out, axes = _vars("o", v.shape)
-    pos, conds = _window_positions(x, v.attrs, out)
+    pos, cond = _window_positions(x, v.attrs, out, v.shape)
     ctype = ct.compute(v.dtype)
     init, comb = _WINDOW_COMBINE[v.op]
     val = ct.load(x.dtype, f"b{x.id}", ix.flatten(pos, x.shape).c())
     comb = ct.narrow(v.dtype, comb.format(T=ct.TAG[v.dtype], x=val))
-    win = [(f"w{d}", w) for d, w in enumerate(v.attrs["window_dimensions"])]
-    body = [f"{ctype} acc = {init(v.dtype)};"] + nest(win, [f"if ({' && '.join(conds)}) "
-                                                            f"acc = {comb};"])
+    body = [f"{ctype} acc = {init(v.dtype)};"] + nest(_window_loops(v.attrs),
+                                                      [_guarded(cond, f"acc = {comb};")])
     body.append(f"b{v.id}[{ix.flatten(out, v.shape).c()}] = {ct.store(v.dtype, 'acc')};")
     return nest(axes, body, parallel=v.size >= 4096)
 
@@ -226,18 +240,16 @@ def _reduce_window(program, v):
 def _select_and_scatter_add(program, v):
     src, x = (program.values[i] for i in v.inputs)
     s, axes = _vars("o", src.shape)
-    pos, conds = _window_positions(x, v.attrs, s)
+    pos, cond = _window_positions(x, v.attrs, s, src.shape)
     ctype = ct.compute(x.dtype)
     flat = ix.flatten(pos, x.shape).c()
-    win = [(f"w{d}", w) for d, w in enumerate(v.attrs["window_dimensions"])]
     val = ct.load(x.dtype, f"b{x.id}", flat)
     # XLA's select with `>=`: the kept position moves on unless best >= val, so with a NaN
     # on either side it moves (the last NaN, or the value after one, wins).
     body = [f"{ctype} best = 0;", "long at = -1;"]
-    body += nest(win, [f"if ({' && '.join(conds)}) {{",
-                       f"  const {ctype} val = {val};",
-                       f"  if (at < 0 || !(best >= val)) {{ best = val; at = {flat}; }}",
-                       "}"])
+    body += nest(_window_loops(v.attrs), [
+        _guarded(cond, "{"), f"  const {ctype} val = {val};",
+        f"  if (at < 0 || !(best >= val)) {{ best = val; at = {flat}; }}", "}"])
     add = ct.load(v.dtype, f"b{v.id}", "at") + " + " + ct.load(src.dtype, f"b{src.id}",
                                                              ix.flatten(s, src.shape).c())
     body.append(f"if (at >= 0) b{v.id}[at] = {ct.store(v.dtype, ct.narrow(v.dtype, add))};")

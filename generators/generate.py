@@ -124,7 +124,7 @@ def _function(op: OpDef) -> str:
 
 
 def ops_source() -> str:
-    public = [op for op in OPS if op.group != "SOURCE" or op.name == "iota"]
+    public = [op for op in OPS if op.group not in ("SOURCE", "CONTROL") or op.name == "iota"]
     names = ", ".join(repr(op.name) for op in public)
     head = [HEADER, '"""The primitive op functions, one per row of the op table."""',
             "from __future__ import annotations", "",

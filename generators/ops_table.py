@@ -270,6 +270,31 @@ OPS: tuple[OpDef, ...] = (
            ("lhs_dilation", "ints", None), ("rhs_dilation", "ints", None),
            ("feature_group_count", "int", 1), ("batch_group_count", "int", 1))),
 
+    # Control flow: nodes holding sub-graphs (`Graph`s whose parameters are the node's
+    # operands after the index), built by `mlframework/graph/control_flow.py` (G.cond,
+    # G.switch, G.while_loop, G.fori_loop, G.scan), not by generated functions. Such a node
+    # is a tuple of results, each read by a `tuple_get` node.
+    OpDef("cond", "CONTROL", ("index", "*operands"),
+          "Runs one of `branches` on the operands: branches[index] for an int32 index "
+          "(clamped), or branches[1] if a bool index is true, else branches[0].",
+          "_cond(index, operands, branches)", attrs=(("branches", "graphs"),)),
+    OpDef("while_loop", "CONTROL", ("*operands",),
+          "Runs `body` on the carry (the first num_carry operands) while `cond` is true; "
+          "the rest are values both read. Differentiable only forward (reverse mode needs a "
+          "trip count: G.fori_loop with int bounds or G.scan).",
+          "_while_loop(operands, cond, body, num_carry)",
+          attrs=(("cond", "graph"), ("body", "graph"), ("num_carry", "int")), diff=False),
+    OpDef("scan", "CONTROL", ("*operands",),
+          "Runs `body` `length` times on (carry, x, captures), x slicing the next num_xs "
+          "operands along axis 0 (from the end if reverse); results: the final carry, then "
+          "the per-step outputs stacked along a new axis 0.",
+          "_scan(operands, body, length, reverse, num_carry, num_xs)",
+          attrs=(("body", "graph"), ("length", "int"), ("reverse", "bool"),
+                 ("num_carry", "int"), ("num_xs", "int"))),
+    OpDef("tuple_get", "CONTROL", ("results",),
+          "Result `index` of a control-flow node.", "results[index]",
+          attrs=(("index", "int"),)),
+
     # Random numbers.
     OpDef("rng_bits", "RANDOM", ("key",),
           "Random uint32 bits of `shape` from a uint32[2] key (threefry-2x32, counter-based; "

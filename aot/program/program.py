@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from mlframework.core.dtypes import DType
-from mlframework.graph.gen_optypes import Op
+from mlframework.graph.gen_optypes import Op, OpGroup
 
 
 @dataclass
@@ -64,7 +64,19 @@ class Program:
 
 
 def from_graph(graph) -> Program:
-    """The program of a traced `Graph` (ids are kept)."""
+    """The program of a traced `Graph` (ids are kept).
+
+    Raises:
+        NotImplementedError: for control-flow nodes (cond, while_loop, scan), which the
+            C compiler does not compile yet.
+    """
+    control = [n for n in graph.nodes if n.op in OpGroup.CONTROL and n.op is not Op.TUPLE_GET]
+    if control:
+        names = ", ".join(sorted({n.op.value for n in control}))
+        raise NotImplementedError(
+            f"the C compiler (c backend, aotc export) does not implement control flow yet: "
+            f"{names} in graph {graph.name!r} (first at {control[0].source}); run it on the "
+            f"xla backend")
     prog = Program(graph.name)
     for n in graph.nodes:
         prog.values[n.id] = Value(n.id, n.op, tuple(i.id for i in n.inputs), dict(n.attrs),

@@ -99,3 +99,11 @@ def tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
     """Applies `fn` to every leaf, keeping the structure."""
     leaves, treedef = flatten(tree)
     return unflatten(treedef, [fn(x) for x in leaves])
+
+
+def leaf_paths(treedef: TreeDef) -> list[str]:
+    """Where each leaf sits, in leaf order, as index text: `[0]['h']` (`""` for a leaf)."""
+    if treedef.kind == "leaf":
+        return [""]
+    keys = treedef.keys if treedef.kind == "dict" else range(len(treedef.children))
+    return [f"[{k!r}]{rest}" for k, c in zip(keys, treedef.children) for rest in leaf_paths(c)]

@@ -8,6 +8,7 @@ from mlframework.graph import gen_ops as _gen_ops
 from mlframework.graph import operators as _operators  # noqa: F401  attaches Node operators
 from mlframework.graph.autodiff import grad, jacobian
 from mlframework.graph.broadcasting import broadcast_to
+from mlframework.graph.control_flow import cond, fori_loop, scan, switch, while_loop
 from mlframework.graph.composites import *  # noqa: F403
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.exec import Exec
@@ -20,7 +21,8 @@ from mlframework.graph.linalg import einsum, matmul
 from mlframework.graph.random import normal, random_bits, random_key, split_key, uniform
 
 __all__ = sorted({*_composites.__all__, *_gen_ops.__all__, "DTypeError", "Exec", "Graph", "Node",
-                  "Op", "OpGroup", "ShapeError", "broadcast_to", "const", "current_graph",
-                  "einsum", "expand_dims", "flatten", "grad", "jacobian", "matmul", "normal",
-                  "parameter", "random_bits", "random_key", "split", "split_key", "squeeze",
-                  "stack", "take", "take_along_axis", "top_k", "tracing", "uniform"})
+                  "Op", "OpGroup", "ShapeError", "broadcast_to", "cond", "const", "current_graph",
+                  "einsum", "expand_dims", "flatten", "fori_loop", "grad", "jacobian", "matmul",
+                  "normal", "parameter", "random_bits", "random_key", "scan", "split",
+                  "split_key", "squeeze", "stack", "switch", "take", "take_along_axis", "top_k",
+                  "tracing", "uniform", "while_loop"})

@@ -143,6 +143,8 @@ _NORMALIZERS = {
     "bool": lambda op, name, v, rank, inputs: bool(v),
     "str": lambda op, name, v, rank, inputs: str(v),
     "dtype": lambda op, name, v, rank, inputs: as_dtype(v),
+    "graph": lambda op, name, v, rank, inputs: v,
+    "graphs": lambda op, name, v, rank, inputs: tuple(v),
 }
 
 

@@ -86,6 +86,10 @@ class Op(enum.Enum):
     SELECT_AND_SCATTER_ADD = 'select_and_scatter_add'
     DOT_GENERAL = 'dot_general'
     CONV_GENERAL = 'conv_general'
+    COND = 'cond'
+    WHILE_LOOP = 'while_loop'
+    SCAN = 'scan'
+    TUPLE_GET = 'tuple_get'
     RNG_BITS = 'rng_bits'
 
 
@@ -105,6 +109,7 @@ class OpGroup:
     SORT = frozenset({Op.SORT, Op.ARGSORT})
     WINDOW = frozenset({Op.REDUCE_WINDOW_MAX, Op.REDUCE_WINDOW_MIN, Op.REDUCE_WINDOW_SUM, Op.SELECT_AND_SCATTER_ADD})
     CONTRACTION = frozenset({Op.DOT_GENERAL, Op.CONV_GENERAL})
+    CONTROL = frozenset({Op.COND, Op.WHILE_LOOP, Op.SCAN, Op.TUPLE_GET})
     RANDOM = frozenset({Op.RNG_BITS})
 
 
@@ -186,6 +191,10 @@ ACCEPTED_DTYPES = {
     Op.SELECT_AND_SCATTER_ADD: dtypes.NUMERIC,
     Op.DOT_GENERAL: dtypes.NUMERIC,
     Op.CONV_GENERAL: dtypes.FLOATS,
+    Op.COND: dtypes.ALL,
+    Op.WHILE_LOOP: dtypes.ALL,
+    Op.SCAN: dtypes.ALL,
+    Op.TUPLE_GET: dtypes.ALL,
     Op.RNG_BITS: dtypes.ALL,
 }
 
@@ -267,6 +276,10 @@ ATTR_KINDS = {
     Op.SELECT_AND_SCATTER_ADD: (('window_dimensions', 'ints'), ('window_strides', 'ints'), ('padding', 'pairs')),
     Op.DOT_GENERAL: (('lhs_contracting', 'ints'), ('rhs_contracting', 'ints'), ('lhs_batch', 'ints'), ('rhs_batch', 'ints')),
     Op.CONV_GENERAL: (('window_strides', 'ints'), ('padding', 'pairs'), ('lhs_dilation', 'ints'), ('rhs_dilation', 'ints'), ('feature_group_count', 'int'), ('batch_group_count', 'int')),
+    Op.COND: (('branches', 'graphs'),),
+    Op.WHILE_LOOP: (('cond', 'graph'), ('body', 'graph'), ('num_carry', 'int')),
+    Op.SCAN: (('body', 'graph'), ('length', 'int'), ('reverse', 'bool'), ('num_carry', 'int'), ('num_xs', 'int')),
+    Op.TUPLE_GET: (('index', 'int'),),
     Op.RNG_BITS: (('shape', 'ints'),),
 }
 
@@ -323,6 +336,9 @@ DIFFERENTIABLE = frozenset({
     Op.REDUCE_WINDOW_SUM,
     Op.DOT_GENERAL,
     Op.CONV_GENERAL,
+    Op.COND,
+    Op.SCAN,
+    Op.TUPLE_GET,
 })
 
 C_EXPRESSIONS = {

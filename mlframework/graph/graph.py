@@ -92,6 +92,40 @@ class Graph:
         self.out_tree: TreeDef | None = None
         self.trace_seconds = 0.0  # how long the trace that built it took (set by Exec)
         self._scope: list[str] = []
+        # A sub-graph (the body of a control-flow node) has the graph it is nested in as
+        # `parent`; values of enclosing graphs it reads become parameters of its own
+        # (`capture`), and `captures` lists those outer values, in parameter order.
+        self.parent: Graph | None = None
+        self.captures: list[Node] = []
+        self._captured: dict[int, Node] = {}
+
+    def capture(self, node: Node) -> Node:
+        """The parameter of this sub-graph that stands for `node`, a value of an enclosing
+        graph (added on first use, after the existing parameters).
+
+        Raises:
+            ValueError: if node's graph does not enclose this one.
+        """
+        found = self._captured.get(id(node))
+        if found is not None:
+            return found
+        if self.parent is None:
+            raise ValueError(f"a node of graph {node.graph.name!r} is used in graph "
+                             f"{self.name!r}, which is not nested in it")
+        outer = node if node.graph is self.parent else self.parent.capture(node)
+        index = len(self.parameters)
+        found = build(Op.PARAMETER, [], {"index": index, "name": f"capture{index}"}, node.spec,
+                      self, outer.source)
+        self.parameters.append(found)
+        self.captures.append(outer)
+        self._captured[id(node)] = found
+        return found
+
+    def encloses(self, other: Graph) -> bool:
+        """Whether `other` is this graph or nested in it (at any depth)."""
+        while other is not None and other is not self:
+            other = other.parent
+        return other is self
 
     def __str__(self) -> str:
         lines = [f"graph {self.name}:"]
@@ -100,6 +134,8 @@ class Graph:
             attrs = ", ".join(f"{k}={_short(v)}" for k, v in n.attrs.items())
             body = ", ".join(x for x in (args, attrs) if x)
             lines.append(f"  #{n.id} = {n.op.value}({body}) : {n.spec}")
+            for sub in subgraphs(n):
+                lines += ["    " + line for line in str(sub).splitlines()]
         lines.append("  return " + ", ".join(f"#{o.id}" for o in self.outputs))
         return "\n".join(lines)
 
@@ -143,7 +179,23 @@ def _drawable(graph: Graph) -> tuple[list, list]:
 def _short(value: object) -> str:
     if isinstance(value, np.ndarray):
         return f"array{list(value.shape)}" if value.size > 4 else repr(value.tolist())
+    if isinstance(value, Graph):
+        return value.name
+    if isinstance(value, tuple) and value and isinstance(value[0], Graph):
+        return "[" + ", ".join(g.name for g in value) + "]"
     return str(value)
+
+
+def subgraphs(node: Node) -> list[Graph]:
+    """The sub-graphs a node holds (a control-flow node's branches or bodies), in
+    attribute order; empty for every other node."""
+    out = []
+    for value in node.attrs.values():
+        if isinstance(value, Graph):
+            out.append(value)
+        elif isinstance(value, tuple) and value and isinstance(value[0], Graph):
+            out.extend(value)
+    return out
 
 
 _state = threading.local()
@@ -170,12 +222,16 @@ def current_graph() -> Graph:
 
 
 def build(op: Op, inputs: Sequence[Node], attrs: dict[str, Any] | None = None,
-          spec: Shape | None = None, graph: Graph | None = None) -> Node:
+          spec: Shape | None = None, graph: Graph | None = None,
+          source: str | None = None) -> Node:
     """Adds a node computing `op` over `inputs` to their graph.
 
     `spec` is given only for source ops (parameters, constants), whose shape
-    comes from outside the graph; every other op infers it from its inputs.
-    Ops without inputs go to `graph`, by default the graph being traced.
+    comes from outside the graph, for `tuple_get` and for copies of checked nodes;
+    every other op infers it from its inputs.
+    Ops without inputs go to `graph`, by default the graph being traced. While a
+    sub-graph is traced, inputs from the graphs enclosing it are captured (see
+    `Graph.capture`). `source` (default: the user's line) says where the node was built.
 
     Raises:
         ShapeError, DTypeError: from the op's shape rule, ending with the user's line.
@@ -183,12 +239,22 @@ def build(op: Op, inputs: Sequence[Node], attrs: dict[str, Any] | None = None,
     from mlframework.graph.shape_rules import infer
 
     attrs = attrs or {}
+    inner = getattr(_state, "graph", None)
+    if inner is not None and inner.parent is not None:
+        inputs = [_captured(inner, i) for i in inputs]
     graph = graph or _graph_of(op, inputs)
     spec = spec or infer(op, [i.spec for i in inputs], attrs)
-    node = Node(graph, len(graph.nodes), op, tuple(inputs), attrs, spec, errors.user_frame(),
-                "/".join(graph._scope))
+    node = Node(graph, len(graph.nodes), op, tuple(inputs), attrs, spec,
+                errors.user_frame() if source is None else source, "/".join(graph._scope))
     graph.nodes.append(node)
     return node
+
+
+def _captured(inner: Graph, value: Node) -> Node:
+    """`value`, or its capture in `inner` if it is a node of a graph enclosing `inner`."""
+    if isinstance(value, Node) and value.graph is not inner and value.graph.encloses(inner):
+        return inner.capture(value)
+    return value
 
 
 def _graph_of(op: Op, inputs: Sequence[Node]) -> Graph:

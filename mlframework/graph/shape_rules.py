@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from mlframework.core import dtypes
 from mlframework.core.shapes import Shape
-from mlframework.graph import shape_rules_contraction, shape_rules_movement
+from mlframework.graph import (shape_rules_contraction, shape_rules_control,
+                               shape_rules_movement)
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.gen_optypes import ACCEPTED_DTYPES, Op, OpGroup
 
@@ -123,4 +124,5 @@ RULES = {
     Op.RNG_BITS: _rng_bits_shape,
     **shape_rules_movement.RULES,
     **shape_rules_contraction.RULES,
+    **shape_rules_control.RULES,
 }

@@ -6,7 +6,8 @@ with several differentiable inputs, a tuple of such functions, one per input,
 each returning that input's cotangent (None: not differentiable), so that
 `input_cotangents` builds only the ones autodiff needs. Rules are written with
 the public op functions, so gradients are ordinary graph nodes. Contractions,
-windows, gathers and scatters live in `vjp_contraction.py`; `RULES` holds
+windows, gathers and scatters live in `vjp_contraction.py`, control flow in
+`vjp_control_flow.py`; `RULES` holds
 them all (a test checks every differentiable op has one).
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import math
 
 from mlframework.graph import gen_ops as ops
-from mlframework.graph import vjp_contraction
+from mlframework.graph import vjp_contraction, vjp_control_flow
 from mlframework.graph.composites import where, zeros_like
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.layout import take_along_axis
@@ -153,10 +154,14 @@ def _sort_vjp(node, g):
     return (take_along_axis(g, ops.argsort(order, axis), axis),)
 
 
-def input_cotangents(node, g, wants):
+def input_cotangents(node, g, wants, reverse):
     """Cotangents of node's inputs given its output's cotangent `g`; None for inputs that
-    have none. `wants[i]` says whether input i needs one (others may be skipped)."""
+    have none. `wants[i]` says whether input i needs one (others may be skipped).
+    `reverse` is the reverse pass over several outputs (`autodiff.vjp_outputs`), which
+    the rules of control-flow ops run on their sub-graphs."""
     rule = RULES[node.op]
+    if node.op in vjp_control_flow.SUBGRAPH_RULES:
+        return rule(node, g, reverse)
     if callable(rule):
         return rule(node, g)
     return [r(node, g) if r is not None and want else None for r, want in zip(rule, wants)]
@@ -205,4 +210,5 @@ RULES: dict[Op, vjp_contraction.Rule] = {
     Op.CUMSUM: _cumsum_vjp,
     Op.SORT: _sort_vjp,
     **vjp_contraction.RULES,
+    **vjp_control_flow.RULES,
 }

@@ -310,6 +310,7 @@ def test_python_ints_beyond_int32_become_int64(backend_name):
 
 
 def test_every_op_of_the_table_is_covered():
+    from test_control_flow import COVERED as CONTROL_FLOW
     from test_differential_elementwise import BINARY, UNARY
 
     rng = np.random.default_rng(0)
@@ -318,7 +319,7 @@ def test_every_op_of_the_table_is_covered():
              + _indexing_cases(rng, f32, i32) + _window_cases(rng, f32)
              + _contraction_cases(rng, f32) + _iota_cases(f32)
              + _reduce_cases(rng, np.dtype(np.bool_)))
-    covered = set(UNARY) | set(BINARY) | {"select", "convert", "rng_bits"}
+    covered = set(UNARY) | set(BINARY) | {"select", "convert", "rng_bits"} | CONTROL_FLOW
     covered |= {c.name.split("(")[0].split(" ")[0] for c in cases}
     wanted = {op.name for op in OPS if op.group != "SOURCE" or op.name == "iota"}
     assert wanted <= covered, f"ops without a differential test: {sorted(wanted - covered)}"

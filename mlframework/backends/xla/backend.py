@@ -13,7 +13,7 @@ import numpy as np
 
 from mlframework.backends.base import Backend, Executable
 from mlframework.core.shapes import Shape
-from mlframework.graph.gen_optypes import Op
+from mlframework.graph.gen_optypes import Op, OpGroup
 from mlframework.graph.graph import Graph
 
 jax.config.update("jax_enable_x64", True)
@@ -50,10 +50,25 @@ def interpreter(graph: Graph):
                 values[node.id] = node.attrs["value"]
             else:
                 inputs = [values[i.id] for i in node.inputs]
-                values[node.id] = LOWERINGS[node.op](*inputs, **node.attrs)
+                attrs = _functions(node.attrs) if node.op in SUBGRAPH_OPS else node.attrs
+                values[node.id] = LOWERINGS[node.op](*inputs, **attrs)
         return [jax.numpy.asarray(values[i]) for i in outputs]
 
     return evaluate
+
+
+SUBGRAPH_OPS = OpGroup.CONTROL - {Op.TUPLE_GET}
+
+
+def _functions(attrs: dict) -> dict:
+    """attrs with each sub-graph made a jax function of its parameters returning a tuple
+    (how the control-flow lowerings take them)."""
+    def lowered(graph):
+        evaluate = interpreter(graph)
+        return lambda *args: tuple(evaluate(*args))
+    return {k: lowered(v) if isinstance(v, Graph) else
+            tuple(map(lowered, v)) if isinstance(v, tuple) and v and isinstance(v[0], Graph)
+            else v for k, v in attrs.items()}
 
 
 class XlaBackend(Backend):

@@ -3,7 +3,7 @@
 """XLA lowerings: one jax.lax expression per primitive."""
 from jax import lax
 
-from mlframework.backends.xla.lowering import (_abs, _argsort, _convert, _gather, _highest, _lowest, _reduce, _reduce_window, _rng_bits, _scalar, _scatter, _select_and_scatter_add, _sort)
+from mlframework.backends.xla.lowering import (_abs, _argsort, _cond, _convert, _gather, _highest, _lowest, _reduce, _reduce_window, _rng_bits, _scalar, _scan, _scatter, _select_and_scatter_add, _sort, _while_loop)
 from mlframework.graph.gen_optypes import Op
 
 
@@ -307,6 +307,22 @@ def _conv_general_lower_xla(lhs, rhs, *, window_strides, padding, lhs_dilation, 
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count=feature_group_count, batch_group_count=batch_group_count, precision=lax.Precision.HIGHEST)
 
 
+def _cond_lower_xla(index, *operands, branches):
+    return _cond(index, operands, branches)
+
+
+def _while_loop_lower_xla(*operands, cond, body, num_carry):
+    return _while_loop(operands, cond, body, num_carry)
+
+
+def _scan_lower_xla(*operands, body, length, reverse, num_carry, num_xs):
+    return _scan(operands, body, length, reverse, num_carry, num_xs)
+
+
+def _tuple_get_lower_xla(results, *, index):
+    return results[index]
+
+
 def _rng_bits_lower_xla(key, *, shape):
     return _rng_bits(key, shape)
 
@@ -387,5 +403,9 @@ LOWERINGS = {
     Op.SELECT_AND_SCATTER_ADD: _select_and_scatter_add_lower_xla,
     Op.DOT_GENERAL: _dot_general_lower_xla,
     Op.CONV_GENERAL: _conv_general_lower_xla,
+    Op.COND: _cond_lower_xla,
+    Op.WHILE_LOOP: _while_loop_lower_xla,
+    Op.SCAN: _scan_lower_xla,
+    Op.TUPLE_GET: _tuple_get_lower_xla,
     Op.RNG_BITS: _rng_bits_lower_xla,
 }

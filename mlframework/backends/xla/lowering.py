@@ -104,3 +104,30 @@ def _argsort(x, axis, descending, index_dtype, total_order):
 def _rng_bits(key, shape):
     typed_key = jax.random.wrap_key_data(key, impl="threefry2x32")
     return jax.random.bits(typed_key, tuple(shape), dtype=np.uint32)
+
+
+# Control flow: the interpreter hands the sub-graphs over as jax functions of their
+# parameters, returning tuples.
+
+def _cond(index, operands, branches):
+    if np.dtype(index.dtype) == np.bool_:
+        return lax.cond(index, branches[1], branches[0], *operands)
+    return lax.switch(index, branches, *operands)
+
+
+def _while_loop(operands, cond, body, num_carry):
+    captured = tuple(operands[num_carry:])
+    return lax.while_loop(lambda carry: cond(*carry, *captured)[0],
+                          lambda carry: body(*carry, *captured), tuple(operands[:num_carry]))
+
+
+def _scan(operands, body, length, reverse, num_carry, num_xs):
+    carry, xs = tuple(operands[:num_carry]), tuple(operands[num_carry:num_carry + num_xs])
+    captured = tuple(operands[num_carry + num_xs:])
+
+    def one(carry, x):
+        out = body(*carry, *x, *captured)
+        return out[:num_carry], out[num_carry:]
+
+    carry, ys = lax.scan(one, carry, xs, length=length, reverse=reverse)
+    return (*carry, *ys)

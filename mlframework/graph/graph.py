@@ -123,9 +123,10 @@ class Graph:
 
     def encloses(self, other: Graph) -> bool:
         """Whether `other` is this graph or nested in it (at any depth)."""
-        while other is not None and other is not self:
-            other = other.parent
-        return other is self
+        inner: Graph | None = other
+        while inner is not None and inner is not self:
+            inner = inner.parent
+        return inner is self
 
     def __str__(self) -> str:
         lines = [f"graph {self.name}:"]

@@ -159,9 +159,9 @@ def input_cotangents(node, g, wants, reverse):
     have none. `wants[i]` says whether input i needs one (others may be skipped).
     `reverse` is the reverse pass over several outputs (`autodiff.vjp_outputs`), which
     the rules of control-flow ops run on their sub-graphs."""
-    rule = RULES[node.op]
     if node.op in vjp_control_flow.SUBGRAPH_RULES:
-        return rule(node, g, reverse)
+        return vjp_control_flow.SUBGRAPH_RULES[node.op](node, g, reverse)
+    rule = RULES[node.op]
     if callable(rule):
         return rule(node, g)
     return [r(node, g) if r is not None and want else None for r, want in zip(rule, wants)]
@@ -210,5 +210,5 @@ RULES: dict[Op, vjp_contraction.Rule] = {
     Op.CUMSUM: _cumsum_vjp,
     Op.SORT: _sort_vjp,
     **vjp_contraction.RULES,
-    **vjp_control_flow.RULES,
+    **vjp_control_flow.RULES,  # type: ignore[dict-item]  # sub-graph rules take `reverse`
 }

@@ -18,7 +18,7 @@ from __future__ import annotations
 from mlframework.graph.composites import zeros_like
 from mlframework.graph.control_flow import scan
 from mlframework.graph.gen_optypes import Op
-from mlframework.graph.graph import build, current_graph
+from mlframework.graph.graph import Node, build, current_graph
 from mlframework.graph.shape_rules_control import parameter_specs, result_specs
 from mlframework.graph.subgraphs import align_captures, inline, trace
 
@@ -113,7 +113,7 @@ def _scan_vjp(node, cts, reverse):
 
     (g_c, g_k), g_x = scan(backward, (ct_c, acc), (stacked, xs, ct_ys), length=length,
                            reverse=not a["reverse"])
-    grads = {}
+    grads: dict[int, Node] = {}
     grads.update(zip(dc, g_c))
     grads.update(zip((n + i for i in dx), g_x))
     grads.update(zip((n + nx + i for i in dcap), g_k))

@@ -43,7 +43,7 @@ import numpy as np
 import safetensors.numpy
 
 from mlframework.core.tensors import Tensor
-from mlframework.ml.context import OPTIMIZER_SCOPE
+from mlframework.ml.context import OPTIMIZER_SCOPE, Context
 from mlframework.ml.context_exec import MissingVariablesError
 
 FORMAT = "mlframework-checkpoint"
@@ -168,7 +168,8 @@ def _jsonable(params: dict) -> dict:
     return out
 
 
-def save(ctx, directory, step: int, extra: dict | None = None, prefix: str = "ckpt") -> Path:
+def save(ctx: Context, directory: str | os.PathLike, step: int, extra: dict | None = None,
+         prefix: str = "ckpt") -> Path:
     """Writes a checkpoint of every variable of `ctx`; returns the JSON's path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -240,7 +241,7 @@ def _check_sidecar(meta: dict, path: Path) -> None:
                                       f"{_type_name(kind())}")
 
 
-def read(path) -> tuple[dict, dict[str, np.ndarray]]:
+def read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     """The (metadata, arrays) of the checkpoint whose JSON is `path`.
 
     Raises:
@@ -277,7 +278,7 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def restore(ctx, path, *, strict: bool = True) -> CheckpointInfo:
+def restore(ctx: Context, path: str | os.PathLike, *, strict: bool = True) -> CheckpointInfo:
     """Loads the checkpoint at `path` (its JSON) into `ctx`: variables (created if
     the context lacks them), hyperparameters and seed.
 
@@ -339,7 +340,7 @@ def restore(ctx, path, *, strict: bool = True) -> CheckpointInfo:
 class Checkpointer:
     """Saves numbered checkpoints in `directory`, keeping the last `keep` (all if None)."""
 
-    def __init__(self, directory, keep: int | None = 3, prefix: str = "ckpt"):
+    def __init__(self, directory: str | os.PathLike, keep: int | None = 3, prefix: str = "ckpt"):
         self.directory, self.keep, self.prefix = Path(directory), keep, prefix
         self._pattern = re.compile(rf"{re.escape(prefix)}-(\d+)\.json$")
 
@@ -355,7 +356,7 @@ class Checkpointer:
         found = self.checkpoints()
         return found[-1] if found else None
 
-    def save(self, ctx, step: int | None = None, extra: dict | None = None) -> Path:
+    def save(self, ctx: Context, step: int | None = None, extra: dict | None = None) -> Path:
         """Saves ctx (step defaults to its global_step), then drops the oldest beyond `keep`."""
         if step is None:
             from mlframework.ml.context import GLOBAL_STEP
@@ -373,7 +374,8 @@ class Checkpointer:
                 orphan.unlink(missing_ok=True)  # left by a save that was killed
         return path
 
-    def restore(self, ctx, path=None, *, strict: bool = True) -> CheckpointInfo | None:
+    def restore(self, ctx: Context, path: str | os.PathLike | None = None, *,
+                strict: bool = True) -> CheckpointInfo | None:
         """Loads `path`, or the latest checkpoint; None if the directory has none.
 
         Raises:

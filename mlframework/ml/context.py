@@ -29,12 +29,17 @@ cannot silently run on fresh weights in place of restored ones.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from mlframework import graph as G
-from mlframework.core.dtypes import as_dtype
+from mlframework.core.dtypes import DTypeSpec, as_dtype
+from mlframework.core.shapes import Shape
 from mlframework.core.tensors import Tensor
+from mlframework.graph.graph import Operand
 from mlframework.ml import initializers as inits
 from mlframework.ml import remat
 
@@ -56,7 +61,7 @@ class Variable:
         self.name, self.value, self.trainable = name, value, trainable
 
     @property
-    def spec(self):
+    def spec(self) -> Shape:
         return self.value.spec
 
     def numpy(self) -> np.ndarray:
@@ -67,6 +72,15 @@ class Variable:
         return f"<Variable {self.name} {self.spec} {kind}>"
 
 
+class RestoreGuard(Protocol):
+    """What a strict `checkpoints.restore` leaves on the context: which variables it may
+    still create from their initializers, and the error naming those it may not."""
+
+    def allows(self, name: str) -> bool: ...
+
+    def error(self, names: list[str], reader: str) -> Exception: ...
+
+
 class _Store:
     """What all views of one context share."""
 
@@ -75,8 +89,7 @@ class _Store:
         self.variables: dict[str, Variable] = {}
         self.params: dict[str, dict] = {}
         self.binding: Binding | None = None
-        # set by a strict checkpoints.restore: .allows(name) and .error(names, reader)
-        self.strict_restore = None
+        self.strict_restore: RestoreGuard | None = None  # set by a strict checkpoints.restore
 
 
 class Binding:
@@ -142,7 +155,7 @@ class Context:
         TypeError: for a seed that is not a non-negative int.
     """
 
-    def __init__(self, seed: int = 0, **params):
+    def __init__(self, seed: int = 0, **params: Any):
         if isinstance(seed, bool) or not hasattr(seed, "__index__") or int(seed) < 0:
             raise TypeError(f"Context(seed) requires a non-negative int seed, got {seed!r}")
         self._store = _Store(seed)
@@ -186,19 +199,19 @@ class Context:
     def _full(self, name: str) -> str:
         return "/".join(self._scope + (name,))
 
-    def forget_variables(self, names) -> None:
+    def forget_variables(self, names: Iterable[str]) -> None:
         """Removes the named variables from the context."""
         for name in names:
             self._store.variables.pop(name, None)
 
     # ---- hyperparameters ----
 
-    def set_params(self, **params) -> "Context":
+    def set_params(self, **params: Any) -> "Context":
         """Sets hyperparameters at this scope; returns the context."""
         self._store.params.setdefault(self.scope, {}).update(params)
         return self
 
-    def get_param(self, key: str, default=None):
+    def get_param(self, key: str, default: Any | None = None) -> Any:
         """The hyperparameter `key` from this scope or the nearest enclosing one."""
         for depth in range(len(self._scope), -1, -1):
             scoped = self._store.params.get("/".join(self._scope[:depth]), {})
@@ -213,8 +226,9 @@ class Context:
 
     # ---- variables ----
 
-    def variable(self, name: str, shape, dtype=np.float32,
-                 initializer: inits.Initializer | None = None, trainable: bool = True):
+    def variable(self, name: str, shape: Sequence[int], dtype: DTypeSpec = np.float32,
+                 initializer: inits.Initializer | None = None, trainable: bool = True
+                 ) -> G.Node | Variable:
         """The variable `scope/name`: its current node while a graph is traced.
 
         Creates it on first use with `initializer` (default: zeros). Outside
@@ -253,7 +267,22 @@ class Context:
             raise VariableError(f"variable {full!r} is already used in this graph; use "
                                 "ctx.reuse() to share it, or another scope for new weights")
         binding.read.add(full)
-        return self._bound(full)
+        return self._bound(binding, full)
+
+    def node(self, name: str, shape: Sequence[int], dtype: DTypeSpec = np.float32,
+             initializer: inits.Initializer | None = None, trainable: bool = True) -> G.Node:
+        """`variable(...)` in the graph being traced: the variable's node (what layers use).
+
+        Raises:
+            RuntimeError: outside tracing, where `variable` gives the `Variable` itself.
+            VariableError, checkpoints.VariablesNotInCheckpointError: as `variable`.
+        """
+        out = self.variable(name, shape, dtype, initializer, trainable)
+        if not isinstance(out, G.Node):
+            raise RuntimeError(f"ctx.node({name!r}) requires a graph being traced (a model run "
+                               "by a Trainer, ContextExec or G.Exec); outside tracing, "
+                               "ctx.variable gives the Variable")
+        return out
 
     def _initial_value(self, full, shape, dtype, initializer) -> np.ndarray:
         rng = np.random.default_rng([self._store.seed, zlib.crc32(full.encode())])
@@ -264,7 +293,8 @@ class Context:
                                 f"requested {shape}")
         return value
 
-    def create_variable(self, name: str, value, trainable: bool = True) -> Variable:
+    def create_variable(self, name: str, value: ArrayLike | Tensor,
+                        trainable: bool = True) -> Variable:
         """Adds `scope/name` with the given initial value (array or Tensor)."""
         full = self._full(name)
         if full in self._store.variables:
@@ -276,15 +306,14 @@ class Context:
             self._store.binding.created.append(full)
         return var
 
-    def _bound(self, full: str):
-        binding = self._store.binding
+    def _bound(self, binding: Binding, full: str) -> G.Node:
         node = binding.values.get(full)
         if node is None:  # created in this trace: a constant stands in until the retrace
             node = G.const(self._store.variables[full].numpy())
             binding.values[full] = binding.inputs[full] = node
         return node
 
-    def assign(self, name: str, value) -> None:
+    def assign(self, name: str, value: Operand) -> None:
         """Sets variable `scope/name` to the node `value` from here on in the graph.
 
         The value is written back to the variable when the graph has run.
@@ -299,16 +328,16 @@ class Context:
         if value.shape != var.spec.dims:
             raise VariableError(f"assign to {full!r} requires shape {var.spec.dims}, "
                                 f"got {value.shape}")
-        self._bound(full)
+        self._bound(binding, full)
         binding.values[full] = value
 
-    def value(self, name: str):
+    def value(self, name: str) -> G.Node:
         """The current node of existing variable `scope/name` (no reuse check)."""
         full = self._full(name)
-        self._tracing("value")
+        binding = self._tracing("value")
         if full not in self._store.variables:
             raise VariableError(f"variable {full!r} does not exist")
-        return self._bound(full)
+        return self._bound(binding, full)
 
     def get_variable(self, name: str) -> Variable:
         """The `Variable` called `scope/name`. Raises KeyError naming it if absent."""
@@ -340,7 +369,7 @@ class Context:
         binding = self._store.binding
         return bool(binding and binding.training)
 
-    def random_key(self):
+    def random_key(self) -> G.Node:
         """A fresh uint32[2] key node; advances the context's `rng_state` variable."""
         self._tracing("random_key")
         root = self.at_root()
@@ -350,7 +379,7 @@ class Context:
         root.assign(RNG_STATE, keys[0])
         return keys[1]
 
-    def global_step(self):
+    def global_step(self) -> G.Node:
         """The int32 step counter's node (created at 0); the Trainer advances it."""
         root = self.at_root()
         if GLOBAL_STEP not in self._store.variables:

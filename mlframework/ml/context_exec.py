@@ -12,7 +12,11 @@ inputs.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from mlframework import graph as G
+from mlframework.graph.exec import Compiler
 from mlframework.ml.context import ACTIVE_BINDINGS, Binding, Context, VariableError
 
 
@@ -44,11 +48,11 @@ class ContextExec:
         name: the graph's name.
     """
 
-    def __init__(self, backend, ctx: Context, fn, *, training: bool = False,
-                 donate_variables: bool = False, name: str | None = None):
+    def __init__(self, backend: Compiler | None, ctx: Context, fn: Callable[..., Any], *,
+                 training: bool = False, donate_variables: bool = False, name: str | None = None):
         self.backend, self.ctx, self.fn = backend, ctx, fn
         self.training, self.donate_variables = training, donate_variables
-        self.name = name or getattr(fn, "__name__", "graph")
+        self.name = name or str(getattr(fn, "__name__", "graph"))
         self._exec = G.Exec(backend, self._traced, donate=(0,) if donate_variables else (),
                             name=self.name)
 
@@ -64,13 +68,14 @@ class ContextExec:
             ACTIVE_BINDINGS.pop()
         if binding.unrestored:  # a strict checkpoint restore lacks them: leave ctx as it was
             self.ctx.forget_variables(binding.created)
+            assert store.strict_restore is not None  # only a strict restore marks them
             raise store.strict_restore.error(binding.unrestored, self.name)
         if binding.created:
             raise _VariablesCreated(binding.created)
         updates = dict(binding.values) if self.donate_variables else binding.assigned()
         return outputs, updates
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> Any:
         """Runs fn on `args`; returns its outputs (Tensors) and stores the variable updates.
 
         Raises:
@@ -90,7 +95,7 @@ class ContextExec:
         raise RuntimeError(f"{self.name} keeps creating new variables on every trace; a "
                            "variable's name must not change from one trace to the next")
 
-    def graph(self, *args) -> G.Graph:
+    def graph(self, *args: Any) -> G.Graph:
         """The graph traced for these example arguments (arrays, Tensors or Shapes).
 
         Raises:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -32,15 +33,16 @@ class InMemory:
         repeat: iterate forever instead of to the end of the current epoch.
     """
 
-    def __init__(self, data, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+    def __init__(self, data: Any, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                  drop_remainder: bool = False, repeat: bool = False):
         self._leaves, self._tree = pytree.flatten(data)
         self._leaves = [np.asarray(a) for a in self._leaves]
         sizes = {a.shape[0] if a.ndim else None for a in self._leaves}
-        if len(sizes) != 1 or None in sizes:
+        size = sizes.pop() if len(sizes) == 1 else None
+        if size is None:
             raise ValueError(f"InMemory requires arrays with one shared first dimension, got "
                              f"shapes {[a.shape for a in self._leaves]}")
-        self.size = sizes.pop()
+        self.size: int = size
         if batch_size < 1 or (drop_remainder and batch_size > self.size):
             raise ValueError(f"InMemory requires 1 <= batch_size <= {self.size} examples, "
                              f"got {batch_size}")
@@ -49,7 +51,7 @@ class InMemory:
         self.batches_per_epoch = (self.size // batch_size if drop_remainder
                                   else math.ceil(self.size / batch_size))
         self._position = 0  # batches yielded since the start of epoch 0
-        self._order_epoch, self._order = -1, None
+        self._order_epoch, self._order = -1, np.arange(0)
 
     @property
     def epoch(self) -> int:
@@ -71,7 +73,7 @@ class InMemory:
                            if self.shuffle else np.arange(self.size))
         return self._order
 
-    def batch(self, position: int, rows: slice | None = None):
+    def batch(self, position: int, rows: slice | None = None) -> Any:
         """The batch at `position` in the stream; with `rows`, only those rows of it
         (only they are read: how each process takes its part of a global batch)."""
         epoch, index = divmod(position, self.batches_per_epoch)
@@ -79,7 +81,8 @@ class InMemory:
         if rows is not None:
             picked = picked[rows]
         if not self.shuffle and len(picked) and (rows is None or rows.step in (None, 1)):
-            picked = slice(picked[0], picked[-1] + 1)
+            contiguous = slice(picked[0], picked[-1] + 1)  # a view, not a copy
+            return pytree.unflatten(self._tree, [a[contiguous] for a in self._leaves])
         return pytree.unflatten(self._tree, [a[picked] for a in self._leaves])
 
     def __iter__(self):
@@ -162,7 +165,9 @@ class Prefetch:
             self.dataset.restore(self._state)
 
 
-def load_digits(test_fraction: float = 0.2, seed: int = 0, images: bool = False):
+def load_digits(test_fraction: float = 0.2, seed: int = 0,
+                images: bool = False) -> tuple[tuple[np.ndarray, np.ndarray],
+                tuple[np.ndarray, np.ndarray]]:
     """The handwritten digits of scikit-learn (1,797 8x8 images, 10 classes).
 
     Returns ((x_train, y_train), (x_test, y_test)): float32 pixels scaled to

@@ -16,6 +16,7 @@ import math
 from typing import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 Initializer = Callable[[np.random.Generator, tuple, np.dtype], np.ndarray]
 
@@ -39,7 +40,7 @@ def ones() -> Initializer:
     return lambda rng, shape, dtype: np.ones(shape, dtype)
 
 
-def constant(value) -> Initializer:
+def constant(value: ArrayLike) -> Initializer:
     """Every element equal to `value` (or `value` broadcast to the shape)."""
     return lambda rng, shape, dtype: np.broadcast_to(np.asarray(value, dtype), shape).copy()
 

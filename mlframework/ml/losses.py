@@ -12,6 +12,8 @@ whose mask is all false gives 0.
 from __future__ import annotations
 
 from mlframework import graph as G
+from mlframework.graph import Node
+from mlframework.graph.graph import Operand
 
 
 def _align(x, like):
@@ -21,7 +23,8 @@ def _align(x, like):
     return G.broadcast_to(x, like.shape)
 
 
-def reduce_loss(per_example, weights=None, mask=None):
+def reduce_loss(per_example: Node, weights: Operand | None = None,
+                mask: Operand | None = None) -> Node:
     """The weighted, masked mean of per-example losses (see the module docstring)."""
     loss = per_example
     if weights is not None:
@@ -32,60 +35,70 @@ def reduce_loss(per_example, weights=None, mask=None):
     return G.reduce_sum(loss * m) / G.max(G.reduce_sum(m), 1.0)
 
 
-def mean_squared_error(labels, predictions, *, weights=None, mask=None):
+def mean_squared_error(labels: Operand, predictions: Node, *, weights: Operand | None = None,
+                       mask: Operand | None = None) -> Node:
     """mean((predictions - labels) ** 2)."""
     return reduce_loss(G.square(predictions - labels), weights, mask)
 
 
-def mean_absolute_error(labels, predictions, *, weights=None, mask=None):
+def mean_absolute_error(labels: Operand, predictions: Node, *, weights: Operand | None = None,
+                        mask: Operand | None = None) -> Node:
     """mean(|predictions - labels|)."""
     return reduce_loss(G.abs(predictions - labels), weights, mask)
 
 
-def huber(labels, predictions, *, delta: float = 1.0, weights=None, mask=None):
+def huber(labels: Operand, predictions: Node, *, delta: float = 1.0, weights: Operand | None = None,
+          mask: Operand | None = None) -> Node:
     """0.5 e^2 where |e| <= delta, else delta (|e| - 0.5 delta); e = predictions - labels."""
     e = G.abs(predictions - labels)
     quad = G.min(e, delta)
     return reduce_loss(0.5 * quad * quad + delta * (e - quad), weights, mask)
 
 
-def binary_cross_entropy(labels, probabilities, *, weights=None, mask=None):
+def binary_cross_entropy(labels: Operand, probabilities: Node, *, weights: Operand | None = None,
+                         mask: Operand | None = None) -> Node:
     """-(y log p + (1 - y) log(1 - p)), each log clamped at -100 (as PyTorch's BCELoss)."""
-    p = probabilities
+    p, y = probabilities, G.const(labels)
     log_p, log_q = G.max(G.log(p), -100.0), G.max(G.log1p(-p), -100.0)
-    return reduce_loss(-(labels * log_p + (1 - labels) * log_q), weights, mask)
+    return reduce_loss(-(y * log_p + (1 - y) * log_q), weights, mask)
 
 
-def binary_cross_entropy_logits(labels, logits, *, weights=None, mask=None):
+def binary_cross_entropy_logits(labels: Operand, logits: Node, *, weights: Operand | None = None,
+                                mask: Operand | None = None) -> Node:
     """Binary cross-entropy of sigmoid(logits), computed stably."""
     x = logits
     per = G.max(x, 0.0) - x * labels + G.log1p(G.exp(-G.abs(x)))
     return reduce_loss(per, weights, mask)
 
 
-def categorical_cross_entropy_logits(labels, logits, *, axis: int = -1, weights=None,
-                                     mask=None):
+def categorical_cross_entropy_logits(labels: Operand, logits: Node, *, axis: int = -1,
+                                     weights: Operand | None = None,
+                                     mask: Operand | None = None) -> Node:
     """-sum(labels * log_softmax(logits)) along `axis`; labels are distributions."""
     per = -G.reduce_sum(labels * G.log_softmax(logits, axis=axis), axis)
     return reduce_loss(per, weights, mask)
 
 
-def categorical_cross_entropy(labels, probabilities, *, axis: int = -1, epsilon: float = 1e-7,
-                              weights=None, mask=None):
+def categorical_cross_entropy(labels: Operand, probabilities: Node, *, axis: int = -1,
+                              epsilon: float = 1e-7, weights: Operand | None = None,
+                              mask: Operand | None = None) -> Node:
     """-sum(labels * log(max(probabilities, epsilon))) along `axis`."""
     per = -G.reduce_sum(labels * G.log(G.max(probabilities, epsilon)), axis)
     return reduce_loss(per, weights, mask)
 
 
-def sparse_categorical_cross_entropy_logits(labels, logits, *, weights=None, mask=None):
+def sparse_categorical_cross_entropy_logits(labels: Operand, logits: Node, *,
+                                            weights: Operand | None = None,
+                                            mask: Operand | None = None) -> Node:
     """Cross-entropy of integer class `labels` [...] against `logits` [..., classes]."""
     onehot = G.one_hot(labels, logits.shape[-1], logits.dtype)
     per = -G.reduce_sum(onehot * G.log_softmax(logits, axis=-1), -1)
     return reduce_loss(per, weights, mask)
 
 
-def sparse_categorical_cross_entropy(labels, probabilities, *, epsilon: float = 1e-7,
-                                     weights=None, mask=None):
+def sparse_categorical_cross_entropy(labels: Operand, probabilities: Node, *, epsilon: float = 1e-7,
+                                     weights: Operand | None = None,
+                                     mask: Operand | None = None) -> Node:
     """Cross-entropy of integer class `labels` against `probabilities` [..., classes]."""
     onehot = G.one_hot(labels, probabilities.shape[-1], probabilities.dtype)
     per = -G.reduce_sum(onehot * G.log(G.max(probabilities, epsilon)), -1)

@@ -15,14 +15,18 @@ Lion).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 
 from mlframework import graph as G
 from mlframework.ml import initializers as inits
-from mlframework.ml.context import GLOBAL_STEP, OPTIMIZER_SCOPE
+from mlframework.ml.context import GLOBAL_STEP, OPTIMIZER_SCOPE, Context
+from mlframework.ml.schedules import Schedule
 
 
-def global_norm(grads) -> G.Node:
+def global_norm(grads: Iterable[G.Node]) -> G.Node:
     """sqrt of the sum of squares of every gradient."""
     return G.sqrt(sum(G.reduce_sum(G.square(g)) for g in grads))
 
@@ -40,20 +44,20 @@ class Optimizer:
     name = "optimizer"
     default_learning_rate = 1e-3
 
-    def __init__(self, learning_rate=None, *, clip_norm: float | None = None,
-                 weight_decay: float = 0.0):
+    def __init__(self, learning_rate: float | Schedule | None = None, *,
+                 clip_norm: float | None = None, weight_decay: float = 0.0):
         self._learning_rate = learning_rate
         self.clip_norm, self.weight_decay = clip_norm, weight_decay
 
-    def learning_rate(self, ctx, step) -> G.Node:
+    def learning_rate(self, ctx: Context, step: G.Node) -> G.Node:
         """The rate at `step` (int32 node): a schedule, a float, or the context's hyperparameter."""
         lr = self._learning_rate
         if lr is None:
             lr = ctx.get_param("learning_rate", self.default_learning_rate)
-        lr = lr(step) if callable(lr) else G.const(np.float32(lr))
-        return G.convert(lr, np.float32)
+        rate = lr(step) if callable(lr) else G.const(np.float32(lr))
+        return G.convert(rate, np.float32)
 
-    def apply(self, ctx, params: dict, grads: dict) -> None:
+    def apply(self, ctx: Context, params: dict, grads: dict) -> None:
         """Assigns every parameter (name -> node) its updated value; advances global_step."""
         root = ctx.at_root()
         step = root.global_step()
@@ -68,7 +72,7 @@ class Optimizer:
             root.assign(name, new)
         root.assign(GLOBAL_STEP, step + 1)
 
-    def update(self, slots, p, g, lr, t):
+    def update(self, slots: _Slots, p: G.Node, g: G.Node, lr: G.Node, t: G.Node) -> G.Node:
         """The new value of parameter p given its gradient g, at update number t (1-based).
 
         Each optimizer overrides this; the base class has no update rule of its own.
@@ -83,8 +87,8 @@ class _Slots:
         self.ctx, self.name, self.like = ctx, name, like
 
     def get(self, slot: str, init=None):
-        return (self.ctx / slot).variable(self.name, self.like.shape, self.like.dtype,
-                                          init or inits.zeros(), trainable=False)
+        return (self.ctx / slot).node(self.name, self.like.shape, self.like.dtype,
+                                      init or inits.zeros(), trainable=False)
 
     def set(self, slot: str, value) -> None:
         (self.ctx / slot).assign(self.name, value)
@@ -95,12 +99,12 @@ class SGD(Optimizer):
 
     name, default_learning_rate = "sgd", 1e-2
 
-    def __init__(self, learning_rate=None, *, momentum: float = 0.0, nesterov: bool = False,
-                 **kwargs):
+    def __init__(self, learning_rate: float | Schedule | None = None, *, momentum: float = 0.0,
+                 nesterov: bool = False, **kwargs: Any):
         super().__init__(learning_rate, **kwargs)
         self.momentum, self.nesterov = momentum, nesterov
 
-    def update(self, slots, p, g, lr, t):
+    def update(self, slots: _Slots, p: G.Node, g: G.Node, lr: G.Node, t: G.Node) -> G.Node:
         if self.weight_decay:
             g = g + self.weight_decay * p
         if self.momentum:
@@ -115,15 +119,15 @@ class Adam(Optimizer):
 
     name = "adam"
 
-    def __init__(self, learning_rate=None, *, beta1: float = 0.9, beta2: float = 0.999,
-                 epsilon: float = 1e-8, **kwargs):
+    def __init__(self, learning_rate: float | Schedule | None = None, *, beta1: float = 0.9,
+                 beta2: float = 0.999, epsilon: float = 1e-8, **kwargs: Any):
         super().__init__(learning_rate, **kwargs)
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
 
     def _decay(self, p, g, lr):
         return p, g + self.weight_decay * p if self.weight_decay else g
 
-    def update(self, slots, p, g, lr, t):
+    def update(self, slots: _Slots, p: G.Node, g: G.Node, lr: G.Node, t: G.Node) -> G.Node:
         p, g = self._decay(p, g, lr)
         m = self.beta1 * slots.get("m") + (1 - self.beta1) * g
         v = self.beta2 * slots.get("v") + (1 - self.beta2) * G.square(g)
@@ -141,7 +145,8 @@ class AdamW(Adam):
 
     name = "adamw"
 
-    def __init__(self, learning_rate=None, *, weight_decay: float = 0.01, **kwargs):
+    def __init__(self, learning_rate: float | Schedule | None = None, *, weight_decay: float = 0.01,
+                 **kwargs: Any):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
 
     def _decay(self, p, g, lr):
@@ -154,12 +159,13 @@ class RMSProp(Optimizer):
 
     name, default_learning_rate = "rmsprop", 1e-2
 
-    def __init__(self, learning_rate=None, *, alpha: float = 0.99, epsilon: float = 1e-8,
-                 momentum: float = 0.0, centered: bool = False, **kwargs):
+    def __init__(self, learning_rate: float | Schedule | None = None, *, alpha: float = 0.99,
+                 epsilon: float = 1e-8, momentum: float = 0.0, centered: bool = False,
+                 **kwargs: Any):
         super().__init__(learning_rate, **kwargs)
         self.alpha, self.epsilon, self.momentum, self.centered = alpha, epsilon, momentum, centered
 
-    def update(self, slots, p, g, lr, t):
+    def update(self, slots: _Slots, p: G.Node, g: G.Node, lr: G.Node, t: G.Node) -> G.Node:
         if self.weight_decay:
             g = g + self.weight_decay * p
         v = self.alpha * slots.get("square_avg") + (1 - self.alpha) * G.square(g)
@@ -180,12 +186,12 @@ class Adagrad(Optimizer):
 
     name, default_learning_rate = "adagrad", 1e-2
 
-    def __init__(self, learning_rate=None, *, epsilon: float = 1e-10,
-                 initial_accumulator_value: float = 0.0, **kwargs):
+    def __init__(self, learning_rate: float | Schedule | None = None, *, epsilon: float = 1e-10,
+                 initial_accumulator_value: float = 0.0, **kwargs: Any):
         super().__init__(learning_rate, **kwargs)
         self.epsilon, self.initial = epsilon, initial_accumulator_value
 
-    def update(self, slots, p, g, lr, t):
+    def update(self, slots: _Slots, p: G.Node, g: G.Node, lr: G.Node, t: G.Node) -> G.Node:
         if self.weight_decay:
             g = g + self.weight_decay * p
         s = slots.get("sum", inits.constant(self.initial)) + G.square(g)
@@ -198,12 +204,12 @@ class Lion(Optimizer):
 
     name, default_learning_rate = "lion", 1e-4
 
-    def __init__(self, learning_rate=None, *, beta1: float = 0.9, beta2: float = 0.99,
-                 **kwargs):
+    def __init__(self, learning_rate: float | Schedule | None = None, *, beta1: float = 0.9,
+                 beta2: float = 0.99, **kwargs: Any):
         super().__init__(learning_rate, **kwargs)
         self.beta1, self.beta2 = beta1, beta2
 
-    def update(self, slots, p, g, lr, t):
+    def update(self, slots: _Slots, p: G.Node, g: G.Node, lr: G.Node, t: G.Node) -> G.Node:
         m = slots.get("m")
         direction = G.sign(self.beta1 * m + (1 - self.beta1) * g)
         slots.set("m", self.beta2 * m + (1 - self.beta2) * g)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import functools
 import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mlframework import graph as G
 from mlframework.core import pytree
@@ -31,7 +33,7 @@ _SEGMENTS: "weakref.WeakKeyDictionary[G.Graph, list[_Segment]]" = weakref.WeakKe
 _STATE_HOOKS: list = []
 
 
-def register_trace_state(save, restore) -> None:
+def register_trace_state(save: Callable[[], Any], restore: Callable[[Any], None]) -> None:
     """Registers `save() -> snapshot` and `restore(snapshot)` for trace-time state
     that a block may change (called around every recomputation)."""
     _STATE_HOOKS.append((save, restore))
@@ -46,7 +48,7 @@ class _Segment:
         self.state_before = state_before
 
 
-def checkpoint(fn):
+def checkpoint(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Marks `fn` (any function of nodes and other values) for recomputation by `grad`."""
     @functools.wraps(fn)
     def block(*args, **kwargs):
@@ -63,7 +65,7 @@ def checkpoint(fn):
     return block
 
 
-def grad(y: G.Node, wrt) -> list[G.Node]:
+def grad(y: G.Node, wrt: G.Node | Sequence[G.Node]) -> list[G.Node]:
     """Gradients of scalar `y` with respect to `wrt`, as `G.grad`, recomputing
     checkpointed blocks in the backward pass. Same errors as `G.grad`."""
     wrt = [wrt] if isinstance(wrt, G.Node) else list(wrt)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from mlframework import graph as G
+from mlframework.graph import Node
 
 ACTIVATIONS = {
     "relu": G.relu,
@@ -17,7 +18,7 @@ ACTIVATIONS = {
 }
 
 
-def activation(name: str | None, x):
+def activation(name: str | None, x: Node) -> Node:
     """Applies the activation called `name` to x (None or "linear": x itself).
 
     Raises:

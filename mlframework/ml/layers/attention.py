@@ -14,11 +14,14 @@ import numpy as np
 
 from mlframework import graph as G
 from mlframework.core.tensors import Tensor
+from mlframework.graph import Node
+from mlframework.graph.graph import Operand
 from mlframework.ml import initializers as inits
+from mlframework.ml.context import Context
 from mlframework.ml.layers.dense import dense
 
 
-def rope(x, positions, base: float = 10000.0):
+def rope(x: Node, positions: Operand, base: float = 10000.0) -> Node:
     """Rotary position embedding of x [..., seq, head_dim] (rotate-half form, as Llama).
 
     `positions`: integer [seq] or [batch, seq] (for x [batch, heads, seq, dim]).
@@ -38,13 +41,14 @@ def rope(x, positions, base: float = 10000.0):
     return G.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
-def causal_mask(q_len: int, kv_len: int, offset=0):
+def causal_mask(q_len: int, kv_len: int, offset: Operand = 0) -> Node:
     """[q_len, kv_len] bool: query i (at position offset + i) sees keys at positions <= its own."""
     q = G.iota(np.int32, (q_len, kv_len), 0) + offset
     return G.iota(np.int32, (q_len, kv_len), 1) <= q
 
 
-def scaled_dot_product_attention(q, k, v, mask=None, *, causal: bool = False, scale=None):
+def scaled_dot_product_attention(q: Node, k: Node, v: Node, mask: Operand | None = None, *,
+                                 causal: bool = False, scale: float | None = None) -> Node:
     """softmax(q k^T * scale + masked) v, per head; k and v heads shared by groups of q heads.
 
     Args:
@@ -66,7 +70,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, causal: bool = False, sc
     if causal:
         allowed = causal_mask(sq, skv, skv - sq)
     if mask is not None:
-        allowed = mask if allowed is None else G.logical_and(mask, allowed)
+        allowed = G.const(mask) if allowed is None else G.logical_and(mask, allowed)
     if allowed is not None:
         full = G.reshape(G.broadcast_to(allowed, (b, h, sq, skv)), (b, hkv, g, sq, skv))
         scores = G.where(full, scores, float(np.finfo(q.dtype.numpy).min))
@@ -80,11 +84,13 @@ def _heads(x, n: int, d: int):
     return G.transpose(G.reshape(x, (b, s, n, d)), (0, 2, 1, 3))
 
 
-def multi_head_attention(ctx, query, key_value=None, *, num_heads: int,
-                         num_kv_heads: int | None = None, head_dim: int | None = None,
-                         causal: bool = False, padding_mask=None, rope_base: float | None = None,
-                         positions=None, cache_size: int | None = None, use_bias: bool = True,
-                         output_bias: bool | None = None, output_dim: int | None = None):
+def multi_head_attention(ctx: Context, query: Node, key_value: Node | None = None, *,
+                         num_heads: int, num_kv_heads: int | None = None,
+                         head_dim: int | None = None, causal: bool = False,
+                         padding_mask: Operand | None = None, rope_base: float | None = None,
+                         positions: Operand | None = None, cache_size: int | None = None,
+                         use_bias: bool = True, output_bias: bool | None = None,
+                         output_dim: int | None = None) -> Node:
     """Multi-head attention layer over [batch, seq, dim] inputs.
 
     Projects `query` (and `key_value`, default `query`: self-attention) with
@@ -116,7 +122,8 @@ def multi_head_attention(ctx, query, key_value=None, *, num_heads: int,
     v = _heads(dense(ctx / "value", kv_in, hkv * hd, use_bias=use_bias), hkv, hd)
     mask = None
     if padding_mask is not None:
-        mask = G.reshape(padding_mask, (padding_mask.shape[0], 1, 1, padding_mask.shape[1]))
+        keep = G.const(padding_mask)
+        mask = G.reshape(keep, (keep.shape[0], 1, 1, keep.shape[1]))
     if cache_size is not None:
         if key_value is not None:
             raise ValueError("multi_head_attention keeps a cache for self-attention only")
@@ -134,9 +141,9 @@ def multi_head_attention(ctx, query, key_value=None, *, num_heads: int,
 
 def _cached(ctx, q, k, v, mask, causal, rope_base, positions, size):
     b, hkv, sq, hd = k.shape
-    start = ctx.variable("position", (), np.int32, inits.zeros(), trainable=False)
-    keys = ctx.variable("key", (b, hkv, size, hd), k.dtype, inits.zeros(), trainable=False)
-    values = ctx.variable("value", (b, hkv, size, hd), v.dtype, inits.zeros(), trainable=False)
+    start = ctx.node("position", (), np.int32, inits.zeros(), trainable=False)
+    keys = ctx.node("key", (b, hkv, size, hd), k.dtype, inits.zeros(), trainable=False)
+    values = ctx.node("value", (b, hkv, size, hd), v.dtype, inits.zeros(), trainable=False)
     if rope_base is not None:
         pos = positions if positions is not None else G.iota(np.int32, (sq,), 0) + start
         q, k = rope(q, pos, rope_base), rope(k, pos, rope_base)
@@ -154,7 +161,7 @@ def _cached(ctx, q, k, v, mask, causal, rope_base, positions, size):
     return scaled_dot_product_attention(q, keys, values, allowed)
 
 
-def reset_cache(ctx) -> None:
+def reset_cache(ctx: Context) -> None:
     """Sets every `cache/position` variable under ctx's scope back to 0 (outside tracing)."""
     for var in ctx.variables():
         if var.name.endswith("cache/position"):

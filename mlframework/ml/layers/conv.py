@@ -8,11 +8,16 @@ as [out, in / groups, *window]; their initializer sees the Keras layout
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from mlframework import graph as G
+from mlframework.graph import Node
 from mlframework.ml import initializers as inits
+from mlframework.ml.context import Context
+from mlframework.ml.initializers import Initializer
 from mlframework.ml.layers.activations import activation as _activation
 from mlframework.ml.layers.arguments import check_context, check_node, check_size
 
@@ -24,7 +29,8 @@ def _tuple(value, n: int, what: str) -> tuple[int, ...]:
     return out
 
 
-def same_padding(sizes, window, strides, dilation) -> list[tuple[int, int]]:
+def same_padding(sizes: Sequence[int], window: Sequence[int], strides: Sequence[int],
+                 dilation: Sequence[int]) -> list[tuple[int, int]]:
     """TensorFlow "SAME" padding: output size ceil(size / stride), the odd pixel at the end."""
     pads = []
     for n, k, s, d in zip(sizes, window, strides, dilation):
@@ -33,7 +39,9 @@ def same_padding(sizes, window, strides, dilation) -> list[tuple[int, int]]:
     return pads
 
 
-def padding_pairs(padding, sizes, window, strides, dilation) -> list[tuple[int, int]]:
+def padding_pairs(padding: str | int | Sequence[int | tuple[int, int]], sizes: Sequence[int],
+                  window: Sequence[int], strides: Sequence[int],
+                  dilation: Sequence[int]) -> list[tuple[int, int]]:
     """"same", "valid", one int per side for all axes, or explicit (low, high) pairs."""
     if isinstance(padding, str):
         if padding.lower() == "same":
@@ -43,7 +51,11 @@ def padding_pairs(padding, sizes, window, strides, dilation) -> list[tuple[int, 
         raise ValueError(f"padding requires 'same', 'valid', an int or pairs, got {padding!r}")
     if isinstance(padding, int):
         return [(padding, padding)] * len(sizes)
-    return [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
+    pairs = []
+    for p in padding:
+        low, high = (p, p) if isinstance(p, int) else p
+        pairs.append((low, high))
+    return pairs
 
 
 def _kernel_init(init):
@@ -56,9 +68,13 @@ def _kernel_init(init):
     return run
 
 
-def conv(ctx, x, filters: int, kernel_size, *, strides=1, padding="same", dilation=1,
-         groups: int = 1, use_bias: bool = True, activation: str | None = None,
-         channels_last: bool = False, kernel_initializer=None, bias_initializer=None):
+def conv(ctx: Context, x: Node, filters: int, kernel_size: int | Sequence[int], *,
+         strides: int | Sequence[int] = 1,
+         padding: str | int | Sequence[int | tuple[int, int]] = "same",
+         dilation: int | Sequence[int] = 1, groups: int = 1, use_bias: bool = True,
+         activation: str | None = None, channels_last: bool = False,
+         kernel_initializer: Initializer | None = None,
+         bias_initializer: Initializer | None = None) -> Node:
     """N-d convolution layer; N = x.ndim - 2.
 
     Creates `conv/weights` [filters, in / groups, *kernel_size] and
@@ -84,13 +100,13 @@ def conv(ctx, x, filters: int, kernel_size, *, strides=1, padding="same", dilati
         raise ValueError(f"conv requires channels ({cin}) and filters ({filters}) divisible by "
                          f"groups ({groups})")
     ctx = ctx / "conv"
-    w = ctx.variable("weights", (filters, cin // groups, *window), x.dtype,
-                     _kernel_init(kernel_initializer or inits.glorot_uniform()))
+    w = ctx.node("weights", (filters, cin // groups, *window), x.dtype,
+                 _kernel_init(kernel_initializer or inits.glorot_uniform()))
     pads = padding_pairs(padding, x.shape[2:], window, strides, dilation)
     y = G.conv_general(x, w, window_strides=strides, padding=pads, rhs_dilation=dilation,
                        feature_group_count=groups)
     if use_bias:
-        b = ctx.variable("biases", (filters,), x.dtype, bias_initializer or inits.zeros())
+        b = ctx.node("biases", (filters,), x.dtype, bias_initializer or inits.zeros())
         y = y + G.reshape(b, (filters,) + (1,) * n)
     y = _activation(activation, y)
     if channels_last:
@@ -98,14 +114,16 @@ def conv(ctx, x, filters: int, kernel_size, *, strides=1, padding="same", dilati
     return y
 
 
-def conv1d(ctx, x, filters: int, kernel_size, **kwargs):
+def conv1d(ctx: Context, x: Node, filters: int, kernel_size: int | Sequence[int],
+           **kwargs: Any) -> Node:
     """1-d convolution: x [batch, channels, length]."""
     if x.ndim != 3:
         raise ValueError(f"conv1d requires a rank-3 input, got {x.shape}")
     return conv(ctx, x, filters, kernel_size, **kwargs)
 
 
-def conv2d(ctx, x, filters: int, kernel_size, **kwargs):
+def conv2d(ctx: Context, x: Node, filters: int, kernel_size: int | Sequence[int],
+           **kwargs: Any) -> Node:
     """2-d convolution: x [batch, channels, height, width]."""
     if x.ndim != 4:
         raise ValueError(f"conv2d requires a rank-4 input, got {x.shape}")

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from mlframework import graph as G
+from mlframework.graph import Node
 from mlframework.ml import initializers as inits
+from mlframework.ml.context import Context
+from mlframework.ml.initializers import Initializer
 from mlframework.ml.layers.activations import activation as _activation
 from mlframework.ml.layers.arguments import check_context, check_node, check_size
 
 
-def dense(ctx, x, units: int, *, use_bias: bool = True, activation: str | None = None,
-          kernel_initializer=None, bias_initializer=None):
+def dense(ctx: Context, x: Node, units: int, *, use_bias: bool = True,
+          activation: str | None = None, kernel_initializer: Initializer | None = None,
+          bias_initializer: Initializer | None = None) -> Node:
     """x @ weights + biases over the last axis: [..., in] -> [..., units].
 
     Creates `dense/weights` [in, units] (Glorot uniform) and `dense/biases`
@@ -23,11 +27,11 @@ def dense(ctx, x, units: int, *, use_bias: bool = True, activation: str | None =
     check_node("dense", "x", x, min_rank=1)
     units = check_size("dense", "units", units)
     ctx = ctx / "dense"
-    w = ctx.variable("weights", (x.shape[-1], units), x.dtype,
-                     kernel_initializer or inits.glorot_uniform())
+    w = ctx.node("weights", (x.shape[-1], units), x.dtype,
+                 kernel_initializer or inits.glorot_uniform())
     y = G.dot_general(x, w, [x.ndim - 1], [0])
     if use_bias:
-        y = y + ctx.variable("biases", (units,), x.dtype, bias_initializer or inits.zeros())
+        y = y + ctx.node("biases", (units,), x.dtype, bias_initializer or inits.zeros())
     return _activation(activation, y)
 
 

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from mlframework import graph as G
+from mlframework.graph import Node
+from mlframework.ml.context import Context
 
 
-def dropout(ctx, x, rate: float):
+def dropout(ctx: Context, x: Node, rate: float) -> Node:
     """Zeroes each element with probability `rate` and scales the rest by 1 / (1 - rate),
     in training graphs only; elsewhere x is returned unchanged."""
     if not 0 <= rate < 1:

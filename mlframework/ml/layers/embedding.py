@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 from mlframework import graph as G
+from mlframework.core.dtypes import DTypeSpec
+from mlframework.graph import Node
 from mlframework.ml import initializers as inits
+from mlframework.ml.context import Context
+from mlframework.ml.initializers import Initializer
 from mlframework.ml.layers.arguments import check_context, check_node, check_size
 
 
-def embedding(ctx, ids, vocab_size: int, dim: int, *, dtype="float32", initializer=None):
+def embedding(ctx: Context, ids: Node, vocab_size: int, dim: int, *, dtype: DTypeSpec = "float32",
+              initializer: Initializer | None = None) -> Node:
     """Rows of `embedding/table` [vocab_size, dim] at integer `ids`: [*ids.shape, dim].
 
     The table starts Normal(0, 0.02); out-of-range ids are clamped.
@@ -21,8 +26,8 @@ def embedding(ctx, ids, vocab_size: int, dim: int, *, dtype="float32", initializ
     dim = check_size("embedding", "dim", dim)
     if not ids.dtype.is_int:
         raise TypeError(f"embedding requires integer ids, got {ids.spec}")
-    table = (ctx / "embedding").variable("table", (vocab_size, dim), dtype,
-                                        initializer or inits.random_normal(0.02))
+    table = (ctx / "embedding").node("table", (vocab_size, dim), dtype,
+                                    initializer or inits.random_normal(0.02))
     return G.take(table, ids, axis=0)
 
 

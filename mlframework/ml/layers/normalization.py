@@ -1,8 +1,12 @@
 """Batch, layer and RMS normalization."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mlframework import graph as G
+from mlframework.graph import Node
 from mlframework.ml import initializers as inits
+from mlframework.ml.context import Context
 from mlframework.ml.layers.arguments import check_context, check_node, check_number
 
 
@@ -11,8 +15,8 @@ def _axes(axes, ndim: int) -> list[int]:
     return sorted(a % ndim for a in axes)
 
 
-def batch_norm(ctx, x, *, axis: int = 1, momentum: float = 0.99, epsilon: float = 1e-3,
-               center: bool = True, scale: bool = True):
+def batch_norm(ctx: Context, x: Node, *, axis: int = 1, momentum: float = 0.99,
+               epsilon: float = 1e-3, center: bool = True, scale: bool = True) -> Node:
     """Batch normalization over every axis but the feature `axis`.
 
     Training graphs (ctx.training) normalize with the batch mean and (biased)
@@ -33,10 +37,10 @@ def batch_norm(ctx, x, *, axis: int = 1, momentum: float = 0.99, epsilon: float 
     features = x.shape[axis]
     reduce = [a for a in range(x.ndim) if a != axis]
     bshape = [features if a == axis else 1 for a in range(x.ndim)]
-    moving_mean = ctx.variable("moving_mean", (features,), x.dtype, inits.zeros(),
-                               trainable=False)
-    moving_var = ctx.variable("moving_variance", (features,), x.dtype, inits.ones(),
-                              trainable=False)
+    moving_mean = ctx.node("moving_mean", (features,), x.dtype, inits.zeros(),
+                           trainable=False)
+    moving_var = ctx.node("moving_variance", (features,), x.dtype, inits.ones(),
+                          trainable=False)
     if ctx.training:
         mean = G.mean(x, reduce, keepdims=True)
         var = G.mean(G.square(x - mean), reduce, keepdims=True)
@@ -48,14 +52,14 @@ def batch_norm(ctx, x, *, axis: int = 1, momentum: float = 0.99, epsilon: float 
         mean, var = G.reshape(moving_mean, bshape), G.reshape(moving_var, bshape)
     y = (x - mean) * G.rsqrt(var + epsilon)
     if scale:
-        y = y * G.reshape(ctx.variable("gamma", (features,), x.dtype, inits.ones()), bshape)
+        y = y * G.reshape(ctx.node("gamma", (features,), x.dtype, inits.ones()), bshape)
     if center:
-        y = y + G.reshape(ctx.variable("beta", (features,), x.dtype, inits.zeros()), bshape)
+        y = y + G.reshape(ctx.node("beta", (features,), x.dtype, inits.zeros()), bshape)
     return y
 
 
-def layer_norm(ctx, x, *, axes=-1, epsilon: float = 1e-5, center: bool = True,
-               scale: bool = True):
+def layer_norm(ctx: Context, x: Node, *, axes: int | Sequence[int] = -1, epsilon: float = 1e-5,
+               center: bool = True, scale: bool = True) -> Node:
     """(x - mean) / sqrt(var + epsilon) over `axes`, then `gamma`, `beta` of those axes' shape.
 
     Raises:
@@ -72,7 +76,8 @@ def layer_norm(ctx, x, *, axes=-1, epsilon: float = 1e-5, center: bool = True,
     return _affine(ctx, y, axes, center, scale)
 
 
-def rms_norm(ctx, x, *, axes=-1, epsilon: float = 1e-6, scale: bool = True):
+def rms_norm(ctx: Context, x: Node, *, axes: int | Sequence[int] = -1, epsilon: float = 1e-6,
+             scale: bool = True) -> Node:
     """x / sqrt(mean(x ** 2) + epsilon) over `axes`, then `gamma`.
 
     Raises:
@@ -92,9 +97,9 @@ def _affine(ctx, y, axes, center, scale):
     shape = tuple(y.shape[a] for a in axes)
     bshape = [y.shape[a] if a in axes else 1 for a in range(y.ndim)]
     if scale:
-        y = y * G.reshape(ctx.variable("gamma", shape, y.dtype, inits.ones()), bshape)
+        y = y * G.reshape(ctx.node("gamma", shape, y.dtype, inits.ones()), bshape)
     if center:
-        y = y + G.reshape(ctx.variable("beta", shape, y.dtype, inits.zeros()), bshape)
+        y = y + G.reshape(ctx.node("beta", shape, y.dtype, inits.zeros()), bshape)
     return y
 
 

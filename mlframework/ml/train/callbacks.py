@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
+
+from mlframework.ml.checkpoints import Checkpointer
+from mlframework.ml.train.loop import Loop
 
 
 class ProgressBar:
@@ -12,15 +16,16 @@ class ProgressBar:
         every: steps between refreshes of the loss shown.
     """
 
-    def __init__(self, every: int = 1, **tqdm_kwargs):
-        self.every, self.kwargs, self.bar = every, tqdm_kwargs, None
+    def __init__(self, every: int = 1, **tqdm_kwargs: Any):
+        self.every, self.kwargs = every, tqdm_kwargs
+        self.bar: Any = None  # the tqdm bar, from on_start on
 
-    def on_start(self, loop) -> None:
+    def on_start(self, loop: Loop) -> None:
         from tqdm.auto import tqdm
         self.bar = tqdm(total=loop.total_steps, unit="step", dynamic_ncols=True, **self.kwargs)
         self._t0, self._done = time.perf_counter(), 0
 
-    def on_step(self, loop, step: int, results: dict) -> None:
+    def on_step(self, loop: Loop, step: int, results: dict) -> None:
         self._done += loop.fetch_every
         self.bar.update(loop.fetch_every)
         if step % self.every == 0:
@@ -28,11 +33,11 @@ class ProgressBar:
             self.bar.set_postfix(step=step, loss=f"{loop.loss_average.result():.4f}",
                                  steps_per_s=f"{rate:.1f}", refresh=False)
 
-    def on_eval(self, loop, step: int, scores: dict) -> None:
+    def on_eval(self, loop: Loop, step: int, scores: dict) -> None:
         text = " ".join(f"{k}={v:.4f}" for k, v in scores.items())
         self.bar.write(f"step {step}: eval {text}", file=self.kwargs.get("file"))
 
-    def on_end(self, loop) -> None:
+    def on_end(self, loop: Loop) -> None:
         if self.bar is not None:
             self.bar.close()
 
@@ -46,10 +51,12 @@ class EarlyStopping:
         if mode not in ("min", "max"):
             raise ValueError(f"EarlyStopping requires mode 'min' or 'max', got {mode!r}")
         self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, min_delta, mode
-        self.best, self.best_step, self.waited = math.inf if mode == "min" else -math.inf, None, 0
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_step: int | None = None
+        self.waited = 0
         self.stopped_at: int | None = None
 
-    def on_eval(self, loop, step: int, scores: dict) -> None:
+    def on_eval(self, loop: Loop, step: int, scores: dict) -> None:
         if self.monitor not in scores:
             raise KeyError(f"EarlyStopping monitors {self.monitor!r}, but the evaluation "
                            f"gives {', '.join(scores)}")
@@ -72,8 +79,8 @@ class SaveCheckpoints:
     loop's dataset has `state()`, so training resumes on the next batch.
     """
 
-    def __init__(self, checkpointer, every: int | None = None, each_epoch: bool = True,
-                 at_end: bool = True):
+    def __init__(self, checkpointer: Checkpointer, every: int | None = None,
+                 each_epoch: bool = True, at_end: bool = True):
         self.checkpointer, self.every = checkpointer, every
         self.each_epoch, self.at_end = each_epoch, at_end
         self._last = None
@@ -87,15 +94,15 @@ class SaveCheckpoints:
         self.checkpointer.save(loop.trainer.ctx, loop.step, extra)
         self._last = loop.step
 
-    def on_step(self, loop, step: int, results: dict) -> None:
+    def on_step(self, loop: Loop, step: int, results: dict) -> None:
         if self.every and step % self.every == 0:
             self._save(loop)
 
-    def on_epoch(self, loop, epoch: int) -> None:
+    def on_epoch(self, loop: Loop, epoch: int) -> None:
         if self.each_epoch:
             self._save(loop)
 
-    def on_end(self, loop) -> None:
+    def on_end(self, loop: Loop) -> None:
         if self.at_end:
             self._save(loop)
 

@@ -10,7 +10,11 @@ results)`, `on_eval(loop, step, scores)`, `on_epoch(loop, epoch)` and
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sized
+from typing import Any
+
 from mlframework.ml.train.metrics import Mean, MovingAverage
+from mlframework.ml.train.trainer import Trainer
 
 
 class History:
@@ -35,13 +39,14 @@ class Loop:
             step; larger values let the backend run ahead).
     """
 
-    def __init__(self, trainer, *, eval_dataset=None, eval_every: int | None = None,
-                 callbacks=(), fetch_every: int = 1):
+    def __init__(self, trainer: Trainer, *, eval_dataset: Iterable[Any] | None = None,
+                 eval_every: int | None = None, callbacks: Iterable[Any] = (),
+                 fetch_every: int = 1):
         self.trainer, self.eval_dataset, self.eval_every = trainer, eval_dataset, eval_every
         self.callbacks = list(callbacks)
         self.fetch_every = max(1, fetch_every)
         self.history = History()
-        self.dataset = None
+        self.dataset: Iterable[Any] | None = None
         self.total_steps: int | None = None
         self.loss_average = MovingAverage(0.9)
         self.epoch_loss = Mean()
@@ -63,7 +68,7 @@ class Loop:
             if fn is not None:
                 fn(self, *args)
 
-    def _start(self, dataset, total: int) -> None:
+    def _start(self, dataset: Iterable[Any], total: int | None) -> None:
         self.dataset, self.total_steps, self._stop = dataset, total, False
         self._step = self.trainer.step
         self._emit("on_start")
@@ -94,10 +99,10 @@ class Loop:
         self._emit("on_eval", self._step, scores)
         return scores
 
-    def run_epochs(self, dataset, epochs: int) -> History:
+    def run_epochs(self, dataset: Iterable[Any], epochs: int) -> History:
         """`epochs` passes over `dataset` (each `iter(dataset)` is one epoch, or the
         rest of the current one after a restore), evaluating after each."""
-        self._start(dataset, epochs * len(dataset) if hasattr(dataset, "__len__") else None)
+        self._start(dataset, epochs * len(dataset) if isinstance(dataset, Sized) else None)
         for epoch in range(epochs):
             self.epoch_loss.reset()
             for batch in dataset:
@@ -112,7 +117,7 @@ class Loop:
         self._emit("on_end")
         return self.history
 
-    def run_steps(self, dataset, steps: int) -> History:
+    def run_steps(self, dataset: Iterable[Any], steps: int) -> History:
         """`steps` train steps, iterating `dataset` again at each epoch's end."""
         self._start(dataset, steps)
         done = 0

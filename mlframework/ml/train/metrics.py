@@ -10,24 +10,28 @@ from __future__ import annotations
 import numpy as np
 
 from mlframework import graph as G
+from mlframework.graph import Node
+from mlframework.graph.graph import Operand
 from mlframework.ml.losses import reduce_loss
 
 
-def accuracy(labels, logits, *, mask=None):
+def accuracy(labels: Operand, logits: Node, *, mask: Operand | None = None) -> Node:
     """Fraction of examples whose arg-max class equals the integer label (or the
     arg-max of one-hot labels of the logits' shape)."""
     predicted = G.argmax(logits, -1)
+    labels = G.const(labels)
     if labels.shape == logits.shape:
         labels = G.argmax(labels, -1)
     correct = G.convert(G.eq(predicted, G.convert(labels, predicted.dtype)), np.float32)
     return reduce_loss(correct, mask=mask)
 
 
-def binary_accuracy(labels, logits, *, threshold: float = 0.0, mask=None):
+def binary_accuracy(labels: Operand, logits: Node, *, threshold: float = 0.0,
+                    mask: Operand | None = None) -> Node:
     """Fraction of elements where (logits > threshold) equals labels > 0.5."""
     predicted = logits > threshold
     correct = G.convert(G.eq(G.convert(predicted, np.float32),
-                             G.convert(labels > 0.5, np.float32)), np.float32)
+                             G.convert(G.const(labels) > 0.5, np.float32)), np.float32)
     return reduce_loss(correct, mask=mask)
 
 
@@ -40,7 +44,7 @@ class Mean:
     def reset(self) -> None:
         self.total, self.weight = 0.0, 0.0
 
-    def update(self, value, weight: float = 1.0) -> None:
+    def update(self, value: float, weight: float = 1.0) -> None:
         self.total += float(value) * weight
         self.weight += weight
 
@@ -58,7 +62,7 @@ class MovingAverage:
     def reset(self) -> None:
         self.value, self.count = 0.0, 0
 
-    def update(self, value) -> None:
+    def update(self, value: float) -> None:
         self.count += 1
         self.value = self.decay * self.value + (1 - self.decay) * float(value)
 

@@ -1,10 +1,13 @@
 """Plots of a loop's history, saved as PNG with matplotlib."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from mlframework.ml.train.loop import History, Loop
 
-def plot_history(history, path, title: str = "training") -> Path:
+
+def plot_history(history: History, path: str | os.PathLike, title: str = "training") -> Path:
     """Writes the train loss per step and every evaluation score to `path` (PNG)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -44,15 +47,15 @@ class Plot:
     """A loop callback that saves `plot_history` to `path` at the end (and every
     `every` evaluations, if given)."""
 
-    def __init__(self, path, every: int | None = None, title: str = "training"):
+    def __init__(self, path: str | os.PathLike, every: int | None = None, title: str = "training"):
         self.path, self.every, self.title, self._evals = Path(path), every, title, 0
 
-    def on_eval(self, loop, step: int, scores: dict) -> None:
+    def on_eval(self, loop: Loop, step: int, scores: dict) -> None:
         self._evals += 1
         if self.every and self._evals % self.every == 0:
             plot_history(loop.history, self.path, self.title)
 
-    def on_end(self, loop) -> None:
+    def on_end(self, loop: Loop) -> None:
         plot_history(loop.history, self.path, self.title)
 
 

@@ -15,14 +15,21 @@ and they stay on the backend between steps.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlframework import graph as G
 from mlframework.core import pytree
+from mlframework.graph.exec import Compiler
 from mlframework.ml import remat
 from mlframework.ml.context import GLOBAL_STEP, Context
 from mlframework.ml.context_exec import ContextExec
+from mlframework.ml.optimizers import Optimizer
+
+if TYPE_CHECKING:
+    from mlframework.distributed.mesh import Mesh
 
 
 def _accepts_mask(fn) -> bool:
@@ -51,8 +58,9 @@ class Trainer:
             takes one (`distributed.MeshNotSupportedError` otherwise).
     """
 
-    def __init__(self, backend, ctx: Context, model, loss, optimizer, *, metrics=None,
-                 mesh=None):
+    def __init__(self, backend: Compiler, ctx: Context, model: Callable[..., Any],
+                 loss: Callable[..., G.Node], optimizer: Optimizer, *,
+                 metrics: dict[str, Callable[..., G.Node]] | None = None, mesh: Mesh | None = None):
         if mesh is not None:
             backend = mesh.backend_for(backend)
         self.mesh = mesh
@@ -66,7 +74,7 @@ class Trainer:
 
     # ---- graphs ----
 
-    def build_train_step(self, ctx, inputs, labels) -> dict:
+    def build_train_step(self, ctx: Context, inputs: Any, labels: Any) -> dict:
         """Builds one train step's nodes while tracing: forward, loss, gradients and
         the optimizer update (assigned into ctx's variables). Returns
         {"loss": node, metric: node}. `aotc export --train` traces this too."""
@@ -94,7 +102,7 @@ class Trainer:
 
     # ---- running ----
 
-    def train_step(self, inputs, labels) -> dict:
+    def train_step(self, inputs: Any, labels: Any) -> dict:
         """Runs one step; returns {"loss": Tensor, metric: Tensor} (still on the backend)."""
         return self._train(inputs, labels)
 
@@ -106,11 +114,11 @@ class Trainer:
         except KeyError:
             return 0
 
-    def predict(self, inputs):
+    def predict(self, inputs: Any) -> Any:
         """The model's outputs in inference mode (a Tensor or pytree of Tensors)."""
         return self._predict(inputs)
 
-    def evaluate(self, dataset) -> dict[str, float]:
+    def evaluate(self, dataset: Iterable[tuple[Any, Any]]) -> dict[str, float]:
         """Loss and metrics over one pass of `dataset` (batches of (inputs, labels)),
         weighted by batch size. A short last batch is padded and masked when the
         loss and metrics accept `mask=`, so one graph serves every batch."""
@@ -134,7 +142,7 @@ class Trainer:
         return {k: v / count for k, v in totals.items()}
 
 
-def labels_count(labels) -> int:
+def labels_count(labels: Any) -> int:
     """The batch size: the first dimension of the (first) labels array."""
     leaves, _ = pytree.flatten(labels)
     first = leaves[0]

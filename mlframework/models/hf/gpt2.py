@@ -94,7 +94,7 @@ def forward(cfg: GPT2Config, ctx, ids, positions, *, mask=None, cache_size=None,
         x = select_position(x, last)
     if not cfg.tied:
         return layers.dense(ctx / "lm_head", x, cfg.vocab_size, use_bias=False)
-    table = (ctx.reuse() / "wte" / "embedding").variable("table", (cfg.vocab_size, cfg.dim))
+    table = (ctx.reuse() / "wte" / "embedding").node("table", (cfg.vocab_size, cfg.dim))
     return G.dot_general(x, table, [x.ndim - 1], [1])
 
 

@@ -152,7 +152,7 @@ def forward(cfg: LlamaConfig, ctx, ids, positions, *, mask=None, cache_size=None
         x = select_position(x, last)
     if not cfg.tied:
         return layers.dense(ctx / "lm_head", x, cfg.vocab_size, use_bias=False)
-    table = (ctx.reuse() / "embed" / "embedding").variable("table", (cfg.vocab_size, cfg.dim))
+    table = (ctx.reuse() / "embed" / "embedding").node("table", (cfg.vocab_size, cfg.dim))
     return G.dot_general(x, table, [x.ndim - 1], [1])
 
 

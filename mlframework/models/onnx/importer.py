@@ -209,8 +209,8 @@ class ImportedModel:
         env = self._constants()
         for name, value in self.initializers.items():
             if value.dtype.kind == "f":
-                env[name] = ctx.variable(name, value.shape, value.dtype,
-                                         initializer=lambda rng, s, d, v=value: v)
+                env[name] = ctx.node(name, value.shape, value.dtype,
+                                     initializer=lambda rng, s, d, v=value: v)
         outs = self._run(list(inputs), env)
         return outs[0] if len(outs) == 1 else tuple(outs)
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mlframework.graph import custom_gradients
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.composites import zeros_like
 from mlframework.graph.errors import DTypeError, ShapeError
@@ -87,12 +88,17 @@ def backprop_node(node: Node, cotangents: dict[int, Node], needed: set[int]) -> 
 
     Raises:
         NotImplementedError: for an op whose derivative is not written yet.
+        TypeError, ShapeError, DTypeError, ValueError: from a `G.custom_vjp` function's bwd.
     """
     ct = cotangents.get(node.id)
     if ct is None:
         return
     wants = [x.id in needed for x in node.inputs]
     if not any(wants):  # a `wrt` node whose own inputs are not needed
+        return
+    call = custom_gradients.call_of(node)
+    if call is not None:  # the output of a G.custom_vjp function: its bwd gives the gradient
+        call.backprop(node, cotangents, needed)
         return
     if node.op not in DIFFERENTIABLE:
         if node.op is Op.WHILE_LOOP:

@@ -115,33 +115,39 @@ def _dynamic_update_slice_vjp(node, g):
     return (dx, ops.dynamic_slice(g, starts, update.shape), *[None] * len(starts))
 
 
-def _keep_axes(node, g):
-    """g broadcast back over the axes that `node` (a reduction) removed."""
+def keep_axes(node, g):
+    """g broadcast back over the axes that `node` (a reduction) removed (also used by the
+    JVP rules)."""
     x, axes = _x(node), node.attrs["axes"]
     kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
     return ops.broadcast_in_dim(ops.reshape(g, kept), x.shape, tuple(range(x.ndim)))
 
 
 def _reduce_sum_vjp(node, g):
-    return (_keep_axes(node, g),)
+    return (keep_axes(node, g),)
 
 
 def _reduce_extremum_vjp(node, g):
     x = _x(node)
-    hits = ops.convert(ops.eq(x, _keep_axes(node, node)), g.dtype)
-    count = _keep_axes(node, ops.reduce_sum(hits, node.attrs["axes"]))
-    return (_keep_axes(node, g) * hits / count,)
+    hits = ops.convert(ops.eq(x, keep_axes(node, node)), g.dtype)
+    count = keep_axes(node, ops.reduce_sum(hits, node.attrs["axes"]))
+    return (keep_axes(node, g) * hits / count,)
+
+
+def prod_partials(node):
+    """d reduce_prod / dx, shaped like x: the product of the other elements of x's
+    group, written without dividing by zero (also used by the JVP rule)."""
+    x, axes = _x(node), node.attrs["axes"]
+    is_zero = ops.eq(x, 0)
+    zeros = keep_axes(node, ops.reduce_sum(ops.convert(is_zero, x.dtype), axes))
+    others = keep_axes(node, ops.reduce_prod(where(is_zero, 1, x), axes))
+    no_zero = others / where(is_zero, 1, x)
+    one_zero = where(is_zero, others, 0)
+    return where(ops.eq(zeros, 0), no_zero, where(ops.eq(zeros, 1), one_zero, 0))
 
 
 def _reduce_prod_vjp(node, g):
-    x, axes = _x(node), node.attrs["axes"]
-    is_zero = ops.eq(x, 0)
-    zeros = _keep_axes(node, ops.reduce_sum(ops.convert(is_zero, x.dtype), axes))
-    others = _keep_axes(node, ops.reduce_prod(where(is_zero, 1, x), axes))
-    no_zero = others / where(is_zero, 1, x)
-    one_zero = where(is_zero, others, 0)
-    local = where(ops.eq(zeros, 0), no_zero, where(ops.eq(zeros, 1), one_zero, 0))
-    return (_keep_axes(node, g) * local,)
+    return (keep_axes(node, g) * prod_partials(node),)
 
 
 def _cumsum_vjp(node, g):

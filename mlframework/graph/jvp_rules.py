@@ -1,0 +1,154 @@
+"""Jacobian-vector product rules, one per differentiable primitive.
+
+A rule is a function `rule(node, tangents) -> Node`: `tangents` holds one entry
+per input of `node`, the tangent node of that input (its shape and dtype) or
+None where the input has none (an integer input, a value not depending on the
+differentiated inputs); at least one entry is a node. It returns the tangent
+of node's output, of node's shape and dtype. Rules are written with the public
+op functions, so tangents are ordinary graph nodes that every backend runs.
+
+Most primitives need one of four generic rules: `_diagonal` (elementwise ops,
+whose derivative is written once, in their VJP rule), `_linear` (the op itself
+applied to the tangents), `_bilinear` (contractions) and `_zero_padded` (pad).
+To add a primitive: write its VJP rule in `vjp.py`, then add its row to `RULES`
+below (a test checks that every differentiable op in the op table has one).
+"""
+from __future__ import annotations
+
+import itertools
+
+from mlframework.graph import gen_ops as ops
+from mlframework.graph import vjp
+from mlframework.graph.composites import where, zeros_like
+from mlframework.graph.gen_optypes import Op
+from mlframework.graph.graph import build
+from mlframework.graph.layout import take_along_axis
+
+
+def _sum(terms):
+    terms = [t for t in terms if t is not None]
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
+def _diagonal(node, tangents):
+    """Elementwise ops: each input's Jacobian is diagonal, so its contribution is its VJP
+    rule applied to its tangent."""
+    rule = vjp.RULES[node.op]
+    if callable(rule):  # one input
+        return rule(node, tangents[0])[0]
+    return _sum(r(node, t) for r, t in zip(rule, tangents) if r is not None and t is not None)
+
+
+def _linear(node, tangents):
+    """Ops linear in their float inputs: the same op over the tangents (zeros where an input
+    has none), other inputs (indices, predicates) as they are."""
+    inputs = [t if t is not None else zeros_like(x) if x.dtype.is_float else x
+              for x, t in zip(node.inputs, tangents)]
+    return build(node.op, inputs, node.attrs)
+
+
+def _bilinear(node, tangents):
+    """Ops linear in each of two inputs: d(a.b) = da.b + a.db."""
+    lhs, rhs = node.inputs
+    dl, dr = tangents
+    return _sum([build(node.op, [dl, rhs], node.attrs) if dl is not None else None,
+                 build(node.op, [lhs, dr], node.attrs) if dr is not None else None])
+
+
+def _zero_padded(node, tangents):
+    """pad is affine in x: the padding value's tangent is zero."""
+    return ops.pad(tangents[0], node.attrs["padding_config"], 0)
+
+
+def _reduce_extremum(node, tangents):
+    """The mean of the tangents at the positions holding the extremum (ties split evenly)."""
+    x, axes = node.inputs[0], node.attrs["axes"]
+    hits = ops.convert(ops.eq(x, vjp.keep_axes(node, node)), x.dtype)
+    return ops.reduce_sum(tangents[0] * hits, axes) / ops.reduce_sum(hits, axes)
+
+
+def _reduce_prod(node, tangents):
+    return ops.reduce_sum(tangents[0] * vjp.prod_partials(node), node.attrs["axes"])
+
+
+def _sort(node, tangents):
+    x, axis = node.inputs[0], node.attrs["axis"]
+    return take_along_axis(tangents[0], ops.argsort(x, axis, node.attrs["descending"]), axis)
+
+
+def _reduce_window_max(node, tangents):
+    """Each window's tangent is that of its maximum, the first one in row-major window order
+    on ties (as JAX and the VJP's select_and_scatter_add). Built from one strided slice per
+    window position, so the graph grows with the window's size."""
+    x, a = node.inputs[0], node.attrs
+    strides, pads = a["window_strides"], [(lo, hi, 0) for lo, hi in a["padding"]]
+    padded_x, padded_t = ops.pad(x, pads, float("-inf")), ops.pad(tangents[0], pads, 0)
+    total, taken = None, None
+    for offset in itertools.product(*(range(w) for w in a["window_dimensions"])):
+        limits = [o + (n - 1) * s + 1 if n else o for o, n, s in zip(offset, node.shape, strides)]
+        hit = ops.eq(ops.slice(padded_x, offset, limits, strides), node)
+        if taken is not None:
+            hit = ops.logical_and(hit, ops.logical_not(taken))
+        taken = hit if taken is None else ops.logical_or(taken, hit)
+        term = where(hit, ops.slice(padded_t, offset, limits, strides), 0)
+        total = term if total is None else total + term
+    return total
+
+
+RULES = {
+    # elementwise: the derivative lives in the op's VJP rule
+    Op.ABS: _diagonal,
+    Op.NEG: _diagonal,
+    Op.EXP: _diagonal,
+    Op.EXPM1: _diagonal,
+    Op.LOG: _diagonal,
+    Op.LOG1P: _diagonal,
+    Op.SQRT: _diagonal,
+    Op.RSQRT: _diagonal,
+    Op.TANH: _diagonal,
+    Op.LOGISTIC: _diagonal,
+    Op.SIN: _diagonal,
+    Op.COS: _diagonal,
+    Op.ERF: _diagonal,
+    Op.ERFC: _diagonal,
+    Op.ERF_INV: _diagonal,
+    Op.ADD: _diagonal,
+    Op.SUB: _diagonal,
+    Op.MUL: _diagonal,
+    Op.DIV: _diagonal,
+    Op.POW: _diagonal,
+    Op.MAX: _diagonal,
+    Op.MIN: _diagonal,
+    Op.REM: _diagonal,
+    Op.ATAN2: _diagonal,
+    # linear in their float inputs
+    Op.SELECT: _linear,
+    Op.CONVERT: _linear,
+    Op.BROADCAST_IN_DIM: _linear,
+    Op.RESHAPE: _linear,
+    Op.TRANSPOSE: _linear,
+    Op.SLICE: _linear,
+    Op.PAD: _zero_padded,
+    Op.CONCATENATE: _linear,
+    Op.REVERSE: _linear,
+    Op.DYNAMIC_SLICE: _linear,
+    Op.DYNAMIC_UPDATE_SLICE: _linear,
+    Op.GATHER: _linear,
+    Op.SCATTER_ADD: _linear,
+    Op.SCATTER_SET: _linear,
+    Op.REDUCE_SUM: _linear,
+    Op.CUMSUM: _linear,
+    Op.REDUCE_WINDOW_SUM: _linear,
+    # their own rules
+    Op.REDUCE_PROD: _reduce_prod,
+    Op.REDUCE_MAX: _reduce_extremum,
+    Op.REDUCE_MIN: _reduce_extremum,
+    Op.SORT: _sort,
+    Op.REDUCE_WINDOW_MAX: _reduce_window_max,
+    # contractions
+    Op.DOT_GENERAL: _bilinear,
+    Op.CONV_GENERAL: _bilinear,
+}

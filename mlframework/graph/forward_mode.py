@@ -14,14 +14,15 @@ from mlframework.graph import custom_gradients
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.composites import zeros_like
 from mlframework.graph.errors import DTypeError, ShapeError
-from mlframework.graph.gen_optypes import DIFFERENTIABLE, Op
+from mlframework.graph.gen_optypes import Op, OpGroup
 from mlframework.graph.graph import Node, const, current_graph
-from mlframework.graph.jvp_rules import RULES
+from mlframework.graph.jvp_rules import RULES, SUBGRAPH_RULES
 from mlframework.graph.layout import stack
 
 # Non-differentiable ops carry no tangent, which is right for all of them (their derivative
 # is zero) but these, whose derivative is simply not written yet: fail rather than be wrong.
 _NO_RULE_YET = frozenset({Op.SELECT_AND_SCATTER_ADD})
+_TUPLES = OpGroup.CONTROL - {Op.TUPLE_GET}  # control-flow nodes: tuples of results
 
 
 def jvp(fn, primals, tangents):
@@ -73,17 +74,17 @@ def jacfwd(fn, argnums=0):
                                for i in nums):
             raise TypeError(f"jacfwd(argnums={argnums!r}) requires positions among fn's "
                             f"{len(args)} arguments")
-        args = list(args)
+        values = list(args)
         for i in nums:
-            args[i] = _copy(args[i], "jacfwd")
+            values[i] = _copy(values[i], "jacfwd")
         graph = current_graph()
         start = len(graph.nodes)
-        out_leaves, out_tree = _traced(fn, args)
+        out_leaves, out_tree = _traced(fn, values)
         for y in out_leaves:
             if not y.dtype.is_float:
                 raise DTypeError(f"jacfwd requires float outputs, got {y.spec}")
         added = graph.nodes[start:]
-        per_arg = [_jacobians(added, out_leaves, args[i]) for i in nums]
+        per_arg = [_jacobians(added, out_leaves, values[i]) for i in nums]
         leaves = [per_arg[0][k] if isinstance(argnums, int) else tuple(j[k] for j in per_arg)
                   for k in range(len(out_leaves))]
         return pytree.unflatten(out_tree, leaves)
@@ -93,7 +94,7 @@ def jacfwd(fn, argnums=0):
 def _jacobians(added, outputs, x):
     """dy/dx for each y in `outputs`, one tangent push per element of x."""
     basis = np.eye(x.size, dtype=x.dtype.numpy)
-    columns = [[] for _ in outputs]
+    columns: list[list[Node]] = [[] for _ in outputs]
     for e in basis:
         tangent_of = push_tangents(added, {x.id: const(e.reshape(x.shape), graph=x.graph)})
         for column, y in zip(columns, outputs):
@@ -105,8 +106,9 @@ def _jacobians(added, outputs, x):
 
 
 def push_tangents(nodes, seeds: dict[int, Node]) -> dict[int, Node]:
-    """Tangents of `nodes` (in topological order) given `seeds`, a map from node ids to
-    their tangents. Returns the map extended with every node that has a nonzero tangent.
+    """Tangents of `nodes` (in topological order, of one graph) given `seeds`, a map from
+    node ids to their tangents. Returns the map extended with every node that has a nonzero
+    tangent (for a control-flow node, a tuple with one entry per result, None for none).
 
     Raises:
         TypeError: a node is the output of a `G.custom_vjp` function and has a tangent.
@@ -114,7 +116,7 @@ def push_tangents(nodes, seeds: dict[int, Node]) -> dict[int, Node]:
     """
     tangent_of = dict(seeds)
     for node in nodes:
-        if node.id in tangent_of or not node.dtype.is_float:
+        if node.id in tangent_of or not (node.dtype.is_float or node.op in _TUPLES):
             continue
         tangents = [tangent_of.get(x.id) for x in node.inputs]
         if all(t is None for t in tangents):
@@ -124,14 +126,16 @@ def push_tangents(nodes, seeds: dict[int, Node]) -> dict[int, Node]:
             raise TypeError(f"jvp cannot differentiate through the custom_vjp function "
                             f"{call.name} (called at {node.source}): custom_vjp defines reverse "
                             f"mode only; use G.grad, or a function without custom_vjp")
-        if node.op not in DIFFERENTIABLE:
+        if node.op not in RULES:
             if node.op in _NO_RULE_YET:
                 raise NotImplementedError(
                     f"jvp through {node.op.value} is not implemented (it is the gradient of "
                     f"reduce_window_max, so this is forward mode over the gradient of max "
                     f"pooling), at {node.source}")
             continue  # a zero derivative: floor, sign, stop_gradient...
-        tangent_of[node.id] = RULES[node.op](node, tangents)
+        rule = RULES[node.op]
+        tangent_of[node.id] = rule(node, tangents, push_tangents) \
+            if node.op in SUBGRAPH_RULES else rule(node, tangents)
     return tangent_of
 
 

@@ -11,14 +11,18 @@ Most primitives need one of four generic rules: `_diagonal` (elementwise ops,
 whose derivative is written once, in their VJP rule), `_linear` (the op itself
 applied to the tangents), `_bilinear` (contractions) and `_zero_padded` (pad).
 To add a primitive: write its VJP rule in `vjp.py`, then add its row to `RULES`
-below (a test checks that every differentiable op in the op table has one).
+below (a test checks that every differentiable op in the op table has one, and
+that only the ops in `FORWARD_ONLY` have one without a VJP). Control flow is in
+`jvp_control_flow.py` (`SUBGRAPH_RULES`, which also take the forward pass).
 """
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import Any
 
 from mlframework.graph import gen_ops as ops
-from mlframework.graph import vjp
+from mlframework.graph import jvp_control_flow, vjp, vjp_contraction
 from mlframework.graph.composites import where, zeros_like
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import build
@@ -79,26 +83,62 @@ def _sort(node, tangents):
     return take_along_axis(tangents[0], ops.argsort(x, axis, node.attrs["descending"]), axis)
 
 
-def _reduce_window_max(node, tangents):
-    """Each window's tangent is that of its maximum, the first one in row-major window order
-    on ties (as JAX and the VJP's select_and_scatter_add). Built from one strided slice per
-    window position, so the graph grows with the window's size."""
+def _reduce_window_extremum(node, tangents):
+    """Each window's tangent is that of its extremum, the first one in row-major window
+    order on ties (as JAX, and the VJP's select_and_scatter_add). Built from one strided
+    slice per window position, so the graph grows with the window's size."""
     x, a = node.inputs[0], node.attrs
-    strides, pads = a["window_strides"], [(lo, hi, 0) for lo, hi in a["padding"]]
-    padded_x, padded_t = ops.pad(x, pads, float("-inf")), ops.pad(tangents[0], pads, 0)
+    strides, dilation = a["window_strides"], a["window_dilation"]
+    pads = [(lo, hi, b - 1) for (lo, hi), b in zip(a["padding"], a["base_dilation"])]
+    fill = float("-inf") if node.op is Op.REDUCE_WINDOW_MAX else float("inf")
+    padded_x, padded_t = ops.pad(x, pads, fill), ops.pad(tangents[0], pads, 0)
     total, taken = None, None
     for offset in itertools.product(*(range(w) for w in a["window_dimensions"])):
-        limits = [o + (n - 1) * s + 1 if n else o for o, n, s in zip(offset, node.shape, strides)]
-        hit = ops.eq(ops.slice(padded_x, offset, limits, strides), node)
+        starts = [o * d for o, d in zip(offset, dilation)]
+        limits = [b + (n - 1) * s + 1 if n else b for b, n, s in zip(starts, node.shape, strides)]
+        hit = ops.eq(ops.slice(padded_x, starts, limits, strides), node)
         if taken is not None:
             hit = ops.logical_and(hit, ops.logical_not(taken))
         taken = hit if taken is None else ops.logical_or(taken, hit)
-        term = where(hit, ops.slice(padded_t, offset, limits, strides), 0)
+        term = where(hit, ops.slice(padded_t, starts, limits, strides), 0)
         total = term if total is None else total + term
     return total
 
 
-RULES = {
+def _scatter_dims(node):
+    a = node.attrs
+    return a["update_window_dims"], a["inserted_window_dims"], a["scatter_dims_to_operand_dims"]
+
+
+def _scatter_mul(node, tangents):
+    """d(x * prod u) = scatter_mul(dx, u) + x * scatter_add(du): the second term holds
+    only for unique indices (as JAX)."""
+    x, indices, updates = node.inputs
+    dx, _, du = tangents
+    if du is not None and not node.attrs["unique_indices"]:
+        raise NotImplementedError(
+            f"the jvp of scatter_mul with respect to its updates {updates.spec} is implemented "
+            "only for unique indices (as in JAX): pass unique_indices=True when no index repeats")
+    return _sum([build(node.op, [dx, indices, updates], node.attrs) if dx is not None else None,
+                 x * ops.scatter_add(zeros_like(x), indices, du, *_scatter_dims(node))
+                 if du is not None else None])
+
+
+def _scatter_extremum(node, tangents):
+    """The mean of the tangents of the elements equal to the result at each position."""
+    x, indices, _ = node.inputs
+    dx, _, du = tangents
+    x_hits, u_hits, count = vjp_contraction.scatter_extremum_counts(node)
+    return _sum([dx * x_hits if dx is not None else None,
+                 ops.scatter_add(zeros_like(x), indices, du * u_hits, *_scatter_dims(node))
+                 if du is not None else None]) / count
+
+
+# Differentiable in forward mode only (reverse mode needs a trip count), as in JAX.
+FORWARD_ONLY = frozenset({Op.WHILE_LOOP})
+SUBGRAPH_RULES = jvp_control_flow.RULES
+
+RULES: dict[Op, Callable[..., Any]] = {
     # elementwise: the derivative lives in the op's VJP rule
     Op.ABS: _diagonal,
     Op.NEG: _diagonal,
@@ -147,8 +187,14 @@ RULES = {
     Op.REDUCE_MAX: _reduce_extremum,
     Op.REDUCE_MIN: _reduce_extremum,
     Op.SORT: _sort,
-    Op.REDUCE_WINDOW_MAX: _reduce_window_max,
+    Op.REDUCE_WINDOW_MAX: _reduce_window_extremum,
+    Op.REDUCE_WINDOW_MIN: _reduce_window_extremum,
+    Op.SCATTER_MUL: _scatter_mul,
+    Op.SCATTER_MIN: _scatter_extremum,
+    Op.SCATTER_MAX: _scatter_extremum,
     # contractions
     Op.DOT_GENERAL: _bilinear,
     Op.CONV_GENERAL: _bilinear,
+    # control flow
+    **SUBGRAPH_RULES,
 }

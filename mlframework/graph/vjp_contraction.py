@@ -222,9 +222,10 @@ def _scatter_mul_updates_vjp(node, g):
     return _scatter_add_updates_vjp(node, g * x)
 
 
-def _scatter_extremum_counts(node):
+def scatter_extremum_counts(node):
     """(operand weights, update weights, count): 1 where an element equals the result at
-    its position, and how many do there; ties share the cotangent equally (as JAX)."""
+    its position, and how many do there; ties share the cotangent equally (as JAX). Also
+    used by the JVP rules."""
     x, indices, updates = node.inputs
     x_hits = ops.convert(ops.eq(x, node), x.dtype)
     dims, sizes = _scatter_window(node)
@@ -239,12 +240,12 @@ def _scatter_extremum_counts(node):
 
 
 def _scatter_extremum_operand_vjp(node, g):
-    x_hits, _, count = _scatter_extremum_counts(node)
+    x_hits, _, count = scatter_extremum_counts(node)
     return g * x_hits / count
 
 
 def _scatter_extremum_updates_vjp(node, g):
-    _, u_hits, count = _scatter_extremum_counts(node)
+    _, u_hits, count = scatter_extremum_counts(node)
     return _at_updates(node, g / count) * u_hits
 
 

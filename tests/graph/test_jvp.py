@@ -7,13 +7,15 @@ family computes many ops. The `G.jvp` API itself is in `test_jvp_api.py`.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
 from test_grad import BINARY, UNARY, _in
-from test_grad_contraction import (CONVS, DOTS, GATHERS, HIGHEST, SCATTERS, WINDOWS, _lax_conv,
-                                   _lax_gather, _lax_scatter)
+from test_grad_contraction import (CONVS, DILATED, DOTS, GATHERS, HIGHEST, SCATTERS, WINDOWS,
+                                   _lax_conv, _lax_gather, _lax_scatter)
 from test_jvpcheck import check_jvp
 
 from mlframework import graph as G
@@ -24,7 +26,8 @@ ELEMENTWISE = {**UNARY, "erfc": (G.erfc, lax.erfc, _in(-2, 2))}
 
 
 def test_every_differentiable_op_has_a_jvp_rule_and_no_other():
-    assert set(jvp_rules.RULES) == set(DIFFERENTIABLE)
+    assert set(jvp_rules.RULES) == set(DIFFERENTIABLE) | jvp_rules.FORWARD_ONLY
+    assert not jvp_rules.FORWARD_ONLY & set(DIFFERENTIABLE)
     assert all(callable(rule) for rule in jvp_rules.RULES.values())
 
 
@@ -173,3 +176,48 @@ def test_gather_and_scatter(backend, rng):
                     for k, s in enumerate(SCATTERS) for op in (lax.scatter_add, lax.scatter)]
         return gathers + scatters
     check_jvp(backend, ours, args, ref, fd=True)
+
+
+def test_reduce_window_min_and_dilations(backend, rng):
+    # Forward mode also takes window dilations for max and min (reverse mode refuses them).
+    args = [rng.permutation(int(np.prod(s))).reshape(s) / 5.0 for s, *_ in DILATED]
+    reducers = ((G.reduce_window_sum, 0.0, lax.add), (G.reduce_window_max, -jnp.inf, lax.max),
+                (G.reduce_window_min, jnp.inf, lax.min))
+    ties = np.array([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 2.0]])
+
+    def ours(*xs):
+        return [op(x, *c[1:]) for x, c in zip(xs, DILATED) for op, _, _ in reducers] + [
+            G.reduce_window_min(xs[-1], (2, 2), (1, 1), ((1, 0), (0, 0)))]
+
+    def ref(*xs):
+        return [lax.reduce_window(x, init, op, *c[1:]) for x, c in zip(xs, DILATED)
+                for _, init, op in reducers] + [
+                    lax.reduce_window(xs[-1], jnp.inf, lax.min, (2, 2), (1, 1), ((1, 0), (0, 0)))]
+    check_jvp(backend, ours, [*args, ties], ref)
+
+
+def test_scatter_mul_min_max(backend, rng):
+    # Unique indices (two dropped out of bounds) for mul; min/max with ties between the
+    # operand and duplicate updates share the tangent equally, as JAX.
+    x, idx, u = rng.standard_normal((5, 4)), np.array(SCATTERS[0][1], np.int32), \
+        rng.standard_normal((4, 4))
+    dup = np.array([[1], [1], [2], [9]], np.int32)
+    tx = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    tu = np.array([[3.0, 9.0], [3.0, 2.0], [0.0, 6.0], [1.0, 1.0]])
+    dims = (1,), (0,), (0,)
+
+    def ours(x, i, u, d, tx, tu):
+        return [G.scatter_mul(x, i, u, *dims, unique_indices=True), G.scatter_min(x, d, u, *dims),
+                G.scatter_max(x, d, u, *dims), G.scatter_min(tx, d, tu, *dims),
+                G.scatter_max(tx, d, tu, *dims),
+                G.scatter_mul(x, d, G.full((4, 4), 2.0, "float64"), *dims)]
+
+    def ref(x, i, u, d, tx, tu):
+        return [_lax_scatter(partial(lax.scatter_mul, unique_indices=True), x, i, u, *dims),
+                *[_lax_scatter(fn, a, d, b, *dims) for a, b in ((x, u), (tx, tu))
+                  for fn in (lax.scatter_min, lax.scatter_max)],
+                _lax_scatter(lax.scatter_mul, x, d, np.full((4, 4), 2.0), *dims)]
+    check_jvp(backend, ours, [x, idx, u, dup, tx, tu], ref)
+    with pytest.raises(NotImplementedError, match="unique_indices=True"):
+        G.Exec(backend, lambda u: G.jvp(lambda u: G.scatter_mul(x, dup, u, *dims), (u,),
+                                        (u,)))(u)

@@ -11,14 +11,17 @@ Row fields:
   inputs   input names; a name starting with `*` takes a list of nodes.
   attrs    typed attributes `(name, kind[, default])`; kinds are normalized by
            `mlframework/graph/attrs.py` (e.g. "axes" accepts negative axes).
-  dtypes   which input dtypes the op accepts: any, numeric, float, int, bool.
+  dtypes   which input dtypes the op accepts: any, numeric, float, int, bool, integral
+           (int or bool).
   doc      the docstring of the public function.
   lax      the jax.lax lowering, an expression over the input and attr names;
            names starting with `_` are helpers in `backends/xla/lowering.py`.
   c        for elementwise ops, the C expression over the input names (`{x}`, `{y}`,
            `{pred}`...), with `{T}` the compute-type tag of the first input (f32,
            f64, i32, u8, b8...; float16/bfloat16 compute as f32) and, for convert,
-           `{S}` the source tag and `{T}` the target tag. The functions live in
+           `{S}` the source tag and `{T}` the target tag (for nextafter and
+           bitcast_convert_type the half types keep their own tags, f16 and bf16,
+           since their bits matter). The functions live in
            `runtime_c/mlf_runtime.h`.
   diff     whether the op has a gradient rule (else it is treated as constant).
 
@@ -117,8 +120,39 @@ OPS: tuple[OpDef, ...] = (
           "lax.erfc(x)", "mlf_erfc_{T}({x})"),
     unary("erf_inv", "Inverse of the error function on (-1, 1).", "lax.erf_inv(x)",
           "mlf_erf_inv_{T}({x})"),
+    unary("tan", "Tangent.", "lax.tan(x)", "mlf_tan_{T}({x})"),
+    unary("asin", "Arc sine, in [-pi/2, pi/2]; NaN outside [-1, 1].", "lax.asin(x)",
+          "mlf_asin_{T}({x})"),
+    unary("acos", "Arc cosine, in [0, pi]; NaN outside [-1, 1].", "lax.acos(x)",
+          "mlf_acos_{T}({x})"),
+    unary("atan", "Arc tangent, in [-pi/2, pi/2].", "lax.atan(x)", "mlf_atan_{T}({x})"),
+    unary("sinh", "Hyperbolic sine.", "lax.sinh(x)", "mlf_sinh_{T}({x})"),
+    unary("cosh", "Hyperbolic cosine.", "lax.cosh(x)", "mlf_cosh_{T}({x})"),
+    unary("asinh", "Inverse hyperbolic sine.", "lax.asinh(x)", "mlf_asinh_{T}({x})"),
+    unary("acosh", "Inverse hyperbolic cosine; NaN below 1.", "lax.acosh(x)",
+          "mlf_acosh_{T}({x})"),
+    unary("atanh", "Inverse hyperbolic tangent; +-inf at +-1, NaN outside [-1, 1].",
+          "lax.atanh(x)", "mlf_atanh_{T}({x})"),
+    unary("lgamma", "log|Gamma(x)|; +inf at the poles 0, -1, -2, ... and at +-inf.",
+          "lax.lgamma(x)", "mlf_lgamma_{T}({x})"),
+    unary("digamma", "The digamma function Gamma'(x) / Gamma(x); NaN at the poles 0, -1, "
+          "-2, ... and at -inf.", "lax.digamma(x)", "mlf_digamma_{T}({x})"),
+    unary("cbrt", "Real cube root (negative for negative x).", "lax.cbrt(x)",
+          "mlf_cbrt_{T}({x})"),
+    unary("exp2", "2**x.", "lax.exp2(x)", "mlf_exp2_{T}({x})"),
+    unary("log2", "Base-2 logarithm.", "_log2(x)", "mlf_log2_{T}({x})"),
     OpDef("is_finite", "UNARY", ("x",), "True where x is neither infinite nor NaN.",
           "lax.is_finite(x)", "float", c="mlf_is_finite_{T}({x})", diff=False),
+    OpDef("is_nan", "UNARY", ("x",), "True where x is NaN.", "lax.ne(x, x)", "float",
+          c="({x} != {x})", diff=False),
+    OpDef("is_inf", "UNARY", ("x",), "True where x is +inf or -inf.", "_is_inf(x)", "float",
+          c="mlf_is_inf_{T}({x})", diff=False),
+    unary("bitwise_not", "Bitwise complement ~x (logical not for bools).", "lax.bitwise_not(x)",
+          "mlf_not_{T}({x})", "integral", diff=False),
+    unary("population_count", "Number of set bits of each element.", "lax.population_count(x)",
+          "mlf_popcount_{T}({x})", "int", diff=False),
+    unary("count_leading_zeros", "Number of zero bits above the highest set bit (the bit "
+          "width for 0).", "lax.clz(x)", "mlf_clz_{T}({x})", "int", diff=False),
     OpDef("logical_not", "UNARY", ("x",), "Logical negation of a bool array.", "lax.bitwise_not(x)",
           "bool", c="(!{x})", diff=False),
     OpDef("stop_gradient", "UNARY", ("x",), "Identity whose gradient is zero.",
@@ -139,6 +173,23 @@ OPS: tuple[OpDef, ...] = (
            "mlf_rem_{T}({x}, {y})"),
     binary("atan2", "Arc tangent of y/x using both signs: atan2(x, y) = atan(x / y).",
            "lax.atan2(x, y)", "mlf_atan2_{T}({x}, {y})", "float"),
+    binary("nextafter", "The next float after x toward y (y if x == y; NaN if either is "
+           "NaN).", "lax.nextafter(x, y)", "mlf_nextafter_{T}({x}, {y})", "float", diff=False),
+    binary("bitwise_and", "Elementwise bitwise x & y (logical and for bools).",
+           "lax.bitwise_and(x, y)", "({x} & {y})", "integral", diff=False),
+    binary("bitwise_or", "Elementwise bitwise x | y (logical or for bools).",
+           "lax.bitwise_or(x, y)", "({x} | {y})", "integral", diff=False),
+    binary("bitwise_xor", "Elementwise bitwise x ^ y (logical xor for bools).",
+           "lax.bitwise_xor(x, y)", "({x} ^ {y})", "integral", diff=False),
+    binary("shift_left", "x << y; 0 where y, read as unsigned, is at least the bit width.",
+           "lax.shift_left(x, y)", "mlf_shl_{T}({x}, {y})", "int", diff=False),
+    binary("shift_right_logical", "x >> y shifting in zeros; 0 where y, read as unsigned, is "
+           "at least the bit width.", "lax.shift_right_logical(x, y)",
+           "mlf_shr_logical_{T}({x}, {y})", "int", diff=False),
+    binary("shift_right_arithmetic", "x >> y shifting in copies of the sign bit (also for "
+           "unsigned x); all sign bits where y, read as unsigned, is at least the bit width.",
+           "lax.shift_right_arithmetic(x, y)", "mlf_shr_arithmetic_{T}({x}, {y})", "int",
+           diff=False),
     compare("eq", "Elementwise x == y.", "lax.eq(x, y)", "({x} == {y})"),
     compare("ne", "Elementwise x != y.", "lax.ne(x, y)", "({x} != {y})"),
     compare("lt", "Elementwise x < y.", "lax.lt(x, y)", "({x} < {y})"),
@@ -156,6 +207,12 @@ OPS: tuple[OpDef, ...] = (
           "lax.select(pred, on_true, on_false)", c="({pred} ? {on_true} : {on_false})"),
     OpDef("convert", "CONVERT", ("x",), "Converts x to `dtype` (floats to ints truncate).",
           "_convert(x, dtype)", attrs=(("dtype", "dtype"),), c="mlf_cvt_{S}_{T}({x})"),
+    OpDef("bitcast_convert_type", "CONVERT", ("x",),
+          "Reinterprets the bits of x as `dtype`. Equal widths keep the shape; a narrower "
+          "`dtype` adds a last axis of width ratio, a wider one removes a last axis of that "
+          "size; bool only to bool (as jax.lax.bitcast_convert_type).",
+          "lax.bitcast_convert_type(x, dtype.numpy)", attrs=(("dtype", "dtype"),),
+          c="mlf_bitcast_{S}_{T}({x})", diff=False),
 
     # Shape and data movement.
     OpDef("broadcast_in_dim", "MOVEMENT", ("x",),
@@ -227,6 +284,18 @@ OPS: tuple[OpDef, ...] = (
     OpDef("cumsum", "SCAN", ("x",), "Cumulative sum along `axis` (from the end if reverse).",
           "lax.cumsum(x, axis, reverse)", "numeric",
           (("axis", "axis"), ("reverse", "bool", False))),
+    OpDef("cumprod", "SCAN", ("x",), "Cumulative product along `axis` (from the end if "
+          "reverse).", "lax.cumprod(x, axis, reverse)", "numeric",
+          (("axis", "axis"), ("reverse", "bool", False))),
+    OpDef("cummax", "SCAN", ("x",), "Cumulative maximum along `axis` (from the end if "
+          "reverse); NaN from the first NaN on.", "lax.cummax(x, axis, reverse)", "numeric",
+          (("axis", "axis"), ("reverse", "bool", False))),
+    OpDef("cummin", "SCAN", ("x",), "Cumulative minimum along `axis` (from the end if "
+          "reverse); NaN from the first NaN on.", "lax.cummin(x, axis, reverse)", "numeric",
+          (("axis", "axis"), ("reverse", "bool", False))),
+    OpDef("cumlogsumexp", "SCAN", ("x",), "Cumulative log(sum(exp(x))) along `axis` (from "
+          "the end if reverse), without overflow.", "lax.cumlogsumexp(x, axis, reverse)",
+          "float", (("axis", "axis"), ("reverse", "bool", False))),
     OpDef("sort", "SORT", ("x",), "Sorts along `axis`, ascending unless `descending`.",
           "_sort(x, axis, descending)", "numeric",
           (("axis", "axis", -1), ("descending", "bool", False))),

@@ -186,11 +186,31 @@ MLF_DEFINE_UNSIGNED(b8, uint8_t)
   static inline T mlf_pow_##tag(T x, T y) { \
     T r = pow##SUF(x, y); \
     return y == (T)0.5 ? (x == 0 ? (T)0 : (x == -(T)INFINITY ? (T)INFINITY : r)) : r; } \
-  static inline T mlf_atan2_##tag(T x, T y) { return atan2##SUF(x, y); }
+  static inline T mlf_atan2_##tag(T x, T y) { return atan2##SUF(x, y); } \
+  static inline int mlf_is_inf_##tag(T x) { return x == (T)INFINITY || x == -(T)INFINITY; } \
+  static inline T mlf_tan_##tag(T x) { return tan##SUF(x); } \
+  static inline T mlf_asin_##tag(T x) { return asin##SUF(x); } \
+  static inline T mlf_acos_##tag(T x) { return acos##SUF(x); } \
+  static inline T mlf_atan_##tag(T x) { return atan##SUF(x); } \
+  static inline T mlf_sinh_##tag(T x) { return sinh##SUF(x); } \
+  static inline T mlf_cosh_##tag(T x) { return cosh##SUF(x); } \
+  static inline T mlf_asinh_##tag(T x) { return asinh##SUF(x); } \
+  static inline T mlf_acosh_##tag(T x) { return acosh##SUF(x); } \
+  static inline T mlf_atanh_##tag(T x) { return atanh##SUF(x); } \
+  static inline T mlf_cbrt_##tag(T x) { return cbrt##SUF(x); } \
+  static inline T mlf_exp2_##tag(T x) { return exp2##SUF(x); } \
+  static inline T mlf_log2_##tag(T x) { return log2##SUF(x); } \
+  /* +inf at the poles (0, -1, -2, ...) and at -inf, as XLA */ \
+  static inline T mlf_lgamma_##tag(T x) { return lgamma##SUF(x); } \
+  /* log(e**x + e**y) without overflow; -inf + -inf and inf + inf stay as they are */ \
+  static inline T mlf_logaddexp_##tag(T x, T y) { \
+    T m = mlf_max_##tag(x, y), d = x - y; \
+    return d != d ? x + y : m + log1p##SUF(exp##SUF(-fabs##SUF(d))); }
 MLF_DEFINE_FLOAT(f32, float, f, uint32_t)
 MLF_DEFINE_FLOAT(f64, double, , uint64_t)
 
 #include "mlf_math.h"
 #include "mlf_convert.h"
+#include "mlf_bits.h"
 
 #endif /* MLF_RUNTIME_H */

@@ -17,7 +17,14 @@ from mlframework.graph.gen_optypes import C_EXPRESSIONS, Op
 _ARG_NAMES = {Op.SELECT: ("pred", "on_true", "on_false")}
 # Ops whose float result is already a value of a half operand's type (no rounding needed).
 _EXACT_IN_HALF = frozenset({Op.NEG, Op.ABS, Op.SIGN, Op.MAX, Op.MIN, Op.SELECT, Op.FLOOR,
-                            Op.CEIL, Op.ROUND, Op.STOP_GRADIENT})
+                            Op.CEIL, Op.ROUND, Op.STOP_GRADIENT, Op.NEXTAFTER,
+                            Op.BITCAST_CONVERT_TYPE})
+# Ops whose C function works on a half type's bits, so half types keep their own tag.
+_BITS_TAGGED = frozenset({Op.NEXTAFTER, Op.BITCAST_CONVERT_TYPE})
+
+
+def _tag(op, dtype: DType) -> str:
+    return ct.HALF[dtype] if op in _BITS_TAGGED and dtype in ct.HALF else ct.TAG[dtype]
 
 
 class Evaluator(Walker):
@@ -31,10 +38,10 @@ class Evaluator(Walker):
 
     def elementwise(self, v, ins, args: list[str]) -> str:
         names = _ARG_NAMES.get(v.op, ("x", "y"))
-        tag = ct.TAG[ins[1].dtype if v.op is Op.SELECT else ins[0].dtype]
+        tag = _tag(v.op, ins[1].dtype if v.op is Op.SELECT else ins[0].dtype)
         fields = dict(zip(names, args), T=tag)
-        if v.op is Op.CONVERT:
-            fields.update(S=ct.TAG[ins[0].dtype], T=ct.TAG[v.dtype])
+        if v.op in (Op.CONVERT, Op.BITCAST_CONVERT_TYPE):
+            fields.update(S=_tag(v.op, ins[0].dtype), T=_tag(v.op, v.dtype))
         expr = C_EXPRESSIONS[v.op].format(**fields)
         exact = v.op in _EXACT_IN_HALF or v.op is Op.CONVERT and ins[0].dtype is v.dtype
         if v.dtype in ct.HALF and not exact:  # round after every op, as XLA: no float32

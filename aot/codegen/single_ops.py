@@ -1,5 +1,6 @@
 """C bodies of kernels that hold one op each: gather, scatter, dynamic_update_slice,
-argmax/argmin, cumsum, sort/argsort, reduce windows, select_and_scatter_add, rng_bits.
+argmax/argmin, cumulative scans (cumsum, cumprod, cummax, cummin, cumlogsumexp), bit
+casts to another width, sort/argsort, reduce windows, select_and_scatter_add, rng_bits.
 
 Each body is a plain loop nest over literal shapes; indices use the same
 `Lin` arithmetic as fused kernels.
@@ -143,15 +144,30 @@ def _arg(program, v):
     return nest([("o", outer), ("j", inner)], body, parallel=x.size >= 65536)
 
 
-def _cumsum(program, v):
+# cumulative op: (C of the start value, C of one step over `acc` and the loaded `val`)
+_CUMULATIVE = {
+    Op.CUMSUM: lambda v, tag: ("-0.0" if v.dtype.is_float else "0", "acc + val"),  # -0.0 + x == x
+    Op.CUMPROD: lambda v, tag: ("1", "acc * val"),
+    Op.CUMMAX: lambda v, tag: (ct.lowest(v.dtype), f"mlf_max_{tag}(acc, val)"),
+    Op.CUMMIN: lambda v, tag: (ct.highest(v.dtype), f"mlf_min_{tag}(acc, val)"),
+    Op.CUMLOGSUMEXP: lambda v, tag: ("-INFINITY", f"mlf_logaddexp_{tag}(acc, val)"),
+}
+
+
+def _cumulative(program, v):
+    """A scan along one axis; half types round after every step, as XLA's ops do."""
     x = program.values[v.inputs[0]]
     outer, n, inner = _split(x.shape, v.attrs["axis"])
     i = f"({n - 1} - i)" if v.attrs["reverse"] else "i"
     at = f"(o * {n} + {i}) * {inner} + j"
-    zero = "-0.0" if v.dtype.is_float else "0"  # -0.0 + x == x for every x, -0.0 too
-    body = [f"{ct.compute(v.dtype)} acc = {zero};",
+    start, step = _CUMULATIVE[v.op](v, ct.TAG[v.dtype])
+    step = f"MLF_NARROW_{ct.HALF[v.dtype].upper()}({step})" if v.dtype in ct.HALF else \
+        ct.narrow(v.dtype, step)
+    ctype = ct.compute(v.dtype)
+    body = [f"{ctype} acc = {start};",
             f"for (long i = 0; i < {n}; i++) {{",
-            f"  acc = {ct.narrow(v.dtype, 'acc + ' + ct.load(x.dtype, f'b{x.id}', at))};",
+            f"  const {ctype} val = {ct.load(x.dtype, f'b{x.id}', at)};",
+            f"  acc = {step};",
             f"  b{v.id}[{at}] = {ct.store(v.dtype, 'acc')};", "}"]
     return nest([("o", outer), ("j", inner)], body, parallel=x.size >= 65536)
 
@@ -257,6 +273,11 @@ def _select_and_scatter_add(program, v):
     return zero + nest(axes, body)
 
 
+def _bitcast(program, v):
+    """A bit cast to another element width: the same bytes (little-endian, as XLA on CPU)."""
+    return [_copy(v.id, v.inputs[0], v)]
+
+
 def _rng_bits(program, v):
     return [f"mlf_rng_bits(b{v.inputs[0]}, b{v.id}, {v.size});"]
 
@@ -266,8 +287,9 @@ _BODIES = {
     **{op: _scatter for op in (Op.SCATTER_ADD, Op.SCATTER_SET, Op.SCATTER_MUL, Op.SCATTER_MIN,
                                Op.SCATTER_MAX)},
     Op.ARGMAX: _arg, Op.ARGMIN: _arg,
-    Op.CUMSUM: _cumsum, Op.SORT: _sort, Op.ARGSORT: _sort,
+    **{op: _cumulative for op in _CUMULATIVE}, Op.SORT: _sort, Op.ARGSORT: _sort,
     **{op: _reduce_window for op in _WINDOW_COMBINE},
     Op.SELECT_AND_SCATTER_ADD: _select_and_scatter_add, Op.RNG_BITS: _rng_bits,
+    Op.BITCAST_CONVERT_TYPE: _bitcast,
 }
 SUPPORTED = frozenset(_BODIES)

@@ -69,16 +69,17 @@ def _materialized(program: Program, consumers) -> set[int]:
             out.add(vid)
         elif v.op is Op.CONSTANT:
             users = [program.values[c] for c in consumers[vid]]
-            if splat(v.attrs["value"]) is None or any(_needs_buffer(u, -1) for u in users):
+            if splat(v.attrs["value"]) is None or any(_needs_buffer(program, u, -1)
+                                                       for u in users):
                 out.add(vid)
-        elif v.op not in FUSIBLE:
+        elif v.op not in FUSIBLE or _reinterprets(program, v):
             out.add(vid)
     for vid, v in program.values.items():
         if vid in out or v.op not in FUSIBLE:
             continue
         cost = _cost(program, vid, out, memo)
         users = [program.values[c] for c in consumers[vid]]
-        if any(_needs_buffer(u, vid) for u in users) or cost > MAX_FUSED_OPS:
+        if any(_needs_buffer(program, u, vid) for u in users) or cost > MAX_FUSED_OPS:
             out.add(vid)
         elif len(users) > 1 and (cost >= SHARED_MAX_COST or _reads(program, vid, out) > 4):
             out.add(vid)
@@ -89,7 +90,14 @@ def _materialized(program: Program, consumers) -> set[int]:
     return out
 
 
-def _needs_buffer(user, vid) -> bool:
+def _reinterprets(program, v) -> bool:
+    """A bit cast that changes the element width (and so the shape): a kernel of its own."""
+    return v.op is Op.BITCAST_CONVERT_TYPE and v.shape != program.values[v.inputs[0]].shape
+
+
+def _needs_buffer(program, user, vid) -> bool:
+    if _reinterprets(program, user):
+        return True
     if user.op in FUSIBLE:
         return user.op is Op.DYNAMIC_SLICE and vid in user.inputs[1:]
     return user.op not in OpGroup.REDUCE
@@ -129,6 +137,8 @@ def _kernel(program: Program, root: int, materialized: set[int]) -> Kernel:
         kind, reason = "reduce", "reduction with its pointwise producers inside the loop"
     elif v.op is Op.RESHAPE and v.inputs[0] in materialized and root not in program.outputs:
         kind, reason, nodes = "alias", "a reshape of a materialized buffer is a view of it", [root]
+    elif _reinterprets(program, v):
+        kind, reason, nodes = v.op.value, "a bit cast to another width copies bytes", [root]
     elif v.op in FUSIBLE:
         kind, reason = "pointwise", "pointwise chain: one loop over the output"
     elif v.op is Op.DOT_GENERAL:

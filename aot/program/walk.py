@@ -35,7 +35,9 @@ ELEMENTWISE = OpGroup.UNARY | OpGroup.BINARY | OpGroup.COMPARE | OpGroup.SELECT 
 FUSIBLE = ELEMENTWISE | MOVEMENT_FUSIBLE
 EXPENSIVE = frozenset({Op.EXP, Op.EXPM1, Op.LOG, Op.LOG1P, Op.TANH, Op.LOGISTIC, Op.SIN, Op.COS,
                        Op.ERF, Op.ERFC, Op.ERF_INV, Op.POW, Op.ATAN2, Op.SQRT, Op.RSQRT, Op.DIV,
-                       Op.REM})
+                       Op.REM, Op.TAN, Op.ASIN, Op.ACOS, Op.ATAN, Op.SINH, Op.COSH, Op.ASINH,
+                       Op.ACOSH, Op.ATANH, Op.LGAMMA, Op.DIGAMMA, Op.CBRT, Op.EXP2, Op.LOG2,
+                       Op.NEXTAFTER})
 
 
 class NotFusible(Exception):

@@ -84,6 +84,7 @@ INTS = SIGNED | UNSIGNED
 FLOATS = frozenset({DType.FLOAT16, DType.BFLOAT16, DType.FLOAT32, DType.FLOAT64})
 NUMERIC = INTS | FLOATS
 BOOLS = frozenset({DType.BOOL})
+INTEGRAL = INTS | BOOLS
 ALL = frozenset(DType)
 
 BOOL = bool_ = DType.BOOL

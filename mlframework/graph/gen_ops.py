@@ -13,7 +13,7 @@ from mlframework.graph.broadcasting import (as_indices, as_node, broadcast_opera
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import Node, Operand, build
 
-__all__ = ['iota', 'abs', 'neg', 'sign', 'exp', 'expm1', 'log', 'log1p', 'sqrt', 'rsqrt', 'tanh', 'logistic', 'sin', 'cos', 'floor', 'ceil', 'round', 'erf', 'erfc', 'erf_inv', 'is_finite', 'logical_not', 'stop_gradient', 'add', 'sub', 'mul', 'div', 'pow', 'max', 'min', 'rem', 'atan2', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'logical_and', 'logical_or', 'logical_xor', 'select', 'convert', 'broadcast_in_dim', 'reshape', 'transpose', 'slice', 'pad', 'concatenate', 'reverse', 'dynamic_slice', 'dynamic_update_slice', 'gather', 'scatter_add', 'scatter_set', 'scatter_mul', 'scatter_min', 'scatter_max', 'reduce_sum', 'reduce_prod', 'reduce_max', 'reduce_min', 'reduce_and', 'reduce_or', 'argmax', 'argmin', 'cumsum', 'sort', 'argsort', 'reduce_window_max', 'reduce_window_min', 'reduce_window_sum', 'select_and_scatter_add', 'dot_general', 'conv_general', 'rng_bits']
+__all__ = ['iota', 'abs', 'neg', 'sign', 'exp', 'expm1', 'log', 'log1p', 'sqrt', 'rsqrt', 'tanh', 'logistic', 'sin', 'cos', 'floor', 'ceil', 'round', 'erf', 'erfc', 'erf_inv', 'tan', 'asin', 'acos', 'atan', 'sinh', 'cosh', 'asinh', 'acosh', 'atanh', 'lgamma', 'digamma', 'cbrt', 'exp2', 'log2', 'is_finite', 'is_nan', 'is_inf', 'bitwise_not', 'population_count', 'count_leading_zeros', 'logical_not', 'stop_gradient', 'add', 'sub', 'mul', 'div', 'pow', 'max', 'min', 'rem', 'atan2', 'nextafter', 'bitwise_and', 'bitwise_or', 'bitwise_xor', 'shift_left', 'shift_right_logical', 'shift_right_arithmetic', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'logical_and', 'logical_or', 'logical_xor', 'select', 'convert', 'bitcast_convert_type', 'broadcast_in_dim', 'reshape', 'transpose', 'slice', 'pad', 'concatenate', 'reverse', 'dynamic_slice', 'dynamic_update_slice', 'gather', 'scatter_add', 'scatter_set', 'scatter_mul', 'scatter_min', 'scatter_max', 'reduce_sum', 'reduce_prod', 'reduce_max', 'reduce_min', 'reduce_and', 'reduce_or', 'argmax', 'argmin', 'cumsum', 'cumprod', 'cummax', 'cummin', 'cumlogsumexp', 'sort', 'argsort', 'reduce_window_max', 'reduce_window_min', 'reduce_window_sum', 'select_and_scatter_add', 'dot_general', 'conv_general', 'rng_bits']
 
 def iota(dtype: DTypeSpec, shape: Sequence[int], dimension: int = 0) -> Node:
     """Counts 0, 1, 2... along `dimension` of an array of `shape`.
@@ -195,6 +195,132 @@ def erf_inv(x: Operand) -> Node:
     return build(Op.ERF_INV, [x])
 
 
+def tan(x: Operand) -> Node:
+    """Tangent.
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.TAN, [x])
+
+
+def asin(x: Operand) -> Node:
+    """Arc sine, in [-pi/2, pi/2]; NaN outside [-1, 1].
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.ASIN, [x])
+
+
+def acos(x: Operand) -> Node:
+    """Arc cosine, in [0, pi]; NaN outside [-1, 1].
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.ACOS, [x])
+
+
+def atan(x: Operand) -> Node:
+    """Arc tangent, in [-pi/2, pi/2].
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.ATAN, [x])
+
+
+def sinh(x: Operand) -> Node:
+    """Hyperbolic sine.
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.SINH, [x])
+
+
+def cosh(x: Operand) -> Node:
+    """Hyperbolic cosine.
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.COSH, [x])
+
+
+def asinh(x: Operand) -> Node:
+    """Inverse hyperbolic sine.
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.ASINH, [x])
+
+
+def acosh(x: Operand) -> Node:
+    """Inverse hyperbolic cosine; NaN below 1.
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.ACOSH, [x])
+
+
+def atanh(x: Operand) -> Node:
+    """Inverse hyperbolic tangent; +-inf at +-1, NaN outside [-1, 1].
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.ATANH, [x])
+
+
+def lgamma(x: Operand) -> Node:
+    """log|Gamma(x)|; +inf at the poles 0, -1, -2, ... and at +-inf.
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.LGAMMA, [x])
+
+
+def digamma(x: Operand) -> Node:
+    """The digamma function Gamma'(x) / Gamma(x); NaN at the poles 0, -1, -2, ... and at -inf.
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.DIGAMMA, [x])
+
+
+def cbrt(x: Operand) -> Node:
+    """Real cube root (negative for negative x).
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.CBRT, [x])
+
+
+def exp2(x: Operand) -> Node:
+    """2**x.
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.EXP2, [x])
+
+
+def log2(x: Operand) -> Node:
+    """Base-2 logarithm.
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.LOG2, [x])
+
+
 def is_finite(x: Operand) -> Node:
     """True where x is neither infinite nor NaN.
 
@@ -202,6 +328,51 @@ def is_finite(x: Operand) -> Node:
     """
     x = as_node(x)
     return build(Op.IS_FINITE, [x])
+
+
+def is_nan(x: Operand) -> Node:
+    """True where x is NaN.
+
+    Accepts float dtypes. Not differentiable: its gradient is zero.
+    """
+    x = as_node(x)
+    return build(Op.IS_NAN, [x])
+
+
+def is_inf(x: Operand) -> Node:
+    """True where x is +inf or -inf.
+
+    Accepts float dtypes. Not differentiable: its gradient is zero.
+    """
+    x = as_node(x)
+    return build(Op.IS_INF, [x])
+
+
+def bitwise_not(x: Operand) -> Node:
+    """Bitwise complement ~x (logical not for bools).
+
+    Accepts integer dtypes and bool. Not differentiable: its gradient is zero.
+    """
+    x = as_node(x)
+    return build(Op.BITWISE_NOT, [x])
+
+
+def population_count(x: Operand) -> Node:
+    """Number of set bits of each element.
+
+    Accepts integer dtypes. Not differentiable: its gradient is zero.
+    """
+    x = as_node(x)
+    return build(Op.POPULATION_COUNT, [x])
+
+
+def count_leading_zeros(x: Operand) -> Node:
+    """Number of zero bits above the highest set bit (the bit width for 0).
+
+    Accepts integer dtypes. Not differentiable: its gradient is zero.
+    """
+    x = as_node(x)
+    return build(Op.COUNT_LEADING_ZEROS, [x])
 
 
 def logical_not(x: Operand) -> Node:
@@ -303,6 +474,69 @@ def atan2(x: Operand, y: Operand) -> Node:
     return build(Op.ATAN2, [x] + [y])
 
 
+def nextafter(x: Operand, y: Operand) -> Node:
+    """The next float after x toward y (y if x == y; NaN if either is NaN).
+
+    Accepts float dtypes. Not differentiable: its gradient is zero.
+    """
+    x, y = broadcast_operands('nextafter', x, y)
+    return build(Op.NEXTAFTER, [x] + [y])
+
+
+def bitwise_and(x: Operand, y: Operand) -> Node:
+    """Elementwise bitwise x & y (logical and for bools).
+
+    Accepts integer dtypes and bool. Not differentiable: its gradient is zero.
+    """
+    x, y = broadcast_operands('bitwise_and', x, y)
+    return build(Op.BITWISE_AND, [x] + [y])
+
+
+def bitwise_or(x: Operand, y: Operand) -> Node:
+    """Elementwise bitwise x | y (logical or for bools).
+
+    Accepts integer dtypes and bool. Not differentiable: its gradient is zero.
+    """
+    x, y = broadcast_operands('bitwise_or', x, y)
+    return build(Op.BITWISE_OR, [x] + [y])
+
+
+def bitwise_xor(x: Operand, y: Operand) -> Node:
+    """Elementwise bitwise x ^ y (logical xor for bools).
+
+    Accepts integer dtypes and bool. Not differentiable: its gradient is zero.
+    """
+    x, y = broadcast_operands('bitwise_xor', x, y)
+    return build(Op.BITWISE_XOR, [x] + [y])
+
+
+def shift_left(x: Operand, y: Operand) -> Node:
+    """x << y; 0 where y, read as unsigned, is at least the bit width.
+
+    Accepts integer dtypes. Not differentiable: its gradient is zero.
+    """
+    x, y = broadcast_operands('shift_left', x, y)
+    return build(Op.SHIFT_LEFT, [x] + [y])
+
+
+def shift_right_logical(x: Operand, y: Operand) -> Node:
+    """x >> y shifting in zeros; 0 where y, read as unsigned, is at least the bit width.
+
+    Accepts integer dtypes. Not differentiable: its gradient is zero.
+    """
+    x, y = broadcast_operands('shift_right_logical', x, y)
+    return build(Op.SHIFT_RIGHT_LOGICAL, [x] + [y])
+
+
+def shift_right_arithmetic(x: Operand, y: Operand) -> Node:
+    """x >> y shifting in copies of the sign bit (also for unsigned x); all sign bits where y, read as unsigned, is at least the bit width.
+
+    Accepts integer dtypes. Not differentiable: its gradient is zero.
+    """
+    x, y = broadcast_operands('shift_right_arithmetic', x, y)
+    return build(Op.SHIFT_RIGHT_ARITHMETIC, [x] + [y])
+
+
 def eq(x: Operand, y: Operand) -> Node:
     """Elementwise x == y.
 
@@ -401,6 +635,16 @@ def convert(x: Operand, dtype: DTypeSpec) -> Node:
     x = as_node(x)
     inputs: list[Node] = [x]
     return build(Op.CONVERT, inputs, normalize(Op.CONVERT, inputs, {'dtype': dtype}))
+
+
+def bitcast_convert_type(x: Operand, dtype: DTypeSpec) -> Node:
+    """Reinterprets the bits of x as `dtype`. Equal widths keep the shape; a narrower `dtype` adds a last axis of width ratio, a wider one removes a last axis of that size; bool only to bool (as jax.lax.bitcast_convert_type).
+
+    Accepts any dtype. Attributes: `dtype` (dtype). Not differentiable: its gradient is zero.
+    """
+    x = as_node(x)
+    inputs: list[Node] = [x]
+    return build(Op.BITCAST_CONVERT_TYPE, inputs, normalize(Op.BITCAST_CONVERT_TYPE, inputs, {'dtype': dtype}))
 
 
 def broadcast_in_dim(x: Operand, shape: Sequence[int], broadcast_dimensions: Sequence[int]) -> Node:
@@ -657,6 +901,46 @@ def cumsum(x: Operand, axis: int, reverse: bool = False) -> Node:
     x = as_node(x)
     inputs: list[Node] = [x]
     return build(Op.CUMSUM, inputs, normalize(Op.CUMSUM, inputs, {'axis': axis, 'reverse': reverse}))
+
+
+def cumprod(x: Operand, axis: int, reverse: bool = False) -> Node:
+    """Cumulative product along `axis` (from the end if reverse).
+
+    Accepts integer and float dtypes. Attributes: `axis` (axis), `reverse` (bool).
+    """
+    x = as_node(x)
+    inputs: list[Node] = [x]
+    return build(Op.CUMPROD, inputs, normalize(Op.CUMPROD, inputs, {'axis': axis, 'reverse': reverse}))
+
+
+def cummax(x: Operand, axis: int, reverse: bool = False) -> Node:
+    """Cumulative maximum along `axis` (from the end if reverse); NaN from the first NaN on.
+
+    Accepts integer and float dtypes. Attributes: `axis` (axis), `reverse` (bool).
+    """
+    x = as_node(x)
+    inputs: list[Node] = [x]
+    return build(Op.CUMMAX, inputs, normalize(Op.CUMMAX, inputs, {'axis': axis, 'reverse': reverse}))
+
+
+def cummin(x: Operand, axis: int, reverse: bool = False) -> Node:
+    """Cumulative minimum along `axis` (from the end if reverse); NaN from the first NaN on.
+
+    Accepts integer and float dtypes. Attributes: `axis` (axis), `reverse` (bool).
+    """
+    x = as_node(x)
+    inputs: list[Node] = [x]
+    return build(Op.CUMMIN, inputs, normalize(Op.CUMMIN, inputs, {'axis': axis, 'reverse': reverse}))
+
+
+def cumlogsumexp(x: Operand, axis: int, reverse: bool = False) -> Node:
+    """Cumulative log(sum(exp(x))) along `axis` (from the end if reverse), without overflow.
+
+    Accepts float dtypes. Attributes: `axis` (axis), `reverse` (bool).
+    """
+    x = as_node(x)
+    inputs: list[Node] = [x]
+    return build(Op.CUMLOGSUMEXP, inputs, normalize(Op.CUMLOGSUMEXP, inputs, {'axis': axis, 'reverse': reverse}))
 
 
 def sort(x: Operand, axis: int = -1, descending: bool = False) -> Node:

@@ -31,7 +31,26 @@ class Op(enum.Enum):
     ERF = 'erf'
     ERFC = 'erfc'
     ERF_INV = 'erf_inv'
+    TAN = 'tan'
+    ASIN = 'asin'
+    ACOS = 'acos'
+    ATAN = 'atan'
+    SINH = 'sinh'
+    COSH = 'cosh'
+    ASINH = 'asinh'
+    ACOSH = 'acosh'
+    ATANH = 'atanh'
+    LGAMMA = 'lgamma'
+    DIGAMMA = 'digamma'
+    CBRT = 'cbrt'
+    EXP2 = 'exp2'
+    LOG2 = 'log2'
     IS_FINITE = 'is_finite'
+    IS_NAN = 'is_nan'
+    IS_INF = 'is_inf'
+    BITWISE_NOT = 'bitwise_not'
+    POPULATION_COUNT = 'population_count'
+    COUNT_LEADING_ZEROS = 'count_leading_zeros'
     LOGICAL_NOT = 'logical_not'
     STOP_GRADIENT = 'stop_gradient'
     ADD = 'add'
@@ -43,6 +62,13 @@ class Op(enum.Enum):
     MIN = 'min'
     REM = 'rem'
     ATAN2 = 'atan2'
+    NEXTAFTER = 'nextafter'
+    BITWISE_AND = 'bitwise_and'
+    BITWISE_OR = 'bitwise_or'
+    BITWISE_XOR = 'bitwise_xor'
+    SHIFT_LEFT = 'shift_left'
+    SHIFT_RIGHT_LOGICAL = 'shift_right_logical'
+    SHIFT_RIGHT_ARITHMETIC = 'shift_right_arithmetic'
     EQ = 'eq'
     NE = 'ne'
     LT = 'lt'
@@ -54,6 +80,7 @@ class Op(enum.Enum):
     LOGICAL_XOR = 'logical_xor'
     SELECT = 'select'
     CONVERT = 'convert'
+    BITCAST_CONVERT_TYPE = 'bitcast_convert_type'
     BROADCAST_IN_DIM = 'broadcast_in_dim'
     RESHAPE = 'reshape'
     TRANSPOSE = 'transpose'
@@ -78,6 +105,10 @@ class Op(enum.Enum):
     ARGMAX = 'argmax'
     ARGMIN = 'argmin'
     CUMSUM = 'cumsum'
+    CUMPROD = 'cumprod'
+    CUMMAX = 'cummax'
+    CUMMIN = 'cummin'
+    CUMLOGSUMEXP = 'cumlogsumexp'
     SORT = 'sort'
     ARGSORT = 'argsort'
     REDUCE_WINDOW_MAX = 'reduce_window_max'
@@ -97,15 +128,15 @@ class OpGroup:
     """Families of ops that passes match on."""
 
     SOURCE = frozenset({Op.PARAMETER, Op.CONSTANT, Op.IOTA})
-    UNARY = frozenset({Op.ABS, Op.NEG, Op.SIGN, Op.EXP, Op.EXPM1, Op.LOG, Op.LOG1P, Op.SQRT, Op.RSQRT, Op.TANH, Op.LOGISTIC, Op.SIN, Op.COS, Op.FLOOR, Op.CEIL, Op.ROUND, Op.ERF, Op.ERFC, Op.ERF_INV, Op.IS_FINITE, Op.LOGICAL_NOT, Op.STOP_GRADIENT})
-    BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MAX, Op.MIN, Op.REM, Op.ATAN2, Op.LOGICAL_AND, Op.LOGICAL_OR, Op.LOGICAL_XOR})
+    UNARY = frozenset({Op.ABS, Op.NEG, Op.SIGN, Op.EXP, Op.EXPM1, Op.LOG, Op.LOG1P, Op.SQRT, Op.RSQRT, Op.TANH, Op.LOGISTIC, Op.SIN, Op.COS, Op.FLOOR, Op.CEIL, Op.ROUND, Op.ERF, Op.ERFC, Op.ERF_INV, Op.TAN, Op.ASIN, Op.ACOS, Op.ATAN, Op.SINH, Op.COSH, Op.ASINH, Op.ACOSH, Op.ATANH, Op.LGAMMA, Op.DIGAMMA, Op.CBRT, Op.EXP2, Op.LOG2, Op.IS_FINITE, Op.IS_NAN, Op.IS_INF, Op.BITWISE_NOT, Op.POPULATION_COUNT, Op.COUNT_LEADING_ZEROS, Op.LOGICAL_NOT, Op.STOP_GRADIENT})
+    BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.MAX, Op.MIN, Op.REM, Op.ATAN2, Op.NEXTAFTER, Op.BITWISE_AND, Op.BITWISE_OR, Op.BITWISE_XOR, Op.SHIFT_LEFT, Op.SHIFT_RIGHT_LOGICAL, Op.SHIFT_RIGHT_ARITHMETIC, Op.LOGICAL_AND, Op.LOGICAL_OR, Op.LOGICAL_XOR})
     COMPARE = frozenset({Op.EQ, Op.NE, Op.LT, Op.LE, Op.GT, Op.GE})
     SELECT = frozenset({Op.SELECT})
-    CONVERT = frozenset({Op.CONVERT})
+    CONVERT = frozenset({Op.CONVERT, Op.BITCAST_CONVERT_TYPE})
     MOVEMENT = frozenset({Op.BROADCAST_IN_DIM, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE, Op.PAD, Op.CONCATENATE, Op.REVERSE, Op.DYNAMIC_SLICE, Op.DYNAMIC_UPDATE_SLICE, Op.GATHER, Op.SCATTER_ADD, Op.SCATTER_SET, Op.SCATTER_MUL, Op.SCATTER_MIN, Op.SCATTER_MAX})
     REDUCE = frozenset({Op.REDUCE_SUM, Op.REDUCE_PROD, Op.REDUCE_MAX, Op.REDUCE_MIN, Op.REDUCE_AND, Op.REDUCE_OR})
     INDEX = frozenset({Op.ARGMAX, Op.ARGMIN})
-    SCAN = frozenset({Op.CUMSUM})
+    SCAN = frozenset({Op.CUMSUM, Op.CUMPROD, Op.CUMMAX, Op.CUMMIN, Op.CUMLOGSUMEXP})
     SORT = frozenset({Op.SORT, Op.ARGSORT})
     WINDOW = frozenset({Op.REDUCE_WINDOW_MAX, Op.REDUCE_WINDOW_MIN, Op.REDUCE_WINDOW_SUM, Op.SELECT_AND_SCATTER_ADD})
     CONTRACTION = frozenset({Op.DOT_GENERAL, Op.CONV_GENERAL})
@@ -136,7 +167,26 @@ ACCEPTED_DTYPES = {
     Op.ERF: dtypes.FLOATS,
     Op.ERFC: dtypes.FLOATS,
     Op.ERF_INV: dtypes.FLOATS,
+    Op.TAN: dtypes.FLOATS,
+    Op.ASIN: dtypes.FLOATS,
+    Op.ACOS: dtypes.FLOATS,
+    Op.ATAN: dtypes.FLOATS,
+    Op.SINH: dtypes.FLOATS,
+    Op.COSH: dtypes.FLOATS,
+    Op.ASINH: dtypes.FLOATS,
+    Op.ACOSH: dtypes.FLOATS,
+    Op.ATANH: dtypes.FLOATS,
+    Op.LGAMMA: dtypes.FLOATS,
+    Op.DIGAMMA: dtypes.FLOATS,
+    Op.CBRT: dtypes.FLOATS,
+    Op.EXP2: dtypes.FLOATS,
+    Op.LOG2: dtypes.FLOATS,
     Op.IS_FINITE: dtypes.FLOATS,
+    Op.IS_NAN: dtypes.FLOATS,
+    Op.IS_INF: dtypes.FLOATS,
+    Op.BITWISE_NOT: dtypes.INTEGRAL,
+    Op.POPULATION_COUNT: dtypes.INTS,
+    Op.COUNT_LEADING_ZEROS: dtypes.INTS,
     Op.LOGICAL_NOT: dtypes.BOOLS,
     Op.STOP_GRADIENT: dtypes.ALL,
     Op.ADD: dtypes.NUMERIC,
@@ -148,6 +198,13 @@ ACCEPTED_DTYPES = {
     Op.MIN: dtypes.NUMERIC,
     Op.REM: dtypes.NUMERIC,
     Op.ATAN2: dtypes.FLOATS,
+    Op.NEXTAFTER: dtypes.FLOATS,
+    Op.BITWISE_AND: dtypes.INTEGRAL,
+    Op.BITWISE_OR: dtypes.INTEGRAL,
+    Op.BITWISE_XOR: dtypes.INTEGRAL,
+    Op.SHIFT_LEFT: dtypes.INTS,
+    Op.SHIFT_RIGHT_LOGICAL: dtypes.INTS,
+    Op.SHIFT_RIGHT_ARITHMETIC: dtypes.INTS,
     Op.EQ: dtypes.ALL,
     Op.NE: dtypes.ALL,
     Op.LT: dtypes.ALL,
@@ -159,6 +216,7 @@ ACCEPTED_DTYPES = {
     Op.LOGICAL_XOR: dtypes.BOOLS,
     Op.SELECT: dtypes.ALL,
     Op.CONVERT: dtypes.ALL,
+    Op.BITCAST_CONVERT_TYPE: dtypes.ALL,
     Op.BROADCAST_IN_DIM: dtypes.ALL,
     Op.RESHAPE: dtypes.ALL,
     Op.TRANSPOSE: dtypes.ALL,
@@ -183,6 +241,10 @@ ACCEPTED_DTYPES = {
     Op.ARGMAX: dtypes.NUMERIC,
     Op.ARGMIN: dtypes.NUMERIC,
     Op.CUMSUM: dtypes.NUMERIC,
+    Op.CUMPROD: dtypes.NUMERIC,
+    Op.CUMMAX: dtypes.NUMERIC,
+    Op.CUMMIN: dtypes.NUMERIC,
+    Op.CUMLOGSUMEXP: dtypes.FLOATS,
     Op.SORT: dtypes.NUMERIC,
     Op.ARGSORT: dtypes.NUMERIC,
     Op.REDUCE_WINDOW_MAX: dtypes.NUMERIC,
@@ -221,7 +283,26 @@ ATTR_KINDS = {
     Op.ERF: (),
     Op.ERFC: (),
     Op.ERF_INV: (),
+    Op.TAN: (),
+    Op.ASIN: (),
+    Op.ACOS: (),
+    Op.ATAN: (),
+    Op.SINH: (),
+    Op.COSH: (),
+    Op.ASINH: (),
+    Op.ACOSH: (),
+    Op.ATANH: (),
+    Op.LGAMMA: (),
+    Op.DIGAMMA: (),
+    Op.CBRT: (),
+    Op.EXP2: (),
+    Op.LOG2: (),
     Op.IS_FINITE: (),
+    Op.IS_NAN: (),
+    Op.IS_INF: (),
+    Op.BITWISE_NOT: (),
+    Op.POPULATION_COUNT: (),
+    Op.COUNT_LEADING_ZEROS: (),
     Op.LOGICAL_NOT: (),
     Op.STOP_GRADIENT: (),
     Op.ADD: (),
@@ -233,6 +314,13 @@ ATTR_KINDS = {
     Op.MIN: (),
     Op.REM: (),
     Op.ATAN2: (),
+    Op.NEXTAFTER: (),
+    Op.BITWISE_AND: (),
+    Op.BITWISE_OR: (),
+    Op.BITWISE_XOR: (),
+    Op.SHIFT_LEFT: (),
+    Op.SHIFT_RIGHT_LOGICAL: (),
+    Op.SHIFT_RIGHT_ARITHMETIC: (),
     Op.EQ: (),
     Op.NE: (),
     Op.LT: (),
@@ -244,6 +332,7 @@ ATTR_KINDS = {
     Op.LOGICAL_XOR: (),
     Op.SELECT: (),
     Op.CONVERT: (('dtype', 'dtype'),),
+    Op.BITCAST_CONVERT_TYPE: (('dtype', 'dtype'),),
     Op.BROADCAST_IN_DIM: (('shape', 'ints'), ('broadcast_dimensions', 'ints')),
     Op.RESHAPE: (('shape', 'shape'),),
     Op.TRANSPOSE: (('permutation', 'perm'),),
@@ -268,6 +357,10 @@ ATTR_KINDS = {
     Op.ARGMAX: (('axis', 'axis'), ('index_dtype', 'dtype')),
     Op.ARGMIN: (('axis', 'axis'), ('index_dtype', 'dtype')),
     Op.CUMSUM: (('axis', 'axis'), ('reverse', 'bool')),
+    Op.CUMPROD: (('axis', 'axis'), ('reverse', 'bool')),
+    Op.CUMMAX: (('axis', 'axis'), ('reverse', 'bool')),
+    Op.CUMMIN: (('axis', 'axis'), ('reverse', 'bool')),
+    Op.CUMLOGSUMEXP: (('axis', 'axis'), ('reverse', 'bool')),
     Op.SORT: (('axis', 'axis'), ('descending', 'bool')),
     Op.ARGSORT: (('axis', 'axis'), ('descending', 'bool'), ('index_dtype', 'dtype'), ('total_order', 'bool')),
     Op.REDUCE_WINDOW_MAX: (('window_dimensions', 'ints'), ('window_strides', 'ints'), ('padding', 'pairs'), ('base_dilation', 'ints'), ('window_dilation', 'ints')),
@@ -299,6 +392,20 @@ DIFFERENTIABLE = frozenset({
     Op.ERF,
     Op.ERFC,
     Op.ERF_INV,
+    Op.TAN,
+    Op.ASIN,
+    Op.ACOS,
+    Op.ATAN,
+    Op.SINH,
+    Op.COSH,
+    Op.ASINH,
+    Op.ACOSH,
+    Op.ATANH,
+    Op.LGAMMA,
+    Op.DIGAMMA,
+    Op.CBRT,
+    Op.EXP2,
+    Op.LOG2,
     Op.ADD,
     Op.SUB,
     Op.MUL,
@@ -330,6 +437,10 @@ DIFFERENTIABLE = frozenset({
     Op.REDUCE_MAX,
     Op.REDUCE_MIN,
     Op.CUMSUM,
+    Op.CUMPROD,
+    Op.CUMMAX,
+    Op.CUMMIN,
+    Op.CUMLOGSUMEXP,
     Op.SORT,
     Op.REDUCE_WINDOW_MAX,
     Op.REDUCE_WINDOW_MIN,
@@ -361,7 +472,26 @@ C_EXPRESSIONS = {
     Op.ERF: 'mlf_erf_{T}({x})',
     Op.ERFC: 'mlf_erfc_{T}({x})',
     Op.ERF_INV: 'mlf_erf_inv_{T}({x})',
+    Op.TAN: 'mlf_tan_{T}({x})',
+    Op.ASIN: 'mlf_asin_{T}({x})',
+    Op.ACOS: 'mlf_acos_{T}({x})',
+    Op.ATAN: 'mlf_atan_{T}({x})',
+    Op.SINH: 'mlf_sinh_{T}({x})',
+    Op.COSH: 'mlf_cosh_{T}({x})',
+    Op.ASINH: 'mlf_asinh_{T}({x})',
+    Op.ACOSH: 'mlf_acosh_{T}({x})',
+    Op.ATANH: 'mlf_atanh_{T}({x})',
+    Op.LGAMMA: 'mlf_lgamma_{T}({x})',
+    Op.DIGAMMA: 'mlf_digamma_{T}({x})',
+    Op.CBRT: 'mlf_cbrt_{T}({x})',
+    Op.EXP2: 'mlf_exp2_{T}({x})',
+    Op.LOG2: 'mlf_log2_{T}({x})',
     Op.IS_FINITE: 'mlf_is_finite_{T}({x})',
+    Op.IS_NAN: '({x} != {x})',
+    Op.IS_INF: 'mlf_is_inf_{T}({x})',
+    Op.BITWISE_NOT: 'mlf_not_{T}({x})',
+    Op.POPULATION_COUNT: 'mlf_popcount_{T}({x})',
+    Op.COUNT_LEADING_ZEROS: 'mlf_clz_{T}({x})',
     Op.LOGICAL_NOT: '(!{x})',
     Op.STOP_GRADIENT: '{x}',
     Op.ADD: '({x} + {y})',
@@ -373,6 +503,13 @@ C_EXPRESSIONS = {
     Op.MIN: 'mlf_min_{T}({x}, {y})',
     Op.REM: 'mlf_rem_{T}({x}, {y})',
     Op.ATAN2: 'mlf_atan2_{T}({x}, {y})',
+    Op.NEXTAFTER: 'mlf_nextafter_{T}({x}, {y})',
+    Op.BITWISE_AND: '({x} & {y})',
+    Op.BITWISE_OR: '({x} | {y})',
+    Op.BITWISE_XOR: '({x} ^ {y})',
+    Op.SHIFT_LEFT: 'mlf_shl_{T}({x}, {y})',
+    Op.SHIFT_RIGHT_LOGICAL: 'mlf_shr_logical_{T}({x}, {y})',
+    Op.SHIFT_RIGHT_ARITHMETIC: 'mlf_shr_arithmetic_{T}({x}, {y})',
     Op.EQ: '({x} == {y})',
     Op.NE: '({x} != {y})',
     Op.LT: '({x} < {y})',
@@ -384,4 +521,5 @@ C_EXPRESSIONS = {
     Op.LOGICAL_XOR: '({x} != {y})',
     Op.SELECT: '({pred} ? {on_true} : {on_false})',
     Op.CONVERT: 'mlf_cvt_{S}_{T}({x})',
+    Op.BITCAST_CONVERT_TYPE: 'mlf_bitcast_{S}_{T}({x})',
 }

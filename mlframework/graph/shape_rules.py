@@ -37,9 +37,12 @@ def same_shapes(op: Op, inputs: list[Shape]) -> None:
             raise ShapeError(f"{op.value} requires operands of equal shape and dtype, got {got}")
 
 
+_BOOL_RESULT = frozenset({Op.IS_FINITE, Op.IS_NAN, Op.IS_INF})
+
+
 def _unary(op):
     def rule(inputs, attrs):
-        return Shape(dtypes.BOOL, inputs[0].dims) if op is Op.IS_FINITE else inputs[0]
+        return Shape(dtypes.BOOL, inputs[0].dims) if op in _BOOL_RESULT else inputs[0]
     return rule
 
 
@@ -63,6 +66,24 @@ def _select_shape(inputs, attrs):
 
 def _convert_shape(inputs, attrs):
     return Shape(attrs["dtype"], inputs[0].dims)
+
+
+def _bitcast_shape(inputs, attrs):
+    """Equal widths keep the dims; to a narrower dtype a last axis of the width ratio is
+    added; to a wider one the last axis must be that ratio and is removed."""
+    x, to = inputs[0], attrs["dtype"]
+    if (x.dtype is dtypes.BOOL) != (to is dtypes.BOOL):
+        raise DTypeError(f"bitcast_convert_type converts bool only to bool, got {x} to {to}; "
+                         "use convert for a value conversion")
+    src, dst = x.dtype.numpy.itemsize, to.numpy.itemsize
+    if src == dst:
+        return Shape(to, x.dims)
+    if src > dst:
+        return Shape(to, (*x.dims, src // dst))
+    if not x.dims or x.dims[-1] != dst // src:
+        raise ShapeError(f"bitcast_convert_type to the {dst // src}x wider {to} requires a "
+                         f"last axis of size {dst // src}, got {x}; reshape x first")
+    return Shape(to, x.dims[:-1])
 
 
 def _source_shape(inputs, attrs):
@@ -118,7 +139,8 @@ RULES = {
     Op.CONVERT: _convert_shape,
     **{op: _reduce_shape for op in OpGroup.REDUCE},
     **{op: _index_shape for op in OpGroup.INDEX},
-    Op.CUMSUM: _same,
+    Op.BITCAST_CONVERT_TYPE: _bitcast_shape,
+    **{op: _same for op in OpGroup.SCAN},
     Op.SORT: _same,
     Op.ARGSORT: _argsort_shape,
     Op.RNG_BITS: _rng_bits_shape,

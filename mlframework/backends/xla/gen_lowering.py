@@ -3,7 +3,7 @@
 """XLA lowerings: one jax.lax expression per primitive."""
 from jax import lax
 
-from mlframework.backends.xla.lowering import (_abs, _argsort, _cond, _convert, _gather, _highest, _lowest, _reduce, _reduce_window, _rng_bits, _scalar, _scan, _scatter, _select_and_scatter_add, _sort, _while_loop)
+from mlframework.backends.xla.lowering import (_abs, _argsort, _cond, _convert, _gather, _highest, _is_inf, _log2, _lowest, _reduce, _reduce_window, _rng_bits, _scalar, _scan, _scatter, _select_and_scatter_add, _sort, _while_loop)
 from mlframework.graph.gen_optypes import Op
 
 
@@ -87,8 +87,84 @@ def _erf_inv_lower_xla(x):
     return lax.erf_inv(x)
 
 
+def _tan_lower_xla(x):
+    return lax.tan(x)
+
+
+def _asin_lower_xla(x):
+    return lax.asin(x)
+
+
+def _acos_lower_xla(x):
+    return lax.acos(x)
+
+
+def _atan_lower_xla(x):
+    return lax.atan(x)
+
+
+def _sinh_lower_xla(x):
+    return lax.sinh(x)
+
+
+def _cosh_lower_xla(x):
+    return lax.cosh(x)
+
+
+def _asinh_lower_xla(x):
+    return lax.asinh(x)
+
+
+def _acosh_lower_xla(x):
+    return lax.acosh(x)
+
+
+def _atanh_lower_xla(x):
+    return lax.atanh(x)
+
+
+def _lgamma_lower_xla(x):
+    return lax.lgamma(x)
+
+
+def _digamma_lower_xla(x):
+    return lax.digamma(x)
+
+
+def _cbrt_lower_xla(x):
+    return lax.cbrt(x)
+
+
+def _exp2_lower_xla(x):
+    return lax.exp2(x)
+
+
+def _log2_lower_xla(x):
+    return _log2(x)
+
+
 def _is_finite_lower_xla(x):
     return lax.is_finite(x)
+
+
+def _is_nan_lower_xla(x):
+    return lax.ne(x, x)
+
+
+def _is_inf_lower_xla(x):
+    return _is_inf(x)
+
+
+def _bitwise_not_lower_xla(x):
+    return lax.bitwise_not(x)
+
+
+def _population_count_lower_xla(x):
+    return lax.population_count(x)
+
+
+def _count_leading_zeros_lower_xla(x):
+    return lax.clz(x)
 
 
 def _logical_not_lower_xla(x):
@@ -135,6 +211,34 @@ def _atan2_lower_xla(x, y):
     return lax.atan2(x, y)
 
 
+def _nextafter_lower_xla(x, y):
+    return lax.nextafter(x, y)
+
+
+def _bitwise_and_lower_xla(x, y):
+    return lax.bitwise_and(x, y)
+
+
+def _bitwise_or_lower_xla(x, y):
+    return lax.bitwise_or(x, y)
+
+
+def _bitwise_xor_lower_xla(x, y):
+    return lax.bitwise_xor(x, y)
+
+
+def _shift_left_lower_xla(x, y):
+    return lax.shift_left(x, y)
+
+
+def _shift_right_logical_lower_xla(x, y):
+    return lax.shift_right_logical(x, y)
+
+
+def _shift_right_arithmetic_lower_xla(x, y):
+    return lax.shift_right_arithmetic(x, y)
+
+
 def _eq_lower_xla(x, y):
     return lax.eq(x, y)
 
@@ -177,6 +281,10 @@ def _select_lower_xla(pred, on_true, on_false):
 
 def _convert_lower_xla(x, *, dtype):
     return _convert(x, dtype)
+
+
+def _bitcast_convert_type_lower_xla(x, *, dtype):
+    return lax.bitcast_convert_type(x, dtype.numpy)
 
 
 def _broadcast_in_dim_lower_xla(x, *, shape, broadcast_dimensions):
@@ -275,6 +383,22 @@ def _cumsum_lower_xla(x, *, axis, reverse):
     return lax.cumsum(x, axis, reverse)
 
 
+def _cumprod_lower_xla(x, *, axis, reverse):
+    return lax.cumprod(x, axis, reverse)
+
+
+def _cummax_lower_xla(x, *, axis, reverse):
+    return lax.cummax(x, axis, reverse)
+
+
+def _cummin_lower_xla(x, *, axis, reverse):
+    return lax.cummin(x, axis, reverse)
+
+
+def _cumlogsumexp_lower_xla(x, *, axis, reverse):
+    return lax.cumlogsumexp(x, axis, reverse)
+
+
 def _sort_lower_xla(x, *, axis, descending):
     return _sort(x, axis, descending)
 
@@ -348,7 +472,26 @@ LOWERINGS = {
     Op.ERF: _erf_lower_xla,
     Op.ERFC: _erfc_lower_xla,
     Op.ERF_INV: _erf_inv_lower_xla,
+    Op.TAN: _tan_lower_xla,
+    Op.ASIN: _asin_lower_xla,
+    Op.ACOS: _acos_lower_xla,
+    Op.ATAN: _atan_lower_xla,
+    Op.SINH: _sinh_lower_xla,
+    Op.COSH: _cosh_lower_xla,
+    Op.ASINH: _asinh_lower_xla,
+    Op.ACOSH: _acosh_lower_xla,
+    Op.ATANH: _atanh_lower_xla,
+    Op.LGAMMA: _lgamma_lower_xla,
+    Op.DIGAMMA: _digamma_lower_xla,
+    Op.CBRT: _cbrt_lower_xla,
+    Op.EXP2: _exp2_lower_xla,
+    Op.LOG2: _log2_lower_xla,
     Op.IS_FINITE: _is_finite_lower_xla,
+    Op.IS_NAN: _is_nan_lower_xla,
+    Op.IS_INF: _is_inf_lower_xla,
+    Op.BITWISE_NOT: _bitwise_not_lower_xla,
+    Op.POPULATION_COUNT: _population_count_lower_xla,
+    Op.COUNT_LEADING_ZEROS: _count_leading_zeros_lower_xla,
     Op.LOGICAL_NOT: _logical_not_lower_xla,
     Op.STOP_GRADIENT: _stop_gradient_lower_xla,
     Op.ADD: _add_lower_xla,
@@ -360,6 +503,13 @@ LOWERINGS = {
     Op.MIN: _min_lower_xla,
     Op.REM: _rem_lower_xla,
     Op.ATAN2: _atan2_lower_xla,
+    Op.NEXTAFTER: _nextafter_lower_xla,
+    Op.BITWISE_AND: _bitwise_and_lower_xla,
+    Op.BITWISE_OR: _bitwise_or_lower_xla,
+    Op.BITWISE_XOR: _bitwise_xor_lower_xla,
+    Op.SHIFT_LEFT: _shift_left_lower_xla,
+    Op.SHIFT_RIGHT_LOGICAL: _shift_right_logical_lower_xla,
+    Op.SHIFT_RIGHT_ARITHMETIC: _shift_right_arithmetic_lower_xla,
     Op.EQ: _eq_lower_xla,
     Op.NE: _ne_lower_xla,
     Op.LT: _lt_lower_xla,
@@ -371,6 +521,7 @@ LOWERINGS = {
     Op.LOGICAL_XOR: _logical_xor_lower_xla,
     Op.SELECT: _select_lower_xla,
     Op.CONVERT: _convert_lower_xla,
+    Op.BITCAST_CONVERT_TYPE: _bitcast_convert_type_lower_xla,
     Op.BROADCAST_IN_DIM: _broadcast_in_dim_lower_xla,
     Op.RESHAPE: _reshape_lower_xla,
     Op.TRANSPOSE: _transpose_lower_xla,
@@ -395,6 +546,10 @@ LOWERINGS = {
     Op.ARGMAX: _argmax_lower_xla,
     Op.ARGMIN: _argmin_lower_xla,
     Op.CUMSUM: _cumsum_lower_xla,
+    Op.CUMPROD: _cumprod_lower_xla,
+    Op.CUMMAX: _cummax_lower_xla,
+    Op.CUMMIN: _cummin_lower_xla,
+    Op.CUMLOGSUMEXP: _cumlogsumexp_lower_xla,
     Op.SORT: _sort_lower_xla,
     Op.ARGSORT: _argsort_lower_xla,
     Op.REDUCE_WINDOW_MAX: _reduce_window_max_lower_xla,

@@ -18,6 +18,14 @@ def _abs(x):
     return x if np.dtype(x.dtype).kind == "u" else lax.abs(x)
 
 
+def _log2(x):
+    return lax.div(lax.log(x), lax.log(_scalar(2, x.dtype)))  # XLA has no log2 (as jnp.log2)
+
+
+def _is_inf(x):
+    return lax.eq(lax.abs(x), _scalar(np.inf, x.dtype))
+
+
 def _lowest(dtype):
     return finfo_min(_as_dtype(dtype))
 

@@ -154,6 +154,70 @@ def _cumsum_vjp(node, g):
     return (ops.cumsum(g, node.attrs["axis"], not node.attrs["reverse"]),)
 
 
+def _cumprod_vjp(node, g):
+    """dy_j/dx_i = prod(x_k, k <= j, k != i) for i <= j, zeros included: with Z_j the zeros
+    up to j and P the cumprod of x with zeros as 1, it is P_j / x_i where Z_j = 0 and, at
+    the first zero i, P_j where Z_j = 1 (0 everywhere else)."""
+    x, axis, rev = _x(node), node.attrs["axis"], node.attrs["reverse"]
+    zero = ops.eq(x, 0)
+    safe = where(zero, 1, x)
+    gp = g * ops.cumprod(safe, axis, rev)
+    seen = ops.cumsum(ops.convert(zero, x.dtype), axis, rev)
+    none = ops.cumsum(where(ops.eq(seen, 0), gp, 0), axis, not rev)
+    first = ops.cumsum(where(ops.eq(seen, 1), gp, 0), axis, not rev)
+    return (where(zero, first, none / safe),)
+
+
+def _shift(x, axis, by, fill):
+    """x moved `by` (1 or -1) places along `axis`, `fill` where nothing moved in."""
+    config = [(0, 0, 0)] * x.ndim
+    config[axis] = (1, -1, 0) if by > 0 else (-1, 1, 0)
+    return ops.pad(x, config, fill)
+
+
+def _cumextremum_vjp(node, g):
+    """Each output is the input where the running extremum was reached (the first of ties):
+    such a start gets the sum of g over the outputs up to the next start (by suffix sums)."""
+    x, axis, rev = _x(node), node.attrs["axis"], node.attrs["reverse"]
+    out = node
+    if rev:
+        x, out, g = (ops.reverse(t, (axis,)) for t in (x, out, g))
+    n = x.shape[axis]
+    pos = ops.iota("int32", x.shape, axis)
+    renewed = ops.logical_or(ops.eq(pos, 0), ops.ne(out, _shift(out, axis, 1, 0)))
+    starts = ops.logical_and(ops.eq(x, out), renewed)
+    following = _shift(ops.cummin(where(starts, pos, n), axis, True), axis, -1, n)
+    suffix = ops.cumsum(g, axis, True)
+    ends = [(0, 1 if a == axis else 0, 0) for a in range(x.ndim)]  # index n: an empty sum
+    grad = where(starts, suffix - take_along_axis(ops.pad(suffix, ends), following, axis), 0)
+    return (ops.reverse(grad, (axis,)) if rev else grad,)
+
+
+def _cumlogsumexp_vjp(node, g):
+    """dx_i = sum(g_j exp(x_i - y_j), j >= i), in log space for g's positive and negative
+    parts apart, so that nothing overflows."""
+    x, axis, rev = _x(node), node.attrs["axis"], node.attrs["reverse"]
+    parts = [ops.cumlogsumexp(ops.log(ops.max(part, 0)) - node, axis, not rev) for part in (g, -g)]
+    return (ops.exp(x + parts[0]) - ops.exp(x + parts[1]),)
+
+
+def _trigamma(x):
+    """psi'(x), the derivative of digamma, as graph ops: reflection below 1/2 (psi'(x) =
+    pi**2 / sin(pi x)**2 - psi'(1 - x)), the recurrence psi'(y) = psi'(y + 1) + 1/y**2 up to
+    y + 10 and the asymptotic series 1/z + 1/(2z**2) + sum B_2k / z**(2k + 1) there."""
+    reflect = ops.lt(x, 0.5)
+    y = where(reflect, 1 - x, x)
+    total = zeros_like(y)
+    for k in range(10):
+        total = total + 1 / ((y + k) * (y + k))
+    z = y + 10
+    w = 1 / (z * z)
+    tail = 1 / 6 - w * (1 / 30 - w * (1 / 42 - w * (1 / 30 - w * (5 / 66))))
+    total = total + 1 / z + w / 2 + w / z * tail
+    sine = ops.sin(x * math.pi)
+    return where(reflect, math.pi ** 2 / (sine * sine) - total, total)
+
+
 def _sort_vjp(node, g):
     x, axis = _x(node), node.attrs["axis"]
     order = ops.argsort(x, axis, node.attrs["descending"])
@@ -189,6 +253,20 @@ RULES: dict[Op, vjp_contraction.Rule] = {
     Op.ERF: lambda n, g: (g * (2 / math.sqrt(math.pi)) * ops.exp(-_x(n) * _x(n)),),
     Op.ERFC: lambda n, g: (g * (-2 / math.sqrt(math.pi)) * ops.exp(-_x(n) * _x(n)),),
     Op.ERF_INV: lambda n, g: (g * (math.sqrt(math.pi) / 2) * ops.exp(n * n),),
+    Op.TAN: lambda n, g: (g * (1 + n * n),),
+    Op.ASIN: lambda n, g: (g * ops.rsqrt(1 - _x(n) * _x(n)),),
+    Op.ACOS: lambda n, g: (-g * ops.rsqrt(1 - _x(n) * _x(n)),),
+    Op.ATAN: lambda n, g: (g / (1 + _x(n) * _x(n)),),
+    Op.SINH: lambda n, g: (g * ops.cosh(_x(n)),),
+    Op.COSH: lambda n, g: (g * ops.sinh(_x(n)),),
+    Op.ASINH: lambda n, g: (g * ops.rsqrt(_x(n) * _x(n) + 1),),
+    Op.ACOSH: lambda n, g: (g * ops.rsqrt((_x(n) - 1) * (_x(n) + 1)),),
+    Op.ATANH: lambda n, g: (g / ((1 - _x(n)) * (1 + _x(n))),),
+    Op.LGAMMA: lambda n, g: (g * ops.digamma(_x(n)),),
+    Op.DIGAMMA: lambda n, g: (g * _trigamma(_x(n)),),
+    Op.CBRT: lambda n, g: (g / (3 * n * n),),
+    Op.EXP2: lambda n, g: (g * n * math.log(2),),
+    Op.LOG2: lambda n, g: (g / (_x(n) * math.log(2)),),
     Op.ADD: (lambda n, g: g, lambda n, g: g),
     Op.SUB: (lambda n, g: g, lambda n, g: -g),
     Op.MUL: (lambda n, g: g * _y(n), lambda n, g: g * _x(n)),
@@ -214,6 +292,10 @@ RULES: dict[Op, vjp_contraction.Rule] = {
     Op.REDUCE_MIN: _reduce_extremum_vjp,
     Op.REDUCE_PROD: _reduce_prod_vjp,
     Op.CUMSUM: _cumsum_vjp,
+    Op.CUMPROD: _cumprod_vjp,
+    Op.CUMMAX: _cumextremum_vjp,
+    Op.CUMMIN: _cumextremum_vjp,
+    Op.CUMLOGSUMEXP: _cumlogsumexp_vjp,
     Op.SORT: _sort_vjp,
     **vjp_contraction.RULES,
     **vjp_control_flow.RULES,  # type: ignore[dict-item]  # sub-graph rules take `reverse`

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
-from test_gradcheck import check_grads
+from test_gradcheck import check_grads, cotangent
 
 from mlframework import graph as G
 
@@ -42,6 +42,21 @@ UNARY = {
     "cos": (G.cos, jnp.cos, _in(-3, 3)),
     "erf": (G.erf, lax.erf, _in(-2, 2)),
     "erf_inv": (G.erf_inv, lax.erf_inv, _in(-0.9, 0.9)),
+    "erfc": (G.erfc, lax.erfc, _in(-2, 2)),
+    "tan": (G.tan, jnp.tan, _in(-1.2, 1.2)),
+    "asin": (G.asin, jnp.arcsin, _in(-0.9, 0.9)),
+    "acos": (G.acos, jnp.arccos, _in(-0.9, 0.9)),
+    "atan": (G.atan, jnp.arctan, _in(-3, 3)),
+    "sinh": (G.sinh, jnp.sinh, _in(-2, 2)),
+    "cosh": (G.cosh, jnp.cosh, _in(-2, 2)),
+    "asinh": (G.asinh, jnp.arcsinh, _in(-3, 3)),
+    "acosh": (G.acosh, jnp.arccosh, _in(1.2, 4)),
+    "atanh": (G.atanh, jnp.arctanh, _in(-0.9, 0.9)),
+    "lgamma": (G.lgamma, lax.lgamma, _in(-2.9, 4)),  # negative non-integers too
+    "digamma": (G.digamma, lax.digamma, _in(-2.9, 4)),
+    "cbrt": (G.cbrt, jnp.cbrt, _away_from_zero),
+    "exp2": (G.exp2, jnp.exp2, _in(-2, 2)),
+    "log2": (G.log2, jnp.log2, _in(0.2, 3)),
 }
 
 # name: (our op, jax op, sampler of x, sampler of y)
@@ -215,6 +230,40 @@ def test_cumsum(backend, rng):
                                     G.cumsum(x * x, -1, reverse=True)], [x],
                 lambda x: [lax.cumsum(x, 1), lax.cumsum(x, 0, reverse=True),
                            lax.cumsum(x * x, 1, reverse=True)])
+
+
+def test_cumprod_with_zeros(backend, rng):
+    x = rng.uniform(0.5, 1.5, (3, 5)) * rng.choice([-1.0, 1.0], (3, 5))
+    x[1, 2] = 0.0  # one zero
+    x[2, 1] = x[2, 3] = 0.0  # two zeros
+    check_grads(backend, lambda x: [G.cumprod(x, 1), G.cumprod(x, 1, reverse=True),
+                                    G.cumprod(x, 0)], [x],
+                lambda x: [lax.cumprod(x, 1), lax.cumprod(x, 1, reverse=True),
+                           lax.cumprod(x, 0)])
+
+
+def test_cummax_cummin_without_ties(backend, rng):
+    x = rng.permutation(20).reshape(4, 5) / 3.0 - 3
+    check_grads(backend, lambda x: [G.cummax(x, 1), G.cummax(x, 0, reverse=True),
+                                    G.cummin(x, 1, reverse=True), G.cummin(x, 0)], [x],
+                lambda x: [lax.cummax(x, 1), lax.cummax(x, 0, reverse=True),
+                           lax.cummin(x, 1, reverse=True), lax.cummin(x, 0)])
+
+
+def test_cummax_ties_go_to_the_first(backend):
+    x = np.array([1.0, 3.0, 3.0, 2.0, 3.0, 4.0])
+    grads = check_grads(backend, lambda x: G.cummax(x, 0), [x], fd=False)
+    want = np.zeros(6)
+    c = cotangent((6,), np.float64)
+    want[0], want[1], want[5] = c[0], c[1:5].sum(), c[5]
+    np.testing.assert_allclose(grads[0], want, rtol=1e-12, atol=1e-12)
+
+
+def test_cumlogsumexp(backend, rng):
+    x = rng.standard_normal((3, 4)) * 3
+    x[0, 0] = 40.0  # exp would overflow float32 without the log-space rule; fine in float64
+    check_grads(backend, lambda x: [G.cumlogsumexp(x, 1), G.cumlogsumexp(x, 0, reverse=True)],
+                [x], lambda x: [lax.cumlogsumexp(x, 1), lax.cumlogsumexp(x, 0, reverse=True)])
 
 
 def test_sort(backend, rng):

@@ -10,12 +10,31 @@ import scipy.special
 from mlframework import graph as G
 from op_records import (ALL, BOOL, FLOATS, INTS, NUMERIC, SIGNED, OpRecord, assert_close, ids,
                         in_float64, random)
+from op_records_bits import (BITS, bitcast_targets, bitcast_values, clz, int_special, popcount,
+                             shift_left, shift_pairs, shift_right_arithmetic,
+                             shift_right_logical)
 
 NAN = float("nan")
+INF = float("inf")
 
 
 def _round_half_even(x):
     return np.round(x)
+
+
+def _at_poles(x, value):
+    """`value` where x is 0, a negative integer or -inf (lgamma's and digamma's poles)."""
+    return (x <= 0) & (x == np.floor(x)) | (x == -np.inf), value
+
+
+def _lgamma(x):
+    poles, inf = _at_poles(x, np.inf)
+    return np.where(poles, inf, scipy.special.gammaln(x))
+
+
+def _digamma(x):
+    poles, nan = _at_poles(x, np.nan)
+    return np.where(poles, nan, scipy.special.psi(x))
 
 
 UNARY = [
@@ -38,7 +57,28 @@ UNARY = [
     OpRecord("erf", G.erf, in_float64(scipy.special.erf), FLOATS),
     OpRecord("erf_inv", G.erf_inv, in_float64(scipy.special.erfinv), FLOATS, domain=(-0.9, 0.9),
              tol={np.dtype(np.float32): (1e-4, 1e-5)}),
+    OpRecord("tan", G.tan, in_float64(np.tan), FLOATS, domain=(-1.3, 1.3)),
+    OpRecord("asin", G.asin, in_float64(np.arcsin), FLOATS, domain=(-0.95, 0.95)),
+    OpRecord("acos", G.acos, in_float64(np.arccos), FLOATS, domain=(-0.95, 0.95)),
+    OpRecord("atan", G.atan, in_float64(np.arctan), FLOATS, domain=(-5, 5)),
+    OpRecord("sinh", G.sinh, in_float64(np.sinh), FLOATS),
+    OpRecord("cosh", G.cosh, in_float64(np.cosh), FLOATS),
+    OpRecord("asinh", G.asinh, in_float64(np.arcsinh), FLOATS, domain=(-5, 5)),
+    OpRecord("acosh", G.acosh, in_float64(np.arccosh), FLOATS, domain=(1.0, 5.0)),
+    OpRecord("atanh", G.atanh, in_float64(np.arctanh), FLOATS, domain=(-0.95, 0.95)),
+    OpRecord("erfc", G.erfc, in_float64(scipy.special.erfc), FLOATS),
+    OpRecord("lgamma", G.lgamma, in_float64(_lgamma), FLOATS, domain=(0.1, 6.0)),
+    OpRecord("digamma", G.digamma, in_float64(_digamma), FLOATS, domain=(0.1, 6.0),
+             tol={np.dtype(np.float64): (1e-11, 1e-11)}),
+    OpRecord("cbrt", G.cbrt, in_float64(np.cbrt), FLOATS),
+    OpRecord("exp2", G.exp2, in_float64(np.exp2), FLOATS),
+    OpRecord("log2", G.log2, in_float64(np.log2), FLOATS, domain=(0.05, 5.0)),
     OpRecord("is_finite", G.is_finite, np.isfinite, FLOATS),
+    OpRecord("is_nan", G.is_nan, np.isnan, FLOATS),
+    OpRecord("is_inf", G.is_inf, np.isinf, FLOATS),
+    OpRecord("bitwise_not", G.bitwise_not, np.invert, INTS + BOOL, domain=BITS),
+    OpRecord("population_count", G.population_count, popcount, INTS, domain=BITS),
+    OpRecord("count_leading_zeros", G.count_leading_zeros, clz, INTS, domain=BITS),
     OpRecord("logical_not", G.logical_not, np.logical_not, BOOL),
     OpRecord("stop_gradient", G.stop_gradient, lambda x: x, ALL),
 ]
@@ -47,7 +87,15 @@ UNARY = [
 SPECIAL = {"round": [0.5, 1.5, 2.5, -0.5, -2.5, 3.5], "floor": [-0.5, -1.0, 2.0],
            "ceil": [-0.5, -1.0, 2.0], "sign": [NAN, -0.0, 0.0, -2.0],
            "is_finite": [NAN, float("inf"), -float("inf"), 0.0, 6e4],
-           "abs": [-0.0, NAN, -float("inf")], "exp": [-float("inf"), 0.0, NAN]}
+           "abs": [-0.0, NAN, -float("inf")], "exp": [-float("inf"), 0.0, NAN],
+           "is_nan": [NAN, INF, -INF, 0.0], "is_inf": [NAN, INF, -INF, 0.0, 6e4],
+           "lgamma": [0.0, -0.0, -1.0, -2.0, 1.0, 2.0, -2.5, -0.5, INF, -INF, NAN],
+           "digamma": [0.0, -0.0, -1.0, -2.0, 1.0, 2.0, -2.5, -0.5, INF, -INF, NAN],
+           "cbrt": [-8.0, -0.0, 27.0, INF, -INF, NAN], "exp2": [-INF, INF, 0.0, -3.0, NAN],
+           "log2": [0.0, -1.0, 0.25, INF, NAN], "tan": [-0.0, NAN, INF],
+           "asin": [1.0, -1.0, 2.0, -0.0], "acos": [1.0, -1.0, 2.0], "atan": [INF, -INF, -0.0],
+           "sinh": [-0.0, INF, -INF], "cosh": [-0.0, INF, -INF], "asinh": [-0.0, -INF],
+           "acosh": [1.0, 0.5, INF], "atanh": [1.0, -1.0, 2.0, -0.0], "erfc": [-INF, INF, 0.0]}
 SHAPES = [(), (0, 3), (2, 5)]
 
 
@@ -55,6 +103,8 @@ def _unary_inputs(rng, record, dtype):
     arrays = [random(rng, s, dtype, *record.domain) for s in SHAPES]
     if record.name in SPECIAL and dtype in FLOATS:
         arrays.append(np.array(SPECIAL[record.name], dtype))
+    if record.domain is BITS and dtype in INTS:
+        arrays.append(int_special(dtype))
     return arrays
 
 
@@ -97,6 +147,15 @@ BINARY = [
     OpRecord("logical_and", G.logical_and, np.logical_and, BOOL, 2),
     OpRecord("logical_or", G.logical_or, np.logical_or, BOOL, 2),
     OpRecord("logical_xor", G.logical_xor, np.logical_xor, BOOL, 2),
+    OpRecord("nextafter", G.nextafter, np.nextafter, FLOATS, 2),
+    OpRecord("bitwise_and", G.bitwise_and, np.bitwise_and, INTS + BOOL, 2, domain=BITS),
+    OpRecord("bitwise_or", G.bitwise_or, np.bitwise_or, INTS + BOOL, 2, domain=BITS),
+    OpRecord("bitwise_xor", G.bitwise_xor, np.bitwise_xor, INTS + BOOL, 2, domain=BITS),
+    OpRecord("shift_left", G.shift_left, shift_left, INTS, 2, domain=BITS),
+    OpRecord("shift_right_logical", G.shift_right_logical, shift_right_logical, INTS, 2,
+             domain=BITS),
+    OpRecord("shift_right_arithmetic", G.shift_right_arithmetic, shift_right_arithmetic, INTS,
+             2, domain=BITS),
 ]
 PAIRS = [((), ()), ((2, 3), (2, 3)), ((3, 1), (1, 4)), ((0, 3), (3,)), ((2, 3), ()),
          ((), (0,))]
@@ -114,6 +173,11 @@ def _binary_inputs(rng, record, dtype):
                       np.array([1.0, NAN, NAN, 0.5], dtype)))
     if dtype in SIGNED and record.name in ("div", "rem"):  # C rounds toward zero
         pairs.append((np.array([-7, 7, -7, 7], dtype), np.array([2, -2, -2, 2], dtype)))
+    if dtype in FLOATS and record.name == "nextafter":  # signed zeros, NaN, infinities
+        pairs.append((np.array([0.0, -0.0, 0.0, 1.0, NAN, 1.0, INF, -INF, 1.0, -1.0], dtype),
+                      np.array([-0.0, 1.0, -1.0, NAN, 1.0, 1.0, 0.0, INF, INF, -2.0], dtype)))
+    if dtype in INTS and record.name.startswith("shift"):  # amounts at and past the width
+        pairs.append(shift_pairs(dtype))
     return pairs
 
 
@@ -127,6 +191,22 @@ def test_binary(run, rng, dtype):
             want = np.asarray(r.ref(x, y))
             assert_close(out, want, want.dtype, f"{r.name}({x.dtype}{list(x.shape)}, "
                          f"{list(y.shape)})", r.tolerance(dtype))
+
+
+@pytest.mark.parametrize("src", ALL, ids=ids(ALL))
+def test_bitcast_convert_type(run, src):
+    x = bitcast_values(src)
+    targets = bitcast_targets(src)
+    got = run(lambda x: [G.bitcast_convert_type(x, t) for t in targets], x)
+    for target, y in zip(targets, got):
+        if target.itemsize >= x.dtype.itemsize:
+            want = x.view(target).reshape(x.shape[:-1] if target.itemsize > x.dtype.itemsize
+                                          else x.shape)
+        else:
+            want = x.reshape(-1).view(target).reshape(*x.shape, -1)
+        np.testing.assert_array_equal(y.view(np.uint8), want.view(np.uint8),
+                                      f"bitcast {src} -> {target}")
+        assert y.dtype == target and y.shape == want.shape, f"bitcast {src} -> {target}"
 
 
 @pytest.mark.parametrize("dtype", ALL, ids=ids(ALL))

@@ -160,18 +160,17 @@ static inline double mlf_erf_inv_f64(double x) {
 static inline float mlf_erf_inv_f32(float x) { return (float)mlf_erf_inv_f64((double)x); }
 
 /* digamma, which libm lacks: NaN at the poles 0, -1, -2, ... and at -inf (as XLA);
- * below 0 by reflection, psi(x) = psi(1 - x) - pi / tan(pi * x) (the tangent of the
- * distance to the nearest integer, exact in binary); then psi(x) = psi(x + 1) - 1/x up to
- * x >= 10 and the asymptotic series ln x - 1/(2x) - sum B_2k / (2k x^2k). */
+ * below 0 by reflection, psi(x) = psi(1 - x) - pi / tan(pi * x), with the tangent taken
+ * of x minus its nearest integer (exact in binary, so -1e-38 keeps its 1e38); then
+ * psi(x) = psi(x + 1) - 1/x up to x >= 10 and the asymptotic series
+ * ln x - 1/(2x) - sum B_2k / (2k x^2k). */
 static inline double mlf_digamma_f64(double x) {
   if (x != x || x == -INFINITY) return NAN;
   if (x == INFINITY) return x;
   double shift = 0.0;
   if (x <= 0.0) {
-    double r = x - floor(x);  /* in [0, 1): 0 at the poles */
-    if (r == 0.0) return NAN;
-    double d = r > 0.5 ? r - 1.0 : r;  /* x - nearest integer, exact */
-    shift = -3.14159265358979323846 / tan(3.14159265358979323846 * d);
+    if (x == floor(x)) return NAN;
+    shift = -3.14159265358979323846 / tan(3.14159265358979323846 * (x - round(x)));
     x = 1.0 - x;
   }
   while (x < 10.0) { shift -= 1.0 / x; x += 1.0; }

@@ -39,7 +39,8 @@ INTS = SIGNED + UNSIGNED
 NUMERIC = INTS + FLOATS
 BOOL = [np.dtype(np.bool_)]
 ALL = BOOL + NUMERIC
-DTYPE_SETS = {"any": ALL, "numeric": NUMERIC, "float": FLOATS, "int": INTS, "bool": BOOL}
+DTYPE_SETS = {"any": ALL, "numeric": NUMERIC, "float": FLOATS, "int": INTS, "bool": BOOL,
+              "integral": INTS + BOOL}
 
 
 def subnormal_mask(a: np.ndarray) -> np.ndarray:
@@ -181,7 +182,11 @@ def compare(got, want, check: Check, what: str, ieee=None, backend: str = "",
         far = normal & (dist > check.ulps) & (np.abs(g64 - w64) > check.atol)
         if accurate is not None and backend in DIFFERENCES["approximations"].backends:
             accurate = np.asarray(accurate).astype(want.dtype)
-            far &= np.abs(_ordered(got) - _ordered(accurate)) > 2
+            near = np.abs(_ordered(got) - _ordered(accurate)) <= 2
+            far &= ~near
+            # a finite result of ours near the accurate one where XLA's approximation gave
+            # a zero or an infinity (lgamma(1) = 4.8e-7, asin of the smallest normal = 0)
+            bad &= ~(special & near & np.isfinite(g64))
         bad |= far
     else:
         bad |= normal & (np.abs(g64 - w64) > check.atol + check.rtol * np.abs(w64))

@@ -34,6 +34,24 @@ def _np_round(x):
     return np.round(x)
 
 
+def _poles(x):
+    return (x <= 0) & (x == np.floor(x)) | (x == -np.inf)
+
+
+def _lgamma(x):  # scipy overflows below 1e-300, where lgamma(x) = -log|x| to all digits
+    tiny = np.abs(x) < 1e-300
+    return np.where(_poles(x), np.inf, np.where(tiny, -np.log(np.where(tiny, np.abs(x), 1)),
+                                                 scipy.special.gammaln(x)))
+
+
+def _digamma(x):
+    return np.where(_poles(x), np.nan, scipy.special.psi(x))
+
+
+def _log2(x):
+    return jnp.log2(x)
+
+
 # name: (XLA reference, IEEE reference in NumPy, check for float dtypes)
 UNARY = {
     "abs": (jnp.abs, np.abs, EXACT),
@@ -55,7 +73,28 @@ UNARY = {
     "erf": (lax.erf, _f64(scipy.special.erf), ulp(3)),
     "erfc": (lax.erfc, _f64(scipy.special.erfc), ulp(8)),  # XLA's float64 is 5 ulps off
     "erf_inv": (lax.erf_inv, _f64(scipy.special.erfinv), ulp(4)),
+    "tan": (lax.tan, _f64(np.tan), ulp(2)),
+    "asin": (lax.asin, _f64(np.arcsin), ulp(2)),
+    "acos": (lax.acos, _f64(np.arccos), ulp(2)),
+    "atan": (lax.atan, _f64(np.arctan), ulp(2)),
+    "sinh": (lax.sinh, _f64(np.sinh), ulp(2)),
+    "cosh": (lax.cosh, _f64(np.cosh), ulp(2)),
+    "asinh": (lax.asinh, _f64(np.arcsinh), ulp(2)),
+    "acosh": (lax.acosh, _f64(np.arccosh), ulp(2)),
+    "atanh": (lax.atanh, _f64(np.arctanh), ulp(2)),
+    # near their roots float64 lgamma and digamma lose relative digits (XLA's too, by up to
+    # 150 ulps); an absolute 1e-13 there is still 1e-13 below their values elsewhere
+    "lgamma": (lax.lgamma, _f64(_lgamma), Check("ulp", 4, atol=1e-13)),
+    "digamma": (lax.digamma, _f64(_digamma), Check("ulp", 4, atol=1e-13)),
+    "cbrt": (lax.cbrt, _f64(np.cbrt), ulp(2)),
+    "exp2": (lax.exp2, _f64(np.exp2), ulp(2)),
+    "log2": (_log2, _f64(np.log2), ulp(2)),
     "is_finite": (lax.is_finite, np.isfinite, EXACT),
+    "is_nan": (jnp.isnan, np.isnan, EXACT),
+    "is_inf": (jnp.isinf, np.isinf, EXACT),
+    "bitwise_not": (lax.bitwise_not, np.invert, EXACT),
+    "population_count": (lax.population_count, None, EXACT),
+    "count_leading_zeros": (lax.clz, None, EXACT),
     "logical_not": (lax.bitwise_not, np.logical_not, EXACT),
     "stop_gradient": (lax.stop_gradient, lambda x: x, EXACT),
 }
@@ -84,10 +123,19 @@ BINARY = {
     "logical_and": (lax.bitwise_and, np.logical_and, EXACT),
     "logical_or": (lax.bitwise_or, np.logical_or, EXACT),
     "logical_xor": (lax.bitwise_xor, np.logical_xor, EXACT),
+    "nextafter": (lax.nextafter, np.nextafter, EXACT),
+    "bitwise_and": (lax.bitwise_and, np.bitwise_and, EXACT),
+    "bitwise_or": (lax.bitwise_or, np.bitwise_or, EXACT),
+    "bitwise_xor": (lax.bitwise_xor, np.bitwise_xor, EXACT),
+    "shift_left": (lax.shift_left, None, EXACT),
+    "shift_right_logical": (lax.shift_right_logical, None, EXACT),
+    "shift_right_arithmetic": (lax.shift_right_arithmetic, None, EXACT),
 }
 
 DOMAINS = {"log": (0.01, 5.0), "log1p": (-0.9, 4.0), "sqrt": (0.0, 5.0), "rsqrt": (0.1, 5.0),
-           "erf_inv": (-0.999, 0.999), "pow": (0.05, 3.0)}
+           "erf_inv": (-0.999, 0.999), "pow": (0.05, 3.0), "asin": (-1.0, 1.0),
+           "acos": (-1.0, 1.0), "atanh": (-1.0, 1.0), "acosh": (1.0, 6.0), "log2": (0.01, 5.0),
+           "lgamma": (-4.0, 8.0), "digamma": (-4.0, 8.0)}
 SHAPES = [(), (0,), (1,), (2, 1, 3), (3, 0, 2)]
 
 

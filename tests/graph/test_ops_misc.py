@@ -1,4 +1,4 @@
-"""iota, sort, argsort, cumsum, argmax / argmin and random numbers, against
+"""iota, sort, argsort, the cumulative scans, argmax / argmin and random numbers, against
 NumPy and jax.random."""
 import jax
 import numpy as np
@@ -50,18 +50,38 @@ def test_sort_puts_nan_last(run):
     assert_close(got[1], np.argsort(x, kind="stable").astype(np.int32))
 
 
+# name: (our op, NumPy's accumulating ufunc); cumlogsumexp takes floats only
+CUMULATIVE = {"cumsum": (G.cumsum, np.add), "cumprod": (G.cumprod, np.multiply),
+              "cummax": (G.cummax, np.maximum), "cummin": (G.cummin, np.minimum),
+              "cumlogsumexp": (G.cumlogsumexp, np.logaddexp)}
+
+
+def _accumulate(ufunc, x, axis, reverse):
+    if reverse:
+        return np.flip(ufunc.accumulate(np.flip(x, axis), axis), axis)
+    return ufunc.accumulate(x, axis)
+
+
 @pytest.mark.parametrize("dtype", NUMERIC, ids=ids(NUMERIC))
-def test_cumsum(run, rng, dtype):
+def test_cumulative(run, rng, dtype):
     x = random(rng, (3, 5), dtype, 0, 3)
-    got = run(lambda x: (G.cumsum(x, 0), G.cumsum(x, -1), G.cumsum(x, 1, reverse=True),
-                         G.cumsum(x[0], 0)), x)
+    if dtype in FLOATS:  # NaN from its place on; -inf and -0.0 in another row
+        x[2, 1] = np.nan
+        x[1, 2:4] = np.array([-np.inf, -0.0]).astype(dtype)
+    names = [n for n in CUMULATIVE if n != "cumlogsumexp" or dtype in FLOATS]
+    cases = [(0, False), (-1, False), (1, True), (0, True)]
+    got = run(lambda x: {n: [CUMULATIVE[n][0](x, a, r) for a, r in cases] + [
+        CUMULATIVE[n][0](x[0], 0)] for n in names}, x)
     wide = x.astype(np.float64) if dtype in FLOATS else x
     tol = {np.dtype(np.float16): (1e-2, 1e-2), BF16: (6e-2, 6e-2)}.get(np.dtype(dtype))
-    assert_close(got[0], np.cumsum(wide, 0).astype(dtype), dtype, "cumsum axis 0", tol)
-    assert_close(got[1], np.cumsum(wide, -1).astype(dtype), dtype, "cumsum axis -1", tol)
-    want = np.flip(np.cumsum(np.flip(wide, 1), 1), 1).astype(dtype)
-    assert_close(got[2], want, dtype, "cumsum reverse", tol)
-    assert_close(got[3], np.cumsum(wide[0]).astype(dtype), dtype, "cumsum 1-D", tol)
+    with np.errstate(all="ignore"):
+        for n in names:
+            ufunc = CUMULATIVE[n][1]
+            for (axis, rev), y in zip(cases, got[n]):
+                want = _accumulate(ufunc, wide, axis, rev).astype(dtype)
+                assert_close(y, want, dtype, f"{n} axis={axis} reverse={rev}", tol)
+            assert_close(got[n][-1], ufunc.accumulate(wide[0]).astype(dtype), dtype,
+                         f"{n} 1-D", tol)
 
 
 @pytest.mark.parametrize("dtype", NUMERIC, ids=ids(NUMERIC))

@@ -11,6 +11,11 @@ update) plus copying the loss to the host, the way a training loop runs.
 NumPy batches go in each step for every contender. Targets (issue 4): xla
 within 1.1x of plain JAX; c at least 1.3x PyTorch eager on the MLP and 1.0x
 on LeNet. Read ratios of medians; `benchmarks/README.md` records them.
+
+The groups `mlp-adam-b32/b128/b512` set the c backend against plain jax.jit at
+the batch sizes of issue 17 (target: c at least 1.25x). For one thread, run
+under `taskset -c 0` with MLF_NUM_THREADS=1 (XLA sizes its pool by the CPUs
+the process may use); for two, as is.
 """
 import jax
 import jax.numpy as jnp
@@ -44,6 +49,22 @@ def ours(name, model, x, y):
 @pytest.mark.parametrize("name", mlf.backends.names())
 def test_mlp_ours(benchmark, name):
     benchmark(ours(name, mlp, MLP_X, MLP_Y))
+
+
+SWEEP = {b: (RNG.normal(size=(b, 784)).astype(np.float32),
+             RNG.integers(0, 10, b).astype(np.int32)) for b in (32, 128, 512)}
+
+
+@pytest.mark.parametrize("batch", SWEEP)
+def test_mlp_batch_sweep_c(benchmark, batch):
+    benchmark.group = f"mlp-adam-b{batch}"
+    benchmark(ours("c", mlp, *SWEEP[batch]))
+
+
+@pytest.mark.parametrize("batch", SWEEP)
+def test_mlp_batch_sweep_plain_jax(benchmark, batch):
+    benchmark.group = f"mlp-adam-b{batch}"
+    benchmark(plain_jax(jax_mlp_loss, MLP_SHAPES, *SWEEP[batch]))
 
 
 @pytest.mark.benchmark(group="lenet5-28x28-b64-adam")

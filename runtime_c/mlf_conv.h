@@ -121,4 +121,43 @@ MLF_ENTRY void mlf_conv2d(long N, long C, long H, long W, long O, long KH, long 
   }
 }
 
+/* Any strides and kernel dilations (a ResNet's downsampling convs): im2col + GEMM. Per
+ * image the columns col[(c*KH + kh)*KW + kw][p] hold the input pixel tap (kh, kw) of
+ * output pixel p reads (0 in the padding), then out[n] = W [O x C*KH*KW] @ col with the
+ * register-tiled GEMM. `work` holds mlf_conv2d_im2col_work_floats floats. */
+static inline long mlf_conv2d_im2col_work_floats(long O, long C, long KH, long KW, long ho,
+                                                 long wo) {
+  long K = C * KH * KW, P = ho * wo;
+  return K * P + (mlf_sgemm_packs(O, P, K, 1) ? mlf_sgemm_work_floats(K, P) : 0);
+}
+
+MLF_ENTRY void mlf_conv2d_im2col(long N, long C, long H, long W, long O, long KH, long KW,
+    long sh, long sw, long dh, long dw, long ph, long pw, long ho, long wo,
+    const float* MLF_RESTRICT x, const float* MLF_RESTRICT w, float* MLF_RESTRICT out,
+    float* MLF_RESTRICT work) {
+  long K = C * KH * KW, P = ho * wo;
+  float* MLF_RESTRICT col = work;
+  float* MLF_RESTRICT gemm_work = mlf_sgemm_packs(O, P, K, 1) ? work + K * P : 0;
+  for (long n = 0; n < N; n++) {
+    for (long r = 0; r < K; r++) {
+      long c = r / (KH * KW), kh = r / KW % KH, kw = r % KW;
+      const float* MLF_RESTRICT src = x + (n * C + c) * H * W;
+      float* MLF_RESTRICT row = col + r * P;
+      for (long oh = 0; oh < ho; oh++) {
+        long ih = oh * sh - ph + kh * dh;
+        float* MLF_RESTRICT dst = row + oh * wo;
+        if (ih < 0 || ih >= H) {
+          memset(dst, 0, sizeof(float) * wo);
+          continue;
+        }
+        for (long ow = 0; ow < wo; ow++) {
+          long iw = ow * sw - pw + kw * dw;
+          dst[ow] = iw >= 0 && iw < W ? src[ih * W + iw] : 0.0f;
+        }
+      }
+    }
+    mlf_sgemm(O, P, K, w, K, 1, col, P, 1, out + n * O * P, P, gemm_work);
+  }
+}
+
 #endif /* MLF_CONV_H */

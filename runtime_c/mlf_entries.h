@@ -31,5 +31,9 @@ MLF_HIDDEN void mlf_sgemm_bf16p(long M, long N, long K, const float* MLF_RESTRIC
 MLF_HIDDEN void mlf_conv2d(long N, long C, long H, long W, long O, long KH, long KW, long ph,
     long pw, long hp, long wp, long ho, long wo, const float* MLF_RESTRICT x,
     const float* MLF_RESTRICT w, float* MLF_RESTRICT out, float* MLF_RESTRICT work);
+MLF_HIDDEN void mlf_conv2d_im2col(long N, long C, long H, long W, long O, long KH, long KW,
+    long sh, long sw, long dh, long dw, long ph, long pw, long ho, long wo,
+    const float* MLF_RESTRICT x, const float* MLF_RESTRICT w, float* MLF_RESTRICT out,
+    float* MLF_RESTRICT work);
 
 #endif /* MLF_ENTRIES_H */

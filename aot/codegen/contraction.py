@@ -15,7 +15,8 @@ import math
 from aot.codegen import ctypes_table as ct
 from aot.codegen.expressions import Evaluator
 from aot.codegen.nests import axis_vars, loops, merged_nest, nest
-from aot.passes.layouts import conv_fast, conv_geometry, conv_small, dot_layout, packing
+from aot.passes.layouts import (conv_fast, conv_geometry, conv_im2col, conv_small,
+                                dot_layout, packing)
 from aot.program import indexing as ix
 from mlframework.core.dtypes import DType
 
@@ -154,6 +155,15 @@ def conv_body(program, k) -> list[str]:
                 "mlf_conv2d(" + ", ".join(str(g[x]) for x in (
                     "n", "c", "h", "w", "o", "kh", "kw", "ph", "pw", "hp", "wp", "ho", "wo"))
                 + f", b{lhs}, b{rhs}, {out}, (float*)scratch);"] + _epilogue(program, k, out)
+    if conv_im2col(program, v):
+        x, w = program.values[lhs], program.values[rhs]
+        a = v.attrs
+        args = (*x.shape, w.shape[0], *w.shape[2:], *a["window_strides"], *a["rhs_dilation"],
+                a["padding"][0][0], a["padding"][1][0], *v.shape[2:])
+        return [f"/* im2col + GEMM (runtime_c/mlf_conv.h): strides {a['window_strides']}, "
+                f"K = {w.shape[2]}x{w.shape[3]}x{w.shape[1]} */",
+                f"mlf_conv2d_im2col({', '.join(map(str, args))}, b{lhs}, b{rhs}, {out}, "
+                "(float*)scratch);"] + _epilogue(program, k, out)
     return _conv_loops(program, v, out) + _epilogue(program, k, out)
 
 

@@ -65,6 +65,17 @@ def conv_fast(program: Program, v: Value) -> bool:
             and lhs.size > 0)
 
 
+def conv_im2col(program: Program, v: Value) -> bool:
+    """True if a conv_general that is not `conv_fast` runs as im2col + GEMM
+    (`mlf_conv2d_im2col`): float32 2-d NCHW/OIHW, any strides and kernel dilations."""
+    lhs, rhs = (program.values[i] for i in v.inputs)
+    a = v.attrs
+    return (not conv_fast(program, v) and v.dtype is DType.FLOAT32 and len(lhs.shape) == 4
+            and set(a["lhs_dilation"]) == {1} and a["feature_group_count"] == 1
+            and a["batch_group_count"] == 1 and all(lo >= 0 and hi >= 0 for lo, hi in a["padding"])
+            and v.size > 0 and lhs.size > 0 and rhs.size > 0)
+
+
 def conv_geometry(program: Program, v: Value) -> dict:
     """The sizes `mlf_conv2d` takes: n, c, h, w, o, kh, kw, hp, wp (padded), ho, wo, ph, pw."""
     lhs, rhs = (program.values[i] for i in v.inputs)
@@ -109,6 +120,10 @@ def _dot_scratch(program: Program, v: Value) -> int:
 
 
 def _conv_scratch(program: Program, v: Value) -> int:
+    if conv_im2col(program, v):  # mirrors mlf_conv2d_im2col_work_floats
+        o, c, kh, kw = program.values[v.inputs[1]].shape
+        k, p = c * kh * kw, v.shape[2] * v.shape[3]
+        return 4 * (k * p + (k * (-(-p // 64) * 64) if sgemm_packs(o, p, k, 1) else 0))
     if not conv_fast(program, v):
         return 0
     g = conv_geometry(program, v)

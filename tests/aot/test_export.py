@@ -28,6 +28,13 @@ def multi_io(a, b, scale):
             "ones": G.const(np.ones((3,), np.float32))}
 
 
+def strided(x):
+    """A ResNet's downsampling: a padded 3x3 max pool, then a stride-2 conv (im2col + GEMM)."""
+    w = G.const(np.random.default_rng(3).standard_normal((6, 3, 3, 3)).astype(np.float32))
+    h = G.reduce_window_max(x, (1, 1, 3, 3), (1, 1, 2, 2), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    return G.relu(G.conv_general(h, w, (2, 2), ((1, 1), (1, 1))))
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     return es.shared_root(tmp_path_factory)
@@ -62,6 +69,12 @@ def multi(root):
                      ["a:float32[5,7]", "b:float32[7,3]", "scale:float32[]"], name="multi")
 
 
+@pytest.fixture(scope="module")
+def strided_conv(root):
+    return es.export(root, "strided", f"{__file__}:strided", ["x:float32[2,3,11,10]"],
+                     name="strided")
+
+
 def _manifest(folder):
     return json.loads((folder / "manifest.json").read_text())
 
@@ -70,7 +83,7 @@ def _driver(folder, tmp_path, **kw):
     return es.build_driver(folder, ["gcc"], tmp_path / "driver", **kw)
 
 
-@pytest.mark.parametrize("which", ["mlp", "cnn", "multi"])
+@pytest.mark.parametrize("which", ["mlp", "cnn", "multi", "strided_conv"])
 def test_c_program_matches_xla(which, request, tmp_path):
     folder = request.getfixturevalue(which)
     m = _manifest(folder)
@@ -126,7 +139,7 @@ def test_exported_c_compiles_without_warnings(which, openmp, request):
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("which", ["cnn", "multi", "mlp_bf16"])
+@pytest.mark.parametrize("which", ["cnn", "multi", "mlp_bf16", "strided_conv"])
 def test_sanitizers_run_clean(which, request, tmp_path):
     folder = request.getfixturevalue(which)
     m = _manifest(folder)

@@ -142,6 +142,23 @@ class _Call:
                     cotangents[x.id] = gx if prev is None else prev + gx
 
 
+def copy_calls(graph: Graph, copies: dict[int, Node]) -> None:
+    """Records the custom_vjp calls of `graph` again for `copies` (ids of graph's nodes ->
+    their copies in another graph, made by `subgraphs.inline`), so that gradients of the
+    copies also go through bwd."""
+    calls = {id(c): c for c in _CALLS.get(graph, {}).values()}
+    for call in calls.values():
+        def copy(tree):
+            return pytree.tree_map(
+                lambda x: copies[x.id] if isinstance(x, Node) and x.graph is graph else x, tree)
+        new = _Call(call.function, (copy(call.arg_leaves), call.in_tree),
+                    (copy(call.out_leaves), call.out_tree), copy(call.residuals),
+                    copy(call.closure))
+        targets = _CALLS.setdefault(new.outputs[0].graph, {}) if new.outputs else {}
+        for o in new.outputs:
+            targets[o.id] = new
+
+
 def call_of(node: Node) -> _Call | None:
     """The custom_vjp call whose output `node` is, or None."""
     if node.op is not Op.STOP_GRADIENT:

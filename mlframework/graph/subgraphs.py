@@ -11,6 +11,7 @@ explicit operands (`Graph.capture`).
 from __future__ import annotations
 
 from mlframework.core import pytree
+from mlframework.graph import custom_gradients
 from mlframework.graph.broadcasting import as_node
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import Graph, Node, build, current_graph, parameter, tracing
@@ -62,7 +63,8 @@ def align_captures(graphs: list[Graph], explicit: int) -> list[Node]:
 def inline(graph: Graph, args: list[Node]) -> list[Node]:
     """Copies the nodes of `graph` into the graph being traced, its parameter i
     replaced by args[i]; returns the copies of its outputs. The copies keep the
-    originals' shapes and source lines."""
+    originals' shapes and source lines, and the copies of a `G.custom_vjp` call's nodes
+    keep its gradient."""
     target = current_graph()
     values: dict[int, Node] = {}
     for n in graph.nodes:
@@ -71,6 +73,7 @@ def inline(graph: Graph, args: list[Node]) -> list[Node]:
         else:
             values[n.id] = build(n.op, [values[i.id] for i in n.inputs], n.attrs, n.spec,
                                  target, n.source)
+    custom_gradients.copy_calls(graph, values)
     return [values[o.id] for o in graph.outputs]
 
 

@@ -199,3 +199,32 @@ def test_value_without_gradient_runs_fn(name):
     x = np.array([-3.0, 0.5, 40.0])
     out = G.Exec(mlf.backends.new(name), log1pexp)(x).numpy()
     np.testing.assert_allclose(out, np.logaddexp(0, x), rtol=1e-12)
+
+
+def test_inside_scan_and_cond(backend):
+    # The scan and cond gradients re-trace their bodies: the copies keep the custom rule.
+    from test_control_flow import lacks_control_flow
+
+    def ours(c0, xs):
+        square = G.custom_vjp(lambda x: x * x)
+        square.defvjp(lambda x: (x * x, x), lambda x, g: (g * 2 * x * 0.5,))  # half the slope
+        c, ys = G.scan(lambda c, x: (square(c) * 0.5 + x, c), c0, xs)
+        out = G.cond(G.reduce_sum(c) > -100, lambda v: square(v), lambda v: v, c)
+        return G.reduce_sum(out) + G.reduce_sum(ys * ys)
+
+    def ref(c0, xs):
+        @jax.custom_vjp
+        def square(x):
+            return x * x
+        square.defvjp(lambda x: (x * x, x), lambda x, g: (g * x,))
+        c, ys = jax.lax.scan(lambda c, x: (square(c) * 0.5 + x, c), c0, xs)
+        return jnp.sum(jax.lax.cond(jnp.sum(c) > -100, square, lambda v: v, c)) + jnp.sum(ys * ys)
+
+    c0, xs = np.array([0.3, -0.2]), np.array([[0.1, 0.2], [0.3, -0.1], [0.0, 0.5]])
+    if lacks_control_flow(backend, ours, c0, xs):
+        return
+    grads = G.Exec(backend, lambda c0, xs: G.grad(ours(c0, xs), [c0, xs]))(c0, xs)
+    for got, want in zip(grads, jax.grad(ref, (0, 1))(c0, xs)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+    with pytest.raises(TypeError, match="jvp cannot differentiate through the custom_vjp"):
+        G.Exec(None, lambda c0, xs: G.jvp(ours, (c0, xs), (c0, xs))).graph(c0, xs)

@@ -206,15 +206,20 @@ def test_scatter(backend, rng, op):
     check_grads(backend, ours, args, ref)
 
 
-def test_scatter_mul_min_max(backend, rng):
-    # Unique indices (two dropped out of bounds) for mul; min/max with ties between the
-    # operand and duplicate updates share the cotangent equally, as JAX.
+SCATTER_DIMS = (1,), (0,), (0,)
+
+
+def scatter_mul_min_max(rng):
+    """Unique indices (two dropped out of bounds) for mul; min/max with ties between the
+    operand and duplicate updates. Returns the arguments (x, indices, updates, duplicate
+    indices, a tied operand, tied updates) and the functions, ours and jax's (also used by
+    test_jvp.py)."""
     x, idx, u = SCATTERS[0][0], np.array(SCATTERS[0][1], np.int32), SCATTERS[0][2]
     x, u = rng.standard_normal(x), rng.standard_normal(u)
     dup = np.array([[1], [1], [2], [9]], np.int32)
     tx = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     tu = np.array([[3.0, 9.0], [3.0, 2.0], [0.0, 6.0], [1.0, 1.0]])
-    dims = (1,), (0,), (0,)
+    dims = SCATTER_DIMS
 
     def ours(x, i, u, d, tx, tu):
         return [G.scatter_mul(x, i, u, *dims, unique_indices=True), G.scatter_min(x, d, u, *dims),
@@ -225,7 +230,15 @@ def test_scatter_mul_min_max(backend, rng):
         return [_lax_scatter(partial(lax.scatter_mul, unique_indices=True), x, i, u, *dims),
                 *[_lax_scatter(fn, a, d, b, *dims) for a, b in ((x, u), (tx, tu))
                   for fn in (lax.scatter_min, lax.scatter_max)]]
-    check_grads(backend, ours, [x, idx, u, dup, tx, tu], ref, fd=False)
+    return [x, idx, u, dup, tx, tu], ours, ref
+
+
+def test_scatter_mul_min_max(backend, rng):
+    # min/max ties share the cotangent equally, as JAX.
+    args, ours, ref = scatter_mul_min_max(rng)
+    x, idx, u, dup = args[:4]
+    dims = SCATTER_DIMS
+    check_grads(backend, ours, args, ref, fd=False)
     check_grads(backend, lambda x, i, u, d: ours(x, i, u, d, x, u)[:3], [x, idx, u, dup])
     with pytest.raises(NotImplementedError, match="unique_indices=True"):
         G.Exec(backend, lambda u: G.grad(G.reduce_sum(G.scatter_mul(x, dup, u, *dims)), u))(u)

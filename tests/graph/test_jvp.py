@@ -7,15 +7,14 @@ family computes many ops. The `G.jvp` API itself is in `test_jvp_api.py`.
 """
 from __future__ import annotations
 
-from functools import partial
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
 from test_grad import BINARY, UNARY, _in
-from test_grad_contraction import (CONVS, DILATED, DOTS, GATHERS, HIGHEST, SCATTERS, WINDOWS,
-                                   _lax_conv, _lax_gather, _lax_scatter)
+from test_grad_contraction import (CONVS, DILATED, DOTS, GATHERS, HIGHEST, SCATTER_DIMS,
+                                   SCATTERS, WINDOWS, _lax_conv, _lax_gather, _lax_scatter,
+                                   scatter_mul_min_max)
 from test_jvpcheck import check_jvp
 
 from mlframework import graph as G
@@ -197,27 +196,13 @@ def test_reduce_window_min_and_dilations(backend, rng):
 
 
 def test_scatter_mul_min_max(backend, rng):
-    # Unique indices (two dropped out of bounds) for mul; min/max with ties between the
-    # operand and duplicate updates share the tangent equally, as JAX.
-    x, idx, u = rng.standard_normal((5, 4)), np.array(SCATTERS[0][1], np.int32), \
-        rng.standard_normal((4, 4))
-    dup = np.array([[1], [1], [2], [9]], np.int32)
-    tx = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
-    tu = np.array([[3.0, 9.0], [3.0, 2.0], [0.0, 6.0], [1.0, 1.0]])
-    dims = (1,), (0,), (0,)
-
-    def ours(x, i, u, d, tx, tu):
-        return [G.scatter_mul(x, i, u, *dims, unique_indices=True), G.scatter_min(x, d, u, *dims),
-                G.scatter_max(x, d, u, *dims), G.scatter_min(tx, d, tu, *dims),
-                G.scatter_max(tx, d, tu, *dims),
-                G.scatter_mul(x, d, G.full((4, 4), 2.0, "float64"), *dims)]
-
-    def ref(x, i, u, d, tx, tu):
-        return [_lax_scatter(partial(lax.scatter_mul, unique_indices=True), x, i, u, *dims),
-                *[_lax_scatter(fn, a, d, b, *dims) for a, b in ((x, u), (tx, tu))
-                  for fn in (lax.scatter_min, lax.scatter_max)],
-                _lax_scatter(lax.scatter_mul, x, d, np.full((4, 4), 2.0), *dims)]
-    check_jvp(backend, ours, [x, idx, u, dup, tx, tu], ref)
+    # min/max ties share the tangent equally, as JAX; scatter_mul with repeated indices
+    # has a tangent through its operand only.
+    args, ours, ref = scatter_mul_min_max(rng)
+    x, u, dup, dims = args[0], args[2], args[3], SCATTER_DIMS
+    check_jvp(backend, lambda *a: [*ours(*a), G.scatter_mul(a[0], a[3], G.full(
+        (4, 4), 2.0, "float64"), *dims)], args, lambda *a: [*ref(*a), _lax_scatter(
+            lax.scatter_mul, a[0], a[3], np.full((4, 4), 2.0), *dims)])
     with pytest.raises(NotImplementedError, match="unique_indices=True"):
         G.Exec(backend, lambda u: G.jvp(lambda u: G.scatter_mul(x, dup, u, *dims), (u,),
                                         (u,)))(u)

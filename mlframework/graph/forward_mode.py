@@ -58,11 +58,12 @@ def jacfwd(fn, argnums=0):
     """The Jacobian of `fn` by forward mode, as a function of fn's arguments.
 
     `jacfwd(fn)(*args)` returns, for each output leaf y of fn, dy/dx of shape
-    y.shape + x.shape and y's dtype, for x = args[argnums] (a float node or array), in
-    the structure of fn's result; with a tuple `argnums`, each leaf is a tuple of
-    Jacobians, one per listed argument. fn is traced once; its tangents are pushed once per
-    element of x, so the graph grows with x.size: meant for small inputs (`G.jacobian`, in
-    reverse mode, grows with the output's size instead).
+    y.shape + x.shape and y's dtype for x = args[argnums] (a float node or array; for a
+    pytree of them, a pytree of such Jacobians), in the structure of fn's result; with a
+    tuple `argnums`, each leaf is a tuple of those, one per listed argument, as jax.jacfwd.
+    fn is traced once; its tangents are pushed once per element of x, so the graph grows
+    with x.size: meant for small inputs (`G.jacobian`, in reverse mode, grows with the
+    output's size instead).
 
     Raises:
         DTypeError: an output or a differentiated argument is not a float.
@@ -76,7 +77,7 @@ def jacfwd(fn, argnums=0):
                             f"{len(args)} arguments")
         values = list(args)
         for i in nums:
-            values[i] = _copy(values[i], "jacfwd")
+            values[i] = pytree.tree_map(lambda x: _copy(x, "jacfwd"), values[i])
         graph = current_graph()
         start = len(graph.nodes)
         out_leaves, out_tree = _traced(fn, values)
@@ -84,7 +85,12 @@ def jacfwd(fn, argnums=0):
             if not y.dtype.is_float:
                 raise DTypeError(f"jacfwd requires float outputs, got {y.spec}")
         added = graph.nodes[start:]
-        per_arg = [_jacobians(added, out_leaves, values[i]) for i in nums]
+        per_arg = []  # per argument, per output leaf: the Jacobians in the argument's structure
+        for i in nums:
+            x_leaves, x_tree = pytree.flatten(values[i])
+            per_leaf = [_jacobians(added, out_leaves, x) for x in x_leaves]
+            per_arg.append([pytree.unflatten(x_tree, [j[k] for j in per_leaf])
+                            for k in range(len(out_leaves))])
         leaves = [per_arg[0][k] if isinstance(argnums, int) else tuple(j[k] for j in per_arg)
                   for k in range(len(out_leaves))]
         return pytree.unflatten(out_tree, leaves)

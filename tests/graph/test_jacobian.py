@@ -93,21 +93,24 @@ def test_jacfwd_equals_jacobian_and_jax(run, rng):
     np.testing.assert_allclose(fwd_w, rev_w, rtol=1e-12, atol=1e-15)
 
 
-def test_jacfwd_pytree_outputs_and_argnums(run, rng):
-    x, y = rng.standard_normal((2, 2)), rng.standard_normal(3)
+def test_jacfwd_pytrees_in_and_out_and_argnums(run, rng):
+    x, y, z = rng.standard_normal((2, 2)), rng.standard_normal(3), rng.standard_normal(2)
 
-    def f(x, y):
-        return {"a": G.sin(x) * G.reduce_sum(y), "b": G.softmax(y)}
+    def f(x, p):
+        y, z = p["y"], p["z"]
+        return {"a": G.sin(x) * G.reduce_sum(y), "b": G.softmax(y) * G.reduce_sum(z * z)}
 
-    def ref(x, y):
-        return {"a": jnp.sin(x) * jnp.sum(y), "b": jax.nn.softmax(y)}
+    def ref(x, p):
+        y, z = p["y"], p["z"]
+        return {"a": jnp.sin(x) * jnp.sum(y), "b": jax.nn.softmax(y) * jnp.sum(z * z)}
 
-    got = run(lambda x, y: G.jacfwd(f, argnums=(0, 1))(x, y), x, y)
-    want = jax.jacfwd(ref, argnums=(0, 1))(x, y)
-    for key in ("a", "b"):
-        for k in range(2):
-            assert got[key][k].shape == want[key][k].shape
-            np.testing.assert_allclose(got[key][k], want[key][k], rtol=1e-12, atol=1e-15)
+    got = run(lambda x, y, z: G.jacfwd(f, argnums=(0, 1))(x, {"y": y, "z": z}), x, y, z)
+    want = jax.jacfwd(ref, argnums=(0, 1))(x, {"y": y, "z": z})
+    got_leaves, want_leaves = jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)
+    assert len(got_leaves) == len(want_leaves) == 6
+    for g, w in zip(got_leaves, want_leaves):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15)
 
 
 def test_jacfwd_edge_cases_and_errors(run):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aot.codegen import contraction, fused, single_ops
+from aot.codegen import contraction, control, fused, single_ops
 from aot.codegen import ctypes_table as ct
 from aot.codegen.templates import environment
 from aot.passes.memory_plan import MemoryPlan
@@ -87,7 +87,26 @@ def emit_module(program: Program, kernels: list[Kernel], plan: MemoryPlan,
                 entry: str = ENTRY, public: bool = True) -> CModule:
     """The C of `program` as a `CModule`: each distinct kernel (by the structural key of
     `aot.program.canonical`) is one function, rendered from its canonical form, and the
-    entry point calls it once per kernel it serves. `public`: as for `emit_c`."""
+    entry point calls it once per kernel it serves. Control-flow kernels are loops and
+    branches in the entry point calling one function per sub-program (`subprograms`).
+    `public`: as for `emit_c`."""
+    distinct: dict[str, tuple] = {}  # key -> (its program, first kernel, canonical form, calls)
+    bodies: list[str] = []
+    setup, calls = _entry(program, kernels, plan, distinct, bodies, entry)
+    functions = [_function(key, *first) for key, first in distinct.items()]
+    context = dict(name=program.name, kernel_count=sum(k.kind != "alias" for k in kernels),
+                   arena_bytes=plan.arena_bytes, const_bytes=plan.const_bytes, entry=entry,
+                   public=public, setup=setup, calls=calls, subprograms=bodies,
+                   params=[_type(program.values[p]) for p in program.params],
+                   outputs=[_type(program.values[o]) for o in program.outputs])
+    return CModule(functions, context)
+
+
+def _entry(program: Program, kernels: list[Kernel], plan: MemoryPlan, distinct: dict,
+           bodies: list[str], entry: str) -> tuple[list[str], list[str]]:
+    """(setup lines, call lines) of the function running `program`: buffer pointers, then
+    one call per kernel; kernel functions go to `distinct`, the functions of
+    sub-programs (named after `entry`) to `bodies`, innermost first."""
     calls, setup = [], []
     names = {}
     for vid, b in plan.buffers.items():
@@ -106,32 +125,49 @@ def emit_module(program: Program, kernels: list[Kernel], plan: MemoryPlan,
         if b.kind == "alias":
             t = ct.STORAGE[program.values[vid].dtype]
             setup.append(f"{t}* b{vid} = ({t}*)b{b.base};")
-    distinct: dict[str, tuple] = {}  # key -> (first kernel, its canonical form, calls)
     for t, k in enumerate(kernels):
         if k.kind == "alias":
             continue
-        local, lk, key = canonical(program, k)
-        first = distinct.setdefault(key, (k, local, lk, []))
-        first[3].append(t)
-        args = [names[i] for i in k.inputs] + [names[o] for o in k.outputs]
         scratch = plan.scratch.get(t)
+        if k.bodies:
+            fns = []
+            for j, (body, body_kernels, body_plan) in enumerate(k.bodies):
+                fns.append(f"{entry}_k{t}_{j}")
+                body_setup, body_calls = _entry(body, body_kernels, body_plan, distinct,
+                                                bodies, fns[-1])
+                body_calls += _copied_outputs(body, body_plan)
+                bodies.append(environment().get_template("subprogram.c.j2").render(
+                    name=fns[-1], title=body.name, arena_bytes=body_plan.arena_bytes,
+                    setup=body_setup, calls=body_calls))
+            where = f"arena + {scratch.offset}" if scratch is not None else "arena"
+            calls.append(control.render(program, k, t, names, where, fns))
+            continue
+        local, lk, key = canonical(program, k)
+        first = distinct.setdefault(key, (program, k, local, lk, []))
+        first[4].append(t)
+        args = [names[i] for i in k.inputs] + [names[o] for o in k.outputs]
         if scratch is not None:
             args.append(f"arena + {scratch.offset}")
         calls.append(f"{_name(k, key)}({', '.join(args)});  /* kernel {t} */")
-    functions = [_function(program, key, *first) for key, first in distinct.items()]
-    context = dict(name=program.name, kernel_count=sum(k.kind != "alias" for k in kernels),
-                   arena_bytes=plan.arena_bytes, const_bytes=plan.const_bytes, entry=entry,
-                   public=public, setup=setup, calls=calls,
-                   params=[_type(program.values[p]) for p in program.params],
-                   outputs=[_type(program.values[o]) for o in program.outputs])
-    return CModule(functions, context)
+    return setup, calls
+
+
+def _copied_outputs(program: Program, plan: MemoryPlan) -> list[str]:
+    """Copies into a sub-program's outputs that no kernel writes: parameters returned as
+    they are, and a value returned twice. (The top level leaves them to its caller.)"""
+    lines = []
+    for k, o in enumerate(program.outputs):
+        b = plan.buffers[o]
+        if b.kind != "output" or b.output_index != k:
+            lines.append(f"memcpy(outputs[{k}], b{o}, {program.values[o].nbytes});")
+    return lines
 
 
 def _name(k: Kernel, key: str) -> str:
     return f"{k.name}_{key[:8]}"
 
 
-def _function(program: Program, key: str, k: Kernel, local: Program, lk: Kernel,
+def _function(key: str, program: Program, k: Kernel, local: Program, lk: Kernel,
               calls: list[int]) -> CFunction:
     """The function of kernel `k` (run as the kernels `calls`) from its canonical form."""
     params = [f"const {ct.STORAGE[local.values[i].dtype]}* MLF_RESTRICT b{i}" for i in lk.inputs]

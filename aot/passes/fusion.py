@@ -26,7 +26,7 @@ import math
 from aot.passes.layouts import scratch_bytes
 from aot.program import indexing as ix
 from aot.program.kernel import Kernel
-from aot.program.program import Program
+from aot.program.program import SUBGRAPH_OPS, Program
 from aot.program.walk import EXPENSIVE, FUSIBLE, NotFusible, Walker, splat
 from mlframework.graph.gen_optypes import Op, OpGroup
 
@@ -43,6 +43,7 @@ def fuse(program: Program) -> list[Kernel]:
     kernels = [_kernel(program, vid, materialized) for vid in program.values
                if vid in materialized and program.values[vid].op
                not in (Op.PARAMETER, Op.CONSTANT)]
+    kernels = _control_flow(program, kernels)
     kernels = _merge_rowwise(program, kernels, consumers)
     kernels = _merge_epilogues(program, kernels, consumers)
     for k in kernels:
@@ -149,6 +150,28 @@ def _kernel(program: Program, root: int, materialized: set[int]) -> Kernel:
         kind, reason = v.op.value, "op with its own kernel"
     return Kernel(_name(program, nodes), kind, [root], nodes, inputs, reason, stages=[root],
                   contraction=root if kind in ("dot", "conv") else None)
+
+
+def _control_flow(program: Program, kernels: list[Kernel]) -> list[Kernel]:
+    """A control-flow value is one kernel writing its results (the `tuple_get` values,
+    in index order; results nobody reads are left out): it runs its sub-programs, which
+    `plan_memory` lowers."""
+    results: dict[int, list[int]] = {}
+    for v in program.values.values():
+        if v.op is Op.TUPLE_GET:
+            results.setdefault(v.inputs[0], []).append(v.id)
+    out = []
+    for k in kernels:
+        v = program.values[k.outputs[0]]
+        if v.op is Op.TUPLE_GET:
+            continue
+        if v.op in SUBGRAPH_OPS:
+            k.outputs = sorted(results.get(v.id, []),
+                               key=lambda r: program.values[r].attrs["index"])
+            k.nodes = [v.id, *k.outputs]
+            k.reason = "control flow: runs its sub-programs (loop bodies, branches)"
+        out.append(k)
+    return out
 
 
 def _name(program: Program, nodes) -> str:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from aot.passes.fusion import fuse
+from aot.passes.simplify import simplify
 from aot.program.kernel import Kernel
-from aot.program.program import Program
+from aot.program.program import SUBGRAPH_OPS, Program, subprograms
 from mlframework.graph.gen_optypes import Op
 
 ALIGN = 64
@@ -55,8 +57,18 @@ def _align(n: int) -> int:
 
 
 def plan_memory(program: Program, kernels: list[Kernel]) -> MemoryPlan:
-    """Places every buffer; arena offsets never overlap while both buffers are live."""
+    """Places every buffer; arena offsets never overlap while both buffers are live.
+
+    A control-flow kernel's sub-programs are compiled here by the same passes
+    (simplify, fuse, plan_memory: `Kernel.bodies`) and placed in its scratch, in the
+    same arena, with the carry double-buffered (`workspace`).
+    """
     plan = MemoryPlan()
+    for k in kernels:
+        v = program.values[k.nodes[0]]
+        if v.op in SUBGRAPH_OPS:
+            k.bodies = [_lowered(body) for body in subprograms(v)]
+            k.scratch_bytes = workspace(program, k).nbytes
     first_out = {}
     for k, o in enumerate(program.outputs):
         first_out.setdefault(o, k)
@@ -110,3 +122,64 @@ def _best_fit(buffers: list[Buffer]) -> int:
         top = max(top, b.offset + size)
         live.append(b)
     return top
+
+
+def _lowered(body: Program) -> tuple[Program, list[Kernel], MemoryPlan]:
+    body = simplify(body)
+    kernels = fuse(body)
+    return body, kernels, plan_memory(body, kernels)
+
+
+@dataclass
+class Workspace:
+    """The scratch of a control-flow kernel, as offsets into it.
+
+    current, following: per carry (loops), the buffer a step reads and the one it
+    writes (swapped after every step); spare: per result nobody reads that a body
+    still writes (by result index); flag: a while_loop's condition (one bool);
+    body: where the sub-programs' arenas start (they run one at a time).
+    """
+
+    current: list[int] = field(default_factory=list)
+    following: list[int] = field(default_factory=list)
+    spare: dict[int, int] = field(default_factory=dict)
+    flag: int = 0
+    body: int = 0
+    nbytes: int = 0
+
+
+def workspace(program: Program, k: Kernel) -> Workspace:
+    """The layout of control-flow kernel k's scratch (`Kernel.bodies` already set)."""
+    v = program.values[k.nodes[0]]
+    ws, top = Workspace(), 0
+    if v.op is not Op.COND:
+        for i in v.inputs[:v.attrs["num_carry"]]:
+            size = _align(max(program.values[i].nbytes, 1))
+            ws.current.append(top)
+            ws.following.append(top + size)
+            top += 2 * size
+    present = {program.values[o].attrs["index"] for o in k.outputs}
+    carried = 0 if v.op is Op.COND else v.attrs["num_carry"]
+    for r, spec in enumerate(_result_sizes(program, v)):
+        if r >= carried and r not in present:
+            ws.spare[r] = top
+            top += _align(max(spec, 1))
+    if v.op is Op.WHILE_LOOP:
+        ws.flag = top
+        top += ALIGN
+    ws.body = top
+    ws.nbytes = top + max((plan.arena_bytes for _, _, plan in k.bodies), default=0)
+    return ws
+
+
+def _result_sizes(program: Program, v) -> list[int]:
+    """nbytes of each result of control-flow value v."""
+    if v.op is Op.COND:
+        body = v.attrs["branches"][0]
+        return [body.values[o].nbytes for o in body.outputs]
+    body = v.attrs["body"]
+    n = v.attrs["num_carry"]
+    sizes = [body.values[o].nbytes for o in body.outputs]
+    if v.op is Op.SCAN:
+        sizes = sizes[:n] + [s * v.attrs["length"] for s in sizes[n:]]
+    return sizes

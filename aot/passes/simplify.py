@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aot.program.program import Program, Value
+from aot.program.program import SUBGRAPH_OPS, Program, Value
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
 
@@ -157,7 +157,7 @@ def _fold(v: Value, values: dict[int, Value]):
 
 
 def _cse_key(v: Value):
-    if v.op is Op.PARAMETER:
+    if v.op is Op.PARAMETER or v.op in SUBGRAPH_OPS:
         return None
     parts = []
     for k, a in sorted(v.attrs.items()):

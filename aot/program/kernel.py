@@ -21,7 +21,10 @@ class Kernel:
     finished one after another in each row; epilogue: for dot/conv, the
     pointwise values applied before the store; contraction: the dot/conv value;
     rows, dims: a rowwise kernel's row rank and full dims; scratch_bytes: the
-    workspace it needs while it runs (`aot.passes.layouts.scratch_bytes`).
+    workspace it needs while it runs (`aot.passes.layouts.scratch_bytes`; for control
+    flow, `aot.passes.memory_plan.workspace`); bodies: for a control-flow kernel
+    ("cond", "while_loop", "scan"), each sub-program as `plan_memory` lowered it:
+    (program, kernels, memory plan), in the order of the value's `subprograms`.
     """
 
     name: str
@@ -36,3 +39,4 @@ class Kernel:
     rows: int = 0
     dims: tuple = ()
     scratch_bytes: int = 0
+    bodies: list = field(default_factory=list)

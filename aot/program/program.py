@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op, OpGroup
+from mlframework.graph.graph import subgraphs
 
 
 @dataclass
@@ -66,21 +67,72 @@ class Program:
 def from_graph(graph) -> Program:
     """The program of a traced `Graph` (ids are kept).
 
-    Raises:
-        NotImplementedError: for control-flow nodes (cond, while_loop, scan), which the
-            C compiler does not compile yet.
+    A control-flow node's sub-graphs become programs in its attributes (`subprograms`),
+    without constants: each constant of a body is moved out to the enclosing program
+    and passed in as one more operand (a new parameter of every sub-program of the
+    node, unused by the others), so that one constant segment serves every level.
+    Moved constants take ids after the graph's nodes.
     """
-    control = [n for n in graph.nodes if n.op in OpGroup.CONTROL and n.op is not Op.TUPLE_GET]
-    if control:
-        names = ", ".join(sorted({n.op.value for n in control}))
-        raise NotImplementedError(
-            f"the C compiler (c backend, aotc export) does not implement control flow yet: "
-            f"{names} in graph {graph.name!r} (first at {control[0].source}); run it on the "
-            f"xla backend")
     prog = Program(graph.name)
+    fresh = [len(graph.nodes)]
     for n in graph.nodes:
-        prog.values[n.id] = Value(n.id, n.op, tuple(i.id for i in n.inputs), dict(n.attrs),
-                                  n.dtype, tuple(n.shape), n.source or "", n.scope or "")
+        attrs, inputs = dict(n.attrs), tuple(i.id for i in n.inputs)
+        if n.op in SUBGRAPH_OPS:
+            bodies, consts = _hoisted([from_graph(g) for g in subgraphs(n)], fresh)
+            for c in consts:
+                prog.values[c.id] = c
+            inputs += tuple(c.id for c in consts)
+            it = iter(bodies)
+            attrs = {k: (tuple(next(it) for _ in v) if isinstance(v, tuple) else next(it))
+                     if k in SUBGRAPH_ATTRS else v for k, v in attrs.items()}
+        prog.values[n.id] = Value(n.id, n.op, inputs, attrs, n.dtype, tuple(n.shape),
+                                  n.source or "", n.scope or "")
     prog.params = [p.id for p in sorted(graph.parameters, key=lambda p: p.attrs["index"])]
     prog.outputs = [o.id for o in graph.outputs]
     return prog
+
+
+SUBGRAPH_OPS = OpGroup.CONTROL - {Op.TUPLE_GET}
+SUBGRAPH_ATTRS = ("branches", "cond", "body")  # in the order `subgraphs` lists them
+
+
+def subprograms(v: Value) -> list[Program]:
+    """The sub-programs of a control-flow value, in attribute order (else empty)."""
+    out: list[Program] = []
+    for k in SUBGRAPH_ATTRS:
+        a = v.attrs.get(k) if v.op in SUBGRAPH_OPS else None
+        if isinstance(a, Program):
+            out.append(a)
+        elif isinstance(a, tuple):
+            out.extend(a)
+    return out
+
+
+def _hoisted(bodies: list[Program], fresh: list[int]) -> tuple[list[Program], list[Value]]:
+    """The bodies without constants, and those constants as values of the enclosing
+    program (fresh ids), which every body now takes as its last parameters."""
+    moved: list[tuple[int, Value]] = []  # (body index, constant)
+    for b, body in enumerate(bodies):
+        moved += [(b, v) for v in body.values.values() if v.op is Op.CONSTANT]
+    consts = []
+    for _, v in moved:
+        consts.append(Value(fresh[0], Op.CONSTANT, (), v.attrs, v.dtype, v.shape, v.source,
+                            v.scope))
+        fresh[0] += 1
+    out = []
+    for b, body in enumerate(bodies):
+        values = dict(body.values)
+        params = list(body.params)
+        spare = max(values, default=-1) + 1
+        for owner, v in moved:
+            if owner == b:
+                values[v.id] = Value(v.id, Op.PARAMETER, (), {"index": len(params),
+                                     "name": "constant"}, v.dtype, v.shape, v.source, v.scope)
+                params.append(v.id)
+            else:
+                values[spare] = Value(spare, Op.PARAMETER, (), {"index": len(params),
+                                      "name": "unused"}, v.dtype, v.shape, v.source, v.scope)
+                params.append(spare)
+                spare += 1
+        out.append(Program(body.name, values, params, list(body.outputs)))
+    return out, consts

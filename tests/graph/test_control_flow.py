@@ -1,10 +1,5 @@
 """Control flow (cond, switch, while_loop, fori_loop, scan) against jax.lax, on every
-backend with the same assertions, gradients against jax and finite differences.
-
-The c backend does not compile control flow yet: there every test asserts that
-compiling raises the backend's NotImplementedError naming the control-flow ops
-the graph uses (`compiled`), instead of computing wrong results.
-"""
+backend with the same assertions, gradients against jax and finite differences."""
 from __future__ import annotations
 
 import jax
@@ -15,7 +10,6 @@ from jax import lax
 from test_gradcheck import check_grads
 
 from mlframework import graph as G
-from mlframework.backends.base import UnsupportedOpError
 from mlframework.graph.gen_optypes import OpGroup
 
 jax.config.update("jax_enable_x64", True)
@@ -24,36 +18,12 @@ jax.config.update("jax_enable_x64", True)
 COVERED = {op.value for op in OpGroup.CONTROL}
 
 
-def lacks_control_flow(backend, fn, *args) -> bool:
-    """True (after checking the error) where `backend` cannot compile fn's control flow:
-    compiling must raise NotImplementedError naming each control-flow op fn uses. Only
-    the c backend may lack them."""
-    graph = G.Exec(None, fn).graph(*args)
-    used = {n.op for n in graph.nodes} & OpGroup.CONTROL
-    missing = used - backend.supported_ops()
-    if not missing:
-        return False
-    assert backend.name == "c", f"{backend.name} lacks {sorted(o.value for o in missing)}"
-    with pytest.raises(UnsupportedOpError) as info:
-        G.Exec(backend, fn)(*args)
-    for op in missing:
-        assert op.value in str(info.value), (op.value, str(info.value))
-    return True
-
-
 def run(backend, fn, *args):
-    """fn's results on backend as NumPy (a pytree), or None where it lacks control flow."""
-    if lacks_control_flow(backend, fn, *args):
-        return None
-    out = G.Exec(backend, fn)(*args)
-    return jax.tree_util.tree_map(lambda t: t.numpy(), out)
+    """fn's results on backend, as a pytree of NumPy arrays."""
+    return jax.tree_util.tree_map(lambda t: t.numpy(), G.Exec(backend, fn)(*args))
 
 
-def grads(backend, fn, args, ref, **kw):
-    """check_grads where the backend compiles fn's control flow (see `lacks_control_flow`)."""
-    if lacks_control_flow(backend, fn, *args):
-        return None
-    return check_grads(backend, fn, args, ref, **kw)
+grads = check_grads
 
 
 def _assert_close(got, want, rtol=1e-6, atol=1e-6):
@@ -91,8 +61,7 @@ def _rnn_args(dtype, steps=50, batch=3, hidden=5, features=4):
 def test_scan_rnn_forward_matches_jax(backend):
     args = _rnn_args(np.float32)
     got = run(backend, OURS_RNN, *args)
-    if got is not None:
-        _assert_close(got, jax.jit(JAX_RNN)(*args), rtol=1e-5, atol=1e-5)
+    _assert_close(got, jax.jit(JAX_RNN)(*args), rtol=1e-5, atol=1e-5)
 
 
 def test_scan_rnn_gradients_match_jax_to_1e5(backend):
@@ -132,8 +101,6 @@ class OursNp:
 def test_while_loop_newton_matches_jax(backend):
     a = np.array([0.25, 2.0, 9.0, 1e4], np.float64)
     mine = run(backend, _newton(OursNp, G.while_loop), a)
-    if mine is None:
-        return
     ref = jax.jit(_newton(jnp, lax.while_loop))(a)
     _assert_close(mine, ref, rtol=0, atol=0)
     np.testing.assert_allclose(mine[0], np.sqrt(a), rtol=1e-14)
@@ -165,8 +132,7 @@ JAX_CUMPROD = _cumprod(jnp, lax.fori_loop, lax.dynamic_update_slice, lambda x, i
 def test_fori_loop_cumulative_product(backend):
     x = np.array([1.5, -2.0, 0.5, 3.0, 1.25], np.float64)
     got = run(backend, OURS_CUMPROD, x)
-    if got is not None:
-        np.testing.assert_allclose(got, np.cumprod(x), rtol=1e-15)
+    np.testing.assert_allclose(got, np.cumprod(x), rtol=1e-15)
     grads(backend, OURS_CUMPROD, [x], JAX_CUMPROD)
 
 
@@ -180,8 +146,7 @@ def test_fori_loop_with_node_bounds_is_a_while_loop(backend):
     graph = G.Exec(None, ours).graph(x, n)
     assert "while_loop" in {node.op.value for node in graph.nodes}
     got = run(backend, ours, x, n)
-    if got is not None:
-        _assert_close(got, jax.jit(ref)(x, n))
+    _assert_close(got, jax.jit(ref)(x, n))
 
 
 # ---- cond, switch, nesting ----
@@ -199,8 +164,7 @@ def test_cond_with_pytrees_and_captures(backend, sign):
     x = sign * np.abs(rng.standard_normal(4))
     y = rng.standard_normal(4)
     got = run(backend, _branchy(OursNp, G.cond), x, y)
-    if got is not None:
-        _assert_close(got, _branchy(jnp, lax.cond)(x, y), rtol=1e-15)
+    _assert_close(got, _branchy(jnp, lax.cond)(x, y), rtol=1e-15)
     grads(backend, _branchy(OursNp, G.cond), [x, y], _branchy(jnp, lax.cond))
 
 
@@ -216,8 +180,7 @@ def test_switch_clamps_its_index_as_jax(backend, index):
     x, w = rng.standard_normal(3), rng.standard_normal(3)
     i = np.int32(index)
     got = run(backend, _switched(G.switch, G.exp), i, x, w)
-    if got is not None:
-        _assert_close(got, _switched(lax.switch, jnp.exp)(i, x, w), rtol=1e-15)
+    _assert_close(got, _switched(lax.switch, jnp.exp)(i, x, w), rtol=1e-15)
     grads(backend, _switched(G.switch, G.exp), [i, x, w], _switched(lax.switch, jnp.exp))
 
 
@@ -236,8 +199,7 @@ def test_cond_inside_scan(backend):
     ours, ref = _nested(G.scan, G.cond, G.sin, G.cos), _nested(lax.scan, lax.cond, jnp.sin,
                                                                 jnp.cos)
     got = run(backend, ours, c0, xs, w)
-    if got is not None:
-        _assert_close(got, ref(c0, xs, w), rtol=1e-14)
+    _assert_close(got, ref(c0, xs, w), rtol=1e-14)
     grads(backend, ours, [c0, xs, w], ref)
 
 
@@ -254,8 +216,7 @@ def test_scan_inside_scan_captures_through_two_levels(backend):
     rng = np.random.default_rng(4)
     xs, w = rng.standard_normal((4, 3)), np.float64(0.7)
     got = run(backend, _scan_in_scan(OursNp, G.scan), xs, w)
-    if got is not None:
-        _assert_close(got, _scan_in_scan(jnp, lax.scan)(xs, w), rtol=1e-14)
+    _assert_close(got, _scan_in_scan(jnp, lax.scan)(xs, w), rtol=1e-14)
     grads(backend, _scan_in_scan(OursNp, G.scan), [xs, w], _scan_in_scan(jnp, lax.scan))
 
 
@@ -278,8 +239,7 @@ def test_reverse_scan_length_and_pytree_carries(backend):
     rng = np.random.default_rng(5)
     xs, a = rng.standard_normal((6, 2)), rng.standard_normal(2)
     got = run(backend, _reversed_and_counted(G.scan), xs, a)
-    if got is not None:
-        _assert_close(got, _reversed_and_counted(lax.scan)(xs, a), rtol=1e-14)
+    _assert_close(got, _reversed_and_counted(lax.scan)(xs, a), rtol=1e-14)
     grads(backend, _reversed_and_counted(G.scan), [xs, a], _reversed_and_counted(lax.scan))
 
 
@@ -319,10 +279,3 @@ def test_scan_length_mismatch():
     assert "length=5" in _error_of(lambda x: G.scan(lambda c, v: (c, v), 0.0, x, length=5),
                                    np.zeros(3, np.float32))
 
-
-def test_the_c_compiler_refuses_control_flow_by_name():
-    from aot.program.program import from_graph
-    graph = G.Exec(None, _nested(G.scan, G.cond, G.sin, G.cos)).graph(
-        np.zeros(2), np.zeros(3), np.zeros(2))
-    with pytest.raises(NotImplementedError, match="control flow yet: scan in graph"):
-        from_graph(graph)

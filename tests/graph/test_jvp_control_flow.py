@@ -1,8 +1,5 @@
 """Forward mode through control flow (cond, switch, scan, fori_loop and while_loop,
 which reverse mode refuses) against jax.jvp, on the models of `test_control_flow.py`.
-
-Where a backend does not compile control flow (the c backend, for now), each test
-asserts the error naming the ops instead (`lacks_control_flow`).
 """
 from __future__ import annotations
 
@@ -11,16 +8,13 @@ import numpy as np
 import pytest
 from jax import lax
 from test_control_flow import (JAX_CUMPROD, JAX_RNN, OURS_CUMPROD, OURS_RNN, OursNp, _branchy,
-                               _nested, _newton, _rnn_args, _switched, lacks_control_flow)
+                               _nested, _newton, _rnn_args, _switched)
 from test_jvpcheck import check_jvp
 
 from mlframework import graph as G
 
 
-def jvps(backend, fn, args, ref, **kw):
-    """check_jvp where the backend compiles fn's control flow."""
-    if not lacks_control_flow(backend, fn, *args):
-        check_jvp(backend, fn, args, ref, **kw)
+jvps = check_jvp
 
 
 def test_scan_rnn(backend):

@@ -134,6 +134,41 @@ def _scatter_extremum(node, tangents):
                  if du is not None else None]) / count
 
 
+def _cumprod(node, tangents):
+    """d y_j = sum(dx_i prod(x_k, k <= j, k != i), i <= j): P_j cumsum(dx / x)_j before the
+    first zero, P_j dx(first zero) up to the second (P: the cumprod with zeros as 1)."""
+    x, axis, rev = node.inputs[0], node.attrs["axis"], node.attrs["reverse"]
+    dx = tangents[0]
+    zero = ops.eq(x, 0)
+    safe = where(zero, 1, x)
+    seen = ops.cumsum(ops.convert(zero, x.dtype), axis, rev)
+    none = ops.cumsum(dx / safe, axis, rev)
+    first = ops.cumsum(where(zero, dx, 0), axis, rev)
+    return ops.cumprod(safe, axis, rev) * where(ops.eq(seen, 0), none,
+                                                where(ops.eq(seen, 1), first, 0))
+
+
+def _cumextremum(node, tangents):
+    """Each output's tangent is that of the input it equals (the first of ties)."""
+    x, axis, rev = node.inputs[0], node.attrs["axis"], node.attrs["reverse"]
+    dx, out = tangents[0], node
+    if rev:
+        x, out, dx = (ops.reverse(t, (axis,)) for t in (x, out, dx))
+    pos = ops.iota("int32", x.shape, axis)
+    source = ops.cummax(where(vjp.extremum_starts(x, out, axis), pos, 0), axis)
+    tangent = take_along_axis(dx, source, axis)
+    return ops.reverse(tangent, (axis,)) if rev else tangent
+
+
+def _cumlogsumexp(node, tangents):
+    """d y_j = sum(dx_i exp(x_i - y_j), i <= j), in log space for dx's positive and negative
+    parts apart, so that nothing overflows."""
+    x, axis, rev = node.inputs[0], node.attrs["axis"], node.attrs["reverse"]
+    dx = tangents[0]
+    parts = [ops.cumlogsumexp(ops.log(ops.max(part, 0)) + x, axis, rev) for part in (dx, -dx)]
+    return ops.exp(parts[0] - node) - ops.exp(parts[1] - node)
+
+
 # Differentiable in forward mode only (reverse mode needs a trip count), as in JAX.
 FORWARD_ONLY = frozenset({Op.WHILE_LOOP})
 SUBGRAPH_RULES = jvp_control_flow.RULES
@@ -164,6 +199,20 @@ RULES: dict[Op, Callable[..., Any]] = {
     Op.MIN: _diagonal,
     Op.REM: _diagonal,
     Op.ATAN2: _diagonal,
+    Op.TAN: _diagonal,
+    Op.ASIN: _diagonal,
+    Op.ACOS: _diagonal,
+    Op.ATAN: _diagonal,
+    Op.SINH: _diagonal,
+    Op.COSH: _diagonal,
+    Op.ASINH: _diagonal,
+    Op.ACOSH: _diagonal,
+    Op.ATANH: _diagonal,
+    Op.LGAMMA: _diagonal,
+    Op.DIGAMMA: _diagonal,
+    Op.CBRT: _diagonal,
+    Op.EXP2: _diagonal,
+    Op.LOG2: _diagonal,
     # linear in their float inputs
     Op.SELECT: _linear,
     Op.CONVERT: _linear,
@@ -187,6 +236,10 @@ RULES: dict[Op, Callable[..., Any]] = {
     Op.REDUCE_MAX: _reduce_extremum,
     Op.REDUCE_MIN: _reduce_extremum,
     Op.SORT: _sort,
+    Op.CUMPROD: _cumprod,
+    Op.CUMMAX: _cumextremum,
+    Op.CUMMIN: _cumextremum,
+    Op.CUMLOGSUMEXP: _cumlogsumexp,
     Op.REDUCE_WINDOW_MAX: _reduce_window_extremum,
     Op.REDUCE_WINDOW_MIN: _reduce_window_extremum,
     Op.SCATTER_MUL: _scatter_mul,

@@ -175,6 +175,14 @@ def _shift(x, axis, by, fill):
     return ops.pad(x, config, fill)
 
 
+def extremum_starts(x, out, axis):
+    """Where a forward cummax/cummin `out` of x takes a new value from x (bool, x's shape):
+    the position whose input every output up to the next such position equals."""
+    first = ops.eq(ops.iota("int32", x.shape, axis), 0)
+    renewed = ops.logical_or(first, ops.ne(out, _shift(out, axis, 1, 0)))
+    return ops.logical_and(ops.eq(x, out), renewed)
+
+
 def _cumextremum_vjp(node, g):
     """Each output is the input where the running extremum was reached (the first of ties):
     such a start gets the sum of g over the outputs up to the next start (by suffix sums)."""
@@ -184,8 +192,7 @@ def _cumextremum_vjp(node, g):
         x, out, g = (ops.reverse(t, (axis,)) for t in (x, out, g))
     n = x.shape[axis]
     pos = ops.iota("int32", x.shape, axis)
-    renewed = ops.logical_or(ops.eq(pos, 0), ops.ne(out, _shift(out, axis, 1, 0)))
-    starts = ops.logical_and(ops.eq(x, out), renewed)
+    starts = extremum_starts(x, out, axis)
     following = _shift(ops.cummin(where(starts, pos, n), axis, True), axis, -1, n)
     suffix = ops.cumsum(g, axis, True)
     ends = [(0, 1 if a == axis else 0, 0) for a in range(x.ndim)]  # index n: an empty sum

@@ -121,6 +121,32 @@ def test_reductions_scans_and_sort(backend, rng):
     check_jvp(backend, ours, [x, z, d, t], ref)
 
 
+def test_cumulative_scans(backend, rng):
+    z = rng.uniform(0.5, 1.5, (3, 5)) * rng.choice([-1.0, 1.0], (3, 5))
+    z[1, 2] = 0.0  # one zero
+    z[2, 1] = z[2, 3] = 0.0  # two zeros
+    d = rng.permutation(15).reshape(3, 5) / 3.0 - 2  # distinct: no ties
+    x = rng.standard_normal((3, 4)) * 3
+
+    def ours(z, d, x):
+        return [G.cumprod(z, 1), G.cumprod(z, 1, reverse=True), G.cummax(d, 1),
+                G.cummax(d, 0, reverse=True), G.cummin(d, 1, reverse=True), G.cummin(d, 0),
+                G.cumlogsumexp(x, 1), G.cumlogsumexp(x, 0, reverse=True)]
+
+    def ref(z, d, x):
+        return [lax.cumprod(z, 1), lax.cumprod(z, 1, reverse=True), lax.cummax(d, 1),
+                lax.cummax(d, 0, reverse=True), lax.cummin(d, 1, reverse=True),
+                lax.cummin(d, 0), lax.cumlogsumexp(x, 1), lax.cumlogsumexp(x, 0, reverse=True)]
+    check_jvp(backend, ours, [z, d, x], ref, fd=True)
+
+
+def test_cummax_ties_take_the_first_tangent(backend):
+    x = np.array([1.0, 3.0, 3.0, 2.0, 3.0, 4.0])
+    exe = G.Exec(backend, lambda x, t: G.jvp(lambda x: G.cummax(x, 0), (x,), (t,))[1])
+    got = exe(x, np.arange(6.0) + 1).numpy()
+    np.testing.assert_array_equal(got, [1.0, 2.0, 2.0, 2.0, 2.0, 6.0])  # as the VJP's ties
+
+
 def test_dot_general_and_conv_general(backend, rng):
     args = [rng.standard_normal(s) for d in DOTS for s in d[:2]]
     convs = list(CONVS.values())

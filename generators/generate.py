@@ -145,6 +145,7 @@ def lowering_source() -> str:
     lowered = [op for op in OPS if op.lax]
     helpers = sorted({m for op in lowered for m in re.findall(r"(?<![\w.])_\w+", op.lax)})
     lines = [HEADER, '"""XLA lowerings: one jax.lax expression per primitive."""',
+             "from collections.abc import Callable", "from typing import Any", "",
              "from jax import lax", "",
              f"from mlframework.backends.xla.lowering import ({', '.join(helpers)})",
              "from mlframework.graph.gen_optypes import Op", ""]
@@ -154,7 +155,7 @@ def lowering_source() -> str:
             params += ["*"] if not any(p.startswith("*") for p in params) else []
             params += [a[0] for a in op.attrs]
         lines += ["", f"def _{op.name}_lower_xla({', '.join(params)}):", f"    return {op.lax}", ""]
-    lines += ["", "LOWERINGS = {"]
+    lines += ["", "LOWERINGS: dict[Op, Callable[..., Any]] = {"]
     lines += [f"    Op.{op.name.upper()}: _{op.name}_lower_xla," for op in lowered]
     lines += ["}", ""]
     return "\n".join(lines)

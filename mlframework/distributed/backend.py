@@ -16,12 +16,14 @@ batch that each process reads only its part of comes as a global array from
 """
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import jax
 import numpy as np
 
 from mlframework.backends.base import Executable
 from mlframework.backends.xla.backend import XlaBackend, interpreter
-from mlframework.core.pytree import LEAF
+from mlframework.core.pytree import LEAF, TreeDef
 from mlframework.core.shapes import Shape
 from mlframework.graph.graph import Graph
 
@@ -111,11 +113,11 @@ class MeshBackend(XlaBackend):
         return f"<backend xla on {self.mesh!r}>"
 
 
-def _is_tuple(tree) -> bool:
+def _is_tuple(tree: TreeDef | None) -> TypeGuard[TreeDef]:
     return tree is not None and tree.kind == "tuple"
 
 
-def _is_names(tree) -> bool:
+def _is_names(tree: TreeDef) -> bool:
     return tree.kind == "dict" and all(c == LEAF for c in tree.children)
 
 

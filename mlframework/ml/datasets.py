@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import queue
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -101,6 +102,22 @@ class InMemory:
         return Prefetch(self, buffer)
 
 
+class Positioned(Protocol):
+    """A dataset with a position that `state()` saves and `restore` returns to: `InMemory`
+    and the distributed `GlobalBatches` (what `Prefetch` reads ahead)."""
+
+    @property
+    def batches_per_epoch(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def state(self) -> dict: ...
+
+    def restore(self, state: dict) -> None: ...
+
+
 class Prefetch:
     """Reads batches of a dataset ahead in a background thread, `buffer` at most.
 
@@ -110,7 +127,7 @@ class Prefetch:
 
     _END = object()
 
-    def __init__(self, dataset: InMemory, buffer: int = 2):
+    def __init__(self, dataset: Positioned, buffer: int = 2):
         self.dataset, self.buffer = dataset, buffer
         self._state = dataset.state()
 

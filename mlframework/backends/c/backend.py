@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,8 @@ class CExecutable(Executable):
         self._out_ptrs = ffi.new("void*[]", max(len(self._outputs), 1))
         self._arena_ptr = ffi.cast("char*", ffi.from_buffer(self._arena))
         self._consts_ptr = ffi.cast("char*", ffi.from_buffer(self._consts))
-        first, self._out_plan = {}, []
+        first: dict[int, int] = {}
+        self._out_plan: list[tuple[str, Any]] = []
         for k, o in enumerate(self._outputs):
             b = compiled.plan.buffers.get(o.id)
             if o.id in first:
@@ -119,7 +121,7 @@ class CExecutable(Executable):
                 if x is not held[i]:
                     in_ptrs[i] = from_buffer(x)
                     held[i] = x
-            outs = []
+            outs: list = []
             recycled, donor = self._recycled, self._donor
             for k, (how, arg) in enumerate(self._out_plan):
                 if how != "new":

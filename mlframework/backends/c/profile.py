@@ -12,6 +12,7 @@ train step of benchmarks/test_c_kernels.py.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,9 @@ double* mlf_prof_times(void) { return mlf_prof_ns; }
 
 def timed_source(source: str) -> tuple[str, list[str]]:
     """`source` with every kernel call in `mlf_run` timed; also the kernel names in call order."""
-    lines, names, in_run = [], [], False
+    lines: list[str] = []
+    names: list[str] = []
+    in_run = False
     for line in source.split("\n"):
         if line.startswith("int mlf_run("):
             in_run = True
@@ -95,13 +98,13 @@ def _main():
     import mlframework as mlf
     from mlframework import graph as G
 
-    import test_c_kernels as T
-    holder = {}
+    import test_c_kernels as T  # type: ignore[import-not-found]  # benchmarks/, on sys.path
+    holder: dict[str, Any] = {}
     real_exec = G.Exec
 
-    class Spy(real_exec):
-        def _compile(self, key, treedef, leaves):
-            entry = super()._compile(key, treedef, leaves)
+    class Spy(G.Exec):
+        def _compile(self, backend, key, treedef, leaves):
+            entry = super()._compile(backend, key, treedef, leaves)
             holder["exe"], holder["leaves"] = entry[0], leaves
             return entry
     T.G.Exec = Spy

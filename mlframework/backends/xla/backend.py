@@ -77,7 +77,7 @@ class XlaBackend(Backend):
     def supported_ops(self) -> frozenset[Op]:
         return frozenset(LOWERINGS) | {Op.PARAMETER, Op.CONSTANT}
 
-    def compile(self, graph: Graph, donate: tuple[int, ...] = ()) -> XlaExecutable:
+    def compile(self, graph: Graph, donate: tuple[int, ...] = ()) -> Executable:
         self.check_supported(graph)
         return XlaExecutable(graph, donate)
 

@@ -56,7 +56,7 @@ class Model:
         self.causal = family.causal
         self._forward = ContextExec(backend, ctx, self._traced, name=f"{family.name}_forward")
         self._decoder = Decoder(self) if self.causal else None
-        self._embed = None
+        self._embed: SentenceEmbedder | None = None
 
     # ---- forward ----
 

@@ -47,8 +47,8 @@ class _File:
         self.header.pop("__metadata__", None)
         self.data_start = 8 + n
         self.size = path.stat().st_size
-        self._mmap = None
-        self._bytes = None
+        self._mmap: mmap.mmap | None = None
+        self._bytes: np.ndarray | None = None
 
     def view(self, name: str) -> np.ndarray:
         entry = self.header[name]
@@ -63,7 +63,7 @@ class _File:
                 self.data_start + end > self.size:
             raise WeightsError(f"tensor {name!r} in {self.path.name}: offsets {begin}..{end} "
                                f"do not hold {entry['dtype']}{list(shape)} inside the file")
-        if self._mmap is None:
+        if self._bytes is None:
             with open(self.path, "rb") as f:
                 self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
             self._bytes = np.frombuffer(self._mmap, np.uint8)

@@ -126,8 +126,9 @@ class MlframeworkBackend(Backend):
         return cls.prepare(model, device, backend).run(inputs)
 
     @classmethod
-    def run_node(cls, node, inputs, device: str = "CPU", outputs_info=None,
-                 backend: str | None = None, **kwargs):
+    def run_node(cls, node, inputs, device: str = "CPU",  # type: ignore[override]
+                 outputs_info=None, backend: str | None = None, **kwargs):
+        # (onnx types **kwargs as dict[str, Any] values, which no extra keyword matches)
         """Runs one NodeProto on `inputs` (NumPy arrays, in the node's input order)."""
         from onnx import helper
 
@@ -153,10 +154,12 @@ class MlframeworkBackend(Backend):
 def on(name: str) -> type[MlframeworkBackend]:
     """The Backend class running on mlframework backend `name` ("xla", "c") whatever
     `backend=` its callers pass: what `onnx.backend.test.BackendTest` takes."""
-    def prepare(cls, model, device: str = "CPU", backend=None, **kwargs):
-        return MlframeworkBackend.prepare.__func__(cls, model, device, name)
-    return type(f"MlframeworkBackend_{name}", (MlframeworkBackend,),
-                {"prepare": classmethod(prepare)})
+    class Bound(MlframeworkBackend):
+        @classmethod
+        def prepare(cls, model, device: str = "CPU", backend=None, **kwargs):
+            return super().prepare(model, device, name)
+    Bound.__name__ = Bound.__qualname__ = f"MlframeworkBackend_{name}"
+    return Bound
 
 
 prepare = MlframeworkBackend.prepare

@@ -11,7 +11,7 @@ from onnx import TensorProto
 from mlframework.core.dtypes import DType, as_dtype
 from mlframework.models.onnx.errors import UnsupportedOperatorError
 
-_FROM_ONNX = {
+_FROM_ONNX: dict[int, DType] = {
     TensorProto.FLOAT: DType.FLOAT32, TensorProto.DOUBLE: DType.FLOAT64,
     TensorProto.FLOAT16: DType.FLOAT16, TensorProto.BFLOAT16: DType.BFLOAT16,
     TensorProto.INT8: DType.INT8, TensorProto.INT16: DType.INT16,

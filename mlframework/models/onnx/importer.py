@@ -116,7 +116,7 @@ def _shape_of(value_info, given, name: str) -> Shape:
             raise OnnxImportError(
                 f"graph input {name!r} has dynamic dimensions {declared}; give its shape: "
                 f"input_shapes={{{name!r}: (...)}}")
-        return shapes.make(dtype, *declared)
+        return shapes.make(dtype, *(int(d) for d in declared))
     given = tuple(int(d) for d in given)
     if declared is not None and (len(declared) != len(given) or any(
             isinstance(d, int) and d != g for d, g in zip(declared, given))):
@@ -284,7 +284,7 @@ def convert_node(proto, opset: int, values: list, foldable: bool = True) -> list
         kind = type(e) if isinstance(e, OnnxImportError) else UnsupportedOperatorError \
             if isinstance(e, NotImplementedError) else OnnxImportError
         error = kind(f"{describe_node(proto, specs)}: {e}")
-        if isinstance(e, ImportTimeValueError):
+        if isinstance(e, ImportTimeValueError) and isinstance(error, ImportTimeValueError):
             error.value_name = e.value_name
         raise error from e
     outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]

@@ -8,6 +8,8 @@ OnnxImportError naming the attribute when its type is wrong.
 """
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 from onnx import AttributeProto, helper, numpy_helper
 
@@ -81,35 +83,35 @@ class NodeView:
             return list(value)
         return value
 
-    def int(self, name: str, default=_REQUIRED) -> int:
+    def int(self, name: builtins.str, default=_REQUIRED) -> builtins.int:
         return self._attr(name, "int", default)
 
-    def float(self, name: str, default=_REQUIRED) -> float:
+    def float(self, name: builtins.str, default=_REQUIRED) -> builtins.float:
         return self._attr(name, "float", default)
 
-    def str(self, name: str, default=_REQUIRED) -> str:
+    def str(self, name: builtins.str, default=_REQUIRED) -> builtins.str:
         return self._attr(name, "string", default)
 
-    def ints(self, name: str, default=_REQUIRED) -> list[int]:
+    def ints(self, name: builtins.str, default=_REQUIRED) -> list[builtins.int]:
         return self._attr(name, "ints", default)
 
-    def floats(self, name: str, default=_REQUIRED) -> list[float]:
+    def floats(self, name: builtins.str, default=_REQUIRED) -> list[builtins.float]:
         return self._attr(name, "floats", default)
 
-    def tensor(self, name: str, default=_REQUIRED) -> np.ndarray:
+    def tensor(self, name: builtins.str, default=_REQUIRED) -> np.ndarray:
         return self._attr(name, "tensor", default)
 
-    def has(self, name: str) -> bool:
+    def has(self, name: builtins.str) -> bool:
         return name in self._attrs
 
-    def attribute_names(self) -> list[str]:
+    def attribute_names(self) -> list[builtins.str]:
         return list(self._attrs)
 
-    def input(self, i: int):
+    def input(self, i: builtins.int):
         """Input i, or None when it is omitted."""
         return self.inputs[i] if i < len(self.inputs) else None
 
-    def const(self, i: int, what: str, default=_REQUIRED) -> np.ndarray:
+    def const(self, i: builtins.int, what: builtins.str, default=_REQUIRED) -> np.ndarray:
         """Input i as a NumPy array, known at import time.
 
         Raises:

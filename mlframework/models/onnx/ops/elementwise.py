@@ -20,11 +20,11 @@ def _binary(fn):
 
 def _variadic(fn):
     def convert(node, *xs):
-        xs = [as_node(x) for x in xs if x is not None]
-        if not xs:
+        nodes = [as_node(x) for x in xs if x is not None]
+        if not nodes:
             raise OnnxImportError("requires at least one input")
-        out = xs[0]
-        for x in xs[1:]:
+        out = nodes[0]
+        for x in nodes[1:]:
             out = fn(out, x)
         return out
     return convert

@@ -79,9 +79,9 @@ def _unsqueeze(node, x, axes):
 
 
 def _concat(node, *xs):
-    xs = [as_node(x) for x in xs if x is not None]
-    axis = normalize_axis("Concat", node.int("axis"), xs[0].ndim)
-    return G.concatenate(xs, axis)
+    nodes = [as_node(x) for x in xs if x is not None]
+    axis = normalize_axis("Concat", node.int("axis"), nodes[0].ndim)
+    return G.concatenate(nodes, axis)
 
 
 def _split(node, x, split=None):
@@ -167,10 +167,10 @@ def _pad(node, x, pads, value=None, axes=None):
                                   for i, (b, e) in enumerate(zip(begin, end)))]
             fill = G.reshape(G.convert(value, x.dtype), ())
             return G.where(inside, G.pad(x, config, 0), fill)
-        fill = np.ravel(value)[0] if value is not None and np.size(value) else 0
-        fill = float(fill) if x.dtype.is_float else bool(fill) if x.dtype.value == "bool" \
-            else int(fill)
-        return G.pad(x, config, fill)
+        first = np.ravel(value)[0] if value is not None and np.size(value) else 0
+        scalar = float(first) if x.dtype.is_float else bool(first) if x.dtype.value == "bool" \
+            else int(first)
+        return G.pad(x, config, scalar)
     if mode not in ("reflect", "edge", "wrap"):
         raise OnnxImportError(f"mode must be constant, reflect, edge or wrap, got {mode!r}")
     for a in range(x.ndim):

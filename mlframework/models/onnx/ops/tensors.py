@@ -54,7 +54,8 @@ def _eye_like(node, x):
         raise OnnxImportError(f"requires a 2-D input, got shape {list(x.shape)}")
     dtype = dtypes.from_onnx(node.int("dtype"), "the output") if node.has("dtype") \
         else dtype_of(x)
-    return np.eye(*x.shape, k=node.int("k", 0), dtype=dtype.numpy)
+    rows, cols = x.shape
+    return np.eye(rows, cols, k=node.int("k", 0), dtype=dtype.numpy)
 
 
 def _cast(x, dtype):

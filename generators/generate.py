@@ -29,7 +29,8 @@ ATTR_TYPES = {"axis": "int", "axes": "int | Sequence[int]", "perm": "Sequence[in
               "shape": "Sequence[int]", "ints": "Sequence[int]",
               "pairs": "Sequence[tuple[int, int]]", "triples": "Sequence[tuple[int, int, int]]",
               "scalar": "float | np.generic", "int": "int", "float": "float", "bool": "bool",
-              "str": "str", "dtype": "DTypeSpec", "array": "np.ndarray"}
+              "str": "str", "dtype": "DTypeSpec", "array": "np.ndarray",
+              "conv_dims": "Sequence[str] | Sequence[Sequence[int]]"}
 
 
 def _inputs(op: OpDef) -> list[str]:

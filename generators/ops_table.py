@@ -324,20 +324,27 @@ OPS: tuple[OpDef, ...] = (
           "numeric", WINDOW_ATTRS, diff=False),
     OpDef("dot_general", "CONTRACTION", ("lhs", "rhs"),
           "Generalized matrix product: contracts the given axes pairwise over shared batch "
-          "axes. Output axes: batch, lhs free, rhs free.",
+          "axes. Output axes: batch, lhs free, rhs free. `preferred_element_type` (as "
+          "jax.lax) widens the products, the accumulation and the result: int8 x int8 into "
+          "int32, float16 or bfloat16 into float32.",
           "lax.dot_general(lhs, rhs, ((lhs_contracting, rhs_contracting), "
-          "(lhs_batch, rhs_batch)), precision=lax.Precision.HIGHEST)", "numeric",
+          "(lhs_batch, rhs_batch)), precision=lax.Precision.HIGHEST, "
+          "preferred_element_type=_numpy_dtype(preferred_element_type))", "numeric",
           (("lhs_contracting", "ints"), ("rhs_contracting", "ints"), ("lhs_batch", "ints", ()),
-           ("rhs_batch", "ints", ()))),
+           ("rhs_batch", "ints", ()), ("preferred_element_type", "dtype", None))),
     OpDef("conv_general", "CONTRACTION", ("lhs", "rhs"),
           "N-d convolution (cross-correlation). lhs [N, C, *spatial], rhs [O, C/groups, "
-          "*window], output [N, O, *spatial'].",
+          "*window], output [N, O, *spatial'] unless `dimension_numbers` (as "
+          "jax.lax.conv_general_dilated: strings such as ('NHWC', 'HWIO', 'NHWC'), or the "
+          "three axis orders) says where the batch, feature and spatial axes are.",
           "lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, "
-          "rhs_dilation, feature_group_count=feature_group_count, "
-          "batch_group_count=batch_group_count, precision=lax.Precision.HIGHEST)", "float",
+          "rhs_dilation, lax.ConvDimensionNumbers(*dimension_numbers), "
+          "feature_group_count=feature_group_count, batch_group_count=batch_group_count, "
+          "precision=lax.Precision.HIGHEST)", "float",
           (("window_strides", "ints", None), ("padding", "pairs", None),
            ("lhs_dilation", "ints", None), ("rhs_dilation", "ints", None),
-           ("feature_group_count", "int", 1), ("batch_group_count", "int", 1))),
+           ("feature_group_count", "int", 1), ("batch_group_count", "int", 1),
+           ("dimension_numbers", "conv_dims", None))),
 
     # Control flow: nodes holding sub-graphs (`Graph`s whose parameters are the node's
     # operands after the index), built by `mlframework/graph/control_flow.py` (G.cond,

@@ -16,9 +16,8 @@ from aot.codegen import ctypes_table as ct
 from aot.codegen.expressions import Evaluator
 from aot.codegen.nests import axis_vars, loops, merged_nest, nest
 from aot.passes.layouts import (conv_fast, conv_geometry, conv_im2col, conv_small,
-                                dot_layout, packing)
+                                dot_layout, packing, sgemm_fits)
 from aot.program import indexing as ix
-from mlframework.core.dtypes import DType
 
 
 def _epilogue_nest(program, k, out, rows: bool):
@@ -82,7 +81,7 @@ def dot_body(program, k) -> list[str]:
                 "(runtime_c/mlf_gemm_bf16.h) */",
                 f"mlf_sgemm_bf16p({M}, {N}, {K}, b{lhs}, {s[1]}, {s[2]}, b{rhs}, {out}, {N}, "
                 f"{work});"] + _epilogue(program, k, out)
-    if v.dtype is DType.FLOAT32 and s is not None and v.size:
+    if sgemm_fits(program, v) and s is not None and v.size:
         work = "(float*)scratch" if k.scratch_bytes else "0"
         lines = [f"/* [{B}] x [{M}x{K}] @ [{K}x{N}] through the register-tiled GEMM "
                  "(runtime_c/mlf_gemm.h) */",
@@ -126,22 +125,32 @@ def _dot_loops(program, v, out) -> list[str]:
         ri[x] = ix.var(o[nb + len(lf) + j])
     for j, (x, y) in enumerate(zip(a["lhs_contracting"], a["rhs_contracting"])):
         li[x] = ri[y] = ix.var(kv[j])
-    ctype, tag = ct.compute(v.dtype), ct.TAG[v.dtype]
-    del tag
-    mul = ct.narrow(v.dtype, f"{ct.load(v.dtype, f'b{lhs.id}', ix.flatten(li, lhs.shape).c())} * "
-                             f"{ct.load(v.dtype, f'b{rhs.id}', ix.flatten(ri, rhs.shape).c())}")
+    ctype = ct.compute(v.dtype)
+    # Under a preferred_element_type the operands widen to the result's type before the
+    # product: int8 x int8 accumulates in int32, float16/bfloat16 in float32.
+    left, right = (ct.load(x.dtype, f"b{x.id}", ix.flatten(i, x.shape).c()) for x, i in
+                   ((lhs, li), (rhs, ri)))
+    if lhs.dtype is not v.dtype:
+        left, right = f"({ctype}){left}", f"({ctype}){right}"
+    mul = ct.narrow(v.dtype, f"{left} * {right}")
     inner = [f"acc = {ct.narrow(v.dtype, f'acc + {mul}')};"]
     kdims = [lhs.shape[x] for x in a["lhs_contracting"]]
     body = [f"{ctype} acc = 0;"]
     body += nest(list(zip(kv, kdims)), inner)
     body.append(f"{out}[{ix.flatten([ix.var(x) for x in o], v.shape).c()}] = "
                 f"{ct.store(v.dtype, 'acc')};")
-    return [f"/* plain loop nest ({v.dtype.value} or a layout the GEMM cannot view) */"] + \
+    what = v.dtype.value if lhs.dtype is v.dtype else f"{lhs.dtype.value} into {v.dtype.value}"
+    return [f"/* plain loop nest ({what} or a layout the GEMM cannot view) */"] + \
         nest(list(zip(o, v.shape)), body, parallel=v.size * max(1, math.prod(kdims)) >= 65536)
 
 
 def conv_body(program, k) -> list[str]:
     v = program.values[k.contraction]
+    if any(list(o) != list(range(len(v.shape))) for o in v.attrs["dimension_numbers"]):
+        raise NotImplementedError(f"conv_general #{v.id} with dimension_numbers "
+                                  f"{v.attrs['dimension_numbers']} reached code generation; "
+                                  "aot.passes.conv_layout.canonical_convs (run by simplify) "
+                                  "must put it in the canonical layouts first")
     out = f"b{k.outputs[0]}"
     lhs, rhs = v.inputs
     if conv_fast(program, v):

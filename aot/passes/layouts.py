@@ -44,6 +44,11 @@ def dot_layout(program: Program, v: Value):
     return dims, (None if None in strides else strides)
 
 
+def sgemm_fits(program: Program, v: Value) -> bool:
+    """True if a dot_general's operands and result are float32 (`mlf_sgemm`'s types)."""
+    return v.dtype is DType.FLOAT32 and program.values[v.inputs[0]].dtype is DType.FLOAT32
+
+
 def sgemm_packs(M, N, K, csb) -> bool:
     """Mirrors mlf_sgemm_packs in runtime_c/mlf_gemm.h: B needs `work` (panels or B^T)."""
     return not (csb == 1 and ((N % 16 == 0 and K * N <= 1024 * 1024) or M <= 6))
@@ -114,7 +119,7 @@ def _dot_scratch(program: Program, v: Value) -> int:
         if m <= 6:
             return 0
         return 4 * (kk * n + (kk * (-(-n // 64) * 64) if sgemm_packs(m, n, kk, 1) else 0))
-    if v.dtype is DType.FLOAT32 and strides is not None and sgemm_packs(m, n, kk, strides[5]):
+    if sgemm_fits(program, v) and strides is not None and sgemm_packs(m, n, kk, strides[5]):
         return kk * (-(-n // 64) * 64) * 4
     return 0
 

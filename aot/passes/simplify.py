@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from aot.passes.conv_layout import canonical_convs
 from aot.program.program import SUBGRAPH_OPS, Program, Value
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
@@ -44,8 +45,11 @@ _FOLDERS = {  # max(+0.0, -0.0) is +0.0 and min -0.0, as XLA (NumPy returns the 
 def simplify(program: Program) -> Program:
     """A program computing the same outputs with fewer nodes.
 
-    Parameters are always kept (callers pass them positionally).
+    Parameters are always kept (callers pass them positionally). Convolutions are first put
+    in the canonical layouts (`aot.passes.conv_layout`), so that transposed constant weights
+    fold here.
     """
+    program = canonical_convs(program)
     values: dict[int, Value] = {}
     users = program.consumers()
     alias: dict[int, int] = {}   # old id -> id of the value that replaces it

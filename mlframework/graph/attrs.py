@@ -135,6 +135,44 @@ def _scalar(op, name, value, rank, inputs):
     return dtype.numpy.type(int(value))
 
 
+def _conv_dims(op, name, value, rank, inputs):
+    """(lhs, rhs, out) axis orders, as jax.lax.ConvDimensionNumbers: each lists the axes
+    holding batch (O for rhs), feature (I) and the spatial axes. Strings name the axes
+    ("NHWC", "HWIO", "NHWC"): spatial letters pair up across the three strings and keep
+    the rhs string's order. None: the canonical (N, C, *spatial), (O, I, *window).
+
+    Raises:
+        ShapeError: on specs of the wrong length, or strings that do not name every axis once.
+    """
+    if value is None:
+        return (tuple(range(rank)),) * 3
+    value = tuple(value)
+    if len(value) != 3:
+        raise ShapeError(f"{op.value} requires {name} for lhs, rhs and out, got {value!r}")
+    if all(isinstance(v, str) for v in value):
+        value = _conv_orders(op, name, value, rank)
+    try:
+        orders = tuple(tuple(int(a) for a in v) for v in value)
+    except (TypeError, ValueError):
+        raise ShapeError(f"{op.value} requires {name} as three strings or three axis "
+                         f"orders, got {value!r}") from None
+    if any(sorted(o) != list(range(rank)) for o in orders):
+        raise ShapeError(f"{op.value} requires {name} orders of all {rank} axes, got {orders}")
+    return orders
+
+
+def _conv_orders(op, name, specs, rank):
+    lhs, rhs, out = specs
+    spatial = [c for c in rhs if c not in "OI"]
+    pairs = (lhs, "NC"), (rhs, "OI"), (out, "NC")
+    if any(len(s) != rank or len(set(s)) != rank or sorted(set(s) - set(first)) !=
+           sorted(spatial) or not set(first) <= set(s) for s, first in pairs):
+        raise ShapeError(f"{op.value} requires {name} strings of {rank} distinct letters with "
+                         f"N and C (lhs, out), O and I (rhs) and the same spatial letters, "
+                         f"got {specs!r}")
+    return tuple(tuple(s.index(c) for c in (*first, *spatial)) for s, first in pairs)
+
+
 _NORMALIZERS = {
     "axis": _axis, "axes": _axes, "perm": _perm, "shape": _shape, "ints": _ints,
     "pairs": _pairs, "triples": _triples, "scalar": _scalar,
@@ -142,9 +180,10 @@ _NORMALIZERS = {
     "float": lambda op, name, v, rank, inputs: float(v),
     "bool": lambda op, name, v, rank, inputs: bool(v),
     "str": lambda op, name, v, rank, inputs: str(v),
-    "dtype": lambda op, name, v, rank, inputs: as_dtype(v),
+    "dtype": lambda op, name, v, rank, inputs: None if v is None else as_dtype(v),
     "graph": lambda op, name, v, rank, inputs: v,
     "graphs": lambda op, name, v, rank, inputs: tuple(v),
+    "conv_dims": _conv_dims,
 }
 
 

@@ -1004,26 +1004,26 @@ def select_and_scatter_add(source: Operand, x: Operand, window_dimensions: Seque
     return build(Op.SELECT_AND_SCATTER_ADD, inputs, normalize(Op.SELECT_AND_SCATTER_ADD, inputs, {'window_dimensions': window_dimensions, 'window_strides': window_strides, 'padding': padding}))
 
 
-def dot_general(lhs: Operand, rhs: Operand, lhs_contracting: Sequence[int], rhs_contracting: Sequence[int], lhs_batch: Sequence[int] = (), rhs_batch: Sequence[int] = ()) -> Node:
-    """Generalized matrix product: contracts the given axes pairwise over shared batch axes. Output axes: batch, lhs free, rhs free.
+def dot_general(lhs: Operand, rhs: Operand, lhs_contracting: Sequence[int], rhs_contracting: Sequence[int], lhs_batch: Sequence[int] = (), rhs_batch: Sequence[int] = (), preferred_element_type: DTypeSpec | None = None) -> Node:
+    """Generalized matrix product: contracts the given axes pairwise over shared batch axes. Output axes: batch, lhs free, rhs free. `preferred_element_type` (as jax.lax) widens the products, the accumulation and the result: int8 x int8 into int32, float16 or bfloat16 into float32.
 
-    Accepts integer and float dtypes. Attributes: `lhs_contracting` (ints), `rhs_contracting` (ints), `lhs_batch` (ints), `rhs_batch` (ints).
+    Accepts integer and float dtypes. Attributes: `lhs_contracting` (ints), `rhs_contracting` (ints), `lhs_batch` (ints), `rhs_batch` (ints), `preferred_element_type` (dtype).
     """
     lhs = as_node(lhs)
     rhs = as_node(rhs)
     inputs: list[Node] = [lhs] + [rhs]
-    return build(Op.DOT_GENERAL, inputs, normalize(Op.DOT_GENERAL, inputs, {'lhs_contracting': lhs_contracting, 'rhs_contracting': rhs_contracting, 'lhs_batch': lhs_batch, 'rhs_batch': rhs_batch}))
+    return build(Op.DOT_GENERAL, inputs, normalize(Op.DOT_GENERAL, inputs, {'lhs_contracting': lhs_contracting, 'rhs_contracting': rhs_contracting, 'lhs_batch': lhs_batch, 'rhs_batch': rhs_batch, 'preferred_element_type': preferred_element_type}))
 
 
-def conv_general(lhs: Operand, rhs: Operand, window_strides: Sequence[int] | None = None, padding: Sequence[tuple[int, int]] | None = None, lhs_dilation: Sequence[int] | None = None, rhs_dilation: Sequence[int] | None = None, feature_group_count: int = 1, batch_group_count: int = 1) -> Node:
-    """N-d convolution (cross-correlation). lhs [N, C, *spatial], rhs [O, C/groups, *window], output [N, O, *spatial'].
+def conv_general(lhs: Operand, rhs: Operand, window_strides: Sequence[int] | None = None, padding: Sequence[tuple[int, int]] | None = None, lhs_dilation: Sequence[int] | None = None, rhs_dilation: Sequence[int] | None = None, feature_group_count: int = 1, batch_group_count: int = 1, dimension_numbers: Sequence[str] | Sequence[Sequence[int]] | None = None) -> Node:
+    """N-d convolution (cross-correlation). lhs [N, C, *spatial], rhs [O, C/groups, *window], output [N, O, *spatial'] unless `dimension_numbers` (as jax.lax.conv_general_dilated: strings such as ('NHWC', 'HWIO', 'NHWC'), or the three axis orders) says where the batch, feature and spatial axes are.
 
-    Accepts float dtypes. Attributes: `window_strides` (ints), `padding` (pairs), `lhs_dilation` (ints), `rhs_dilation` (ints), `feature_group_count` (int), `batch_group_count` (int).
+    Accepts float dtypes. Attributes: `window_strides` (ints), `padding` (pairs), `lhs_dilation` (ints), `rhs_dilation` (ints), `feature_group_count` (int), `batch_group_count` (int), `dimension_numbers` (conv_dims).
     """
     lhs = as_node(lhs)
     rhs = as_node(rhs)
     inputs: list[Node] = [lhs] + [rhs]
-    return build(Op.CONV_GENERAL, inputs, normalize(Op.CONV_GENERAL, inputs, {'window_strides': window_strides, 'padding': padding, 'lhs_dilation': lhs_dilation, 'rhs_dilation': rhs_dilation, 'feature_group_count': feature_group_count, 'batch_group_count': batch_group_count}))
+    return build(Op.CONV_GENERAL, inputs, normalize(Op.CONV_GENERAL, inputs, {'window_strides': window_strides, 'padding': padding, 'lhs_dilation': lhs_dilation, 'rhs_dilation': rhs_dilation, 'feature_group_count': feature_group_count, 'batch_group_count': batch_group_count, 'dimension_numbers': dimension_numbers}))
 
 
 def rng_bits(key: Operand, shape: Sequence[int]) -> Node:

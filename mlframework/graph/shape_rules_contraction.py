@@ -2,6 +2,7 @@
 reduce_window_* and select_and_scatter_add."""
 from __future__ import annotations
 
+from mlframework.core import dtypes
 from mlframework.core.shapes import Shape
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.gen_optypes import Op
@@ -26,7 +27,21 @@ def _dot_general_shape(inputs, attrs):
                              f"{lhs} axes {la} and {rhs} axes {ra}")
     free_l = [d for i, d in enumerate(lhs.dims) if i not in lc + lb]
     free_r = [d for i, d in enumerate(rhs.dims) if i not in rc + rb]
-    return Shape(lhs.dtype, tuple([lhs.dims[a] for a in lb] + free_l + free_r))
+    return Shape(_dot_result_dtype(lhs, attrs["preferred_element_type"]),
+                 tuple([lhs.dims[a] for a in lb] + free_l + free_r))
+
+
+def _dot_result_dtype(lhs: Shape, preferred):
+    """The operands' dtype, or the preferred one: of the same kind (float, integer) and at
+    least as wide."""
+    if preferred is None:
+        return lhs.dtype
+    if preferred.is_float != lhs.dtype.is_float or preferred.itemsize < lhs.dtype.itemsize \
+            or preferred is dtypes.BOOL:
+        raise DTypeError(f"dot_general requires a preferred_element_type of the operands' kind "
+                         f"(float or integer) at least as wide as {lhs.dtype}, got "
+                         f"{preferred}; convert the operands instead")
+    return preferred
 
 
 def _window_output(op: str, x_dims, window, strides, padding, dilation=None) -> list[int]:
@@ -78,6 +93,19 @@ def _conv_general_shape(inputs, attrs):
     if lhs.rank < 3 or rhs.rank != lhs.rank:
         raise ShapeError(f"conv_general requires lhs [N, C, *spatial] and rhs [O, I, *window] "
                          f"of equal rank >= 3, got {lhs} and {rhs}")
+    lhs_order, rhs_order, out_order = attrs["dimension_numbers"]
+    canonical = _canonical_conv_shape([Shape(s.dtype, tuple(s.dims[a] for a in order))
+                                       for s, order in ((lhs, lhs_order), (rhs, rhs_order))],
+                                      attrs)
+    dims = [0] * lhs.rank
+    for i, a in enumerate(out_order):
+        dims[a] = canonical.dims[i]
+    return Shape(canonical.dtype, tuple(dims))
+
+
+def _canonical_conv_shape(inputs, attrs):
+    """The [N, O, *spatial'] shape of a convolution of [N, C, *spatial] by [O, I, *window]."""
+    lhs, rhs = inputs
     groups, batch_groups = attrs["feature_group_count"], attrs["batch_group_count"]
     n, c = lhs.dims[:2]
     o, i = rhs.dims[:2]

@@ -34,8 +34,12 @@ def _dot_general_vjp(node, g, side):
             for k, x in enumerate(node.inputs)]
     other, nb = 1 - side, len(batch[0])
     first = nb if other == 0 else nb + len(free[0])  # g's axes: batch, lhs free, rhs free
-    d = ops.dot_general(g, node.inputs[other], range(first, first + len(free[other])),
+    operand = node.inputs[other]  # widened to g's dtype under a preferred_element_type
+    operand = operand if operand.dtype is g.dtype else ops.convert(operand, g.dtype)
+    d = ops.dot_general(g, operand, range(first, first + len(free[other])),
                         free[other], range(nb), batch[other])
+    if d.dtype is not node.inputs[side].dtype:
+        d = ops.convert(d, node.inputs[side].dtype)
     # d's axes: batch, this operand's free axes, then the other's contracting axes in
     # increasing order, each standing for the contracting axis of this operand it pairs with.
     pairs = dict(zip(contracting[other], contracting[side]))
@@ -84,10 +88,22 @@ def _merge_axis(x, src, dst):
     return ops.reshape(moved, shape)
 
 
+def _canonical_conv(node, g):
+    """The operands and g of a convolution in the canonical layouts [N, C, *spatial],
+    [O, I, *window], [N, O, *spatial'] (transposed when dimension_numbers says otherwise)."""
+    orders = node.attrs["dimension_numbers"]
+    return [_permute(x, order) for x, order in zip((*node.inputs, g), orders)]
+
+
+def _from_canonical(x, order):
+    """x, in a canonical convolution layout, transposed back to the axis `order`."""
+    return _permute(x, [list(order).index(i) for i in range(len(order))])
+
+
 def _conv_general_lhs_vjp(node, g):
     """The input cotangent: g convolved with the kernel, spatially reversed and with its
     feature axes swapped, with strides and lhs dilation exchanged."""
-    lhs, rhs = node.inputs
+    lhs, rhs, g = _canonical_conv(node, g)
     a = node.attrs
     groups, batch_groups = a["feature_group_count"], a["batch_group_count"]
     kernel, lhs_groups = rhs, groups
@@ -101,23 +117,23 @@ def _conv_general_lhs_vjp(node, g):
                              lhs_groups, 1)
     if batch_groups > 1:
         d_lhs = _merge_axis(_split_axis(d_lhs, 1, batch_groups), 1, 0)
-    return d_lhs
+    return _from_canonical(d_lhs, a["dimension_numbers"][0])
 
 
 def _conv_general_rhs_vjp(node, g):
     """The kernel cotangent: the input convolved with g (batch as the feature axis), with
     strides and rhs dilation exchanged."""
-    lhs, rhs = node.inputs
+    lhs, rhs, g = _canonical_conv(node, g)
     a = node.attrs
     if g.size == 0:
-        return zeros_like(rhs)
+        return zeros_like(node.inputs[1])
     groups, batch_groups = a["feature_group_count"], a["batch_group_count"]
     pads = _rhs_padding(lhs.shape[2:], rhs.shape[2:], a["window_strides"], g.shape[2:],
                         a["padding"], a["lhs_dilation"], a["rhs_dilation"])
     fg, bg = (batch_groups, 1) if batch_groups > 1 else (1, groups)
     d_rhs = ops.conv_general(_swap01(lhs), _swap01(g), a["rhs_dilation"], pads,
                              a["lhs_dilation"], a["window_strides"], fg, bg)
-    return _swap01(d_rhs)
+    return _from_canonical(_swap01(d_rhs), a["dimension_numbers"][1])
 
 
 def _reduce_window_sum_vjp(node, g):

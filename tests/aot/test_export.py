@@ -35,6 +35,13 @@ def strided(x):
     return G.relu(G.conv_general(h, w, (2, 2), ((1, 1), (1, 1))))
 
 
+def layouts(x, w, a, b):
+    """An NHWC/HWIO convolution and an int8 product accumulated in int32 (its sums pass 127)."""
+    return {"conv": G.relu(G.conv_general(x, w, padding=[(1, 1), (1, 1)],
+                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))),
+            "dot": G.dot_general(a, b, (1,), (0,), preferred_element_type=np.int32)}
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     return es.shared_root(tmp_path_factory)
@@ -75,6 +82,13 @@ def strided_conv(root):
                      name="strided")
 
 
+@pytest.fixture(scope="module")
+def layout_model(root):
+    return es.export(root, "layouts", f"{__file__}:layouts",
+                     ["x:float32[2,6,6,3]", "w:float32[3,3,3,4]", "a:int8[4,16]",
+                      "b:int8[16,5]"], name="layouts")
+
+
 def _manifest(folder):
     return json.loads((folder / "manifest.json").read_text())
 
@@ -83,7 +97,7 @@ def _driver(folder, tmp_path, **kw):
     return es.build_driver(folder, ["gcc"], tmp_path / "driver", **kw)
 
 
-@pytest.mark.parametrize("which", ["mlp", "cnn", "multi", "strided_conv"])
+@pytest.mark.parametrize("which", ["mlp", "cnn", "multi", "strided_conv", "layout_model"])
 def test_c_program_matches_xla(which, request, tmp_path):
     folder = request.getfixturevalue(which)
     m = _manifest(folder)
@@ -139,7 +153,7 @@ def test_exported_c_compiles_without_warnings(which, openmp, request):
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("which", ["cnn", "multi", "mlp_bf16", "strided_conv"])
+@pytest.mark.parametrize("which", ["cnn", "multi", "mlp_bf16", "strided_conv", "layout_model"])
 def test_sanitizers_run_clean(which, request, tmp_path):
     folder = request.getfixturevalue(which)
     m = _manifest(folder)

@@ -16,7 +16,7 @@ from jax import lax
 from generators.ops_table import BY_NAME, OPS
 import mlframework as mlf
 from mlframework import graph as G
-from mlframework.core.dtypes import as_dtype, finfo_min
+from mlframework.core.dtypes import as_dtype, finfo_max, finfo_min
 
 
 def _accepts(name, dtype) -> bool:
@@ -116,6 +116,13 @@ def _indexing_cases(rng, dtype, index_dtype):
                           lambda a, i, u: G.scatter_add(a, i, u, (1,), (0,), (0, 1)),
                           lambda a, i, u: lax.scatter_add(a, i, u, sdn, mode=mode),
                           (x, idx, upd), _sum_check(dtype)))
+    for name, ours, theirs in (("scatter_mul", G.scatter_mul, lax.scatter_mul),
+                               ("scatter_min", G.scatter_min, lax.scatter_min),
+                               ("scatter_max", G.scatter_max, lax.scatter_max)):
+        if _accepts(name, dtype):  # duplicates combine in index order on both
+            cases.append(Case(name, lambda a, i, u, f=ours: f(a, i, u, (1,), (0,), (0, 1)),
+                              lambda a, i, u, f=theirs: f(a, i, u, sdn, mode=mode),
+                              (x, idx, upd)))
     return cases
 
 
@@ -238,6 +245,10 @@ def _window_cases(rng, dtype):
         Case("reduce_window_sum", lambda a: G.reduce_window_sum(a, dims, strides, pad),
              lambda a: lax.reduce_window(a, np.array(0, dtype), lax.add, dims, strides, pad),
              (x,), _sum_check(dtype)),
+        Case("reduce_window_min dilated", lambda a: G.reduce_window_min(
+            a, dims, strides, pad, (1, 1, 2, 1), (1, 1, 1, 2)),
+            lambda a: lax.reduce_window(a, np.array(finfo_max(as_dtype(dtype)), dtype), lax.min,
+                                        dims, strides, pad, (1, 1, 2, 1), (1, 1, 1, 2)), (x,)),
     ]
     if dtype in FLOATS:
         cases.append(Case("select_and_scatter_add (max-pool gradient)",

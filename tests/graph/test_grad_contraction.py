@@ -38,6 +38,17 @@ def test_dot_general(backend, rng):
                                                  for s in ("lhs", "rhs")])
 
 
+@pytest.mark.parametrize("dtype, wide", [(np.float16, np.float32), (np.float32, np.float64)],
+                         ids=["float16-float32", "float32-float64"])
+def test_dot_general_preferred_element_type(backend, rng, dtype, wide):
+    # Operand cotangents come back in the operands' dtype, as jax.grad's.
+    args = [rng.standard_normal(s).astype(dtype) for s in ((3, 4), (4, 5))]
+    check_grads(backend, lambda a, b: G.dot_general(a, b, (1,), (0,), preferred_element_type=wide),
+                args, lambda a, b: lax.dot_general(a, b, (((1,), (0,)), ((), ())),
+                                                   precision=HIGHEST, preferred_element_type=wide),
+                fd=False, rtol=2e-3 if dtype == np.float16 else 1e-6)
+
+
 # (lhs shape, rhs shape, attributes)
 CONVS = {
     "1d_stride_pad": ((2, 3, 9), (4, 3, 3), dict(window_strides=(2,), padding=((1, 2),))),
@@ -58,15 +69,21 @@ CONVS = {
         batch_group_count=3, padding=((1, 0), (0, 1)), rhs_dilation=(2, 1))),
     "3d": ((1, 2, 4, 3, 5), (2, 2, 2, 2, 3), dict(window_strides=(1, 2, 1),
                                                   padding=((0, 1), (1, 0), (1, 1)))),
+    "nhwc_hwio": ((2, 7, 6, 3), (3, 2, 3, 4), dict(
+        window_strides=(2, 1), padding=((1, 1), (0, 1)), rhs_dilation=(1, 2),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))),
+    "wcn_grouped": ((5, 4, 2), (2, 2, 6), dict(
+        padding=((1, 0),), feature_group_count=2, dimension_numbers=("WCN", "WIO", "NWC"))),
 }
 
 
 def _lax_conv(lhs, rhs, window_strides=None, padding=None, lhs_dilation=None,
-              rhs_dilation=None, feature_group_count=1, batch_group_count=1):
+              rhs_dilation=None, feature_group_count=1, batch_group_count=1,
+              dimension_numbers=None):
     n = lhs.ndim - 2
     return lax.conv_general_dilated(
         lhs, rhs, window_strides or (1,) * n, padding or ((0, 0),) * n, lhs_dilation,
-        rhs_dilation, feature_group_count=feature_group_count,
+        rhs_dilation, dimension_numbers, feature_group_count=feature_group_count,
         batch_group_count=batch_group_count, precision=HIGHEST)
 
 
@@ -74,7 +91,8 @@ def _lax_conv(lhs, rhs, window_strides=None, padding=None, lhs_dilation=None,
                                   ("2d_stride_rhs_dilation", "2d_lhs_dilation"),
                                   ("2d_stride_beyond_window", "2d_all_dilations_negative_pad"),
                                   ("feature_groups", "depthwise_strided"),
-                                  ("batch_groups", "batch_groups_dilated")],
+                                  ("batch_groups", "batch_groups_dilated"),
+                                  ("nhwc_hwio", "wcn_grouped")],
                          ids=lambda p: "+".join(p))
 def test_conv_general(backend, rng, pair):
     cases = [CONVS[name] for name in pair]

@@ -17,7 +17,7 @@ def _wide(x):
     return x.astype(np.float64) if x.dtype in FLOATS else x.astype(np.int64)
 
 
-def _dot_ref(lhs, rhs, lc, rc, lb=(), rb=()):
+def _dot_ref(lhs, rhs, lc, rc, lb=(), rb=(), out_dtype=None):
     """dot_general as numpy.einsum: output axes are batch, lhs free, rhs free."""
     letters = iter(string.ascii_letters)
     ls = [next(letters) for _ in range(lhs.ndim)]
@@ -27,7 +27,7 @@ def _dot_ref(lhs, rhs, lc, rc, lb=(), rb=()):
     out = [ls[a] for a in lb] + [c for i, c in enumerate(ls) if i not in lc + lb] + [
         c for i, c in enumerate(rs) if i not in rc + rb]
     spec = f"{''.join(ls)},{''.join(rs)}->{''.join(out)}"
-    return np.einsum(spec, _wide(lhs), _wide(rhs)).astype(lhs.dtype)
+    return np.einsum(spec, _wide(lhs), _wide(rhs)).astype(out_dtype or lhs.dtype)
 
 
 # (lhs shape, rhs shape, lhs_contracting, rhs_contracting, lhs_batch, rhs_batch)
@@ -51,6 +51,34 @@ def test_dot_general(run, rng, dtype):
     for (a, b), case, out in zip(args, DOT_CASES, got):
         assert_close(out, _dot_ref(a, b, *case[2:]), dtype, f"dot_general {case}",
                      WIDE_TOL.get(np.dtype(dtype)))
+
+
+# (operand dtype, preferred_element_type): the widenings jax.lax.dot_general offers.
+PREFERRED = [(np.int8, np.int32), (np.uint8, np.uint32), (np.int16, np.int64),
+             (np.float16, np.float32), (BF16, np.float32), (np.float32, np.float64)]
+
+
+@pytest.mark.parametrize("dtype, wide", PREFERRED, ids=[f"{np.dtype(a).name}-{np.dtype(b).name}"
+                                                         for a, b in PREFERRED])
+def test_dot_general_preferred_element_type(run, rng, dtype, wide):
+    # Full-range int8 products overflow int8 but not the int32 accumulator; half-precision
+    # products and sums are exact or rounded in float32, not in the operands' type.
+    lo, hi = (-128, 128) if np.dtype(dtype).kind in "iu" else (-3, 3)
+    cases = DOT_CASES[:5]
+    args = [(random(rng, ls, dtype, lo, hi), random(rng, rs, dtype, lo, hi))
+            for ls, rs, *_ in cases]
+    got = run(lambda pairs: [G.dot_general(a, b, *case[2:], preferred_element_type=wide)
+                             for (a, b), case in zip(pairs, cases)], args)
+    for (a, b), case, out in zip(args, cases, got):
+        want = _dot_ref(a, b, *case[2:], out_dtype=wide)
+        assert_close(out, want, wide, f"dot_general {case} into {np.dtype(wide).name}",
+                     WIDE_TOL.get(np.dtype(wide)))
+
+
+def test_dot_general_preferred_element_type_errors():
+    with pytest.raises(G.DTypeError, match="preferred_element_type"):
+        G.Exec(None, lambda a: G.dot_general(a, a, (1,), (0,), preferred_element_type=np.int8)
+               ).graph(np.zeros((2, 2), np.float32))
 
 
 def _dilate(x, dilation, value=0):
@@ -126,6 +154,45 @@ def test_conv_general(run, rng, dtype):
     for (a, b), case, out in zip(args, CONV_CASES, got):
         want = _conv_ref(a, b, *case[2:]).astype(dtype)
         assert_close(out, want, dtype, f"conv_general {case}", WIDE_TOL[np.dtype(dtype)])
+
+
+# (dimension_numbers, lhs shape, rhs shape, strides, padding, rhs_dilation, groups) in the
+# layouts the dimension numbers name.
+LAYOUT_CASES = [
+    (("NHWC", "HWIO", "NHWC"), (2, 5, 6, 3), (3, 3, 3, 4), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),
+    (("NHWC", "OHWI", "NCHW"), (1, 6, 5, 4), (6, 2, 3, 2), (2, 1), ((0, 1), (1, 1)), (1, 2), 2),
+    (("NWC", "WIO", "NWC"), (2, 9, 3), (3, 3, 4), (2,), ((1, 2),), (1,), 1),
+    (((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2)), (1, 4, 4, 2), (2, 2, 2, 3), (1, 1),
+     ((0, 0), (1, 0)), (1, 1), 1),
+]
+
+
+def _to_canonical(x, spec, first):
+    """x [in the layout `spec` names] -> [first[0], first[1], *spatial]; int orders as is.
+    (The cases keep the spatial letters in one order in all three strings.)"""
+    if isinstance(spec, str):
+        spec = [spec.index(c) for c in first] + [i for i, c in enumerate(spec) if c not in first]
+    return np.transpose(x, spec)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=ids(FLOATS))
+def test_conv_general_dimension_numbers(run, rng, dtype):
+    args = [(random(rng, ls, dtype, -1, 1), random(rng, rs, dtype, -1, 1))
+            for _, ls, rs, *_ in LAYOUT_CASES]
+    got = run(lambda pairs: [G.conv_general(a, b, case[3], case[4], None, case[5], case[6],
+                                            dimension_numbers=case[0])
+                             for (a, b), case in zip(pairs, LAYOUT_CASES)], args)
+    for (a, b), case, out in zip(args, LAYOUT_CASES, got):
+        (lhs_spec, rhs_spec, out_spec), *_, strides, padding, dilation, groups = case
+        want = _conv_ref(_to_canonical(a, lhs_spec, "NC"), _to_canonical(b, rhs_spec, "OI"),
+                         strides, padding, (1,) * len(strides), dilation, groups)
+        if isinstance(out_spec, str):  # canonical [N, O, *spatial] into out_spec's order
+            canonical = "NC" + "".join(c for c in out_spec if c not in "NC")
+            out_order = [canonical.index(c) for c in out_spec]
+        else:
+            out_order = [list(out_spec).index(i) for i in range(len(out_spec))]
+        assert_close(out, np.transpose(want, out_order).astype(dtype), dtype,
+                     f"conv_general {case[0]}", WIDE_TOL[np.dtype(dtype)])
 
 
 def test_conv_general_defaults_are_unit_strides_and_no_padding(run, rng):

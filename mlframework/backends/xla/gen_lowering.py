@@ -6,7 +6,7 @@ from typing import Any
 
 from jax import lax
 
-from mlframework.backends.xla.lowering import (_abs, _argsort, _cond, _convert, _gather, _highest, _is_inf, _log2, _lowest, _reduce, _reduce_window, _rng_bits, _scalar, _scan, _scatter, _select_and_scatter_add, _sort, _while_loop)
+from mlframework.backends.xla.lowering import (_abs, _argsort, _cond, _convert, _gather, _highest, _is_inf, _log2, _lowest, _numpy_dtype, _reduce, _reduce_window, _rng_bits, _scalar, _scan, _scatter, _select_and_scatter_add, _sort, _while_loop)
 from mlframework.graph.gen_optypes import Op
 
 
@@ -426,12 +426,12 @@ def _select_and_scatter_add_lower_xla(source, x, *, window_dimensions, window_st
     return _select_and_scatter_add(source, x, window_dimensions, window_strides, padding)
 
 
-def _dot_general_lower_xla(lhs, rhs, *, lhs_contracting, rhs_contracting, lhs_batch, rhs_batch):
-    return lax.dot_general(lhs, rhs, ((lhs_contracting, rhs_contracting), (lhs_batch, rhs_batch)), precision=lax.Precision.HIGHEST)
+def _dot_general_lower_xla(lhs, rhs, *, lhs_contracting, rhs_contracting, lhs_batch, rhs_batch, preferred_element_type):
+    return lax.dot_general(lhs, rhs, ((lhs_contracting, rhs_contracting), (lhs_batch, rhs_batch)), precision=lax.Precision.HIGHEST, preferred_element_type=_numpy_dtype(preferred_element_type))
 
 
-def _conv_general_lower_xla(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count, batch_group_count):
-    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count=feature_group_count, batch_group_count=batch_group_count, precision=lax.Precision.HIGHEST)
+def _conv_general_lower_xla(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilation, feature_group_count, batch_group_count, dimension_numbers):
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, lax.ConvDimensionNumbers(*dimension_numbers), feature_group_count=feature_group_count, batch_group_count=batch_group_count, precision=lax.Precision.HIGHEST)
 
 
 def _cond_lower_xla(index, *operands, branches):

@@ -39,6 +39,10 @@ def _as_dtype(np_dtype) -> DType:
     return as_dtype(np_dtype)
 
 
+def _numpy_dtype(dtype: DType | None):
+    return None if dtype is None else dtype.numpy
+
+
 def _convert(x, dtype: DType):
     if x.dtype == np.bool_ or dtype is not DType.BOOL:
         return lax.convert_element_type(x, dtype.numpy)

@@ -163,6 +163,8 @@ def _dot_general(w, node, ins):
     batch = [lhs.shape[d] for d in lb]
     m, n = math.prod(lhs.shape[d] for d in lf), math.prod(rhs.shape[d] for d in rf)
     k = math.prod(lhs.shape[d] for d in lc)
+    if lhs.dtype is not node.dtype:  # a preferred_element_type: widen the operands first
+        ins = [w.emit("Cast", [i], to=dtypes.to_onnx(node.dtype)) for i in ins]
     x = w.emit("Transpose", [ins[0]], perm=lb + lf + lc)
     x = w.emit("Reshape", [x, w.ints(batch + [m, k])])
     y = w.emit("Transpose", [ins[1]], perm=rb + rc + rf)
@@ -179,8 +181,14 @@ def _conv(w, node, ins):
                               "Conv form")
     pads = [p[0] for p in a["padding"]] + [p[1] for p in a["padding"]] if a["padding"] \
         else [0] * (2 * n)
-    return w.emit("Conv", ins, strides=list(a["window_strides"] or [1] * n), pads=pads,
-                  dilations=list(a["rhs_dilation"] or [1] * n), group=a["feature_group_count"])
+    lhs_order, rhs_order, out_order = a["dimension_numbers"]  # ONNX Conv is NCHW / OIHW
+    ins = [w.emit("Transpose", [i], perm=list(order)) if list(order) != sorted(order) else i
+           for i, order in zip(ins, (lhs_order, rhs_order))]
+    out = w.emit("Conv", ins, strides=list(a["window_strides"] or [1] * n), pads=pads,
+                 dilations=list(a["rhs_dilation"] or [1] * n), group=a["feature_group_count"])
+    if list(out_order) == sorted(out_order):
+        return out
+    return w.emit("Transpose", [out], perm=[list(out_order).index(i) for i in range(n + 2)])
 
 
 def _pool(w, node, ins):

@@ -57,6 +57,11 @@ CASES = [
     ("conv", lambda x, k: G.conv_general(x, k, (1, 1), [(1, 1), (1, 1)]), [IMG, K]),
     ("conv_strided_dilated", lambda x, k: G.conv_general(x, k, (2, 1), [(0, 1), (2, 2)], None,
                                                           (1, 2)), [IMG, K]),
+    ("conv_nhwc_hwio", lambda x, k: G.conv_general(
+        x, k, padding=[(1, 1), (0, 1)], dimension_numbers=("NHWC", "HWIO", "NHWC")),
+     [IMG.transpose(0, 2, 3, 1), K.transpose(2, 3, 1, 0)]),
+    ("dot_widened", lambda x, w: G.dot_general(x, w, (1,), (0,), preferred_element_type=np.float64),
+     [X, W]),
     ("pool", lambda x: (G.reduce_window_max(x, (1, 1, 2, 2), (1, 1, 2, 2)),
                         G.reduce_window_sum(x, (1, 1, 3, 3), (1, 1, 1, 1),
                                             [(0, 0), (0, 0), (1, 1), (1, 1)])), [IMG]),

@@ -19,9 +19,6 @@ from mlframework.graph.graph import Node, const, current_graph
 from mlframework.graph.jvp_rules import RULES, SUBGRAPH_RULES
 from mlframework.graph.layout import stack
 
-# Non-differentiable ops carry no tangent, which is right for all of them (their derivative
-# is zero) but these, whose derivative is simply not written yet: fail rather than be wrong.
-_NO_RULE_YET = frozenset({Op.SELECT_AND_SCATTER_ADD})
 _TUPLES = OpGroup.CONTROL - {Op.TUPLE_GET}  # control-flow nodes: tuples of results
 
 
@@ -118,7 +115,8 @@ def push_tangents(nodes, seeds: dict[int, Node]) -> dict[int, Node]:
 
     Raises:
         TypeError: a node is the output of a `G.custom_vjp` function and has a tangent.
-        NotImplementedError: for an op whose derivative is not written yet.
+        NotImplementedError: from a rule that refuses a case (scatter_mul's updates with
+            repeated indices).
     """
     tangent_of = dict(seeds)
     for node in nodes:
@@ -133,11 +131,6 @@ def push_tangents(nodes, seeds: dict[int, Node]) -> dict[int, Node]:
                             f"{call.name} (called at {node.source}): custom_vjp defines reverse "
                             f"mode only; use G.grad, or a function without custom_vjp")
         if node.op not in RULES:
-            if node.op in _NO_RULE_YET:
-                raise NotImplementedError(
-                    f"jvp through {node.op.value} is not implemented (it is the gradient of "
-                    f"reduce_window_max, so this is forward mode over the gradient of max "
-                    f"pooling), at {node.source}")
             continue  # a zero derivative: floor, sign, stop_gradient...
         rule = RULES[node.op]
         tangent_of[node.id] = rule(node, tangents, push_tangents) \

@@ -105,6 +105,14 @@ def _reduce_window_extremum(node, tangents):
     return total
 
 
+def _select_and_scatter_add(node, tangents):
+    """Linear in the source; the positions x selects are piecewise constant in x, so x's
+    tangent contributes nothing."""
+    source, x = node.inputs
+    ds = tangents[0] if tangents[0] is not None else zeros_like(source)
+    return build(node.op, [ds, x], node.attrs)
+
+
 def _scatter_dims(node):
     a = node.attrs
     return a["update_window_dims"], a["inserted_window_dims"], a["scatter_dims_to_operand_dims"]
@@ -169,8 +177,9 @@ def _cumlogsumexp(node, tangents):
     return ops.exp(parts[0] - node) - ops.exp(parts[1] - node)
 
 
-# Differentiable in forward mode only (reverse mode needs a trip count), as in JAX.
-FORWARD_ONLY = frozenset({Op.WHILE_LOOP})
+# Differentiable in forward mode only: while_loop (reverse mode needs a trip count, as in
+# JAX) and select_and_scatter_add (max pooling's gradient, whose own VJP is not written).
+FORWARD_ONLY = frozenset({Op.WHILE_LOOP, Op.SELECT_AND_SCATTER_ADD})
 SUBGRAPH_RULES = jvp_control_flow.RULES
 
 RULES: dict[Op, Callable[..., Any]] = {
@@ -242,6 +251,7 @@ RULES: dict[Op, Callable[..., Any]] = {
     Op.CUMLOGSUMEXP: _cumlogsumexp,
     Op.REDUCE_WINDOW_MAX: _reduce_window_extremum,
     Op.REDUCE_WINDOW_MIN: _reduce_window_extremum,
+    Op.SELECT_AND_SCATTER_ADD: _select_and_scatter_add,
     Op.SCATTER_MUL: _scatter_mul,
     Op.SCATTER_MIN: _scatter_extremum,
     Op.SCATTER_MAX: _scatter_extremum,

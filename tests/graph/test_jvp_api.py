@@ -120,10 +120,18 @@ def test_errors():
         _trace(lambda x: G.jvp(G.sin, (x,), (np.ones(2),)), spec)
 
 
-def test_gradient_of_max_pooling_has_no_jvp_yet():
-    def f(x, t):
-        pool_grad = lambda x: G.grad(G.reduce_sum(G.reduce_window_max(x, (2,), (1,))), x)[0]  # noqa
-        return G.jvp(pool_grad, (x,), (t,))
-    with pytest.raises(NotImplementedError, match="jvp through select_and_scatter_add is not "
-                                                  "implemented"):
-        _trace(f, ("float32", 4), ("float32", 4))
+def test_hessian_vector_product_through_max_pooling(run, rng):
+    # Forward over reverse through max pooling's gradient (select_and_scatter_add).
+    x, v = rng.permutation(20).reshape(4, 5) / 7.0, rng.standard_normal((4, 5))
+
+    def ours(x):
+        return G.reduce_sum(G.reduce_window_max(G.sin(x), (2, 2), (1, 2), ((0, 1), (1, 0))) ** 2)
+
+    def ref(x):
+        pooled = jax.lax.reduce_window(jnp.sin(x), -jnp.inf, jax.lax.max, (2, 2), (1, 2),
+                                       ((0, 1), (1, 0)))
+        return jnp.sum(pooled ** 2)
+
+    hvp = run(lambda x, v: G.jvp(lambda x: G.grad(ours(x), x)[0], (x,), (v,))[1], x, v)
+    np.testing.assert_allclose(hvp, jax.jvp(jax.grad(ref), (x,), (v,))[1], rtol=1e-12,
+                               atol=1e-14)

@@ -232,3 +232,14 @@ def test_scatter_mul_min_max(backend, rng):
     with pytest.raises(NotImplementedError, match="unique_indices=True"):
         G.Exec(backend, lambda u: G.jvp(lambda u: G.scatter_mul(x, dup, u, *dims), (u,),
                                         (u,)))(u)
+
+
+@pytest.mark.parametrize("dtype, wide", [(np.float16, np.float32), (np.float32, np.float64)],
+                         ids=["float16-float32", "float32-float64"])
+def test_dot_general_preferred_element_type(backend, rng, dtype, wide):
+    # Tangents are in the output's (wide) dtype, as jax.jvp's.
+    args = [rng.standard_normal(s).astype(dtype) for s in ((3, 4), (4, 5))]
+    check_jvp(backend, lambda a, b: G.dot_general(a, b, (1,), (0,), preferred_element_type=wide),
+              args, lambda a, b: lax.dot_general(a, b, (((1,), (0,)), ((), ())),
+                                                 precision=HIGHEST, preferred_element_type=wide),
+              rtol=2e-3 if dtype == np.float16 else 1e-6, atol=1e-6)

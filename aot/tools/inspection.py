@@ -20,7 +20,7 @@ from pathlib import Path
 from aot.export.artifact import Stage, compile_stage
 from aot.export.onnx_model import load_model_function
 from aot.export.trace import trace_model
-from aot.program.program import Program
+from aot.program.program import Program, subprograms
 
 PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 _SCRATCH_HOLDS = {"dot": "packed GEMM panels", "conv": "padded input and packed filters"}
@@ -75,6 +75,7 @@ class Report:
             if k.inputs:
                 lines.append(f"    reads {', '.join(f'#{i}' for i in k.inputs)}; writes "
                              f"{', '.join(f'#{o}' for o in k.outputs)}")
+            lines += subprogram_text(prog, [k], self.where)
         return "\n".join(lines)
 
     def plan_text(self) -> str:
@@ -114,16 +115,35 @@ def _type(v) -> str:
     return f"{v.dtype.value}{list(v.shape)}"
 
 
-def listing(program: Program, where=str) -> str:
+def listing(program: Program, where=str, indent: str = "") -> str:
     """One line per value: id, op (with scope), inputs, type, source line (shown through
-    `where`)."""
+    `where`); a control-flow value's sub-programs follow it, indented (their ids are
+    their own)."""
     lines = []
     for v in program.values.values():
         args = ", ".join(f"#{i}" for i in v.inputs)
-        lines.append(f"#{v.id:<5} {_op(v) + '(' + args + ')':<48} {_type(v):<22} "
+        lines.append(f"{indent}#{v.id:<5} {_op(v) + '(' + args + ')':<48} {_type(v):<22} "
                      f"{where(v.source)}")
-    lines.append("outputs: " + ", ".join(f"#{o}" for o in program.outputs))
+        for sub in subprograms(v):
+            lines.append(f"{indent}    sub-graph {sub.name} (parameters "
+                         f"{', '.join(f'#{p}' for p in sub.params)}):")
+            lines.append(listing(sub, where, indent + "    "))
+    lines.append(f"{indent}outputs: " + ", ".join(f"#{o}" for o in program.outputs))
     return "\n".join(lines)
+
+
+def subprogram_text(program: Program, kernels, where=str, indent: str = "    ") -> list[str]:
+    """The kernels of each sub-program of control-flow kernels in `kernels`, nested."""
+    lines = []
+    for k in kernels:
+        for body, body_kernels, plan in k.bodies:
+            lines.append(f"{indent}sub-program {body.name}: {len(body_kernels)} kernels, "
+                         f"arena {plan.arena_bytes:,} bytes in this kernel's scratch")
+            for bk in body_kernels:
+                ops = ", ".join(f"#{n} {_op(body.values[n])}" for n in bk.nodes)
+                lines.append(f"{indent}    {bk.name} [{bk.kind}]: {ops}")
+            lines += subprogram_text(body, body_kernels, where, indent + "    ")
+    return lines
 
 
 def split_kernels(source: str, count: int) -> list[str]:

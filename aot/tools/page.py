@@ -21,8 +21,8 @@ import linecache
 
 import numpy as np
 
-from aot.program.program import Program
-from aot.tools.inspection import Report, relative_source
+from aot.program.program import Program, subprograms
+from aot.tools.inspection import Report, listing, relative_source, subprogram_text
 from aot.tools.roofline import Peaks, roofline_svg
 from mlframework.graph.drawing import Arrow, Box, group_color, to_svg
 
@@ -206,6 +206,22 @@ def _kernels(report: Report, peaks: Peaks) -> str:
     return "".join(out)
 
 
+def _subgraphs(report: Report) -> str:
+    """The sub-graphs of control-flow nodes (loop bodies, branches) as nested listings,
+    with the kernels each became; nothing for a model without control flow."""
+    st, esc = report.stage, html.escape
+    if not any(k.bodies for k in st.kernels):
+        return ""
+    out = ["<h2>Sub-graphs</h2>"]
+    for v in report.traced.values.values():
+        for sub in subprograms(v):
+            out.append(f"<h3>{esc(v.op.value)} #{v.id}: {esc(sub.name)}</h3>"
+                       f"<pre>{esc(listing(sub, report.where))}</pre>")
+    kernels = "\n".join(subprogram_text(st.program, st.kernels, report.where, ""))
+    out.append(f"<h3>Their kernels</h3><pre>{esc(kernels)}</pre>")
+    return "".join(out)
+
+
 def to_html(report: Report, peaks: Peaks) -> str:
     """The page (see the module docstring) as one string."""
     st, esc = report.stage, html.escape
@@ -222,7 +238,7 @@ def to_html(report: Report, peaks: Peaks) -> str:
 constants {st.plan.const_bytes:,} bytes</header>
 <main>
 <h2>The graph, pass by pass</h2><nav id=passes>{buttons}</nav>{''.join(views)}
-<h2>Roofline</h2>{_roofline(report, peaks)}
+{_subgraphs(report)}<h2>Roofline</h2>{_roofline(report, peaks)}
 <h2>Memory plan</h2>{_plan(report)}
 <h2>Generated C</h2>{_kernels(report, peaks)}
 </main>

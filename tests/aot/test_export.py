@@ -42,6 +42,21 @@ def layouts(x, w, a, b):
             "dot": G.dot_general(a, b, (1,), (0,), preferred_element_type=np.int32)}
 
 
+_RNN_W = np.random.default_rng(4).standard_normal((16, 16)).astype(np.float32) * 0.3
+_RNN_U = np.random.default_rng(5).standard_normal((8, 16)).astype(np.float32) * 0.3
+
+
+def scan_rnn(h0, xs):
+    """A tanh RNN over the 12 steps of xs written with G.scan, its state switched by a
+    cond in every step: the loop, its body and the branches are sub-programs in C."""
+    def step(h, x):
+        h = G.tanh(h @ G.const(_RNN_W) + x @ G.const(_RNN_U))
+        h = G.cond(G.reduce_sum(h) > 0, lambda v: v * 0.5, lambda v: v, h)
+        return h, G.reduce_sum(h, axes=[1])
+    h, ys = G.scan(step, h0, xs)
+    return {"h": h, "ys": ys}
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     return es.shared_root(tmp_path_factory)
@@ -89,6 +104,12 @@ def layout_model(root):
                       "b:int8[16,5]"], name="layouts")
 
 
+@pytest.fixture(scope="module")
+def rnn(root):
+    return es.export(root, "scan-rnn", f"{__file__}:scan_rnn",
+                     ["h0:float32[3,16]", "xs:float32[12,3,8]"], name="rnn")
+
+
 def _manifest(folder):
     return json.loads((folder / "manifest.json").read_text())
 
@@ -97,7 +118,8 @@ def _driver(folder, tmp_path, **kw):
     return es.build_driver(folder, ["gcc"], tmp_path / "driver", **kw)
 
 
-@pytest.mark.parametrize("which", ["mlp", "cnn", "multi", "strided_conv", "layout_model"])
+@pytest.mark.parametrize("which", ["mlp", "cnn", "multi", "strided_conv", "layout_model",
+                                   "rnn"])
 def test_c_program_matches_xla(which, request, tmp_path):
     folder = request.getfixturevalue(which)
     m = _manifest(folder)
@@ -143,7 +165,7 @@ def test_verify_fails_above_tolerance(mlp, cnn, capsys):
 
 
 @pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
-@pytest.mark.parametrize("which", ["cnn", "multi", "mlp_bf16"])
+@pytest.mark.parametrize("which", ["cnn", "multi", "mlp_bf16", "rnn"])
 def test_exported_c_compiles_without_warnings(which, openmp, request):
     folder = request.getfixturevalue(which)
     name = _manifest(folder)["name"]
@@ -153,7 +175,8 @@ def test_exported_c_compiles_without_warnings(which, openmp, request):
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("which", ["cnn", "multi", "mlp_bf16", "strided_conv", "layout_model"])
+@pytest.mark.parametrize("which", ["cnn", "multi", "mlp_bf16", "strided_conv", "layout_model",
+                                   "rnn"])
 def test_sanitizers_run_clean(which, request, tmp_path):
     folder = request.getfixturevalue(which)
     m = _manifest(folder)

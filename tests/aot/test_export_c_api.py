@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,6 +56,13 @@ def omp(root):
 def serial(root):
     return es.export(root, "serial-wide", f"{__file__}:wide_and_small",
                      ["x:float32[256,256]", "s:float32[8,32]"], name="serw")
+
+
+@pytest.fixture(scope="module")
+def rnn(root):
+    """The scan RNN of test_export.py (the same export folder)."""
+    return es.export(root, "scan-rnn", f"{Path(__file__).with_name('test_export.py')}:scan_rnn",
+                     ["h0:float32[3,16]", "xs:float32[12,3,8]"], name="rnn")
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +231,7 @@ def _prose(header: str) -> str:
     return " ".join(header.replace("*", " ").split())
 
 
-@pytest.mark.parametrize("which", ["serial", "cnn"])
+@pytest.mark.parametrize("which", ["serial", "cnn", "rnn"])
 def test_serial_run_never_allocates(which, request, tmp_path):
     folder = request.getfixturevalue(which)
     first, later, out = _count_run(folder, tmp_path, None, openmp=False)

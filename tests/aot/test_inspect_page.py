@@ -138,3 +138,21 @@ def test_peaks_from_the_command_line(tmp_path, capsys):
                  "--peak-gbs", "-3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "aotc inspect: error: --peak-gbs requires a positive number, got -3.0"
+
+
+def test_control_flow_sub_graphs_are_shown_nested():
+    """The scan RNN of test_export.py: its body and the cond's branches appear in the
+    text report (traced listing, fusion groups) and the page, with their kernels."""
+    rnn = inspect_model(str(ROOT / "tests/aot/test_export.py") + ":scan_rnn",
+                        ["h0:float32[3,16]", "xs:float32[12,3,8]"])
+    text = rnn.text()
+    body = re.search(r"sub-graph (\S+scan_body) \(parameters", text)
+    assert body, text
+    assert re.search(r"^ {4}#\d+ +cond\(", text, re.M)  # the cond, inside the body
+    assert text.count("sub-graph ") == 3  # the body and the cond's two branches
+    fusion = rnn.fusion_text()
+    assert re.search(r"\[scan\] — control flow", fusion)
+    assert re.search(r"sub-program \S+scan_body: \d+ kernels, arena", fusion)
+    page = to_html(rnn, PEAKS)
+    assert "<h2>Sub-graphs</h2>" in page and f"{body.group(1)}</h3>" in page
+    assert "tanh" in page.split("<h3>Their kernels</h3>")[1]

@@ -28,7 +28,9 @@ def _vars(prefix, dims):
 
 
 def _copy(dst, src, v) -> str:
-    return f"memcpy(b{dst}, b{src}, {v.nbytes});"
+    """Copies operand `src` into result `dst`, unless the caller made them one buffer
+    (an exported decoder updates its key/value cache in place)."""
+    return f"if ((const void*)b{dst} != (const void*)b{src}) memcpy(b{dst}, b{src}, {v.nbytes});"
 
 
 def _split(shape, axis):

@@ -116,8 +116,7 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
     fn, specs = load_model_function(fn, inputs)
     if not specs:
         raise UsageError("export requires at least one --input NAME:DTYPE[DIMS]")
-    if not _NAME.match(name):
-        raise UsageError(f"--name must be a C identifier, got {name!r}")
+    check_name(name)
     if weight_storage not in STORAGES:
         raise UsageError(f"--weight-storage must be one of {', '.join(STORAGES)}, got "
                          f"{weight_storage!r}")
@@ -177,12 +176,19 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
                          tc, src_hash, artifact.crc32(blob), train_info, train_stage, train)
     manifest["export_seconds"] = round(time.perf_counter() - started, 3)
     out_dir = Path(out_dir)
-    _write(out_dir, files, manifest)
+    write_files(out_dir, files, manifest)
     art = Artifact(out_dir, name, manifest, sorted(files) + ["manifest.json", "runtime/"])
     if build:
         build_artifact(out_dir, tc)
         art.files = sorted(art.files + libs)
     return art
+
+
+def check_name(name: str) -> None:
+    """Raises UsageError unless `name` (--name, the prefix of every C symbol) is a C
+    identifier."""
+    if not _NAME.match(name):
+        raise UsageError(f"--name must be a C identifier, got {name!r}")
 
 
 def _class_labels(train: TrainSpec, traced_step: Traced, specs, outs) -> dict[str, int]:
@@ -226,7 +232,9 @@ def _trace_train(fn, specs, train: TrainSpec, ctx) -> Traced:
     return trace_train_step(fn, specs, labels, ctx=ctx, loss=loss, optimizer=optimizer)
 
 
-def _write(out_dir: Path, files: dict, manifest: dict) -> None:
+def write_files(out_dir: Path, files: dict, manifest: dict) -> None:
+    """Writes `files` ({filename: text or bytes}), runtime/ (the headers the code
+    includes) and manifest.json into out_dir (created)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for fname, content in files.items():
         path = out_dir / fname

@@ -43,6 +43,7 @@ class Traced:
     variables: dict[str, np.ndarray] = field(default_factory=dict)  # baked-in values
     state: list[str] = field(default_factory=list)  # train step: variables in state order
     trainable: dict[str, bool] = field(default_factory=dict)
+    updated: list[str] = field(default_factory=list)  # variables whose new values are outputs
 
 
 def is_context_model(fn) -> bool:
@@ -211,22 +212,42 @@ def trace_state_inference(fn, inputs: list[InputSpec], *, ctx, name: str = "run_
     Raises:
         UsageError: as `trace_model` does.
     """
+    traced = trace_stateful(fn, inputs, ctx=ctx, name=name)
+    outputs = len(traced.output_names) - len(traced.updated)
+    traced.program.outputs = traced.program.outputs[:outputs]
+    traced.output_names = traced.output_names[:outputs]
+    traced.updated = []
+    return traced
+
+
+def trace_stateful(fn, inputs: list[InputSpec], *, ctx, name: str = "step") -> Traced:
+    """The context model `fn(ctx, *inputs)` with every variable of `ctx` a parameter (in
+    `Traced.state` order, then the inputs) and the new value of every variable it
+    assigns an output after its own (`Traced.updated` names them, sorted): the form of
+    a step that updates caller-owned state, such as a key/value cache.
+
+    Raises:
+        UsageError: as `trace_model` does.
+    """
     specs = [i.spec for i in inputs]
     names = [i.name for i in inputs]
-    box = []
+    box, assigned = [], []
 
     def call(c, *args):
-        return _recording(fn, box)(c, args[0] if len(args) == 1 else tuple(args))
+        out = _recording(fn, box)(c, args[0] if len(args) == 1 else tuple(args))
+        assigned.append(sorted(c.assigned_variables()))
+        return out
     call.__name__ = getattr(fn, "__name__", "model")
     graph, variable_names = guarded(
         lambda: _trace_with_context(ctx, call, specs, name, training=False), fn, inputs)
     program = from_graph(graph)
-    program.outputs = program.outputs[:len(pytree.flatten(box[-1])[0])]
     for vid, n in zip(program.params[len(variable_names):], names):
         v = program.values[vid]
         program.values[vid] = Value(vid, v.op, v.inputs, v.attrs, v.dtype, v.shape,
                                     f"--input {n}", n)
-    return Traced(program, names, _checked_outputs(names, box[-1]), state=list(variable_names))
+    outputs = _checked_outputs(names, box[-1])
+    return Traced(program, names, outputs + assigned[-1], state=list(variable_names),
+                  updated=assigned[-1])
 
 
 def check_labels(inputs: list[InputSpec], labels: list[InputSpec]) -> None:

@@ -331,6 +331,11 @@ class Context:
         self._bound(binding, full)
         binding.values[full] = value
 
+    def assigned_variables(self) -> dict:
+        """{full variable name: new node} of the variables assigned so far in the graph
+        being traced (inside a ContextExec)."""
+        return self._tracing("assigned_variables").assigned()
+
     def value(self, name: str) -> G.Node:
         """The current node of existing variable `scope/name` (no reuse check)."""
         full = self._full(name)

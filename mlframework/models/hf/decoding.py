@@ -15,6 +15,19 @@ from mlframework.ml import Context, ContextExec, layers
 CACHE = "/attention/cache/"
 
 
+def share_weights(model, ctx: Context) -> None:
+    """Points ctx's weight variables at `model`'s current values, creating them on first
+    use (after fine-tuning too; optimizer state and step counters stay out of the decode
+    graphs). The Tensors are shared, not copied."""
+    source, root = model.ctx.at_root(), ctx.at_root()
+    for name in dict.fromkeys(p.variable for p in model.params):
+        value = source.get_variable(name).value
+        try:
+            root.get_variable(name).value = value
+        except KeyError:
+            root.create_variable(name, value, trainable=False)
+
+
 class _Bucket:
     def __init__(self, model, size: int):
         self.size = size
@@ -27,15 +40,7 @@ class _Bucket:
         self.exec = ContextExec(model.backend, self.ctx, step, name=f"decode_{size}")
 
     def share_weights(self, model) -> None:
-        """Points this bucket's weight variables at the model's current values (after
-        fine-tuning too; optimizer state and step counters stay out of the decode graphs)."""
-        source, root = model.ctx.at_root(), self.ctx.at_root()
-        for name in dict.fromkeys(p.variable for p in model.params):
-            value = source.get_variable(name).value
-            try:
-                root.get_variable(name).value = value
-            except KeyError:
-                root.create_variable(name, value, trainable=False)
+        share_weights(model, self.ctx)
 
     def set_position(self, position: int) -> None:
         for var in self.ctx.variables():
@@ -88,4 +93,4 @@ class Decoder:
         return logits.numpy()
 
 
-__all__ = ["Decoder"]
+__all__ = ["CACHE", "Decoder", "share_weights"]

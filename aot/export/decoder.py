@@ -1,0 +1,275 @@
+"""`export_decoder`: a HuggingFace causal language model as a C library that generates
+token by token (what `aotc export --hf DIR --decode` runs).
+
+    art = export_decoder("path/to/gpt2", "build/lm", max_seq=128, name="lm")
+
+The library has two functions over a key/value cache the caller owns
+(NAME_KV_CACHE_BYTES): NAME_prefill runs a prompt of up to NAME_MAX_SEQ tokens and
+NAME_decode_step appends one token at a given position; both write the logits of the
+next token. Their programs are the model family's own forward with
+`cache_size=max_seq` (`mlframework.models.hf`, as `hf.generate` runs it), traced by
+`trace_stateful`: the weights and the caches are parameters, the caches' new values
+outputs. The weights live once in the constant segment, which both programs read; the
+caches' new values are written over the old ones in place (the only reader of a cache
+is the dynamic_update_slice that writes it, checked here). OUTDIR receives NAME.h,
+NAME_prefill.c, NAME_decode.c, the weight files, a Makefile, runtime/ and
+manifest.json, and libNAME.so and libNAME.a unless build=False.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aot.export import artifact
+from aot.export.model import (EMBED_MAX_BYTES, VERSION, WEIGHT_MODES, Artifact, build_artifact,
+                              check_name, write_files)
+from aot.export.signature import InputSpec, UsageError
+from aot.export.targets import toolchain
+from aot.export.trace import Traced, trace_stateful
+from mlframework import graph as G
+from mlframework.core import shapes
+from mlframework.graph.gen_optypes import Op
+
+CACHE = "/attention/cache/"
+
+
+def export_decoder(folder, out_dir, *, max_seq: int, prefill_len: int | None = None,
+                   name: str = "model", weights: str = "auto", target: str | None = None,
+                   openmp: bool = False, native: bool = True, build: bool = True):
+    """Exports the causal language model in HuggingFace folder `folder` (see
+    `mlframework.models.hf.load`) for sequences of up to `max_seq` tokens.
+
+    Args:
+        prefill_len: tokens NAME_prefill runs in one pass (default max_seq); a longer
+            prompt's remaining tokens go through the decode step one by one. The pass
+            always computes prefill_len positions, so a smaller value makes short
+            prompts cheaper.
+        name, weights, target, openmp, native, build: as for `export_model`.
+
+    Raises:
+        UsageError: a folder that does not load, an encoder model, max_seq or
+            prefill_len outside [1, the model's positions], a bad name or weights mode.
+        BuildError: the C compiler failed.
+    """
+    check_name(name)
+    if weights not in WEIGHT_MODES + ("auto",):
+        raise UsageError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {weights!r}")
+    model = _load(folder)
+    limit = model.max_positions
+    prefill_len = max_seq if prefill_len is None else prefill_len
+    if not 1 <= max_seq <= limit:
+        raise UsageError(f"--max-seq {max_seq}: {model.family.name} {folder} has "
+                         f"{limit} positions; give 1 <= --max-seq <= {limit}")
+    if not 1 <= prefill_len <= max_seq:
+        raise UsageError(f"--prefill-len {prefill_len} must lie in [1, --max-seq {max_seq}]")
+    tc = toolchain(target, native)
+    started = time.perf_counter()
+    ctx = _cache_context(model, max_seq)
+    prefill = _trace(model, ctx, max_seq, prefill_len)
+    step = _trace(model, ctx, max_seq, None)
+    stages = {k: artifact.compile_stage(t.program, entry=f"{name}_{k}_forward")
+              for k, t in (("prefill", prefill), ("decode", step))}
+    for k, t in (("prefill", prefill), ("decode", step)):
+        _check_in_place(stages[k], t)
+    segment, layout = _layout(ctx, prefill)
+    consts = {k: segment.add_plan(s.program, s.plan, f"{k} ") for k, s in stages.items()}
+    if weights == "auto":
+        weights = "embed" if segment.nbytes <= EMBED_MAX_BYTES else \
+            ("file" if tc.target.startswith("wasm") else "blob")
+    info = _interface(name, model, max_seq, prefill_len, layout, stages, weights, VERSION)
+    info["weights_bytes"] = segment.nbytes
+    env = artifact.environment("export")
+    files: dict[str, object] = {}
+    for k, t in (("prefill", prefill), ("decode", step)):
+        files[f"{name}_{k}.c"] = stages[k].source + env.get_template(f"decoder_{k}.c.j2").render(
+            **info, args=_arguments(t, layout), consts_offset=consts[k])
+    src_hash = artifact.source_hash(*files.values())
+    blob = segment.tobytes() if weights != "embed" else b""
+    files[f"{name}.h"] = env.get_template("decoder.h.j2").render(
+        **info, source_hash=src_hash, weights_crc=artifact.crc32(blob), openmp=openmp)
+    files.update(artifact.render_weights(name, segment, weights, VERSION))
+    objects = [f"{name}_prefill.o", f"{name}_decode.o", f"{name}_weights.o"] + \
+        ([f"{name}_weights_blob.o"] if weights == "blob" else [])
+    libs = [f"lib{name}.a"] + ([f"lib{name}.so"] if tc.shared else [])
+    files["Makefile"] = artifact.render_makefile(name, VERSION, tc, openmp, objects, libs,
+                                                 blob=weights == "blob")
+    manifest = {
+        "format": "aotc-decoder", "name": name, "tool_version": VERSION,
+        "model": str(Path(folder).resolve()), "family": model.family.name,
+        "target": tc.target, "weights": weights, "openmp": openmp,
+        "vocab_size": info["vocab"], "max_seq": max_seq, "prefill_len": prefill_len,
+        "kv_cache_bytes": info["cache_bytes"], "workspace_bytes": info["workspace_bytes"],
+        "weights_bytes": segment.nbytes, "weights_crc32": f"{artifact.crc32(blob):08x}",
+        "source_hash": src_hash,
+        "kv_cache": [{k: c[k] for k in ("name", "offset", "shape")} for c in layout["cache"]],
+        "kernels": {k: len(s.kernels) for k, s in stages.items()},
+        "flops": {k: sum(c["flops"] for c in s.costs) for k, s in stages.items()},
+        "export_seconds": round(time.perf_counter() - started, 3),
+    }
+    out_dir = Path(out_dir)
+    write_files(out_dir, files, manifest)
+    art = Artifact(out_dir, name, manifest, sorted(files) + ["manifest.json", "runtime/"])
+    if build:
+        build_artifact(out_dir, tc)
+        art.files = sorted(art.files + libs)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return art
+
+
+def _load(folder):
+    from mlframework.models import hf
+    try:
+        model = hf.load(folder, backend="c")
+    except (FileNotFoundError, hf.UnsupportedModelError, hf.WeightsError) as e:
+        raise UsageError(f"--hf {folder}: {e}") from None
+    if not model.causal:
+        raise UsageError(f"--hf {folder}: {model.family.name} is an encoder; --decode "
+                         "exports causal language models (GPT-2, LLaMA, Mistral, Qwen2)")
+    return model
+
+
+def _cache_context(model, size: int):
+    """A Context with the model's weights (shared Tensors) and the attention layers'
+    key/value caches of `size` positions, created as the first trace of a step makes
+    them."""
+    from mlframework.ml import Context, ContextExec
+    from mlframework.ml.context_exec import MissingVariablesError
+    from mlframework.models.hf.decoding import share_weights
+    ctx = Context(seed=0)
+    share_weights(model, ctx)
+    made = {}
+
+    def probe(c, ids):
+        out = _forward(model, c, ids, G.iota(np.int32, ids.shape, 1), size, None)
+        made.update({v.name: v.value for v in c.at_root().variables()})
+        return out
+    try:
+        ContextExec(None, ctx, probe, name="cache_probe").graph(shapes.make(np.int32, 1, 1))
+    except MissingVariablesError as e:
+        for n in e.names:
+            ctx.at_root().create_variable(n, made[n], trainable=False)
+    return ctx
+
+
+def _forward(model, ctx, ids, positions, size, last):
+    zero = G.const(np.zeros((), np.int32))
+    return model.family.forward(model.config, ctx, ids, positions, cache_size=size,
+                                last=zero if last is None else last)
+
+
+def _trace(model, ctx, size: int, prefill_len: int | None) -> Traced:
+    """The prefill (ids int32 [1, prefill_len], last int32 [] -> logits [1, vocab] at
+    `last`) or, for prefill_len None, the decode step (token int32 [1, 1], position
+    int32 [] -> logits [1, vocab]); outputs after the logits: the caches' new keys and
+    values. Every cache's write position is the prefill's 0 or the step's position."""
+    positions = [v.name for v in ctx.at_root().variables() if v.name.endswith(CACHE +
+                                                                               "position")]
+
+    def at(c, start):
+        for n in positions:
+            c.at_root().assign(n, start)
+
+    def prefill(c, inputs):
+        ids, last = inputs
+        at(c, G.const(np.zeros((), np.int32)))
+        return _forward(model, c, ids, G.iota(np.int32, ids.shape, 1), size, last)
+
+    def decode(c, inputs):
+        token, position = inputs
+        at(c, position)
+        return _forward(model, c, token, G.reshape(position, (1, 1)), size, None)
+
+    scalar = shapes.make(np.int32)
+    if prefill_len is None:
+        fn, specs = decode, [InputSpec("token", shapes.make(np.int32, 1, 1)),
+                             InputSpec("position", scalar)]
+    else:
+        fn, specs = prefill, [InputSpec("ids", shapes.make(np.int32, 1, prefill_len)),
+                              InputSpec("last", scalar)]
+    traced = trace_stateful(fn, specs, ctx=ctx, name="prefill" if prefill_len else "decode")
+    keep = [k for k, n in enumerate(traced.output_names)
+            if k == 0 or not n.endswith(CACHE + "position")]
+    traced.program.outputs = [traced.program.outputs[k] for k in keep]
+    traced.output_names = [traced.output_names[k] for k in keep]
+    traced.updated = traced.output_names[1:]
+    return traced
+
+
+def _check_in_place(stage, traced: Traced) -> None:
+    """Each cache output must be a dynamic_update_slice of its own parameter, the
+    parameter's only reader, written straight into the caller's buffer: then passing
+    the cache as both is an in-place update.
+
+    Raises:
+        NotImplementedError: naming the cache that another node reads (a model whose
+            attention reads the cache before its update is not supported).
+    """
+    prog = stage.program
+    param = dict(zip(traced.state, prog.params))
+    readers: dict[int, list[int]] = {}
+    for v in prog.values.values():
+        for i in v.inputs:
+            readers.setdefault(i, []).append(v.id)
+    for n, o in zip(traced.updated, prog.outputs[1:]):
+        v = prog.values[o]
+        ok = v.op is Op.DYNAMIC_UPDATE_SLICE and v.inputs[0] == param[n] and \
+            readers.get(param[n]) == [o] and stage.plan.buffers[o].kind == "output"
+        if not ok:
+            raise NotImplementedError(f"exporting a decoder whose cache {n!r} is read other "
+                                      "than by the dynamic_update_slice writing it (an "
+                                      "in-place update is not possible)")
+
+
+def _layout(ctx, traced: Traced):
+    """(the constant segment: every weight once and a zero int32, {"weights": {name:
+    offset}, "cache": [{name, offset, shape, nbytes}], "cache_bytes"})."""
+    segment = artifact.Segment()
+    store = {v.name: v for v in ctx.at_root().variables()}
+    cache, offset = [], 0
+    out = {"weights": {}, "cache": cache}
+    for n in traced.state:
+        if n.endswith(CACHE + "position"):
+            continue
+        a = store[n].numpy()
+        if CACHE in n:
+            cache.append({"name": n, "offset": offset, "shape": list(a.shape),
+                          "nbytes": a.nbytes})
+            offset = artifact.workspace_bytes(offset + a.nbytes)
+        else:
+            out["weights"][n] = segment.add(n, np.ascontiguousarray(a, np.float32))
+    out["zero"] = segment.add("int32 zero (the unused cache positions)", np.zeros(1, np.int32))
+    out["cache_bytes"] = artifact.workspace_bytes(offset)
+    return segment, out
+
+
+def _arguments(traced: Traced, layout) -> dict:
+    """The C expressions of the entry's input and output pointers."""
+    where = {c["name"]: c["offset"] for c in layout["cache"]}
+    ins = []
+    for n in traced.state:
+        if n in where:
+            ins.append(f"cache + {where[n]}")
+        elif n in layout["weights"]:
+            ins.append(f"(void*)(weights + {layout['weights'][n]})")
+        else:
+            ins.append(f"(void*)(weights + {layout['zero']})")
+    ins += [f"(void*){n}" if n == "ids" else f"(void*)&{n}" for n in traced.input_names]
+    outs = ["(void*)logits"] + [f"cache + {where[n]}" for n in traced.updated]
+    return {"inputs": ins, "outputs": outs}
+
+
+def _interface(name, model, max_seq, prefill_len, layout, stages, weights, version) -> dict:
+    arenas = {k: artifact.workspace_bytes(s.plan.arena_bytes) for k, s in stages.items()}
+    ids_bytes = artifact.workspace_bytes(4 * prefill_len)
+    return {"name": name, "P": name.upper(), "version": version, "family": model.family.name,
+            "model": str(model.folder), "vocab": model.config.vocab_size, "max_seq": max_seq,
+            "prefill_len": prefill_len, "cache": layout["cache"],
+            "cache_bytes": layout["cache_bytes"], "prefill_arena": arenas["prefill"],
+            "workspace_bytes": max(arenas["prefill"] + ids_bytes, arenas["decode"]),
+            "weights_mode": weights, "weights_bytes": None}
+
+
+__all__ = ["export_decoder"]

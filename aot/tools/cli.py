@@ -6,6 +6,7 @@
     aotc inspect examples/digits_mlp.py:model --input x:float32[1,64] \\
         --checkpoint runs/mlp --html mlp.html
     aotc export model.onnx --input x:float32[1,3,32,32] -o build/onnx_model
+    aotc export --hf path/to/gpt2 --decode --max-seq 128 --name lm -o build/lm
     aotc onnx-report model.onnx       # its operators and where each is supported
 
 Exit status: 0 on success, 1 when `verify` finds a difference above the
@@ -29,9 +30,11 @@ EXAMPLES = {
       --train --label y:int32[32] --optimizer adam:0.001 -o build/mlp_train
   aotc export examples/digits_mlp.py:model --input x:float32[1,64] --checkpoint runs/mlp \\
       --target aarch64-linux-gnu -o build/mlp_arm
+  aotc export --hf path/to/gpt2 --decode --max-seq 256 --prefill-len 128 --name lm -o build/lm
 
 writes OUTDIR/NAME.h (the documented C interface), NAME.c (kernels), NAME_weights.c
-(+ .S/.bin), libNAME.so, libNAME.a, a Makefile, runtime/ headers and manifest.json.""",
+(+ .S/.bin), libNAME.so, libNAME.a, a Makefile, runtime/ headers and manifest.json;
+with --hf DIR --decode, NAME_prefill.c and NAME_decode.c in place of NAME.c.""",
     "verify": """examples:
   aotc verify build/mlp                     # random inputs, tolerance 1e-5
   aotc verify build/mlp --tolerance 1e-4 --trials 5
@@ -50,8 +53,8 @@ exit status 1 when an operator is not supported.""",
 }
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("function", metavar="MODULE:FUNCTION",
+def _model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
+    p.add_argument("function", metavar="MODULE:FUNCTION", nargs="?" if optional else None,
                    help="the model: a dotted module or a .py path, then ':' and the function; "
                         "a plain graph function f(x, ...) or a model(ctx, inputs); or an "
                         "ONNX file MODEL.onnx (--input NAME:DTYPE[DIMS] then fixes its "
@@ -82,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
                         description="Export a model function as a standalone C library: no "
                                     "Python, no malloc at run time, only libc and libm.",
                         epilog=EXAMPLES["export"], formatter_class=fmt)
-    _model_args(ex)
+    _model_args(ex, optional=True)
     ex.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                     help="folder to write the artifact into (created)")
     ex.add_argument("--name", default="model",
@@ -112,6 +115,21 @@ def parser() -> argparse.ArgumentParser:
                          "%(default)s)")
     ex.add_argument("--optimizer", default="adam:0.001", metavar="NAME[:LR]",
                     help="with --train: optimizer and learning rate (default: %(default)s)")
+    ex.add_argument("--hf", metavar="DIR",
+                    help="with --decode, instead of MODULE:FUNCTION: a HuggingFace causal "
+                         "language model folder (config.json, model.safetensors; GPT-2, "
+                         "LLaMA, Mistral, Qwen2)")
+    ex.add_argument("--decode", action="store_true",
+                    help="with --hf: export NAME_prefill and NAME_decode_step, which generate "
+                         "token by token over a key/value cache the caller owns "
+                         "(NAME_KV_CACHE_BYTES)")
+    ex.add_argument("--max-seq", type=int, metavar="N",
+                    help="with --decode (required): the most positions a sequence holds, "
+                         "prompt included; sizes the cache")
+    ex.add_argument("--prefill-len", type=int, metavar="N",
+                    help="with --decode: prompt tokens NAME_prefill runs in one pass "
+                         "(default --max-seq; the pass computes N positions whatever the "
+                         "prompt's length, longer prompts continue one token at a time)")
     ex.add_argument("--no-build", action="store_true",
                     help="write the sources and Makefile only; do not compile")
 
@@ -185,6 +203,13 @@ def main(argv: list[str] | None = None) -> int:
 def _export(args) -> int:
     from aot.export.model import BuildError, TrainSpec, export_model
     from aot.export.signature import UsageError
+    if args.hf or args.decode:
+        return _export_decoder(args)
+    if args.function is None:
+        raise UsageError("export requires MODULE:FUNCTION, an ONNX file, or --hf DIR --decode")
+    for flag in ("max_seq", "prefill_len"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag.replace('_', '-')} is only used with --hf DIR --decode")
     train = None
     if args.train:
         train = TrainSpec(labels=args.label, loss=args.loss, optimizer=args.optimizer)
@@ -202,6 +227,42 @@ def _export(args) -> int:
     print(f"exported {m['function']} -> {art.out_dir}/ ({m['target']}, weights {m['weights']})")
     print(f"  {len(m['kernels'])} kernels, {m['total_flops']:,} FLOPs per run, arena "
           f"{m['arena_bytes']:,} bytes, weights {m['weights_bytes']:,} bytes")
+    for f in art.files:
+        print(f"  {art.out_dir / f}")
+    return 0
+
+
+def _export_decoder(args) -> int:
+    from aot.export.decoder import export_decoder
+    from aot.export.model import BuildError
+    from aot.export.signature import UsageError
+    if not (args.hf and args.decode):
+        raise UsageError("--hf and --decode go together: aotc export --hf DIR --decode "
+                         "--max-seq N -o OUTDIR")
+    if args.function is not None:
+        raise UsageError(f"--hf {args.hf} is the model; drop {args.function!r}")
+    given = [f for f, v in (("--input", args.input), ("--checkpoint", args.checkpoint),
+                            ("--train", args.train), ("--label", args.label)) if v]
+    if args.weight_storage != "float32":
+        given.append("--weight-storage")
+    if given:
+        raise UsageError(f"--hf DIR --decode takes no {', '.join(given)}")
+    if args.max_seq is None:
+        raise UsageError("--decode requires --max-seq N (the positions the cache holds)")
+    try:
+        art = export_decoder(args.hf, args.output, max_seq=args.max_seq,
+                             prefill_len=args.prefill_len, name=args.name, weights=args.weights,
+                             target=args.target, openmp=args.openmp, native=not args.portable,
+                             build=not args.no_build)
+    except BuildError as e:
+        print(f"aotc export: {e}", file=sys.stderr)
+        return 1
+    m = art.manifest
+    print(f"exported {m['family']} {m['model']} -> {art.out_dir}/ ({m['target']}, weights "
+          f"{m['weights']})")
+    print(f"  vocabulary {m['vocab_size']}, max-seq {m['max_seq']}, prefill-len "
+          f"{m['prefill_len']}, KV cache {m['kv_cache_bytes']:,} bytes, workspace "
+          f"{m['workspace_bytes']:,} bytes, weights {m['weights_bytes']:,} bytes")
     for f in art.files:
         print(f"  {art.out_dir / f}")
     return 0

@@ -1,0 +1,270 @@
+"""`aotc export --hf DIR --decode`: the tiny GPT-2 and LLaMA checkpoints as C libraries.
+examples/c/generate.c generates greedily from them the ids transformers' `generate`
+gives; the functions check their arguments; prefill and decode steps never allocate
+and run clean under ASan and UBSan."""
+from __future__ import annotations
+
+import ctypes
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import hf_checkpoints as hc
+import session_artifacts
+from aot.tools.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
+MAX_SEQ, PREFILL = 56, 16
+NEW = 32
+
+
+@pytest.fixture(scope="module")
+def exported(hf_root):
+    """{checkpoint name: export folder}: GPT-2 through the command line, LLaMA (grouped
+    key/value heads) through export_decoder."""
+    from aot.export.decoder import export_decoder
+    out = {}
+    for name in ("gpt2", "llama-gqa"):
+        path = hc.checkpoint(hf_root, name)
+
+        def build(folder, name=name, path=path):
+            if name == "gpt2":
+                assert main(["export", "--hf", str(path), "--decode", "--max-seq", str(MAX_SEQ),
+                             "--prefill-len", str(PREFILL), "--name", "lm", "-o",
+                             str(folder)]) == 0
+            else:
+                export_decoder(path, folder, max_seq=MAX_SEQ, prefill_len=PREFILL, name="lm")
+        out[name] = session_artifacts.cached(hf_root, f"decoder-{name}", build)
+    return out
+
+
+def _generate_program(folder: Path) -> Path:
+    exe = folder.parent / f"{folder.name}-generate"
+    cmd = ["gcc", "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", f"-I{folder}",
+           str(ROOT / "examples/c/generate.c"), str(folder / "liblm.a"), "-lm", "-o", str(exe)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return exe
+
+
+def _hf_greedy(path, prompt, new):
+    with torch.no_grad():
+        return hc.reference(path).generate(torch.from_numpy(prompt[None]), max_new_tokens=new,
+                                           min_new_tokens=new, do_sample=False).numpy()[0]
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa"])
+def test_example_program_generates_as_transformers(exported, hf_root, name):
+    """32 new tokens after a 6-token prompt, and after a 20-token one (longer than the
+    one-pass prefill of 16: its last 4 tokens go through decode steps)."""
+    exe = _generate_program(exported[name])
+    generated = set()
+    for n, seed in ((6, 1), (20, 2)):
+        prompt = np.random.default_rng(seed).integers(0, hc.VOCAB, n)
+        result = subprocess.run([str(exe), str(NEW), *map(str, prompt)], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        ids = np.array(result.stdout.split(), np.int64)
+        ref = _hf_greedy(hc.checkpoint(hf_root, name), prompt, NEW)
+        np.testing.assert_array_equal(ids, ref)
+        generated.update(ref[n:].tolist())
+    assert len(generated) >= 3, generated  # the tiny model does not just repeat one token
+
+
+class _Library:
+    """ctypes view of an exported decoder, with aligned cache and workspace arrays."""
+
+    def __init__(self, folder: Path):
+        self.manifest = json.loads((folder / "manifest.json").read_text())
+        self.lib = ctypes.CDLL(str(folder / "liblm.so"))
+        self.lib.lm_strerror.restype = ctypes.c_char_p
+        self.cache = _aligned(self.manifest["kv_cache_bytes"])
+        self.ws = _aligned(self.manifest["workspace_bytes"])
+        self.logits = np.zeros(self.manifest["vocab_size"], np.float32)
+
+    def prefill(self, tokens, n=None, logits="", cache="", ws=""):
+        logits = self.logits if isinstance(logits, str) else logits
+        cache = self.cache if isinstance(cache, str) else cache
+        ws = self.ws if isinstance(ws, str) else ws
+        n = len(tokens) if n is None and tokens is not None else n
+        return self.lib.lm_prefill(_p(tokens), n, _p(logits), _p(cache), _p(ws))
+
+    def step(self, token, position, logits="", cache="", ws=""):
+        logits = self.logits if isinstance(logits, str) else logits
+        cache = self.cache if isinstance(cache, str) else cache
+        ws = self.ws if isinstance(ws, str) else ws
+        return self.lib.lm_decode_step(token, position, _p(logits), _p(cache), _p(ws))
+
+
+def _p(a):
+    """A pointer: an array's data, an int address as is, None as NULL."""
+    if a is None:
+        return None
+    return ctypes.c_void_p(a if isinstance(a, int) else a.ctypes.data)
+
+
+def _aligned(nbytes: int) -> np.ndarray:
+    raw = np.zeros(nbytes + 64, np.uint8)
+    start = (-raw.ctypes.data) % 64
+    return raw[start:start + nbytes]
+
+
+def test_bad_arguments_return_error_codes(exported):
+    lib = _Library(exported["llama-gqa"])
+    vocab = lib.manifest["vocab_size"]
+    tokens = np.arange(5, dtype=np.int32)
+    assert lib.prefill(tokens) == 0
+    good_cache = lib.cache.copy()
+    assert lib.step(7, 5) == 0
+    step_logits, step_cache = lib.logits.copy(), lib.cache.copy()
+    lib.cache[:] = good_cache
+    assert lib.step(7, 5, ws=None) == 0  # the static workspace: the same results
+    np.testing.assert_array_equal(lib.logits, step_logits)
+    np.testing.assert_array_equal(lib.cache, step_cache)
+    lib.logits[:] = -1
+    before = lib.cache.copy()
+    odd = lib.ws.ctypes.data + 1
+    calls = {  # (call, expected status)
+        "NULL tokens": (lambda: lib.prefill(None, 5), 1),
+        "NULL logits": (lambda: lib.prefill(tokens, logits=None), 1),
+        "NULL cache": (lambda: lib.prefill(tokens, cache=None), 1),
+        "step NULL logits": (lambda: lib.step(1, 5, logits=None), 1),
+        "step NULL cache": (lambda: lib.step(1, 5, cache=None), 1),
+        "misaligned cache": (lambda: lib.prefill(tokens, cache=lib.cache.ctypes.data + 8), 2),
+        "misaligned workspace": (lambda: lib.step(1, 5, ws=lib.ws.ctypes.data + 16), 2),
+        "misaligned logits": (lambda: lib.step(1, 5, logits=odd), 2),
+        "empty prompt": (lambda: lib.prefill(tokens, 0), 5),
+        "negative length": (lambda: lib.prefill(tokens, -3), 5),
+        "prompt longer than max_seq": (lambda: lib.prefill(np.zeros(MAX_SEQ + 1, np.int32)), 5),
+        "token -1 in the prompt": (lambda: lib.prefill(np.array([3, -1], np.int32)), 4),
+        "token = vocab in the prompt": (lambda: lib.prefill(np.array([vocab], np.int32)), 4),
+        "step token -1": (lambda: lib.step(-1, 5), 4),
+        "step token = vocab": (lambda: lib.step(vocab, 5), 4),
+        "step token 2**31-1": (lambda: lib.step(2**31 - 1, 5), 4),
+        "position = max_seq": (lambda: lib.step(1, MAX_SEQ), 5),
+        "position -1": (lambda: lib.step(1, -1), 5),
+    }
+    for what, (call, code) in calls.items():
+        assert call() == code, what
+    np.testing.assert_array_equal(lib.cache, before)  # no failed call wrote anything
+    assert (lib.logits == -1).all()
+    assert "token id" in lib.lib.lm_strerror(4).decode()
+    assert "position" in lib.lib.lm_strerror(5).decode()
+    assert lib.prefill(np.full(MAX_SEQ, 3, np.int32)) == 0  # the longest prompt
+    assert lib.step(1, MAX_SEQ - 1) == 0  # the last position
+
+
+COUNT = r"""
+#include <stdio.h>
+#include "lm.h"
+static volatile int counting;
+static volatile long calls;
+#ifndef NO_COUNTING
+extern void* __libc_malloc(size_t);
+extern void* __libc_calloc(size_t, size_t);
+extern void* __libc_realloc(void*, size_t);
+extern void* __libc_memalign(size_t, size_t);
+extern void __libc_free(void*);
+void* malloc(size_t n) { if (counting) calls++; return __libc_malloc(n); }
+void* calloc(size_t a, size_t b) { if (counting) calls++; return __libc_calloc(a, b); }
+void* realloc(void* p, size_t n) { if (counting) calls++; return __libc_realloc(p, n); }
+void* memalign(size_t a, size_t n) { if (counting) calls++; return __libc_memalign(a, n); }
+void* aligned_alloc(size_t a, size_t n) { if (counting) calls++; return __libc_memalign(a, n); }
+int posix_memalign(void** p, size_t a, size_t n) {
+  if (counting) calls++;
+  *p = __libc_memalign(a, n);
+  return *p ? 0 : 12;
+}
+void free(void* p) { if (counting && p) calls++; __libc_free(p); }
+#endif
+
+static unsigned char cache[LM_KV_CACHE_BYTES] __attribute__((aligned(LM_WORKSPACE_ALIGN)));
+static unsigned char ws[LM_WORKSPACE_BYTES] __attribute__((aligned(LM_WORKSPACE_ALIGN)));
+static float logits[LM_VOCAB_SIZE];
+static int32_t ids[LM_MAX_SEQ];
+
+int main(void) {
+  for (int i = 0; i < 20; i++) ids[i] = (i * 7 + 3) % LM_VOCAB_SIZE;  /* longer than one pass */
+  counting = 1;
+  void* volatile probe = malloc(16);  /* proves that the counting allocator is in place */
+  free(probe);
+  counting = 0;
+  printf("probe %ld\n", calls);
+  calls = 0;
+  counting = 1;
+  int status = lm_prefill(ids, 20, logits, cache, ws);
+  for (int p = 20; status == 0 && p < LM_MAX_SEQ; p++) {
+    int32_t best = 0;
+    for (int32_t v = 1; v < LM_VOCAB_SIZE; v++) if (logits[v] > logits[best]) best = v;
+    ids[p] = best;
+    status = lm_decode_step(best, p, logits, cache, NULL);
+  }
+  int bad = lm_decode_step(-1, 0, logits, cache, ws) + lm_prefill(NULL, 1, logits, cache, ws);
+  counting = 0;
+  printf("status %d bad %d inside %ld\nids", status, bad, calls);
+  for (int p = 0; p < LM_MAX_SEQ; p++) printf(" %d", (int)ids[p]);
+  printf("\n");
+  return status;
+}
+"""
+
+
+def test_decoder_never_allocates_and_runs_clean_under_sanitizers(exported, tmp_path):
+    """The same program counting every allocator call (linked to liblm.so), then built
+    from the sources with ASan and UBSan: a prefill longer than one pass, every decode
+    step up to max_seq (on the caller's and the static workspace), two bad calls."""
+    folder = exported["gpt2"]
+    src = tmp_path / "count.c"
+    src.write_text(COUNT)
+    counted = tmp_path / "count"
+    subprocess.run(["gcc", "-O1", "-std=gnu99", "-Wall", "-Wextra", "-Werror", f"-I{folder}",
+                    str(src), f"-L{folder}", "-llm", f"-Wl,-rpath,{folder}", "-lm", "-o",
+                    str(counted)], check=True, capture_output=True, text=True)
+    result = subprocess.run([str(counted)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "probe 2" in result.stdout and "inside 0" in result.stdout, result.stdout
+    assert "bad 5" in result.stdout  # ERR_TOKEN + ERR_NULL
+    sanitized = tmp_path / "asan"
+    sources = [str(folder / f) for f in ("lm_prefill.c", "lm_decode.c", "lm_weights.c")]
+    proc = subprocess.run(
+        ["gcc", "-O1", "-std=gnu99", "-DNO_COUNTING", "-fsanitize=address,undefined",
+         "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-fno-math-errno", "-fwrapv",
+         "-fno-strict-aliasing", f"-I{folder}", f"-I{folder / 'runtime'}", str(src), *sources,
+         "-lm", "-o", str(sanitized)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    env = {"ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+           "PATH": "/usr/bin:/bin"}
+    clean = subprocess.run([str(sanitized)], capture_output=True, text=True, env=env, timeout=300)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "runtime error" not in clean.stderr and "AddressSanitizer" not in clean.stderr
+    ids = lambda out: out.split("ids")[1].split()  # noqa: E731
+    assert ids(clean.stdout) == ids(result.stdout)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--decode", "--max-seq", "8"], "--hf and --decode go together"),
+    (["HF", "--max-seq", "8"], "--hf and --decode go together"),
+    (["HF", "--decode"], "--max-seq"),
+    (["HF", "--decode", "--max-seq", "65"], "64 positions"),
+    (["HF", "--decode", "--max-seq", "8", "--prefill-len", "9"], "--prefill-len 9"),
+    (["HF", "--decode", "--max-seq", "8", "--input", "x:int32[1,8]"], "takes no --input"),
+    ([str(ROOT / "examples/digits_mlp.py:model"), "--input", "x:float32[1,64]", "--max-seq",
+      "8"], "only used with --hf"),
+])
+def test_usage_errors(hf_root, args, message, capsys, tmp_path):
+    path = hc.checkpoint(hf_root, "gpt2")  # 64 positions
+    args = [a for x in args for a in (["--hf", str(path)] if x == "HF" else [x])]
+    assert main(["export", *args, "-o", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_encoder_is_refused(hf_root, capsys, tmp_path):
+    path = hc.checkpoint(hf_root, "bert")
+    assert main(["export", "--hf", str(path), "--decode", "--max-seq", "8", "-o",
+                 str(tmp_path / "never")]) == 2
+    assert "is an encoder" in capsys.readouterr().err
+

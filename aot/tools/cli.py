@@ -270,7 +270,12 @@ def _export_decoder(args) -> int:
 
 def _verify(args) -> int:
     from aot.tools.verify import verify
-    report = verify(args.folder, tolerance=args.tolerance, seed=args.seed, trials=args.trials)
+    try:
+        report = verify(args.folder, tolerance=args.tolerance, seed=args.seed,
+                        trials=args.trials)
+    except NotImplementedError as e:
+        print(f"aotc verify: not built: {e}", file=sys.stderr)
+        return 2
     print(f"aotc verify {args.folder}:")
     print(report)
     return 0 if report.ok else 1

@@ -50,6 +50,10 @@ class ExportedLibrary:
         if not manifest_path.is_file():
             raise UsageError(f"{self.out_dir} has no manifest.json: not an aotc export folder")
         self.manifest = m = json.loads(manifest_path.read_text())
+        if m.get("format") == "aotc-decoder":
+            raise NotImplementedError(f"{self.out_dir} holds a language model exported with "
+                                      "--hf --decode; verify does not run those yet (the "
+                                      "tests compare its generations with transformers')")
         self.name = n = m["name"]
         self.ffi = cffi.FFI()
         args = [f"const {_CTYPES[i['dtype']]}*" for i in m["inputs"]]

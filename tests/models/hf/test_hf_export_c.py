@@ -262,6 +262,11 @@ def test_usage_errors(hf_root, args, message, capsys, tmp_path):
     assert message in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_verify_says_it_does_not_run_decoders(exported, capsys):
+    assert main(["verify", str(exported["gpt2"])]) == 2
+    assert "not built" in capsys.readouterr().err
+
+
 def test_an_encoder_is_refused(hf_root, capsys, tmp_path):
     path = hc.checkpoint(hf_root, "bert")
     assert main(["export", "--hf", str(path), "--decode", "--max-seq", "8", "-o",

@@ -18,7 +18,8 @@ from mlframework.core import shapes
 RNG = np.random.default_rng(7)
 
 # (M, K, N): dot form with N from 1 to 15 and K tails, M edge rows; B in place
-# (N % 16 == 0, small); packed B (large or ragged N); M <= 6 reading B in place.
+# (N % 16 == 0, small); packed B (large or ragged N); M <= 6 reading B in place (through
+# the transpose of the graph below: dot products on B^T in place, mlf_sgemm_bt_rows).
 SHAPES = [(128, 512, 10), (33, 37, 1), (7, 16, 2), (5, 100, 3), (9, 65, 8), (17, 48, 15),
           (13, 64, 32), (50, 300, 70), (3, 784, 512), (1, 33, 20), (130, 129, 131),
           (1, 784, 512), (2, 64, 45), (4, 100, 96), (6, 40, 130)]
@@ -79,6 +80,10 @@ static int check(long M, long K, long N) {
   mlf_sgemm(M, N, K, A, K, 1, B, N, 1, C, N, W);
   mlf_sgemm_bf16p(M, N, K, A, K, 1, P, C2, N, W2);
   mlf_sgemm_panels(M, N, K, A, K, 1, panels, C3, N);
+  float *Bt = malloc(sizeof(float) * K * N), *C4 = malloc(sizeof(float) * M * N);
+  for (long p = 0; p < K; p++)
+    for (long j = 0; j < N; j++) Bt[j * K + p] = B[p * N + j];
+  mlf_sgemm(M, N, K, A, K, 1, Bt, 1, K, C4, N, W);  /* B as the transpose of a dense [N][K] */
   int bad = 0;
   for (long i = 0; i < M; i++)
     for (long j = 0; j < N; j++) {
@@ -87,9 +92,12 @@ static int check(long M, long K, long N) {
       if (C[i * N + j] != (float)s) bad |= 1;  /* small integers: every sum is exact */
       if (C2[i * N + j] != (float)s) bad |= 2;
       if (C3[i * N + j] != (float)s) bad |= 4;
+      if (C4[i * N + j] != (float)s) bad |= 8;
     }
-  if (bad) printf("mismatch (%d: 1 plain, 2 bf16 pairs, 4 panels) at %ldx%ldx%ld\n", bad, M, K, N);
+  if (bad) printf("mismatch (%d: 1 plain, 2 bf16 pairs, 4 panels, 8 B^T) at %ldx%ldx%ld\n", bad, M,
+                  K, N);
   free(A); free(B); free(C); free(W); free(C2); free(W2); free(P); free(C3); free(panels);
+  free(Bt); free(C4);
   return bad;
 }
 int main(void) {

@@ -31,6 +31,7 @@ def test_help_is_complete():
         assert word in top.stdout
     options = {"export": ["--input", "--checkpoint", "--name", "--weights", "--target",
                           "--train", "--label", "--loss", "--optimizer", "--openmp", "-o",
+                          "--hf", "--decode", "--max-seq", "--prefill-len",
                           "embed", "blob", "file", "examples:"],
                "verify": ["--tolerance", "--trials", "--seed", "examples:"],
                "inspect": ["--input", "--checkpoint", "--html", "--peak-gflops", "--peak-gbs",

@@ -38,15 +38,26 @@ def test_dot_general(backend, rng):
                                                  for s in ("lhs", "rhs")])
 
 
-@pytest.mark.parametrize("dtype, wide", [(np.float16, np.float32), (np.float32, np.float64)],
-                         ids=["float16-float32", "float32-float64"])
+PREFERRED = pytest.mark.parametrize("dtype, wide", [(np.float16, np.float32),
+                                                   (np.float32, np.float64)],
+                                    ids=["float16-float32", "float32-float64"])
+
+
+def preferred_dot(rng, dtype, wide):
+    """Arguments, our function, jax's and the rtol of a matrix product into `wide`
+    (also used by test_jvp.py)."""
+    args = [rng.standard_normal(s).astype(dtype) for s in ((3, 4), (4, 5))]
+    return (args, lambda a, b: G.dot_general(a, b, (1,), (0,), preferred_element_type=wide),
+            lambda a, b: lax.dot_general(a, b, (((1,), (0,)), ((), ())), precision=HIGHEST,
+                                         preferred_element_type=wide),
+            2e-3 if dtype == np.float16 else 1e-6)
+
+
+@PREFERRED
 def test_dot_general_preferred_element_type(backend, rng, dtype, wide):
     # Operand cotangents come back in the operands' dtype, as jax.grad's.
-    args = [rng.standard_normal(s).astype(dtype) for s in ((3, 4), (4, 5))]
-    check_grads(backend, lambda a, b: G.dot_general(a, b, (1,), (0,), preferred_element_type=wide),
-                args, lambda a, b: lax.dot_general(a, b, (((1,), (0,)), ((), ())),
-                                                   precision=HIGHEST, preferred_element_type=wide),
-                fd=False, rtol=2e-3 if dtype == np.float16 else 1e-6)
+    args, ours, ref, rtol = preferred_dot(rng, dtype, wide)
+    check_grads(backend, ours, args, ref, fd=False, rtol=rtol)
 
 
 # (lhs shape, rhs shape, attributes)

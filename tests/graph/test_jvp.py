@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from jax import lax
 from test_grad import BINARY, UNARY, _in
-from test_grad_contraction import (CONVS, DILATED, DOTS, GATHERS, HIGHEST, SCATTER_DIMS,
-                                   SCATTERS, WINDOWS, _lax_conv, _lax_gather, _lax_scatter,
-                                   scatter_mul_min_max)
+from test_grad_contraction import (CONVS, DILATED, DOTS, GATHERS, HIGHEST, PREFERRED,
+                                   SCATTER_DIMS, SCATTERS, WINDOWS, _lax_conv, _lax_gather,
+                                   _lax_scatter, preferred_dot, scatter_mul_min_max)
 from test_jvpcheck import check_jvp
 
 from mlframework import graph as G
@@ -234,12 +234,8 @@ def test_scatter_mul_min_max(backend, rng):
                                         (u,)))(u)
 
 
-@pytest.mark.parametrize("dtype, wide", [(np.float16, np.float32), (np.float32, np.float64)],
-                         ids=["float16-float32", "float32-float64"])
+@PREFERRED
 def test_dot_general_preferred_element_type(backend, rng, dtype, wide):
     # Tangents are in the output's (wide) dtype, as jax.jvp's.
-    args = [rng.standard_normal(s).astype(dtype) for s in ((3, 4), (4, 5))]
-    check_jvp(backend, lambda a, b: G.dot_general(a, b, (1,), (0,), preferred_element_type=wide),
-              args, lambda a, b: lax.dot_general(a, b, (((1,), (0,)), ((), ())),
-                                                 precision=HIGHEST, preferred_element_type=wide),
-              rtol=2e-3 if dtype == np.float16 else 1e-6, atol=1e-6)
+    args, ours, ref, rtol = preferred_dot(rng, dtype, wide)
+    check_jvp(backend, ours, args, ref, rtol=rtol, atol=1e-6)

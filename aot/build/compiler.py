@@ -29,6 +29,7 @@ import sysconfig
 import tempfile
 import time
 import zlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def build_module(module: CModule, timings: dict | None = None):
     if not so.exists():
         runtime = ("runtime (GEMM, conv)", (RUNTIME / "mlf_runtime_unit.c").read_text())
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            objects = list(pool.map(lambda u: _unit_object(*u, folder, flags, timings),
+            objects = list(pool.map(lambda u: _unit_object(u[0], u[1], folder, flags, timings),
                                     [runtime] + units))
         started = time.perf_counter()
         _compile(entry, folder, name, flags, so, objects)
@@ -130,7 +131,8 @@ def unit_groups(module: CModule) -> list[list]:
     return [g for g in groups if g]
 
 
-def _unit_object(label: str, source: str, folder: Path, flags: list[str], timings) -> str:
+def _unit_object(label: str, source: str, folder: Path, flags: list[str], timings: dict | None
+                 ) -> str:
     """The object file of one unit, compiled unless the cache holds it."""
     key = source_key(source, flags)
     obj = folder / f"unit_{key}.o"
@@ -160,6 +162,8 @@ _LOADED: dict[str, object] = {}
 def _load(name: str, so: Path):
     if name not in _LOADED:
         spec = importlib.util.spec_from_file_location(name, so)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{so} is not a loadable extension module")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         _LOADED[name] = module
@@ -167,7 +171,7 @@ def _load(name: str, so: Path):
 
 
 def _compile(source: str, folder: Path, name: str, flags: list[str], so: Path,
-             objects: list[str] = ()) -> None:
+             objects: Sequence[str] = ()) -> None:
     import cffi
 
     c_path = folder / f"{name}.c"

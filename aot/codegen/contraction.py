@@ -116,7 +116,8 @@ def _dot_loops(program, v, out) -> list[str]:
     o = [f"o{i}" for i in range(len(v.shape))]
     kv = [f"p{i}" for i in range(len(a["lhs_contracting"]))]
     nb = len(a["lhs_batch"])
-    li, ri = [None] * len(lhs.shape), [None] * len(rhs.shape)
+    li = [ix.const(0)] * len(lhs.shape)  # every axis is batch, free or contracted: set below
+    ri = [ix.const(0)] * len(rhs.shape)
     for j, (x, y) in enumerate(zip(a["lhs_batch"], a["rhs_batch"])):
         li[x] = ri[y] = ix.var(o[j])
     for j, x in enumerate(lf):

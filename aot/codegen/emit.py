@@ -12,6 +12,7 @@ calls the kernels in order. Shapes are literals.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aot.codegen import contraction, control, fused, single_ops
@@ -34,7 +35,7 @@ class CFunction:
     name: str
     kind: str
     calls: list[int]   # the indices of the kernels it runs as
-    render: object     # render(linkage, annotated) -> its C
+    render: Callable[[str, bool], str]  # render(linkage, annotated) -> its C
     prototype: str
 
     def text(self, linkage: str, annotated: bool = True) -> str:
@@ -112,19 +113,21 @@ def _entry(program: Program, kernels: list[Kernel], plan: MemoryPlan, distinct: 
     for vid, b in plan.buffers.items():
         names[vid] = f"b{vid}"
         v = program.values[vid]
-        t = ct.STORAGE[v.dtype]
+        ctype = ct.STORAGE[v.dtype]
         if b.kind == "input":
-            setup.append(f"{t}* b{vid} = ({t}*)inputs[{program.params.index(vid)}]; (void)b{vid};")
+            setup.append(f"{ctype}* b{vid} = ({ctype}*)inputs[{program.params.index(vid)}]; "
+                         f"(void)b{vid};")
         elif b.kind == "const":
-            setup.append(f"const {t}* b{vid} = (const {t}*)(consts + {b.offset}); (void)b{vid};")
+            setup.append(f"const {ctype}* b{vid} = (const {ctype}*)(consts + {b.offset}); "
+                         f"(void)b{vid};")
         elif b.kind == "output":
-            setup.append(f"{t}* b{vid} = ({t}*)outputs[{b.output_index}];")
+            setup.append(f"{ctype}* b{vid} = ({ctype}*)outputs[{b.output_index}];")
         elif b.kind == "arena":
-            setup.append(f"{t}* b{vid} = ({t}*)(arena + {b.offset});")
+            setup.append(f"{ctype}* b{vid} = ({ctype}*)(arena + {b.offset});")
     for vid, b in plan.buffers.items():  # aliases after their bases
         if b.kind == "alias":
-            t = ct.STORAGE[program.values[vid].dtype]
-            setup.append(f"{t}* b{vid} = ({t}*)b{b.base};")
+            ctype = ct.STORAGE[program.values[vid].dtype]
+            setup.append(f"{ctype}* b{vid} = ({ctype}*)b{b.base};")
     for t, k in enumerate(kernels):
         if k.kind == "alias":
             continue

@@ -9,6 +9,7 @@ Values become C through `expressions.Evaluator`; loops through `nests`.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from aot.codegen import ctypes_table as ct
 from aot.codegen.expressions import Evaluator
@@ -171,13 +172,14 @@ def rowwise(program: Program, k: Kernel) -> list[str]:
     cols = math.prod(dims[nrow:])
     row_flat = ix.flatten(row, dims[:nrow]).c()
     buffers = {i: f"b{i}" for i in k.inputs}
-    scalars, rowbufs = {}, {}
+    scalars: dict[int, str] = {}
+    rowbufs: dict[int, tuple[str, int]] = {}  # value -> (row buffer, rank of its rows)
     body = []
     for s in k.stages:
         v = program.values[s]
         kind = stage_kind(program, k, s)
-        kw = dict(buffers=buffers, rowbufs=dict(rowbufs), scalars=dict(scalars), row_index=row,
-                  row_dims=dims[:nrow])
+        kw: dict[str, Any] = dict(buffers=buffers, rowbufs=dict(rowbufs),
+                                  scalars=dict(scalars), row_index=row, row_dims=dims[:nrow])
         where = "over the row" if kind != "scalar" else "once per row"
         body.append(f"/* stage #{s}: {v.op.value} {where} */")
         if kind == "reduce":

@@ -151,7 +151,8 @@ def _copies(program: Program, plan: MemoryPlan, out_ptrs: list[str], in_ptrs: li
             segment: Segment, consts_expr: str, written: list[bool]) -> list[str]:
     """memcpy lines filling outputs that the kernels do not write: duplicates,
     outputs that are inputs, and constants."""
-    lines, first = [], {}
+    lines: list[str] = []
+    first: dict[int, int] = {}
     for k, o in enumerate(program.outputs):
         v = program.values[o]
         b = plan.buffers.get(o)
@@ -300,9 +301,10 @@ def render_header(name: str, inputs, outputs, stage: Stage, segment: Segment, op
         train=train)
 
 
-def render_weights(name: str, segment: Segment, mode: str, version: str) -> dict[str, object]:
+def render_weights(name: str, segment: Segment, mode: str, version: str
+                   ) -> dict[str, str | bytes]:
     """The weight files for `mode`: {filename: text or bytes}."""
-    files: dict[str, object] = {}
+    files: dict[str, str | bytes] = {}
     items = []
     if mode == "embed":
         for index, (label, offset, a) in enumerate(segment.items):

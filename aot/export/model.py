@@ -147,7 +147,7 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
                "weight_storage": weight_storage}
     source, ins, outs = artifact.render_inference(name, traced.input_names, traced.output_names,
                                                   stage, segment, options)
-    files: dict[str, object] = {f"{name}.c": source}
+    files: dict[str, str | bytes] = {f"{name}.c": source}
     train_info, train_stage = None, None
     if train is not None:
         traced_step = _trace_train(fn, specs, train, ctx)
@@ -161,7 +161,7 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
             name, traced_state, state_stage, segment, train_info)
     weight_files = artifact.render_weights(name, segment, weights, VERSION)
     blob = segment.tobytes() if weights != "embed" else b""
-    src_hash = artifact.source_hash(*(f for f in files.values()))
+    src_hash = artifact.source_hash(*(f for f in files.values() if isinstance(f, str)))
     files[f"{name}.h"] = artifact.render_header(name, ins, outs, stage, segment, options,
                                                 src_hash, train_info, artifact.crc32(blob))
     files.update(weight_files)

@@ -81,9 +81,8 @@ def default_inputs(fn: OnnxFunction, given: list) -> list[InputSpec]:
         if name in specs:
             out.append(specs[name])
             continue
-        dims = [d.dim_value if d.HasField("dim_value") else None
-                for d in i.type.tensor_type.shape.dim]
-        if any(d is None for d in dims):
+        dims = [d.dim_value for d in i.type.tensor_type.shape.dim if d.HasField("dim_value")]
+        if len(dims) != len(i.type.tensor_type.shape.dim):
             raise UsageError(f"input {i.name!r} of {fn.path.name} has dynamic dimensions; "
                              f"give them: --input {name}:DTYPE[DIMS]")
         try:

@@ -112,6 +112,8 @@ def load_function(reference: str):
             if not path.is_file():
                 raise UsageError(f"module file {module_name!r} does not exist")
             spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None:
+                raise UsageError(f"module file {module_name!r} cannot be loaded as Python")
             module = importlib.util.module_from_spec(spec)
             folder = str(path.resolve().parent)
             if folder not in sys.path:

@@ -22,6 +22,7 @@ import inspect
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,7 @@ def trace_model(fn, inputs: list[InputSpec], *, name: str = "model", checkpoint=
         if checkpoint is not None or ctx is not None:
             raise UsageError(f"{fn.__name__} is not a model(ctx, inputs) function, so it "
                              "takes no --checkpoint")
-        box = []
+        box: list[Any] = []
         graph = guarded(lambda: G.Exec(None, _recording(fn, box), name=name).graph(*specs),
                         fn, inputs)
         program = from_graph(graph)
@@ -231,7 +232,8 @@ def trace_stateful(fn, inputs: list[InputSpec], *, ctx, name: str = "step") -> T
     """
     specs = [i.spec for i in inputs]
     names = [i.name for i in inputs]
-    box, assigned = [], []
+    box: list[Any] = []
+    assigned: list[list[str]] = []
 
     def call(c, *args):
         out = _recording(fn, box)(c, args[0] if len(args) == 1 else tuple(args))
@@ -356,5 +358,6 @@ def _recording(fn, box):
         box.append(result)
         return result
     recorded.__name__ = getattr(fn, "__name__", "model")
-    recorded.__signature__ = inspect.signature(fn)
+    # typeshed's function type lacks __signature__, which inspect.signature reads
+    recorded.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
     return recorded

@@ -64,7 +64,8 @@ def _cost(program, vid, materialized, memo) -> int:
 
 
 def _materialized(program: Program, consumers) -> set[int]:
-    out, memo = set(program.outputs), {}
+    out = set(program.outputs)
+    memo: dict[int, int] = {}
     for vid, v in program.values.items():
         if v.op is Op.PARAMETER:
             out.add(vid)
@@ -232,7 +233,9 @@ def _merge_rowwise(program, kernels, consumers):
                 continue
             for src_id in k.inputs:
                 src = by_out.get(src_id)
-                s_split = None if src is None else _row_split(program, src)
+                if src is None:
+                    continue
+                s_split = _row_split(program, src)
                 both = None if s_split is None else _compatible(split, s_split)
                 if both is None:
                     continue
@@ -292,7 +295,8 @@ def check_rowwise(program, kernel: Kernel) -> None:
     extents = {f"r{a}": d for a, d in enumerate(dims[:nrow])}
     extents.update({f"c{a}": d for a, d in enumerate(dims[nrow:])})
     buffers = {i: "in" for i in kernel.inputs}
-    scalars, rowbufs = {}, {}
+    scalars: dict[int, str] = {}
+    rowbufs: dict[int, tuple[str, int]] = {}  # value -> (row buffer, rank of its rows)
     if math.prod(dims[nrow:]) > MAX_ROW:
         raise NotFusible("rows too long for cache-resident passes")
     for s in kernel.stages:

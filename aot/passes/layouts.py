@@ -106,9 +106,9 @@ def conv_small(g: dict) -> bool:
 
 def scratch_bytes(program: Program, k: Kernel) -> int:
     """Workspace kernel `k` needs during its run (GEMM packing, padded conv input, sort keys)."""
-    if k.kind == "dot":
+    if k.kind == "dot" and k.contraction is not None:
         return _dot_scratch(program, program.values[k.contraction])
-    if k.kind == "conv":
+    if k.kind == "conv" and k.contraction is not None:
         return _conv_scratch(program, program.values[k.contraction])
     v = program.values[k.outputs[0]]
     if v.op in (Op.SORT, Op.ARGSORT):

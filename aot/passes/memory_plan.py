@@ -69,9 +69,9 @@ def plan_memory(program: Program, kernels: list[Kernel]) -> MemoryPlan:
         if v.op in SUBGRAPH_OPS:
             k.bodies = [_lowered(body) for body in subprograms(v)]
             k.scratch_bytes = workspace(program, k).nbytes
-    first_out = {}
-    for k, o in enumerate(program.outputs):
-        first_out.setdefault(o, k)
+    first_out: dict[int, int] = {}
+    for position, o in enumerate(program.outputs):
+        first_out.setdefault(o, position)
     const_off = 0
     for vid, v in program.values.items():
         if v.op is Op.PARAMETER:
@@ -85,7 +85,9 @@ def plan_memory(program: Program, kernels: list[Kernel]) -> MemoryPlan:
             v = program.values[o]
             if k.kind == "alias":
                 base = program.values[o].inputs[0]
-                base = plan.buffers[base].base if plan.buffers[base].kind == "alias" else base
+                source = plan.buffers[base]
+                if source.kind == "alias" and source.base is not None:
+                    base = source.base
                 plan.buffers[o] = Buffer(o, "alias", v.nbytes, start=t, end=t, base=base)
             elif o in first_out:
                 plan.buffers[o] = Buffer(o, "output", v.nbytes, start=t, end=len(kernels),
@@ -95,14 +97,14 @@ def plan_memory(program: Program, kernels: list[Kernel]) -> MemoryPlan:
         for i in k.inputs:
             b = plan.buffers[i]
             b.end = max(b.end, t)
-            if b.kind == "alias":
+            if b.kind == "alias" and b.base is not None:
                 plan.buffers[b.base].end = max(plan.buffers[b.base].end, t)
         if getattr(k, "scratch_bytes", 0):
             plan.scratch[t] = Buffer(-1 - t, "scratch", k.scratch_bytes, start=t, end=t)
     arena = [b for b in plan.buffers.values() if b.kind == "arena"] + list(plan.scratch.values())
     plan.arena_bytes = _best_fit(sorted(arena, key=lambda b: (b.start, -b.nbytes)))
     for b in plan.buffers.values():
-        if b.kind == "alias":
+        if b.kind == "alias" and b.base is not None:
             b.offset = plan.buffers[b.base].offset
     return plan
 

@@ -9,6 +9,9 @@ the result does not depend on which library computed it.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from aot.passes.conv_layout import canonical_convs
@@ -18,7 +21,8 @@ from mlframework.graph.gen_optypes import Op
 
 FOLD_MAX_ELEMENTS = 4096  # larger constants are not created by folding
 
-_FOLDERS = {  # max(+0.0, -0.0) is +0.0 and min -0.0, as XLA (NumPy returns the first)
+# max(+0.0, -0.0) is +0.0 and min -0.0, as XLA (NumPy returns the first)
+_FOLDERS: dict[Op, Callable[..., Any]] = {
     Op.ADD: lambda x, y, **_: x + y,  # exact in the operands' dtype (NumPy wraps ints too)
     Op.SUB: lambda x, y, **_: x - y,
     Op.MUL: lambda x, y, **_: x * y,

@@ -10,6 +10,7 @@ and lets the fusion pass prove that a reduction is read at its own row.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -139,8 +140,8 @@ def reshape(index, in_dims, out_dims, extents) -> list[Lin]:
     return unflatten(flatten(index, out_dims), in_dims, extents)
 
 
-def transpose(index, perm) -> list[Lin]:
-    out = [None] * len(perm)
+def transpose(index: Sequence[Lin], perm: Sequence[int]) -> list[Lin]:
+    out = list(index)
     for i, p in enumerate(perm):
         out[p] = index[i]
     return out

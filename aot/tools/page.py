@@ -94,7 +94,7 @@ def _nodes(report: Report, program: Program, kernel_of: dict[int, int], final: P
 
 def _graph_svg(report: Report, program: Program, style) -> str:
     """`style(id)` gives a box's (group, fill); its hover text is its source line."""
-    boxes = [Box(v.id, _op(v), _type(v), *style(v.id)[:1],
+    boxes = [Box(v.id, _op(v), _type(v), style(v.id)[0],
                  title=relative_source(v.source, report.root), fill=style(v.id)[1])
              for v in program.values.values()]
     arrows = [Arrow(i, v.id, _type(program.values[i])) for v in program.values.values()
@@ -109,7 +109,9 @@ def _views(report: Report) -> tuple[list[str], dict]:
     final, kernel_of = report.stage.program, report.kernel_of()
     for k, (name, program) in enumerate(programs):
         if k == 0:
-            added, rewired, lines = set(), set(), []
+            added: set[int] = set()
+            rewired: set[int] = set()
+            lines: list[str] = []
         else:
             added, rewired, lines = _changes(programs[k - 1][1], program)
 

@@ -44,7 +44,7 @@ class Trainer:
     """Compiles and runs train, eval and predict graphs for `model(ctx, inputs)`.
 
     Args:
-        backend: from `mlf.backends.new()`.
+        backend: from `mlf.backends.new()`; None traces only (what `aotc` exports).
         ctx: holds the variables; created on the first step.
         model: `model(ctx, inputs) -> outputs` (inputs: a node or pytree).
         loss: `loss(labels, outputs) -> scalar node` (accepting `mask=` lets
@@ -58,7 +58,7 @@ class Trainer:
             takes one (`distributed.MeshNotSupportedError` otherwise).
     """
 
-    def __init__(self, backend: Compiler, ctx: Context, model: Callable[..., Any],
+    def __init__(self, backend: Compiler | None, ctx: Context, model: Callable[..., Any],
                  loss: Callable[..., G.Node], optimizer: Optimizer, *,
                  metrics: dict[str, Callable[..., G.Node]] | None = None, mesh: Mesh | None = None):
         if mesh is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,11 +83,11 @@ def export_decoder(folder, out_dir, *, max_seq: int, prefill_len: int | None = N
     info = _interface(name, model, max_seq, prefill_len, layout, stages, weights, VERSION)
     info["weights_bytes"] = segment.nbytes
     env = artifact.environment("export")
-    files: dict[str, object] = {}
+    files: dict[str, str | bytes] = {}
     for k, t in (("prefill", prefill), ("decode", step)):
         files[f"{name}_{k}.c"] = stages[k].source + env.get_template(f"decoder_{k}.c.j2").render(
             **info, args=_arguments(t, layout), consts_offset=consts[k])
-    src_hash = artifact.source_hash(*files.values())
+    src_hash = artifact.source_hash(*(f for f in files.values() if isinstance(f, str)))
     blob = segment.tobytes() if weights != "embed" else b""
     files[f"{name}.h"] = env.get_template("decoder.h.j2").render(
         **info, source_hash=src_hash, weights_crc=artifact.crc32(blob), openmp=openmp)
@@ -228,8 +229,10 @@ def _layout(ctx, traced: Traced):
     offset}, "cache": [{name, offset, shape, nbytes}], "cache_bytes"})."""
     segment = artifact.Segment()
     store = {v.name: v for v in ctx.at_root().variables()}
-    cache, offset = [], 0
-    out = {"weights": {}, "cache": cache}
+    cache: list[dict[str, Any]] = []
+    weights: dict[str, int] = {}
+    offset = 0
+    out: dict[str, Any] = {"weights": weights, "cache": cache}
     for n in traced.state:
         if n.endswith(CACHE + "position"):
             continue
@@ -239,7 +242,7 @@ def _layout(ctx, traced: Traced):
                           "nbytes": a.nbytes})
             offset = artifact.workspace_bytes(offset + a.nbytes)
         else:
-            out["weights"][n] = segment.add(n, np.ascontiguousarray(a, np.float32))
+            weights[n] = segment.add(n, np.ascontiguousarray(a, np.float32))
     out["zero"] = segment.add("int32 zero (the unused cache positions)", np.zeros(1, np.int32))
     out["cache_bytes"] = artifact.workspace_bytes(offset)
     return segment, out

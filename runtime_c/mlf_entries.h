@@ -27,6 +27,10 @@ MLF_HIDDEN void mlf_sgemm_panels(long M, long N, long K, const float* MLF_RESTRI
 MLF_HIDDEN void mlf_sgemm_bf16p(long M, long N, long K, const float* MLF_RESTRICT A, long rsa,
     long csa, const uint16_t* MLF_RESTRICT W, float* MLF_RESTRICT C, long ldc,
     float* MLF_RESTRICT work);
+/* mlf_gemm_i8.h */
+MLF_HIDDEN void mlf_sgemm_i8w(long M, long N, long K, const float* MLF_RESTRICT A, long rsa,
+    long csa, const float* MLF_RESTRICT scales, const int8_t* MLF_RESTRICT Q,
+    float* MLF_RESTRICT C, long ldc, float* MLF_RESTRICT work);
 /* mlf_conv.h */
 MLF_HIDDEN void mlf_conv2d(long N, long C, long H, long W, long O, long KH, long KW, long ph,
     long pw, long hp, long wp, long ho, long wo, const float* MLF_RESTRICT x,

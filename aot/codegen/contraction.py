@@ -75,6 +75,13 @@ def dot_body(program, k) -> list[str]:
                 "panels at compile time (runtime_c/mlf_gemm.h) */",
                 f"mlf_sgemm_panels({M}, {N}, {K}, b{lhs}, {s[1]}, {s[2]}, b{rhs}, {out}, {N});"] \
             + _epilogue(program, k, out)
+    if packing(program, v) == "int8_columns":
+        work = "(float*)scratch" if k.scratch_bytes else "0"
+        return [f"/* [{M}x{K}] @ [{K}x{N}] with the weights stored as int8, one scale per "
+                "column (runtime_c/mlf_gemm_i8.h) */",
+                f"mlf_sgemm_i8w({M}, {N}, {K}, b{lhs}, {s[1]}, {s[2]}, "
+                f"(const float*)(const void*)b{rhs}, b{rhs} + {4 * N}, {out}, {N}, {work});"] \
+            + _epilogue(program, k, out)
     if packing(program, v):
         work = "(float*)scratch" if k.scratch_bytes else "0"
         return [f"/* [{M}x{K}] @ [{K}x{N}] with the weights stored as bfloat16 pairs "

@@ -30,7 +30,6 @@ from aot.export.signature import InputSpec, UsageError, parse_input
 from aot.export.targets import HOST, ZIG, Toolchain, toolchain
 from aot.export.trace import (Traced, check_labels, load_context, trace_model,
                               trace_state_inference, trace_train_step)
-from aot.passes.weight_packing import STORAGES
 
 WEIGHT_MODES = ("embed", "blob", "file")
 EMBED_MAX_BYTES = 8 << 20  # "auto" embeds up to this; larger weights as text slow the C compiler
@@ -77,10 +76,37 @@ class Artifact:
         return self.out_dir / f"lib{self.name}.a"
 
 
+QUANTIZE = ("int8-weights", "int8")
+
+
+def _storage(weight_storage: str, quantize: str | None, calibration) -> str:
+    """The pack_weights storage that `weight_storage` and `quantize` ask for."""
+    if weight_storage not in ("float32", "bfloat16"):
+        raise UsageError(f"--weight-storage must be float32 or bfloat16, got {weight_storage!r}")
+    if quantize is None:
+        if calibration is not None:
+            raise UsageError("--calibration is for --quantize int8 only")
+        return weight_storage
+    if quantize not in QUANTIZE:
+        raise UsageError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    if weight_storage != "float32":
+        raise UsageError(f"--quantize {quantize} and --weight-storage {weight_storage} both set "
+                         "how the weights are stored: choose one")
+    if quantize == "int8":
+        raise NotImplementedError(
+            "--quantize int8 (int8 activations calibrated on --calibration FILE.npz, int32 "
+            "accumulation, per-channel requantization) is not built yet; --quantize "
+            "int8-weights (weight-only int8, float32 arithmetic) is")
+    if calibration is not None:
+        raise UsageError("--calibration is for --quantize int8 only; int8-weights needs no data")
+    return "int8"
+
+
 def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, ctx=None,
                  weights: str = "auto", target: str | None = None, train: TrainSpec | None = None,
                  openmp: bool = False, native: bool = True, build: bool = True,
-                 weight_storage: str = "float32") -> Artifact:
+                 weight_storage: str = "float32", quantize: str | None = None,
+                 calibration=None) -> Artifact:
     """Exports `fn` (a callable or "MODULE:FUNCTION") for `inputs` (InputSpecs or
     "NAME:DTYPE[DIMS]" strings) into `out_dir`.
 
@@ -96,6 +122,10 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
         build: run the Makefile (False: write the sources only).
         weight_storage: "float32", or "bfloat16": dense-layer weights rounded to bfloat16
             and stored at half the bytes (aot/passes/weight_packing.py); arithmetic stays float32.
+        quantize: None, or "int8-weights": post-training weight-only quantization of the
+            dense-layer weights (symmetric int8, a scale per output column; arithmetic stays
+            float32), or "int8" (int8 activations too, calibrated on `calibration`, an .npz
+            with one array per input): not built yet.
 
     Raises:
         UsageError: bad arguments (an --input or --label that `parse_input`,
@@ -104,7 +134,9 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
             a checkpoint that does not match the model, or a model raising while
             traced.
         BuildError: the C compiler failed.
+        NotImplementedError: quantize="int8".
     """
+    storage = _storage(weight_storage, quantize, calibration)
     reference = fn if isinstance(fn, str) else f"{getattr(fn, '__module__', '?')}:" \
                                                f"{getattr(fn, '__name__', '?')}"
     if is_onnx(fn):
@@ -117,9 +149,6 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
     if not specs:
         raise UsageError("export requires at least one --input NAME:DTYPE[DIMS]")
     check_name(name)
-    if weight_storage not in STORAGES:
-        raise UsageError(f"--weight-storage must be one of {', '.join(STORAGES)}, got "
-                         f"{weight_storage!r}")
     if weights not in WEIGHT_MODES + ("auto",):
         raise UsageError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {weights!r}")
     tc = toolchain(target, native)
@@ -137,14 +166,14 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
     traced = trace_model(fn, specs, name=name, checkpoint=checkpoint if ctx is None else None,
                          ctx=ctx)
     stage = artifact.compile_stage(traced.program, entry=f"{name}_forward",
-                                   weight_storage=weight_storage, variables=set(traced.variables))
+                                   weight_storage=storage, variables=set(traced.variables))
     if weights == "auto":
         size = sum(b.nbytes for b in stage.plan.buffers.values() if b.kind == "const")
         weights = "embed" if size <= EMBED_MAX_BYTES else \
             ("file" if tc.target.startswith("wasm") else "blob")
     segment = artifact.Segment()
     options = {"weights": weights, "version": VERSION, "function": reference, "openmp": openmp,
-               "weight_storage": weight_storage}
+               "weight_storage": weight_storage, "quantize": quantize}
     source, ins, outs = artifact.render_inference(name, traced.input_names, traced.output_names,
                                                   stage, segment, options)
     files: dict[str, str | bytes] = {f"{name}.c": source}

@@ -121,9 +121,11 @@ def _dot_scratch(program: Program, v: Value) -> int:
     (_, m, n, kk), strides = dot_layout(program, v)
     if packing(program, v) == "panels":
         return 0
-    if packing(program, v):  # mirrors mlf_sgemm_bf16p_work_floats
+    if packing(program, v):  # mirrors mlf_sgemm_bf16p_work_floats, mlf_sgemm_i8w_work_floats
         if m <= 6:
             return 0
+        if packing(program, v) == "int8_columns":
+            return 4 * (kk * n + (kk * (-(-n // 64) * 64) if sgemm_packs(m, n, kk, 1) else 0))
         return 4 * (kk * n + (kk * (-(-n // 64) * 64) if sgemm_packs(m, n, kk, 1) else 0))
     if sgemm_fits(program, v) and strides is not None and sgemm_packs(m, n, kk, strides[5]) \
             and not sgemm_bt_rows(m, kk, strides[2], strides[4], strides[5]):

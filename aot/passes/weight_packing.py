@@ -1,7 +1,7 @@
 """Pass `pack_weights`: constant weights of matrix products laid out once, at compile
 time, the way the GEMM reads them, instead of being packed on every call.
 
-    program = pack_weights(simplify(program), "float32")    # or "bfloat16"
+    program = pack_weights(simplify(program), "float32")    # or "bfloat16", "int8"
 
 A constant is a candidate when it is a float32 [K, N] matrix of at least MIN_ELEMENTS
 read only as the right operand [K, N] of unbatched float32 dot_generals (dense layers).
@@ -19,6 +19,12 @@ float32 type; the code generator calls the matching kernel.
   dense layer reads every weight once per call, so halving the bytes about halves its
   time. Products and sums stay float32: the model computed is exactly the float32 model
   with the rounded weights.
+- "int8" storage, packing "int8_columns" (`aotc export --quantize int8-weights`): weight-only
+  post-training quantization, symmetric, per output column: scale s[n] = max|W[:, n]| / 127
+  (1 for an all-zero column), Q = round(W / s) (ties to even) in [-127, 127]. Stored as the
+  N float32 scales followed by Q row-major, a quarter of the bytes (runtime_c/mlf_gemm_i8.h).
+  Products and sums stay float32: the model computed is the float32 model with the weights
+  Q * s (`dequantized_columns`), which `aotc verify` uses as its reference.
 
 Runs after `simplify` (folding would see constants of the wrong shape), before `fuse`.
 """
@@ -31,8 +37,8 @@ from aot.program.program import Program, Value
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
 
-STORAGES = ("float32", "bfloat16")
-PAIRS, PANELS = "bf16_pairs", "panels"
+STORAGES = ("float32", "bfloat16", "int8")
+PAIRS, PANELS, INT8_COLUMNS = "bf16_pairs", "panels", "int8_columns"
 BLOCK = 32  # columns per block of the pair layout
 PANEL = 64  # columns per panel: MLF_NR in runtime_c/mlf_gemm.h
 FEW_ROWS = 6  # MLF_MR: products with at most this many rows read B in place
@@ -60,6 +66,8 @@ def pack_weights(program: Program, storage: str = "float32", variables=None) -> 
         k, n = v.shape
         if storage == "bfloat16":
             value, layout, dtype = pair_panels(w), PAIRS, DType.BFLOAT16
+        elif storage == "int8":
+            value, layout, dtype = int8_columns(w), INT8_COLUMNS, DType.INT8
         elif all(m > FEW_ROWS and n >= 16 for m in dots):
             value, layout, dtype = gemm_panels(w), PANELS, DType.FLOAT32
         else:
@@ -81,6 +89,26 @@ def pair_panels(w: np.ndarray) -> np.ndarray:
     blocks = padded.reshape(k, -1, 2, BLOCK // 2)       # [K, block, half, q]
     pairs = blocks.transpose(0, 1, 3, 2).reshape(k, -1)  # [K, block, q, half]
     return pairs.astype(DType.BFLOAT16.numpy)
+
+
+def quantize_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[K, N] float32 -> (Q int8 [K, N], scales float32 [N]): symmetric, per column."""
+    peak = np.max(np.abs(w), axis=0).astype(np.float32)
+    scales = np.where(peak > 0, peak / np.float32(127), np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(w / scales), -127, 127).astype(np.int8)
+    return q, scales
+
+
+def dequantized_columns(w: np.ndarray) -> np.ndarray:
+    """[K, N] float32 -> the float32 weights an "int8" storage computes with: Q * s."""
+    q, scales = quantize_columns(np.asarray(w, np.float32))
+    return q.astype(np.float32) * scales
+
+
+def int8_columns(w: np.ndarray) -> np.ndarray:
+    """[K, N] float32 -> int8 [4N + K*N]: the N float32 scales' bytes, then Q row-major."""
+    q, scales = quantize_columns(w)
+    return np.concatenate([scales.view(np.int8), q.reshape(-1)])
 
 
 def gemm_panels(w: np.ndarray) -> np.ndarray:

@@ -130,6 +130,13 @@ def parser() -> argparse.ArgumentParser:
                     help="with --decode: prompt tokens NAME_prefill runs in one pass "
                          "(default --max-seq; the pass computes N positions whatever the "
                          "prompt's length, longer prompts continue one token at a time)")
+    ex.add_argument("--quantize", choices=("int8-weights", "int8"),
+                    help="int8-weights: the checkpoint's dense-layer weights quantized to int8 "
+                         "(symmetric, a scale per output column; a quarter of the bytes, "
+                         "arithmetic in float32); int8: int8 activations too (not built yet)")
+    ex.add_argument("--calibration", metavar="FILE.npz",
+                    help="with --quantize int8: one array per model input, named after it, "
+                         "batch first")
     ex.add_argument("--no-build", action="store_true",
                     help="write the sources and Makefile only; do not compile")
 
@@ -219,10 +226,14 @@ def _export(args) -> int:
         art = export_model(args.function, args.input, args.output, name=args.name,
                            checkpoint=args.checkpoint, weights=args.weights, target=args.target,
                            train=train, openmp=args.openmp, native=not args.portable,
-                           build=not args.no_build, weight_storage=args.weight_storage)
+                           build=not args.no_build, weight_storage=args.weight_storage,
+                           quantize=args.quantize, calibration=args.calibration)
     except BuildError as e:
         print(f"aotc export: {e}", file=sys.stderr)
         return 1
+    except NotImplementedError as e:
+        print(f"aotc export: not implemented: {e}", file=sys.stderr)
+        return 2
     m = art.manifest
     print(f"exported {m['function']} -> {art.out_dir}/ ({m['target']}, weights {m['weights']})")
     print(f"  {len(m['kernels'])} kernels, {m['total_flops']:,} FLOPs per run, arena "

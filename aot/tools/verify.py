@@ -7,21 +7,24 @@
 
 The reference is the model function named in manifest.json, traced again
 and run on the "xla" backend (a context model with the variables of the
-checkpoint it was exported from; the ones the export stores rounded to
-bfloat16, `rounded_weights` in manifest.json, rounded the same way).
+checkpoint it was exported from, as the export stores them: `rounded_weights`
+in manifest.json rounded to bfloat16, `quantized_weights` quantized to int8 and
+back). Of a quantized export the report also shows, unchecked, how far the
+library is from the float model.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from aot.export.onnx_model import OnnxFunction, is_onnx, onnxruntime_outputs
 from aot.export.signature import InputSpec, UsageError, load_function
+from aot.passes.weight_packing import dequantized_columns
 from mlframework.core import shapes
 from mlframework.core.dtypes import DType, as_dtype
 
@@ -144,8 +147,9 @@ def random_inputs(specs: list[dict], seed: int = 0) -> list[np.ndarray]:
 
 
 def reference_outputs(manifest: dict, inputs: list[np.ndarray], fn=None, ctx=None,
-                      backend: str = "xla") -> list[np.ndarray]:
-    """The exported function's outputs on `backend` for `inputs`.
+                      backend: str = "xla", as_stored: bool = True) -> list[np.ndarray]:
+    """The exported function's outputs on `backend` for `inputs`, with the weights as the
+    export stores them (as_stored) or as the checkpoint holds them.
 
     Raises:
         UsageError: the function cannot be imported, its checkpoint not restored, or it
@@ -169,7 +173,7 @@ def reference_outputs(manifest: dict, inputs: list[np.ndarray], fn=None, ctx=Non
             ctx = load_context(manifest["checkpoint"])
         exe = ContextExec(be, ctx, lambda c, *xs: fn(c, xs[0] if len(xs) == 1 else xs),
                           name=getattr(fn, "__name__", "model"))
-        with _rounded(ctx, rounded_weights(manifest)):
+        with _stored(ctx, manifest) if as_stored else contextlib.nullcontext():
             result = guarded(lambda: exe(*inputs), fn, specs)
     else:
         result = guarded(lambda: G.Exec(be, fn)(*inputs), fn, specs)
@@ -189,15 +193,19 @@ def rounded_weights(manifest: dict) -> list[str]:
 
 
 @contextlib.contextmanager
-def _rounded(ctx, names):
-    """The variables `names` rounded to bfloat16 (as `--weight-storage bfloat16` stored
-    them) for the duration of the block."""
+def _stored(ctx, manifest: dict):
+    """The variables as the export stores them, for the duration of the block: rounded
+    to bfloat16 (`--weight-storage bfloat16`) or quantized to int8 and back
+    (`--quantize int8-weights`)."""
     from mlframework.core.tensors import Tensor
-    saved = {n: ctx.get_variable(n).value for n in names}
+    rounded, quantized = rounded_weights(manifest), manifest.get("quantized_weights", [])
+    saved = {n: ctx.get_variable(n).value for n in rounded + quantized}
     try:
-        for n, value in saved.items():
-            rounded = value.numpy().astype(DType.BFLOAT16.numpy).astype(np.float32)
-            ctx.get_variable(n).value = Tensor(rounded)
+        for n in rounded:
+            value = saved[n].numpy().astype(DType.BFLOAT16.numpy).astype(np.float32)
+            ctx.get_variable(n).value = Tensor(value)
+        for n in quantized:
+            ctx.get_variable(n).value = Tensor(dequantized_columns(saved[n].numpy()))
         yield
     finally:
         for n, value in saved.items():
@@ -206,8 +214,11 @@ def _rounded(ctx, names):
 
 @dataclass
 class Report:
+    """`max_diff`: checked against `tolerance`; `unchecked`: shown only (a quantized
+    export against the float model, keys "NAME vs float model")."""
     max_diff: dict
     tolerance: float
+    unchecked: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -219,6 +230,10 @@ class Report:
             name, _, ref = key.partition(" vs ")
             lines.append(f"  {name:<24} max |c - {ref or 'xla'}| = {d:.3g}   "
                          f"{'ok' if d <= self.tolerance else 'FAIL'}")
+        for key, d in self.unchecked.items():
+            name, _, ref = key.partition(" vs ")
+            lines.append(f"  {name:<24} max |c - {ref}| = {d:.3g}   (the quantization's error, "
+                         "not checked)")
         verdict = "ok" if self.ok else "FAILED"
         return "\n".join(lines + [f"{verdict} (tolerance {self.tolerance:g}, relative to "
                                   "max(1, |xla|))"])
@@ -248,6 +263,8 @@ def verify(out_dir, *, tolerance: float = 1e-5, seed: int = 0, trials: int = 2, 
     onnx_file = lib.manifest["function"] if is_onnx(lib.manifest["function"]) else None
     keys = names + ([f"{n} vs onnxruntime" for n in names] if onnx_file else [])
     worst = dict.fromkeys(keys, 0.0)
+    quantized = bool(lib.manifest.get("quantized_weights"))
+    unchecked = dict.fromkeys([f"{n} vs float model" for n in names] if quantized else [], 0.0)
     for t in range(trials):
         inputs = lib.inputs_like(seed + t)
         got = lib.run(*inputs)
@@ -257,7 +274,11 @@ def verify(out_dir, *, tolerance: float = 1e-5, seed: int = 0, trials: int = 2, 
             found.update({f"{k} vs onnxruntime": d for k, d in ort.items()})
         for k, d in found.items():
             worst[k] = max(worst[k], d)
-    return Report(worst, tolerance)
+        if quantized:
+            exact = reference_outputs(lib.manifest, inputs, fn, ctx, as_stored=False)
+            for k, d in compare(got, exact, names).items():
+                unchecked[f"{k} vs float model"] = max(unchecked[f"{k} vs float model"], d)
+    return Report(worst, tolerance, unchecked)
 
 
 def input_spec(entry: dict) -> InputSpec:

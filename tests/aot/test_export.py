@@ -86,6 +86,14 @@ def mlp_bf16(root):
 
 
 @pytest.fixture(scope="module")
+def mlp_int8(root):
+    """Batch 8 with int8 weights: the widened path (runtime_c/mlf_gemm_i8.h, M > 6)."""
+    ckpt = es.checkpoint(root, "digits_mlp")
+    return es.export(root, "mlp-int8-8", str(es.EXAMPLES / "digits_mlp.py") + ":model",
+                     ["x:float32[8,64]"], checkpoint=ckpt, name="mlpi8", quantize="int8-weights")
+
+
+@pytest.fixture(scope="module")
 def multi(root):
     return es.export(root, "multi", f"{__file__}:multi_io",
                      ["a:float32[5,7]", "b:float32[7,3]", "scale:float32[]"], name="multi")

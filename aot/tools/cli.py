@@ -253,7 +253,9 @@ def _export_decoder(args) -> int:
     if args.function is not None:
         raise UsageError(f"--hf {args.hf} is the model; drop {args.function!r}")
     given = [f for f, v in (("--input", args.input), ("--checkpoint", args.checkpoint),
-                            ("--train", args.train), ("--label", args.label)) if v]
+                            ("--train", args.train), ("--label", args.label),
+                            ("--quantize", args.quantize), ("--calibration", args.calibration))
+             if v]
     if args.weight_storage != "float32":
         given.append("--weight-storage")
     if given:

@@ -57,6 +57,15 @@ def scan_rnn(h0, xs):
     return {"h": h, "ys": ys}
 
 
+def special(x):
+    """Newer elementwise, bit and cumulative ops, fused and in their own kernels."""
+    bits = G.shift_right_logical(G.bitcast_convert_type(x, "int32"), 16)
+    return {"smooth": G.atan(x) + G.cbrt(x) * G.exp2(x) - G.lgamma(G.abs(x) + 0.5),
+            "bits": G.convert(G.bitwise_xor(G.population_count(bits), G.count_leading_zeros(bits)),
+                              "float32"),
+            "scans": G.cumlogsumexp(x, 1) + G.cummax(x, 0, reverse=True)}
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     return es.shared_root(tmp_path_factory)
@@ -118,6 +127,11 @@ def rnn(root):
                      ["h0:float32[3,16]", "xs:float32[12,3,8]"], name="rnn")
 
 
+@pytest.fixture(scope="module")
+def special_ops(root):
+    return es.export(root, "special", f"{__file__}:special", ["x:float32[6,5]"], name="special")
+
+
 def _manifest(folder):
     return json.loads((folder / "manifest.json").read_text())
 
@@ -127,7 +141,7 @@ def _driver(folder, tmp_path, **kw):
 
 
 @pytest.mark.parametrize("which", ["mlp", "cnn", "multi", "strided_conv", "layout_model",
-                                   "rnn"])
+                                   "rnn", "special_ops"])
 def test_c_program_matches_xla(which, request, tmp_path):
     folder = request.getfixturevalue(which)
     m = _manifest(folder)

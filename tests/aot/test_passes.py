@@ -49,6 +49,26 @@ def test_pointwise_chain_is_one_kernel():
     assert {prog.values[n].op for n in kernels[0].nodes} >= {Op.TANH, Op.LOGISTIC, Op.MUL, Op.ADD}
 
 
+def test_new_elementwise_and_bit_ops_fuse():
+    def fn(x, i):
+        y = G.lgamma(x) * G.tan(x) + G.nextafter(x, G.cbrt(x))  # below MAX_FUSED_OPS
+        bits = G.shift_right_logical(G.bitcast_convert_type(y, "int32"), i)
+        return G.bitwise_xor(G.population_count(bits), G.shift_left(i, i))
+    prog = program_of(fn, ("float32", 8, 4), ("int32", 8, 4))
+    kernels = fuse(prog)
+    assert len(kernels) == 1 and kernels[0].kind == "pointwise"
+    assert {prog.values[n].op for n in kernels[0].nodes} >= {
+        Op.LGAMMA, Op.CBRT, Op.TAN, Op.NEXTAFTER, Op.BITCAST_CONVERT_TYPE,
+        Op.SHIFT_RIGHT_LOGICAL, Op.POPULATION_COUNT, Op.BITWISE_XOR, Op.SHIFT_LEFT}
+
+
+def test_bitcast_to_another_width_is_a_copy_kernel_between_fused_ones():
+    prog = program_of(lambda x: G.bitwise_not(G.bitcast_convert_type(G.tan(x), "uint8")),
+                      ("float32", 8, 4))
+    kinds = [k.kind for k in fuse(prog)]
+    assert kinds == ["pointwise", "bitcast_convert_type", "pointwise"]
+
+
 def test_softmax_and_layer_norm_are_row_kernels():
     for fn in (lambda x: G.softmax(x),
                lambda x: (x - G.mean(x, -1, keepdims=True)) *

@@ -52,7 +52,20 @@ def _indexing(x, idx):
     return G.sort(rows, -1), G.argsort(x, 0), G.scatter_add(x, idx, rows, (1,), (0,), (0,))
 
 
-REPRESENTATIVE = [(_mlp, (X, W)), (_cnn, (IMG, K3)), (_indexing, (X, IDX))]
+SHIFTS = RNG.integers(-40, 40, (8, 16)).astype(np.int32)  # amounts past the width, negative
+
+
+def _bits(x, s):
+    i = G.bitcast_convert_type(x, "int32")
+    shifted = G.shift_left(i, s) + G.shift_right_arithmetic(i, s) + G.shift_right_logical(i, s)
+    counts = G.population_count(i) + G.count_leading_zeros(G.bitwise_and(i, s))
+    special = G.lgamma(x) + G.digamma(x) + G.nextafter(x, G.tan(x)) + G.atanh(x) + G.acosh(x)
+    return (shifted, counts, special, G.bitcast_convert_type(x, "uint8"), G.cumprod(x, 1),
+            G.cummax(x, 0, reverse=True), G.cumlogsumexp(x, 1))
+
+
+REPRESENTATIVE = [(_mlp, (X, W)), (_cnn, (IMG, K3)), (_indexing, (X, IDX)), (_bits, (X, SHIFTS))]
+IDS = ["mlp", "cnn", "indexing", "bits"]
 
 
 def _harness(compiled, arrays) -> str:
@@ -77,7 +90,7 @@ def _harness(compiled, arrays) -> str:
 
 
 @pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
-@pytest.mark.parametrize("fn,arrays", REPRESENTATIVE, ids=["mlp", "cnn", "indexing"])
+@pytest.mark.parametrize("fn,arrays", REPRESENTATIVE, ids=IDS)
 def test_generated_c_has_no_warnings(fn, arrays, openmp, tmp_path):
     compiled = compile_program(from_graph(graph_of(fn, *arrays)), build_lib=False)
     path = tmp_path / "k.c"
@@ -88,7 +101,7 @@ def test_generated_c_has_no_warnings(fn, arrays, openmp, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("fn,arrays", REPRESENTATIVE, ids=["mlp", "cnn", "indexing"])
+@pytest.mark.parametrize("fn,arrays", REPRESENTATIVE, ids=IDS)
 def test_sanitizers_run_clean(fn, arrays, tmp_path):
     compiled = compile_program(from_graph(graph_of(fn, *arrays)), build_lib=False)
     exe = tmp_path / "k"

@@ -205,6 +205,26 @@ def test_elementwise_matches_xla(backend_name, dtype):
     run_cases(backend_name, cases, f"elementwise_{dtype.name}")
 
 
+def bitcast_cases(dtype) -> list[Case]:
+    """dtype's edge values (as [n, 2], so a wider target fits) bit cast to every dtype of
+    its width and, where there are, one narrower and one wider (bool only to bool)."""
+    values = edge_values(dtype)
+    x = values[: values.size // 2 * 2].reshape(-1, 2)
+    targets = [t for t in ALL if t.itemsize == dtype.itemsize and (t == np.bool_) ==
+               (dtype == np.bool_)]
+    if dtype != np.bool_:
+        targets += [np.dtype(f"u{w}") for w in (dtype.itemsize // 2, dtype.itemsize * 2)
+                    if w in (1, 2, 4, 8)]
+    return [Case(f"bitcast_convert_type({dtype} -> {t})",
+                 lambda a, t=t: G.bitcast_convert_type(a, t),
+                 lambda a, t=t: lax.bitcast_convert_type(a, t), (x,)) for t in targets]
+
+
+@pytest.mark.parametrize("dtype", ALL, ids=[d.name for d in ALL])
+def test_bitcast_matches_xla(backend_name, dtype):
+    run_cases(backend_name, bitcast_cases(dtype), f"bitcast_{dtype.name}")
+
+
 # Values whose conversion rounds differently through float32 than directly (double rounding).
 def _convert_inputs(src):
     values = edge_values(src)

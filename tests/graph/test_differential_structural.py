@@ -215,11 +215,19 @@ def _order_cases(rng, dtype):
                                       lambda a, n=name, ax=axis, t=idt: getattr(G, n)(a, ax, t),
                                       lambda a, r=ref, ax=axis, t=idt: r(a, ax, t), (x,)))
         for rev in (False, True):
-            cases.append(Case(f"cumsum({dtype}{list(x.shape)}, {axis}, reverse={rev})",
-                              lambda a, ax=axis, r=rev: G.cumsum(a, ax, r),
-                              lambda a, ax=axis, r=rev: lax.cumsum(a, ax, r), (x,),
-                              _sum_check(dtype)))
+            for name, check in _CUMULATIVE.items():
+                if not _accepts(name, dtype):
+                    continue
+                cases.append(Case(f"{name}({dtype}{list(x.shape)}, {axis}, reverse={rev})",
+                                  lambda a, n=name, ax=axis, r=rev: getattr(G, n)(a, ax, r),
+                                  lambda a, n=name, ax=axis, r=rev: getattr(lax, n)(a, ax, r),
+                                  (x,), check or _sum_check(dtype)))
     return cases
+
+
+# cumulative scans: the check (None: a sum's, whose order is the implementation's)
+_CUMULATIVE = {"cumsum": None, "cumprod": None, "cummax": EXACT, "cummin": EXACT,
+               "cumlogsumexp": None}
 
 
 def _window_cases(rng, dtype):
@@ -322,14 +330,14 @@ def test_python_ints_beyond_int32_become_int64(backend_name):
 
 def test_every_op_of_the_table_is_covered():
     from test_control_flow import COVERED as CONTROL_FLOW
-    from test_differential_elementwise import BINARY, UNARY
+    from test_differential_elementwise import BINARY, UNARY, bitcast_cases
 
     rng = np.random.default_rng(0)
     f32, i32 = np.dtype(np.float32), np.dtype(np.int32)
     cases = (_movement_cases(rng, f32) + _reduce_cases(rng, f32) + _order_cases(rng, f32)
              + _indexing_cases(rng, f32, i32) + _window_cases(rng, f32)
              + _contraction_cases(rng, f32) + _iota_cases(f32)
-             + _reduce_cases(rng, np.dtype(np.bool_)))
+             + _reduce_cases(rng, np.dtype(np.bool_)) + bitcast_cases(f32))
     covered = set(UNARY) | set(BINARY) | {"select", "convert", "rng_bits"} | CONTROL_FLOW
     covered |= {c.name.split("(")[0].split(" ")[0] for c in cases}
     wanted = {op.name for op in OPS if op.group != "SOURCE" or op.name == "iota"}

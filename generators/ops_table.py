@@ -371,6 +371,24 @@ OPS: tuple[OpDef, ...] = (
           "Result `index` of a control-flow node.", "results[index]",
           attrs=(("index", "int"),)),
 
+    # Linear algebra, over the last two axes (the leading ones are a batch).
+    OpDef("cholesky", "LINALG", ("x",),
+          "Lower Cholesky factor L (L @ L.T == x) of symmetric positive-definite matrices "
+          "[..., n, n]; reads x's lower triangle only (as jax.lax.linalg.cholesky with "
+          "symmetrize_input=False); a matrix that is not positive definite gives NaN in its "
+          "lower triangle. float16/bfloat16 compute in float32 and round once.",
+          "_linalg(lax.linalg.cholesky, x, symmetrize_input=False)", "float"),
+    OpDef("triangular_solve", "LINALG", ("a", "b"),
+          "Solves op(a) @ x == b (`left_side`) or x @ op(a) == b for x, with a [..., m, m] "
+          "triangular (its `lower` or upper triangle is read; `unit_diagonal`: its diagonal "
+          "is taken as ones) and op(a) a or, with `transpose_a`, a.T; b [..., m, n] or "
+          "[..., n, m] (as jax.lax.linalg.triangular_solve). float16/bfloat16 compute in "
+          "float32 and round once.",
+          "_linalg(lax.linalg.triangular_solve, a, b, left_side=left_side, lower=lower, "
+          "transpose_a=transpose_a, unit_diagonal=unit_diagonal)", "float",
+          (("left_side", "bool", False), ("lower", "bool", False),
+           ("transpose_a", "bool", False), ("unit_diagonal", "bool", False))),
+
     # Random numbers.
     OpDef("rng_bits", "RANDOM", ("key",),
           "Random uint32 bits of `shape` from a uint32[2] key (threefry-2x32, counter-based; "

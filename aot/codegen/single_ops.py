@@ -1,6 +1,7 @@
 """C bodies of kernels that hold one op each: gather, scatter, dynamic_update_slice,
 argmax/argmin, cumulative scans (cumsum, cumprod, cummax, cummin, cumlogsumexp), bit
-casts to another width, sort/argsort, reduce windows, select_and_scatter_add, rng_bits.
+casts to another width, sort/argsort, reduce windows, select_and_scatter_add, rng_bits;
+cholesky and triangular_solve come from `linalg`.
 
 Each body is a plain loop nest over literal shapes; indices use the same
 `Lin` arithmetic as fused kernels.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 
 from aot.codegen import ctypes_table as ct
+from aot.codegen import linalg
 from aot.codegen.nests import nest
 from aot.program import indexing as ix
 from mlframework.graph.gen_optypes import Op
@@ -291,6 +293,7 @@ _BODIES = {
     Op.ARGMAX: _arg, Op.ARGMIN: _arg,
     **{op: _cumulative for op in _CUMULATIVE}, Op.SORT: _sort, Op.ARGSORT: _sort,
     **{op: _reduce_window for op in _WINDOW_COMBINE},
+    **linalg.BODIES,
     Op.SELECT_AND_SCATTER_ADD: _select_and_scatter_add, Op.RNG_BITS: _rng_bits,
     Op.BITCAST_CONVERT_TYPE: _bitcast,
 }

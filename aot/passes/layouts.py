@@ -111,6 +111,10 @@ def scratch_bytes(program: Program, k: Kernel) -> int:
     if k.kind == "conv" and k.contraction is not None:
         return _conv_scratch(program, program.values[k.contraction])
     v = program.values[k.outputs[0]]
+    if v.op in (Op.CHOLESKY, Op.TRIANGULAR_SOLVE):  # mirrors aot/codegen/linalg.py
+        rows = v.shape[-1] ** 2 if v.op is Op.CHOLESKY else (
+            v.shape[-2] if v.attrs["left_side"] else v.shape[-1])
+        return (8 if v.dtype.itemsize == 8 else 4) * rows
     if v.op in (Op.SORT, Op.ARGSORT):
         n = v.shape[v.attrs["axis"]] if v.shape else 1
         return 8 * 3 * max(n, 1)

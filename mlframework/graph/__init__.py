@@ -20,13 +20,13 @@ from mlframework.graph.gen_optypes import Op, OpGroup
 from mlframework.graph.graph import Graph, Node, const, current_graph, parameter, tracing
 from mlframework.graph.layout import (expand_dims, flatten, split, squeeze, stack, take,
                                       take_along_axis, top_k)
-from mlframework.graph.linalg import einsum, matmul
+from mlframework.graph.linalg import einsum, matmul, solve
 from mlframework.graph.random import normal, random_bits, random_key, split_key, uniform
 
 __all__ = sorted({*_composites.__all__, *_gen_ops.__all__, "CustomVJP", "DTypeError", "Exec",
                   "Graph", "Node", "Op", "OpGroup", "ShapeError", "broadcast_to", "cond", "const",
                   "current_graph", "custom_vjp", "einsum", "expand_dims", "flatten", "fori_loop",
                   "grad", "jacfwd", "jacobian", "jvp", "matmul", "normal", "parameter",
-                  "random_bits", "random_key", "scan", "split", "split_key", "squeeze", "stack",
-                  "switch", "take", "take_along_axis", "top_k", "tracing", "uniform",
+                  "random_bits", "random_key", "scan", "solve", "split", "split_key", "squeeze",
+                  "stack", "switch", "take", "take_along_axis", "top_k", "tracing", "uniform",
                   "while_loop"})

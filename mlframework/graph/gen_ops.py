@@ -13,7 +13,7 @@ from mlframework.graph.broadcasting import (as_indices, as_node, broadcast_opera
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import Node, Operand, build
 
-__all__ = ['iota', 'abs', 'neg', 'sign', 'exp', 'expm1', 'log', 'log1p', 'sqrt', 'rsqrt', 'tanh', 'logistic', 'sin', 'cos', 'floor', 'ceil', 'round', 'erf', 'erfc', 'erf_inv', 'tan', 'asin', 'acos', 'atan', 'sinh', 'cosh', 'asinh', 'acosh', 'atanh', 'lgamma', 'digamma', 'cbrt', 'exp2', 'log2', 'is_finite', 'is_nan', 'is_inf', 'bitwise_not', 'population_count', 'count_leading_zeros', 'logical_not', 'stop_gradient', 'add', 'sub', 'mul', 'div', 'pow', 'max', 'min', 'rem', 'atan2', 'nextafter', 'bitwise_and', 'bitwise_or', 'bitwise_xor', 'shift_left', 'shift_right_logical', 'shift_right_arithmetic', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'logical_and', 'logical_or', 'logical_xor', 'select', 'convert', 'bitcast_convert_type', 'broadcast_in_dim', 'reshape', 'transpose', 'slice', 'pad', 'concatenate', 'reverse', 'dynamic_slice', 'dynamic_update_slice', 'gather', 'scatter_add', 'scatter_set', 'scatter_mul', 'scatter_min', 'scatter_max', 'reduce_sum', 'reduce_prod', 'reduce_max', 'reduce_min', 'reduce_and', 'reduce_or', 'argmax', 'argmin', 'cumsum', 'cumprod', 'cummax', 'cummin', 'cumlogsumexp', 'sort', 'argsort', 'reduce_window_max', 'reduce_window_min', 'reduce_window_sum', 'select_and_scatter_add', 'dot_general', 'conv_general', 'rng_bits']
+__all__ = ['iota', 'abs', 'neg', 'sign', 'exp', 'expm1', 'log', 'log1p', 'sqrt', 'rsqrt', 'tanh', 'logistic', 'sin', 'cos', 'floor', 'ceil', 'round', 'erf', 'erfc', 'erf_inv', 'tan', 'asin', 'acos', 'atan', 'sinh', 'cosh', 'asinh', 'acosh', 'atanh', 'lgamma', 'digamma', 'cbrt', 'exp2', 'log2', 'is_finite', 'is_nan', 'is_inf', 'bitwise_not', 'population_count', 'count_leading_zeros', 'logical_not', 'stop_gradient', 'add', 'sub', 'mul', 'div', 'pow', 'max', 'min', 'rem', 'atan2', 'nextafter', 'bitwise_and', 'bitwise_or', 'bitwise_xor', 'shift_left', 'shift_right_logical', 'shift_right_arithmetic', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'logical_and', 'logical_or', 'logical_xor', 'select', 'convert', 'bitcast_convert_type', 'broadcast_in_dim', 'reshape', 'transpose', 'slice', 'pad', 'concatenate', 'reverse', 'dynamic_slice', 'dynamic_update_slice', 'gather', 'scatter_add', 'scatter_set', 'scatter_mul', 'scatter_min', 'scatter_max', 'reduce_sum', 'reduce_prod', 'reduce_max', 'reduce_min', 'reduce_and', 'reduce_or', 'argmax', 'argmin', 'cumsum', 'cumprod', 'cummax', 'cummin', 'cumlogsumexp', 'sort', 'argsort', 'reduce_window_max', 'reduce_window_min', 'reduce_window_sum', 'select_and_scatter_add', 'dot_general', 'conv_general', 'cholesky', 'triangular_solve', 'rng_bits']
 
 def iota(dtype: DTypeSpec, shape: Sequence[int], dimension: int = 0) -> Node:
     """Counts 0, 1, 2... along `dimension` of an array of `shape`.
@@ -1024,6 +1024,26 @@ def conv_general(lhs: Operand, rhs: Operand, window_strides: Sequence[int] | Non
     rhs = as_node(rhs)
     inputs: list[Node] = [lhs] + [rhs]
     return build(Op.CONV_GENERAL, inputs, normalize(Op.CONV_GENERAL, inputs, {'window_strides': window_strides, 'padding': padding, 'lhs_dilation': lhs_dilation, 'rhs_dilation': rhs_dilation, 'feature_group_count': feature_group_count, 'batch_group_count': batch_group_count, 'dimension_numbers': dimension_numbers}))
+
+
+def cholesky(x: Operand) -> Node:
+    """Lower Cholesky factor L (L @ L.T == x) of symmetric positive-definite matrices [..., n, n]; reads x's lower triangle only (as jax.lax.linalg.cholesky with symmetrize_input=False); a matrix that is not positive definite gives NaN in its lower triangle. float16/bfloat16 compute in float32 and round once.
+
+    Accepts float dtypes.
+    """
+    x = as_node(x)
+    return build(Op.CHOLESKY, [x])
+
+
+def triangular_solve(a: Operand, b: Operand, left_side: bool = False, lower: bool = False, transpose_a: bool = False, unit_diagonal: bool = False) -> Node:
+    """Solves op(a) @ x == b (`left_side`) or x @ op(a) == b for x, with a [..., m, m] triangular (its `lower` or upper triangle is read; `unit_diagonal`: its diagonal is taken as ones) and op(a) a or, with `transpose_a`, a.T; b [..., m, n] or [..., n, m] (as jax.lax.linalg.triangular_solve). float16/bfloat16 compute in float32 and round once.
+
+    Accepts float dtypes. Attributes: `left_side` (bool), `lower` (bool), `transpose_a` (bool), `unit_diagonal` (bool).
+    """
+    a = as_node(a)
+    b = as_node(b)
+    inputs: list[Node] = [a] + [b]
+    return build(Op.TRIANGULAR_SOLVE, inputs, normalize(Op.TRIANGULAR_SOLVE, inputs, {'left_side': left_side, 'lower': lower, 'transpose_a': transpose_a, 'unit_diagonal': unit_diagonal}))
 
 
 def rng_bits(key: Operand, shape: Sequence[int]) -> Node:

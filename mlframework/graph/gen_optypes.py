@@ -121,6 +121,8 @@ class Op(enum.Enum):
     WHILE_LOOP = 'while_loop'
     SCAN = 'scan'
     TUPLE_GET = 'tuple_get'
+    CHOLESKY = 'cholesky'
+    TRIANGULAR_SOLVE = 'triangular_solve'
     RNG_BITS = 'rng_bits'
 
 
@@ -141,6 +143,7 @@ class OpGroup:
     WINDOW = frozenset({Op.REDUCE_WINDOW_MAX, Op.REDUCE_WINDOW_MIN, Op.REDUCE_WINDOW_SUM, Op.SELECT_AND_SCATTER_ADD})
     CONTRACTION = frozenset({Op.DOT_GENERAL, Op.CONV_GENERAL})
     CONTROL = frozenset({Op.COND, Op.WHILE_LOOP, Op.SCAN, Op.TUPLE_GET})
+    LINALG = frozenset({Op.CHOLESKY, Op.TRIANGULAR_SOLVE})
     RANDOM = frozenset({Op.RNG_BITS})
 
 
@@ -257,6 +260,8 @@ ACCEPTED_DTYPES = {
     Op.WHILE_LOOP: dtypes.ALL,
     Op.SCAN: dtypes.ALL,
     Op.TUPLE_GET: dtypes.ALL,
+    Op.CHOLESKY: dtypes.FLOATS,
+    Op.TRIANGULAR_SOLVE: dtypes.FLOATS,
     Op.RNG_BITS: dtypes.ALL,
 }
 
@@ -373,6 +378,8 @@ ATTR_KINDS = {
     Op.WHILE_LOOP: (('cond', 'graph'), ('body', 'graph'), ('num_carry', 'int')),
     Op.SCAN: (('body', 'graph'), ('length', 'int'), ('reverse', 'bool'), ('num_carry', 'int'), ('num_xs', 'int')),
     Op.TUPLE_GET: (('index', 'int'),),
+    Op.CHOLESKY: (),
+    Op.TRIANGULAR_SOLVE: (('left_side', 'bool'), ('lower', 'bool'), ('transpose_a', 'bool'), ('unit_diagonal', 'bool')),
     Op.RNG_BITS: (('shape', 'ints'),),
 }
 
@@ -450,6 +457,8 @@ DIFFERENTIABLE = frozenset({
     Op.COND,
     Op.SCAN,
     Op.TUPLE_GET,
+    Op.CHOLESKY,
+    Op.TRIANGULAR_SOLVE,
 })
 
 C_EXPRESSIONS = {

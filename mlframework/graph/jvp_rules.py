@@ -22,11 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 from mlframework.graph import gen_ops as ops
-from mlframework.graph import jvp_control_flow, vjp, vjp_contraction
+from mlframework.graph import jvp_control_flow, vjp, vjp_contraction, vjp_linalg
 from mlframework.graph.composites import where, zeros_like
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import build
 from mlframework.graph.layout import take_along_axis
+from mlframework.graph.linalg import matmul
 
 
 def _sum(terms):
@@ -177,6 +178,30 @@ def _cumlogsumexp(node, tangents):
     return ops.exp(parts[0] - node) - ops.exp(parts[1] - node)
 
 
+def _cholesky(node, tangents):
+    """dL = L Phi(L^-1 dS L^-T), with dS = tril(dx) + tril(dx, -1)^T (the matrix read)."""
+    low, dx = node, tangents[0]
+    strict = vjp_linalg.triangle(dx, True, -1)
+    ds = vjp_linalg.triangle(dx, True) + vjp_linalg.transposed(strict)
+    w = ops.triangular_solve(low, ds, left_side=True, lower=True)
+    w = ops.triangular_solve(low, w, left_side=False, lower=True, transpose_a=True)
+    return matmul(low, vjp_linalg.halved_lower(w))
+
+
+def _triangular_solve(node, tangents):
+    """op(a) dx = db - op(da) x (left_side) or dx op(a) = db - x op(da), da masked to the
+    triangle that is read."""
+    a, x = node.attrs, node
+    da, db = tangents
+    rhs = db
+    if da is not None:
+        op_da = vjp_linalg.read_triangle(node, da)
+        op_da = vjp_linalg.transposed(op_da) if a["transpose_a"] else op_da
+        moved = matmul(op_da, x) if a["left_side"] else matmul(x, op_da)
+        rhs = -moved if rhs is None else rhs - moved
+    return build(node.op, [node.inputs[0], rhs], node.attrs)
+
+
 # Differentiable in forward mode only: while_loop (reverse mode needs a trip count, as in
 # JAX) and select_and_scatter_add (max pooling's gradient, whose own VJP is not written).
 FORWARD_ONLY = frozenset({Op.WHILE_LOOP, Op.SELECT_AND_SCATTER_ADD})
@@ -258,6 +283,8 @@ RULES: dict[Op, Callable[..., Any]] = {
     # contractions
     Op.DOT_GENERAL: _bilinear,
     Op.CONV_GENERAL: _bilinear,
+    Op.CHOLESKY: _cholesky,
+    Op.TRIANGULAR_SOLVE: _triangular_solve,
     # control flow
     **SUBGRAPH_RULES,
 }

@@ -1,12 +1,15 @@
-"""Matrix products on top of `dot_general`: matmul (NumPy semantics) and einsum."""
+"""Matrix products on top of `dot_general`: matmul (NumPy semantics) and einsum; `solve`
+on top of `triangular_solve`."""
 from __future__ import annotations
 
 import string
 
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.broadcasting import as_node, broadcast_shapes, broadcast_to
+from mlframework.graph.composites import where
 from mlframework.graph.errors import ShapeError
 from mlframework.graph.graph import Node, Operand
+from mlframework.graph.layout import take_along_axis
 
 
 def matmul(x: Operand, y: Operand) -> Node:
@@ -42,6 +45,49 @@ def matmul(x: Operand, y: Operand) -> Node:
             () if y_vec else out.shape[-1:])
         out = ops.reshape(out, shape)
     return out
+
+
+def solve(a: Operand, b: Operand) -> Node:
+    """x with a @ x == b, as jax.numpy.linalg.solve: a [..., n, n], b [..., n, k] or [n]
+    (a vector), leading batch axes broadcast.
+
+    Gaussian elimination with partial pivoting (as LAPACK's getrf: at step j the row of
+    the largest |a[i, j]|, i >= j, is swapped up), applied to b as it goes, then one
+    `triangular_solve` with the upper factor. A composite: the n steps are unrolled into
+    the graph (each a few whole-matrix ops), so it suits the small and moderate n it is
+    meant for, and its gradients are those of the steps. A singular a gives inf or NaN.
+
+    Raises:
+        ShapeError: if a is not square or b does not have a's n rows.
+    """
+    a, b = as_node(a), as_node(b)
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ShapeError(f"solve requires square matrices a [..., n, n], got {a.spec}")
+    n, vector = a.shape[-1], b.ndim == 1
+    if vector and b.shape[0] == n:
+        b = ops.reshape(b, (n, 1))
+    if b.ndim < 2 or b.shape[-2] != n:
+        raise ShapeError(f"solve requires b [..., {n}, k] or [{n}], got {b.spec} for a {a.spec}")
+    batch = broadcast_shapes("solve", a.shape[:-2], b.shape[:-2])
+    u, rhs = broadcast_to(a, batch + (n, n)), broadcast_to(b, batch + b.shape[-2:])
+    rows = ops.iota("int32", batch + (n,), len(batch))
+    last = len(batch) + 1
+    for j in range(n):
+        column = ops.abs(ops.slice(u, (0,) * last + (j,), u.shape[:-1] + (j + 1,)))
+        column = ops.reshape(column, batch + (n,))
+        pivot = ops.argmax(where(ops.ge(rows, j), column, -1), len(batch))  # [...]
+        pivot = ops.broadcast_in_dim(pivot, rows.shape, tuple(range(len(batch))))
+        source = where(ops.eq(rows, j), pivot, where(ops.eq(rows, pivot), j, rows))
+        u, rhs = (take_along_axis(m, broadcast_to(ops.reshape(source, batch + (n, 1)),
+                                                  m.shape), last - 1) for m in (u, rhs))
+        top = ops.slice(u, (0,) * (last - 1) + (j, j), batch + (j + 1, j + 1))
+        below = ops.slice(u, (0,) * last + (j,), u.shape[:-1] + (j + 1,))
+        factor = where(ops.reshape(ops.gt(rows, j), batch + (n, 1)), below / top, 0)
+        u = u - factor * ops.slice(u, (0,) * (last - 1) + (j, 0), batch + (j + 1, n))
+        rhs = rhs - factor * ops.slice(rhs, (0,) * (last - 1) + (j, 0),
+                                       batch + (j + 1, rhs.shape[-1]))
+    x = ops.triangular_solve(u, rhs, left_side=True, lower=False)
+    return ops.reshape(x, batch + (n,)) if vector else x
 
 
 def einsum(subscripts: str, *operands: Operand) -> Node:

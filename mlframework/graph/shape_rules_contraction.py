@@ -1,5 +1,5 @@
-"""Shape rules of contractions and windows: dot_general, conv_general,
-reduce_window_* and select_and_scatter_add."""
+"""Shape rules of contractions, windows and linear algebra: dot_general, conv_general,
+reduce_window_*, select_and_scatter_add, cholesky and triangular_solve."""
 from __future__ import annotations
 
 from mlframework.core import dtypes
@@ -121,6 +121,30 @@ def _canonical_conv_shape(inputs, attrs):
     return Shape(lhs.dtype, (n // batch_groups, o, *dims))
 
 
+def _square(op: str, x: Shape) -> None:
+    if x.rank < 2 or x.dims[-1] != x.dims[-2]:
+        raise ShapeError(f"{op} requires square matrices [..., n, n], got {x}")
+
+
+def _cholesky_shape(inputs, attrs):
+    _square("cholesky", inputs[0])
+    return inputs[0]
+
+
+def _triangular_solve_shape(inputs, attrs):
+    a, b = inputs
+    _square("triangular_solve", a)
+    if b.dtype is not a.dtype:
+        raise DTypeError(f"triangular_solve requires a and b of one dtype, got {a} and {b}")
+    m = a.dims[-1]
+    side = b.dims[-2] if attrs["left_side"] else (b.dims[-1] if b.rank else None)
+    if b.rank != a.rank or b.dims[:-2] != a.dims[:-2] or side != m:
+        where_m = "[..., m, n]" if attrs["left_side"] else "[..., n, m]"
+        raise ShapeError(f"triangular_solve requires b {where_m} with a's batch dims and m = "
+                         f"{m} (left_side={attrs['left_side']}), got a {a} and b {b}")
+    return b
+
+
 RULES = {
     Op.DOT_GENERAL: _dot_general_shape,
     Op.CONV_GENERAL: _conv_general_shape,
@@ -128,4 +152,6 @@ RULES = {
     Op.REDUCE_WINDOW_MIN: _reduce_window_shape(Op.REDUCE_WINDOW_MIN),
     Op.REDUCE_WINDOW_SUM: _reduce_window_shape(Op.REDUCE_WINDOW_SUM),
     Op.SELECT_AND_SCATTER_ADD: _select_and_scatter_add_shape,
+    Op.CHOLESKY: _cholesky_shape,
+    Op.TRIANGULAR_SOLVE: _triangular_solve_shape,
 }

@@ -6,7 +6,8 @@ with several differentiable inputs, a tuple of such functions, one per input,
 each returning that input's cotangent (None: not differentiable), so that
 `input_cotangents` builds only the ones autodiff needs. Rules are written with
 the public op functions, so gradients are ordinary graph nodes. Contractions,
-windows, gathers and scatters live in `vjp_contraction.py`, control flow in
+windows, gathers and scatters live in `vjp_contraction.py`, cholesky and
+triangular_solve in `vjp_linalg.py`, control flow in
 `vjp_control_flow.py`; `RULES` holds
 them all (a test checks every differentiable op has one).
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 
 from mlframework.graph import gen_ops as ops
-from mlframework.graph import vjp_contraction, vjp_control_flow
+from mlframework.graph import vjp_contraction, vjp_control_flow, vjp_linalg
 from mlframework.graph.composites import where, zeros_like
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.layout import take_along_axis
@@ -305,5 +306,6 @@ RULES: dict[Op, vjp_contraction.Rule] = {
     Op.CUMLOGSUMEXP: _cumlogsumexp_vjp,
     Op.SORT: _sort_vjp,
     **vjp_contraction.RULES,
+    **vjp_linalg.RULES,
     **vjp_control_flow.RULES,  # type: ignore[dict-item]  # sub-graph rules take `reverse`
 }

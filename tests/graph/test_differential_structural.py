@@ -289,6 +289,17 @@ def _contraction_cases(rng, dtype):
                                                   precision=lax.Precision.HIGHEST),
             (x, w), Check("close", rtol=16 * float(jnp.finfo(dtype).eps),
                           atol=16 * float(jnp.finfo(dtype).eps))))
+    if dtype in FLOATS and dtype.itemsize >= 4:  # jax has no half-precision linalg kernels
+        m = random_values(rng, (2, 4, 4), dtype)
+        spd = (m @ np.swapaxes(m, -1, -2) + 4 * np.eye(4)).astype(dtype)
+        near = Check("close", rtol=64 * float(jnp.finfo(dtype).eps),
+                     atol=64 * float(jnp.finfo(dtype).eps))
+        cases.append(Case("cholesky", G.cholesky,
+                          lambda p: lax.linalg.cholesky(p, symmetrize_input=False), (spd,), near))
+        cases.append(Case("triangular_solve", lambda p, q: G.triangular_solve(
+            p, q, left_side=True, lower=True, transpose_a=True),
+            lambda p, q: lax.linalg.triangular_solve(p, q, left_side=True, lower=True,
+                                                     transpose_a=True), (spd, m), near))
     return cases
 
 

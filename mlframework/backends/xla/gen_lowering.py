@@ -6,7 +6,7 @@ from typing import Any
 
 from jax import lax
 
-from mlframework.backends.xla.lowering import (_abs, _argsort, _cond, _convert, _gather, _highest, _is_inf, _log2, _lowest, _numpy_dtype, _reduce, _reduce_window, _rng_bits, _scalar, _scan, _scatter, _select_and_scatter_add, _sort, _while_loop)
+from mlframework.backends.xla.lowering import (_abs, _argsort, _cond, _convert, _gather, _highest, _is_inf, _linalg, _log2, _lowest, _numpy_dtype, _reduce, _reduce_window, _rng_bits, _scalar, _scan, _scatter, _select_and_scatter_add, _sort, _while_loop)
 from mlframework.graph.gen_optypes import Op
 
 
@@ -450,6 +450,14 @@ def _tuple_get_lower_xla(results, *, index):
     return results[index]
 
 
+def _cholesky_lower_xla(x):
+    return _linalg(lax.linalg.cholesky, x, symmetrize_input=False)
+
+
+def _triangular_solve_lower_xla(a, b, *, left_side, lower, transpose_a, unit_diagonal):
+    return _linalg(lax.linalg.triangular_solve, a, b, left_side=left_side, lower=lower, transpose_a=transpose_a, unit_diagonal=unit_diagonal)
+
+
 def _rng_bits_lower_xla(key, *, shape):
     return _rng_bits(key, shape)
 
@@ -565,5 +573,7 @@ LOWERINGS: dict[Op, Callable[..., Any]] = {
     Op.WHILE_LOOP: _while_loop_lower_xla,
     Op.SCAN: _scan_lower_xla,
     Op.TUPLE_GET: _tuple_get_lower_xla,
+    Op.CHOLESKY: _cholesky_lower_xla,
+    Op.TRIANGULAR_SOLVE: _triangular_solve_lower_xla,
     Op.RNG_BITS: _rng_bits_lower_xla,
 }

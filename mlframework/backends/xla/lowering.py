@@ -39,6 +39,15 @@ def _as_dtype(np_dtype) -> DType:
     return as_dtype(np_dtype)
 
 
+def _linalg(fn, *operands, **options):
+    """fn over the operands, float16/bfloat16 computed in float32 and rounded once."""
+    dtype = operands[0].dtype
+    if np.dtype(dtype).itemsize != 2:
+        return fn(*operands, **options)
+    wide = [lax.convert_element_type(x, np.float32) for x in operands]
+    return lax.convert_element_type(fn(*wide, **options), dtype)
+
+
 def _numpy_dtype(dtype: DType | None):
     return None if dtype is None else dtype.numpy
 

@@ -12,6 +12,7 @@ from mlframework.graph.composites import where
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import Node
 from mlframework.graph.linalg import matmul
+from mlframework.graph.vjp_contraction import Rule
 
 
 def transposed(x: Node) -> Node:
@@ -66,7 +67,7 @@ def _triangular_solve_a_vjp(node, g):
     return read_triangle(node, -full)
 
 
-RULES = {
+RULES: dict[Op, Rule] = {
     Op.CHOLESKY: _cholesky_vjp,
     Op.TRIANGULAR_SOLVE: (_triangular_solve_a_vjp, _triangular_solve_b_vjp),
 }

@@ -30,6 +30,7 @@ demo: $(DEMO_STAMP)
 
 test: $(TEST_STAMP) qemu-user chromium
 	$(PY) -m generators.generate --check
+	$(PY) -m mypy
 	$(PY) -m pytest -n 2 tests
 
 # ONNX's whole backend test suite on both backends (`make test` runs one node test per

@@ -76,3 +76,12 @@ def test_demo_after_test_installs_nothing_more(tmp_path):
     _touch_stamps(_plan("test", venv))
     assert _installs(_plan("test", venv)) == []
     assert _installs(_plan("demo", venv)) == []
+
+
+def test_test_type_checks_after_the_generated_files_and_before_pytest(tmp_path):
+    plan = _plan("test", tmp_path / "venv")
+    steps = [line for line in plan.splitlines()
+             if re.search(r"-m (generators\.generate --check|mypy|pytest)\b", line)]
+    assert [re.search(r"-m (\S+)", s).group(1) for s in steps] == \
+        ["generators.generate", "mypy", "pytest"], steps
+    assert any(r.startswith("mypy") for r in _extras()["test"])

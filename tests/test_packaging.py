@@ -61,7 +61,8 @@ def test_wheel_carries_the_templates_and_runtime(wheel):
                 "aot/templates/c/module.c.j2", "aot/templates/c/export/model.h.j2",
                 "aot/templates/c/export/Makefile.j2", "aot/runtime_c/mlf_runtime.h",
                 "aot/runtime_c/mlf_gemm.h", "aot/runtime_c/mlf_runtime_unit.c",
-                "aot/resources.py", "mlframework/__init__.py"):
+                "aot/resources.py", "mlframework/__init__.py",
+                "mlframework/py.typed", "aot/py.typed"):  # PEP 561: typed packages
         assert rel in names, rel
     templates = {p.relative_to(ROOT).as_posix() for p in (ROOT / "templates").rglob("*.j2")}
     assert {f"aot/{t}" for t in templates} <= names

@@ -14,12 +14,15 @@ OUTDIR receives NAME.h, NAME.c, NAME_weights.c (+ NAME_weights.S and .bin for
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import mlframework
 from aot.build.compiler import RUNTIME
@@ -30,6 +33,9 @@ from aot.export.signature import InputSpec, UsageError, parse_input
 from aot.export.targets import HOST, ZIG, Toolchain, toolchain
 from aot.export.trace import (Traced, check_labels, load_context, trace_model,
                               trace_state_inference, trace_train_step)
+
+if TYPE_CHECKING:
+    from mlframework.ml.context import Context
 
 WEIGHT_MODES = ("embed", "blob", "file")
 EMBED_MAX_BYTES = 8 << 20  # "auto" embeds up to this; larger weights as text slow the C compiler
@@ -102,11 +108,13 @@ def _storage(weight_storage: str, quantize: str | None, calibration) -> str:
     return "int8"
 
 
-def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, ctx=None,
+def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str],
+                 out_dir: str | os.PathLike, *, name: str = "model",
+                 checkpoint: str | os.PathLike | None = None, ctx: Context | None = None,
                  weights: str = "auto", target: str | None = None, train: TrainSpec | None = None,
                  openmp: bool = False, native: bool = True, build: bool = True,
                  weight_storage: str = "float32", quantize: str | None = None,
-                 calibration=None) -> Artifact:
+                 calibration: str | os.PathLike | None = None) -> Artifact:
     """Exports `fn` (a callable or "MODULE:FUNCTION") for `inputs` (InputSpecs or
     "NAME:DTYPE[DIMS]" strings) into `out_dir`.
 
@@ -139,7 +147,7 @@ def export_model(fn, inputs, out_dir, *, name: str = "model", checkpoint=None, c
     storage = _storage(weight_storage, quantize, calibration)
     reference = fn if isinstance(fn, str) else f"{getattr(fn, '__module__', '?')}:" \
                                                f"{getattr(fn, '__name__', '?')}"
-    if is_onnx(fn):
+    if isinstance(fn, str) and is_onnx(fn):
         reference = str(Path(fn).resolve())
     elif isinstance(fn, str):
         module, _, function = reference.rpartition(":")

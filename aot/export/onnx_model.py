@@ -10,7 +10,9 @@ static shapes the model declares.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from aot.export.signature import InputSpec, UsageError, parse_input
 
@@ -101,12 +103,13 @@ def onnxruntime_outputs(path, inputs) -> list:
     return session.run(None, feeds)
 
 
-def load_model_function(reference, inputs):
+def load_model_function(reference: Callable[..., Any] | str, inputs: Sequence[Any]
+                        ) -> tuple[Callable[..., Any], list[InputSpec]]:
     """(function, InputSpecs) of an `aotc` model reference: an ONNX file (see
     `default_inputs`), or MODULE:FUNCTION with its --input strings parsed."""
     from aot.export.signature import load_function
     if is_onnx(reference):
-        fn = OnnxFunction(reference)
-        return fn, default_inputs(fn, inputs)
+        onnx_fn = OnnxFunction(reference)
+        return onnx_fn, default_inputs(onnx_fn, list(inputs))
     fn = load_function(reference) if isinstance(reference, str) else reference
     return fn, [parse_input(i) if isinstance(i, str) else i for i in inputs]

@@ -14,13 +14,19 @@ from __future__ import annotations
 import inspect
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aot.export.artifact import Stage, compile_stage
 from aot.export.onnx_model import load_model_function
 from aot.export.trace import trace_model
+from aot.export.signature import InputSpec
 from aot.program.program import Program, subprograms
+
+if TYPE_CHECKING:
+    from mlframework.ml.context import Context
 
 PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 _SCRATCH_HOLDS = {"dot": "packed GEMM panels", "conv": "padded input and packed filters"}
@@ -161,8 +167,9 @@ def split_kernels(source: str, count: int) -> list[str]:
     return out
 
 
-def inspect_model(fn, inputs, *, checkpoint=None, ctx=None, name: str = "model",
-                  weight_storage: str = "float32") -> Report:
+def inspect_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str], *,
+                  checkpoint: str | os.PathLike | None = None, ctx: Context | None = None,
+                  name: str = "model", weight_storage: str = "float32") -> Report:
     """Traces and compiles `fn` for `inputs` (InputSpecs or "NAME:DTYPE[DIMS]") as
     `aotc export` would with `weight_storage`."""
     title = fn if isinstance(fn, str) else getattr(fn, "__name__", "model")
@@ -186,7 +193,7 @@ def _relative_comments(c_source: str, root: Path) -> str:
     return c_source.replace(f"{root}{os.sep}", "")
 
 
-def project_root(fn) -> Path:
+def project_root(fn: Callable[..., Any]) -> Path:
     """The project folder of function `fn`'s file (see the module docstring); the
     current folder when the file is unknown."""
     try:

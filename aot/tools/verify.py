@@ -17,16 +17,23 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from aot.export.onnx_model import OnnxFunction, is_onnx, onnxruntime_outputs
 from aot.export.signature import InputSpec, UsageError, load_function
 from aot.passes.weight_packing import dequantized_columns
 from mlframework.core import shapes
 from mlframework.core.dtypes import DType, as_dtype
+
+if TYPE_CHECKING:
+    from mlframework.ml.context import Context
 
 _CTYPES = {"bool": "uint8_t", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t",
            "int64": "int64_t", "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t",
@@ -46,7 +53,7 @@ class ExportedLibrary:
     Each instance owns its workspace, so instances may run in different threads.
     """
 
-    def __init__(self, out_dir, library: str | None = None):
+    def __init__(self, out_dir: str | os.PathLike, library: str | None = None):
         import cffi
         self.out_dir = Path(out_dir)
         manifest_path = self.out_dir / "manifest.json"
@@ -92,7 +99,7 @@ class ExportedLibrary:
         """Random inputs of the exported shapes (normal floats, small integers)."""
         return random_inputs(self.manifest["inputs"], seed)
 
-    def run(self, *inputs) -> list[np.ndarray]:
+    def run(self, *inputs: ArrayLike) -> list[np.ndarray]:
         arrays = [np.ascontiguousarray(np.asarray(x, as_dtype(i["dtype"]).numpy).reshape(
             i["shape"])) for x, i in zip(inputs, self.manifest["inputs"], strict=True)]
         outs = [np.empty(o["shape"], as_dtype(o["dtype"]).numpy) for o in self.manifest["outputs"]]
@@ -107,7 +114,7 @@ class ExportedLibrary:
         self.check(getattr(self.lib, f"{self.name}_train_init")(self._ptr(state)))
         return state
 
-    def train_step(self, state: np.ndarray, *inputs) -> float:
+    def train_step(self, state: np.ndarray, *inputs: ArrayLike) -> float:
         specs = self.manifest["inputs"] + self.manifest["train"]["labels"]
         arrays = [np.ascontiguousarray(np.asarray(x, as_dtype(i["dtype"]).numpy).reshape(
             i["shape"])) for x, i in zip(inputs, specs, strict=True)]
@@ -119,7 +126,7 @@ class ExportedLibrary:
             self._ptr(self._train_ws)))
         return float(loss[0])
 
-    def run_state(self, state: np.ndarray, *inputs) -> list[np.ndarray]:
+    def run_state(self, state: np.ndarray, *inputs: ArrayLike) -> list[np.ndarray]:
         """NAME_run_state: the model on the variables in `state` (see `train_state`)."""
         arrays = [np.ascontiguousarray(np.asarray(x, as_dtype(i["dtype"]).numpy).reshape(
             i["shape"])) for x, i in zip(inputs, self.manifest["inputs"], strict=True)]
@@ -146,7 +153,8 @@ def random_inputs(specs: list[dict], seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-def reference_outputs(manifest: dict, inputs: list[np.ndarray], fn=None, ctx=None,
+def reference_outputs(manifest: dict, inputs: list[np.ndarray],
+                      fn: Callable[..., Any] | None = None, ctx: Context | None = None,
                       backend: str = "xla", as_stored: bool = True) -> list[np.ndarray]:
     """The exported function's outputs on `backend` for `inputs`, with the weights as the
     export stores them (as_stored) or as the checkpoint holds them.
@@ -253,8 +261,8 @@ def compare(outputs, expected, names) -> dict:
     return diffs
 
 
-def verify(out_dir, *, tolerance: float = 1e-5, seed: int = 0, trials: int = 2, fn=None,
-           ctx=None) -> Report:
+def verify(out_dir: str | os.PathLike, *, tolerance: float = 1e-5, seed: int = 0, trials: int = 2,
+           fn: Callable[..., Any] | None = None, ctx: Context | None = None) -> Report:
     """Runs the library and the XLA backend on `trials` random input sets; the
     largest difference per output (relative to max(1, |reference|)). An export of an
     ONNX file is compared with ONNX Runtime too (keys "NAME vs onnxruntime")."""

@@ -15,6 +15,9 @@ both types, where the callable is defined and the user's line.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any, TypeGuard
+
 import numpy as np
 
 from mlframework.core import dtypes, pytree
@@ -23,12 +26,13 @@ from mlframework.graph import gen_ops as ops
 from mlframework.graph.broadcasting import as_node
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.gen_optypes import Op
-from mlframework.graph.graph import Node, build
+from mlframework.graph.graph import Node, Operand, build
 from mlframework.graph.shape_rules_control import result_specs
 from mlframework.graph.subgraphs import align_captures, trace
 
 
-def cond(pred, true_fn, false_fn, *operands):
+def cond(pred: Operand, true_fn: Callable[..., Any], false_fn: Callable[..., Any],
+         *operands: Any) -> Any:
     """`true_fn(*operands)` if the scalar `pred` is true, else `false_fn(*operands)`.
 
     pred is a bool scalar (a number is true where nonzero). Both functions return
@@ -45,7 +49,7 @@ def cond(pred, true_fn, false_fn, *operands):
     return _branch("cond", pred, [false_fn, true_fn], operands)
 
 
-def switch(index, branches, *operands):
+def switch(index: Operand, branches: Sequence[Callable[..., Any]], *operands: Any) -> Any:
     """`branches[index](*operands)` for an integer scalar `index`, clamped to
     [0, len(branches) - 1] (as jax.lax.switch). Every branch returns a pytree of
     the same structure, shapes and dtypes.
@@ -80,7 +84,7 @@ def _branch(name, index, fns, operands):
     return pytree.unflatten(first_tree, _results(node))
 
 
-def while_loop(cond_fn, body_fn, init):
+def while_loop(cond_fn: Callable[[Any], Any], body_fn: Callable[[Any], Any], init: Any) -> Any:
     """Repeats `carry = body_fn(carry)` while `cond_fn(carry)` is true, from `init`.
 
     cond_fn returns a bool scalar; body_fn returns a pytree of init's structure,
@@ -108,7 +112,8 @@ def while_loop(cond_fn, body_fn, init):
     return pytree.unflatten(tree, _results(node))
 
 
-def fori_loop(lower, upper, body_fn, init):
+def fori_loop(lower: int | Operand, upper: int | Operand, body_fn: Callable[[Any, Any], Any],
+              init: Any) -> Any:
     """`carry = body_fn(i, carry)` for i from lower up to upper (exclusive), from init.
 
     With Python int bounds the trip count is static and the loop is a `scan`
@@ -140,11 +145,12 @@ def fori_loop(lower, upper, body_fn, init):
     return out
 
 
-def _static_int(x) -> bool:
+def _static_int(x: object) -> TypeGuard[int | np.integer]:
     return not isinstance(x, Node | bool) and isinstance(x, int | np.integer)
 
 
-def scan(f, init, xs=None, length: int | None = None, reverse: bool = False):
+def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any | None = None,
+         length: int | None = None, reverse: bool = False) -> tuple[Any, Any]:
     """Loops `carry, y = f(carry, x)` over the slices x of xs along axis 0.
 
     xs is a pytree of nodes with one leading length (or None, with `length`

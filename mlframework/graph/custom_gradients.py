@@ -12,6 +12,8 @@ such a node, as JAX does. Any other use of the graph sees plain nodes.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 from mlframework.core import pytree
 from mlframework.graph import gen_ops as ops
@@ -27,15 +29,17 @@ _CALLS: "weakref.WeakKeyDictionary[Graph, dict[int, _Call]]" = weakref.WeakKeyDi
 class CustomVJP:
     """A function with a user-defined reverse-mode gradient; made by `custom_vjp`."""
 
-    def __init__(self, fn):
+    def __init__(self, fn: Callable[..., Any]):
         if not callable(fn):
             raise TypeError(f"custom_vjp requires a function, got {type(fn).__name__}")
-        self.fn, self.fwd, self.bwd = fn, None, None
+        self.fn = fn
+        self.fwd: Callable[..., tuple[Any, Any]] | None = None
+        self.bwd: Callable[..., Any] | None = None
         self._in_fwd = False
         self.name = getattr(fn, "__name__", "fn")
         self.__doc__ = getattr(fn, "__doc__", None)
 
-    def defvjp(self, fwd, bwd) -> None:
+    def defvjp(self, fwd: Callable[..., tuple[Any, Any]], bwd: Callable[..., Any]) -> None:
         """Sets the gradient: `fwd(*args)` returns (fn's result, residuals, any pytree of
         nodes), and may call this function for the result (it then runs fn itself);
         `bwd(residuals, g)`, with g the cotangent of fn's result (in its structure;
@@ -47,7 +51,7 @@ class CustomVJP:
                             f"{type(fwd).__name__} and {type(bwd).__name__}")
         self.fwd, self.bwd = fwd, bwd
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> Any:
         if self.fwd is None:
             raise TypeError(f"custom_vjp function {self.name} has no gradient: call "
                             f"{self.name}.defvjp(fwd, bwd) before calling it")
@@ -78,7 +82,7 @@ class CustomVJP:
         return f"<custom_vjp {self.name}>"
 
 
-def custom_vjp(fn) -> CustomVJP:
+def custom_vjp(fn: Callable[..., Any]) -> CustomVJP:
     """`fn` (a function of nodes) with a gradient to be given by `.defvjp(fwd, bwd)`.
 
     Usable as a decorator. Calling it traces fwd, whose output is the value. bwd

@@ -7,6 +7,9 @@ graph, so every backend runs them, and reverse mode can differentiate them.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 
 from mlframework.core import pytree
@@ -22,7 +25,7 @@ from mlframework.graph.layout import stack
 _TUPLES = OpGroup.CONTROL - {Op.TUPLE_GET}  # control-flow nodes: tuples of results
 
 
-def jvp(fn, primals, tangents):
+def jvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
     """Forward mode: fn's outputs at `primals` and their derivatives along `tangents`.
 
     Args:
@@ -51,7 +54,7 @@ def jvp(fn, primals, tangents):
     return pytree.unflatten(out_tree, out_leaves), pytree.unflatten(out_tree, out_tangents)
 
 
-def jacfwd(fn, argnums=0):
+def jacfwd(fn: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
     """The Jacobian of `fn` by forward mode, as a function of fn's arguments.
 
     `jacfwd(fn)(*args)` returns, for each output leaf y of fn, dy/dx of shape

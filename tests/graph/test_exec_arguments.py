@@ -34,3 +34,8 @@ def test_swapped_backend_and_function():
 def test_none_backend_traces_only():
     graph = G.Exec(None, double).graph(np.ones(3, np.float32))
     assert graph.outputs[0].shape == (3,)
+
+
+def test_none_backend_refuses_to_run():
+    with pytest.raises(TypeError, match="backend None, which traces only"):
+        G.Exec(None, double)(np.ones(3, np.float32))

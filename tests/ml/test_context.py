@@ -126,3 +126,20 @@ def test_variables_are_constants_in_plain_exec(run):
     ctx.create_variable("w", np.full((2,), 3.0, np.float32))
     out = run(lambda x: x * ctx.variable("w", (2,)), np.ones(2, np.float32))
     np.testing.assert_array_equal(out, [3, 3])
+
+
+def test_node_is_the_variables_node_while_tracing_and_refused_outside(backend):
+    ctx = Context(seed=0)
+    seen = []
+
+    def model(ctx, x):
+        w = ctx.node("w", (3,), initializer=initializers.ones())
+        seen.append(w)
+        return x * w
+
+    out = ContextExec(backend, ctx, model)(np.full(3, 2.0, np.float32))
+    np.testing.assert_array_equal(out.numpy(), np.full(3, 2.0, np.float32))
+    assert all(isinstance(w, G.Node) for w in seen)
+    assert ctx.variable("w", (3,)).name == "w"  # outside tracing: the Variable
+    with pytest.raises(RuntimeError, match=r"ctx.node\('w'\) requires a graph being traced"):
+        ctx.node("w", (3,))

@@ -35,11 +35,16 @@ def strided(x):
     return G.relu(G.conv_general(h, w, (2, 2), ((1, 1), (1, 1))))
 
 
-def layouts(x, w, a, b):
-    """An NHWC/HWIO convolution and an int8 product accumulated in int32 (its sums pass 127)."""
+def layouts(x, w, a, b, m):
+    """An NHWC/HWIO convolution, an int8 product accumulated in int32 (its sums pass 127),
+    and linear algebra: a Cholesky factor, a triangular solve and a pivoted solve."""
+    spd = G.matmul(m, G.transpose(m)) + G.const(4 * np.eye(4, dtype=np.float32))
+    low = G.cholesky(spd)
     return {"conv": G.relu(G.conv_general(x, w, padding=[(1, 1), (1, 1)],
                                           dimension_numbers=("NHWC", "HWIO", "NHWC"))),
-            "dot": G.dot_general(a, b, (1,), (0,), preferred_element_type=np.int32)}
+            "dot": G.dot_general(a, b, (1,), (0,), preferred_element_type=np.int32),
+            "cholesky": low, "triangular_solve": G.triangular_solve(low, m, True, True, True),
+            "solve": G.solve(m + G.const(3 * np.eye(4, dtype=np.float32)), m)}
 
 
 _RNN_W = np.random.default_rng(4).standard_normal((16, 16)).astype(np.float32) * 0.3
@@ -118,7 +123,7 @@ def strided_conv(root):
 def layout_model(root):
     return es.export(root, "layouts", f"{__file__}:layouts",
                      ["x:float32[2,6,6,3]", "w:float32[3,3,3,4]", "a:int8[4,16]",
-                      "b:int8[16,5]"], name="layouts")
+                      "b:int8[16,5]", "m:float32[4,4]"], name="layouts")
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +192,7 @@ def test_verify_fails_above_tolerance(mlp, cnn, capsys):
 
 
 @pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
-@pytest.mark.parametrize("which", ["cnn", "multi", "mlp_bf16", "rnn"])
+@pytest.mark.parametrize("which", ["cnn", "multi", "mlp_bf16", "rnn", "layout_model"])
 def test_exported_c_compiles_without_warnings(which, openmp, request):
     folder = request.getfixturevalue(which)
     name = _manifest(folder)["name"]

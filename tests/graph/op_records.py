@@ -12,6 +12,7 @@ from typing import Callable
 import jax
 import ml_dtypes
 import numpy as np
+import scipy.special
 
 jax.config.update("jax_enable_x64", True)  # references keep 64-bit types too
 
@@ -99,3 +100,21 @@ def in_float64(fn):
             out = np.asarray(fn(*wide))
         return out.astype(dtype) if out.dtype.kind == "f" else out
     return ref
+
+
+def _poles(x):
+    """Where x is 0, a negative integer or -inf: the poles of lgamma and digamma."""
+    return (x <= 0) & (x == np.floor(x)) | (x == -np.inf)
+
+
+def lgamma(x):
+    """log|Gamma(x)| in float64 with XLA's +inf at the poles; scipy overflows below 1e-300,
+    where lgamma(x) = -log|x| to all digits."""
+    tiny = np.abs(x) < 1e-300
+    return np.where(_poles(x), np.inf, np.where(tiny, -np.log(np.where(tiny, np.abs(x), 1)),
+                                                 scipy.special.gammaln(x)))
+
+
+def digamma(x):
+    """scipy's digamma with XLA's NaN at the poles."""
+    return np.where(_poles(x), np.nan, scipy.special.psi(x))

@@ -1,4 +1,6 @@
-"""Python operators on nodes: + - * / ** @, unary -, <, <=, >, >=, indexing.
+"""Python operators on nodes: + - * / ** @, unary -, <, <=, >, >=, & | ^ ~ << >>, indexing.
+
+`>>` shifts in the sign bit for signed integers and zeros for unsigned ones (as NumPy).
 
 `==` and `!=` keep Python's identity meaning (nodes are dict keys); use
 `G.eq` and `G.ne` for elementwise comparison.
@@ -11,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from mlframework.graph import composites, gen_ops, linalg
+from mlframework.graph.broadcasting import broadcast_operands
 from mlframework.graph.errors import ShapeError
 from mlframework.graph.graph import Node
 
@@ -87,6 +90,13 @@ def getitem(x: Node, index: Any) -> Node:
     return gen_ops.reshape(out, out_shape) if tuple(out_shape) != out.shape else out
 
 
+def _shift_right(x: Any, y: Any) -> Node:
+    x, y = broadcast_operands("shift_right", x, y)
+    if x.dtype.is_unsigned:
+        return gen_ops.shift_right_logical(x, y)
+    return gen_ops.shift_right_arithmetic(x, y)
+
+
 _OPERATORS: dict[str, Callable[..., Node]] = {
     "__add__": gen_ops.add, "__radd__": _swap(gen_ops.add),
     "__sub__": gen_ops.sub, "__rsub__": _swap(gen_ops.sub),
@@ -96,6 +106,12 @@ _OPERATORS: dict[str, Callable[..., Node]] = {
     "__matmul__": linalg.matmul, "__rmatmul__": _swap(linalg.matmul),
     "__neg__": gen_ops.neg, "__abs__": gen_ops.abs,
     "__lt__": gen_ops.lt, "__le__": gen_ops.le, "__gt__": gen_ops.gt, "__ge__": gen_ops.ge,
+    "__and__": gen_ops.bitwise_and, "__rand__": _swap(gen_ops.bitwise_and),
+    "__or__": gen_ops.bitwise_or, "__ror__": _swap(gen_ops.bitwise_or),
+    "__xor__": gen_ops.bitwise_xor, "__rxor__": _swap(gen_ops.bitwise_xor),
+    "__invert__": gen_ops.bitwise_not,
+    "__lshift__": gen_ops.shift_left, "__rlshift__": _swap(gen_ops.shift_left),
+    "__rshift__": _shift_right, "__rrshift__": _swap(_shift_right),
     "__getitem__": getitem,
 }
 # Attached with setattr: the Node class body declares their types (for type checkers).

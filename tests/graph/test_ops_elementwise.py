@@ -276,6 +276,24 @@ OPERATORS = {
 }
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.uint16, np.bool_], ids=["int8", "uint16", "bool"])
+def test_python_bit_operators(run, rng, dtype):
+    x, y = random(rng, (3, 4), dtype, -100, 100), random(rng, (1, 4), dtype, 0, 5)
+    k = True if dtype == np.bool_ else 3  # a Python scalar of the node's kind
+    table = {"x & y": (lambda x, y: x & y, np.bitwise_and),
+             "x | y": (lambda x, y: x | y, np.bitwise_or),
+             "x ^ y": (lambda x, y: x ^ y, np.bitwise_xor),
+             "~x": (lambda x, y: ~x, lambda x, y: np.invert(x)),
+             "k & x": (lambda x, y: k & x, lambda x, y: np.bitwise_and(x, dtype(k)))}
+    if dtype != np.bool_:  # >> shifts in the sign for int8, zeros for uint16 (as NumPy)
+        table.update({"x << y": (lambda x, y: x << y, np.left_shift),
+                      "x >> y": (lambda x, y: x >> y, np.right_shift),
+                      "1 << y": (lambda x, y: 1 << y, lambda x, y: np.left_shift(dtype(1), y))})
+    got = run(lambda x, y: {name: fn(x, y) for name, (fn, _) in table.items()}, x, y)
+    for name, (_, ref) in table.items():
+        assert_close(got[name], np.broadcast_to(ref(x, y), got[name].shape), dtype, name)
+
+
 @pytest.mark.parametrize("dtype", [np.int32, np.float32, np.float64],
                          ids=["int32", "float32", "float64"])
 def test_python_operators(run, rng, dtype):

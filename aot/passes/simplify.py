@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from aot.passes.conv_layout import canonical_convs
+from aot.passes.dot_widening import widen_half_dots
 from aot.program.program import SUBGRAPH_OPS, Program, Value
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
@@ -50,10 +51,11 @@ def simplify(program: Program) -> Program:
     """A program computing the same outputs with fewer nodes.
 
     Parameters are always kept (callers pass them positionally). Convolutions are first put
-    in the canonical layouts (`aot.passes.conv_layout`), so that transposed constant weights
-    fold here.
+    in the canonical layouts (`aot.passes.conv_layout`) and half-precision dots widened to
+    float32 ones (`aot.passes.dot_widening`), so that transposed or converted constant
+    weights fold here.
     """
-    program = canonical_convs(program)
+    program = widen_half_dots(canonical_convs(program))
     values: dict[int, Value] = {}
     users = program.consumers()
     alias: dict[int, int] = {}   # old id -> id of the value that replaces it

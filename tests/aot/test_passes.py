@@ -90,6 +90,22 @@ def test_dense_bias_relu_is_a_gemm_with_epilogue():
     assert {Op.ADD, Op.MAX} <= ops
 
 
+def test_contractions_reach_the_fast_kernels_in_canonical_forms():
+    # An NHWC/HWIO convolution is a canonical one between transposes; a bfloat16 product
+    # accumulated in float32 is a float32 GEMM over converted operands.
+    prog = program_of(lambda x, w, a, b: (
+        G.conv_general(x, w, padding=[(1, 1), (1, 1)], dimension_numbers=("NHWC", "HWIO", "NHWC")),
+        G.dot_general(a, b, (1,), (0,), preferred_element_type="float32")),
+        ("float32", 2, 6, 6, 3), ("float32", 3, 3, 3, 8), ("bfloat16", 16, 32),
+        ("bfloat16", 32, 8))
+    conv = next(v for v in prog.values.values() if v.op is Op.CONV_GENERAL)
+    assert conv.attrs["dimension_numbers"] == ((0, 1, 2, 3),) * 3 and conv.shape == (2, 8, 6, 6)
+    assert [prog.values[i].op for i in conv.inputs] == [Op.TRANSPOSE] * 2
+    dot = next(v for v in prog.values.values() if v.op is Op.DOT_GENERAL)
+    assert [prog.values[i].dtype.value for i in dot.inputs] == ["float32"] * 2
+    assert [k.kind for k in fuse(prog)].count("dot") == 1
+
+
 def test_memory_plan_never_overlaps_live_buffers():
     def fn(x, w):
         h = x

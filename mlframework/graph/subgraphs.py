@@ -60,13 +60,14 @@ def align_captures(graphs: list[Graph], explicit: int) -> list[Node]:
     return list(union.values())
 
 
-def inline(graph: Graph, args: list[Node]) -> list[Node]:
+def inline(graph: Graph, args: list[Node], values: dict[int, Node] | None = None) -> list[Node]:
     """Copies the nodes of `graph` into the graph being traced, its parameter i
     replaced by args[i]; returns the copies of its outputs. The copies keep the
     originals' shapes and source lines, and the copies of a `G.custom_vjp` call's nodes
-    keep its gradient."""
+    keep its gradient; `values`, if given, receives every node's copy (by the
+    original's id)."""
     target = current_graph()
-    values: dict[int, Node] = {}
+    values = {} if values is None else values
     for n in graph.nodes:
         if n.op is Op.PARAMETER:
             values[n.id] = args[n.attrs["index"]]

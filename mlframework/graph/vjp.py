@@ -238,7 +238,7 @@ def input_cotangents(node, g, wants, reverse):
     `reverse` is the reverse pass over several outputs (`autodiff.vjp_outputs`), which
     the rules of control-flow ops run on their sub-graphs."""
     if node.op in vjp_control_flow.SUBGRAPH_RULES:
-        return vjp_control_flow.SUBGRAPH_RULES[node.op](node, g, reverse)
+        return vjp_control_flow.SUBGRAPH_RULES[node.op](node, g, wants, reverse)
     rule = RULES[node.op]
     if callable(rule):
         return rule(node, g)

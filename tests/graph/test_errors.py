@@ -109,6 +109,13 @@ CASES = [
      lambda a: G.iota(F32, (2,), 1), [(F32, 2)]),
     (G.ShapeError, r"cumsum requires axis in \[-1, 1\) for rank 1, got 1",
      lambda a: G.cumsum(a, 1), [(F32, 2)]),
+    (G.ShapeError, r"bitcast_convert_type to the 4x wider float32 requires a last axis of "
+     r"size 4, got uint8\[3\]; reshape x first",
+     lambda a: G.bitcast_convert_type(a, F32), [(np.uint8, 3)]),
+    (G.DTypeError, r"bitcast_convert_type converts bool only to bool, got uint8\[3\] to bool; "
+     "use convert", lambda a: G.bitcast_convert_type(a, np.bool_), [(np.uint8, 3)]),
+    (G.DTypeError, r"shift_left requires dtype in \{int16, .*\}, got float32\[2\]",
+     lambda a: G.shift_left(a, a), [(F32, 2)]),
     (G.ShapeError, r"expand_dims requires axis in \[-3, 3\) for rank 3, got 3",
      lambda a: G.expand_dims(a, 3), [(F32, 2, 3)]),
     (G.ShapeError, r"stack requires at least one array, got none", lambda a: G.stack([]),

@@ -16,8 +16,9 @@ from aot.codegen import ctypes_table as ct
 from aot.codegen.expressions import Evaluator
 from aot.codegen.nests import axis_vars, loops, merged_nest, nest
 from aot.passes.layouts import (conv_fast, conv_geometry, conv_im2col, conv_small,
-                                dot_layout, packing, sgemm_fits)
+                                dot_layout, packing, sgemm_fits, widened_weights_offset)
 from aot.program import indexing as ix
+from mlframework.core.dtypes import DType
 
 
 def _epilogue_nest(program, k, out, rows: bool):
@@ -161,6 +162,33 @@ def conv_body(program, k) -> list[str]:
                                   "must put it in the canonical layouts first")
     out = f"b{k.outputs[0]}"
     lhs, rhs = v.inputs
+    widen, weights = _widened_weights(program, v)
+    return widen + _conv_call(program, k, v, out, weights) + _epilogue(program, k, out)
+
+
+def _widened_weights(program, v) -> tuple[list[str], str]:
+    """C lines widening a convolution's int8 or float16 weights into its scratch, and the
+    name of the float32 weights the convolution reads."""
+    rhs = program.values[v.inputs[1]]
+    offset = widened_weights_offset(program, v)
+    if offset is None:
+        return [], f"b{rhs.id}"
+    lines = [f"float* MLF_RESTRICT bw = (float*)(scratch + {offset});"]
+    if rhs.attrs["packing"] == "float16":
+        lines.insert(0, "/* the float16 weights widened to float32 */")
+        lines.append(f"for (long i = 0; i < {rhs.size}; i++) bw[i] = mlf_load_f16(b{rhs.id}[i]);")
+        return lines, "bw"
+    scales = ", ".join(ct.literal(x, DType.FLOAT32) for x in rhs.attrs["scales"])
+    per = rhs.size // rhs.shape[0]
+    lines = ["/* the int8 weights widened to float32, times their output channel's scale */",
+             f"static const float scales[{rhs.shape[0]}] = {{{scales}}};"] + lines
+    lines.append(f"for (long i = 0; i < {rhs.size}; i++) "
+                 f"bw[i] = (float)b{rhs.id}[i] * scales[i / {per}];")
+    return lines, "bw"
+
+
+def _conv_call(program, k, v, out, weights) -> list[str]:
+    lhs = v.inputs[0]
     if conv_fast(program, v):
         g = conv_geometry(program, v)
         what = (f"few output channels (runtime_c/mlf_conv_small.h): zero-padded NCHW rows, "
@@ -171,20 +199,20 @@ def conv_body(program, k) -> list[str]:
         return [f"/* {what}, K = {g['kh']}x{g['kw']}x{g['c']} */",
                 "mlf_conv2d(" + ", ".join(str(g[x]) for x in (
                     "n", "c", "h", "w", "o", "kh", "kw", "ph", "pw", "hp", "wp", "ho", "wo"))
-                + f", b{lhs}, b{rhs}, {out}, (float*)scratch);"] + _epilogue(program, k, out)
+                + f", b{lhs}, {weights}, {out}, (float*)scratch);"]
     if conv_im2col(program, v):
-        x, w = program.values[lhs], program.values[rhs]
+        x, w = program.values[lhs], program.values[v.inputs[1]]
         a = v.attrs
         args = (*x.shape, w.shape[0], *w.shape[2:], *a["window_strides"], *a["rhs_dilation"],
                 a["padding"][0][0], a["padding"][1][0], *v.shape[2:])
         return [f"/* im2col + GEMM (runtime_c/mlf_conv.h): strides {a['window_strides']}, "
                 f"K = {w.shape[2]}x{w.shape[3]}x{w.shape[1]} */",
-                f"mlf_conv2d_im2col({', '.join(map(str, args))}, b{lhs}, b{rhs}, {out}, "
-                "(float*)scratch);"] + _epilogue(program, k, out)
-    return _conv_loops(program, v, out) + _epilogue(program, k, out)
+                f"mlf_conv2d_im2col({', '.join(map(str, args))}, b{lhs}, {weights}, {out}, "
+                "(float*)scratch);"]
+    return _conv_loops(program, v, out, weights)
 
 
-def _conv_loops(program, v, out) -> list[str]:
+def _conv_loops(program, v, out, weights) -> list[str]:
     lhs, rhs = (program.values[i] for i in v.inputs)
     a = v.attrs
     nsp = len(lhs.shape) - 2
@@ -212,7 +240,8 @@ def _conv_loops(program, v, out) -> list[str]:
                        [f"{p} * {lst[2 + d]}" for d, p in enumerate(pos)])
     r_off = " + ".join([f"o * {rst[0]}", f"i * {rst[1]}"] +
                        [f"{w} * {rst[2 + d]}" for d, w in enumerate(wv)])
-    product = f"{ct.load(v.dtype, f'b{lhs.id}', l_off)} * {ct.load(v.dtype, f'b{rhs.id}', r_off)}"
+    w_dtype = v.dtype if weights == f"b{rhs.id}" else DType.FLOAT32
+    product = f"{ct.load(v.dtype, f'b{lhs.id}', l_off)} * {ct.load(w_dtype, weights, r_off)}"
     inner.append(f"if ({' && '.join(conds)}) acc += {product};")
     body += nest([("i", i_feat)] + list(zip(wv, rhs.shape[2:])), inner)
     o_off = ix.flatten([ix.var("n"), ix.var("o")] + [ix.var(s) for s in sp], v.shape).c()

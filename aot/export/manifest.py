@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aot.export.artifact import workspace_bytes
-from aot.passes.weight_packing import INT8_COLUMNS, PAIRS
+from aot.passes.weight_packing import CHANNEL_AXIS, FLOAT16, PAIRS
 
 
 def manifest_of(name, reference, checkpoint, traced, stage, ins, outs, segment, options, tc,
@@ -32,10 +32,13 @@ def manifest_of(name, reference, checkpoint, traced, stage, ins, outs, segment, 
         # stored rounded to bfloat16, so `aotc verify` rounds them in its reference too
         "rounded_weights": sorted(v.scope for v in values.values()
                                   if v.attrs.get("packing") == PAIRS),
-        # stored as int8 with a scale per column: verify's reference uses Q * scale
+        "float16_weights": sorted(v.scope for v in values.values()
+                                  if v.attrs.get("packing") == FLOAT16),
+        # stored as int8 with a scale per index of the axis given: verify uses Q * scale
         "quantize": options.get("quantize"),
-        "quantized_weights": sorted(v.scope for v in values.values()
-                                    if v.attrs.get("packing") == INT8_COLUMNS),
+        "quantized_weights": {v.scope: CHANNEL_AXIS[v.attrs["packing"]]
+                              for v in sorted(values.values(), key=lambda v: v.scope or "")
+                              if v.attrs.get("packing") in CHANNEL_AXIS},
         "inputs": [{k: i[k] for k in ("name", "dtype", "shape")} for i in ins],
         "outputs": [{k: o[k] for k in ("name", "dtype", "shape")} for o in outs],
         "arena_bytes": workspace_bytes(stage.plan.arena_bytes), "weights_bytes": segment.nbytes,

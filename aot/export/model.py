@@ -87,8 +87,9 @@ QUANTIZE = ("int8-weights", "int8")
 
 def _storage(weight_storage: str, quantize: str | None, calibration) -> str:
     """The pack_weights storage that `weight_storage` and `quantize` ask for."""
-    if weight_storage not in ("float32", "bfloat16"):
-        raise UsageError(f"--weight-storage must be float32 or bfloat16, got {weight_storage!r}")
+    if weight_storage not in ("float32", "bfloat16", "float16"):
+        raise UsageError("--weight-storage must be float32, bfloat16 or float16, got "
+                         f"{weight_storage!r}")
     if quantize is None:
         if calibration is not None:
             raise UsageError("--calibration is for --quantize int8 only")
@@ -128,12 +129,13 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
         openmp: compile kernels with OpenMP (the library then needs libgomp).
         native: host builds use -march=native (the library then needs this CPU's ISA).
         build: run the Makefile (False: write the sources only).
-        weight_storage: "float32", or "bfloat16": dense-layer weights rounded to bfloat16
-            and stored at half the bytes (aot/passes/weight_packing.py); arithmetic stays float32.
+        weight_storage: "float32"; "bfloat16": dense-layer weights rounded to bfloat16
+            and stored at half the bytes (aot/passes/weight_packing.py); "float16":
+            convolution weights rounded to float16, likewise. Arithmetic stays float32.
         quantize: None, or "int8-weights": post-training weight-only quantization of the
-            dense-layer weights (symmetric int8, a scale per output column; arithmetic stays
-            float32), or "int8" (int8 activations too, calibrated on `calibration`, an .npz
-            with one array per input): not built yet.
+            dense-layer and convolution weights (symmetric int8, a scale per output column
+            or channel; arithmetic stays float32), or "int8" (int8 activations too,
+            calibrated on `calibration`, an .npz with one array per input): not built yet.
 
     Raises:
         UsageError: bad arguments (an --input or --label that `parse_input`,

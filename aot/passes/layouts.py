@@ -137,7 +137,23 @@ def _dot_scratch(program: Program, v: Value) -> int:
     return 0
 
 
+def widened_weights_offset(program: Program, v: Value) -> int | None:
+    """Where in a conv kernel's scratch its weights, stored as int8 or float16 by
+    pack_weights, are widened to float32 before the convolution (after the convolution's
+    own workspace, 64-byte aligned); None for float32 weights."""
+    if program.values[v.inputs[1]].attrs.get("packing") not in ("int8_channels", "float16"):
+        return None
+    return -(-_conv_work(program, v) // 64) * 64
+
+
 def _conv_scratch(program: Program, v: Value) -> int:
+    offset = widened_weights_offset(program, v)
+    if offset is None:
+        return _conv_work(program, v)
+    return offset + 4 * program.values[v.inputs[1]].size
+
+
+def _conv_work(program: Program, v: Value) -> int:
     if conv_im2col(program, v):  # mirrors mlf_conv2d_im2col_work_floats
         o, c, kh, kw = program.values[v.inputs[1]].shape
         k, p = c * kh * kw, v.shape[2] * v.shape[3]

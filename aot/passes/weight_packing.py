@@ -24,7 +24,13 @@ float32 type; the code generator calls the matching kernel.
   (1 for an all-zero column), Q = round(W / s) (ties to even) in [-127, 127]. Stored as the
   N float32 scales followed by Q row-major, a quarter of the bytes (runtime_c/mlf_gemm_i8.h).
   Products and sums stay float32: the model computed is the float32 model with the weights
-  Q * s (`dequantized_columns`), which `aotc verify` uses as its reference.
+  Q * s (`dequantized`), which `aotc verify` uses as its reference. Convolution weights
+  [O, C, KH, KW] are quantized the same way per output channel (packing "int8_channels":
+  Q, with the O scales in attrs "scales", which the kernel's C holds as literals) and
+  widened into the kernel's scratch before the convolution.
+- "float16" storage, packing "float16" (`aotc export --weight-storage float16`):
+  convolution weights rounded to float16 and stored at half the bytes, widened into the
+  kernel's scratch before the convolution; dense layers are stored as with "float32".
 
 Runs after `simplify` (folding would see constants of the wrong shape), before `fuse`.
 """
@@ -34,11 +40,13 @@ import numpy as np
 
 from aot.passes.layouts import dot_layout
 from aot.program.program import Program, Value
-from mlframework.core.dtypes import DType
+from mlframework.core.dtypes import DType, as_dtype
 from mlframework.graph.gen_optypes import Op
 
-STORAGES = ("float32", "bfloat16", "int8")
+STORAGES = ("float32", "bfloat16", "float16", "int8")
 PAIRS, PANELS, INT8_COLUMNS = "bf16_pairs", "panels", "int8_columns"
+INT8_CHANNELS, FLOAT16 = "int8_channels", "float16"  # convolution weights, widened per call
+CHANNEL_AXIS = {INT8_COLUMNS: 1, INT8_CHANNELS: 0}  # the axis each int8 packing scales along
 BLOCK = 32  # columns per block of the pair layout
 PANEL = 64  # columns per panel: MLF_NR in runtime_c/mlf_gemm.h
 FEW_ROWS = 6  # MLF_MR: products with at most this many rows read B in place
@@ -59,15 +67,27 @@ def pack_weights(program: Program, storage: str = "float32", variables=None) -> 
     users = program.consumers()
     packed = {}
     for vid, v in program.values.items():
+        if variables is not None and v.scope not in variables:
+            continue
+        if storage in ("int8", "float16") and _conv_weights(program, v, users[vid]):
+            w = np.asarray(v.attrs["value"], np.float32)
+            if storage == "int8":
+                q, scales = quantize(w, 0)
+                attrs = {"value": q, "packing": INT8_CHANNELS, "scales": scales}
+            else:
+                attrs = {"value": w.astype(np.float16), "packing": FLOAT16}
+            packed[vid] = Value(vid, Op.CONSTANT, (), attrs, as_dtype(attrs["value"].dtype),
+                                v.shape, v.source, v.scope)
+            continue
         dots = _dense_products(program, v, users[vid])
-        if dots is None or (variables is not None and v.scope not in variables):
+        if dots is None:
             continue
         w = np.asarray(v.attrs["value"], np.float32)
         k, n = v.shape
         if storage == "bfloat16":
             value, layout, dtype = pair_panels(w), PAIRS, DType.BFLOAT16
         elif storage == "int8":
-            value, layout, dtype = int8_columns(w), INT8_COLUMNS, DType.INT8
+            value, layout, dtype = int8_packed(w, 1), INT8_COLUMNS, DType.INT8
         elif all(m > FEW_ROWS and n >= 16 for m in dots):
             value, layout, dtype = gemm_panels(w), PANELS, DType.FLOAT32
         else:
@@ -91,23 +111,29 @@ def pair_panels(w: np.ndarray) -> np.ndarray:
     return pairs.astype(DType.BFLOAT16.numpy)
 
 
-def quantize_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[K, N] float32 -> (Q int8 [K, N], scales float32 [N]): symmetric, per column."""
-    peak = np.max(np.abs(w), axis=0).astype(np.float32)
+def quantize(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 weights -> (Q int8 of w's shape, scales float32 [w.shape[axis]]): symmetric,
+    one scale per index along `axis` (a dense layer's output column, a conv's channel)."""
+    others = tuple(a for a in range(w.ndim) if a != axis)
+    peak = np.max(np.abs(w), axis=others).astype(np.float32)
     scales = np.where(peak > 0, peak / np.float32(127), np.float32(1)).astype(np.float32)
-    q = np.clip(np.rint(w / scales), -127, 127).astype(np.int8)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.rint(w / scales.reshape(shape)), -127, 127).astype(np.int8)
     return q, scales
 
 
-def dequantized_columns(w: np.ndarray) -> np.ndarray:
-    """[K, N] float32 -> the float32 weights an "int8" storage computes with: Q * s."""
-    q, scales = quantize_columns(np.asarray(w, np.float32))
-    return q.astype(np.float32) * scales
+def dequantized(w: np.ndarray, axis: int) -> np.ndarray:
+    """The float32 weights an "int8" storage computes with: Q * s."""
+    q, scales = quantize(np.asarray(w, np.float32), axis)
+    shape = [1] * q.ndim
+    shape[axis] = -1
+    return q.astype(np.float32) * scales.reshape(shape)
 
 
-def int8_columns(w: np.ndarray) -> np.ndarray:
-    """[K, N] float32 -> int8 [4N + K*N]: the N float32 scales' bytes, then Q row-major."""
-    q, scales = quantize_columns(w)
+def int8_packed(w: np.ndarray, axis: int) -> np.ndarray:
+    """float32 weights -> int8 [4 * w.shape[axis] + w.size]: the scales' bytes, then Q."""
+    q, scales = quantize(w, axis)
     return np.concatenate([scales.view(np.int8), q.reshape(-1)])
 
 
@@ -136,3 +162,12 @@ def _dense_products(program: Program, v: Value, users: list[int]) -> list[int] |
             return None
         rows.append(m)
     return rows
+
+
+def _conv_weights(program: Program, v: Value, users: list[int]) -> bool:
+    """Whether `v` is a float32 constant read only as the kernel of float32 convolutions."""
+    if v.op is not Op.CONSTANT or v.dtype is not DType.FLOAT32 or len(v.shape) < 3 \
+            or not users or v.id in program.outputs or v.size == 0:
+        return False
+    return all(program.values[u].op is Op.CONV_GENERAL and program.values[u].inputs[0] != v.id
+               and program.values[u].dtype is DType.FLOAT32 for u in users)

@@ -25,7 +25,7 @@ from aot.program.program import Program, Value
 from aot.program.walk import splat
 from mlframework.graph.gen_optypes import Op
 
-BUFFER_ATTRS = ("packing", "columns")  # how aot.passes.weight_packing laid a constant out
+BUFFER_ATTRS = ("packing", "columns", "scales")  # how aot.passes.weight_packing stored a constant
 
 
 def canonical(program: Program, k: Kernel) -> tuple[Program, Kernel, str]:

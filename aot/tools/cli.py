@@ -65,11 +65,13 @@ def _model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument("--checkpoint", metavar="DIR",
                    help="checkpoint directory (its latest checkpoint) or checkpoint .json "
                         "holding a model(ctx, inputs)'s variables; they become constants")
-    p.add_argument("--weight-storage", choices=("float32", "bfloat16"), default="float32",
+    p.add_argument("--weight-storage", choices=("float32", "bfloat16", "float16"),
+                   default="float32",
                    help="float32 (default); bfloat16: the checkpoint's dense-layer weights "
                         "rounded to bfloat16 and stored at half the bytes, arithmetic in "
                         "float32 (about 2x faster batch-1 inference, which is bound by "
-                        "reading the weights; outputs move by the rounding, ~1e-3 relative)")
+                        "reading the weights; outputs move by the rounding, ~1e-3 relative); "
+                        "float16: its convolution weights rounded to float16, likewise")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -131,9 +133,10 @@ def parser() -> argparse.ArgumentParser:
                          "(default --max-seq; the pass computes N positions whatever the "
                          "prompt's length, longer prompts continue one token at a time)")
     ex.add_argument("--quantize", choices=("int8-weights", "int8"),
-                    help="int8-weights: the checkpoint's dense-layer weights quantized to int8 "
-                         "(symmetric, a scale per output column; a quarter of the bytes, "
-                         "arithmetic in float32); int8: int8 activations too (not built yet)")
+                    help="int8-weights: the checkpoint's dense-layer and convolution weights "
+                         "quantized to int8 (symmetric, a scale per output column or channel; "
+                         "a quarter of the bytes, arithmetic in float32); int8: int8 "
+                         "activations too (not built yet)")
     ex.add_argument("--calibration", metavar="FILE.npz",
                     help="with --quantize int8: one array per model input, named after it, "
                          "batch first")

@@ -8,9 +8,9 @@
 The reference is the model function named in manifest.json, traced again
 and run on the "xla" backend (a context model with the variables of the
 checkpoint it was exported from, as the export stores them: `rounded_weights`
-in manifest.json rounded to bfloat16, `quantized_weights` quantized to int8 and
-back). Of a quantized export the report also shows, unchecked, how far the
-library is from the float model.
+in manifest.json rounded to bfloat16, `float16_weights` to float16,
+`quantized_weights` quantized to int8 and back). Of a quantized export the
+report also shows, unchecked, how far the library is from the float model.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike
 
 from aot.export.onnx_model import OnnxFunction, is_onnx, onnxruntime_outputs
 from aot.export.signature import InputSpec, UsageError, load_function
-from aot.passes.weight_packing import dequantized_columns
+from aot.passes.weight_packing import dequantized
 from mlframework.core import shapes
 from mlframework.core.dtypes import DType, as_dtype
 
@@ -203,17 +203,19 @@ def rounded_weights(manifest: dict) -> list[str]:
 @contextlib.contextmanager
 def _stored(ctx, manifest: dict):
     """The variables as the export stores them, for the duration of the block: rounded
-    to bfloat16 (`--weight-storage bfloat16`) or quantized to int8 and back
+    to bfloat16 or float16 (`--weight-storage`) or quantized to int8 and back
     (`--quantize int8-weights`)."""
     from mlframework.core.tensors import Tensor
-    rounded, quantized = rounded_weights(manifest), manifest.get("quantized_weights", [])
-    saved = {n: ctx.get_variable(n).value for n in rounded + quantized}
+    rounded, halves = rounded_weights(manifest), manifest.get("float16_weights", [])
+    quantized = manifest.get("quantized_weights", {})
+    saved = {n: ctx.get_variable(n).value for n in [*rounded, *halves, *quantized]}
     try:
-        for n in rounded:
-            value = saved[n].numpy().astype(DType.BFLOAT16.numpy).astype(np.float32)
-            ctx.get_variable(n).value = Tensor(value)
-        for n in quantized:
-            ctx.get_variable(n).value = Tensor(dequantized_columns(saved[n].numpy()))
+        for names, half in ((rounded, DType.BFLOAT16.numpy), (halves, np.float16)):
+            for n in names:
+                value = saved[n].numpy().astype(half).astype(np.float32)
+                ctx.get_variable(n).value = Tensor(value)
+        for n, axis in quantized.items():
+            ctx.get_variable(n).value = Tensor(dequantized(saved[n].numpy(), axis))
         yield
     finally:
         for n, value in saved.items():

@@ -108,6 +108,15 @@ def mlp_int8(root):
 
 
 @pytest.fixture(scope="module")
+def cnn_int8(root):
+    """Convolution weights widened from int8 in the kernels' scratch."""
+    ckpt = es.checkpoint(root, "digits_cnn")
+    return es.export(root, "cnn-int8", str(es.EXAMPLES / "digits_cnn.py") + ":model",
+                     ["x:float32[4,1,8,8]"], checkpoint=ckpt, name="cnni8",
+                     quantize="int8-weights")
+
+
+@pytest.fixture(scope="module")
 def multi(root):
     return es.export(root, "multi", f"{__file__}:multi_io",
                      ["a:float32[5,7]", "b:float32[7,3]", "scale:float32[]"], name="multi")

@@ -27,8 +27,7 @@ from mlframework.graph.broadcasting import as_node
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import Node, Operand, build
-from mlframework.graph.shape_rules_control import result_specs
-from mlframework.graph.subgraphs import align_captures, trace
+from mlframework.graph.subgraphs import align_captures, results, trace
 
 
 def cond(pred: Operand, true_fn: Callable[..., Any], false_fn: Callable[..., Any],
@@ -81,7 +80,7 @@ def _branch(name, index, fns, operands):
     graphs = [g for g, _ in traced]
     captures = align_captures(graphs, len(leaves))
     node = build(Op.COND, [index, *leaves, *captures], {"branches": tuple(graphs)})
-    return pytree.unflatten(first_tree, _results(node))
+    return pytree.unflatten(first_tree, results(node))
 
 
 def while_loop(cond_fn: Callable[[Any], Any], body_fn: Callable[[Any], Any], init: Any) -> Any:
@@ -109,7 +108,7 @@ def while_loop(cond_fn: Callable[[Any], Any], body_fn: Callable[[Any], Any], ini
     captures = align_captures([test, body], len(leaves))
     node = build(Op.WHILE_LOOP, [*leaves, *captures],
                  {"cond": test, "body": body, "num_carry": len(leaves)})
-    return pytree.unflatten(tree, _results(node))
+    return pytree.unflatten(tree, results(node))
 
 
 def fori_loop(lower: int | Operand, upper: int | Operand, body_fn: Callable[[Any, Any], Any],
@@ -194,17 +193,12 @@ def _scan(name, f, init, xs, length, reverse, user_fn):
     node = build(Op.SCAN, [*carry, *xleaves, *captures],
                  {"body": body, "length": int(length), "reverse": bool(reverse),
                   "num_carry": n, "num_xs": len(xleaves)})
-    results = _results(node)
-    return pytree.unflatten(carry_tree, results[:n]), pytree.unflatten(y_tree, results[n:])
+    out = results(node)
+    return pytree.unflatten(carry_tree, out[:n]), pytree.unflatten(y_tree, out[n:])
 
 
 def _slice_spec(x: Node) -> Shape:
     return Shape(x.dtype, x.shape[1:])
-
-
-def _results(node: Node) -> list[Node]:
-    return [build(Op.TUPLE_GET, [node], {"index": i}, spec)
-            for i, spec in enumerate(result_specs(node))]
 
 
 def _where(fn) -> str:

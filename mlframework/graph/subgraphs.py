@@ -15,6 +15,7 @@ from mlframework.graph import custom_gradients
 from mlframework.graph.broadcasting import as_node
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import Graph, Node, build, current_graph, parameter, tracing
+from mlframework.graph.shape_rules_control import result_specs
 
 
 def trace(fn, args, name: str):
@@ -78,4 +79,10 @@ def inline(graph: Graph, args: list[Node], values: dict[int, Node] | None = None
     return [values[o.id] for o in graph.outputs]
 
 
-__all__ = ["align_captures", "inline", "trace"]
+def results(node: Node) -> list[Node]:
+    """The `tuple_get` nodes reading every result of control-flow node `node`, in order."""
+    return [build(Op.TUPLE_GET, [node], {"index": i}, spec)
+            for i, spec in enumerate(result_specs(node))]
+
+
+__all__ = ["align_captures", "inline", "results", "trace"]

@@ -6,10 +6,10 @@ rule builds and autodiff sums like any cotangent. The rules build new
 control-flow nodes whose sub-graphs are traced from the forward ones:
 
 - cond: a cond over the same index whose branch i is the VJP of branch i.
-- scan: a forward scan that also stacks each step's carry (the residuals, one
-  per iteration), then a scan in the other direction whose body recomputes the
-  step from its carry and applies the step's VJP, carrying the carry's cotangent
-  and the sums of the captures' cotangents.
+- scan: the VJP of one step is traced with the step recomputed inside it; the
+  recomputed values its VJP part reads become residuals: a forward scan stacks them
+  (and each step's carry) per iteration, and a scan in the other direction runs the
+  step's VJP on them, carrying the carry's cotangent and the sums of the captures'.
 
 while_loop has none (autodiff refuses it: reverse mode needs a trip count).
 """
@@ -21,7 +21,7 @@ from mlframework.graph.composites import zeros_like
 from mlframework.graph.gen_optypes import Op, OpGroup
 from mlframework.graph.graph import Node, build, current_graph
 from mlframework.graph.shape_rules_control import parameter_specs, result_specs
-from mlframework.graph.subgraphs import align_captures, inline, trace
+from mlframework.graph.subgraphs import align_captures, inline, results, trace
 
 
 _TUPLES = OpGroup.CONTROL - {Op.TUPLE_GET}
@@ -51,11 +51,6 @@ def _differentiable(specs, wanted=None) -> list[int]:
     return [i for i, s in enumerate(specs) if s.dtype.is_float and (wanted is None or wanted[i])]
 
 
-def _results(node):
-    return [build(Op.TUPLE_GET, [node], {"index": i}, spec)
-            for i, spec in enumerate(result_specs(node))]
-
-
 def _cond_vjp(node, cts, wants, reverse):
     index, operands = node.inputs[0], list(node.inputs[1:])
     specs = [o.spec for o in operands]
@@ -75,7 +70,7 @@ def _cond_vjp(node, cts, wants, reverse):
               for b in node.attrs["branches"]]
     captures = align_captures(traced, len(operands) + len(seeds))
     back = build(Op.COND, [index, *operands, *seeds, *captures], {"branches": tuple(traced)})
-    grads = dict(zip(wrt, _results(back)))
+    grads = dict(zip(wrt, results(back)))
     return [None] + [grads.get(i) for i in range(len(operands))]
 
 
@@ -130,7 +125,7 @@ def _scan_vjp(node, cts, wants, reverse):
         return outs + list(c) + [mapping[copied[r.id]] for r in saved]
     residual_body = trace(forward, (c_specs, x_specs, cap_specs), f"{_leaf(body)}_residuals")[0]
     fwd = build(Op.SCAN, node.inputs, dict(a, body=residual_body))
-    stacked = _results(fwd)[len(result_specs(node)):]
+    stacked = results(fwd)[len(result_specs(node)):]
 
     explicit = len(ct_c) + len(acc) + n + nx + len(ct_ys)
     backward = _without_recomputation(recomputing, saved, explicit, out_tree)
@@ -139,7 +134,7 @@ def _scan_vjp(node, cts, wants, reverse):
                  {"body": backward, "length": length, "reverse": not a["reverse"],
                   "num_carry": len(ct_c) + len(acc),
                   "num_xs": n + nx + len(ct_ys) + len(saved)})
-    out = _results(back)
+    out = results(back)
     g_c, g_k, g_x = out[:len(dc)], out[len(dc):len(dc) + len(dcap)], out[len(dc) + len(dcap):]
     grads: dict[int, Node] = {}
     grads.update(zip(dc, g_c))

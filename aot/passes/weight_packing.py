@@ -72,12 +72,13 @@ def pack_weights(program: Program, storage: str = "float32", variables=None) -> 
         if storage in ("int8", "float16") and _conv_weights(program, v, users[vid]):
             w = np.asarray(v.attrs["value"], np.float32)
             if storage == "int8":
-                q, scales = quantize(w, 0)
-                attrs = {"value": q, "packing": INT8_CHANNELS, "scales": scales}
+                stored, scales = quantize(w, 0)
+                attrs = {"value": stored, "packing": INT8_CHANNELS, "scales": scales}
             else:
-                attrs = {"value": w.astype(np.float16), "packing": FLOAT16}
-            packed[vid] = Value(vid, Op.CONSTANT, (), attrs, as_dtype(attrs["value"].dtype),
-                                v.shape, v.source, v.scope)
+                stored = w.astype(np.float16)
+                attrs = {"value": stored, "packing": FLOAT16}
+            packed[vid] = Value(vid, Op.CONSTANT, (), attrs, as_dtype(stored.dtype), v.shape,
+                                v.source, v.scope)
             continue
         dots = _dense_products(program, v, users[vid])
         if dots is None:

@@ -17,7 +17,6 @@ manifest.json, and libNAME.so and libNAME.a unless build=False.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from aot.export import artifact
-from aot.export.model import (EMBED_MAX_BYTES, VERSION, WEIGHT_MODES, Artifact, build_artifact,
-                              check_name, write_files)
+from aot.export.model import (EMBED_MAX_BYTES, VERSION, WEIGHT_MODES, check_name,
+                              write_artifact)
 from aot.export.signature import InputSpec, UsageError
 from aot.export.targets import toolchain
 from aot.export.trace import Traced, trace_stateful
@@ -110,14 +109,8 @@ def export_decoder(folder, out_dir, *, max_seq: int, prefill_len: int | None = N
         "flops": {k: sum(c["flops"] for c in s.costs) for k, s in stages.items()},
         "export_seconds": round(time.perf_counter() - started, 3),
     }
-    out_dir = Path(out_dir)
-    write_files(out_dir, files, manifest)
-    art = Artifact(out_dir, name, manifest, sorted(files) + ["manifest.json", "runtime/"])
-    if build:
-        build_artifact(out_dir, tc)
-        art.files = sorted(art.files + libs)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return art
+    return write_artifact(out_dir, name, manifest=manifest, files=files, tc=tc, libs=libs,
+                          build=build)
 
 
 def _load(folder):

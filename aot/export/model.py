@@ -214,13 +214,7 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
     manifest = manifest_of(name, reference, checkpoint, traced, stage, ins, outs, segment, options,
                          tc, src_hash, artifact.crc32(blob), train_info, train_stage, train)
     manifest["export_seconds"] = round(time.perf_counter() - started, 3)
-    out_dir = Path(out_dir)
-    write_files(out_dir, files, manifest)
-    art = Artifact(out_dir, name, manifest, sorted(files) + ["manifest.json", "runtime/"])
-    if build:
-        build_artifact(out_dir, tc)
-        art.files = sorted(art.files + libs)
-    return art
+    return write_artifact(out_dir, name, files, manifest, tc, libs, build)
 
 
 def check_name(name: str) -> None:
@@ -271,9 +265,25 @@ def _trace_train(fn, specs, train: TrainSpec, ctx) -> Traced:
     return trace_train_step(fn, specs, labels, ctx=ctx, loss=loss, optimizer=optimizer)
 
 
-def write_files(out_dir: Path, files: dict, manifest: dict) -> None:
+def write_artifact(out_dir, name: str, files: dict, manifest: dict, tc: Toolchain,
+                   libs: list[str], build: bool) -> Artifact:
     """Writes `files` ({filename: text or bytes}), runtime/ (the headers the code
-    includes) and manifest.json into out_dir (created)."""
+    includes) and manifest.json into out_dir (created), then builds `libs` with the
+    Makefile among `files` unless `build` is False.
+
+    Raises:
+        BuildError: the C compiler failed.
+    """
+    out_dir = Path(out_dir)
+    _write(out_dir, files, manifest)
+    art = Artifact(out_dir, name, manifest, sorted(files) + ["manifest.json", "runtime/"])
+    if build:
+        build_artifact(out_dir, tc)
+        art.files = sorted(art.files + libs)
+    return art
+
+
+def _write(out_dir: Path, files: dict, manifest: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for fname, content in files.items():
         path = out_dir / fname

@@ -304,26 +304,7 @@ TRAIN_COUNT = r"""
 #include <stdio.h>
 #include <string.h>
 #include "mlpt.h"
-static volatile int counting;
-static volatile long calls;
-#ifndef NO_COUNTING
-extern void* __libc_malloc(size_t);
-extern void* __libc_calloc(size_t, size_t);
-extern void* __libc_realloc(void*, size_t);
-extern void* __libc_memalign(size_t, size_t);
-extern void __libc_free(void*);
-void* malloc(size_t n) { if (counting) calls++; return __libc_malloc(n); }
-void* calloc(size_t a, size_t b) { if (counting) calls++; return __libc_calloc(a, b); }
-void* realloc(void* p, size_t n) { if (counting) calls++; return __libc_realloc(p, n); }
-void* memalign(size_t a, size_t n) { if (counting) calls++; return __libc_memalign(a, n); }
-void* aligned_alloc(size_t a, size_t n) { if (counting) calls++; return __libc_memalign(a, n); }
-int posix_memalign(void** p, size_t a, size_t n) {
-  if (counting) calls++;
-  *p = __libc_memalign(a, n);
-  return *p ? 0 : 12;
-}
-void free(void* p) { if (counting && p) calls++; __libc_free(p); }
-#endif
+""" + es.COUNTING_ALLOCATOR + r"""
 
 static unsigned char state[MLPT_STATE_BYTES] __attribute__((aligned(MLPT_WORKSPACE_ALIGN)));
 static unsigned char ws[MLPT_TRAIN_ARENA_BYTES] __attribute__((aligned(MLPT_WORKSPACE_ALIGN)));

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ import session_artifacts
 from aot.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "tests" / "aot"))
+import export_support as es  # noqa: E402  the counting allocator of the no-allocation tests
 MAX_SEQ, PREFILL = 56, 16
 NEW = 32
 
@@ -160,26 +163,7 @@ def test_bad_arguments_return_error_codes(exported):
 COUNT = r"""
 #include <stdio.h>
 #include "lm.h"
-static volatile int counting;
-static volatile long calls;
-#ifndef NO_COUNTING
-extern void* __libc_malloc(size_t);
-extern void* __libc_calloc(size_t, size_t);
-extern void* __libc_realloc(void*, size_t);
-extern void* __libc_memalign(size_t, size_t);
-extern void __libc_free(void*);
-void* malloc(size_t n) { if (counting) calls++; return __libc_malloc(n); }
-void* calloc(size_t a, size_t b) { if (counting) calls++; return __libc_calloc(a, b); }
-void* realloc(void* p, size_t n) { if (counting) calls++; return __libc_realloc(p, n); }
-void* memalign(size_t a, size_t n) { if (counting) calls++; return __libc_memalign(a, n); }
-void* aligned_alloc(size_t a, size_t n) { if (counting) calls++; return __libc_memalign(a, n); }
-int posix_memalign(void** p, size_t a, size_t n) {
-  if (counting) calls++;
-  *p = __libc_memalign(a, n);
-  return *p ? 0 : 12;
-}
-void free(void* p) { if (counting && p) calls++; __libc_free(p); }
-#endif
+""" + es.COUNTING_ALLOCATOR + r"""
 
 static unsigned char cache[LM_KV_CACHE_BYTES] __attribute__((aligned(LM_WORKSPACE_ALIGN)));
 static unsigned char ws[LM_WORKSPACE_BYTES] __attribute__((aligned(LM_WORKSPACE_ALIGN)));

@@ -279,3 +279,14 @@ def test_scan_length_mismatch():
     assert "length=5" in _error_of(lambda x: G.scan(lambda c, v: (c, v), 0.0, x, length=5),
                                    np.zeros(3, np.float32))
 
+
+
+def test_c_profile_times_a_loop_as_one_kernel():
+    import mlframework as mlf
+    from mlframework.backends.c.profile import profile_kernels
+    exe = G.Exec(mlf.backends.new("c"), _scan_in_scan(OursNp, G.scan))
+    xs, w = np.ones((4, 3)), np.float64(0.5)
+    exe(xs, w)
+    rows = profile_kernels(next(iter(exe._cache.values()))[0], [xs, w], repeats=2)
+    assert [name for name, _, _ in rows].count("scan") == 1
+    assert sum(share for _, _, share in rows) == pytest.approx(1.0)

@@ -19,6 +19,7 @@ import numpy as np
 from aot.build import compiler as B
 
 _CALL = re.compile(r"^(\s*)(\w+)\((.*)\);  /\* kernel \d+ \*/$")  # emit_module's calls
+_BLOCK = re.compile(r"^(\s*)\{  /\* kernel \d+: (\w+), ")  # a control-flow kernel's block
 _PRELUDE = """
 #include <time.h>
 static double mlf_prof_ns[4096];
@@ -34,18 +35,28 @@ def timed_source(source: str) -> tuple[str, list[str]]:
     lines: list[str] = []
     names: list[str] = []
     in_run = False
+    closing: tuple[str, int] | None = None  # the closing line of the open control block
     for line in source.split("\n"):
         if line.startswith("int mlf_run("):
             in_run = True
         if in_run and line.startswith("}"):
             in_run = False
         m = _CALL.match(line) if in_run else None
+        block = _BLOCK.match(line) if in_run else None
         if m:
             ind, name, _ = m.groups()
             t = len(names)
             names.append(name)
             line = (f"{ind}{{ double t0 = mlf_prof_now(); {line.strip()} "
                     f"mlf_prof_ns[{t}] += mlf_prof_now() - t0; }}")
+        elif block:  # a loop or branch: timed from its opening to its closing brace
+            ind, name = block.groups()
+            closing = (f"{ind}}}", len(names))
+            names.append(name)
+            line = f"{ind}{{ double t0 = mlf_prof_now(); {line.strip()}"
+        elif closing is not None and line == closing[0]:
+            line = f"{line} mlf_prof_ns[{closing[1]}] += mlf_prof_now() - t0; }}"
+            closing = None
         lines.append(line)
     text = "\n".join(lines)
     head = text.index('#include "mlf_kernels.h"')

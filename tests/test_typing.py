@@ -10,7 +10,8 @@ import types
 
 import pytest
 
-ROOTS = ("mlframework", "mlframework.ml", "aot")
+ROOTS = ("mlframework", "mlframework.ml", "mlframework.models.hf", "mlframework.models.onnx",
+         "mlframework.distributed", "aot")
 OWN = ("mlframework", "aot")
 
 

@@ -20,19 +20,22 @@ gets back its own `extra`.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import jax
 import numpy as np
 
 from mlframework.distributed.runtime import barrier
 from mlframework.ml import checkpoints
-from mlframework.ml.checkpoints import CheckpointError
+from mlframework.ml.checkpoints import CheckpointError, CheckpointInfo
+from mlframework.ml.context import Context
 
 
 class Checkpointer(checkpoints.Checkpointer):
     """`ml.checkpoints.Checkpointer` for every process of a job (one process works too)."""
 
-    def save(self, ctx, step: int | None = None, extra: dict | None = None):
+    def save(self, ctx: Context, step: int | None = None, extra: dict | None = None) -> Path:
         """Saves ctx with each process's `extra`; returns the JSON's path (on every process).
 
         Raises:
@@ -47,7 +50,8 @@ class Checkpointer(checkpoints.Checkpointer):
         barrier(f"mlframework checkpoint {self.directory}")
         return path or self._path(ctx, step)
 
-    def restore(self, ctx, path=None, *, strict: bool = True):
+    def restore(self, ctx: Context, path: str | os.PathLike | None = None, *,
+                strict: bool = True) -> CheckpointInfo | None:
         """Loads `path`, or process 0's latest checkpoint, on every process; None if none.
 
         `info.extra` is this process's own `extra`.

@@ -14,13 +14,16 @@ state is saved and given back to it).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 
 from mlframework.core import pytree
 from mlframework.core.dtypes import as_dtype
 from mlframework.core.shapes import make
 from mlframework.core.tensors import Tensor
-from mlframework.ml.datasets import Prefetch
+from mlframework.distributed.mesh import Mesh
+from mlframework.ml.datasets import InMemory, Prefetch
 
 
 class GlobalBatches:
@@ -36,7 +39,7 @@ class GlobalBatches:
         ValueError: the batch size does not split evenly across the mesh.
     """
 
-    def __init__(self, dataset, mesh):
+    def __init__(self, dataset: InMemory, mesh: Mesh):
         size = dataset.batch_size
         if size % mesh.size or (not dataset.drop_remainder and dataset.size % size):
             raise ValueError(f"GlobalBatches requires every batch to split evenly over the "
@@ -90,7 +93,7 @@ class GlobalBatches:
             ds.restore({"position": position})
             yield batch
 
-    def batch(self, position: int):
+    def batch(self, position: int) -> Any:
         """The global batch at `position`: a pytree of Tensors holding global arrays."""
         local = self.dataset.batch(position, self.rows)
         leaves, tree = pytree.flatten(local)

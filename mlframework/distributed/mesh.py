@@ -13,11 +13,18 @@ the gathers of sharded variables), so the project has none of its own.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from mlframework.distributed.sharding import DATA, check_spec, fsdp
+from mlframework.distributed.sharding import DATA, Rule, check_spec, fsdp
+from mlframework.graph.exec import Compiler
+
+if TYPE_CHECKING:
+    from mlframework.distributed.backend import MeshBackend
 
 
 class MeshNotSupportedError(ValueError):
@@ -35,7 +42,7 @@ class Mesh:
             smaller ones replicated.
     """
 
-    def __init__(self, devices=None, *, variables=None):
+    def __init__(self, devices: Sequence[Any] | None = None, *, variables: Rule | None = None):
         devices = list(jax.devices() if devices is None else devices)
         if not devices:
             raise ValueError("Mesh requires at least one device")
@@ -45,7 +52,7 @@ class Mesh:
         self.replicated = NamedSharding(self.jax_mesh, PartitionSpec())
         self.batch = NamedSharding(self.jax_mesh, PartitionSpec(DATA))
         self._variables: dict[tuple, NamedSharding] = {}
-        self._backend = None
+        self._backend: MeshBackend | None = None
 
     @property
     def size(self) -> int:
@@ -65,7 +72,7 @@ class Mesh:
             sharding = self._variables[key] = NamedSharding(self.jax_mesh, PartitionSpec(*spec))
         return sharding
 
-    def backend_for(self, backend):
+    def backend_for(self, backend: Compiler | None) -> MeshBackend:
         """The mesh's backend for `backend` (one per mesh: Tensors it made stay valid).
 
         Raises:

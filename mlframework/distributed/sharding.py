@@ -17,8 +17,12 @@ not what is computed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 DATA = "data"  # the mesh axis the batch (and sharded variables) are split on
+
+Rule = Callable[[str, tuple[int, ...], int], tuple]
+"""A sharding rule: `rule(name, shape, axis_size) -> spec` (a PartitionSpec's entries)."""
 
 DEFAULT_MIN_SIZE = 2 ** 18  # elements: 1 MiB of float32; smaller variables stay replicated
 
@@ -28,7 +32,7 @@ def replicated(name: str, shape: tuple[int, ...], axis_size: int) -> tuple:
     return ()
 
 
-def fsdp(min_size: int = DEFAULT_MIN_SIZE):
+def fsdp(min_size: int = DEFAULT_MIN_SIZE) -> Rule:
     """A rule sharding each variable of at least `min_size` elements on its largest
     dimension divisible by the data axis size (the first such, on ties); smaller
     variables, scalars and those with no divisible dimension are replicated.

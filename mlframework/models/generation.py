@@ -13,9 +13,10 @@ new tokens (at least 32) positions, so the graphs compile once per such bucket.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from mlframework.models.sampling import next_tokens
 
@@ -40,9 +41,24 @@ def cache_buckets(prompt_len: int, max_new_tokens: int, max_positions: int) -> t
     return size, min(_pow2(prompt_len, MIN_PROMPT), size)
 
 
-def generate(model, prompt_ids, max_new_tokens: int = 32, *, temperature: float | None = None,
-             top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-             stop_tokens: Iterable[int] | None = None,
+class Decoding(Protocol):
+    """What `generate` needs of a model (`models.hf.Model` is one): its end-of-sequence
+    tokens, its position limit and the cached prefill and decode steps."""
+
+    @property
+    def eos_token_ids(self) -> list[int]: ...
+
+    @property
+    def max_positions(self) -> int: ...
+
+    def prefill(self, ids: ArrayLike, cache_size: int, padded_len: int) -> np.ndarray: ...
+
+    def decode_step(self, ids: np.ndarray) -> np.ndarray: ...
+
+
+def generate(model: Decoding, prompt_ids: ArrayLike, max_new_tokens: int = 32, *,
+             temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+             seed: int | None = None, stop_tokens: Iterable[int] | None = None,
              on_token: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
     """Extends int prompt_ids [n] or [batch, n] by up to `max_new_tokens` tokens.
 

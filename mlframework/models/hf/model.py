@@ -8,12 +8,18 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 import mlframework as mlf
 from mlframework import graph as G
+from mlframework.graph.exec import Compiler
 from mlframework.ml import Context, ContextExec
 from mlframework.models.hf import bert, gpt2, llama
 from mlframework.models.hf.decoding import Decoder
@@ -49,8 +55,8 @@ class Model:
     and `function`: `function(ctx, input_ids)` traces the model (logits for causal LMs,
     last hidden states for encoders), for `Trainer` or `ContextExec`."""
 
-    def __init__(self, folder: Path, raw: dict, family, config, ctx: Context, backend,
-                 params, tokenizer):
+    def __init__(self, folder: Path, raw: dict, family: ModuleType, config: Any, ctx: Context,
+                 backend: Compiler, params: int, tokenizer: Any):
         self.folder, self.raw_config, self.family, self.config = folder, raw, family, config
         self.ctx, self.backend, self.params, self.tokenizer = ctx, backend, params, tokenizer
         self.causal = family.causal
@@ -60,7 +66,7 @@ class Model:
 
     # ---- forward ----
 
-    def function(self, ctx, input_ids):
+    def function(self, ctx: Context, input_ids: G.Node) -> Any:
         out = self.family.forward(self.config, ctx, input_ids, _positions(input_ids))
         return out if self.causal else out[0]
 
@@ -83,13 +89,15 @@ class Model:
             raise ValueError(f"{self.family.name} takes no token_type_ids")
         return self._forward(ids, mask, types)
 
-    def __call__(self, input_ids, attention_mask=None, token_type_ids=None):
+    def __call__(self, input_ids: ArrayLike, attention_mask: ArrayLike | None = None,
+                 token_type_ids: ArrayLike | None = None) -> np.ndarray:
         """Logits [batch, seq, vocab] (causal LMs) or last hidden states [batch, seq, dim]
         (encoders) of int input_ids [batch, seq]; attention_mask: 1 for real tokens."""
         out = self._run(input_ids, attention_mask, token_type_ids)
         return out if self.causal else out["hidden"]
 
-    def pooled(self, input_ids, attention_mask=None, token_type_ids=None):
+    def pooled(self, input_ids: ArrayLike, attention_mask: ArrayLike | None = None,
+               token_type_ids: ArrayLike | None = None) -> np.ndarray:
         """BERT's pooler output [batch, dim]: tanh(dense(hidden state of the first token)).
 
         Raises:
@@ -110,10 +118,10 @@ class Model:
         """Token ids of `text` (with the tokenizer's special tokens)."""
         return self._require_tokenizer().encode(text).ids
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: Iterable[int]) -> str:
         return self._require_tokenizer().decode([int(i) for i in ids])
 
-    def embed_sentences(self, sentences, *, batch_size: int = 32,
+    def embed_sentences(self, sentences: Iterable[str], *, batch_size: int = 32,
                         normalize: bool = True) -> np.ndarray:
         """float32 [len(sentences), dim]: sentence-transformers pooling of the last hidden
         states (mean over real tokens, or the first token when 1_Pooling/config.json
@@ -143,15 +151,15 @@ class Model:
             raise ValueError(f"{self.family.name} is an encoder: it does not generate")
         return self._decoder
 
-    def prefill(self, ids, cache_size: int, padded_len: int) -> np.ndarray:
+    def prefill(self, ids: ArrayLike, cache_size: int, padded_len: int) -> np.ndarray:
         """See `Decoder.prefill`."""
         return self._require_decoder().prefill(_ids(ids, "ids"), cache_size, padded_len)
 
-    def decode_step(self, ids) -> np.ndarray:
+    def decode_step(self, ids: np.ndarray) -> np.ndarray:
         """See `Decoder.step`."""
         return self._require_decoder().step(ids)
 
-    def save_pretrained(self, folder) -> Path:
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """Writes config.json, model.safetensors (float32) and the tokenizer files to folder,
         in HuggingFace's layout, so that `transformers` loads them back."""
         from mlframework.models.hf.saving import save_pretrained
@@ -161,7 +169,7 @@ class Model:
         return f"<hf.Model {self.family.name} from {self.folder}>"
 
 
-def load(folder, *, backend=None) -> Model:
+def load(folder: str | os.PathLike, *, backend: str | Compiler | None = None) -> Model:
     """Loads a HuggingFace model folder (config.json, model.safetensors or its sharded
     index, optional tokenizer.json) onto `backend` (a name or a Backend; default
     `$MLF_BACKEND`, else "xla"). Weights are memory-mapped and become float32 variables.

@@ -15,6 +15,9 @@ erf_inv, interior padding, dilated inputs of convolutions).
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -26,6 +29,9 @@ from mlframework.core.tensors import Tensor
 from mlframework.graph.gen_optypes import Op
 from mlframework.models.onnx import dtypes
 from mlframework.models.onnx.errors import OnnxExportError
+
+if TYPE_CHECKING:
+    from mlframework.ml.context import Context
 
 OPSET = 17
 _UNARY = {Op.ABS: "Abs", Op.NEG: "Neg", Op.SIGN: "Sign", Op.EXP: "Exp", Op.LOG: "Log",
@@ -209,7 +215,8 @@ def _pool(w, node, ins):
     return w.emit("Mul", [mean, _scalar_like(w, math.prod(window), node)])
 
 
-def to_model(graph, input_names=None, output_names=None) -> onnx.ModelProto:
+def to_model(graph: G.Graph, input_names: Sequence[str] | None = None,
+             output_names: Sequence[str] | None = None) -> onnx.ModelProto:
     """The ONNX model of a traced graph.
 
     Raises:
@@ -247,8 +254,10 @@ def to_model(graph, input_names=None, output_names=None) -> onnx.ModelProto:
     return model
 
 
-def export(fn, example_inputs, path=None, *, ctx=None, input_names=None,
-           output_names=None) -> onnx.ModelProto:
+def export(fn: Callable[..., Any], example_inputs: Sequence[Any],
+           path: str | os.PathLike | None = None, *, ctx: Context | None = None,
+           input_names: Sequence[str] | None = None,
+           output_names: Sequence[str] | None = None) -> onnx.ModelProto:
     """Writes `fn` traced on `example_inputs` (arrays, Tensors or Shapes) as ONNX to
     `path` (when given) and returns the ModelProto.
 

@@ -21,27 +21,36 @@ Shape -> Gather -> Concat -> Reshape give the static shapes the IR needs.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
+from numpy.typing import ArrayLike
 from onnx import numpy_helper
 
 from mlframework.core import shapes
 from mlframework.core.shapes import Shape
-from mlframework.graph.graph import Graph, Node, const, parameter, tracing
+from mlframework.graph.graph import Graph, Node, Operand, const, parameter, tracing
 from mlframework.models.onnx import dtypes
 from mlframework.models.onnx.errors import (REPORT_HINT, OnnxImportError,
                                             UnsupportedOperatorError, describe_node)
 from mlframework.models.onnx.node import ImportTimeValueError, NodeView, is_const
 from mlframework.models.onnx.ops import HANDLERS
 
+if TYPE_CHECKING:
+    from mlframework.ml.context import Context
+
+ModelSource: TypeAlias = "str | os.PathLike | bytes | onnx.ModelProto"
+"""An ONNX model as `load_model` takes it: a file path, its bytes, or the ModelProto."""
+
 MIN_OPSET = 13
 MAX_OPSET = onnx.defs.onnx_opset_version()
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
-def read_model(model) -> onnx.ModelProto:
+def read_model(model: ModelSource) -> onnx.ModelProto:
     """A ModelProto from a path, bytes or a ModelProto.
 
     Raises:
@@ -86,7 +95,7 @@ def opset_of(proto: onnx.ModelProto) -> int:
     return version
 
 
-def check_definition(proto, opset: int) -> None:
+def check_definition(proto: onnx.NodeProto, opset: int) -> None:
     """Raises UnsupportedOperatorError when the node's operator, read at `opset`
     (below MIN_OPSET), is defined differently than at MIN_OPSET."""
     if opset >= MIN_OPSET:
@@ -141,7 +150,9 @@ class ImportedModel:
             built in that trace.
     """
 
-    def __init__(self, proto, input_shapes=None, constant_inputs=None):
+    def __init__(self, proto: onnx.ModelProto,
+                 input_shapes: dict[str, Sequence[int]] | None = None,
+                 constant_inputs: dict[str, ArrayLike] | None = None):
         self.proto = proto
         self.opset = opset_of(proto)
         self.constant_inputs = {k: np.asarray(v) for k, v in (constant_inputs or {}).items()}
@@ -197,20 +208,22 @@ class ImportedModel:
     def _constants(self) -> dict:
         return {**self.initializers, **self.constant_inputs}
 
-    def __call__(self, *inputs):
+    def __call__(self, *inputs: Operand) -> Node | tuple[Node, ...]:
         """The outputs (one node, or a tuple) over input nodes; initializers are constants."""
         outs = self._run(list(inputs), self._constants())
         return outs[0] if len(outs) == 1 else tuple(outs)
 
-    def model(self, ctx, *inputs):
+    def model(self, ctx: Context, *inputs: Operand) -> Node | tuple[Node, ...]:
         """The model as `model(ctx, *inputs)`: the float initializers are (trainable)
         variables of `ctx`, created from the ONNX values on first use; the others
         (integer shapes, indices) stay constants."""
         env = self._constants()
         for name, value in self.initializers.items():
             if value.dtype.kind == "f":
-                env[name] = ctx.node(name, value.shape, value.dtype,
-                                     initializer=lambda rng, s, d, v=value: v)
+                def onnx_value(rng: object, shape: object, dtype: object,
+                               v: np.ndarray = value) -> np.ndarray:
+                    return v
+                env[name] = ctx.node(name, value.shape, value.dtype, initializer=onnx_value)
         outs = self._run(list(inputs), env)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
@@ -253,7 +266,7 @@ def _spec_text(value) -> str:
     return str(value.spec)
 
 
-def convert_node(proto, opset: int, values: list, foldable: bool = True) -> list:
+def convert_node(proto: onnx.NodeProto, opset: int, values: list, foldable: bool = True) -> list:
     """The output values of one ONNX node over `values` (nodes or arrays; None = omitted).
 
     With all inputs known and `foldable`, the node is evaluated at import time.
@@ -318,7 +331,8 @@ def _fold(proto, opset: int, values: list) -> list:
     return [np.asarray(next(it)) if o else None for o in outputs]
 
 
-def load_model(model, input_shapes=None, *, constant_inputs=None) -> ImportedModel:
+def load_model(model: ModelSource, input_shapes: dict[str, Sequence[int]] | None = None, *,
+               constant_inputs: dict[str, ArrayLike] | None = None) -> ImportedModel:
     """Imports an ONNX model (path, bytes or ModelProto) as an `ImportedModel`.
 
     Args:

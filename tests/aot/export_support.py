@@ -71,6 +71,24 @@ void free(void* p) { if (counting && p) calls++; __libc_free(p); }
 """
 
 
+def run_sanitized(program: Path, folder: Path, sources: list[str], exe: Path) -> str:
+    """Builds the C file `program` with an export's `sources` (file names in `folder`)
+    under ASan and UBSan, allocator counting compiled out (-DNO_COUNTING), runs it and
+    returns its stdout; fails unless it builds, exits 0 and the sanitizers stay quiet."""
+    cmd = ["gcc", "-O1", "-std=gnu99", "-DNO_COUNTING", "-fsanitize=address,undefined",
+           "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-fno-math-errno", "-fwrapv",
+           "-fno-strict-aliasing", f"-I{folder}", f"-I{folder / 'runtime'}", str(program),
+           *(str(folder / f) for f in sources), "-lm", "-o", str(exe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    env = {"ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+           "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([str(exe)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "runtime error" not in result.stderr and "AddressSanitizer" not in result.stderr
+    return result.stdout
+
+
 # ---- the C driver program ----
 
 DRIVER = r"""

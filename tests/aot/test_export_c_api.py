@@ -285,19 +285,8 @@ def test_training_runs_clean_under_sanitizers(trained, tmp_path):  # noqa: F811
     src = tmp_path / "train_asan.c"
     src.write_text(TRAIN_COUNT)
     exe = tmp_path / "train_asan"
-    sources = [str(folder / f) for f in ("mlpt.c", "mlpt_weights.c", "mlpt_train.c",
-                                         "mlpt_run_state.c")]
-    cmd = ["gcc", "-O1", "-std=gnu99", "-DNO_COUNTING", "-fsanitize=address,undefined",
-           "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-fno-math-errno", "-fwrapv",
-           "-fno-strict-aliasing", f"-I{folder}", f"-I{folder / 'runtime'}", str(src), *sources,
-           "-lm", "-o", str(exe)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    env = {"ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
-           "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([str(exe)], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "runtime error" not in result.stderr and "AddressSanitizer" not in result.stderr
+    es.run_sanitized(src, folder, ["mlpt.c", "mlpt_weights.c", "mlpt_train.c",
+                                   "mlpt_run_state.c"], exe)
 
 
 TRAIN_COUNT = r"""

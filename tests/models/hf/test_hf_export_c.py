@@ -20,7 +20,7 @@ from aot.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "aot"))
-import export_support as es  # noqa: E402  the counting allocator of the no-allocation tests
+import export_support as es  # noqa: E402  the no-allocation and sanitizer tests' C helpers
 MAX_SEQ, PREFILL = 56, 16
 NEW = 32
 
@@ -212,20 +212,10 @@ def test_decoder_never_allocates_and_runs_clean_under_sanitizers(exported, tmp_p
     assert "probe 2" in result.stdout and "inside 0" in result.stdout, result.stdout
     assert "bad 5" in result.stdout  # ERR_TOKEN + ERR_NULL
     sanitized = tmp_path / "asan"
-    sources = [str(folder / f) for f in ("lm_prefill.c", "lm_decode.c", "lm_weights.c")]
-    proc = subprocess.run(
-        ["gcc", "-O1", "-std=gnu99", "-DNO_COUNTING", "-fsanitize=address,undefined",
-         "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-fno-math-errno", "-fwrapv",
-         "-fno-strict-aliasing", f"-I{folder}", f"-I{folder / 'runtime'}", str(src), *sources,
-         "-lm", "-o", str(sanitized)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    env = {"ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
-           "PATH": "/usr/bin:/bin"}
-    clean = subprocess.run([str(sanitized)], capture_output=True, text=True, env=env, timeout=300)
-    assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert "runtime error" not in clean.stderr and "AddressSanitizer" not in clean.stderr
+    clean = es.run_sanitized(src, folder, ["lm_prefill.c", "lm_decode.c", "lm_weights.c"],
+                             sanitized)
     ids = lambda out: out.split("ids")[1].split()  # noqa: E731
-    assert ids(clean.stdout) == ids(result.stdout)
+    assert ids(clean) == ids(result.stdout)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -7,8 +7,12 @@
   settings) and called from Python through cffi (preallocated arrays, one
   foreign call), against the same models and weights written with the onnx
   helper and run by ONNX Runtime with as many intra-op threads; batch 1 also
-  with `--weight-storage bfloat16` (checked against ONNX Runtime on the model
-  with the same rounded weights; timed against the float32 model, the same bytes);
+  with `--weight-storage bfloat16` and `float16`, batch 1 and 64 with `--quantize
+  int8-weights` (each checked against ONNX Runtime on the model with its weights
+  stored the same way; timed against the float32 model, the same bytes), and ONNX
+  Runtime's own int8 model (`onnxruntime.quantization.quantize_dynamic`, int8
+  weights and dynamically quantized activations; `quantize_static`, the peer of a
+  full int8 export, waits for that export);
 * cold start: a C program linked against libNAME.a, from process start to
   its first result, against `python -c` importing onnxruntime, loading the
   model and running it once (both timed as whole processes from here);
@@ -30,16 +34,21 @@ import pytest
 import mlframework as mlf
 from bench_models import lenet, mlp
 from aot.export import export_model
-from aot.passes.weight_packing import STORAGES
+from aot.passes.weight_packing import dequantized
 from aot.tools.verify import ExportedLibrary
 from mlframework.ml import Context, ContextExec
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: E402
 
 
 MODELS = {"mlp": (mlp, (784,)), "lenet": (lenet, (1, 28, 28))}
+# how the export stores its weights: export_model's options, and the batch sizes timed
+STORAGES = {"float32": ({}, (1, 64)), "bfloat16": ({"weight_storage": "bfloat16"}, (1,)),
+            "float16": ({"weight_storage": "float16"}, (1,)),
+            "int8-weights": ({"quantize": "int8-weights"}, (1, 64))}
 
 
 def _context(name):
@@ -110,13 +119,17 @@ def setup(tmp_path_factory):
             dims = MODELS[name][1]
             onnx_path = root / f"{name}{batch}.onnx"
             onnx.save(_onnx_model(name, weights, batch), onnx_path)
-            for threads, storage in itertools.product((1, 2), STORAGES):
-                if storage != "float32" and batch != 1:
+            quantize_dynamic(onnx_path, root / f"{name}{batch}_int8.onnx",
+                             weight_type=QuantType.QInt8)
+            out[name, batch, "onnx int8"] = root / f"{name}{batch}_int8.onnx"
+            for threads, (storage, (options, batches)) in itertools.product(
+                    (1, 2), STORAGES.items()):
+                if batch not in batches:
                     continue
                 folder = root / f"{name}{batch}_{threads}_{storage}"
                 export_model(MODELS[name][0], [f"x:float32[{batch},{','.join(map(str, dims))}]"],
                              folder, ctx=ctx, name=f"{name}{batch}", weights="blob",
-                             openmp=threads > 1, weight_storage=storage)
+                             openmp=threads > 1, **options)
                 out[name, batch, threads, storage] = (folder, onnx_path)
         small = root / f"{name}_file"
         export_model(MODELS[name][0], [f"x:float32[1,{','.join(map(str, MODELS[name][1]))}]"],
@@ -128,29 +141,40 @@ def setup(tmp_path_factory):
 
 LATENCY = [(who, model, batch, threads, storage)
            for who, model, batch, threads in itertools.product(
-               ("aotc", "onnxruntime"), MODELS, (1, 64), (1, 2))
-           for storage in (STORAGES if who == "aotc" and batch == 1 else ("float32",))]
+               ("aotc", "onnxruntime", "onnxruntime-int8"), MODELS, (1, 64), (1, 2))
+           for storage in ([s for s, (_, batches) in STORAGES.items() if batch in batches]
+                           if who == "aotc" else ("float32",))]
+
+
+def _as_stored(manifest: dict, weights: dict) -> dict:
+    """The checkpoint's weights as the export stores them (what its library computes with)."""
+    out = dict(weights)
+    for names, half in ((manifest["rounded_weights"], ml_dtypes.bfloat16),
+                        (manifest["float16_weights"], np.float16)):
+        for k in names:
+            out[k] = weights[k].astype(half).astype(np.float32)
+    for k, axis in manifest["quantized_weights"].items():
+        out[k] = dequantized(weights[k], axis)
+    return out
 
 
 @pytest.mark.parametrize("who,model,batch,threads,storage", LATENCY,
                          ids=["-".join(map(str, c)) for c in LATENCY])
 def test_latency(benchmark, setup, who, model, batch, threads, storage):
-    """ONNX Runtime is timed on the float32 model. An aotc row with bfloat16 storage is
-    checked against ONNX Runtime on the same model with those weights rounded (stored
-    as float32 there: the same bytes, so the same speed)."""
+    """ONNX Runtime is timed on the float32 model, and on its dynamically quantized int8
+    model. An aotc row is checked against ONNX Runtime on the same model with the weights
+    stored as the export stores them (held as float32 there)."""
     folder, onnx_path = setup[model, batch, threads, storage]
     x = np.random.default_rng(0).standard_normal((batch, *MODELS[model][1])).astype(np.float32)
     benchmark.group = f"latency {model} batch {batch}, {threads} thread(s)"
     sess = _session(str(onnx_path), threads)
+    if who == "onnxruntime-int8":
+        sess = _session(str(setup[model, batch, "onnx int8"]), threads)
     if who == "aotc":
         lib = ExportedLibrary(folder)
-        reference = sess
-        if storage == "bfloat16":
-            packed = set(lib.manifest["packed_weights"])
-            rounded = {k: (v.astype(ml_dtypes.bfloat16).astype(np.float32) if k in packed else v)
-                       for k, v in setup[model, "weights"].items()}
-            reference = _session(_onnx_model(model, rounded, batch).SerializeToString(), threads)
-        want = reference.run(None, {"x": x})[0]
+        stored = _as_stored(lib.manifest, setup[model, "weights"])
+        want = _session(_onnx_model(model, stored, batch).SerializeToString(),
+                        threads).run(None, {"x": x})[0]
         y = np.empty((batch, 10), np.float32)
         run, px, py, pw = lib._run, lib._ptr(x), lib._ptr(y), lib._ptr(lib.workspace)
         assert run(px, py, pw) == 0

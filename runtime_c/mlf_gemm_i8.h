@@ -55,6 +55,9 @@ MLF_ENTRY void mlf_sgemm_i8w(long M, long N, long K, const float* MLF_RESTRICT A
     float* MLF_RESTRICT C, long ldc, float* MLF_RESTRICT work) {
   if (M == 0 || N == 0) return;
   if (M > MLF_MR) {
+    int W = M * N * K >= 64L * 64 * 64 && K >= 2 ? mlf_num_threads() : 1;
+    (void)W;
+    MLF_OMP(omp parallel for num_threads(W) if (W > 1) schedule(static))
     for (long p = 0; p < K; p++)
       for (long j = 0; j < N; j++) work[p * N + j] = (float)Q[p * N + j] * scales[j];
     mlf_sgemm(M, N, K, A, rsa, csa, work, N, 1, C, ldc,

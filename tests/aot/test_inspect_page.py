@@ -74,7 +74,8 @@ def test_side_panel_data(page):
     assert gemm["code"].startswith("h = G.dot_general(x, G.const(W1)")
     assert gemm["kernel"] == "k0_max_dot_general" and gemm["kernel_index"] == 0
     assert gemm["attrs"] == {"lhs_contracting": "(1,)", "rhs_contracting": "(0,)",
-                             "lhs_batch": "()", "rhs_batch": "()"}
+                             "lhs_batch": "()", "rhs_batch": "()",
+                             "preferred_element_type": "None"}
     removed = next(d for d in data["traced"].values() if d["op"] == "mul")
     assert removed["kernel"] == "none: a later pass removed it" and removed["kernel_index"] is None
 

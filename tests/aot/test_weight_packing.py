@@ -58,7 +58,7 @@ def test_only_dense_weights_read_by_dots_are_packed():
                    for v in pack_weights(program, "bfloat16", variables=set()).values.values())
     assert pack_weights(program, "float32") is program  # 2 rows read B in place
     with pytest.raises(ValueError, match="pack_weights requires storage"):
-        pack_weights(program, "int8")
+        pack_weights(program, "int4")
 
 
 @pytest.mark.parametrize("n", [40, 64, 130])

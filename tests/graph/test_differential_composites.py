@@ -22,7 +22,7 @@ COVERED = {"clip", "convert", "full", "gelu", "leaky_relu", "log_softmax", "logs
            "one_hot", "ones_like", "power", "reciprocal", "relu", "sigmoid", "silu", "softmax",
            "softplus", "square", "variance", "where", "zeros_like", "expand_dims", "flatten",
            "split", "squeeze", "stack", "take", "take_along_axis", "top_k", "einsum", "matmul",
-           "normal", "random_bits", "random_key", "split_key", "uniform"}
+           "normal", "random_bits", "random_key", "split_key", "uniform", "solve"}
 
 
 def _tol(dtype, ulps=4):
@@ -189,11 +189,30 @@ def _product_cases(rng, dtype):
     return cases
 
 
+def _solve_cases(rng, dtype):
+    """Well-conditioned systems (a near 4I, so the pivots move rows but errors stay near
+    eps): batched with a vector b, broadcast batches, a pivot that must swap rows."""
+    if dtype.itemsize == 2:  # jax has no half-precision LU to compare with
+        return []
+    a = random_values(rng, (2, 4, 4), dtype, -1, 1) + 4 * np.eye(4, dtype=dtype)
+    swap = np.array([[0, 2, 1], [3, 1, 0], [1, 0, 0]], dtype)  # a[0, 0] == 0
+    eps = float(jnp.finfo(dtype).eps)
+    check = Check("close", rtol=64 * eps, atol=64 * eps)
+    solve = lambda p, q: jnp.linalg.solve(p, q)  # noqa: E731
+    vector = lambda p, q: jnp.linalg.solve(p, q[..., None])[..., 0]  # noqa: E731
+    return [Case("solve [2,4,4] [4]", G.solve, vector,
+                 (a, random_values(rng, (4,), dtype, -3, 3)), check),
+            Case("solve [2,4,4] [1,4,3]", G.solve, solve,
+                 (a, random_values(rng, (1, 4, 3), dtype, -3, 3)), check),
+            Case("solve with a row swap", G.solve, solve,
+                 (swap, random_values(rng, (3, 2), dtype, -3, 3)), check)]
+
+
 @pytest.mark.parametrize("dtype", FLOATS, ids=[d.name for d in FLOATS])
 def test_float_composites_match_jax(backend_name, dtype):
     rng = np.random.default_rng(12)
     cases = _float_cases(rng, dtype) + _convert_cases(dtype) + _shape_cases(rng, dtype)
-    cases += _product_cases(rng, dtype)
+    cases += _product_cases(rng, dtype) + _solve_cases(rng, dtype)
     run_cases(backend_name, cases, f"composites_{dtype.name}")
 
 

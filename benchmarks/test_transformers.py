@@ -13,7 +13,8 @@ pooling, normalization) of 32 sentences at batch 1 and 32, beside sentence-trans
 "exported-c": the model exported by `aotc export --hf DIR --decode --max-seq 256
 --prefill-len 128` (single-threaded, as exported), called through ctypes: prefill = one
 `NAME_prefill` of the 128-token prompt; decode = 32 `NAME_decode_step` calls with the
-argmax in NumPy between them, as the backends' rows do.
+argmax in NumPy between them, as the backends' rows do. "exported-c-openmp": the same
+with `--openmp`, on 2 threads as PyTorch.
 Targets (issue 12), as ratios over PyTorch eager: decode on the faster backend >= 1.5x;
 the exported C's decode step >= 2x; MiniLM on the c backend >= 1.0x.
 """
@@ -69,12 +70,13 @@ def exported(folders, tmp_path_factory):
     from aot.export.decoder import export_decoder
     made = {}
 
-    def get(name):
-        if name not in made:
-            out = tmp_path_factory.mktemp(f"{name}-c")
-            export_decoder(folders[name], out, max_seq=CACHE, prefill_len=PROMPT, name="lm")
-            made[name] = _Exported(out)
-        return made[name]
+    def get(name, who="exported-c"):
+        if (name, who) not in made:
+            out = tmp_path_factory.mktemp(f"{name}-{who}")
+            export_decoder(folders[name], out, max_seq=CACHE, prefill_len=PROMPT, name="lm",
+                           openmp=who == "exported-c-openmp")
+            made[name, who] = _Exported(out)
+        return made[name, who]
     return get
 
 
@@ -113,11 +115,11 @@ def _torch(folders, name):
 
 
 @pytest.mark.parametrize("name", SHAPES)
-@pytest.mark.parametrize("who", ["xla", "c", "exported-c", "torch"])
+@pytest.mark.parametrize("who", ["xla", "c", "exported-c", "exported-c-openmp", "torch"])
 def test_prefill(benchmark, folders, exported, name, who):
     benchmark.group = f"prefill-{name}-128-tokens"
-    if who == "exported-c":
-        benchmark(exported(name).prefill, _prompt(name))
+    if who.startswith("exported-c"):
+        benchmark(exported(name, who).prefill, _prompt(name))
         return
     if who == "torch":
         model, prompt = _torch(folders, name)
@@ -135,11 +137,11 @@ def _decode(model, first):
 
 
 @pytest.mark.parametrize("name", SHAPES)
-@pytest.mark.parametrize("who", ["xla", "c", "exported-c", "torch"])
+@pytest.mark.parametrize("who", ["xla", "c", "exported-c", "exported-c-openmp", "torch"])
 def test_decode(benchmark, folders, exported, name, who):
     benchmark.group = f"decode-{name}-{STEPS}-steps"
-    if who == "exported-c":
-        lm, state = exported(name), {}
+    if who.startswith("exported-c"):
+        lm, state = exported(name, who), {}
 
         def prefill():
             state["first"] = np.argmax(lm.prefill(_prompt(name)))

@@ -61,7 +61,8 @@ def sgemm_bt_rows(M, K, csa, rsb, csb) -> bool:
 
 
 def packing(program: Program, v: Value) -> str | None:
-    """How pack_weights laid out a dot's right operand ("panels", "bf16_pairs"), if it did."""
+    """How pack_weights laid out a dot's right operand ("panels", "bf16_pairs",
+    "int8_columns"), if it did."""
     return program.values[v.inputs[1]].attrs.get("packing")
 
 
@@ -128,8 +129,6 @@ def _dot_scratch(program: Program, v: Value) -> int:
     if packing(program, v):  # mirrors mlf_sgemm_bf16p_work_floats, mlf_sgemm_i8w_work_floats
         if m <= 6:
             return 0
-        if packing(program, v) == "int8_columns":
-            return 4 * (kk * n + (kk * (-(-n // 64) * 64) if sgemm_packs(m, n, kk, 1) else 0))
         return 4 * (kk * n + (kk * (-(-n // 64) * 64) if sgemm_packs(m, n, kk, 1) else 0))
     if sgemm_fits(program, v) and strides is not None and sgemm_packs(m, n, kk, strides[5]) \
             and not sgemm_bt_rows(m, kk, strides[2], strides[4], strides[5]):

@@ -129,13 +129,12 @@ class CExecutable(Executable):
                     continue
                 a = recycled[k]
                 if a is None or sys.getrefcount(a) > 3:  # held elsewhere: another array
-                    a = donated.pop(donor[k], None) if donor[k] is not None else None
+                    a = donated.pop(donor[k], None)
                     if a is None or not _unshared(a):
                         a = np.empty(*arg)
                     recycled[k] = a
                     out_ptrs[k] = from_buffer(a)
-                    del a
-                outs.append(recycled[k])
+                outs.append(a)
             governor = self._governor
             if governor is None:
                 status = self.compiled.lib.mlf_run(in_ptrs, out_ptrs, self._arena_ptr,

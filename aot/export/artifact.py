@@ -52,15 +52,15 @@ class Stage:
 
 
 def compile_stage(program: Program, entry: str, weight_storage: str = "float32",
-                  variables=None) -> Stage:
+                  variables=None, params=()) -> Stage:
     """Runs simplify, pack_weights (for `weight_storage`, on constants named in
-    `variables`), fuse, plan and emit (entry point `entry`, a static function that the
-    export's templates wrap)."""
+    `variables` and the parameters at positions `params`), fuse, plan and emit (entry
+    point `entry`, a static function that the export's templates wrap)."""
     snapshots, programs = [("traced", str(program))], [("traced", program)]
     program = simplify(program)
     snapshots.append(("simplify", str(program)))
     programs.append(("simplify", program))
-    program = pack_weights(program, weight_storage, variables)
+    program = pack_weights(program, weight_storage, variables, params)
     snapshots.append(("pack_weights", str(program)))
     programs.append(("pack_weights", program))
     kernels = fuse(program)

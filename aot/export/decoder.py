@@ -11,12 +11,22 @@ next token. Their programs are the model family's own forward with
 `trace_stateful`: the weights and the caches are parameters, the caches' new values
 outputs. The weights live once in the constant segment, which both programs read; the
 caches' new values are written over the old ones in place (the only reader of a cache
-is the dynamic_update_slice that writes it, checked here). OUTDIR receives NAME.h,
-NAME_prefill.c, NAME_decode.c, the weight files, a Makefile, runtime/ and
-manifest.json, and libNAME.so and libNAME.a unless build=False.
+is the dynamic_update_slice that writes it, checked here).
+
+With weight_storage="bfloat16" every dense-layer weight matrix (and, for tied
+embeddings, a [dim, vocab] copy of the table for the output projection, which then no
+longer reads the table) is stored once as bfloat16 pair panels
+(aot/passes/weight_packing.py), read in place by both programs' GEMV and widened on the
+fly by the GEMM (runtime_c/mlf_gemm_bf16.h); the embedding tables, norms and biases stay
+float32. The model computed is the float32 model with those matrices rounded to
+bfloat16 (to nearest, ties to even); the manifest lists them (`bfloat16_weights`).
+
+OUTDIR receives NAME.h, NAME_prefill.c, NAME_decode.c, the weight files, a Makefile,
+runtime/ and manifest.json, and libNAME.so and libNAME.a unless build=False.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -29,16 +39,19 @@ from aot.export.model import (EMBED_MAX_BYTES, VERSION, WEIGHT_MODES, check_name
 from aot.export.signature import InputSpec, UsageError
 from aot.export.targets import toolchain
 from aot.export.trace import Traced, trace_stateful
+from aot.passes.weight_packing import PAIRS, pair_panels
 from mlframework import graph as G
 from mlframework.core import shapes
 from mlframework.graph.gen_optypes import Op
 
 CACHE = "/attention/cache/"
+STORAGES = ("float32", "bfloat16")
 
 
 def export_decoder(folder, out_dir, *, max_seq: int, prefill_len: int | None = None,
                    name: str = "model", weights: str = "auto", target: str | None = None,
-                   openmp: bool = False, native: bool = True, build: bool = True):
+                   openmp: bool = False, native: bool = True, build: bool = True,
+                   weight_storage: str = "float32"):
     """Exports the causal language model in HuggingFace folder `folder` (see
     `mlframework.models.hf.load`) for sequences of up to `max_seq` tokens.
 
@@ -48,13 +61,23 @@ def export_decoder(folder, out_dir, *, max_seq: int, prefill_len: int | None = N
             always computes prefill_len positions, so a smaller value makes short
             prompts cheaper.
         name, weights, target, openmp, native, build: as for `export_model`.
+        weight_storage: "float32" or "bfloat16" (see above).
 
     Raises:
         UsageError: a folder that does not load, an encoder model, max_seq or
-            prefill_len outside [1, the model's positions], a bad name or weights mode.
+            prefill_len outside [1, the model's positions], a bad name, weights mode or
+            weight storage.
+        NotImplementedError: weight_storage "float16" (no float16 GEMM for dense layers).
         BuildError: the C compiler failed.
     """
     check_name(name)
+    if weight_storage == "float16":
+        raise NotImplementedError("--weight-storage float16 with --decode: the runtime has no "
+                                  "float16 GEMM for dense layers (float16 storage packs "
+                                  "convolution weights only); use --weight-storage bfloat16")
+    if weight_storage not in STORAGES:
+        raise UsageError(f"--weight-storage must be one of {', '.join(STORAGES)} with --decode, "
+                         f"got {weight_storage!r}")
     if weights not in WEIGHT_MODES + ("auto",):
         raise UsageError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {weights!r}")
     model = _load(folder)
@@ -67,19 +90,27 @@ def export_decoder(folder, out_dir, *, max_seq: int, prefill_len: int | None = N
         raise UsageError(f"--prefill-len {prefill_len} must lie in [1, --max-seq {max_seq}]")
     tc = toolchain(target, native)
     started = time.perf_counter()
-    ctx = _cache_context(model, max_seq)
-    prefill = _trace(model, ctx, max_seq, prefill_len)
-    step = _trace(model, ctx, max_seq, None)
-    stages = {k: artifact.compile_stage(t.program, entry=f"{name}_{k}_forward")
-              for k, t in (("prefill", prefill), ("decode", step))}
-    for k, t in (("prefill", prefill), ("decode", step)):
+    cfg = model.config
+    if weight_storage == "bfloat16" and cfg.tied:
+        cfg = dataclasses.replace(cfg, tied=False)  # the head reads its own halved copy
+    ctx = _cache_context(model, cfg, max_seq)
+    prefill = _trace(model, cfg, ctx, max_seq, prefill_len)
+    step = _trace(model, cfg, ctx, max_seq, None)
+    traced = {"prefill": prefill, "decode": step}
+    stages = {k: artifact.compile_stage(
+        t.program, entry=f"{name}_{k}_forward", weight_storage=weight_storage,
+        params=_weight_params(t) if weight_storage == "bfloat16" else ())
+        for k, t in traced.items()}
+    for k, t in traced.items():
         _check_in_place(stages[k], t)
-    segment, layout = _layout(ctx, prefill)
+    packed = _packed(stages, traced)
+    segment, layout = _layout(ctx, prefill, packed)
     consts = {k: segment.add_plan(s.program, s.plan, f"{k} ") for k, s in stages.items()}
     if weights == "auto":
         weights = "embed" if segment.nbytes <= EMBED_MAX_BYTES else \
             ("file" if tc.target.startswith("wasm") else "blob")
     info = _interface(name, model, max_seq, prefill_len, layout, stages, weights, VERSION)
+    info["bfloat16_weights"] = len(packed)
     info["weights_bytes"] = segment.nbytes
     env = artifact.environment("export")
     files: dict[str, str | bytes] = {}
@@ -100,6 +131,7 @@ def export_decoder(folder, out_dir, *, max_seq: int, prefill_len: int | None = N
         "format": "aotc-decoder", "name": name, "tool_version": VERSION,
         "model": str(Path(folder).resolve()), "family": model.family.name,
         "target": tc.target, "weights": weights, "openmp": openmp,
+        "weight_storage": weight_storage, "bfloat16_weights": sorted(packed),
         "vocab_size": info["vocab"], "max_seq": max_seq, "prefill_len": prefill_len,
         "kv_cache_bytes": info["cache_bytes"], "workspace_bytes": info["workspace_bytes"],
         "weights_bytes": segment.nbytes, "weights_crc32": f"{artifact.crc32(blob):08x}",
@@ -125,19 +157,24 @@ def _load(folder):
     return model
 
 
-def _cache_context(model, size: int):
-    """A Context with the model's weights (shared Tensors) and the attention layers'
-    key/value caches of `size` positions, created as the first trace of a step makes
-    them."""
+def _cache_context(model, cfg, size: int):
+    """A Context with the model's weights (shared Tensors), the output projection
+    `lm_head/dense/weights` [dim, vocab] (the table transposed) when `cfg` unties the
+    model's tied embeddings, and the attention layers' key/value caches of `size`
+    positions, created as the first trace of a step makes them."""
     from mlframework.ml import Context, ContextExec
     from mlframework.ml.context_exec import MissingVariablesError
     from mlframework.models.hf.decoding import share_weights
     ctx = Context(seed=0)
     share_weights(model, ctx)
+    if cfg.tied != model.config.tied:
+        table, head = _untied_head(model, cfg)
+        ctx.at_root().create_variable(head, np.ascontiguousarray(
+            model.ctx.at_root().get_variable(table).value.numpy().T), trainable=False)
     made = {}
 
     def probe(c, ids):
-        out = _forward(model, c, ids, G.iota(np.int32, ids.shape, 1), size, None)
+        out = _forward(model, cfg, c, ids, G.iota(np.int32, ids.shape, 1), size, None)
         made.update({v.name: v.value for v in c.at_root().variables()})
         return out
     try:
@@ -148,13 +185,28 @@ def _cache_context(model, size: int):
     return ctx
 
 
-def _forward(model, ctx, ids, positions, size, last):
+def _untied_head(model, cfg) -> tuple[str, str]:
+    """(the tied embedding table's variable, the variable of the [dim, vocab] output
+    projection that the untied `cfg` reads instead): the family's first parameter, and
+    the one parameter the untied configuration adds."""
+    tied = model.family.params(model.config)
+    extra = [p for p in model.family.params(cfg) if p.variable not in
+             {q.variable for q in tied}]
+    table = tied[0]
+    if len(extra) != 1 or table.shape != (cfg.vocab_size, cfg.dim):
+        raise NotImplementedError(f"{model.family.name}: untying the embeddings for the "
+                                  "bfloat16 output projection expects the table first and one "
+                                  f"head matrix, found {table} and {extra}")
+    return table.variable, extra[0].variable
+
+
+def _forward(model, cfg, ctx, ids, positions, size, last):
     zero = G.const(np.zeros((), np.int32))
-    return model.family.forward(model.config, ctx, ids, positions, cache_size=size,
+    return model.family.forward(cfg, ctx, ids, positions, cache_size=size,
                                 last=zero if last is None else last)
 
 
-def _trace(model, ctx, size: int, prefill_len: int | None) -> Traced:
+def _trace(model, cfg, ctx, size: int, prefill_len: int | None) -> Traced:
     """The prefill (ids int32 [1, prefill_len], last int32 [] -> logits [1, vocab] at
     `last`) or, for prefill_len None, the decode step (token int32 [1, 1], position
     int32 [] -> logits [1, vocab]); outputs after the logits: the caches' new keys and
@@ -169,12 +221,12 @@ def _trace(model, ctx, size: int, prefill_len: int | None) -> Traced:
     def prefill(c, inputs):
         ids, last = inputs
         at(c, G.const(np.zeros((), np.int32)))
-        return _forward(model, c, ids, G.iota(np.int32, ids.shape, 1), size, last)
+        return _forward(model, cfg, c, ids, G.iota(np.int32, ids.shape, 1), size, last)
 
     def decode(c, inputs):
         token, position = inputs
         at(c, position)
-        return _forward(model, c, token, G.reshape(position, (1, 1)), size, None)
+        return _forward(model, cfg, c, token, G.reshape(position, (1, 1)), size, None)
 
     scalar = shapes.make(np.int32)
     if prefill_len is None:
@@ -217,9 +269,35 @@ def _check_in_place(stage, traced: Traced) -> None:
                                       "in-place update is not possible)")
 
 
-def _layout(ctx, traced: Traced):
-    """(the constant segment: every weight once and a zero int32, {"weights": {name:
-    offset}, "cache": [{name, offset, shape, nbytes}], "cache_bytes"})."""
+def _weight_params(traced: Traced) -> list[int]:
+    """Positions among the program's parameters of the weights (not the caches)."""
+    return [k for k, n in enumerate(traced.state) if CACHE not in n]
+
+
+def _packed(stages, traced) -> dict[str, str]:
+    """{weight name: packing} of the weights pack_weights packed, the same in both
+    programs (they read one stored copy).
+
+    Raises:
+        NotImplementedError: naming a weight packed in one program and not the other.
+    """
+    found = {}
+    for k, t in traced.items():
+        prog = stages[k].program
+        found[k] = {n: prog.values[p].attrs["packing"] for n, p in zip(t.state, prog.params)
+                    if "packing" in prog.values[p].attrs}
+    for n in found["prefill"].keys() ^ found["decode"].keys():
+        raise NotImplementedError(f"weight {n!r} is read as a dense layer's matrix by only one "
+                                  "of the prefill and decode programs, which share one stored "
+                                  "copy: storing it in two layouts is not built")
+    assert all(p == PAIRS for p in found["decode"].values()), found["decode"]
+    return found["decode"]
+
+
+def _layout(ctx, traced: Traced, packed: dict[str, str]):
+    """(the constant segment: every weight once, those in `packed` as bfloat16 pair
+    panels, and a zero int32, {"weights": {name: offset}, "cache": [{name, offset,
+    shape, nbytes}], "cache_bytes"})."""
     segment = artifact.Segment()
     store = {v.name: v for v in ctx.at_root().variables()}
     cache: list[dict[str, Any]] = []
@@ -235,7 +313,8 @@ def _layout(ctx, traced: Traced):
                           "nbytes": a.nbytes})
             offset = artifact.workspace_bytes(offset + a.nbytes)
         else:
-            weights[n] = segment.add(n, np.ascontiguousarray(a, np.float32))
+            a = np.ascontiguousarray(a, np.float32)
+            weights[n] = segment.add(n, pair_panels(a) if n in packed else a)
     out["zero"] = segment.add("int32 zero (the unused cache positions)", np.zeros(1, np.int32))
     out["cache_bytes"] = artifact.workspace_bytes(offset)
     return segment, out

@@ -32,6 +32,11 @@ float32 type; the code generator calls the matching kernel.
   convolution weights rounded to float16 and stored at half the bytes, widened into the
   kernel's scratch before the convolution; dense layers are stored as with "float32".
 
+Parameters (weights a caller passes in, as a decoder's prefill and decode programs share
+theirs) are packed only when named in `params`, and only for "bfloat16": the value stays
+a PARAMETER with the packing attributes, dtype bfloat16 and shape [K, NP], and whoever
+supplies it stores `pair_panels` of the float32 matrix (aot/export/decoder.py).
+
 Runs after `simplify` (folding would see constants of the wrong shape), before `fuse`.
 """
 from __future__ import annotations
@@ -53,19 +58,33 @@ FEW_ROWS = 6  # MLF_MR: products with at most this many rows read B in place
 MIN_ELEMENTS = 1024  # smaller weights: too few bytes to matter
 
 
-def pack_weights(program: Program, storage: str = "float32", variables=None) -> Program:
+def pack_weights(program: Program, storage: str = "float32", variables=None,
+                 params=()) -> Program:
     """`program` with its dense-layer weights packed for `storage` (the same object when
     nothing is packed). `variables`: pack only constants whose scope is one of these
     names (an export's checkpoint variables, which `aotc verify` can round the same
-    way); None: any.
+    way); None: any. `params`: positions in `program.params` of float32 [K, N]
+    parameters to pack as bfloat16 pair panels too, where every reader is a dense
+    product (the others stay as they are), whatever their size.
 
     Raises:
-        ValueError: an unknown storage.
+        ValueError: an unknown storage, or `params` with a storage other than bfloat16.
     """
     if storage not in STORAGES:
         raise ValueError(f"pack_weights requires storage in {STORAGES}, got {storage!r}")
+    if params and storage != "bfloat16":
+        raise ValueError("pack_weights packs parameters for bfloat16 storage only, got "
+                         f"{storage!r}")
     users = program.consumers()
     packed = {}
+    for position in params:
+        vid = program.params[position]
+        v = program.values[vid]
+        if _dense_products(program, v, users[vid], Op.PARAMETER, 1) is not None:
+            k, n = v.shape
+            packed[vid] = Value(vid, Op.PARAMETER, (), {**v.attrs, "packing": PAIRS,
+                                                        "columns": n},
+                                DType.BFLOAT16, (k, -(-n // BLOCK) * BLOCK), v.source, v.scope)
     for vid, v in program.values.items():
         if variables is not None and v.scope not in variables:
             continue
@@ -146,10 +165,12 @@ def gemm_panels(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(k, -1, PANEL).transpose(1, 0, 2)).reshape(-1, PANEL)
 
 
-def _dense_products(program: Program, v: Value, users: list[int]) -> list[int] | None:
-    """The row counts M of the products reading `v` as dense weights, or None."""
-    if v.op is not Op.CONSTANT or v.dtype is not DType.FLOAT32 or len(v.shape) != 2 \
-            or v.size < MIN_ELEMENTS or not users or v.id in program.outputs:
+def _dense_products(program: Program, v: Value, users: list[int], op: Op = Op.CONSTANT,
+                    min_elements: int = MIN_ELEMENTS) -> list[int] | None:
+    """The row counts M of the products reading `v` (a value of `op`, of at least
+    `min_elements` elements) as dense weights, or None."""
+    if v.op is not op or v.dtype is not DType.FLOAT32 or len(v.shape) != 2 \
+            or v.size < min_elements or not users or v.id in program.outputs:
         return None
     rows = []
     for u in users:

@@ -31,6 +31,7 @@ EXAMPLES = {
   aotc export examples/digits_mlp.py:model --input x:float32[1,64] --checkpoint runs/mlp \\
       --target aarch64-linux-gnu -o build/mlp_arm
   aotc export --hf path/to/gpt2 --decode --max-seq 256 --prefill-len 128 --name lm -o build/lm
+  aotc export --hf path/to/gpt2 --decode --max-seq 256 --weight-storage bfloat16 -o build/lm16
 
 writes OUTDIR/NAME.h (the documented C interface), NAME.c (kernels), NAME_weights.c
 (+ .S/.bin), libNAME.so, libNAME.a, a Makefile, runtime/ headers and manifest.json;
@@ -68,6 +69,8 @@ def _model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument("--weight-storage", choices=("float32", "bfloat16", "float16"),
                    default="float32",
                    help="float32 (default); bfloat16: the checkpoint's dense-layer weights "
+                        "(with --hf DIR --decode: the decoder's weight matrices, a tied "
+                        "output projection included) "
                         "rounded to bfloat16 and stored at half the bytes, arithmetic in "
                         "float32 (about 2x faster batch-1 inference, which is bound by "
                         "reading the weights; outputs move by the rounding, ~1e-3 relative); "
@@ -259,8 +262,6 @@ def _export_decoder(args) -> int:
                             ("--train", args.train), ("--label", args.label),
                             ("--quantize", args.quantize), ("--calibration", args.calibration))
              if v]
-    if args.weight_storage != "float32":
-        given.append("--weight-storage")
     if given:
         raise UsageError(f"--hf DIR --decode takes no {', '.join(given)}")
     if args.max_seq is None:
@@ -269,16 +270,20 @@ def _export_decoder(args) -> int:
         art = export_decoder(args.hf, args.output, max_seq=args.max_seq,
                              prefill_len=args.prefill_len, name=args.name, weights=args.weights,
                              target=args.target, openmp=args.openmp, native=not args.portable,
-                             build=not args.no_build)
+                             build=not args.no_build, weight_storage=args.weight_storage)
     except BuildError as e:
         print(f"aotc export: {e}", file=sys.stderr)
         return 1
+    except NotImplementedError as e:
+        print(f"aotc export: not implemented: {e}", file=sys.stderr)
+        return 2
     m = art.manifest
     print(f"exported {m['family']} {m['model']} -> {art.out_dir}/ ({m['target']}, weights "
           f"{m['weights']})")
     print(f"  vocabulary {m['vocab_size']}, max-seq {m['max_seq']}, prefill-len "
           f"{m['prefill_len']}, KV cache {m['kv_cache_bytes']:,} bytes, workspace "
-          f"{m['workspace_bytes']:,} bytes, weights {m['weights_bytes']:,} bytes")
+          f"{m['workspace_bytes']:,} bytes, weights {m['weights_bytes']:,} bytes "
+          f"({m['weight_storage']}, {len(m['bfloat16_weights'])} matrices bfloat16)")
     for f in art.files:
         print(f"  {art.out_dir / f}")
     return 0

@@ -61,6 +61,27 @@ def test_only_dense_weights_read_by_dots_are_packed():
         pack_weights(program, "int4")
 
 
+def test_named_parameters_are_packed_when_only_dots_read_them():
+    """A decoder's weights are parameters: those named and read only as dense weights
+    become bfloat16 pair-panel parameters whatever their size; the caller stores them."""
+    graph = G.Graph("parameters")
+    with G.tracing(graph):
+        x = G.parameter(shapes.make(np.float32, 1, 16))
+        small = G.parameter(shapes.make(np.float32, 16, 40))   # 640 elements
+        summed = G.parameter(shapes.make(np.float32, 16, 40))  # also read by a reduce
+        unnamed = G.parameter(shapes.make(np.float32, 40, 8))
+        graph.outputs = [(x @ small) @ unnamed, x @ summed + G.reduce_sum(summed)]
+    program = simplify(from_graph(graph))
+    packed = pack_weights(program, "bfloat16", params=[1, 2])
+    assert [vid for vid, v in packed.values.items() if "packing" in v.attrs] == [small.id]
+    w = packed.values[small.id]
+    assert (w.op, w.dtype, w.shape, w.attrs["columns"]) == \
+        (program.values[small.id].op, DType.BFLOAT16, (16, 64), 40)
+    assert packed.params == program.params
+    with pytest.raises(ValueError, match="bfloat16 storage only"):
+        pack_weights(program, "float32", params=[1])
+
+
 @pytest.mark.parametrize("n", [40, 64, 130])
 def test_gemm_panels_hold_64_columns_of_every_row(n):
     w = RNG.standard_normal((5, n)).astype(np.float32)

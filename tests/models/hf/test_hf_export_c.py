@@ -25,24 +25,37 @@ MAX_SEQ, PREFILL = 56, 16
 NEW = 32
 
 
-@pytest.fixture(scope="module")
-def exported(hf_root):
-    """{checkpoint name: export folder}: GPT-2 through the command line, LLaMA (grouped
-    key/value heads) through export_decoder."""
+def _exports(hf_root, names, storage: str) -> dict:
+    """{checkpoint name: export folder} with --weight-storage `storage`: the first name
+    through the command line, the others through export_decoder."""
     from aot.export.decoder import export_decoder
     out = {}
-    for name in ("gpt2", "llama-gqa"):
+    for k, name in enumerate(names):
         path = hc.checkpoint(hf_root, name)
 
-        def build(folder, name=name, path=path):
-            if name == "gpt2":
+        def build(folder, first=k == 0, path=path):
+            if first:
                 assert main(["export", "--hf", str(path), "--decode", "--max-seq", str(MAX_SEQ),
-                             "--prefill-len", str(PREFILL), "--name", "lm", "-o",
-                             str(folder)]) == 0
+                             "--prefill-len", str(PREFILL), "--weight-storage", storage,
+                             "--name", "lm", "-o", str(folder)]) == 0
             else:
-                export_decoder(path, folder, max_seq=MAX_SEQ, prefill_len=PREFILL, name="lm")
-        out[name] = session_artifacts.cached(hf_root, f"decoder-{name}", build)
+                export_decoder(path, folder, max_seq=MAX_SEQ, prefill_len=PREFILL, name="lm",
+                               weight_storage=storage)
+        suffix = "" if storage == "float32" else f"-{storage}"
+        out[name] = session_artifacts.cached(hf_root, f"decoder-{name}{suffix}", build)
     return out
+
+
+@pytest.fixture(scope="module")
+def exported(hf_root):
+    """GPT-2 and LLaMA (grouped key/value heads), float32."""
+    return _exports(hf_root, ("gpt2", "llama-gqa"), "float32")
+
+
+@pytest.fixture(scope="module")
+def exported_bf16(hf_root):
+    """GPT-2 and Qwen2 (qkv biases), both with tied heads, --weight-storage bfloat16."""
+    return _exports(hf_root, ("gpt2", "qwen2-bias"), "bfloat16")
 
 
 def _generate_program(folder: Path) -> Path:
@@ -113,6 +126,62 @@ def _aligned(nbytes: int) -> np.ndarray:
     raw = np.zeros(nbytes + 64, np.uint8)
     start = (-raw.ctypes.data) % 64
     return raw[start:start + nbytes]
+
+
+def _rounded_reference(path):
+    """transformers' float32 model with what a bfloat16 export stores as bfloat16 rounded
+    to it (to nearest even, by torch): every 2-d weight but the embedding tables, and the
+    output projection, untied from the table first, which stays float32."""
+    model = hc.reference(path)
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    with torch.no_grad():
+        head = model.get_output_embeddings()
+        if id(head.weight) in tables:
+            head.weight = torch.nn.Parameter(head.weight.clone())
+            model.config.tie_word_embeddings = False
+        for p in model.parameters():
+            if p.ndim == 2 and id(p) not in tables:
+                p.copy_(p.to(torch.bfloat16).to(torch.float32))
+    return model
+
+
+BF16_MATRICES = {"gpt2": 2 * 6 + 1, "qwen2-bias": 2 * 7 + 1}  # per layer q, k, v, o, MLP; head
+
+
+@pytest.mark.parametrize("name", ["gpt2", "qwen2-bias"])
+def test_bfloat16_weights_compute_the_rounded_model(exported_bf16, hf_root, name):
+    """Logits of a 20-token prompt (16 in one pass, 4 decode steps) and 12 more decode
+    steps match transformers' model with the same weights rounded to bfloat16 as float32
+    arithmetic allows (1e-5; measured 8e-7), and stand clearly apart from the float32
+    model's (the rounding moves them by 5e-3 to 9e-3: a matrix left unrounded would
+    fail); greedy generation gives the rounded model's `generate` ids."""
+    path, folder = hc.checkpoint(hf_root, name), exported_bf16[name]
+    lib = _Library(folder)
+    assert lib.manifest["weight_storage"] == "bfloat16"
+    assert len(lib.manifest["bfloat16_weights"]) == BF16_MATRICES[name]
+    assert any("lm_head" in n for n in lib.manifest["bfloat16_weights"])
+    ids = np.random.default_rng(3).integers(0, hc.VOCAB, 32).astype(np.int32)
+    got = np.zeros((len(ids) - 19, hc.VOCAB), np.float32)
+    assert lib.prefill(ids[:20]) == 0
+    got[0] = lib.logits
+    for p in range(20, len(ids)):
+        assert lib.step(int(ids[p]), p) == 0
+        got[p - 19] = lib.logits
+    model = _rounded_reference(path)
+    with torch.no_grad():
+        want = model(torch.from_numpy(ids[None].astype(np.int64))).logits[0, 19:].numpy()
+        floats = hc.reference(path)(torch.from_numpy(ids[None].astype(np.int64))).logits[0, 19:]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.abs(got - floats.numpy()).max() > 20 * np.abs(got - want).max() + 1e-3
+    exe = _generate_program(folder)
+    prompt = ids[:6]
+    result = subprocess.run([str(exe), str(NEW), *map(str, prompt)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    with torch.no_grad():
+        ref = model.generate(torch.from_numpy(prompt[None].astype(np.int64)), max_new_tokens=NEW,
+                             min_new_tokens=NEW, do_sample=False).numpy()[0]
+    np.testing.assert_array_equal(np.array(result.stdout.split(), np.int64), ref)
 
 
 def test_bad_arguments_return_error_codes(exported):
@@ -239,6 +308,14 @@ def test_usage_errors(hf_root, args, message, capsys, tmp_path):
 def test_verify_says_it_does_not_run_decoders(exported, capsys):
     assert main(["verify", str(exported["gpt2"])]) == 2
     assert "not built" in capsys.readouterr().err
+
+
+def test_float16_storage_is_not_built(hf_root, capsys, tmp_path):
+    path = hc.checkpoint(hf_root, "gpt2")
+    assert main(["export", "--hf", str(path), "--decode", "--max-seq", "8", "--weight-storage",
+                 "float16", "-o", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert "not implemented" in err and "bfloat16" in err, err
 
 
 def test_an_encoder_is_refused(hf_root, capsys, tmp_path):

@@ -14,7 +14,9 @@ pooling, normalization) of 32 sentences at batch 1 and 32, beside sentence-trans
 --prefill-len 128` (single-threaded, as exported), called through ctypes: prefill = one
 `NAME_prefill` of the 128-token prompt; decode = 32 `NAME_decode_step` calls with the
 argmax in NumPy between them, as the backends' rows do. "exported-c-openmp": the same
-with `--openmp`, on 2 threads as PyTorch.
+with `--openmp`, on 2 threads as PyTorch. "-bf16": exported with `--weight-storage
+bfloat16` (the weight matrices, the tied output projection included, read at half the
+bytes).
 Targets (issue 12), as ratios over PyTorch eager: decode on the faster backend >= 1.5x;
 the exported C's decode step >= 2x; MiniLM on the c backend >= 1.0x.
 """
@@ -37,6 +39,7 @@ SHAPES = {
     "gpt2-124m": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024),
 }
 PROMPT, STEPS, CACHE = 128, 32, 256
+EXPORTED = ["exported-c", "exported-c-openmp", "exported-c-bf16", "exported-c-openmp-bf16"]
 SENTENCES = [f"Sentence number {i} says something about the weather and the sea." for i in
              range(32)]
 
@@ -74,7 +77,8 @@ def exported(folders, tmp_path_factory):
         if (name, who) not in made:
             out = tmp_path_factory.mktemp(f"{name}-{who}")
             export_decoder(folders[name], out, max_seq=CACHE, prefill_len=PROMPT, name="lm",
-                           openmp=who == "exported-c-openmp")
+                           openmp=who.startswith("exported-c-openmp"),
+                           weight_storage="bfloat16" if who.endswith("-bf16") else "float32")
             made[name, who] = _Exported(out)
         return made[name, who]
     return get
@@ -115,7 +119,7 @@ def _torch(folders, name):
 
 
 @pytest.mark.parametrize("name", SHAPES)
-@pytest.mark.parametrize("who", ["xla", "c", "exported-c", "exported-c-openmp", "torch"])
+@pytest.mark.parametrize("who", ["xla", "c", *EXPORTED, "torch"])
 def test_prefill(benchmark, folders, exported, name, who):
     benchmark.group = f"prefill-{name}-128-tokens"
     if who.startswith("exported-c"):
@@ -137,7 +141,7 @@ def _decode(model, first):
 
 
 @pytest.mark.parametrize("name", SHAPES)
-@pytest.mark.parametrize("who", ["xla", "c", "exported-c", "exported-c-openmp", "torch"])
+@pytest.mark.parametrize("who", ["xla", "c", *EXPORTED, "torch"])
 def test_decode(benchmark, folders, exported, name, who):
     benchmark.group = f"decode-{name}-{STEPS}-steps"
     if who.startswith("exported-c"):

@@ -90,10 +90,8 @@ def export_decoder(folder, out_dir, *, max_seq: int, prefill_len: int | None = N
         raise UsageError(f"--prefill-len {prefill_len} must lie in [1, --max-seq {max_seq}]")
     tc = toolchain(target, native)
     started = time.perf_counter()
-    cfg = model.config
-    if weight_storage == "bfloat16" and cfg.tied:
-        cfg = dataclasses.replace(cfg, tied=False)  # the head reads its own halved copy
-    ctx = _cache_context(model, cfg, max_seq)
+    cfg, ctx = stored_context(model, weight_storage)
+    _add_caches(model, cfg, ctx, max_seq)
     prefill = _trace(model, cfg, ctx, max_seq, prefill_len)
     step = _trace(model, cfg, ctx, max_seq, None)
     traced = {"prefill": prefill, "decode": step}
@@ -157,20 +155,31 @@ def _load(folder):
     return model
 
 
-def _cache_context(model, cfg, size: int):
-    """A Context with the model's weights (shared Tensors), the output projection
-    `lm_head/dense/weights` [dim, vocab] (the table transposed) when `cfg` unties the
-    model's tied embeddings, and the attention layers' key/value caches of `size`
-    positions, created as the first trace of a step makes them."""
-    from mlframework.ml import Context, ContextExec
-    from mlframework.ml.context_exec import MissingVariablesError
+def stored_context(model, weight_storage: str):
+    """(the configuration an export of `model` with `weight_storage` traces, a Context
+    with the weights it stores, float32): the model's own (shared Tensors) and, where
+    bfloat16 storage unties tied embeddings (the head then reads its own halved copy),
+    the output projection `lm_head/dense/weights` [dim, vocab], the table transposed.
+    `aotc verify` runs the same, with `bfloat16_weights` rounded."""
+    from mlframework.ml import Context
     from mlframework.models.hf.decoding import share_weights
+    cfg = model.config
+    if weight_storage == "bfloat16" and cfg.tied:
+        cfg = dataclasses.replace(cfg, tied=False)
     ctx = Context(seed=0)
     share_weights(model, ctx)
     if cfg.tied != model.config.tied:
         table, head = _untied_head(model, cfg)
         ctx.at_root().create_variable(head, np.ascontiguousarray(
             model.ctx.at_root().get_variable(table).value.numpy().T), trainable=False)
+    return cfg, ctx
+
+
+def _add_caches(model, cfg, ctx, size: int) -> None:
+    """Creates in `ctx` the attention layers' key/value caches of `size` positions, as
+    the first trace of a step makes them."""
+    from mlframework.ml import ContextExec
+    from mlframework.ml.context_exec import MissingVariablesError
     made = {}
 
     def probe(c, ids):
@@ -182,7 +191,6 @@ def _cache_context(model, cfg, size: int):
     except MissingVariablesError as e:
         for n in e.names:
             ctx.at_root().create_variable(n, made[n], trainable=False)
-    return ctx
 
 
 def _untied_head(model, cfg) -> tuple[str, str]:
@@ -347,4 +355,4 @@ def _interface(name, model, max_seq, prefill_len, layout, stages, weights, versi
             "weights_mode": weights, "weights_bytes": None}
 
 
-__all__ = ["export_decoder"]
+__all__ = ["export_decoder", "stored_context"]

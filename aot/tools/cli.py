@@ -39,6 +39,8 @@ with --hf DIR --decode, NAME_prefill.c and NAME_decode.c in place of NAME.c.""",
     "verify": """examples:
   aotc verify build/mlp                     # random inputs, tolerance 1e-5
   aotc verify build/mlp --tolerance 1e-4 --trials 5
+  aotc verify build/lm                      # --hf --decode: prefill and decode-step logits
+                                            # against the HuggingFace model on xla
 
 exit status 1 when any output differs from the XLA backend by more than the
 tolerance (relative to max(1, |reference|)).""",
@@ -291,9 +293,11 @@ def _export_decoder(args) -> int:
 
 def _verify(args) -> int:
     from aot.tools.verify import verify
+    from aot.tools.verify_decoder import is_decoder, verify_decoder
+    check = verify_decoder if is_decoder(args.folder) else verify
     try:
-        report = verify(args.folder, tolerance=args.tolerance, seed=args.seed,
-                        trials=args.trials)
+        report = check(args.folder, tolerance=args.tolerance, seed=args.seed,
+                       trials=args.trials)
     except NotImplementedError as e:
         print(f"aotc verify: not built: {e}", file=sys.stderr)
         return 2

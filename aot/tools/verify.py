@@ -61,9 +61,8 @@ class ExportedLibrary:
             raise UsageError(f"{self.out_dir} has no manifest.json: not an aotc export folder")
         self.manifest = m = json.loads(manifest_path.read_text())
         if m.get("format") == "aotc-decoder":
-            raise NotImplementedError(f"{self.out_dir} holds a language model exported with "
-                                      "--hf --decode; verify does not run those yet (the "
-                                      "tests compare its generations with transformers')")
+            raise UsageError(f"{self.out_dir} holds a language model exported with --hf "
+                             "--decode: see aot.tools.verify_decoder")
         self.name = n = m["name"]
         self.ffi = cffi.FFI()
         args = [f"const {_CTYPES[i['dtype']]}*" for i in m["inputs"]]
@@ -267,7 +266,8 @@ def verify(out_dir: str | os.PathLike, *, tolerance: float = 1e-5, seed: int = 0
            fn: Callable[..., Any] | None = None, ctx: Context | None = None) -> Report:
     """Runs the library and the XLA backend on `trials` random input sets; the
     largest difference per output (relative to max(1, |reference|)). An export of an
-    ONNX file is compared with ONNX Runtime too (keys "NAME vs onnxruntime")."""
+    ONNX file is compared with ONNX Runtime too (keys "NAME vs onnxruntime"). A decoder
+    (`aotc export --hf DIR --decode`) has its own, `aot.tools.verify_decoder`."""
     lib = ExportedLibrary(out_dir)
     names = [o["name"] for o in lib.manifest["outputs"]]
     onnx_file = lib.manifest["function"] if is_onnx(lib.manifest["function"]) else None

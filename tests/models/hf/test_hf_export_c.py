@@ -305,9 +305,18 @@ def test_usage_errors(hf_root, args, message, capsys, tmp_path):
     assert message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_verify_says_it_does_not_run_decoders(exported, capsys):
-    assert main(["verify", str(exported["gpt2"])]) == 2
-    assert "not built" in capsys.readouterr().err
+def test_verify_runs_decoders_against_xla(exported, exported_bf16, capsys):
+    """aotc verify of a decoder export: prefill and decode-step logits against the xla
+    backend's forward of the same model, with the weights as stored; a bfloat16 export
+    also shows, unchecked, its distance to the float32 model."""
+    assert main(["verify", str(exported["llama-gqa"])]) == 0
+    out = capsys.readouterr().out
+    assert "prefill logits" in out and "decode logits" in out and "float model" not in out
+    assert main(["verify", str(exported_bf16["gpt2"]), "--trials", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "max |c - float model|" in out and "ok (tolerance 1e-05" in out, out
+    assert main(["verify", str(exported_bf16["gpt2"]), "--trials", "1", "--tolerance",
+                 "1e-9"]) == 1  # the differences are measured, not zero
 
 
 def test_float16_storage_is_not_built(hf_root, capsys, tmp_path):

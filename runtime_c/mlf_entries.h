@@ -1,7 +1,7 @@
 /* mlf_entries.h: the runtime's large entry points (GEMM, conv) as declarations only.
  *
- * The c backend's parallel build includes this instead of mlf_gemm.h, mlf_gemm_bf16.h
- * and mlf_conv.h in its kernel and entry units (which define MLF_RUNTIME_LINKED), and
+ * The c backend's parallel build includes this instead of mlf_gemm.h, mlf_gemm_bf16.h,
+ * mlf_gemm_s8.h and mlf_conv.h in its kernel and entry units (which define MLF_RUNTIME_LINKED), and
  * links the one object of mlf_runtime_unit.c that defines them: gcc compiles the GEMM
  * once per machine and flags instead of once per model. A self-contained file (an
  * `aotc export`) includes the full headers instead and never sees this one.
@@ -31,6 +31,12 @@ MLF_HIDDEN void mlf_sgemm_bf16p(long M, long N, long K, const float* MLF_RESTRIC
 MLF_HIDDEN void mlf_sgemm_i8w(long M, long N, long K, const float* MLF_RESTRICT A, long rsa,
     long csa, const float* MLF_RESTRICT scales, const int8_t* MLF_RESTRICT Q,
     float* MLF_RESTRICT C, long ldc, float* MLF_RESTRICT work);
+/* mlf_gemm_s8.h */
+MLF_HIDDEN void mlf_gemm_s8(long M, long N, long K, const int8_t* MLF_RESTRICT A, long lda,
+    const int8_t* MLF_RESTRICT packed, int32_t* MLF_RESTRICT C, long ldc);
+MLF_HIDDEN void mlf_conv2d_s8(long N, long C, long H, long W, long O, long KH, long KW, long sh,
+    long sw, long dh, long dw, long ph, long pw, long ho, long wo, const int8_t* MLF_RESTRICT x,
+    const int8_t* MLF_RESTRICT packed, int32_t* MLF_RESTRICT out, int8_t* MLF_RESTRICT work);
 /* mlf_conv.h */
 MLF_HIDDEN void mlf_conv2d(long N, long C, long H, long W, long O, long KH, long KW, long ph,
     long pw, long hp, long wp, long ho, long wo, const float* MLF_RESTRICT x,

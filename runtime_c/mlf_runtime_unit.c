@@ -6,4 +6,5 @@
 #include "mlf_gemm.h"
 #include "mlf_gemm_bf16.h"
 #include "mlf_gemm_i8.h"
+#include "mlf_gemm_s8.h"
 #include "mlf_kernels.h"

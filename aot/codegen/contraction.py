@@ -76,6 +76,11 @@ def dot_body(program, k) -> list[str]:
                 "panels at compile time (runtime_c/mlf_gemm.h) */",
                 f"mlf_sgemm_panels({M}, {N}, {K}, b{lhs}, {s[1]}, {s[2]}, b{rhs}, {out}, {N});"] \
             + _epilogue(program, k, out)
+    if packing(program, v) == "s8_panels":
+        return [f"/* [{M}x{K}] int8 @ [{K}x{N}] int8 -> int32, exact: VNNI dot products where "
+                "the target has them (runtime_c/mlf_gemm_s8.h) */",
+                f"mlf_gemm_s8({M}, {N}, {K}, b{lhs}, {s[1]}, b{rhs}, {out}, {N});"] \
+            + _epilogue(program, k, out)
     if packing(program, v) == "int8_columns":
         work = "(float*)scratch" if k.scratch_bytes else "0"
         return [f"/* [{M}x{K}] @ [{K}x{N}] with the weights stored as int8, one scale per "
@@ -162,8 +167,22 @@ def conv_body(program, k) -> list[str]:
                                   "must put it in the canonical layouts first")
     out = f"b{k.outputs[0]}"
     lhs, rhs = v.inputs
+    if packing(program, v) == "s8_conv_panels":
+        return _s8_conv(program, v, out) + _epilogue(program, k, out)
     widen, weights = _widened_weights(program, v)
     return widen + _conv_call(program, k, v, out, weights) + _epilogue(program, k, out)
+
+
+def _s8_conv(program, v, out) -> list[str]:
+    x, w = program.values[v.inputs[0]], program.values[v.inputs[1]]
+    o, _, kh, kw = w.attrs["kernel_shape"]
+    a = v.attrs
+    args = (*x.shape, o, kh, kw, *a["window_strides"], *a["rhs_dilation"], a["padding"][0][0],
+            a["padding"][1][0], *v.shape[2:])
+    return [f"/* int8 im2col + int8 GEMM -> int32, exact (runtime_c/mlf_gemm_s8.h): strides "
+            f"{a['window_strides']}, K = {kh}x{kw}x{x.shape[1]} */",
+            f"mlf_conv2d_s8({', '.join(map(str, args))}, b{x.id}, b{w.id}, {out}, "
+            "(int8_t*)scratch);"]
 
 
 def _widened_weights(program, v) -> tuple[list[str], str]:

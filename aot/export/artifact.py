@@ -27,6 +27,7 @@ from aot.codegen.templates import environment
 from aot.export.cost import kernel_costs
 from aot.passes.fusion import fuse
 from aot.passes.memory_plan import MemoryPlan, plan_memory
+from aot.passes.quantization import quantize_int8
 from aot.passes.simplify import simplify
 from aot.passes.weight_packing import pack_weights
 from aot.program.kernel import Kernel
@@ -52,14 +53,20 @@ class Stage:
 
 
 def compile_stage(program: Program, entry: str, weight_storage: str = "float32",
-                  variables=None, params=()) -> Stage:
-    """Runs simplify, pack_weights (for `weight_storage`, on constants named in
-    `variables` and the parameters at positions `params`), fuse, plan and emit (entry
-    point `entry`, a static function that the export's templates wrap)."""
+                  variables=None, params=(),
+                  activation_scales: dict[str, float] | None = None) -> Stage:
+    """Runs simplify, quantize_int8 (with `activation_scales`, {weight name: scale of its
+    products' input}, for `--quantize int8`), pack_weights (for `weight_storage`, on
+    constants named in `variables` and the parameters at positions `params`), fuse, plan
+    and emit (entry point `entry`, a static function that the export's templates wrap)."""
     snapshots, programs = [("traced", str(program))], [("traced", program)]
     program = simplify(program)
     snapshots.append(("simplify", str(program)))
     programs.append(("simplify", program))
+    if activation_scales:
+        program = quantize_int8(program, activation_scales)
+        snapshots.append(("quantize_int8", str(program)))
+        programs.append(("quantize_int8", program))
     program = pack_weights(program, weight_storage, variables, params)
     snapshots.append(("pack_weights", str(program)))
     programs.append(("pack_weights", program))

@@ -36,6 +36,8 @@ def manifest_of(name, reference, checkpoint, traced, stage, ins, outs, segment, 
                                   if v.attrs.get("packing") == FLOAT16),
         # stored as int8 with a scale per index of the axis given: verify uses Q * scale
         "quantize": options.get("quantize"),
+        # --quantize int8: {weight name: scale of the int8 activations its products read}
+        "activation_scales": options.get("activation_scales"),
         "quantized_weights": {v.scope: CHANNEL_AXIS[v.attrs["packing"]]
                               for v in sorted(values.values(), key=lambda v: v.scope or "")
                               if v.attrs.get("packing") in CHANNEL_AXIS},

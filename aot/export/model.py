@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import mlframework
 from aot.build.compiler import RUNTIME
 from aot.export import artifact
+from aot.export.calibration import calibrate
 from aot.export.manifest import manifest_of
 from aot.export.onnx_model import is_onnx, load_model_function
 from aot.export.signature import InputSpec, UsageError, parse_input
@@ -100,10 +101,11 @@ def _storage(weight_storage: str, quantize: str | None, calibration) -> str:
         raise UsageError(f"--quantize {quantize} and --weight-storage {weight_storage} both set "
                          "how the weights are stored: choose one")
     if quantize == "int8":
-        raise NotImplementedError(
-            "--quantize int8 (int8 activations calibrated on --calibration FILE.npz, int32 "
-            "accumulation, per-channel requantization) is not built yet; --quantize "
-            "int8-weights (weight-only int8, float32 arithmetic) is")
+        if calibration is None:
+            raise UsageError("--quantize int8 needs --calibration FILE.npz: sample inputs (one "
+                             "array per model input, named after it, batch first) from which "
+                             "the int8 activations' scales are measured")
+        return "int8"
     if calibration is not None:
         raise UsageError("--calibration is for --quantize int8 only; int8-weights needs no data")
     return "int8"
@@ -134,8 +136,11 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
             convolution weights rounded to float16, likewise. Arithmetic stays float32.
         quantize: None, or "int8-weights": post-training weight-only quantization of the
             dense-layer and convolution weights (symmetric int8, a scale per output column
-            or channel; arithmetic stays float32), or "int8" (int8 activations too,
-            calibrated on `calibration`, an .npz with one array per input): not built yet.
+            or channel; arithmetic stays float32; embedding tables a scale per row), or
+            "int8": the same weights times int8 activations, int32 sums, float32 between
+            layers (aot/passes/quantization.py), with activation scales calibrated on
+            `calibration`, an .npz with one array per input, named after it, batch first
+            (aot/export/calibration.py).
 
     Raises:
         UsageError: bad arguments (an --input or --label that `parse_input`,
@@ -143,8 +148,9 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
             that is missing, does not parse or raises at import, a missing function,
             a checkpoint that does not match the model, or a model raising while
             traced.
+            A --calibration file that `load_calibration` rejects; quantize="int8"
+            without one.
         BuildError: the C compiler failed.
-        NotImplementedError: quantize="int8".
     """
     storage = _storage(weight_storage, quantize, calibration)
     reference = fn if isinstance(fn, str) else f"{getattr(fn, '__module__', '?')}:" \
@@ -175,15 +181,19 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
     started = time.perf_counter()
     traced = trace_model(fn, specs, name=name, checkpoint=checkpoint if ctx is None else None,
                          ctx=ctx)
+    scales = calibrate(traced.program, specs, calibration, set(traced.variables)) \
+        if quantize == "int8" and calibration is not None else None
     stage = artifact.compile_stage(traced.program, entry=f"{name}_forward",
-                                   weight_storage=storage, variables=set(traced.variables))
+                                   weight_storage=storage, variables=set(traced.variables),
+                                   activation_scales=scales)
     if weights == "auto":
         size = sum(b.nbytes for b in stage.plan.buffers.values() if b.kind == "const")
         weights = "embed" if size <= EMBED_MAX_BYTES else \
             ("file" if tc.target.startswith("wasm") else "blob")
     segment = artifact.Segment()
     options = {"weights": weights, "version": VERSION, "function": reference, "openmp": openmp,
-               "weight_storage": weight_storage, "quantize": quantize}
+               "weight_storage": weight_storage, "quantize": quantize,
+               "activation_scales": scales}
     source, ins, outs = artifact.render_inference(name, traced.input_names, traced.output_names,
                                                   stage, segment, options)
     files: dict[str, str | bytes] = {f"{name}.c": source}

@@ -61,8 +61,8 @@ def sgemm_bt_rows(M, K, csa, rsb, csb) -> bool:
 
 
 def packing(program: Program, v: Value) -> str | None:
-    """How pack_weights laid out a dot's right operand ("panels", "bf16_pairs",
-    "int8_columns"), if it did."""
+    """How pack_weights laid out a dot's or conv's right operand ("panels", "bf16_pairs",
+    "int8_columns", "s8_panels", "s8_conv_panels"...), if it did."""
     return program.values[v.inputs[1]].attrs.get("packing")
 
 
@@ -124,7 +124,7 @@ def scratch_bytes(program: Program, k: Kernel) -> int:
 
 def _dot_scratch(program: Program, v: Value) -> int:
     (_, m, n, kk), strides = dot_layout(program, v)
-    if packing(program, v) == "panels":
+    if packing(program, v) in ("panels", "s8_panels"):
         return 0
     if packing(program, v):  # mirrors mlf_sgemm_bf16p_work_floats, mlf_sgemm_i8w_work_floats
         if m <= 6:
@@ -146,6 +146,10 @@ def widened_weights_offset(program: Program, v: Value) -> int | None:
 
 
 def _conv_scratch(program: Program, v: Value) -> int:
+    if packing(program, v) == "s8_conv_panels":  # mirrors mlf_conv2d_s8_work_bytes
+        c, kh, kw = program.values[v.inputs[1]].attrs["kernel_shape"][1:]
+        p, k = v.shape[2] * v.shape[3], c * kh * kw
+        return -(-p * k // 64) * 64 + 4 * p * v.shape[1]
     offset = widened_weights_offset(program, v)
     if offset is None:
         return _conv_work(program, v)

@@ -27,7 +27,13 @@ float32 type; the code generator calls the matching kernel.
   Q * s (`dequantized`), which `aotc verify` uses as its reference. Convolution weights
   [O, C, KH, KW] are quantized the same way per output channel (packing "int8_channels":
   Q, with the O scales in attrs "scales", which the kernel's C holds as literals) and
-  widened into the kernel's scratch before the convolution.
+  widened into the kernel's scratch before the convolution. Embedding tables [V, D] read
+  only by gathers of whole rows are quantized per row (packing "int8_rows": Q [V, D]); each
+  gather becomes gather(Q) times the gathered rows' scales.
+- any storage: int8 constants read as the weights of int8 x int8 -> int32 products (the
+  dense layers and convolutions `quantize_int8` rewrites, `aotc export --quantize int8`)
+  are laid out for runtime_c/mlf_gemm_s8.h (packing "s8_panels", "s8_conv_panels": the
+  per-column compensation sums, then 64-column panels of 4-deep groups; `s8_panels`).
 - "float16" storage, packing "float16" (`aotc export --weight-storage float16`):
   convolution weights rounded to float16 and stored at half the bytes, widened into the
   kernel's scratch before the convolution; dense layers are stored as with "float32".
@@ -51,7 +57,10 @@ from mlframework.graph.gen_optypes import Op
 STORAGES = ("float32", "bfloat16", "float16", "int8")
 PAIRS, PANELS, INT8_COLUMNS = "bf16_pairs", "panels", "int8_columns"
 INT8_CHANNELS, FLOAT16 = "int8_channels", "float16"  # convolution weights, widened per call
-CHANNEL_AXIS = {INT8_COLUMNS: 1, INT8_CHANNELS: 0}  # the axis each int8 packing scales along
+S8_DENSE, S8_CONV = "s8_panels", "s8_conv_panels"  # int8 x int8 products (mlf_gemm_s8.h)
+INT8_ROWS = "int8_rows"  # embedding tables: a scale per row
+# the axis each int8 packing scales along (quantize_int8 scales S8_* weights the same way)
+CHANNEL_AXIS = {INT8_COLUMNS: 1, INT8_CHANNELS: 0, S8_DENSE: 1, S8_CONV: 0, INT8_ROWS: 0}
 BLOCK = 32  # columns per block of the pair layout
 PANEL = 64  # columns per panel: MLF_NR in runtime_c/mlf_gemm.h
 FEW_ROWS = 6  # MLF_MR: products with at most this many rows read B in place
@@ -76,7 +85,9 @@ def pack_weights(program: Program, storage: str = "float32", variables=None,
         raise ValueError("pack_weights packs parameters for bfloat16 storage only, got "
                          f"{storage!r}")
     users = program.consumers()
-    packed = {}
+    packed: dict[int, Value] = {}
+    gathers: dict[int, list[Value]] = {}  # a gather of an int8 table: the values replacing it
+    fresh = iter(range(max(program.values, default=0) + 1, 1 << 62))
     for position in params:
         vid = program.params[position]
         v = program.values[vid]
@@ -86,7 +97,17 @@ def pack_weights(program: Program, storage: str = "float32", variables=None,
                                                         "columns": n},
                                 DType.BFLOAT16, (k, -(-n // BLOCK) * BLOCK), v.source, v.scope)
     for vid, v in program.values.items():
+        if _int8_products(program, v, users[vid]):
+            packed[vid] = _s8_packed(v)
+            continue
         if variables is not None and v.scope not in variables:
+            continue
+        if storage == "int8" and _embedding_table(program, v, users[vid]):
+            q, scales = quantize(np.asarray(v.attrs["value"], np.float32), 0)
+            packed[vid] = Value(vid, Op.CONSTANT, (), {"value": q, "packing": INT8_ROWS},
+                                DType.INT8, v.shape, v.source, v.scope)
+            for u in users[vid]:
+                gathers[u] = _row_gather(program.values[u], packed[vid], scales, fresh)
             continue
         if storage in ("int8", "float16") and _conv_weights(program, v, users[vid]):
             w = np.asarray(v.attrs["value"], np.float32)
@@ -117,8 +138,11 @@ def pack_weights(program: Program, storage: str = "float32", variables=None,
                             dtype, value.shape, v.source, v.scope)
     if not packed:
         return program
-    return Program(program.name, {**program.values, **packed}, list(program.params),
-                   list(program.outputs))
+    values: dict[int, Value] = {}
+    for vid, v in program.values.items():
+        for new in gathers.get(vid, [packed.get(vid, v)]):
+            values[new.id] = new
+    return Program(program.name, values, list(program.params), list(program.outputs))
 
 
 def pair_panels(w: np.ndarray) -> np.ndarray:
@@ -155,6 +179,109 @@ def int8_packed(w: np.ndarray, axis: int) -> np.ndarray:
     """float32 weights -> int8 [4 * w.shape[axis] + w.size]: the scales' bytes, then Q."""
     q, scales = quantize(w, axis)
     return np.concatenate([scales.view(np.int8), q.reshape(-1)])
+
+
+def s8_panels(q: np.ndarray) -> np.ndarray:
+    """[K, N] int8 -> int8 bytes as runtime_c/mlf_gemm_s8.h reads them: int32
+    comp[NP] = 128 * sum_k q[k, n], then panels [NP/64][ceil(K/4)][64][4] holding
+    q[4g + t, 64p + c] (zeros past K and N); NP = N rounded up to 64.
+
+    Raises:
+        ValueError: K so large that the kernel's int32 sums could overflow.
+    """
+    k, n = q.shape
+    if k * 255 * 128 >= 2 ** 31:
+        raise ValueError(f"int8 products with K = {k} could overflow their int32 sums "
+                         "(K * 255 * 128 must stay below 2^31)")
+    groups, cols = -(-k // 4), -(-n // PANEL) * PANEL
+    padded = np.zeros((4 * groups, cols), np.int8)
+    padded[:k, :n] = q
+    comp = 128 * padded.astype(np.int32).sum(axis=0, dtype=np.int32)
+    panels = padded.reshape(groups, 4, cols // PANEL, PANEL).transpose(2, 0, 3, 1)
+    return np.concatenate([comp.astype(np.int32).view(np.int8), panels.reshape(-1)])
+
+
+def _s8_packed(v: Value) -> Value:
+    """An int8 constant read by int8 products, as `s8_panels` of B [K, N]: the dense
+    weights themselves, or a convolution's [O, C, KH, KW] as [C * KH * KW, O]."""
+    q = np.asarray(v.attrs["value"], np.int8)
+    conv = len(v.shape) == 4
+    b = q.reshape(q.shape[0], -1).T if conv else q
+    value = s8_panels(b)
+    attrs = {"value": value, "packing": S8_CONV if conv else S8_DENSE, "columns": b.shape[1],
+             "kernel_shape": tuple(v.shape)}
+    return Value(v.id, Op.CONSTANT, (), attrs, DType.INT8, value.shape, v.source, v.scope)
+
+
+def _row_gather(g: Value, table: Value, scales: np.ndarray, fresh) -> list[Value]:
+    """gather(table) of float32 rows as gather(Q) * gather(scales) (one scale per row);
+    the last value keeps the gather's id."""
+    def value(op, inputs, attrs, dtype, shape, vid=None):
+        return Value(next(fresh) if vid is None else vid, op, tuple(inputs), attrs, dtype,
+                     tuple(shape), g.source, g.scope)
+
+    ids = g.inputs[1]
+    rows = value(Op.GATHER, (table.id, ids), dict(g.attrs), DType.INT8, g.shape)
+    wide = value(Op.CONVERT, (rows.id,), {"dtype": DType.FLOAT32}, DType.FLOAT32, g.shape)
+    column = value(Op.CONSTANT, (), {"value": scales.reshape(-1, 1)}, DType.FLOAT32,
+                   (len(scales), 1))
+    one = (*g.shape[:-1], 1)
+    picked = value(Op.GATHER, (column.id, ids), dict(g.attrs, slice_sizes=(1, 1)),
+                   DType.FLOAT32, one)
+    spread = value(Op.BROADCAST_IN_DIM, (picked.id,), {
+        "shape": g.shape, "broadcast_dimensions": tuple(range(len(g.shape)))},
+        DType.FLOAT32, g.shape)
+    return [rows, wide, column, picked, spread,
+            value(Op.MUL, (wide.id, spread.id), {}, DType.FLOAT32, g.shape, vid=g.id)]
+
+
+def _int8_products(program: Program, v: Value, users: list[int]) -> bool:
+    """Whether `v` is an int8 constant read only as the weights of int8 x int8 -> int32
+    products that mlf_gemm_s8.h runs (quantize_int8 makes them)."""
+    if v.op is not Op.CONSTANT or v.dtype is not DType.INT8 or not users \
+            or v.id in program.outputs or v.size == 0:
+        return False
+    return all(int8_product(program, program.values[u], v, DType.INT8, DType.INT32)
+               and (program.values[u].op is Op.DOT_GENERAL or program.values[u].attrs.get(
+                   "preferred_element_type") is DType.INT32) for u in users)
+
+
+def int8_product(program: Program, d: Value, w: Value, operand: DType, result: DType) -> bool:
+    """Whether value `d` is a product of an `operand`-typed activation and weights `w`
+    into `result` that runtime_c/mlf_gemm_s8.h can run once both are int8: a dense
+    layer (x [M, K] with contiguous rows @ w [K, N]) or a 2-d NCHW x OIHW convolution of
+    one group without input dilation."""
+    if d.op not in (Op.DOT_GENERAL, Op.CONV_GENERAL) or d.inputs[1] != w.id \
+            or d.inputs[0] == w.id or d.dtype is not result \
+            or program.values[d.inputs[0]].dtype is not operand:
+        return False
+    a = d.attrs
+    if d.op is Op.DOT_GENERAL:
+        if len(w.shape) != 2 or a["lhs_batch"] or tuple(a["rhs_contracting"]) != (0,):
+            return False
+        _, strides = dot_layout(program, d)
+        return strides is not None and strides[2] == 1
+    return (len(w.shape) == 4 and a["feature_group_count"] == 1
+            and a["batch_group_count"] == 1 and set(a["lhs_dilation"]) == {1}
+            and all(lo >= 0 and hi >= 0 for lo, hi in a["padding"])
+            and all(list(o) == list(range(4)) for o in a["dimension_numbers"])
+            and d.size > 0 and program.values[d.inputs[0]].size > 0)
+
+
+def _embedding_table(program: Program, v: Value, users: list[int]) -> bool:
+    """Whether `v` is a float32 [V, D] constant read only by gathers of whole rows."""
+    if v.op is not Op.CONSTANT or v.dtype is not DType.FLOAT32 or len(v.shape) != 2 \
+            or v.size < MIN_ELEMENTS or not users or v.id in program.outputs:
+        return False
+    for u in users:
+        g = program.values[u]
+        a = g.attrs
+        if g.op is not Op.GATHER or g.inputs[0] != v.id or g.inputs[1] == v.id \
+                or tuple(a["collapsed_slice_dims"]) != (0,) or tuple(a["start_index_map"]) != (0,) \
+                or tuple(a["slice_sizes"]) != (1, v.shape[1]) \
+                or tuple(a["offset_dims"]) != (len(g.shape) - 1,):
+            return False
+    return True
 
 
 def gemm_panels(w: np.ndarray) -> np.ndarray:

@@ -25,7 +25,8 @@ from aot.program.program import Program, Value
 from aot.program.walk import splat
 from mlframework.graph.gen_optypes import Op
 
-BUFFER_ATTRS = ("packing", "columns", "scales")  # how aot.passes.weight_packing stored a constant
+# how aot.passes.weight_packing stored a constant
+BUFFER_ATTRS = ("packing", "columns", "scales", "kernel_shape")
 
 
 def canonical(program: Program, k: Kernel) -> tuple[Program, Kernel, str]:

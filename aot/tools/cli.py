@@ -140,8 +140,10 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--quantize", choices=("int8-weights", "int8"),
                     help="int8-weights: the checkpoint's dense-layer and convolution weights "
                          "quantized to int8 (symmetric, a scale per output column or channel; "
-                         "a quarter of the bytes, arithmetic in float32); int8: int8 "
-                         "activations too (not built yet)")
+                         "embedding tables a scale per row; a quarter of the bytes, "
+                         "arithmetic in float32); int8: the same weights times int8 "
+                         "activations (scales measured on --calibration), int32 sums, VNNI "
+                         "dot products where the target has them")
     ex.add_argument("--calibration", metavar="FILE.npz",
                     help="with --quantize int8: one array per model input, named after it, "
                          "batch first")

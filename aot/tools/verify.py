@@ -9,8 +9,11 @@ The reference is the model function named in manifest.json, traced again
 and run on the "xla" backend (a context model with the variables of the
 checkpoint it was exported from, as the export stores them: `rounded_weights`
 in manifest.json rounded to bfloat16, `float16_weights` to float16,
-`quantized_weights` quantized to int8 and back). Of a quantized export the
-report also shows, unchecked, how far the library is from the float model.
+`quantized_weights` quantized to int8 and back). A full int8 export
+(`--quantize int8`) is compared with `quantized_reference` instead: its program,
+int8 activations and weights, evaluated in NumPy with exact integer sums. Of a
+quantized export the report also shows, unchecked, how far the library is from the
+float model.
 """
 from __future__ import annotations
 
@@ -26,8 +29,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from aot.export.onnx_model import OnnxFunction, is_onnx, onnxruntime_outputs
+from aot.export.evaluation import evaluate
+from aot.export.onnx_model import (OnnxFunction, is_onnx, load_model_function,
+                                   onnxruntime_outputs)
 from aot.export.signature import InputSpec, UsageError, load_function
+from aot.passes.quantization import quantize_int8
+from aot.passes.simplify import simplify
 from aot.passes.weight_packing import dequantized
 from mlframework.core import shapes
 from mlframework.core.dtypes import DType, as_dtype
@@ -187,6 +194,33 @@ def reference_outputs(manifest: dict, inputs: list[np.ndarray],
     return [np.asarray(t.numpy()) for t in pytree.flatten(result)[0]]
 
 
+def quantized_reference(manifest: dict, inputs: list[np.ndarray],
+                        fn: Callable[..., Any] | None = None,
+                        ctx: Context | None = None) -> list[np.ndarray]:
+    """What a `--quantize int8` export computes, evaluated in NumPy: the model traced
+    again, its products rewritten with the manifest's `activation_scales`
+    (aot/passes/quantization.py: the same int8 activations and weights), weight-only
+    int8 tables (`quantized_weights` not in them) as Q * scale, the int8 products summed
+    exactly (aot/export/evaluation.py).
+
+    Raises:
+        UsageError: the function cannot be imported or its checkpoint not restored.
+    """
+    from aot.export.trace import trace_model
+    function, specs = load_model_function(fn or manifest["function"],
+                                          [input_spec(i) for i in manifest["inputs"]])
+    checkpoint = manifest.get("checkpoint") if ctx is None else None
+    traced = trace_model(function, specs, name=manifest["name"], checkpoint=checkpoint, ctx=ctx)
+    scales = manifest["activation_scales"]
+    program = quantize_int8(simplify(traced.program), scales)
+    only_weights = {n: a for n, a in manifest.get("quantized_weights", {}).items()
+                    if n not in scales}
+    for v in program.values.values():
+        if v.scope in only_weights and v.dtype is DType.FLOAT32 and "value" in v.attrs:
+            v.attrs = dict(v.attrs, value=dequantized(v.attrs["value"], only_weights[v.scope]))
+    return evaluate(program, inputs)
+
+
 def rounded_weights(manifest: dict) -> list[str]:
     """The variables an export stores rounded to bfloat16: `rounded_weights` in its
     manifest. Manifests written before that key had it implied: every packed weight of a
@@ -271,14 +305,18 @@ def verify(out_dir: str | os.PathLike, *, tolerance: float = 1e-5, seed: int = 0
     lib = ExportedLibrary(out_dir)
     names = [o["name"] for o in lib.manifest["outputs"]]
     onnx_file = lib.manifest["function"] if is_onnx(lib.manifest["function"]) else None
-    keys = names + ([f"{n} vs onnxruntime" for n in names] if onnx_file else [])
+    full_int8 = lib.manifest.get("quantize") == "int8"
+    checked = [f"{n} vs int8 numpy" for n in names] if full_int8 else names
+    keys = checked + ([f"{n} vs onnxruntime" for n in names] if onnx_file else [])
     worst = dict.fromkeys(keys, 0.0)
     quantized = bool(lib.manifest.get("quantized_weights"))
     unchecked = dict.fromkeys([f"{n} vs float model" for n in names] if quantized else [], 0.0)
     for t in range(trials):
         inputs = lib.inputs_like(seed + t)
         got = lib.run(*inputs)
-        found = compare(got, reference_outputs(lib.manifest, inputs, fn, ctx), names)
+        expected = quantized_reference(lib.manifest, inputs, fn, ctx) if full_int8 else \
+            reference_outputs(lib.manifest, inputs, fn, ctx)
+        found = compare(got, expected, checked)
         if onnx_file:
             ort = compare(got, onnxruntime_outputs(onnx_file, inputs), names)
             found.update({f"{k} vs onnxruntime": d for k, d in ort.items()})

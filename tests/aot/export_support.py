@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,11 +72,13 @@ void free(void* p) { if (counting && p) calls++; __libc_free(p); }
 """
 
 
-def run_sanitized(program: Path, folder: Path, sources: list[str], exe: Path) -> str:
+def run_sanitized(program: Path, folder: Path, sources: list[str], exe: Path,
+                  flags: Sequence[str] = ()) -> str:
     """Builds the C file `program` with an export's `sources` (file names in `folder`)
-    under ASan and UBSan, allocator counting compiled out (-DNO_COUNTING), runs it and
-    returns its stdout; fails unless it builds, exits 0 and the sanitizers stay quiet."""
-    cmd = ["gcc", "-O1", "-std=gnu99", "-DNO_COUNTING", "-fsanitize=address,undefined",
+    under ASan and UBSan, allocator counting compiled out (-DNO_COUNTING), and `flags`
+    (-march=native for the host's vector paths), runs it and returns its stdout; fails
+    unless it builds, exits 0 and the sanitizers stay quiet."""
+    cmd = ["gcc", "-O1", "-std=gnu99", *flags, "-DNO_COUNTING", "-fsanitize=address,undefined",
            "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-fno-math-errno", "-fwrapv",
            "-fno-strict-aliasing", f"-I{folder}", f"-I{folder / 'runtime'}", str(program),
            *(str(folder / f) for f in sources), "-lm", "-o", str(exe)]

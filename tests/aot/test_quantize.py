@@ -1,21 +1,36 @@
-"""`aotc export --quantize int8-weights`: weight-only int8 post-training quantization of
-dense layers (aot/passes/weight_packing.py, runtime_c/mlf_gemm_i8.h), checked against an
-independent NumPy quantization, the float model's accuracy, and `aotc verify`'s
-quantization-aware reference; `--quantize int8` (int8 activations) is refused as not built."""
+"""`aotc export --quantize int8-weights` (weight-only int8 post-training quantization of
+dense layers, convolutions and embedding tables: aot/passes/weight_packing.py,
+runtime_c/mlf_gemm_i8.h) and `--quantize int8` (int8 activations calibrated on sample
+data, int32 sums: aot/passes/quantization.py, runtime_c/mlf_gemm_s8.h), checked against
+independent NumPy quantizations and int64 products, the float model's accuracy, and
+`aotc verify`'s quantization-aware references."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
+import cffi
 import numpy as np
 import pytest
 
 import export_support as es
+from aot.build.compiler import RUNTIME
 from aot.export import export_model
 from aot.export.signature import UsageError
-from aot.passes.weight_packing import pack_weights
+from aot.export.trace import load_context
+from aot.passes.quantization import calibration_points, quantize_int8
+from aot.passes.simplify import simplify
+from aot.passes.weight_packing import pack_weights, s8_panels
 from aot.program.program import from_graph
 from aot.tools import cli
 from aot.tools.verify import ExportedLibrary, verify
 from mlframework import graph as G
+from mlframework.graph.gen_optypes import Op
 from mlframework.ml import datasets
+
+RNG = np.random.default_rng(13)
+SHAPES = {"digits_mlp": "64", "digits_cnn": "1,8,8"}
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +50,22 @@ def _trained(root, example):
                      lambda p: es.train_checkpoint(example, p, 10))
 
 
-def _digits(root, example, shape, quantize):
-    x, _ = _test_set()
-    key = f"{example}-{quantize or 'float'}-{len(x)}"
+def _calibration(root, example):
+    """256 training images as --calibration FILE.npz."""
+    def write(path):
+        x = datasets.load_digits(seed=0)[0][0][:256]
+        dims = map(int, SHAPES[example].split(","))
+        np.savez(path / "calibration.npz", x=x.reshape(len(x), *dims))
+    return es.cached(root, f"calibration-{example}", write) / "calibration.npz"
+
+
+def _digits(root, example, shape, quantize, batch=None):
+    batch = batch or len(_test_set()[0])
+    key = f"{example}-{quantize or 'float'}-{batch}"
+    calibration = _calibration(root, example) if quantize == "int8" else None
     return es.export(root, key, str(es.EXAMPLES / f"{example}.py") + ":model",
-                     [f"x:float32[{len(x)},{shape}]"], checkpoint=_trained(root, example),
-                     name=key.replace("-", "_"), quantize=quantize)
+                     [f"x:float32[{batch},{shape}]"], checkpoint=_trained(root, example),
+                     name=key.replace("-", "_"), quantize=quantize, calibration=calibration)
 
 
 def test_scales_and_values_match_an_independent_numpy_quantization():
@@ -84,12 +109,16 @@ def test_digits_accuracy_drops_at_most_half_a_point(root, example, shape):
     x, y = _test_set()
     x = x.reshape(len(x), *map(int, shape.split(",")))
     accuracy = {}
-    for quantize in (None, "int8-weights"):
+    for quantize in (None, "int8-weights", "int8"):
         lib = ExportedLibrary(_digits(root, example, shape, quantize))
         assert bool(lib.manifest["quantized_weights"]) == bool(quantize)
         accuracy[quantize] = float(np.mean(np.argmax(lib.run(x)[0], -1) == y))
-    assert accuracy[None] > 0.95 and accuracy["int8-weights"] >= accuracy[None] - 0.005, \
-        accuracy
+    assert accuracy[None] > 0.95, accuracy
+    assert accuracy["int8-weights"] >= accuracy[None] - 0.005, accuracy
+    assert accuracy["int8"] >= accuracy[None] - 0.005, accuracy
+    c = (_digits(root, example, shape, "int8") / f"{example}_int8_360.c").read_text()
+    dense, convs = {"digits_mlp": (3, 0), "digits_cnn": (2, 2)}[example]
+    assert c.count("mlf_gemm_s8(") == dense and c.count("mlf_conv2d_s8(") == convs
 
 
 def test_quantized_export_is_smaller_and_verifies_against_its_reference(root):
@@ -127,14 +156,240 @@ def test_batch_one_streams_the_int8_weights(tmp_path, root):
     assert verify(art.out_dir).ok
 
 
-def test_full_int8_and_conflicting_options_are_refused(tmp_path, capsys):
+def test_conflicting_options_are_refused(tmp_path, capsys):
     args = ["export", str(es.EXAMPLES / "digits_mlp.py") + ":model", "--input",
             "x:float32[1,64]", "-o", str(tmp_path / "q")]
-    assert cli.main(args + ["--quantize", "int8"]) == 2
-    err = capsys.readouterr().err
-    assert "not implemented" in err and "--quantize int8-weights" in err
     assert cli.main(args + ["--quantize", "int8-weights", "--weight-storage", "bfloat16"]) == 2
     assert "choose one" in capsys.readouterr().err
     with pytest.raises(UsageError, match="--calibration is for --quantize int8"):
         export_model(str(es.EXAMPLES / "digits_mlp.py") + ":model", ["x:float32[1,64]"],
                      tmp_path / "c", quantize="int8-weights", calibration="data.npz")
+
+
+def test_full_int8_needs_calibration_data_named_after_the_inputs(root, tmp_path, capsys):
+    args = ["export", str(es.EXAMPLES / "digits_mlp.py") + ":model", "--input",
+            "x:float32[1,64]", "--checkpoint", str(es.checkpoint(root, "digits_mlp")),
+            "-o", str(tmp_path / "q"), "--quantize", "int8"]
+    assert cli.main(args) == 2
+    assert "--quantize int8 needs --calibration FILE.npz" in capsys.readouterr().err
+    np.savez(tmp_path / "wrong.npz", images=np.zeros((4, 64), np.float32))
+    assert cli.main(args + ["--calibration", str(tmp_path / "wrong.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "one array per model input, named after it (x)" in err and "x missing" in err \
+        and "images not inputs" in err
+    np.savez(tmp_path / "shape.npz", x=np.zeros((4, 65), np.float32))
+    assert cli.main(args + ["--calibration", str(tmp_path / "shape.npz")]) == 2
+    assert "array 'x' must be [S, 64]" in capsys.readouterr().err
+    (tmp_path / "text.npz").write_text("not a zip")
+    assert cli.main(args + ["--calibration", str(tmp_path / "text.npz")]) == 2
+    assert "not a readable .npz file" in capsys.readouterr().err
+
+
+# ---- the int8 x int8 -> int32 kernel (runtime_c/mlf_gemm_s8.h) ----
+
+KERNEL = r"""
+#include "mlf_gemm_s8.h"
+int vnni(void) {
+#ifdef MLF_S8_VNNI
+  return 1;
+#else
+  return 0;
+#endif
+}
+void gemm(long M, long N, long K, const void* A, long lda, const void* P, void* C) {
+  mlf_gemm_s8(M, N, K, (const int8_t*)A, lda, (const int8_t*)P, (int32_t*)C, N);
+}
+void conv(long N, long C, long H, long W, long O, long KH, long KW, long sh, long sw, long dh,
+          long dw, long ph, long pw, long ho, long wo, const void* x, const void* P, void* out,
+          void* work) {
+  mlf_conv2d_s8(N, C, H, W, O, KH, KW, sh, sw, dh, dw, ph, pw, ho, wo, (const int8_t*)x,
+                (const int8_t*)P, (int32_t*)out, (int8_t*)work);
+}
+long conv_work(long C, long O, long KH, long KW, long ho, long wo) {
+  return mlf_conv2d_s8_work_bytes(C, O, KH, KW, ho, wo);
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def kernels(tmp_path_factory):
+    """The kernel built for this machine (-march=native: VNNI where it has it) and with
+    the portable loop forced (-DMLF_NO_VNNI), as cffi libraries."""
+    folder = tmp_path_factory.mktemp("s8")
+    (folder / "k.c").write_text(KERNEL)
+    ffi = cffi.FFI()
+    ffi.cdef("int vnni(void); void gemm(long, long, long, const void*, long, const void*, "
+             "void*); void conv(long, long, long, long, long, long, long, long, long, long, "
+             "long, long, long, long, long, const void*, const void*, void*, void*); "
+             "long conv_work(long, long, long, long, long, long);")
+    libs = {}
+    for path, flags in (("vnni", []), ("portable", ["-DMLF_NO_VNNI"])):
+        out = folder / f"{path}.so"
+        subprocess.run(["gcc", "-O2", "-march=native", "-Wall", "-Wextra", "-Werror", "-shared",
+                        "-fPIC", *flags, f"-I{RUNTIME}", str(folder / "k.c"), "-o", str(out)],
+                       check=True, capture_output=True, text=True)
+        libs[path] = ffi.dlopen(str(out))
+    return ffi, libs
+
+
+def _has_vnni() -> bool:
+    return sys.platform == "linux" and "avx512_vnni" in open("/proc/cpuinfo").read()
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 10, 64), (5, 130, 33), (64, 512, 784), (3, 64, 1),
+                                   (9, 1, 7)])
+def test_int8_products_are_exact_int32_on_both_paths(kernels, m, n, k):
+    """Tails in every direction (rows past a 4-row tile, columns past a 64-column panel,
+    K not a multiple of 4), extreme values included: the int32 sums equal NumPy's int64
+    product of the same int8 data, on the VNNI path and the portable loop alike."""
+    ffi, libs = kernels
+    assert libs["vnni"].vnni() == int(_has_vnni()) and libs["portable"].vnni() == 0
+    a = RNG.integers(-128, 128, (m, k)).astype(np.int8)
+    b = RNG.integers(-127, 128, (k, n)).astype(np.int8)
+    a[0, 0], b[0, 0] = -128, -127
+    want = a.astype(np.int64) @ b.astype(np.int64)
+    packed = s8_panels(b)
+    for lib in libs.values():
+        c = np.full((m, n), 7, np.int32)
+        lib.gemm(m, n, k, ffi.from_buffer(a), k, ffi.from_buffer(packed), ffi.from_buffer(c))
+        np.testing.assert_array_equal(c, want)
+
+
+def test_int8_convolution_is_exact_on_both_paths(kernels):
+    """Strides 2, dilation 2, uneven padding: the int32 result equals an int64 NumPy
+    convolution written out loop by loop."""
+    ffi, libs = kernels
+    n, c, h, w, o, kh, kw, sh, sw, dh, dw, ph, pw = 2, 3, 9, 8, 5, 3, 2, 2, 1, 1, 2, 1, 2
+    x = RNG.integers(-127, 128, (n, c, h, w)).astype(np.int8)
+    wt = RNG.integers(-127, 128, (o, c, kh, kw)).astype(np.int8)
+    ho, wo = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    want = np.zeros((n, o, ho, wo), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh,
+                       j * dw:j * dw + (wo - 1) * sw + 1:sw]
+            want += np.einsum("nchw,oc->nohw", patch, wt[:, :, i, j].astype(np.int64))
+    packed = s8_panels(wt.reshape(o, -1).T)
+    for lib in libs.values():
+        out = np.zeros((n, o, ho, wo), np.int32)
+        work = np.zeros(lib.conv_work(c, o, kh, kw, ho, wo), np.int8)
+        lib.conv(n, c, h, w, o, kh, kw, sh, sw, dh, dw, ph, pw, ho, wo, ffi.from_buffer(x),
+                 ffi.from_buffer(packed), ffi.from_buffer(out), ffi.from_buffer(work))
+        np.testing.assert_array_equal(out, want)
+
+
+def test_s8_panels_refuse_a_depth_whose_sums_could_overflow():
+    with pytest.raises(ValueError, match="could overflow their int32 sums"):
+        s8_panels(np.zeros((70000, 1), np.int8))
+
+
+# ---- full int8: the rewrite, its scales, verify ----
+
+def test_full_int8_scales_match_an_independent_numpy_computation(root):
+    """The activation scales are max |x| / 127 over the calibration data at each dense
+    layer's input (computed here from the checkpoint's weights in NumPy), the weights
+    are quantized per output column, and each product is int8 x int8 -> int32."""
+    folder = _digits(root, "digits_mlp", "64", "int8", batch=1)
+    m = json.loads((folder / "manifest.json").read_text())
+    ctx = load_context(_trained(root, "digits_mlp"))
+    w = {v.name: v.numpy().astype(np.float64) for v in ctx.at_root().variables()}
+    x = np.load(_calibration(root, "digits_mlp"))["x"].astype(np.float64)
+    h1 = np.maximum(x @ w["hidden1/dense/weights"] + w["hidden1/dense/biases"], 0)
+    h2 = np.maximum(h1 @ w["hidden2/dense/weights"] + w["hidden2/dense/biases"], 0)
+    want = {"hidden1/dense/weights": x, "hidden2/dense/weights": h1, "logits/dense/weights": h2}
+    assert set(m["activation_scales"]) == set(want)
+    for name, acts in want.items():
+        np.testing.assert_allclose(m["activation_scales"][name], np.abs(acts).max() / 127,
+                                   rtol=1e-5)
+    assert m["quantize"] == "int8" and m["quantized_weights"] == dict.fromkeys(want, 1)
+
+    wt = RNG.standard_normal((64, 24)).astype(np.float32)
+    wt[:, 5] *= 30
+    program = simplify(from_graph(G.Exec(None, lambda x: x @ G.const(wt)).graph(
+        np.ones((2, 64), np.float32))))
+    for v in program.values.values():
+        v.scope = "w" if v.op is Op.CONSTANT else v.scope  # names as a checkpoint's variable
+    (name, readers), = calibration_points(program).items()
+    rewritten = quantize_int8(program, {name: 0.05})
+    weights = next(v for v in rewritten.values.values() if v.dtype.value == "int8"
+                   and v.op is Op.CONSTANT)
+    col = np.abs(wt).max(axis=0) / 127
+    np.testing.assert_allclose(weights.attrs["scales"], col, rtol=1e-7)
+    np.testing.assert_array_equal(weights.attrs["value"], np.rint(wt / col))
+    dot = next(v for v in rewritten.values.values() if v.op is Op.DOT_GENERAL)
+    assert dot.dtype.value == "int32" and dot.attrs["preferred_element_type"].value == "int32"
+    assert program.values[readers[0]].op is Op.PARAMETER
+    with pytest.raises(ValueError, match="not weights of dense layers"):
+        quantize_int8(program, {"nothing": 1.0})
+
+
+@pytest.mark.parametrize("example", ["digits_mlp", "digits_cnn"])
+def test_full_int8_verifies_against_its_numpy_reference(root, example):
+    folder = _digits(root, example, SHAPES[example], "int8", batch=3)
+    report = verify(folder)
+    assert report.ok and set(report.max_diff) == {"output vs int8 numpy"}, str(report)
+    assert report.max_diff["output vs int8 numpy"] < 1e-5
+    assert report.unchecked["output vs float model"] > 1e-3
+    assert "max |c - int8 numpy|" in str(report) and "not checked" in str(report)
+
+
+def test_full_int8_export_runs_clean_under_sanitizers(root, tmp_path):
+    """The int8 CNN (quantize loops, both int8 kernels, the VNNI path: -march=native)
+    built from its sources with ASan and UBSan, run on the zero image and a ramp."""
+    folder = _digits(root, "digits_cnn", SHAPES["digits_cnn"], "int8", batch=3)
+    src = tmp_path / "int8_asan.c"
+    src.write_text(SANITIZED.replace("NAME", "digits_cnn_int8_3").replace(
+        "PREFIX", "DIGITS_CNN_INT8_3"))
+    out = es.run_sanitized(src, folder, ["digits_cnn_int8_3.c", "digits_cnn_int8_3_weights.c"],
+                           tmp_path / "int8_asan", flags=["-march=native"])
+    lib = ExportedLibrary(folder)
+    x = np.stack([np.zeros((1, 8, 8)), np.arange(64).reshape(1, 8, 8) / 64,
+                  np.ones((1, 8, 8))]).astype(np.float32)
+    want = lib.run(x)[0]
+    got = np.array([float(t) for t in out.split()], np.float32).reshape(want.shape)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+SANITIZED = r"""
+#include <stdio.h>
+#include "NAME.h"
+static unsigned char ws[PREFIX_ARENA_BYTES] __attribute__((aligned(PREFIX_WORKSPACE_ALIGN)));
+int main(void) {
+  float x[3 * 64], y[3 * 10];
+  for (int i = 0; i < 64; i++) { x[i] = 0.0f; x[64 + i] = i / 64.0f; x[128 + i] = 1.0f; }
+  int status = NAME_run(x, y, ws);
+  if (status) return status;
+  for (int i = 0; i < 30; i++) printf("%.9g\n", y[i]);
+  return 0;
+}
+"""
+
+
+# ---- embeddings ----
+
+def bag_of_words(ctx, ids):
+    """[batch, 6] int32 ids -> [batch, 6, 32]: an embedding table of 50 rows, plus one."""
+    from mlframework.ml import layers
+    return layers.embedding(ctx / "embed", ids, 50, 32) + 1.0
+
+
+def test_embedding_tables_are_int8_rows_with_a_scale_each(tmp_path):
+    import mlframework as mlf
+    from mlframework.ml import Context, ContextExec
+    ctx = Context(seed=0)
+    ids = RNG.integers(0, 50, (4, 6)).astype(np.int32)
+    ContextExec(mlf.backends.new("xla"), ctx, bag_of_words)(ids)  # creates the table
+    spec = "ids:int32[4,6]"
+    art = export_model(bag_of_words, [spec], tmp_path / "e", ctx=ctx, name="bag",
+                       quantize="int8-weights")
+    table = ctx.get_variable("embed/embedding/table").value.numpy()
+    assert art.manifest["quantized_weights"] == {"embed/embedding/table": 0}
+    assert art.manifest["weights_bytes"] < table.nbytes / 2
+    scales = np.abs(table).max(axis=1) / 127
+    rows = np.rint(table / scales[:, None]) * scales[:, None]
+    got = ExportedLibrary(art.out_dir).run(ids)[0]
+    np.testing.assert_allclose(got, rows[ids] + 1.0, rtol=1e-6, atol=1e-6)
+    assert "gather int8[4, 6, 32]" in (art.out_dir / "bag.c").read_text()  # the int8 rows
+    report = verify(art.out_dir, fn=bag_of_words, ctx=ctx)
+    assert report.ok and report.unchecked["output vs float model"] > 0, str(report)

@@ -1,0 +1,182 @@
+/* mlf_gemm_s8.h: C[M,N] (int32) = A[M,K] (int8) @ B[K,N] (int8), exactly, for the
+ * `aotc export --quantize int8` products (int8 activations times constant int8 weights,
+ * int32 accumulation; aot/passes/quantization.py builds them, aot/passes/weight_packing.py
+ * packs B). No saturation anywhere: every result is the exact sum while
+ * K * 255 * 128 < 2^31 (K < 65793; pack_weights refuses larger K).
+ *
+ * The packed B ("s8_panels"), for NP = N rounded up to 64 and G = ceil(K / 4) groups:
+ *  - int32 comp[NP]: 128 * sum_k B[k, n] (0 past N);
+ *  - int8 panels [NP/64][G][64][4]: B[4g + t, 64p + c] at ((p * G + g) * 64 + c) * 4 + t,
+ *    zero past K and N. One group of a panel is 256 bytes: four 16-lane registers whose
+ *    32-bit lanes hold 4 consecutive k of one column.
+ * vpdpbusd multiplies unsigned bytes by signed ones, so A is shifted to unsigned
+ * (a + 128 = a ^ 0x80) and the shift's share, 128 * sum_k B[k, n], taken off at the end.
+ *
+ * Paths, chosen at compile time: AVX-512 VNNI (__AVX512VNNI__ with __AVX512BW__):
+ * up to 4 rows x 64 columns of int32 sums in 16 zmm registers; otherwise a portable loop
+ * over the same layout, which gcc vectorizes and which gives the same int32 results
+ * (both are exact). -DMLF_NO_VNNI forces the portable loop (the tests compare the two).
+ * `mlf_conv2d_s8` runs a 2-d int8 convolution as im2col + this GEMM.
+ */
+#ifndef MLF_GEMM_S8_H
+#define MLF_GEMM_S8_H
+
+#include "mlf_runtime.h"
+#include "mlf_gemm.h"
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && !defined(MLF_NO_VNNI)
+#include <immintrin.h>
+#define MLF_S8_VNNI 1
+#endif
+
+#define MLF_S8_NR 64 /* columns per panel */
+#define MLF_S8_MR 4  /* rows per register tile */
+
+/* A's group g (bytes 4g..4g+3 of row a, zeros past K) shifted to unsigned, in memory order. */
+static inline uint32_t mlf_s8_word(const int8_t* MLF_RESTRICT a, long g, long K) {
+  uint32_t w = 0;
+  if (4 * g + 4 <= K) {
+    memcpy(&w, a + 4 * g, 4);
+  } else {
+    uint8_t b[4] = {0, 0, 0, 0};
+    for (long t = 0; 4 * g + t < K; t++) b[t] = (uint8_t)a[4 * g + t];
+    memcpy(&w, b, 4);
+  }
+  return w ^ 0x80808080u;
+}
+
+/* Rows [0, mr) x columns [0, w) of one panel: C = A @ B (w <= 64). */
+static inline __attribute__((always_inline)) void mlf_s8_tile(
+    const int mr, long K, const int8_t* MLF_RESTRICT A, long lda, const int8_t* MLF_RESTRICT P,
+    const int32_t* MLF_RESTRICT comp, int32_t* MLF_RESTRICT C, long ldc, long w) {
+  const long G = (K + 3) / 4;
+#ifdef MLF_S8_VNNI
+  __m512i acc[MLF_S8_MR][4];
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_si512();
+  for (long g = 0; g < G; g++) {
+    const int8_t* MLF_RESTRICT b = P + g * 4 * MLF_S8_NR;
+    const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
+    const __m512i b2 = _mm512_loadu_si512(b + 128), b3 = _mm512_loadu_si512(b + 192);
+    for (int i = 0; i < mr; i++) {
+      const __m512i a = _mm512_set1_epi32((int)mlf_s8_word(A + i * lda, g, K));
+      acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], a, b0);
+      acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], a, b1);
+      acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], a, b2);
+      acc[i][3] = _mm512_dpbusd_epi32(acc[i][3], a, b3);
+    }
+  }
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < 4; j++) {
+      const long left = w - 16 * j;
+      if (left <= 0) break;
+      const __m512i v = _mm512_sub_epi32(acc[i][j], _mm512_loadu_si512(comp + 16 * j));
+      const __mmask16 keep = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+      _mm512_mask_storeu_epi32(C + i * ldc + 16 * j, keep, v);
+    }
+#else
+  int32_t acc[MLF_S8_MR][MLF_S8_NR];
+  for (int i = 0; i < mr; i++)
+    for (int c = 0; c < MLF_S8_NR; c++) acc[i][c] = 0;
+  for (long g = 0; g < G; g++) {
+    const int8_t* MLF_RESTRICT b = P + g * 4 * MLF_S8_NR;
+    for (int i = 0; i < mr; i++) {
+      const uint32_t word = mlf_s8_word(A + i * lda, g, K);
+      uint8_t a[4];
+      memcpy(a, &word, 4);
+      for (int c = 0; c < MLF_S8_NR; c++)
+        acc[i][c] += (int32_t)a[0] * b[4 * c] + (int32_t)a[1] * b[4 * c + 1]
+                     + (int32_t)a[2] * b[4 * c + 2] + (int32_t)a[3] * b[4 * c + 3];
+    }
+  }
+  for (int i = 0; i < mr; i++)
+    for (long c = 0; c < w; c++) C[i * ldc + c] = acc[i][c] - comp[c];
+#endif
+}
+
+/* Rows [i0, i1) x panels of columns [j0, j1) (j0 a multiple of 64). */
+static inline void mlf_s8_block(long i0, long i1, long j0, long j1, long N, long K,
+                                const int8_t* MLF_RESTRICT A, long lda,
+                                const int8_t* MLF_RESTRICT packed, int32_t* MLF_RESTRICT C,
+                                long ldc) {
+  const long NP = (N + MLF_S8_NR - 1) / MLF_S8_NR * MLF_S8_NR, G = (K + 3) / 4;
+  const int32_t* MLF_RESTRICT comp = (const int32_t*)(const void*)packed;
+  const int8_t* MLF_RESTRICT panels = packed + 4 * NP;
+  for (long j = j0; j < j1; j += MLF_S8_NR) {
+    const int8_t* MLF_RESTRICT P = panels + (j / MLF_S8_NR) * G * 4 * MLF_S8_NR;
+    const long w = j1 - j < MLF_S8_NR ? j1 - j : MLF_S8_NR;
+    long i = i0;
+    for (; i + MLF_S8_MR <= i1; i += MLF_S8_MR)
+      mlf_s8_tile(MLF_S8_MR, K, A + i * lda, lda, P, comp + j, C + i * ldc + j, ldc, w);
+    switch (i1 - i) {
+      case 3: mlf_s8_tile(3, K, A + i * lda, lda, P, comp + j, C + i * ldc + j, ldc, w); break;
+      case 2: mlf_s8_tile(2, K, A + i * lda, lda, P, comp + j, C + i * ldc + j, ldc, w); break;
+      case 1: mlf_s8_tile(1, K, A + i * lda, lda, P, comp + j, C + i * ldc + j, ldc, w); break;
+      default: break;
+    }
+  }
+}
+
+/* C[M,N] (row stride ldc) = A[M,K] (row stride lda, columns contiguous) @ B, B packed as
+ * above. Threads split the panels, or the rows when there are fewer panels than threads. */
+MLF_ENTRY void mlf_gemm_s8(long M, long N, long K, const int8_t* MLF_RESTRICT A, long lda,
+                           const int8_t* MLF_RESTRICT packed, int32_t* MLF_RESTRICT C, long ldc) {
+  if (M == 0 || N == 0) return;
+  const long panels = (N + MLF_S8_NR - 1) / MLF_S8_NR;
+  int T = M * N * K >= 64L * 64 * 256 ? mlf_num_threads() : 1;
+  if (T == 1) {
+    mlf_s8_block(0, M, 0, N, N, K, A, lda, packed, C, ldc);
+    return;
+  }
+  MLF_OMP(omp parallel num_threads(T))
+  {
+    long t = mlf_thread_index(), nt = mlf_team_size(), lo, hi;
+    if (panels >= nt) {
+      mlf_share(panels, MLF_S8_NR, N, t, nt, &lo, &hi);
+      if (lo < hi) mlf_s8_block(0, M, lo, hi, N, K, A, lda, packed, C, ldc);
+    } else {
+      mlf_share((M + MLF_S8_MR - 1) / MLF_S8_MR, MLF_S8_MR, M, t, nt, &lo, &hi);
+      if (lo < hi) mlf_s8_block(lo, hi, 0, N, N, K, A, lda, packed, C, ldc);
+    }
+  }
+}
+
+/* Bytes of `work` mlf_conv2d_s8 needs: the im2col rows [P][K] (64-byte aligned), then the
+ * [P][O] int32 product of one image. */
+static inline long mlf_conv2d_s8_work_bytes(long C, long O, long KH, long KW, long ho, long wo) {
+  const long P = ho * wo, K = C * KH * KW;
+  return (P * K + 63) / 64 * 64 + 4 * P * O;
+}
+
+/* out[N,O,ho,wo] (int32) = the convolution of x[N,C,H,W] (int8) with the int8 weights
+ * [O,C,KH,KW] packed as B[K = (c, kh, kw), O] (strides sh, sw, kernel dilations dh, dw,
+ * low padding ph, pw, zeros outside x): per image, im2col rows then mlf_gemm_s8. */
+MLF_ENTRY void mlf_conv2d_s8(long N, long C, long H, long W, long O, long KH, long KW, long sh,
+    long sw, long dh, long dw, long ph, long pw, long ho, long wo, const int8_t* MLF_RESTRICT x,
+    const int8_t* MLF_RESTRICT packed, int32_t* MLF_RESTRICT out, int8_t* MLF_RESTRICT work) {
+  const long P = ho * wo, K = C * KH * KW;
+  int8_t* MLF_RESTRICT rows = work;
+  int32_t* MLF_RESTRICT prod = (int32_t*)(void*)(work + (P * K + 63) / 64 * 64);
+  for (long n = 0; n < N; n++) {
+    const int8_t* MLF_RESTRICT xn = x + n * C * H * W;
+    for (long oy = 0; oy < ho; oy++)
+      for (long ox = 0; ox < wo; ox++) {
+        int8_t* MLF_RESTRICT r = rows + (oy * wo + ox) * K;
+        for (long c = 0; c < C; c++)
+          for (long ky = 0; ky < KH; ky++) {
+            const long iy = oy * sh - ph + ky * dh;
+            for (long kx = 0; kx < KW; kx++) {
+              const long ix = ox * sw - pw + kx * dw;
+              r[(c * KH + ky) * KW + kx] =
+                  iy >= 0 && iy < H && ix >= 0 && ix < W ? xn[(c * H + iy) * W + ix] : 0;
+            }
+          }
+      }
+    mlf_gemm_s8(P, O, K, rows, K, packed, prod, O);
+    int32_t* MLF_RESTRICT on = out + n * O * P;
+    for (long o = 0; o < O; o++)
+      for (long p = 0; p < P; p++) on[o * P + p] = prod[p * O + o];
+  }
+}
+
+#endif /* MLF_GEMM_S8_H */

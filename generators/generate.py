@@ -26,7 +26,8 @@ DTYPE_SETS = {"any": "ALL", "numeric": "NUMERIC", "float": "FLOATS", "int": "INT
 
 # The annotation of an attribute parameter, by the attribute's kind (see graph/attrs.py).
 ATTR_TYPES = {"axis": "int", "axes": "int | Sequence[int]", "perm": "Sequence[int]",
-              "shape": "Sequence[int]", "ints": "Sequence[int]",
+              "shape": "Sequence[DimLike]", "ints": "Sequence[int]",
+              "dims": "Sequence[DimLike]", "dim": "DimLike",
               "pairs": "Sequence[tuple[int, int]]", "triples": "Sequence[tuple[int, int, int]]",
               "scalar": "float | np.generic", "int": "int", "float": "float", "bool": "bool",
               "str": "str", "dtype": "DTypeSpec", "array": "np.ndarray",
@@ -133,6 +134,7 @@ def ops_source() -> str:
             "from collections.abc import Sequence", "",
             "import numpy as np", "",
             "from mlframework.core.dtypes import DTypeSpec",
+            "from mlframework.core.symbolic import DimLike",
             "from mlframework.graph.attrs import normalize",
             "from mlframework.graph.broadcasting import (as_indices, as_node, "
             "broadcast_operands, keep_reduced_dims)",

@@ -89,7 +89,7 @@ OPS: tuple[OpDef, ...] = (
           attrs=(("value", "array"),), diff=False),
     OpDef("iota", "SOURCE", (), "Counts 0, 1, 2... along `dimension` of an array of `shape`.",
           "lax.broadcasted_iota(dtype.numpy, shape, dimension)", "numeric",
-          (("dtype", "dtype"), ("shape", "ints"), ("dimension", "int", 0)), diff=False),
+          (("dtype", "dtype"), ("shape", "dims"), ("dimension", "int", 0)), diff=False),
 
     # Elementwise unary.
     unary("abs", "Absolute value |x| (unsigned x is returned as is).", "_abs(x)",
@@ -218,7 +218,7 @@ OPS: tuple[OpDef, ...] = (
     OpDef("broadcast_in_dim", "MOVEMENT", ("x",),
           "Broadcasts x to `shape`; x's axis i becomes output axis broadcast_dimensions[i].",
           "lax.broadcast_in_dim(x, shape, broadcast_dimensions)",
-          attrs=(("shape", "ints"), ("broadcast_dimensions", "ints"))),
+          attrs=(("shape", "dims"), ("broadcast_dimensions", "ints"))),
     OpDef("reshape", "MOVEMENT", ("x",),
           "Reshapes x to `shape` in row-major order; one dimension may be -1.",
           "lax.reshape(x, shape)", attrs=(("shape", "shape"),)),
@@ -228,7 +228,7 @@ OPS: tuple[OpDef, ...] = (
     OpDef("slice", "MOVEMENT", ("x",),
           "The sub-array from `start_indices` up to `limit_indices` with `strides`.",
           "lax.slice(x, start_indices, limit_indices, strides)",
-          attrs=(("start_indices", "ints"), ("limit_indices", "ints"), ("strides", "ints", None))),
+          attrs=(("start_indices", "dims"), ("limit_indices", "dims"), ("strides", "ints", None))),
     OpDef("pad", "MOVEMENT", ("x",),
           "Pads each axis with (low, high, interior) elements of `value`; negative low/high crop.",
           "lax.pad(x, _scalar(value, x.dtype), padding_config)",
@@ -239,7 +239,7 @@ OPS: tuple[OpDef, ...] = (
           "lax.rev(x, axes)", attrs=(("axes", "axes"),)),
     OpDef("dynamic_slice", "MOVEMENT", ("x", "*start_indices"),
           "A slice of `slice_sizes` at run-time start indices (clamped to stay in bounds).",
-          "lax.dynamic_slice(x, start_indices, slice_sizes)", attrs=(("slice_sizes", "ints"),)),
+          "lax.dynamic_slice(x, start_indices, slice_sizes)", attrs=(("slice_sizes", "dims"),)),
     OpDef("dynamic_update_slice", "MOVEMENT", ("x", "update", "*start_indices"),
           "x with `update` written at run-time start indices (clamped to stay in bounds).",
           "lax.dynamic_update_slice(x, update, start_indices)"),
@@ -247,7 +247,7 @@ OPS: tuple[OpDef, ...] = (
           "XLA gather; the last axis of `indices` holds the start index vectors (clamped).",
           "_gather(x, indices, offset_dims, collapsed_slice_dims, start_index_map, slice_sizes)",
           attrs=(("offset_dims", "ints"), ("collapsed_slice_dims", "ints"),
-                 ("start_index_map", "ints"), ("slice_sizes", "ints"))),
+                 ("start_index_map", "ints"), ("slice_sizes", "dims"))),
     scatter("scatter_add", "XLA scatter adding `updates` into x; out-of-bounds updates are "
             "dropped.", "lax.scatter_add"),
     scatter("scatter_set", "XLA scatter writing `updates` into x; out-of-bounds updates are "
@@ -365,7 +365,7 @@ OPS: tuple[OpDef, ...] = (
           "operands along axis 0 (from the end if reverse); results: the final carry, then "
           "the per-step outputs stacked along a new axis 0.",
           "_scan(operands, body, length, reverse, num_carry, num_xs)",
-          attrs=(("body", "graph"), ("length", "int"), ("reverse", "bool"),
+          attrs=(("body", "graph"), ("length", "dim"), ("reverse", "bool"),
                  ("num_carry", "int"), ("num_xs", "int"))),
     OpDef("tuple_get", "CONTROL", ("results",),
           "Result `index` of a control-flow node.", "results[index]",
@@ -393,7 +393,7 @@ OPS: tuple[OpDef, ...] = (
     OpDef("rng_bits", "RANDOM", ("key",),
           "Random uint32 bits of `shape` from a uint32[2] key (threefry-2x32, counter-based; "
           "equal to jax.random.bits).", "_rng_bits(key, shape)", "any",
-          (("shape", "ints"),), diff=False),
+          (("shape", "dims"),), diff=False),
 )
 
 BY_NAME = {op.name: op for op in OPS}

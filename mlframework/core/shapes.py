@@ -36,7 +36,7 @@ class Shape:
                             f"{self.dtype!r}") from None
         if not isinstance(dims, tuple | list) or not all(_is_dim(d) for d in dims):
             raise ValueError(f"Shape(dtype, dims) requires dims as a tuple of non-negative "
-                             f"ints or symbolic Dims, got {dims!r}")
+                             f"ints, got {dims!r} (a dim may also be a symbolic Dim)")
         object.__setattr__(self, "dtype", dtype)
         object.__setattr__(self, "dims", tuple(d if isinstance(d, Dim) else int(d)
                                                for d in dims))

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NoReturn, Protocol
 
 # A monomial: sorted symbol names, a name repeated for powers; () is the constant term.
 Monomial = tuple[str, ...]
@@ -35,6 +36,7 @@ class Dim:
 
     __slots__ = ("terms", "_hash")
     terms: tuple[tuple[Monomial, int], ...]  # sorted by monomial, no zero coefficients
+    _hash: int
 
     def __init__(self, terms: Mapping[Monomial, int]):
         object.__setattr__(self, "terms", tuple(sorted((m, c) for m, c in terms.items() if c)))
@@ -134,7 +136,7 @@ class Dim:
     def __bool__(self) -> bool:
         return True  # symbols are sizes >= 1 and constants fold to int
 
-    def _concrete(self, what: str):
+    def _concrete(self, what: str) -> NoReturn:
         raise SymbolicError(f"{what} needs a concrete size, got the symbolic dimension "
                             f"{self}; make it static, or bind {', '.join(sorted(self.symbols))}")
 
@@ -144,7 +146,7 @@ class Dim:
     def __index__(self) -> int:
         self._concrete("an integer index or range")
 
-    def __lt__(self, other):
+    def __lt__(self, other: object) -> bool:
         self._concrete(f"comparing with {other}")
 
     __le__ = __gt__ = __ge__ = __lt__
@@ -180,6 +182,24 @@ def dim(name: str) -> Dim:
 
 def is_symbolic(d: object) -> bool:
     return isinstance(d, Dim)
+
+
+def static(d: DimLike, what: str) -> int:
+    """`d` as an int, for `what` (say "dense's input features x.shape[-1]"), which needs a
+    concrete size.
+
+    Raises:
+        SymbolicError: `d` is symbolic, naming `what`, the symbol and the fix.
+    """
+    if isinstance(d, Dim):
+        raise SymbolicError(f"{what} must be a static size, got the symbolic dimension {d}; "
+                            f"declare that axis static (not {', '.join(sorted(d.symbols))})")
+    return int(d)
+
+
+def dims_text(dims: Sequence[DimLike]) -> str:
+    """`(2,)`, `(N, 64)`: dims written as a Python tuple, symbols by name."""
+    return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
 
 
 def symbols_of(dims: Iterable[DimLike]) -> frozenset[str]:
@@ -240,6 +260,112 @@ def divide(a: DimLike, b: DimLike) -> DimLike | None:
     return _normal(out)
 
 
+def substitute(d: DimLike, values: Mapping[str, DimLike]) -> DimLike:
+    """`d` with each symbol in `values` replaced by its value (an int or another dim);
+    symbols not in `values` stay."""
+    if not isinstance(d, Dim):
+        return d
+    out: DimLike = 0
+    for m, c in d.terms:
+        term: DimLike = c
+        for s in m:
+            term = term * values.get(s, Dim({(s,): 1}))
+        out = out + term
+    return out
+
+
+def nonnegative(d: DimLike) -> bool:
+    """Whether `d >= 0` for every value >= 1 of its symbols (provably: with each symbol
+    written 1 + t, t >= 0, no coefficient is negative). False means "not provable"."""
+    if not isinstance(d, Dim):
+        return d >= 0
+    shifted = substitute(d, {s: Dim({(s,): 1}) + 1 for s in d.symbols})
+    return all(c >= 0 for _, c in _terms(shifted))
+
+
+def at_most(a: DimLike, b: DimLike) -> bool:
+    """Whether `a <= b` for every value of the symbols (see `nonnegative`)."""
+    if not isinstance(a, Dim) and not isinstance(b, Dim):
+        return a <= b
+    return nonnegative(b - a)
+
+
+class HasDims(Protocol):
+    """A shape's holder: `Shape`, a graph node."""
+
+    @property
+    def dims(self) -> tuple[DimLike, ...]: ...
+
+
+def match(specs: Sequence[HasDims | Iterable[DimLike]], shapes: Sequence[Sequence[int]],
+          maxima: Mapping[str, int | None] | None = None,
+          names: Sequence[str] | None = None) -> dict[str, int]:
+    """The value of every symbol, read from concrete `shapes` laid over `specs` (each a
+    shape's dims, or anything with `.dims`, such as a `Shape` or a parameter node).
+
+    A dim that is a single symbol (`N`) gives its value; every other dim (`64`, `2*N`) is
+    then checked against the values found. `names` (default `input 0`, `input 1`...)
+    name the inputs in errors.
+
+    Raises:
+        ValueError: a rank or a static dim differs, one symbol gets two values (naming
+            both inputs and axes), a symbol is 0 or above its maximum in `maxima`, or a
+            symbol appears only inside compound dims (its value cannot be read).
+    """
+    label = (lambda i: names[i]) if names is not None else (lambda i: f"input {i}")
+    found: dict[str, int] = {}
+    where: dict[str, str] = {}
+    pending: list[tuple[int, int, Dim, int]] = []
+    for i, (spec, shape) in enumerate(zip(specs, shapes)):
+        dims = tuple(spec.dims if hasattr(spec, "dims") else spec)
+        if len(dims) != len(shape):
+            raise ValueError(f"{label(i)} requires rank {len(dims)} "
+                             f"[{', '.join(map(str, dims))}], got shape {tuple(shape)}")
+        for axis, (d, n) in enumerate(zip(dims, shape)):
+            if not isinstance(d, Dim):
+                if d != n:
+                    raise ValueError(f"{label(i)} requires size {d} on axis {axis} "
+                                     f"[{', '.join(map(str, dims))}], got shape {tuple(shape)}")
+                continue
+            symbol = _single_symbol(d)
+            if symbol is None:
+                pending.append((i, axis, d, int(n)))
+                continue
+            here = f"{label(i)}.shape[{axis}]"
+            if symbol in found and found[symbol] != n:
+                raise ValueError(f"symbol {symbol} is {found[symbol]} at {where[symbol]} but "
+                                 f"{n} at {here}; inputs sharing {symbol} need equal sizes")
+            if symbol not in found:
+                _check_size(symbol, int(n), here, maxima)
+                found[symbol], where[symbol] = int(n), here
+    for i, axis, d, n in pending:
+        unknown = sorted(d.symbols - set(found))
+        if unknown:
+            raise ValueError(f"{label(i)}.shape[{axis}] is {d}: its symbol "
+                             f"{', '.join(unknown)} must also be a whole dim of some input "
+                             "for its value to be read")
+        if d.evaluate(found) != n:
+            values = ", ".join(f"{s}={found[s]}" for s in sorted(d.symbols))
+            raise ValueError(f"{label(i)}.shape[{axis}] must be {d} = {d.evaluate(found)} "
+                             f"({values}), got {n}")
+    return found
+
+
+def _single_symbol(d: Dim) -> str | None:
+    if len(d.terms) == 1 and d.terms[0][1] == 1 and len(d.terms[0][0]) == 1:
+        return d.terms[0][0][0]
+    return None
+
+
+def _check_size(symbol: str, n: int, here: str, maxima: Mapping[str, int | None] | None
+                ) -> None:
+    if n < 1:
+        raise ValueError(f"symbol {symbol} requires a size >= 1, got {n} at {here}")
+    top = maxima.get(symbol) if maxima else None
+    if top is not None and n > top:
+        raise ValueError(f"symbol {symbol} is declared with maximum {top}, got {n} at {here}")
+
+
 def _terms(x: DimLike) -> tuple[tuple[Monomial, int], ...]:
     if isinstance(x, Dim):
         return x.terms
@@ -255,5 +381,6 @@ def _normal(terms: Mapping[Monomial, int]) -> DimLike:
     return Dim(nonzero)
 
 
-__all__ = ["Dim", "DimLike", "SymbolicError", "dim", "divide", "evaluate", "is_symbolic",
-           "symbols_of", "upper"]
+__all__ = ["Dim", "DimLike", "SymbolicError", "at_most", "dim", "dims_text", "divide", "evaluate",
+           "is_symbolic", "match", "nonnegative", "static", "substitute", "symbols_of",
+           "upper"]

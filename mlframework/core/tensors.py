@@ -123,7 +123,7 @@ class Tensor(Typed):
     def __len__(self) -> int:
         if not self.shape:
             raise TypeError("len() of a 0-d Tensor (shape ()); use .item() for its value")
-        return self.shape[0]
+        return int(self.shape[0])  # a tensor's shape is concrete
 
     def __iter__(self) -> Iterator[Tensor]:
         """The rows along axis 0, as Tensors."""

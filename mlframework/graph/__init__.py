@@ -8,7 +8,7 @@ from mlframework.graph import composites as _composites
 from mlframework.graph import gen_ops as _gen_ops
 from mlframework.graph import operators as _operators  # noqa: F401  attaches Node operators
 from mlframework.graph.autodiff import grad, jacobian
-from mlframework.graph.broadcasting import broadcast_to
+from mlframework.graph.broadcasting import broadcast_to, dim_value
 from mlframework.graph.control_flow import cond, fori_loop, scan, switch, while_loop
 from mlframework.graph.composites import *  # noqa: F403
 from mlframework.graph.custom_gradients import CustomVJP, custom_vjp
@@ -25,8 +25,8 @@ from mlframework.graph.random import normal, random_bits, random_key, split_key,
 
 __all__ = sorted({*_composites.__all__, *_gen_ops.__all__, "CustomVJP", "DTypeError", "Exec",
                   "Graph", "Node", "Op", "OpGroup", "ShapeError", "broadcast_to", "cond", "const",
-                  "current_graph", "custom_vjp", "einsum", "expand_dims", "flatten", "fori_loop",
-                  "grad", "jacfwd", "jacobian", "jvp", "matmul", "normal", "parameter",
+                  "current_graph", "custom_vjp", "dim_value", "einsum", "expand_dims", "flatten",
+                  "fori_loop", "grad", "jacfwd", "jacobian", "jvp", "matmul", "normal", "parameter",
                   "random_bits", "random_key", "scan", "solve", "split", "split_key", "squeeze",
                   "stack", "switch", "take", "take_along_axis", "top_k", "tracing", "uniform",
                   "while_loop"})

@@ -1,7 +1,9 @@
 """Normalization of op attributes: negative axes, defaults, -1 in shapes.
 
 Every op function passes its attributes through `normalize`, so nodes always
-hold plain tuples of non-negative ints and `DType`s, whatever the user wrote.
+hold plain tuples of non-negative ints and `DType`s, whatever the user wrote. Attributes
+of kind "shape" and "dims" (a reshape's shape, slice limits, slice sizes) may also hold
+symbolic `Dim`s; `graph.bind` substitutes them.
 """
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import math
 
 import numpy as np
 
+from mlframework.core import symbolic
 from mlframework.core.dtypes import as_dtype
+from mlframework.core.symbolic import Dim
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.gen_optypes import ATTR_KINDS, Op, OpGroup
 
@@ -64,29 +68,61 @@ def _perm(op, name, value, rank, inputs):
 
 
 def _shape(op, name, value, rank, inputs):
-    dims = _ints(op, name, value, rank, inputs)
+    """A target shape: dims (ints or symbolic), at most one -1, inferred from x's size."""
+    dims = _dims(op, name, value, rank, inputs)
     size = inputs[0].size
-    if dims.count(-1) > 1 or any(d < -1 for d in dims):
-        raise ShapeError(f"{op.value} requires non-negative dims with at most one -1, got {dims}")
-    if -1 in dims:
-        known = math.prod(d for d in dims if d != -1)
-        if known == 0 or size % known:
-            raise ShapeError(f"{op.value} cannot infer -1 in {dims} for {size} elements "
-                             f"of shape {inputs[0].shape}")
-        dims = tuple(size // known if d == -1 else d for d in dims)
+    fixed = [d for d in dims if not isinstance(d, Dim)]
+    if fixed.count(-1) > 1 or any(d < -1 for d in fixed):
+        raise ShapeError(f"{op.value} requires non-negative dims with at most one -1, got "
+                         f"{symbolic.dims_text(dims)}")
+    if -1 in fixed:
+        known = math.prod(d for d in dims if isinstance(d, Dim) or d != -1)
+        rest = symbolic.divide(size, known) if known != 0 else None
+        if rest is None:
+            raise ShapeError(f"{op.value} cannot infer -1 in {symbolic.dims_text(dims)} for "
+                             f"{size} elements of shape {symbolic.dims_text(inputs[0].shape)}")
+        dims = tuple(rest if not isinstance(d, Dim) and d == -1 else d for d in dims)
     return dims
+
+
+def _dims(op, name, value, rank, inputs):
+    """A sequence of dims: ints, or symbolic `Dim`s (kept as they are)."""
+    if value is None:
+        return None
+    if isinstance(value, Dim) or hasattr(value, "__index__"):
+        value = (value,)
+    try:
+        return tuple(v if isinstance(v, Dim) else int(v) for v in value)
+    except TypeError:
+        raise ShapeError(f"{op.value} requires {name} to be a sequence of ints or symbolic "
+                         f"dims, got {value!r}") from None
 
 
 def _ints(op, name, value, rank, inputs):
     if value is None:
         return None
-    if hasattr(value, "__index__"):
+    if isinstance(value, Dim) or hasattr(value, "__index__"):
         value = (value,)
+    symbolic_dims = [v for v in value if isinstance(v, Dim)] if isinstance(
+        value, tuple | list) else []
+    if symbolic_dims:
+        symbols = ", ".join(sorted(symbolic_dims[0].symbols))
+        raise ShapeError(f"{op.value} requires {name} to be concrete ints, got the symbolic "
+                         f"{symbolic_dims[0]} in {symbolic.dims_text(value)}; {name} of "
+                         f"{op.value} cannot depend on {symbols}")
     try:
         return tuple(int(v) for v in value)
     except TypeError:
         raise ShapeError(f"{op.value} requires {name} to be a sequence of ints, "
                          f"got {value!r}") from None
+
+
+def _int(op, name, value) -> int:
+    if isinstance(value, Dim):
+        raise ShapeError(f"{op.value} requires {name} to be a concrete int, got the symbolic "
+                         f"{value}; {name} of {op.value} cannot depend on "
+                         f"{', '.join(sorted(value.symbols))}")
+    return int(value)
 
 
 def _pairs(op, name, value, rank, inputs):
@@ -174,9 +210,10 @@ def _conv_orders(op, name, specs, rank):
 
 
 _NORMALIZERS = {
-    "axis": _axis, "axes": _axes, "perm": _perm, "shape": _shape, "ints": _ints,
+    "axis": _axis, "axes": _axes, "perm": _perm, "shape": _shape, "ints": _ints, "dims": _dims,
     "pairs": _pairs, "triples": _triples, "scalar": _scalar,
-    "int": lambda op, name, v, rank, inputs: int(v),
+    "int": lambda op, name, v, rank, inputs: _int(op, name, v),
+    "dim": lambda op, name, v, rank, inputs: v if isinstance(v, Dim) else int(v),
     "float": lambda op, name, v, rank, inputs: float(v),
     "bool": lambda op, name, v, rank, inputs: bool(v),
     "str": lambda op, name, v, rank, inputs: str(v),

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mlframework.core import symbolic
 from mlframework.graph import custom_gradients
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.composites import zeros_like
@@ -148,9 +149,10 @@ def jacobian(y: Node, x: Node) -> Node:
     """
     if not y.dtype.is_float:
         raise DTypeError(f"jacobian requires a float output, got {y.spec}")
-    flat = ops.reshape(y, (y.size,))
-    basis = np.eye(y.size, dtype=y.dtype.numpy)
-    rows = [vjp(flat, [x], const(basis[i], graph=y.graph))[0] for i in range(y.size)]
+    size = symbolic.static(y.size, "jacobian's number of outputs y.size")
+    flat = ops.reshape(y, (size,))
+    basis = np.eye(size, dtype=y.dtype.numpy)
+    rows = [vjp(flat, [x], const(basis[i], graph=y.graph))[0] for i in range(size)]
     if not rows:
         return ops.broadcast_in_dim(const(0, x.dtype, y.graph), y.shape + x.shape, ())
     return ops.reshape(stack(rows), y.shape + x.shape)

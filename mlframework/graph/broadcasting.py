@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from mlframework.core.dtypes import DType, DTypeSpec, as_dtype
+from mlframework.core import symbolic
+from mlframework.core.symbolic import Dim, DimLike
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import Graph, Node, Operand, build, const
@@ -62,23 +64,29 @@ def as_indices(op_name: str, values: Iterable[Operand]) -> list[Node]:
     return out
 
 
-def broadcast_shapes(op_name: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
-    """The NumPy broadcast of `shapes`. Raises ShapeError if they do not broadcast."""
+def broadcast_shapes(op_name: str, *shapes: Sequence[DimLike]) -> tuple[DimLike, ...]:
+    """The NumPy broadcast of `shapes`. A symbolic dim broadcasts only with itself or 1
+    (a symbol is never assumed to be 1).
+
+    Raises:
+        ShapeError: if they do not broadcast, naming the axis and its dims.
+    """
     rank = max(len(s) for s in shapes)
-    out: list[int] = []
+    out: list[DimLike] = []
     for axis in range(rank):
         dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
         dims.discard(1)
         if len(dims) > 1:
-            raise ShapeError(f"{op_name} requires shapes that broadcast, got "
-                             f"{', '.join(map(str, shapes))}")
+            got = ", ".join(map(symbolic.dims_text, shapes))
+            raise ShapeError(f"{op_name} requires shapes that broadcast, got {got}: axis "
+                             f"{axis - rank} has sizes {' and '.join(sorted(map(str, dims)))}")
         out.append(dims.pop() if dims else 1)
     return tuple(out)
 
 
-def broadcast_to(x: Node, shape: Sequence[int]) -> Node:
-    """Broadcasts x NumPy-style (aligning trailing axes) to `shape`."""
-    target = tuple(int(d) for d in shape)
+def broadcast_to(x: Node, shape: Sequence[DimLike]) -> Node:
+    """Broadcasts x NumPy-style (aligning trailing axes) to `shape` (ints or Dims)."""
+    target = tuple(d if isinstance(d, Dim) else int(d) for d in shape)
     if x.shape == target:
         return x
     broadcast_shapes("broadcast_to", x.shape, target)
@@ -140,6 +148,25 @@ def _weak_const(op_name: str, value: Operand, dtype: DType, graph: Graph) -> Nod
             raise DTypeError(f"{op_name} requires Python values representable in the node's "
                              f"dtype {dtype}, got {value!r}; convert the node with G.convert")
     return const(array, dtype, graph)
+
+
+def dim_value(d: DimLike, dtype: DTypeSpec, graph: Graph | None = None) -> Node:
+    """A scalar node of `dtype` holding the size `d`: a constant for an int; for a
+    symbolic dim, computed at run time from the symbols' sizes (each symbol counted as
+    the sum of a ones vector of that length), so `mean` over a batch axis divides by N."""
+    dtype = as_dtype(dtype)
+    if not isinstance(d, Dim):
+        return const(np.asarray(d, dtype.numpy), graph=graph)
+    total: Node | None = None
+    for monomial, coefficient in d.terms:
+        term = const(np.asarray(coefficient, dtype.numpy), graph=graph)
+        for symbol in monomial:
+            ones = build(Op.BROADCAST_IN_DIM, [const(np.asarray(1, dtype.numpy), graph=graph)],
+                         {"shape": (symbolic.dim(symbol),), "broadcast_dimensions": ()})
+            term = build(Op.MUL, [term, build(Op.REDUCE_SUM, [ones], {"axes": (0,)})])
+        total = term if total is None else build(Op.ADD, [total, term])
+    assert total is not None  # a Dim has at least one term
+    return total
 
 
 def keep_reduced_dims(out: Node) -> Node:

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from mlframework.core.dtypes import DTypeSpec
+from mlframework.core.symbolic import Dim, DimLike
 from mlframework.graph import gen_ops as ops
-from mlframework.graph.broadcasting import as_node, broadcast_to
+from mlframework.graph.broadcasting import as_node, broadcast_to, dim_value
 from mlframework.graph.errors import DTypeError
 from mlframework.graph.graph import Node, Operand, const
 
@@ -69,9 +70,11 @@ def reciprocal(x: Operand) -> Node:
     return ops.div(1, as_node(x))
 
 
-def _count(x: Node, axes: int | Sequence[int] | None) -> int:
+def _count(x: Node, axes: int | Sequence[int] | None) -> Node | int:
+    """The number of elements reduced over `axes`: an int, or a node for symbolic axes."""
     listed = range(x.ndim) if axes is None else [axes] if isinstance(axes, int) else axes
-    return math.prod(x.shape[a] for a in listed)
+    count: DimLike = math.prod(x.shape[a] for a in listed)
+    return dim_value(count, _widened(x).dtype, x.graph) if isinstance(count, Dim) else count
 
 
 def _widened(x: Node) -> Node:
@@ -115,7 +118,7 @@ def logsumexp(x: Operand, axis: int | Sequence[int] | None = -1, keepdims: bool 
     return ops.reshape(out, _drop(out.shape, axis))
 
 
-def _drop(shape: Sequence[int], axis: int | Sequence[int] | None) -> tuple[int, ...]:
+def _drop(shape: Sequence[DimLike], axis: int | Sequence[int] | None) -> tuple[DimLike, ...]:
     """`shape` without the (size-1, kept) axes that a reduction over `axis` made."""
     rank = len(shape)
     listed = range(rank) if axis is None else [axis] if isinstance(axis, int | np.integer) \
@@ -201,7 +204,7 @@ def where(cond: Operand, x: Operand, y: Operand) -> Node:
     return ops.select(cond, x, y)
 
 
-def one_hot(indices: Operand, depth: int, dtype: DTypeSpec = np.float32) -> Node:
+def one_hot(indices: Operand, depth: DimLike, dtype: DTypeSpec = np.float32) -> Node:
     """indices [...] -> [..., depth] with 1 at each index and 0 elsewhere (out of range: all 0)."""
     indices = as_node(indices)
     if not indices.dtype.is_int:
@@ -224,7 +227,7 @@ def ones_like(x: Operand) -> Node:
     return broadcast_to(const(1, x.dtype, x.graph), x.shape)
 
 
-def full(shape: Sequence[int], value: Operand, dtype: DTypeSpec = np.float32) -> Node:
+def full(shape: Sequence[DimLike], value: Operand, dtype: DTypeSpec = np.float32) -> Node:
     """An array of `shape` filled with `value` (a constant broadcast, never materialized)."""
     return broadcast_to(const(value, dtype), tuple(shape))
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from mlframework.core import dtypes, pytree
 from mlframework.core.shapes import Shape
+from mlframework.core.symbolic import Dim, DimLike
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.broadcasting import as_node
 from mlframework.graph.errors import DTypeError, ShapeError
@@ -149,7 +150,7 @@ def _static_int(x: object) -> TypeGuard[int | np.integer]:
 
 
 def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any | None = None,
-         length: int | None = None, reverse: bool = False) -> tuple[Any, Any]:
+         length: DimLike | None = None, reverse: bool = False) -> tuple[Any, Any]:
     """Loops `carry, y = f(carry, x)` over the slices x of xs along axis 0.
 
     xs is a pytree of nodes with one leading length (or None, with `length`
@@ -191,7 +192,8 @@ def _scan(name, f, init, xs, length, reverse, user_fn):
            carry_tree, carry, "init")
     captures = align_captures([body], n + len(xleaves))
     node = build(Op.SCAN, [*carry, *xleaves, *captures],
-                 {"body": body, "length": int(length), "reverse": bool(reverse),
+                 {"body": body, "length": length if isinstance(length, Dim) else int(length),
+                  "reverse": bool(reverse),
                   "num_carry": n, "num_xs": len(xleaves)})
     out = results(node)
     return pytree.unflatten(carry_tree, out[:n]), pytree.unflatten(y_tree, out[n:])

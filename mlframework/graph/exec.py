@@ -6,6 +6,11 @@ compiles it with a backend, caches the executable and runs it.
 
 Arguments and results are pytrees (nested tuples, lists, dicts) of arrays or
 Tensors; the signature is their structure plus every leaf's dtype and shape.
+
+Symbolic axes (a batch, a sequence length) keep one trace for every size:
+
+    exe = G.Exec(backend, fn, symbolic={"x": "N, 64"}, maxima={"N": 256})
+    exe(np.ones((1, 64), np.float32)); exe(np.ones((7, 64), np.float32))  # one trace
 """
 from __future__ import annotations
 
@@ -20,10 +25,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mlframework.core import pytree, shapes
+from mlframework.core import pytree, shapes, symbolic
 from mlframework.core.pytree import TreeDef
 from mlframework.core.shapes import Shape
 from mlframework.core.tensors import Storage, Tensor
+from mlframework.graph import symbolic_axes
 from mlframework.graph.graph import Graph, Node, const, parameter, tracing
 
 DEFAULT_CACHE_SIZE = 32
@@ -56,22 +62,47 @@ class Exec:
             for outputs; such arguments must not be used after the call.
         max_cache_size: executables kept, least recently used dropped first.
         name: shown in graph dumps and generated code (default: fn's name).
+        symbolic: which argument axes are named symbolic sizes, so that one trace (and on
+            the c backend one compiled module) serves every size. A dict by fn's parameter
+            name, or a sequence by position, of axes specs: a string of comma-separated
+            entries as in the export spec `x:float32[N,64]` -- a symbol (an identifier),
+            a static int the argument must have, `_` (static, any size), one `...` (any
+            number of `_`). A string applies to every array of a pytree argument; a
+            tuple, list or dict mirroring the argument gives each its own spec; None is
+            static. `symbolic={"x": "N, 64", "y": "N"}` makes axis 0 of x and y the size
+            N: calls with N = 1, 7, 64 trace once. Inside fn, `x.shape[0]` is the `Dim`
+            N; shapes built from it (`G.reshape(x, (x.shape[0], 8, 8))`) stay symbolic.
+        maxima: each symbol's largest size (`{"N": 256}`, as `aotc export --max N=256`);
+            a symbol without one is unbounded (the c backend and aotc require one). It
+            becomes `graph.symbols`.
+
+    Each call reads the symbols' sizes from its arguments' shapes; the results have the
+    shapes of fn's output specs bound to those sizes.
 
     Raises:
         TypeError: fn is not callable, backend is neither a backend nor None (None
-            traces only: `exe.graph(...)`), or donate is not argument positions.
-        ValueError: max_cache_size < 1.
+            traces only: `exe.graph(...)`), donate is not argument positions, or
+            symbolic is not a dict, sequence or None.
+        ValueError: max_cache_size < 1; a maximum is not an int >= 1 or names a symbol
+            that `symbolic` does not declare; a spec entry is malformed.
+        At call time, ValueError names the argument, axis and symbol when shapes
+            disagree (x.shape[0] = 7 but y.shape[0] = 8, both N), when a size is 0 or
+            above its maximum, or when a static size differs from the spec.
     """
 
     def __init__(self, backend: Compiler | None, fn: Callable[..., Any], *,
                  donate: tuple[int, ...] = (), max_cache_size: int = DEFAULT_CACHE_SIZE,
-                 name: str | None = None):
+                 name: str | None = None, symbolic: Any = None,
+                 maxima: dict[str, int] | None = None):
         _check_arguments(backend, fn, donate, max_cache_size)
         self.backend, self.fn, self.donate = backend, fn, tuple(donate)
         self.max_cache_size = max_cache_size
         self.name = name or str(getattr(fn, "__name__", "graph"))
         self._cache: OrderedDict[tuple, _Entry] = OrderedDict()
         self._min_args, self._max_args = _arity(fn)
+        self.symbolic, self.maxima = symbolic, _check_symbolic(symbolic, maxima)
+        self._names = _parameter_names(fn)
+        self._layouts: dict[TreeDef, tuple[list, list[str]]] = {}
 
     def __call__(self, *args: Any) -> Any:
         """Runs on `args` (a pytree of arrays or Tensors); returns a Tensor or a pytree of
@@ -97,13 +128,19 @@ class Exec:
             inputs.append(x)
             key.append((x.dtype, x.shape))
         signature = tuple(key)
+        specs: list[Shape] | None = None
+        sizes: dict[str, int] = {}
+        if self.symbolic is not None:
+            signature, specs, sizes = self._symbolic_signature(treedef, key)
         cache = self._cache
         entry = cache.get(signature)
         if entry is None:
-            entry = self._compile(backend, signature, treedef, leaves)
+            entry = self._compile(backend, signature, treedef, leaves, specs)
         elif len(cache) > 1:
             cache.move_to_end(signature)
         executable, out_tree, out_specs, _ = entry
+        if sizes:
+            out_specs = [s.bind(sizes) for s in out_specs]
         results = list(map(Tensor.on_backend, repeat(backend), executable.run(inputs), out_specs))
         return results[0] if out_tree is pytree.LEAF else pytree.unflatten(out_tree, results)
 
@@ -127,11 +164,34 @@ class Exec:
         return f"{self._min_args} to {self._max_args}"
 
     def graph(self, *args: Any) -> Graph:
-        """The graph traced for these example arguments (arrays, Tensors or `Shape`s)."""
+        """The graph traced for these example arguments (arrays, Tensors or `Shape`s);
+        symbolic axes (see `symbolic`) hold their symbols."""
         leaves, treedef = pytree.flatten(args)
         specs = [x if isinstance(x, shapes.Shape) else
                  (x if isinstance(x, Tensor) else Tensor(x)).spec for x in leaves]
+        if self.symbolic is not None:
+            templates, names = self._layout(treedef)
+            specs = [symbolic_axes.abstract(t, s, n) for t, s, n in zip(templates, specs, names)]
         return self._trace(treedef, specs)[0]
+
+    def _layout(self, treedef: TreeDef) -> tuple[list, list[str]]:
+        """The axes template and the name of every leaf of a call of this structure."""
+        found = self._layouts.get(treedef)
+        if found is None:
+            found = self._layouts[treedef] = (
+                symbolic_axes.templates(self.symbolic, treedef, self._names),
+                symbolic_axes.leaf_names(treedef, self._names))
+        return found
+
+    def _symbolic_signature(self, treedef: TreeDef, key: list) -> tuple[tuple, list[Shape],
+                                                                       dict[str, int]]:
+        """The call's signature with symbolic axes abstracted, the leaves' symbolic specs
+        and the symbols' sizes. Raises ValueError naming argument, axis and symbol."""
+        templates, names = self._layout(treedef)
+        specs = [symbolic_axes.abstract(t, Shape(dtype, dims), n)
+                 for (dtype, dims), t, n in zip(key[1:], templates, names)]
+        sizes = symbolic.match(specs, [dims for _, dims in key[1:]], self.maxima, names)
+        return (treedef, *((s.dtype, s.dims) for s in specs)), specs, sizes
 
     def _trace(self, treedef: TreeDef, specs: Sequence[Shape]) -> tuple[Graph, TreeDef]:
         started = time.perf_counter()
@@ -142,12 +202,14 @@ class Exec:
             out_leaves, out_tree = pytree.flatten(result)
             graph.outputs = [o if isinstance(o, Node) else const(o) for o in out_leaves]
         graph.in_tree, graph.out_tree = treedef, out_tree
+        graph.symbols = {s: self.maxima.get(s) for s in graph.symbols}
         graph.trace_seconds = time.perf_counter() - started
         return graph, out_tree
 
-    def _compile(self, backend: Compiler, key: tuple, treedef: TreeDef, leaves: list
-                 ) -> _Entry:
-        specs = [x.spec if isinstance(x, Tensor) else Tensor(x).spec for x in leaves]
+    def _compile(self, backend: Compiler, key: tuple, treedef: TreeDef, leaves: list,
+                 specs: list[Shape] | None = None) -> _Entry:
+        if specs is None:
+            specs = [x.spec if isinstance(x, Tensor) else Tensor(x).spec for x in leaves]
         graph, out_tree = self._trace(treedef, specs)
         executable = backend.compile(graph, _donated_leaves(treedef, self.donate))
         entry: _Entry = (executable, out_tree, [o.spec for o in graph.outputs], graph)
@@ -181,6 +243,31 @@ def _check_arguments(backend: Any, fn: Any, donate: Any, max_cache_size: Any) ->
             max_cache_size < 1:
         raise ValueError(f"G.Exec(max_cache_size=...) requires an int >= 1, got "
                          f"{max_cache_size!r}")
+
+
+def _check_symbolic(spec: Any, maxima: Any) -> dict[str, int]:
+    """The maxima, checked against the symbols `spec` declares (see Exec's docstring)."""
+    if spec is not None and (isinstance(spec, str) or not isinstance(spec, dict | tuple | list)):
+        raise TypeError(f"G.Exec(symbolic=...) requires a dict by parameter name or a sequence "
+                        f"by position of axes specs such as 'N, 64', got {spec!r}")
+    declared = symbolic_axes.symbols_of(spec)
+    maxima = dict(maxima or {})
+    for name, top in maxima.items():
+        if name not in declared:
+            raise ValueError(f"G.Exec(maxima=...) gives a maximum for {name!r}, which no "
+                             f"axis in symbolic= declares (declared: "
+                             f"{', '.join(sorted(declared)) or 'none'})")
+        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+            raise ValueError(f"G.Exec(maxima=...) requires an int >= 1 for {name}, got {top!r}")
+    return maxima
+
+
+def _parameter_names(fn: Callable[..., Any]) -> list[str]:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def _arity(fn: Callable[..., Any]) -> tuple[int, float]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mlframework.core import pytree
+from mlframework.core import pytree, symbolic
 from mlframework.graph import custom_gradients
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.composites import zeros_like
@@ -99,7 +99,8 @@ def jacfwd(fn: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable
 
 def _jacobians(added, outputs, x):
     """dy/dx for each y in `outputs`, one tangent push per element of x."""
-    basis = np.eye(x.size, dtype=x.dtype.numpy)
+    basis = np.eye(symbolic.static(x.size, "jacfwd's number of inputs x.size"),
+                   dtype=x.dtype.numpy)
     columns: list[list[Node]] = [[] for _ in outputs]
     for e in basis:
         tangent_of = push_tangents(added, {x.id: const(e.reshape(x.shape), graph=x.graph)})

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mlframework.core.dtypes import DTypeSpec
+from mlframework.core.symbolic import DimLike
 from mlframework.graph.attrs import normalize
 from mlframework.graph.broadcasting import (as_indices, as_node, broadcast_operands, keep_reduced_dims)
 from mlframework.graph.gen_optypes import Op
@@ -15,10 +16,10 @@ from mlframework.graph.graph import Node, Operand, build
 
 __all__ = ['iota', 'abs', 'neg', 'sign', 'exp', 'expm1', 'log', 'log1p', 'sqrt', 'rsqrt', 'tanh', 'logistic', 'sin', 'cos', 'floor', 'ceil', 'round', 'erf', 'erfc', 'erf_inv', 'tan', 'asin', 'acos', 'atan', 'sinh', 'cosh', 'asinh', 'acosh', 'atanh', 'lgamma', 'digamma', 'cbrt', 'exp2', 'log2', 'is_finite', 'is_nan', 'is_inf', 'bitwise_not', 'population_count', 'count_leading_zeros', 'logical_not', 'stop_gradient', 'add', 'sub', 'mul', 'div', 'pow', 'max', 'min', 'rem', 'atan2', 'nextafter', 'bitwise_and', 'bitwise_or', 'bitwise_xor', 'shift_left', 'shift_right_logical', 'shift_right_arithmetic', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'logical_and', 'logical_or', 'logical_xor', 'select', 'convert', 'bitcast_convert_type', 'broadcast_in_dim', 'reshape', 'transpose', 'slice', 'pad', 'concatenate', 'reverse', 'dynamic_slice', 'dynamic_update_slice', 'gather', 'scatter_add', 'scatter_set', 'scatter_mul', 'scatter_min', 'scatter_max', 'reduce_sum', 'reduce_prod', 'reduce_max', 'reduce_min', 'reduce_and', 'reduce_or', 'argmax', 'argmin', 'cumsum', 'cumprod', 'cummax', 'cummin', 'cumlogsumexp', 'sort', 'argsort', 'reduce_window_max', 'reduce_window_min', 'reduce_window_sum', 'select_and_scatter_add', 'dot_general', 'conv_general', 'cholesky', 'triangular_solve', 'rng_bits']
 
-def iota(dtype: DTypeSpec, shape: Sequence[int], dimension: int = 0) -> Node:
+def iota(dtype: DTypeSpec, shape: Sequence[DimLike], dimension: int = 0) -> Node:
     """Counts 0, 1, 2... along `dimension` of an array of `shape`.
 
-    Accepts integer and float dtypes. Attributes: `dtype` (dtype), `shape` (ints), `dimension` (int). Not differentiable: its gradient is zero.
+    Accepts integer and float dtypes. Attributes: `dtype` (dtype), `shape` (dims), `dimension` (int). Not differentiable: its gradient is zero.
     """
     inputs: list[Node] = []
     return build(Op.IOTA, inputs, normalize(Op.IOTA, inputs, {'dtype': dtype, 'shape': shape, 'dimension': dimension}))
@@ -647,17 +648,17 @@ def bitcast_convert_type(x: Operand, dtype: DTypeSpec) -> Node:
     return build(Op.BITCAST_CONVERT_TYPE, inputs, normalize(Op.BITCAST_CONVERT_TYPE, inputs, {'dtype': dtype}))
 
 
-def broadcast_in_dim(x: Operand, shape: Sequence[int], broadcast_dimensions: Sequence[int]) -> Node:
+def broadcast_in_dim(x: Operand, shape: Sequence[DimLike], broadcast_dimensions: Sequence[int]) -> Node:
     """Broadcasts x to `shape`; x's axis i becomes output axis broadcast_dimensions[i].
 
-    Accepts any dtype. Attributes: `shape` (ints), `broadcast_dimensions` (ints).
+    Accepts any dtype. Attributes: `shape` (dims), `broadcast_dimensions` (ints).
     """
     x = as_node(x)
     inputs: list[Node] = [x]
     return build(Op.BROADCAST_IN_DIM, inputs, normalize(Op.BROADCAST_IN_DIM, inputs, {'shape': shape, 'broadcast_dimensions': broadcast_dimensions}))
 
 
-def reshape(x: Operand, shape: Sequence[int]) -> Node:
+def reshape(x: Operand, shape: Sequence[DimLike]) -> Node:
     """Reshapes x to `shape` in row-major order; one dimension may be -1.
 
     Accepts any dtype. Attributes: `shape` (shape).
@@ -677,10 +678,10 @@ def transpose(x: Operand, permutation: Sequence[int] | None = None) -> Node:
     return build(Op.TRANSPOSE, inputs, normalize(Op.TRANSPOSE, inputs, {'permutation': permutation}))
 
 
-def slice(x: Operand, start_indices: Sequence[int], limit_indices: Sequence[int], strides: Sequence[int] | None = None) -> Node:
+def slice(x: Operand, start_indices: Sequence[DimLike], limit_indices: Sequence[DimLike], strides: Sequence[int] | None = None) -> Node:
     """The sub-array from `start_indices` up to `limit_indices` with `strides`.
 
-    Accepts any dtype. Attributes: `start_indices` (ints), `limit_indices` (ints), `strides` (ints).
+    Accepts any dtype. Attributes: `start_indices` (dims), `limit_indices` (dims), `strides` (ints).
     """
     x = as_node(x)
     inputs: list[Node] = [x]
@@ -716,10 +717,10 @@ def reverse(x: Operand, axes: int | Sequence[int]) -> Node:
     return build(Op.REVERSE, inputs, normalize(Op.REVERSE, inputs, {'axes': axes}))
 
 
-def dynamic_slice(x: Operand, start_indices: Sequence[Operand], slice_sizes: Sequence[int]) -> Node:
+def dynamic_slice(x: Operand, start_indices: Sequence[Operand], slice_sizes: Sequence[DimLike]) -> Node:
     """A slice of `slice_sizes` at run-time start indices (clamped to stay in bounds).
 
-    Accepts any dtype. Attributes: `slice_sizes` (ints).
+    Accepts any dtype. Attributes: `slice_sizes` (dims).
     """
     x = as_node(x)
     inputs: list[Node] = [x] + as_indices('dynamic_slice', start_indices)
@@ -736,10 +737,10 @@ def dynamic_update_slice(x: Operand, update: Operand, start_indices: Sequence[Op
     return build(Op.DYNAMIC_UPDATE_SLICE, [x] + [update] + as_indices('dynamic_update_slice', start_indices))
 
 
-def gather(x: Operand, indices: Operand, offset_dims: Sequence[int], collapsed_slice_dims: Sequence[int], start_index_map: Sequence[int], slice_sizes: Sequence[int]) -> Node:
+def gather(x: Operand, indices: Operand, offset_dims: Sequence[int], collapsed_slice_dims: Sequence[int], start_index_map: Sequence[int], slice_sizes: Sequence[DimLike]) -> Node:
     """XLA gather; the last axis of `indices` holds the start index vectors (clamped).
 
-    Accepts any dtype. Attributes: `offset_dims` (ints), `collapsed_slice_dims` (ints), `start_index_map` (ints), `slice_sizes` (ints).
+    Accepts any dtype. Attributes: `offset_dims` (ints), `collapsed_slice_dims` (ints), `start_index_map` (ints), `slice_sizes` (dims).
     """
     x = as_node(x)
     indices = as_node(indices)
@@ -1046,10 +1047,10 @@ def triangular_solve(a: Operand, b: Operand, left_side: bool = False, lower: boo
     return build(Op.TRIANGULAR_SOLVE, inputs, normalize(Op.TRIANGULAR_SOLVE, inputs, {'left_side': left_side, 'lower': lower, 'transpose_a': transpose_a, 'unit_diagonal': unit_diagonal}))
 
 
-def rng_bits(key: Operand, shape: Sequence[int]) -> Node:
+def rng_bits(key: Operand, shape: Sequence[DimLike]) -> Node:
     """Random uint32 bits of `shape` from a uint32[2] key (threefry-2x32, counter-based; equal to jax.random.bits).
 
-    Accepts any dtype. Attributes: `shape` (ints). Not differentiable: its gradient is zero.
+    Accepts any dtype. Attributes: `shape` (dims). Not differentiable: its gradient is zero.
     """
     key = as_node(key)
     inputs: list[Node] = [key]

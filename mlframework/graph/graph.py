@@ -9,16 +9,17 @@ from __future__ import annotations
 import contextlib
 import html
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from mlframework.core import shapes
+from mlframework.core import shapes, symbolic
 from mlframework.core.dtypes import DTypeSpec, as_dtype
 from mlframework.core.pytree import TreeDef
 from mlframework.core.shapes import Shape, Typed
+from mlframework.core.symbolic import Dim
 from mlframework.core.tensors import host_array
 from mlframework.graph import errors
 from mlframework.graph.gen_optypes import Op
@@ -102,6 +103,9 @@ class Graph:
         self.in_tree: TreeDef | None = None
         self.out_tree: TreeDef | None = None
         self.trace_seconds = 0.0  # how long the trace that built it took (set by Exec)
+        # The symbolic dims of the parameters, each with its maximum (None: undeclared);
+        # filled by `parameter`, maxima set by Exec. {} for a graph of static shapes.
+        self.symbols: dict[str, int | None] = {}
         self._scope: list[str] = []
         # A sub-graph (the body of a control-flow node) has the graph it is nested in as
         # `parent`; values of enclosing graphs it reads become parameters of its own
@@ -131,6 +135,32 @@ class Graph:
         self.captures.append(outer)
         self._captured[id(node)] = found
         return found
+
+    def bind(self, sizes: Mapping[str, int]) -> Graph:
+        """A copy of this graph with each symbol replaced by its size in `sizes`: every
+        node's spec, every attribute holding dims (a reshape's shape, slice limits,
+        iota's shape...) and the sub-graphs of control-flow nodes. A backend that compiles
+        per concrete size (xla) binds once per size set; a static graph is returned as it
+        is.
+
+        Raises:
+            SymbolicError: a symbol of the graph has no size in `sizes`.
+            ValueError: a size is not an int >= 1.
+        """
+        if not self.symbols:
+            return self
+        missing = sorted(set(self.symbols) - set(sizes))
+        if missing:
+            raise symbolic.SymbolicError(f"binding graph {self.name!r} needs a size for "
+                                         f"{', '.join(missing)}, got {dict(sizes)}")
+        for name, n in sizes.items():
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"binding graph {self.name!r} requires sizes >= 1, got "
+                                 f"{name}={n!r}")
+        bound = _bind(self, dict(sizes), {}, None)
+        bound.in_tree, bound.out_tree = self.in_tree, self.out_tree
+        bound.trace_seconds = self.trace_seconds
+        return bound
 
     def encloses(self, other: Graph) -> bool:
         """Whether `other` is this graph or nested in it (at any depth)."""
@@ -172,6 +202,51 @@ class Graph:
             yield
         finally:
             self._scope.pop()
+
+
+def _bind(graph: Graph, sizes: dict[str, int], copies: dict[int, Node],
+          parent: Graph | None) -> Graph:
+    """`graph` bound; `copies` maps id(original node) -> its copy, across nesting levels
+    (a sub-graph's captures are nodes of the graphs around it)."""
+    out = Graph(graph.name)
+    out.parent = parent
+    for n in graph.nodes:
+        attrs = dict(n.attrs) if n.op is Op.PARAMETER else n.attrs
+        attrs = _attrs(attrs, sizes, copies, out)
+        copy = Node(out, n.id, n.op, tuple(copies[id(i)] for i in n.inputs), attrs,
+                    n.spec.bind(sizes), n.source, n.scope)
+        out.nodes.append(copy)
+        copies[id(n)] = copy
+    out.parameters = [copies[id(p)] for p in graph.parameters]
+    out.outputs = [copies[id(o)] for o in graph.outputs]
+    out.captures = [copies[id(c)] for c in graph.captures]
+    out._captured = {id(c): p for c, p in zip(out.captures,
+                                              out.parameters[len(out.parameters) -
+                                                             len(out.captures):])}
+    return out
+
+
+def _attrs(attrs: dict[str, Any], sizes: dict[str, int], copies: dict[int, Node],
+           graph: Graph) -> dict[str, Any]:
+    changed = {k: _value(v, sizes, copies, graph) for k, v in attrs.items()
+               if _holds_dims_or_graphs(v)}
+    return {**attrs, **changed} if changed else attrs
+
+
+def _holds_dims_or_graphs(value: Any) -> bool:
+    if isinstance(value, Dim | Graph):
+        return True
+    return isinstance(value, tuple) and any(_holds_dims_or_graphs(v) for v in value)
+
+
+def _value(value: Any, sizes: dict[str, int], copies: dict[int, Node], graph: Graph) -> Any:
+    if isinstance(value, Dim):
+        return value.evaluate(sizes)
+    if isinstance(value, Graph):
+        return _bind(value, sizes, copies, graph)
+    if isinstance(value, tuple):
+        return tuple(_value(v, sizes, copies, graph) for v in value)
+    return value
 
 
 def _drawable(graph: Graph) -> tuple[list, list]:
@@ -283,11 +358,14 @@ def _graph_of(op: Op, inputs: Sequence[Node]) -> Graph:
 
 
 def parameter(spec: Shape, name: str = "") -> Node:
-    """Adds an input of shape `spec` to the current graph."""
+    """Adds an input of shape `spec` to the current graph; a symbolic dim of `spec`
+    (`Shape(float32, (dim("N"), 64))`) adds its symbol to `graph.symbols`."""
     graph = current_graph()
     index = len(graph.parameters)
     node = build(Op.PARAMETER, [], {"index": index, "name": name or f"p{index}"}, spec)
     graph.parameters.append(node)
+    for symbol in sorted(spec.symbols):
+        graph.symbols.setdefault(symbol, None)
     return node
 
 

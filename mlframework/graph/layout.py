@@ -6,9 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mlframework.core import symbolic
+from mlframework.core.symbolic import Dim, DimLike
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.attrs import normalize_axis
-from mlframework.graph.broadcasting import as_node, broadcast_shapes, broadcast_to
+from mlframework.graph.broadcasting import as_node, broadcast_shapes, broadcast_to, dim_value
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.graph import Node, Operand
 
@@ -54,6 +56,8 @@ def split(x: Operand, sections: int | Sequence[int], axis: int = 0) -> list[Node
     x = as_node(x)
     axis = normalize_axis("split", axis, x.ndim)
     dim = x.shape[axis]
+    if isinstance(dim, Dim):
+        return _split_symbolic(x, sections, axis, dim)
     if isinstance(sections, int):
         if sections <= 0 or dim % sections:
             raise ShapeError(f"split requires sections dividing axis {axis} of {x.spec}, "
@@ -71,7 +75,25 @@ def split(x: Operand, sections: int | Sequence[int], axis: int = 0) -> list[Node
     return parts
 
 
-def _indices(op_name: str, indices, dim: int) -> Node:
+def _split_symbolic(x: Node, sections: int | Sequence[int], axis: int, dim: Dim) -> list[Node]:
+    """split into equal parts along a symbolic axis (indices would be in bounds only for
+    some sizes, so they are refused)."""
+    part = symbolic.divide(dim, sections) if isinstance(sections, int) and sections > 0 \
+        else None
+    if part is None or not isinstance(sections, int):
+        raise ShapeError(f"split along the symbolic axis {axis} of {x.spec} requires a number "
+                         f"of sections dividing {dim} for every size of "
+                         f"{', '.join(sorted(dim.symbols))}, got {sections}")
+    parts = []
+    for i in range(sections):
+        starts: list[DimLike] = [0] * x.ndim
+        limits: list[DimLike] = list(x.shape)
+        starts[axis], limits[axis] = part * i, part * (i + 1)
+        parts.append(ops.slice(x, starts, limits))
+    return parts
+
+
+def _indices(op_name: str, indices, dim: DimLike) -> Node:
     """Integer indices as a node, negative ones counted from the end of `dim` (as NumPy).
 
     Raises:
@@ -85,7 +107,8 @@ def _indices(op_name: str, indices, dim: int) -> Node:
         raise DTypeError(f"{op_name} requires integer indices, got {indices.spec}")
     if indices.dtype.is_unsigned:
         return indices
-    return ops.select(indices < 0, indices + dim, indices)
+    return ops.select(indices < 0, indices + dim_value(dim, indices.dtype, indices.graph),
+                      indices)
 
 
 def take(x: Operand, indices: Operand, axis: int = 0) -> Node:
@@ -139,9 +162,9 @@ def top_k(x: Operand, k: int) -> tuple[Node, Node]:
         ShapeError: unless 0 <= k <= x.shape[-1].
     """
     x = as_node(x)
-    if not 0 <= k <= x.shape[-1]:
+    if not (0 <= k and symbolic.at_most(k, x.shape[-1])):
         raise ShapeError(f"top_k requires 0 <= k <= {x.shape[-1]} for {x.spec}, got {k}")
     order = ops.argsort(x, -1, descending=True, total_order=True)
     starts = [0] * x.ndim
-    indices = ops.slice(order, starts, x.shape[:-1] + (k,))
+    indices = ops.slice(order, starts, (*x.shape[:-1], k))
     return take_along_axis(x, indices, -1), indices

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import string
 
+from mlframework.core import symbolic
+from mlframework.core.symbolic import DimLike
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.broadcasting import as_node, broadcast_shapes, broadcast_to
 from mlframework.graph.composites import where
@@ -31,7 +33,8 @@ def matmul(x: Operand, y: Operand) -> Node:
     if y_vec:
         y = ops.reshape(y, (y.shape[0], 1))
     if x.shape[-1] != y.shape[-2]:
-        raise ShapeError(f"matmul requires x.shape[-1] == y.shape[-2], got {x.spec} @ {y.spec}")
+        raise ShapeError(f"matmul requires x.shape[-1] == y.shape[-2], got {x.spec} @ {y.spec}: "
+                         f"{x.shape[-1]} and {y.shape[-2]}")
     batch = broadcast_shapes("matmul", x.shape[:-2], y.shape[:-2])
     if x.ndim == 2 and y.ndim == 2:
         out = ops.dot_general(x, y, (1,), (0,))
@@ -63,7 +66,7 @@ def solve(a: Operand, b: Operand) -> Node:
     a, b = as_node(a), as_node(b)
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise ShapeError(f"solve requires square matrices a [..., n, n], got {a.spec}")
-    n, vector = a.shape[-1], b.ndim == 1
+    n, vector = symbolic.static(a.shape[-1], "solve's matrix size a.shape[-1]"), b.ndim == 1
     if vector and b.shape[0] == n:
         b = ops.reshape(b, (n, 1))
     if b.ndim < 2 or b.shape[-2] != n:
@@ -115,7 +118,7 @@ def einsum(subscripts: str, *operands: Operand) -> Node:
     return ops.transpose(acc, [acc_spec.index(c) for c in output]) if acc_spec != output else acc
 
 
-def _parse(subscripts: str, operands: list[Node]) -> tuple[list[str], str, dict[str, int]]:
+def _parse(subscripts: str, operands: list[Node]) -> tuple[list[str], str, dict[str, DimLike]]:
     """(one label string per operand, the output labels, each label's size). The labels
     standing for `...` broadcast as NumPy's dimensions do (size 1 against any size).
 
@@ -140,11 +143,11 @@ def _parse(subscripts: str, operands: list[Node]) -> tuple[list[str], str, dict[
         if len(spec) != node.ndim:
             raise ShapeError(f"einsum requires one label per axis, got {spec!r} for {node.spec}")
         expanded.append(spec)
-    sizes: dict[str, int] = {}
+    sizes: dict[str, DimLike] = {}
     for spec, node in zip(expanded, operands):
         for c, d in zip(spec, node.shape):
             if c in fill and 1 in (sizes.setdefault(c, d), d):
-                sizes[c] = max(sizes[c], d) if 0 not in (sizes[c], d) else 0
+                sizes[c] = d if sizes[c] == 1 else sizes[c]  # 1 broadcasts (0 included)
             elif sizes.setdefault(c, d) != d:
                 raise ShapeError(f"einsum requires label {c!r} to have one size, got "
                                  f"{sizes[c]} and {d} in {subscripts!r}")

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mlframework.core.symbolic import Dim, DimLike, at_most, divide
 from mlframework.graph import composites, gen_ops, linalg
 from mlframework.graph.broadcasting import broadcast_operands
 from mlframework.graph.errors import ShapeError
@@ -55,12 +56,29 @@ def getitem(x: Node, index: Any) -> Node:
         TypeError: on array or bool indices (use G.take or G.gather).
     """
     index = _expand_index(x, index)
-    starts, limits, strides, flips, out_shape, axis = [], [], [], [], [], 0
+    starts: list[DimLike] = []
+    limits: list[DimLike] = []
+    out_shape: list[DimLike] = []
+    strides, flips, axis = [], [], 0
     for i in index:
         if i is None:
             out_shape.append(1)
             continue
         dim = x.shape[axis]
+        if isinstance(dim, Dim):
+            if not (isinstance(i, slice) or _is_int_index(i)):
+                raise TypeError(f"indexing supports ints, slices, None and ..., got {i!r}; "
+                                "use G.gather or G.take for array indices")
+            start, limit, stride, flip, length = _symbolic_index(i, dim, axis)
+            starts.append(start)
+            limits.append(limit)
+            strides.append(stride)
+            if flip:
+                flips.append(axis)
+            if length is not None:
+                out_shape.append(length)
+            axis += 1
+            continue
         if isinstance(i, slice):
             r = range(*i.indices(dim))
             if r.step < 0:  # read forward with a positive stride, then reverse
@@ -88,6 +106,48 @@ def getitem(x: Node, index: Any) -> Node:
     if flips:
         out = gen_ops.reverse(out, flips)
     return gen_ops.reshape(out, out_shape) if tuple(out_shape) != out.shape else out
+
+
+def _symbolic_index(i: Any, dim: Dim, axis: int
+                    ) -> tuple[DimLike, DimLike, int, bool, DimLike | None]:
+    """(start, limit, stride, reversed, length or None for an int index) of an int or a
+    slice over a symbolic axis: bounds are ints from the start or (negative) from the end,
+    provably inside the axis for every size; steps 1, k > 1 or -1 (the whole axis).
+
+    Raises:
+        ShapeError: a bound is not provably inside the axis, or the step is unsupported.
+    """
+    def bound(b: Any, default: DimLike) -> DimLike:
+        if b is None:
+            return default
+        if not _is_int_index(b):
+            raise ShapeError(f"indexing the symbolic axis {axis} ({dim}) requires int "
+                             f"bounds, got {b!r}")
+        b = int(b)
+        at = b if b >= 0 else dim + b
+        if not (at_most(0, at) and at_most(at, dim)):
+            raise ShapeError(f"indexing the symbolic axis {axis} ({dim}) with {b} is in bounds "
+                             f"only for some values of {', '.join(sorted(dim.symbols))}; "
+                             f"slice a static axis or use G.dynamic_slice")
+        return at
+    if not isinstance(i, slice):
+        k = bound(int(i), 0)
+        if not at_most(k + 1, dim):
+            raise ShapeError(f"indexing requires indices within bounds, got index {int(i)} "
+                             f"for axis {axis} of symbolic size {dim}")
+        return k, k + 1, 1, False, None
+    step = 1 if i.step is None else int(i.step)
+    if step == -1 and i.start is None and i.stop is None:
+        return 0, dim, 1, True, dim
+    if step < 1:
+        raise ShapeError(f"indexing the symbolic axis {axis} ({dim}) supports steps >= 1 and "
+                         f"[::-1], got {i}")
+    start, limit = bound(i.start, 0), bound(i.stop, dim)
+    if not at_most(start, limit):
+        raise ShapeError(f"indexing the symbolic axis {axis} ({dim}) with {i} needs "
+                         f"start <= stop for every size")
+    length = limit - start
+    return start, limit, step, False, length if step == 1 else divide(length, step)
 
 
 def _shift_right(x: Any, y: Any) -> Node:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mlframework.core.dtypes import DTypeSpec, as_dtype
+from mlframework.core.symbolic import DimLike
 from mlframework.graph import gen_ops as ops
 from mlframework.graph.broadcasting import as_node
 from mlframework.graph.errors import DTypeError
@@ -29,7 +30,7 @@ def split_key(key: Operand, num: int = 2) -> Node:
     return ops.rng_bits(as_node(key), (num, 2))
 
 
-def random_bits(key: Operand, shape: Sequence[int]) -> Node:
+def random_bits(key: Operand, shape: Sequence[DimLike]) -> Node:
     """Uniform uint32 bits of `shape`."""
     return ops.rng_bits(as_node(key), tuple(shape))
 
@@ -38,8 +39,8 @@ def random_bits(key: Operand, shape: Sequence[int]) -> Node:
 _PRECISION = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 32}
 
 
-def uniform(key: Operand, shape: Sequence[int], dtype: DTypeSpec = np.float32, minval: float = 0.0,
-            maxval: float = 1.0) -> Node:
+def uniform(key: Operand, shape: Sequence[DimLike], dtype: DTypeSpec = np.float32,
+            minval: float = 0.0, maxval: float = 1.0) -> Node:
     """Uniform floats of `shape` in [minval, maxval).
 
     The unit interval is sampled as k * 2**-p for the top p random bits of
@@ -61,7 +62,7 @@ def uniform(key: Operand, shape: Sequence[int], dtype: DTypeSpec = np.float32, m
     return unit * (maxval - minval) + minval if (minval, maxval) != (0.0, 1.0) else unit
 
 
-def normal(key: Operand, shape: Sequence[int], dtype: DTypeSpec = np.float32, mean: float = 0.0,
+def normal(key: Operand, shape: Sequence[DimLike], dtype: DTypeSpec = np.float32, mean: float = 0.0,
            stddev: float = 1.0) -> Node:
     """Normally distributed floats of `shape` (Box-Muller over two uniforms),
     computed in float64 for float64 and in float32 for the other float dtypes.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mlframework.core import dtypes
 from mlframework.core.shapes import Shape
+from mlframework.core.symbolic import SymbolicError
 from mlframework.graph import (shape_rules_contraction, shape_rules_control,
                                shape_rules_movement)
 from mlframework.graph.errors import DTypeError, ShapeError
@@ -21,7 +22,12 @@ def infer(op: Op, inputs: list[Shape], attrs: dict) -> Shape:
         if s.dtype not in accepted:
             names = ", ".join(sorted(d.value for d in accepted))
             raise DTypeError(f"{op.value} requires dtype in {{{names}}}, got {s}")
-    return RULES[op](inputs, attrs)
+    try:
+        return RULES[op](inputs, attrs)
+    except SymbolicError as e:
+        got = ", ".join(map(str, inputs))
+        raise ShapeError(f"{op.value} needs a concrete size where it is symbolic, got "
+                         f"{got}: {e}") from None
 
 
 # Ops whose later inputs (indices, predicates) follow rules of their own.

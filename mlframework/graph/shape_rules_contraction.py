@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mlframework.core import dtypes
 from mlframework.core.shapes import Shape
+from mlframework.core.symbolic import Dim, DimLike, at_most, divide
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.gen_optypes import Op
 
@@ -22,9 +23,11 @@ def _dot_general_shape(inputs, attrs):
             raise ShapeError(f"dot_general requires distinct axes within rank, got {axes} "
                              f"for {s}")
     for kind, la, ra in (("contracting", lc, rc), ("batch", lb, rb)):
-        if any(lhs.dims[a] != rhs.dims[b] for a, b in zip(la, ra)):
-            raise ShapeError(f"dot_general requires {kind} dims of equal size, got "
-                             f"{lhs} axes {la} and {rhs} axes {ra}")
+        for a, b in zip(la, ra):
+            if lhs.dims[a] != rhs.dims[b]:
+                raise ShapeError(f"dot_general requires {kind} dims of equal size, got "
+                                 f"{lhs} axes {la} and {rhs} axes {ra}: lhs.shape[{a}] == "
+                                 f"rhs.shape[{b}] fails with {lhs.dims[a]} and {rhs.dims[b]}")
     free_l = [d for i, d in enumerate(lhs.dims) if i not in lc + lb]
     free_r = [d for i, d in enumerate(rhs.dims) if i not in rc + rb]
     return Shape(_dot_result_dtype(lhs, attrs["preferred_element_type"]),
@@ -44,7 +47,7 @@ def _dot_result_dtype(lhs: Shape, preferred):
     return preferred
 
 
-def _window_output(op: str, x_dims, window, strides, padding, dilation=None) -> list[int]:
+def _window_output(op: str, x_dims, window, strides, padding, dilation=None) -> list[DimLike]:
     n = len(x_dims)
     if len(window) != n or len(strides) != n or len(padding) != n:
         raise ShapeError(f"{op} requires window, strides and padding for {n} axes, got "
@@ -53,11 +56,16 @@ def _window_output(op: str, x_dims, window, strides, padding, dilation=None) -> 
     dilation = dilation or (1,) * n
     for d, w, s, (lo, hi), r in zip(x_dims, window, strides, padding, dilation):
         span = (w - 1) * r + 1
-        if s < 1 or w < 1 or d + lo + hi < span:
+        if s < 1 or w < 1 or not at_most(span, d + lo + hi):
             raise ShapeError(f"{op} requires windows >= 1 that fit in the padded input and "
-                             f"strides >= 1, got input dims {tuple(x_dims)}, window {window}, "
-                             f"strides {strides}, padding {padding}")
-        dims.append((d + lo + hi - span) // s + 1)
+                             f"strides >= 1, got input dims ({', '.join(map(str, x_dims))}), "
+                             f"window {window}, strides {strides}, padding {padding}")
+        extent = d + lo + hi - span
+        if isinstance(extent, Dim) and divide(extent, s) is None:
+            raise ShapeError(f"{op} with stride {s} over the symbolic size {d} has an output "
+                             f"size that is not a polynomial in {', '.join(sorted(d.symbols))}"
+                             f"; make that axis static or use stride 1")
+        dims.append(extent // s + 1)
     return dims
 
 

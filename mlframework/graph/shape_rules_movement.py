@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from mlframework.core.shapes import Shape
+from mlframework.core.symbolic import Dim, DimLike, at_most, dims_text, divide, nonnegative
 from mlframework.graph.errors import DTypeError, ShapeError
 from mlframework.graph.gen_optypes import Op
 
@@ -23,7 +24,7 @@ def _broadcast_in_dim_shape(inputs, attrs):
     for i, d in enumerate(dims):
         if x.dims[i] not in (1, shape[d]):
             raise ShapeError(f"broadcast_in_dim requires operand dim {i} ({x.dims[i]}) to be 1 "
-                             f"or {shape[d]}, got {x} to {shape} along {dims}")
+                             f"or {shape[d]}, got {x} to {dims_text(shape)} along {dims}")
     return Shape(x.dtype, shape)
 
 
@@ -31,7 +32,7 @@ def _reshape_shape(inputs, attrs):
     x, shape = inputs[0], attrs["shape"]
     if math.prod(shape) != x.size:
         raise ShapeError(f"reshape requires the same number of elements, got {x} "
-                         f"({x.size} elements) to {shape} ({math.prod(shape)} elements)")
+                         f"({x.size} elements) to {dims_text(shape)} ({math.prod(shape)} elements)")
     return Shape(x.dtype, shape)
 
 
@@ -48,11 +49,27 @@ def _slice_shape(inputs, attrs):
         _check_len("slice", name, v, x.rank, x)
     dims = []
     for d, lo, hi, s in zip(x.dims, start, limit, strides):
-        if not (0 <= lo <= hi <= d) or s < 1:
+        if not (at_most(0, lo) and at_most(lo, hi) and at_most(hi, d)) or s < 1:
             raise ShapeError(f"slice requires 0 <= start <= limit <= dim and strides >= 1, got "
-                             f"start {start}, limit {limit}, strides {strides} for {x}")
-        dims.append(-(-(hi - lo) // s))
+                             f"start {dims_text(start)}, limit {dims_text(limit)}, strides "
+                             f"{strides} for {x}")
+        dims.append(_ceil_div("slice", hi - lo, s, x))
     return Shape(x.dtype, tuple(dims))
+
+
+def _ceil_div(op: str, extent: DimLike, step: int, x: Shape) -> DimLike:
+    """ceil(extent / step): exact for a symbolic extent only when step divides it."""
+    if not isinstance(extent, Dim):
+        return -(-extent // step)
+    if step == 1:
+        return extent
+    quotient = divide(extent, step)
+    if quotient is None:
+        raise ShapeError(f"{op} with stride {step} over the symbolic extent {extent} of {x} "
+                         f"has a size that is not a polynomial in "
+                         f"{', '.join(sorted(extent.symbols))}; use stride 1 or a static dim")
+    return quotient
+
 
 
 def _pad_shape(inputs, attrs):
@@ -60,8 +77,8 @@ def _pad_shape(inputs, attrs):
     _check_len("pad", "(low, high, interior) triples", config, x.rank, x)
     dims = []
     for d, (lo, hi, mid) in zip(x.dims, config):
-        size = lo + hi + d + max(d - 1, 0) * mid
-        if mid < 0 or size < 0:
+        size = lo + hi + d + (d - 1 if isinstance(d, Dim) else max(d - 1, 0)) * mid
+        if mid < 0 or not nonnegative(size):
             raise ShapeError(f"pad requires interior >= 0 and a non-negative result, got "
                              f"{config} for {x}")
         dims.append(size)
@@ -94,8 +111,9 @@ def _dynamic_slice_shape(inputs, attrs):
     x, starts, sizes = inputs[0], inputs[1:], attrs["slice_sizes"]
     _check_start_indices("dynamic_slice", x, starts)
     _check_len("dynamic_slice", "slice_sizes", sizes, x.rank, x)
-    if any(not 0 <= s <= d for s, d in zip(sizes, x.dims)):
-        raise ShapeError(f"dynamic_slice requires 0 <= slice_sizes <= dims, got {sizes} for {x}")
+    if any(not (at_most(0, s) and at_most(s, d)) for s, d in zip(sizes, x.dims)):
+        raise ShapeError(f"dynamic_slice requires 0 <= slice_sizes <= dims, got "
+                         f"{dims_text(sizes)} for {x}")
     return Shape(x.dtype, sizes)
 
 
@@ -103,7 +121,7 @@ def _dynamic_update_slice_shape(inputs, attrs):
     x, update, starts = inputs[0], inputs[1], inputs[2:]
     _check_start_indices("dynamic_update_slice", x, starts)
     if update.dtype is not x.dtype or update.rank != x.rank or any(
-            u > d for u, d in zip(update.dims, x.dims)):
+            not at_most(u, d) for u, d in zip(update.dims, x.dims)):
         raise ShapeError(f"dynamic_update_slice requires an update of the operand's dtype and "
                          f"rank that fits inside it, got {update} into {x}")
     return x
@@ -122,10 +140,10 @@ def _gather_shape(inputs, attrs):
     index_map, sizes = attrs["start_index_map"], attrs["slice_sizes"]
     _check_len("gather", "slice_sizes", sizes, x.rank, x)
     _check_len("gather", "start_index_map entries", index_map, indices.dims[-1], indices)
-    if any(sizes[d] > 1 for d in collapsed) or any(
-            not 0 <= s <= d for s, d in zip(sizes, x.dims)):
+    if any(not at_most(sizes[d], 1) for d in collapsed) or any(
+            not (at_most(0, s) and at_most(s, d)) for s, d in zip(sizes, x.dims)):
         raise ShapeError(f"gather requires slice_sizes within {x} and 1 on collapsed dims "
-                         f"{collapsed}, got {sizes}")
+                         f"{collapsed}, got {dims_text(sizes)}")
     window = [s for i, s in enumerate(sizes) if i not in collapsed]
     _check_len("gather", "offset_dims", offset, len(window), x)
     batch = list(indices.dims[:-1])

@@ -12,6 +12,7 @@ inputs.
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -46,15 +47,23 @@ class ContextExec:
             updates happen in place; Tensors previously read from the
             variables must not be used afterwards.
         name: the graph's name.
+        symbolic, maxima: symbolic axes of fn's arguments (after ctx) and their maxima, as
+            `G.Exec` takes them: `symbolic={"x": "N, 64"}` traces once for every batch.
     """
 
     def __init__(self, backend: Compiler | None, ctx: Context, fn: Callable[..., Any], *,
-                 training: bool = False, donate_variables: bool = False, name: str | None = None):
+                 training: bool = False, donate_variables: bool = False, name: str | None = None,
+                 symbolic: Any = None, maxima: dict[str, int] | None = None):
         self.backend, self.ctx, self.fn = backend, ctx, fn
         self.training, self.donate_variables = training, donate_variables
         self.name = name or str(getattr(fn, "__name__", "graph"))
-        self._exec = G.Exec(backend, self._traced, donate=(0,) if donate_variables else (),
-                            name=self.name)
+        traced: Callable[..., Any] = self._traced
+        if symbolic is not None:  # Exec names arguments (in its errors) by fn's parameters
+            traced = _renamed(self._traced, fn)
+            if not isinstance(symbolic, dict):
+                symbolic = (None, *symbolic)
+        self._exec = G.Exec(backend, traced, donate=(0,) if donate_variables else (),
+                            name=self.name, symbolic=symbolic, maxima=maxima)
 
     def _traced(self, variables, *args):
         store = self.ctx._store
@@ -113,6 +122,25 @@ class ContextExec:
             missing = sorted(set(store.variables) - before)
             self.ctx.forget_variables(missing)
             raise MissingVariablesError(self.name, missing) from None
+
+
+class _Renamed:
+    """`traced(variables, *args)` with the signature `(variables, <fn's after ctx>)`."""
+
+    def __init__(self, traced: Callable[..., Any], signature: inspect.Signature):
+        self._traced, self.__signature__ = traced, signature
+
+    def __call__(self, *args: Any) -> Any:
+        return self._traced(*args)
+
+
+def _renamed(traced: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:
+    try:
+        params = list(inspect.signature(fn).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return traced
+    first = inspect.Parameter("variables", inspect.Parameter.POSITIONAL_ONLY)
+    return _Renamed(traced, inspect.Signature([first, *params]))
 
 
 __all__ = ["ContextExec", "MissingVariablesError"]

@@ -241,6 +241,11 @@ class CBackend(Backend):
 
     def compile(self, graph, donate: tuple[int, ...] = ()) -> CExecutable:
         self.check_supported(graph)
+        if graph.symbols:
+            raise NotImplementedError(f"the c backend does not compile symbolic dimensions yet "
+                                      f"(graph {graph.name!r} has {', '.join(graph.symbols)}); "
+                                      f"use the xla backend, or bind the graph: "
+                                      f"graph.bind({{...}})")
         return CExecutable(graph, compile_program(from_graph(graph),
                                                   timings={"trace": graph.trace_seconds}),
                            donate)

@@ -114,8 +114,8 @@ def _main():
     real_exec = G.Exec
 
     class Spy(G.Exec):
-        def _compile(self, backend, key, treedef, leaves):
-            entry = super()._compile(backend, key, treedef, leaves)
+        def _compile(self, backend, key, treedef, leaves, specs=None):
+            entry = super()._compile(backend, key, treedef, leaves, specs)
             holder["exe"], holder["leaves"] = entry[0], leaves
             return entry
     T.G.Exec = Spy

@@ -8,10 +8,13 @@ that results depend on how XLA fuses).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import jax
 import numpy as np
 
 from mlframework.backends.base import Backend, Executable
+from mlframework.core import symbolic
 from mlframework.core.shapes import Shape
 from mlframework.graph.gen_optypes import Op, OpGroup
 from mlframework.graph.graph import Graph
@@ -22,6 +25,7 @@ from mlframework.backends.xla.gen_lowering import LOWERINGS  # noqa: E402  after
 
 
 COMPILER_OPTIONS = {"xla_allow_excess_precision": False}
+SYMBOLIC_CACHE_SIZE = 16  # concrete size sets compiled per symbolic graph
 
 
 class XlaExecutable(Executable):
@@ -34,6 +38,36 @@ class XlaExecutable(Executable):
 
     def run(self, buffers: list) -> list:
         return self._fn(*buffers)
+
+
+class SymbolicXlaExecutable(Executable):
+    """A symbolic graph (`graph.symbols`): each call reads the symbols' sizes from its
+    inputs' shapes (`symbolic.match`), then runs the graph bound to those sizes, jitted
+    once per size set and kept in an LRU cache of `cache_size` entries."""
+
+    def __init__(self, graph: Graph, donate: tuple[int, ...], cache_size: int):
+        self.graph, self.donate, self.cache_size = graph, donate, cache_size
+        self._specs = [p.spec for p in sorted(graph.parameters, key=lambda p: p.attrs["index"])]
+        self._names = [str(p.attrs["name"]) for p in
+                       sorted(graph.parameters, key=lambda p: p.attrs["index"])]
+        self._cache: OrderedDict[tuple[tuple[str, int], ...], XlaExecutable] = OrderedDict()
+
+    def executable(self, sizes: dict[str, int]) -> XlaExecutable:
+        """The executable of the graph bound to `sizes` (compiled on first use)."""
+        key = tuple(sorted(sizes.items()))
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = XlaExecutable(self.graph.bind(sizes), self.donate)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return found
+
+    def run(self, buffers: list) -> list:
+        sizes = symbolic.match(self._specs, [b.shape for b in buffers], self.graph.symbols,
+                               self._names)
+        return self.executable(sizes).run(buffers)
 
 
 def interpreter(graph: Graph):
@@ -78,7 +112,11 @@ class XlaBackend(Backend):
         return frozenset(LOWERINGS) | {Op.PARAMETER, Op.CONSTANT}
 
     def compile(self, graph: Graph, donate: tuple[int, ...] = ()) -> Executable:
+        """One jitted function; for a symbolic graph, one per size set seen at run time
+        (the last `SYMBOLIC_CACHE_SIZE` kept)."""
         self.check_supported(graph)
+        if graph.symbols:
+            return SymbolicXlaExecutable(graph, donate, SYMBOLIC_CACHE_SIZE)
         return XlaExecutable(graph, donate)
 
     def to_device(self, array: np.ndarray, spec: Shape):

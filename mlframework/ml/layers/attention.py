@@ -13,6 +13,8 @@ import math
 import numpy as np
 
 from mlframework import graph as G
+from mlframework.core import symbolic
+from mlframework.core.symbolic import Dim, DimLike
 from mlframework.core.tensors import Tensor
 from mlframework.graph import Node
 from mlframework.graph.graph import Operand
@@ -27,7 +29,7 @@ def rope(x: Node, positions: Operand, base: float = 10000.0) -> Node:
     `positions`: integer [seq] or [batch, seq] (for x [batch, heads, seq, dim]).
     Pairs element i with i + head_dim / 2 and rotates it by position * base ** (-2i / head_dim).
     """
-    dim = x.shape[-1]
+    dim = symbolic.static(x.shape[-1], "rope's head_dim x.shape[-1]")
     if dim % 2:
         raise ValueError(f"rope requires an even head_dim, got {dim}")
     half = dim // 2
@@ -41,8 +43,11 @@ def rope(x: Node, positions: Operand, base: float = 10000.0) -> Node:
     return G.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
-def causal_mask(q_len: int, kv_len: int, offset: Operand = 0) -> Node:
-    """[q_len, kv_len] bool: query i (at position offset + i) sees keys at positions <= its own."""
+def causal_mask(q_len: DimLike, kv_len: DimLike, offset: Operand | DimLike = 0) -> Node:
+    """[q_len, kv_len] bool: query i (at position offset + i) sees keys at positions <= its own.
+    The lengths and offset may be symbolic (`kv_len - q_len` over a sequence S)."""
+    if isinstance(offset, Dim):
+        offset = G.dim_value(offset, np.int32)
     q = G.iota(np.int32, (q_len, kv_len), 0) + offset
     return G.iota(np.int32, (q_len, kv_len), 1) <= q
 
@@ -58,8 +63,11 @@ def scaled_dot_product_attention(q: Node, k: Node, v: Node, mask: Operand | None
         scale: default 1 / sqrt(d).
     Returns: [batch, heads, q_len, d_v]. A row with no allowed key gives the mean of v.
     """
-    b, h, sq, d = q.shape
-    hkv, skv = k.shape[1], k.shape[2]
+    b, _, sq, _ = q.shape
+    h = symbolic.static(q.shape[1], "attention's heads q.shape[1]")
+    d = symbolic.static(q.shape[3], "attention's head size q.shape[3]")
+    hkv = symbolic.static(k.shape[1], "attention's key/value heads k.shape[1]")
+    skv = k.shape[2]
     if h % hkv:
         raise ValueError(f"attention requires heads ({h}) divisible by kv_heads ({hkv})")
     g = h // hkv
@@ -79,7 +87,7 @@ def scaled_dot_product_attention(q: Node, k: Node, v: Node, mask: Operand | None
     return G.reshape(out, (b, h, sq, v.shape[-1]))
 
 
-def _heads(x, n: int, d: int):
+def _heads(x: Node, n: int, d: int) -> Node:
     b, s, _ = x.shape
     return G.transpose(G.reshape(x, (b, s, n, d)), (0, 2, 1, 3))
 
@@ -113,7 +121,8 @@ def multi_head_attention(ctx: Context, query: Node, key_value: Node | None = Non
             output projection; `output_bias` sets the latter apart (Qwen2: False).
     """
     ctx = ctx / "attention"
-    b, sq, dim = query.shape
+    b, sq, _ = query.shape
+    dim = symbolic.static(query.shape[2], "multi_head_attention's model size query.shape[2]")
     hd = head_dim or dim // num_heads
     hkv = num_kv_heads or num_heads
     kv_in = query if key_value is None else key_value
@@ -140,7 +149,9 @@ def multi_head_attention(ctx: Context, query: Node, key_value: Node | None = Non
 
 
 def _cached(ctx, q, k, v, mask, causal, rope_base, positions, size):
-    b, hkv, sq, hd = k.shape
+    b = symbolic.static(k.shape[0], "the key/value cache's batch size")
+    sq = symbolic.static(k.shape[2], "a cached attention step's length")
+    hkv, hd = k.shape[1], k.shape[3]
     start = ctx.node("position", (), np.int32, inits.zeros(), trainable=False)
     keys = ctx.node("key", (b, hkv, size, hd), k.dtype, inits.zeros(), trainable=False)
     values = ctx.node("value", (b, hkv, size, hd), v.dtype, inits.zeros(), trainable=False)

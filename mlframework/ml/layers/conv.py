@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from mlframework import graph as G
+from mlframework.core import symbolic
+from mlframework.core.symbolic import Dim, DimLike
 from mlframework.graph import Node
 from mlframework.ml import initializers as inits
 from mlframework.ml.context import Context
@@ -39,13 +41,21 @@ def same_padding(sizes: Sequence[int], window: Sequence[int], strides: Sequence[
     return pads
 
 
-def padding_pairs(padding: str | int | Sequence[int | tuple[int, int]], sizes: Sequence[int],
-                  window: Sequence[int], strides: Sequence[int],
+def padding_pairs(padding: str | int | Sequence[int | tuple[int, int]],
+                  sizes: Sequence[DimLike], window: Sequence[int], strides: Sequence[int],
                   dilation: Sequence[int]) -> list[tuple[int, int]]:
-    """"same", "valid", one int per side for all axes, or explicit (low, high) pairs."""
+    """"same", "valid", one int per side for all axes, or explicit (low, high) pairs.
+
+    Raises:
+        SymbolicError: "same" padding with a stride > 1 over a symbolic spatial size (the
+            padding would depend on the size).
+    """
     if isinstance(padding, str):
         if padding.lower() == "same":
-            return same_padding(sizes, window, strides, dilation)
+            return same_padding([1 if s == 1 and isinstance(n, Dim) else
+                                 symbolic.static(n, f"'same' padding with stride {s} over a "
+                                                    f"spatial size") for n, s in
+                                 zip(sizes, strides)], window, strides, dilation)
         if padding.lower() == "valid":
             return [(0, 0)] * len(sizes)
         raise ValueError(f"padding requires 'same', 'valid', an int or pairs, got {padding!r}")
@@ -95,7 +105,7 @@ def conv(ctx: Context, x: Node, filters: int, kernel_size: int | Sequence[int], 
         x = G.transpose(x, (0, n + 1, *range(1, n + 1)))
     window = _tuple(kernel_size, n, "kernel_size")
     strides, dilation = _tuple(strides, n, "strides"), _tuple(dilation, n, "dilation")
-    cin = x.shape[1]
+    cin = symbolic.static(x.shape[1], "conv's input channels")
     if cin % groups or filters % groups:
         raise ValueError(f"conv requires channels ({cin}) and filters ({filters}) divisible by "
                          f"groups ({groups})")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from mlframework import graph as G
+from mlframework.core import symbolic
 from mlframework.graph import Node
 from mlframework.ml import initializers as inits
 from mlframework.ml.context import Context
@@ -27,7 +28,8 @@ def dense(ctx: Context, x: Node, units: int, *, use_bias: bool = True,
     check_node("dense", "x", x, min_rank=1)
     units = check_size("dense", "units", units)
     ctx = ctx / "dense"
-    w = ctx.node("weights", (x.shape[-1], units), x.dtype,
+    features = symbolic.static(x.shape[-1], "dense's input features x.shape[-1]")
+    w = ctx.node("weights", (features, units), x.dtype,
                  kernel_initializer or inits.glorot_uniform())
     y = G.dot_general(x, w, [x.ndim - 1], [0])
     if use_bias:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mlframework import graph as G
+from mlframework.core import symbolic
 from mlframework.graph import Node
 from mlframework.ml import initializers as inits
 from mlframework.ml.context import Context
@@ -34,7 +35,7 @@ def batch_norm(ctx: Context, x: Node, *, axis: int = 1, momentum: float = 0.99,
     epsilon = check_number("batch_norm", "epsilon", epsilon, 0.0)
     ctx = ctx / "batch_norm"
     axis %= x.ndim
-    features = x.shape[axis]
+    features = symbolic.static(x.shape[axis], f"batch_norm's features x.shape[{axis}]")
     reduce = [a for a in range(x.ndim) if a != axis]
     bshape = [features if a == axis else 1 for a in range(x.ndim)]
     moving_mean = ctx.node("moving_mean", (features,), x.dtype, inits.zeros(),
@@ -94,8 +95,9 @@ def rms_norm(ctx: Context, x: Node, *, axes: int | Sequence[int] = -1, epsilon: 
 
 
 def _affine(ctx, y, axes, center, scale):
-    shape = tuple(y.shape[a] for a in axes)
-    bshape = [y.shape[a] if a in axes else 1 for a in range(y.ndim)]
+    shape = tuple(symbolic.static(y.shape[a], f"the scale and offset axis {a} of the normalized x")
+                  for a in axes)
+    bshape = [shape[axes.index(a)] if a in axes else 1 for a in range(y.ndim)]
     if scale:
         y = y * G.reshape(ctx.node("gamma", shape, y.dtype, inits.ones()), bshape)
     if center:

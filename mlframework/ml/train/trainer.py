@@ -93,7 +93,8 @@ class Trainer:
     def _eval_step(self, ctx, inputs, labels, mask=None):
         outputs = self.model(ctx, inputs)
         kw = {} if mask is None else {"mask": mask}
-        count = G.const(np.float32(labels_count(labels))) if mask is None else \
+        first = pytree.flatten(labels)[0][0]  # the batch may be symbolic: counted at run time
+        count = G.dim_value(G.const(first).shape[0], np.float32) if mask is None else \
             G.reduce_sum(G.convert(mask, np.float32))
         sums = {"loss": self.loss(labels, outputs, **kw) * count}
         for name, metric in self.metrics.items():

@@ -24,7 +24,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from mlframework import graph as G
+from mlframework.core import symbolic
 from mlframework.core.shapes import Shape
+from mlframework.core.symbolic import DimLike
 from mlframework.core.tensors import Tensor
 from mlframework.graph.gen_optypes import Op
 from mlframework.models.onnx import dtypes
@@ -215,20 +217,31 @@ def _pool(w, node, ins):
     return w.emit("Mul", [mean, _scalar_like(w, math.prod(window), node)])
 
 
+def _onnx_dims(dims: Sequence[DimLike]) -> list[int]:
+    return [symbolic.static(d, "an ONNX value's dimension") for d in dims]
+
+
 def to_model(graph: G.Graph, input_names: Sequence[str] | None = None,
              output_names: Sequence[str] | None = None) -> onnx.ModelProto:
     """The ONNX model of a traced graph.
 
     Raises:
         OnnxExportError: naming the graph node whose primitive has no ONNX form.
+        NotImplementedError: the graph has symbolic dims (their ONNX form, dim_param
+            inputs with Shape-computed reshapes, is not built); bind it first.
     """
+    if graph.symbols:
+        raise NotImplementedError(f"ONNX export of symbolic dimensions "
+                                  f"({', '.join(graph.symbols)}) is not built; export "
+                                  f"graph.bind({{...}}) with concrete sizes")
     w = _Writer()
     inputs = []
     for i, p in enumerate(graph.parameters):
         name = (input_names or [])[i] if input_names and i < len(input_names) else \
             p.attrs.get("name") or f"input_{i}"
         w.names[p.id] = name
-        inputs.append(helper.make_tensor_value_info(name, dtypes.to_onnx(p.dtype), p.shape))
+        inputs.append(helper.make_tensor_value_info(name, dtypes.to_onnx(p.dtype),
+                                                    _onnx_dims(p.shape)))
     for node in graph.nodes:
         if node.op is Op.PARAMETER:
             continue
@@ -245,7 +258,8 @@ def to_model(graph: G.Graph, input_names: Sequence[str] | None = None,
         name = (output_names or [])[i] if output_names and i < len(output_names) else \
             f"output_{i}"
         w.nodes.append(helper.make_node("Identity", [w.names[o.id]], [name], name=name))
-        outputs.append(helper.make_tensor_value_info(name, dtypes.to_onnx(o.dtype), o.shape))
+        outputs.append(helper.make_tensor_value_info(name, dtypes.to_onnx(o.dtype),
+                                                     _onnx_dims(o.shape)))
     model = helper.make_model(helper.make_graph(w.nodes, graph.name or "mlframework", inputs,
                                                 outputs, w.initializers),
                               opset_imports=[helper.make_opsetid("", OPSET)],

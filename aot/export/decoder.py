@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,37 +72,15 @@ def export_decoder(folder, out_dir, *, max_seq: int, prefill_len: int | None = N
         BuildError: the C compiler failed.
     """
     check_name(name)
-    if weight_storage == "float16":
-        raise NotImplementedError("--weight-storage float16 with --decode: the runtime has no "
-                                  "float16 GEMM for dense layers (float16 storage packs "
-                                  "convolution weights only); use --weight-storage bfloat16")
-    if weight_storage not in STORAGES:
-        raise UsageError(f"--weight-storage must be one of {', '.join(STORAGES)} with --decode, "
-                         f"got {weight_storage!r}")
     if weights not in WEIGHT_MODES + ("auto",):
         raise UsageError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {weights!r}")
-    model = _load(folder)
-    limit = model.max_positions
-    prefill_len = max_seq if prefill_len is None else prefill_len
-    if not 1 <= max_seq <= limit:
-        raise UsageError(f"--max-seq {max_seq}: {model.family.name} {folder} has "
-                         f"{limit} positions; give 1 <= --max-seq <= {limit}")
-    if not 1 <= prefill_len <= max_seq:
-        raise UsageError(f"--prefill-len {prefill_len} must lie in [1, --max-seq {max_seq}]")
     tc = toolchain(target, native)
     started = time.perf_counter()
-    cfg, ctx = stored_context(model, weight_storage)
-    _add_caches(model, cfg, ctx, max_seq)
-    prefill = _trace(model, cfg, ctx, max_seq, prefill_len)
-    step = _trace(model, cfg, ctx, max_seq, None)
-    traced = {"prefill": prefill, "decode": step}
-    stages = {k: artifact.compile_stage(
-        t.program, entry=f"{name}_{k}_forward", weight_storage=weight_storage,
-        params=_weight_params(t) if weight_storage == "bfloat16" else ())
-        for k, t in traced.items()}
-    for k, t in traced.items():
-        _check_in_place(stages[k], t)
-    packed = _packed(stages, traced)
+    compiled = compile_decoder(folder, max_seq=max_seq, prefill_len=prefill_len, name=name,
+                               weight_storage=weight_storage)
+    model, ctx, stages, packed = compiled.model, compiled.ctx, compiled.stages, compiled.packed
+    prefill, step = compiled.traced["prefill"], compiled.traced["decode"]
+    prefill_len = compiled.prefill_len
     segment, layout = _layout(ctx, prefill, packed)
     consts = {k: segment.add_plan(s.program, s.plan, f"{k} ") for k, s in stages.items()}
     if weights == "auto":
@@ -141,6 +120,54 @@ def export_decoder(folder, out_dir, *, max_seq: int, prefill_len: int | None = N
     }
     return write_artifact(out_dir, name, manifest=manifest, files=files, tc=tc, libs=libs,
                           build=build)
+
+
+@dataclass
+class Compiled:
+    """A decoder through the passes: the loaded model, the Context of the weights as
+    stored and the caches, the one-pass prompt length, the traced programs and their
+    stages by "prefill" and "decode", and {weight: packing} of the packed weights."""
+
+    model: Any
+    ctx: Any
+    prefill_len: int
+    traced: dict[str, Traced]
+    stages: dict[str, artifact.Stage]
+    packed: dict[str, str]
+
+
+def compile_decoder(folder, *, max_seq: int, prefill_len: int | None = None,
+                    name: str = "model", weight_storage: str = "float32") -> Compiled:
+    """Loads `folder`, traces its prefill and decode step and compiles both (what
+    `export_decoder` writes and `aotc inspect --hf DIR --decode` shows); the arguments
+    and errors are export_decoder's, less those of writing and building."""
+    if weight_storage == "float16":
+        raise NotImplementedError("--weight-storage float16 with --decode: the runtime has no "
+                                  "float16 GEMM for dense layers (float16 storage packs "
+                                  "convolution weights only); use --weight-storage bfloat16")
+    if weight_storage not in STORAGES:
+        raise UsageError(f"--weight-storage must be one of {', '.join(STORAGES)} with --decode, "
+                         f"got {weight_storage!r}")
+    model = _load(folder)
+    limit = model.max_positions
+    prefill_len = max_seq if prefill_len is None else prefill_len
+    if not 1 <= max_seq <= limit:
+        raise UsageError(f"--max-seq {max_seq}: {model.family.name} {folder} has "
+                         f"{limit} positions; give 1 <= --max-seq <= {limit}")
+    if not 1 <= prefill_len <= max_seq:
+        raise UsageError(f"--prefill-len {prefill_len} must lie in [1, --max-seq {max_seq}]")
+    cfg, ctx = stored_context(model, weight_storage)
+    _add_caches(model, cfg, ctx, max_seq)
+    prefill = _trace(model, cfg, ctx, max_seq, prefill_len)
+    step = _trace(model, cfg, ctx, max_seq, None)
+    traced = {"prefill": prefill, "decode": step}
+    stages = {k: artifact.compile_stage(
+        t.program, entry=f"{name}_{k}_forward", weight_storage=weight_storage,
+        params=_weight_params(t) if weight_storage == "bfloat16" else ())
+        for k, t in traced.items()}
+    for k, t in traced.items():
+        _check_in_place(stages[k], t)
+    return Compiled(model, ctx, prefill_len, traced, stages, _packed(stages, traced))
 
 
 def _load(folder):
@@ -355,4 +382,4 @@ def _interface(name, model, max_seq, prefill_len, layout, stages, weights, versi
             "weights_mode": weights, "weights_bytes": None}
 
 
-__all__ = ["export_decoder", "stored_context"]
+__all__ = ["Compiled", "compile_decoder", "export_decoder", "stored_context"]

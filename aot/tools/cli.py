@@ -47,7 +47,8 @@ tolerance (relative to max(1, |reference|)).""",
     "inspect": """examples:
   aotc inspect examples/digits_mlp.py:model --input x:float32[1,64] --checkpoint runs/mlp
   aotc inspect examples/digits_cnn.py:model --input x:float32[1,1,8,8] \\
-      --checkpoint runs/cnn --html cnn.html --no-text""",
+      --checkpoint runs/cnn --html cnn.html --no-text
+  aotc inspect --hf path/to/gpt2 --decode --max-seq 128 --weight-storage bfloat16""",
     "onnx-report": """examples:
   aotc onnx-report resnet.onnx
   aotc onnx-report bert.onnx --input input_ids:int64[1,128] --input attention_mask:int64[1,128]
@@ -167,7 +168,17 @@ def parser() -> argparse.ArgumentParser:
                                      "the memory plan and the C of each kernel with its FLOP "
                                      "and byte counts.",
                          epilog=EXAMPLES["inspect"], formatter_class=fmt)
-    _model_args(ins)
+    _model_args(ins, optional=True)
+    ins.add_argument("--hf", metavar="DIR",
+                     help="with --decode, instead of MODULE:FUNCTION: a HuggingFace causal "
+                          "language model folder, shown as `aotc export --hf DIR --decode` "
+                          "compiles it")
+    ins.add_argument("--decode", action="store_true", help="with --hf: a decoder export")
+    ins.add_argument("--max-seq", type=int, metavar="N", help="with --decode (required)")
+    ins.add_argument("--prefill-len", type=int, metavar="N", help="with --decode")
+    ins.add_argument("--step", choices=("decode", "prefill"), default="decode",
+                     help="with --decode: the program shown, the one-token step (default) or "
+                          "the prompt's one pass")
     ins.add_argument("--html", metavar="FILE",
                      help="also write one self-contained HTML page: the graph drawn after "
                           "each pass (click a node for its source line and kernel), the "
@@ -314,8 +325,13 @@ def _inspect(args) -> int:
     for flag, value in (("--peak-gflops", args.peak_gflops), ("--peak-gbs", args.peak_gbs)):
         if value is not None and not value > 0:
             raise UsageError(f"{flag} requires a positive number, got {value}")
-    report = inspect_model(args.function, args.input, checkpoint=args.checkpoint,
-                           weight_storage=args.weight_storage)
+    if args.hf or args.decode:
+        report = _inspect_decoder(args)
+    elif args.function is None:
+        raise UsageError("inspect requires MODULE:FUNCTION, an ONNX file, or --hf DIR --decode")
+    else:
+        report = inspect_model(args.function, args.input, checkpoint=args.checkpoint,
+                               weight_storage=args.weight_storage)
     if not args.no_text:
         print(report.text())
     if args.html:
@@ -330,6 +346,25 @@ def _inspect(args) -> int:
         Path(args.html).write_text(to_html(report, peaks))
         print(f"wrote {args.html}", file=sys.stderr)
     return 0
+
+
+def _inspect_decoder(args):
+    from aot.export.signature import UsageError
+    from aot.tools.inspection import inspect_decoder
+    if not (args.hf and args.decode):
+        raise UsageError("--hf and --decode go together: aotc inspect --hf DIR --decode "
+                         "--max-seq N")
+    given = [f for f, v in (("MODULE:FUNCTION", args.function), ("--input", args.input),
+                            ("--checkpoint", args.checkpoint)) if v]
+    if given:
+        raise UsageError(f"--hf DIR --decode takes no {', '.join(given)}")
+    if args.max_seq is None:
+        raise UsageError("--decode requires --max-seq N (the positions the cache holds)")
+    try:
+        return inspect_decoder(args.hf, max_seq=args.max_seq, prefill_len=args.prefill_len,
+                               step=args.step, weight_storage=args.weight_storage)
+    except NotImplementedError as e:
+        raise UsageError(f"not implemented: {e}") from None
 
 
 def _onnx_report(args) -> int:

@@ -188,6 +188,27 @@ def inspect_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str
                           split_kernels(stage.source, len(stage.kernels))], root)
 
 
+def inspect_decoder(folder: str | os.PathLike, *, max_seq: int, prefill_len: int | None = None,
+                    step: str = "decode", weight_storage: str = "float32",
+                    name: str = "model") -> Report:
+    """One program of `aotc export --hf folder --decode` ("decode": the one-token step;
+    "prefill": the prompt's one pass), compiled as that export would. Errors as
+    `compile_decoder`'s, and UsageError for another `step`."""
+    from aot.export.decoder import compile_decoder
+    from aot.export.signature import UsageError
+    if step not in ("decode", "prefill"):
+        raise UsageError(f"--step must be decode or prefill, got {step!r}")
+    compiled = compile_decoder(folder, max_seq=max_seq, prefill_len=prefill_len, name=name,
+                               weight_storage=weight_storage)
+    stage = compiled.stages[step]
+    root = project_root(compiled.model.family.forward)
+    title = (f"--hf {folder} --decode --max-seq {max_seq} --prefill-len "
+             f"{compiled.prefill_len}: {step}, {weight_storage} weights")
+    return Report(title, stage.programs[0][1], stage,
+                  [_relative_comments(src, root) for src in
+                   split_kernels(stage.source, len(stage.kernels))], root)
+
+
 def _relative_comments(c_source: str, root: Path) -> str:
     """The kernel's C with the source lines in its comments relative to `root`."""
     return c_source.replace(f"{root}{os.sep}", "")

@@ -35,7 +35,7 @@ def test_help_is_complete():
                           "embed", "blob", "file", "examples:"],
                "verify": ["--tolerance", "--trials", "--seed", "examples:"],
                "inspect": ["--input", "--checkpoint", "--html", "--peak-gflops", "--peak-gbs",
-                           "examples:"]}
+                           "--hf", "--decode", "--max-seq", "--step", "examples:"]}
     for command, words in options.items():
         out = _aotc(command, "--help")
         assert out.returncode == 0, out.stderr

@@ -327,6 +327,23 @@ def test_float16_storage_is_not_built(hf_root, capsys, tmp_path):
     assert "not implemented" in err and "bfloat16" in err, err
 
 
+def test_inspect_shows_the_decoder_programs(hf_root, capsys):
+    """aotc inspect --hf DIR --decode: the decode step (its GEMVs reading bfloat16 pair
+    panels under --weight-storage bfloat16) or the prefill, as the export compiles them."""
+    path = str(hc.checkpoint(hf_root, "gpt2"))
+    assert main(["inspect", "--hf", path, "--decode", "--max-seq", "16", "--weight-storage",
+                 "bfloat16"]) == 0
+    out = capsys.readouterr().out
+    assert "decode, bfloat16 weights" in out and "mlf_sgemm_bf16p(1, " in out
+    assert main(["inspect", "--hf", path, "--decode", "--max-seq", "16", "--prefill-len", "8",
+                 "--step", "prefill"]) == 0
+    out = capsys.readouterr().out
+    assert "--prefill-len 8: prefill, float32 weights" in out and "int32[1, 8]" in out
+    assert "mlf_sgemm_bf16p" not in out
+    assert main(["inspect", "--hf", path, "--decode"]) == 2
+    assert "--max-seq" in capsys.readouterr().err
+
+
 def test_an_encoder_is_refused(hf_root, capsys, tmp_path):
     path = hc.checkpoint(hf_root, "bert")
     assert main(["export", "--hf", str(path), "--decode", "--max-seq", "8", "-o",

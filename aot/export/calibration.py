@@ -21,6 +21,7 @@ from aot.export.signature import InputSpec, UsageError
 from aot.passes.quantization import activation_scale, calibration_points
 from aot.passes.simplify import simplify
 from aot.program.program import Program
+from mlframework.core import symbolic
 
 
 def load_calibration(path: str | os.PathLike, inputs: list[InputSpec]) -> list[np.ndarray]:
@@ -78,7 +79,9 @@ def calibrate(program: Program, inputs: list[InputSpec], path: str | os.PathLike
                              f"{i.name}: {i.spec.dims[0]}" for i in inputs))
     ids = sorted({i for readers in points.values() for i in readers})
     peaks = dict.fromkeys(ids, 0.0)
-    batch, count = inputs[0].spec.dims[0], len(data[0])
+    batch = symbolic.static(inputs[0].spec.dims[0], "--calibration's batch (the first "
+                            "dimension of --input)")
+    count = len(data[0])
     for start in range(0, count, batch):
         rows = np.arange(start, start + batch) % count
         for i, x in zip(ids, evaluate(program, [a[rows] for a in data], ids)):

@@ -1,6 +1,6 @@
 /* mlf_kernels.h: hand-written pieces that single-op kernels call: index
  * clamping, threefry-2x32 (bit-exact with jax.random.bits), a stable merge
- * argsort; mlf_conv.h adds the direct 2-d convolution. */
+ * argsort; mlf_conv.h adds the direct 2-d convolution, mlf_conv_oc.h the small-image one. */
 #ifndef MLF_KERNELS_H
 #define MLF_KERNELS_H
 
@@ -79,5 +79,6 @@ MLF_DEFINE_ARGSORT(f32, float) MLF_DEFINE_ARGSORT(f64, double)
 #ifndef MLF_RUNTIME_LINKED
 #include "mlf_conv.h" /* the direct 2-d convolution */
 #endif
+#include "mlf_conv_oc.h" /* small images, vectors over the output channels (always inlined) */
 
 #endif /* MLF_KERNELS_H */

@@ -15,8 +15,10 @@ import math
 from aot.codegen import ctypes_table as ct
 from aot.codegen.expressions import Evaluator
 from aot.codegen.nests import axis_vars, loops, merged_nest, nest
-from aot.passes.layouts import (conv_fast, conv_geometry, conv_im2col, conv_small,
-                                dot_layout, packing, sgemm_fits, widened_weights_offset)
+from aot.passes.layouts import (conv_fast, conv_geometry, conv_im2col, conv_oc,
+                                conv_oc_image_floats, conv_oc_packed, conv_oc_weights_offset,
+                                conv_small, dot_layout, packing, sgemm_fits,
+                                widened_weights_offset)
 from aot.program import indexing as ix
 from mlframework.core.dtypes import DType
 
@@ -208,6 +210,8 @@ def _widened_weights(program, v) -> tuple[list[str], str]:
 
 def _conv_call(program, k, v, out, weights) -> list[str]:
     lhs = v.inputs[0]
+    if conv_oc(program, v):
+        return _conv_oc_call(program, v, out, weights)
     if conv_fast(program, v):
         g = conv_geometry(program, v)
         what = (f"few output channels (runtime_c/mlf_conv_small.h): zero-padded NCHW rows, "
@@ -229,6 +233,33 @@ def _conv_call(program, k, v, out, weights) -> list[str]:
                 f"mlf_conv2d_im2col({', '.join(map(str, args))}, b{lhs}, {weights}, {out}, "
                 "(float*)scratch);"]
     return _conv_loops(program, v, out, weights)
+
+
+def _conv_oc_call(program, v, out, weights) -> list[str]:
+    """mlf_conv2d_oc over the batch (in parallel when large), with literal sizes; the
+    weights packed into the scratch first unless pack_weights packed them."""
+    x, w = program.values[v.inputs[0]], program.values[v.inputs[1]]
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    a = v.attrs
+    ho, wo = v.shape[2:]
+    lines = [f"/* small image, vectors over the output channels (runtime_c/mlf_conv_oc.h): "
+             f"strides {tuple(a['window_strides'])}, dilations {tuple(a['rhs_dilation'])}, "
+             f"K = {kh}x{kw}x{c} */"]
+    if not conv_oc_packed(program, v):
+        lines += [f"float* MLF_RESTRICT wk = (float*)(scratch + "
+                  f"{conv_oc_weights_offset(program, v)});",
+                  f"mlf_conv_oc_pack({o}, {c}, {kh}, {kw}, {weights}, wk);"]
+        weights = "wk"
+    args = (c, h, wd, o, kh, kw, *a["window_strides"], *a["rhs_dilation"], a["padding"][0][0],
+            a["padding"][1][0], ho, wo)
+    if n * o * ho * wo * c * kh * kw >= 65536 * 16 and n > 1:
+        lines.append("MLF_OMP(omp parallel for schedule(static))")
+    lines += [f"for (long n = 0; n < {n}; n++)",
+              f"  mlf_conv2d_oc({', '.join(map(str, args))}, b{x.id} + n * {c * h * wd}, "
+              f"{weights}, {out} + n * {o * ho * wo}, "
+              f"(float*)scratch + n * {conv_oc_image_floats(program, v)});"]
+    return lines
 
 
 def _conv_loops(program, v, out, weights) -> list[str]:

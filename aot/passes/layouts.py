@@ -66,23 +66,80 @@ def packing(program: Program, v: Value) -> str | None:
     return program.values[v.inputs[1]].attrs.get("packing")
 
 
+OC_CHANNELS = "oc_channels"  # conv weights packed [C][KH][KW][O] by pack_weights
+OC_MAX_CHANNELS, OC_MAX_PIXELS, OC_MAX_WINDOW = 64, 256, 7
+
+
+def conv_oc(program: Program, v: Value) -> bool:
+    """True if a conv_general runs as the runtime's small-image conv vectorized over its
+    output channels (`mlf_conv2d_oc`, runtime_c/mlf_conv_oc.h): float32 2-d NCHW/OIHW with
+    float32 weights (as given or packed "oc_channels"), O <= 64, at most 256 output pixels
+    per image, windows up to 7x7, any strides, kernel dilations and padding >= 0, no
+    groups. Narrow images are where vectors along a row (mlf_conv_small.h) waste lanes."""
+    lhs, rhs = (program.values[i] for i in v.inputs)
+    a = v.attrs
+    return (v.dtype is DType.FLOAT32 and lhs.dtype is DType.FLOAT32
+            and rhs.dtype is DType.FLOAT32 and rhs.attrs.get("packing") in (None, OC_CHANNELS)
+            and len(lhs.shape) == 4 and set(a["lhs_dilation"]) == {1}
+            and a["feature_group_count"] == 1 and a["batch_group_count"] == 1
+            and all(lo >= 0 and hi >= 0 for lo, hi in a["padding"])
+            and 0 < rhs.shape[0] <= OC_MAX_CHANNELS and max(rhs.shape[2:]) <= OC_MAX_WINDOW
+            and 0 < v.shape[2] * v.shape[3] <= OC_MAX_PIXELS and lhs.size > 0 and rhs.size > 0)
+
+
+def conv_oc_lanes(channels: int) -> int:
+    """Mirrors mlf_conv_oc_lanes: floats per vector of output channels."""
+    return 8 if channels <= 8 else 16
+
+
+def conv_oc_packed(program: Program, v: Value) -> bool:
+    """True if an `conv_oc` convolution's weights were packed at compile time."""
+    return program.values[v.inputs[1]].attrs.get("packing") == OC_CHANNELS
+
+
+def conv_oc_image_floats(program: Program, v: Value) -> int:
+    """Mirrors mlf_conv_oc_work_floats: floats of one zero-padded input image."""
+    c = program.values[v.inputs[0]].shape[1]
+    _, _, kh, kw = program.values[v.inputs[1]].shape
+    (sh, sw), (dh, dw) = v.attrs["window_strides"], v.attrs["rhs_dilation"]
+    ho, wo = v.shape[2:]
+    return c * ((ho - 1) * sh + (kh - 1) * dh + 1) * ((wo - 1) * sw + (kw - 1) * dw + 1)
+
+
+def conv_oc_weights_offset(program: Program, v: Value) -> int:
+    """Where in a `conv_oc` kernel's scratch (after one padded image per image, 64-byte
+    aligned) mlf_conv_oc_pack writes weights that were not packed at compile time."""
+    n = program.values[v.inputs[0]].shape[0]
+    return -(-4 * n * conv_oc_image_floats(program, v) // 64) * 64
+
+
+def _conv_oc_work(program: Program, v: Value) -> int:
+    if conv_oc_packed(program, v):
+        return 4 * program.values[v.inputs[0]].shape[0] * conv_oc_image_floats(program, v)
+    o, c, kh, kw = program.values[v.inputs[1]].shape
+    lanes = conv_oc_lanes(o)
+    return conv_oc_weights_offset(program, v) + 4 * c * kh * kw * (-(-o // lanes) * lanes)
+
+
 def conv_fast(program: Program, v: Value) -> bool:
     """True if a conv_general runs as the runtime's direct conv (`mlf_conv2d`)."""
     lhs, rhs = (program.values[i] for i in v.inputs)
     a = v.attrs
-    return (v.dtype is DType.FLOAT32 and len(lhs.shape) == 4 and set(a["window_strides"]) == {1}
-            and set(a["lhs_dilation"]) == {1} and set(a["rhs_dilation"]) == {1}
-            and a["feature_group_count"] == 1 and a["batch_group_count"] == 1
+    return (not conv_oc(program, v) and v.dtype is DType.FLOAT32 and len(lhs.shape) == 4
+            and set(a["window_strides"]) == {1} and set(a["lhs_dilation"]) == {1}
+            and set(a["rhs_dilation"]) == {1} and a["feature_group_count"] == 1
+            and a["batch_group_count"] == 1
             and all(lo >= 0 and hi >= 0 for lo, hi in a["padding"]) and v.size > 0
             and lhs.size > 0)
 
 
 def conv_im2col(program: Program, v: Value) -> bool:
-    """True if a conv_general that is not `conv_fast` runs as im2col + GEMM
-    (`mlf_conv2d_im2col`): float32 2-d NCHW/OIHW, any strides and kernel dilations."""
+    """True if a conv_general that is neither `conv_oc` nor `conv_fast` runs as im2col +
+    GEMM (`mlf_conv2d_im2col`): float32 2-d NCHW/OIHW, any strides and kernel dilations."""
     lhs, rhs = (program.values[i] for i in v.inputs)
     a = v.attrs
-    return (not conv_fast(program, v) and v.dtype is DType.FLOAT32 and len(lhs.shape) == 4
+    return (not conv_fast(program, v) and not conv_oc(program, v)
+            and v.dtype is DType.FLOAT32 and len(lhs.shape) == 4
             and set(a["lhs_dilation"]) == {1} and a["feature_group_count"] == 1
             and a["batch_group_count"] == 1 and all(lo >= 0 and hi >= 0 for lo, hi in a["padding"])
             and v.size > 0 and lhs.size > 0 and rhs.size > 0)
@@ -105,6 +162,33 @@ def conv_small(g: dict) -> bool:
     return g["o"] <= 16 and g["wo"] <= 64
 
 
+VECTOR_FLOATS = 16  # a padded window's dense rows are whole 16-lane vectors
+
+
+def window_rows(program: Program, v: Value) -> tuple[list[int], int] | None:
+    """A padded float reduce_window (max, min, sum; no base dilation; padding >= 0) that
+    runs on a copy of its input padded with the reduction's identity (no bounds test per
+    tap): (padded extents, dense row length) where the row, the last axis's window
+    reductions at every position ((out - 1) * stride + 1 of them, rounded up to whole
+    vectors), is subsampled by the stride. None: the plain loop nest."""
+    if v.op not in (Op.REDUCE_WINDOW_MAX, Op.REDUCE_WINDOW_MIN, Op.REDUCE_WINDOW_SUM):
+        return None
+    x = program.values[v.inputs[0]]
+    a = v.attrs
+    ones = (1,) * len(x.shape)
+    if x.dtype not in (DType.FLOAT32, DType.FLOAT64) or v.dtype is not x.dtype \
+            or not x.shape or set(a.get("base_dilation", ones)) != {1} \
+            or any(lo < 0 or hi < 0 for lo, hi in a["padding"]) \
+            or not any(lo or hi for lo, hi in a["padding"]) or v.size == 0:
+        return None
+    wd = a.get("window_dilation", ones)
+    extents = [max(lo + n, (o - 1) * st + (w - 1) * d + 1) for n, o, st, w, d, (lo, _) in
+               zip(x.shape, v.shape, a["window_strides"], a["window_dimensions"], wd,
+                   a["padding"])]
+    dense = (v.shape[-1] - 1) * a["window_strides"][-1] + 1
+    return extents, -(-dense // VECTOR_FLOATS) * VECTOR_FLOATS
+
+
 def scratch_bytes(program: Program, k: Kernel) -> int:
     """Workspace kernel `k` needs during its run (GEMM packing, padded conv input, sort keys)."""
     if k.kind == "dot" and k.contraction is not None:
@@ -116,6 +200,9 @@ def scratch_bytes(program: Program, k: Kernel) -> int:
         rows = v.shape[-1] ** 2 if v.op is Op.CHOLESKY else (
             v.shape[-2] if v.attrs["left_side"] else v.shape[-1])
         return (8 if v.dtype.itemsize == 8 else 4) * rows
+    window = window_rows(program, v)
+    if window is not None:  # the padded copy, and one row of slack that the last row reads
+        return v.dtype.itemsize * (math.prod(window[0]) + window[1])
     if v.op in (Op.SORT, Op.ARGSORT):
         n = v.shape[v.attrs["axis"]] if v.shape else 1
         return 8 * 3 * max(n, 1)
@@ -157,6 +244,8 @@ def _conv_scratch(program: Program, v: Value) -> int:
 
 
 def _conv_work(program: Program, v: Value) -> int:
+    if conv_oc(program, v):
+        return _conv_oc_work(program, v)
     if conv_im2col(program, v):  # mirrors mlf_conv2d_im2col_work_floats
         o, c, kh, kw = program.values[v.inputs[1]].shape
         k, p = c * kh * kw, v.shape[2] * v.shape[3]

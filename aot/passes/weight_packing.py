@@ -37,6 +37,11 @@ float32 type; the code generator calls the matching kernel.
 - "float16" storage, packing "float16" (`aotc export --weight-storage float16`):
   convolution weights rounded to float16 and stored at half the bytes, widened into the
   kernel's scratch before the convolution; dense layers are stored as with "float32".
+- Convolution weights read only by small-image convolutions (`conv_oc` in
+  aot/passes/layouts.py) whose output channels fill whole vectors, under any storage that
+  leaves them float32: packing "oc_channels", the same floats stored [C][KH][KW][O]
+  (the value keeps its logical shape [O, C, KH, KW]), as runtime_c/mlf_conv_oc.h reads
+  them, instead of mlf_conv_oc_pack on every call.
 
 Parameters (weights a caller passes in, as a decoder's prefill and decode programs share
 theirs) are packed only when named in `params`, and only for "bfloat16": the value stays
@@ -49,7 +54,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aot.passes.layouts import dot_layout
+from aot.passes.layouts import OC_CHANNELS, conv_oc, conv_oc_lanes, dot_layout
 from aot.program.program import Program, Value
 from mlframework.core.dtypes import DType, as_dtype
 from mlframework.graph.gen_optypes import Op
@@ -100,16 +105,15 @@ def pack_weights(program: Program, storage: str = "float32", variables=None,
         if _int8_products(program, v, users[vid]):
             packed[vid] = _s8_packed(v)
             continue
-        if variables is not None and v.scope not in variables:
-            continue
-        if storage == "int8" and _embedding_table(program, v, users[vid]):
+        chosen = variables is None or v.scope in variables
+        if chosen and storage == "int8" and _embedding_table(program, v, users[vid]):
             q, scales = quantize(np.asarray(v.attrs["value"], np.float32), 0)
             packed[vid] = Value(vid, Op.CONSTANT, (), {"value": q, "packing": INT8_ROWS},
                                 DType.INT8, v.shape, v.source, v.scope)
             for u in users[vid]:
                 gathers[u] = _row_gather(program.values[u], packed[vid], scales, fresh)
             continue
-        if storage in ("int8", "float16") and _conv_weights(program, v, users[vid]):
+        if chosen and storage in ("int8", "float16") and _conv_weights(program, v, users[vid]):
             w = np.asarray(v.attrs["value"], np.float32)
             if storage == "int8":
                 stored, scales = quantize(w, 0)
@@ -119,6 +123,13 @@ def pack_weights(program: Program, storage: str = "float32", variables=None,
                 attrs = {"value": stored, "packing": FLOAT16}
             packed[vid] = Value(vid, Op.CONSTANT, (), attrs, as_dtype(stored.dtype), v.shape,
                                 v.source, v.scope)
+            continue
+        if _oc_weights(program, v, users[vid]):
+            value = np.ascontiguousarray(np.moveaxis(np.asarray(v.attrs["value"]), 0, -1))
+            packed[vid] = Value(vid, Op.CONSTANT, (), {"value": value, "packing": OC_CHANNELS},
+                                v.dtype, v.shape, v.source, v.scope)
+            continue
+        if not chosen:
             continue
         dots = _dense_products(program, v, users[vid])
         if dots is None:
@@ -320,3 +331,12 @@ def _conv_weights(program: Program, v: Value, users: list[int]) -> bool:
         return False
     return all(program.values[u].op is Op.CONV_GENERAL and program.values[u].inputs[0] != v.id
                and program.values[u].dtype is DType.FLOAT32 for u in users)
+
+
+def _oc_weights(program: Program, v: Value, users: list[int]) -> bool:
+    """Whether `v` is a float32 constant read only as the kernel of `conv_oc` convolutions
+    whose output channels fill whole vectors (so packing adds no padding)."""
+    return _conv_weights(program, v, users) and len(v.shape) == 4 \
+        and v.shape[0] % conv_oc_lanes(v.shape[0]) == 0 \
+        and all(program.values[u].inputs[1] == v.id and conv_oc(program, program.values[u])
+                for u in users)

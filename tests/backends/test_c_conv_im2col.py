@@ -9,11 +9,12 @@ from jax import lax
 import mlframework as mlf
 from mlframework import graph as G
 
-# (x shape, w shape, strides, padding, kernel dilation)
+# (x shape, w shape, strides, padding, kernel dilation); outputs of more than 256 pixels
+# (smaller ones with O <= 64 run mlf_conv_oc.h, tests/backends/test_c_conv_oc.py)
 CASES = [
-    ((2, 3, 9, 8), (5, 3, 3, 3), (2, 2), ((1, 1), (1, 0)), (1, 1)),    # odd sizes, batch 2
-    ((1, 8, 8, 8), (16, 8, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1)),   # ResNet shortcut
-    ((3, 4, 11, 10), (20, 4, 3, 2), (1, 3), ((2, 0), (0, 3)), (2, 1)),  # dilated, one-sided
+    ((2, 3, 35, 33), (5, 3, 3, 3), (2, 2), ((1, 1), (1, 0)), (1, 1)),   # odd sizes, batch 2
+    ((1, 8, 34, 34), (16, 8, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1)),  # a 1x1 shortcut
+    ((3, 4, 30, 40), (20, 4, 3, 2), (1, 3), ((2, 0), (0, 3)), (2, 1)),  # dilated, one-sided
     ((1, 2, 7, 7), (70, 2, 3, 3), (2, 1), ((1, 1), (1, 1)), (1, 2)),   # O past one panel
 ]
 

@@ -1,18 +1,15 @@
 """Few-channel C convolutions (runtime_c/mlf_conv_small.h) against jax at precision=highest.
 
 Covers both register-tile forms: vectors along the output row (forward LeNet shapes,
-input gradients) and vectors along kw (narrow outputs with wide kernels: weight
-gradients), on odd sizes and paddings, at 1 and 2 threads (separate processes, since
-MLF_NUM_THREADS is read when an executable is built).
+input gradients; those with at most 256 output pixels run mlf_conv_oc.h instead) and
+vectors along kw (narrow outputs with wide kernels: weight gradients), on odd sizes and
+paddings, at 1 and 2 threads (separate processes, since MLF_NUM_THREADS is read when an
+executable is built).
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+from thread_runs import worst_errors
 
 # (N, C, H, W, O, KH, KW, padding)
 CASES = [
@@ -52,9 +49,5 @@ print(json.dumps(worst))
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_few_channel_convs_match_jax(threads):
-    env = dict(os.environ, MLF_NUM_THREADS=str(threads))
-    res = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(CASES)], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    worst = json.loads(res.stdout.strip().splitlines()[-1])
+    worst = worst_errors(SCRIPT, CASES, threads)
     assert max(worst) < 1e-5, list(zip(CASES, worst))

@@ -231,6 +231,10 @@ WINDOW_CASES = [
     ((4, 5), (2, 2), (1, 2), ((1, 0), (0, 1)), (2, 1), (1, 2)),
     ((6,), (3,), (1,), ((0, 0),), (1,), (2,)),
     ((3, 3), (3, 2), (2, 1), ((1, 1), (0, 0)), (3, 2), (1, 1)),
+    # padded float windows run on a padded copy in dense rows (aot/passes/layouts.py
+    # window_rows): a ResNet stem's max pool, and a window-dilated one with odd rows
+    ((2, 3, 16, 16), (1, 1, 3, 3), (1, 1, 2, 2), ((0, 0), (0, 0), (1, 1), (1, 1))),
+    ((3, 9, 21), (1, 2, 3), (1, 2, 3), ((0, 0), (2, 1), (1, 2)), (1, 1, 1), (1, 2, 2)),
 ]
 UNDILATED = [c for c in WINDOW_CASES if len(c) == 4]
 REDUCERS = {"max": (G.reduce_window_max, np.max, _lowest),

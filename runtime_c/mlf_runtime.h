@@ -17,7 +17,7 @@
 #endif
 
 /* Status codes returned by entry points. */
-enum { MLF_OK = 0, MLF_ERR_NULL = 1, MLF_ERR_ALIGNMENT = 2, MLF_ERR_WEIGHTS = 3 };
+enum { MLF_OK = 0, MLF_ERR_NULL = 1, MLF_ERR_ALIGNMENT = 2, MLF_ERR_WEIGHTS = 3, MLF_ERR_SIZE = 5 };
 
 #define MLF_RESTRICT __restrict__
 /* Linkage of a kernel function compiled in a translation unit of its own (the c

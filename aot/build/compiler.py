@@ -41,6 +41,8 @@ CDEF = """
 int mlf_run(void* const* inputs, void* const* outputs, char* arena, const char* consts);
 int mlf_run_set_threads(int n);
 """
+# a module with symbolic dimensions takes their values (templates/c/module.c.j2)
+CDEF_SYMBOLIC = CDEF.replace("const char* consts)", "const char* consts, const int64_t* sizes)")
 FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fwrapv", "-fno-strict-aliasing",
          "-std=gnu11", "-fPIC", "-g0"]
 UNITS_PER_CPU = 4  # kernel units of a module: parallel and fine-grained, yet few gcc start-ups
@@ -104,7 +106,8 @@ def build_module(module: CModule, timings: dict | None = None):
             objects = list(pool.map(lambda u: _unit_object(u[0], u[1], folder, flags, timings),
                                     [runtime] + units))
         started = time.perf_counter()
-        _compile(entry, folder, name, flags, so, objects)
+        _compile(entry, folder, name, flags, so, objects,
+                 CDEF_SYMBOLIC if module.context.get("symbols") else CDEF)
         if timings is not None:
             timings["link"] = time.perf_counter() - started
     return _load(name, so).lib
@@ -171,7 +174,7 @@ def _load(name: str, so: Path):
 
 
 def _compile(source: str, folder: Path, name: str, flags: list[str], so: Path,
-             objects: Sequence[str] = ()) -> None:
+             objects: Sequence[str] = (), cdef: str = CDEF) -> None:
     import cffi
 
     c_path = folder / f"{name}.c"
@@ -181,7 +184,7 @@ def _compile(source: str, folder: Path, name: str, flags: list[str], so: Path,
     if check.returncode != 0:
         raise CompileError(f"gcc failed on {c_path}:\n{check.stderr.strip()}")
     ffi = cffi.FFI()
-    ffi.cdef(CDEF)
+    ffi.cdef(cdef)
     ffi.set_source(name, source, include_dirs=[str(RUNTIME)], extra_compile_args=flags,
                    extra_objects=list(objects), extra_link_args=openmp_flags() + ["-lm"])
     with tempfile.TemporaryDirectory(dir=folder) as tmp:

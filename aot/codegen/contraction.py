@@ -14,13 +14,15 @@ import math
 
 from aot.codegen import ctypes_table as ct
 from aot.codegen.expressions import Evaluator
-from aot.codegen.nests import axis_vars, loops, merged_nest, nest
+from aot.codegen.nests import axis_vars, loops, merged_nest, nest, omp_for
 from aot.passes.layouts import (conv_fast, conv_geometry, conv_im2col, conv_oc,
                                 conv_oc_image_floats, conv_oc_packed, conv_oc_weights_offset,
                                 conv_small, dot_layout, packing, sgemm_fits,
                                 widened_weights_offset)
 from aot.program import indexing as ix
+from aot.program.symbols import c_expr
 from mlframework.core.dtypes import DType
+from mlframework.core.symbolic import divide, is_symbolic
 
 
 def _epilogue_nest(program, k, out, rows: bool):
@@ -53,17 +55,21 @@ def _epilogue(program, k, out) -> list[str]:
 def _row_epilogue(program, k, out, M, N):
     """The epilogue as a loop over rows [r0, r1) of the [M, N] result, or None if its
     loop nest does not start with the row axis."""
-    if not k.epilogue or tuple(program.values[k.outputs[0]].shape) != (M, N) or M < 2 or N < 2:
+    if not k.epilogue or tuple(program.values[k.outputs[0]].shape) != (M, N) or M == 1 \
+            or N == 1 or not is_symbolic(M) and M < 2 or not is_symbolic(N) and N < 2:
         return None
     ev, loop_axes, store = _epilogue_nest(program, k, out, rows=True)
-    if not loop_axes or not loop_axes[0][0].startswith("e0") or loop_axes[0][1] % M:
+    if not loop_axes or not loop_axes[0][0].startswith("e0") or \
+            divide(loop_axes[0][1], M) is None:
         return None
     lines = loops(loop_axes, ev.lines + [store])
-    var, per_row = loop_axes[0][0], loop_axes[0][1] // M
+    var, per_row = loop_axes[0][0], divide(loop_axes[0][1], M)
+    assert per_row is not None
     first = f"for (long {var} = 0; {var} < {loop_axes[0][1]}; {var}++) {{"
     if lines[0] != first:
         return None
-    lo, hi = ("r0", "r1") if per_row == 1 else (f"r0 * {per_row}", f"r1 * {per_row}")
+    lo, hi = ("r0", "r1") if per_row == 1 else (f"r0 * {c_expr(per_row)}",
+                                                 f"r1 * {c_expr(per_row)}")
     lines[0] = f"for (long {var} = {lo}; {var} < {hi}; {var}++) {{"
     return ["/* epilogue on this thread's rows */"] + lines
 
@@ -157,7 +163,7 @@ def _dot_loops(program, v, out) -> list[str]:
                 f"{ct.store(v.dtype, 'acc')};")
     what = v.dtype.value if lhs.dtype is v.dtype else f"{lhs.dtype.value} into {v.dtype.value}"
     return [f"/* plain loop nest ({what} or a layout the GEMM cannot view) */"] + \
-        nest(list(zip(o, v.shape)), body, parallel=v.size * max(1, math.prod(kdims)) >= 65536)
+        nest(list(zip(o, v.shape)), body, omp_for(v.size * math.prod(kdims)))
 
 
 def conv_body(program, k) -> list[str]:
@@ -253,8 +259,9 @@ def _conv_oc_call(program, v, out, weights) -> list[str]:
         weights = "wk"
     args = (c, h, wd, o, kh, kw, *a["window_strides"], *a["rhs_dilation"], a["padding"][0][0],
             a["padding"][1][0], ho, wo)
-    if n * o * ho * wo * c * kh * kw >= 65536 * 16 and n > 1:
-        lines.append("MLF_OMP(omp parallel for schedule(static))")
+    pragma = omp_for(n * o * ho * wo * c * kh * kw, 65536 * 16) if n != 1 else ""
+    if pragma:
+        lines.append(pragma)
     lines += [f"for (long n = 0; n < {n}; n++)",
               f"  mlf_conv2d_oc({', '.join(map(str, args))}, b{x.id} + n * {c * h * wd}, "
               f"{weights}, {out} + n * {o * ho * wo}, "
@@ -298,4 +305,4 @@ def _conv_loops(program, v, out, weights) -> list[str]:
     body.append(f"{out}[{o_off}] = {ct.store(v.dtype, 'acc')};")
     return ["/* direct loop nest over (n, o, spatial) x (i, window) */"] + \
         nest([("n", n_out), ("o", n_feat)] + list(zip(sp, v.shape[2:])), body,
-              parallel=v.size * i_feat * math.prod(rhs.shape[2:]) >= 65536)
+              omp_for(v.size * i_feat * math.prod(rhs.shape[2:])))

@@ -22,6 +22,7 @@ from aot.passes.memory_plan import MemoryPlan
 from aot.program.canonical import canonical
 from aot.program.kernel import Kernel
 from aot.program.program import Program
+from aot.program.symbols import c_name, check_compilable
 
 ENTRY = "mlf_run"
 _BODIES = {"pointwise": fused.pointwise, "reduce": fused.reduce, "rowwise": fused.rowwise,
@@ -93,11 +94,14 @@ def emit_module(program: Program, kernels: list[Kernel], plan: MemoryPlan,
     `public`: as for `emit_c`."""
     distinct: dict[str, tuple] = {}  # key -> (its program, first kernel, canonical form, calls)
     bodies: list[str] = []
+    if program.symbols:
+        check_compilable(program)
     setup, calls = _entry(program, kernels, plan, distinct, bodies, entry)
     functions = [_function(key, *first) for key, first in distinct.items()]
     context = dict(name=program.name, kernel_count=sum(k.kind != "alias" for k in kernels),
                    arena_bytes=plan.arena_bytes, const_bytes=plan.const_bytes, entry=entry,
                    public=public, setup=setup, calls=calls, subprograms=bodies,
+                   symbols=symbol_lines(program),
                    params=[_type(program.values[p]) for p in program.params],
                    outputs=[_type(program.values[o]) for o in program.outputs])
     return CModule(functions, context)
@@ -151,8 +155,15 @@ def _entry(program: Program, kernels: list[Kernel], plan: MemoryPlan, distinct: 
         args = [names[i] for i in k.inputs] + [names[o] for o in k.outputs]
         if scratch is not None:
             args.append(f"arena + {scratch.offset}")
+        args += list(local.symbols)  # the C variables of the entry point (`symbol_lines`)
         calls.append(f"{_name(k, key)}({', '.join(args)});  /* kernel {t} */")
     return setup, calls
+
+
+def symbol_lines(program: Program) -> list[tuple[str, str, int]]:
+    """(symbol, C variable, maximum) per symbol, in the order of the entry point's
+    `sizes` argument (`Program.symbols`)."""
+    return [(s, c_name(s), top) for s, top in program.symbols.items()]
 
 
 def _copied_outputs(program: Program, plan: MemoryPlan) -> list[str]:
@@ -177,6 +188,7 @@ def _function(key: str, program: Program, k: Kernel, local: Program, lk: Kernel,
     params += [f"{ct.STORAGE[local.values[o].dtype]}* MLF_RESTRICT b{o}" for o in lk.outputs]
     if lk.scratch_bytes:
         params.append("char* MLF_RESTRICT scratch")
+    params += [f"const long {s}" for s in local.symbols]
     body = _BODIES[lk.kind](local, lk) if lk.kind in _BODIES else single_ops.body(local, lk)
     name = _name(k, key)
     nodes = [_describe(local.values[n], program.values[o]) for n, o in zip(lk.nodes, k.nodes)]

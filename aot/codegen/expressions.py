@@ -12,6 +12,7 @@ from __future__ import annotations
 from aot.codegen import ctypes_table as ct
 from aot.program.walk import Walker
 from mlframework.core.dtypes import DType
+from mlframework.core.symbolic import DimLike
 from mlframework.graph.gen_optypes import C_EXPRESSIONS, Op
 
 _ARG_NAMES = {Op.SELECT: ("pred", "on_true", "on_false")}
@@ -51,7 +52,7 @@ class Evaluator(Walker):
     def declare(self, v, name: str, expr: str) -> str:
         return f"const {ct.compute(v.dtype)} {name} = {expr};"
 
-    def start_index(self, start: str, size: int, hi: int) -> str:
+    def start_index(self, start: str, size: DimLike, hi: DimLike) -> str:
         return f"mlf_start_index((int64_t){start}, {size}, {hi})"
 
     def cast_index(self, v, at: str) -> str:

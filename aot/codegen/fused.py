@@ -13,11 +13,13 @@ from typing import Any
 
 from aot.codegen import ctypes_table as ct
 from aot.codegen.expressions import Evaluator
-from aot.codegen.nests import PARALLEL_MIN, axis_vars, loops, merged_nest
+from aot.codegen.nests import axis_vars, loops, merged_nest, omp_for
 from aot.passes.fusion import row_index_of, stage_kind
 from aot.program import indexing as ix
 from aot.program.kernel import Kernel
 from aot.program.program import Program
+from aot.program.symbols import c_expr, upper
+from mlframework.core.symbolic import is_symbolic
 from mlframework.graph.gen_optypes import Op
 
 LANES = 16  # vector accumulator lanes of a reduction
@@ -81,7 +83,7 @@ def reduce_loop(program, v, x_id, outer_index, inner_dims, extents, ev_kwargs, a
 
     ev, nest, val = merged_nest(make, axes, build, 0)
     lanes = (v.dtype.is_float and v.op in (Op.REDUCE_SUM, Op.REDUCE_MAX, Op.REDUCE_MIN)
-             and len(nest) == 1 and total >= 4 * LANES
+             and len(nest) == 1 and upper(total, program.symbols) >= 4 * LANES
              and all(lin.opaque is None for lin in ev.seen))  # lanes rename affine indices only
     if not lanes:
         body = ev.lines + [f"{acc} = {reduce_combine(v, acc, val)};"]
@@ -93,14 +95,16 @@ def reduce_loop(program, v, x_id, outer_index, inner_dims, extents, ev_kwargs, a
     lane_val = lane_ev.value(x_id, outer_index + inner_index)
     main = (lane_ev.lines + [f"{acc}_l[l] = {reduce_combine(v, f'{acc}_l[l]', lane_val)};"])
     tail = ev.lines + [f"{acc}_l[0] = {reduce_combine(v, f'{acc}_l[0]', val)};"]
-    main_end = total // LANES * LANES
+    # a symbolic row length splits at run time: the tail loop may run 0 times
+    main_end = f"{c_expr(total)} / {LANES} * {LANES}" if is_symbolic(total) else \
+        total // LANES * LANES
     lines = [f"{ctype} {acc};", "{",
              f"  {ctype} {acc}_l[{LANES}];",
              f"  for (int l = 0; l < {LANES}; l++) {acc}_l[l] = {reduce_init(v)};",
              f"  for (long {name} = 0; {name} < {main_end}; {name} += {LANES}) {{",
              "    for (int l = 0; l < %d; l++) {" % LANES]
     lines += ["      " + s for s in main] + ["    }", "  }"]
-    if main_end < total:
+    if is_symbolic(total) or main_end < total:
         lines += [f"  for (long {name} = {main_end}; {name} < {total}; {name}++) {{"]
         lines += ["    " + s for s in tail] + ["  }"]
     lines += [f"  {acc} = {acc}_l[0];",
@@ -128,8 +132,8 @@ def reduce(program: Program, k: Kernel) -> list[str]:
                             "acc", "r")
         store = f"b{v.id}[{ix.flatten(out_index, v.shape).c()}] = {ct.store(v.dtype, 'acc')};"
         nest = [(n, d, "") for n, d in out_axes]
-        if nest and v.size * math.prod(inner) >= PARALLEL_MIN and v.size > 1:
-            nest[0] = (nest[0][0], nest[0][1], "MLF_OMP(omp parallel for schedule(static))")
+        if nest and v.size != 1:
+            nest[0] = (nest[0][0], nest[0][1], omp_for(v.size * math.prod(inner)))
         return loops(nest, lines + [store])
     return _reduce_strided(program, k, v, x, axes, buffers)
 
@@ -150,7 +154,7 @@ def _reduce_strided(program, k, v, x, axes, buffers) -> list[str]:
                            [x.shape[a] for a in outer + inner_kept])
     body = ev.lines + [f"acc[{acc_index.c()}] = {reduce_combine(v, f'acc[{acc_index.c()}]', val)};"]
     nest_rest = [(f"a{a}", x.shape[a], "") for a in rest if x.shape[a] != 1]
-    inner = [f"{ctype} acc[{width}];",
+    inner = [f"{ctype} acc[{upper(width, program.symbols)}];",
              f"for (long j = 0; j < {width}; j++) acc[j] = {reduce_init(v)};"]
     inner += loops(nest_rest, body) if nest_rest else body
     store_index = ix.flatten([index[a] for a in outer], [x.shape[a] for a in outer])
@@ -158,8 +162,8 @@ def _reduce_strided(program, k, v, x, axes, buffers) -> list[str]:
               f"b{v.id}[{store_index.c()} * {width} + j] = {ct.store(v.dtype, 'acc[j]')};"]
     del out_index
     nest = [(f"a{a}", x.shape[a], "") for a in outer if x.shape[a] != 1]
-    if nest and x.size >= PARALLEL_MIN:
-        nest[0] = (nest[0][0], nest[0][1], "MLF_OMP(omp parallel for schedule(static))")
+    if nest:
+        nest[0] = (nest[0][0], nest[0][1], omp_for(x.size))
     return loops(nest, inner) if nest else inner
 
 
@@ -196,7 +200,7 @@ def rowwise(program: Program, k: Kernel) -> list[str]:
             continue
         targets = []
         if s != k.stages[-1]:
-            body.append(f"{ct.STORAGE[v.dtype]} row{s}[{cols}];")
+            body.append(f"{ct.STORAGE[v.dtype]} row{s}[{upper(cols, program.symbols)}];")
             targets.append(f"row{s}")
             rowbufs[s] = (f"row{s}", nrow)
         if s in k.outputs:
@@ -212,6 +216,6 @@ def rowwise(program: Program, k: Kernel) -> list[str]:
         stores = [f"({t})[{at}] = {ct.store(v.dtype, val)};" for t in targets]
         body += loops(nest, ev.lines + stores)
     nest = [(f"r{a}", d, "") for a, d in enumerate(dims[:nrow]) if d != 1]
-    if nest and math.prod(dims) >= PARALLEL_MIN:
-        nest[0] = (nest[0][0], nest[0][1], "MLF_OMP(omp parallel for schedule(static))")
+    if nest:
+        nest[0] = (nest[0][0], nest[0][1], omp_for(math.prod(dims)))
     return loops(nest, body) if nest else body

@@ -11,6 +11,7 @@ import math
 from aot.codegen.templates import environment
 from aot.program import indexing as ix
 from aot.program.indexing import Lin
+from mlframework.core.symbolic import Dim, DimLike
 
 PARALLEL_MIN = 65536  # elements; below this a loop is not worth an OpenMP fork (~1 us)
 
@@ -27,13 +28,21 @@ def loops(nest, body) -> list[str]:
         .strip("\n").split("\n")
 
 
-def nest(axes, inner, parallel=False) -> list[str]:
-    """Lines of a loop nest over `axes` [(var, extent)]; parallel: the outer loop is an
-    OpenMP parallel for (when it has more than one iteration)."""
+def omp_for(work: DimLike, threshold: int = PARALLEL_MIN) -> str:
+    """The OpenMP pragma of a loop doing `work` (elements), or "" when too small to fork.
+    A symbolic amount is decided at run time: an `if` clause on its C expression."""
+    if isinstance(work, Dim):
+        return f"MLF_OMP(omp parallel for schedule(static) if ({work} >= {threshold}))"
+    return "MLF_OMP(omp parallel for schedule(static))" if work >= threshold else ""
+
+
+def nest(axes, inner, pragma: str = "") -> list[str]:
+    """Lines of a loop nest over `axes` [(var, extent)]; pragma (`omp_for`): the outer
+    loop's OpenMP pragma (used when it has more than one iteration)."""
     lines, ind = [], ""
     for n, (var, d) in enumerate(axes):
-        if n == 0 and parallel and d > 1:
-            lines.append(ind + "MLF_OMP(omp parallel for schedule(static))")
+        if n == 0 and pragma and d != 1:
+            lines.append(ind + pragma)
         lines.append(f"{ind}for (long {var} = 0; {var} < {d}; {var}++) {{")
         ind += "  "
     lines += [ind + s for s in inner]
@@ -63,7 +72,7 @@ def mergeable_groups(lins: list[Lin], axes: list[tuple[str, int]]) -> list[list[
     return groups
 
 
-def merged_nest(ev_factory, axes, build, parallel_work: int):
+def merged_nest(ev_factory, axes, build, parallel_work: DimLike):
     """Evaluates `build(ev)` twice: once to find which axes merge, then for real.
 
     Returns (evaluator, loop nest, result of build).
@@ -78,8 +87,6 @@ def merged_nest(ev_factory, axes, build, parallel_work: int):
     out = []
     for n, (g, name) in enumerate(merge):
         extent = math.prod(e for _, e in g)
-        pragma = ""
-        if n == 0 and parallel_work >= PARALLEL_MIN and extent > 1:
-            pragma = "MLF_OMP(omp parallel for schedule(static))"
+        pragma = omp_for(parallel_work) if n == 0 and extent != 1 else ""
         out.append((name, extent, pragma))
     return ev, out, result

@@ -12,8 +12,9 @@ import math
 
 from aot.codegen import ctypes_table as ct
 from aot.codegen import linalg
-from aot.codegen.nests import nest
+from aot.codegen.nests import nest, omp_for
 from aot.passes.layouts import window_rows
+from aot.program.symbols import nonnegative
 from aot.program import indexing as ix
 from mlframework.graph.gen_optypes import Op
 
@@ -82,7 +83,7 @@ def _gather(program, v):
         x_index.append(off)
     lines.append(f"b{v.id}[{ix.flatten(out, v.shape).c()}] = "
                  f"b{x.id}[{ix.flatten(x_index, x.shape).c()}];")
-    return nest(axes, lines, parallel=v.size >= 65536)
+    return nest(axes, lines, omp_for(v.size))
 
 
 def _scatter(program, v):
@@ -146,7 +147,7 @@ def _arg(program, v):
             f"  const {ctype} val = {load};",
             f"  if ((best == best && val {better} best){nan}) {{ best = val; arg = i; }}",
             "}", f"b{v.id}[o * {inner} + j] = ({ct.STORAGE[v.dtype]})arg;"]
-    return nest([("o", outer), ("j", inner)], body, parallel=x.size >= 65536)
+    return nest([("o", outer), ("j", inner)], body, omp_for(x.size))
 
 
 # cumulative op: (C of the start value, C of one step over `acc` and the loaded `val`)
@@ -174,7 +175,7 @@ def _cumulative(program, v):
             f"  const {ctype} val = {ct.load(x.dtype, f'b{x.id}', at)};",
             f"  acc = {step};",
             f"  b{v.id}[{at}] = {ct.store(v.dtype, 'acc')};", "}"]
-    return nest([("o", outer), ("j", inner)], body, parallel=x.size >= 65536)
+    return nest([("o", outer), ("j", inner)], body, omp_for(x.size))
 
 
 def _sort(program, v):
@@ -222,7 +223,7 @@ def _window_positions(x, v_attrs, out, out_shape):
         spread = (n - 1) * base + 1
         if lo > 0:
             conds.append(f"{p.c()} >= 0")
-        if (out_shape[d] - 1) * st - lo + (win - 1) * wd >= spread:
+        if not nonnegative(spread - 1 - ((out_shape[d] - 1) * st - lo + (win - 1) * wd)):
             conds.append(f"{p.c()} < {spread}")
         if base > 1:
             conds.append(f"({p.c()}) % {base} == 0")
@@ -258,7 +259,7 @@ def _reduce_window(program, v):
     body = [f"{ctype} acc = {init(v.dtype)};"] + nest(_window_loops(v.attrs),
                                                       [_guarded(cond, f"acc = {comb};")])
     body.append(f"b{v.id}[{ix.flatten(out, v.shape).c()}] = {ct.store(v.dtype, 'acc')};")
-    return nest(axes, body, parallel=v.size >= 4096)
+    return nest(axes, body, omp_for(v.size, 4096))
 
 
 def _reduce_window_rows(program, v, extents, dense):

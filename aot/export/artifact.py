@@ -32,7 +32,9 @@ from aot.passes.simplify import simplify
 from aot.passes.weight_packing import pack_weights
 from aot.program.kernel import Kernel
 from aot.program.program import Program
+from aot.program.symbols import bound, upper
 from mlframework.core.dtypes import DType, as_dtype
+from mlframework.core.symbolic import is_symbolic, symbols_of
 from mlframework.graph.gen_optypes import Op
 
 ALIGN = 64
@@ -77,7 +79,8 @@ def compile_stage(program: Program, entry: str, weight_storage: str = "float32",
     snapshots.append(("plan", str(plan)))
     source = emit_c(program, kernels, plan, entry=entry, public=False)
     snapshots.append(("emit", f"{len(source.splitlines())} lines of C"))
-    return Stage(program, kernels, plan, source, kernel_costs(program, kernels), snapshots,
+    at_maxima = bound(program, program.symbols) if program.symbols else program
+    return Stage(program, kernels, plan, source, kernel_costs(at_maxima, kernels), snapshots,
                  programs)
 
 
@@ -146,12 +149,38 @@ def _array(v) -> np.ndarray:
                                 .reshape(v.shape))
 
 
-def describe(name: str, dtype: DType, shape, is_input: bool) -> dict:
+def describe(name: str, dtype: DType, shape, is_input: bool,
+             maxima: dict[str, int] | None = None) -> dict:
+    """An array of the C interface. With symbolic dims (`maxima`: each symbol's maximum),
+    "shape" names the symbols ("N"), "size" and "nbytes" are at the maxima (what a
+    static array needs), and "size_c"/"nbytes_c" are C expressions of the symbols."""
     size = math.prod(shape)
+    top = {s: v for s, v in (maxima or {}).items()}
     return {"name": name, "NAME": name.upper(), "dtype": dtype.value, "ctype": ct.STORAGE[dtype],
-            "shape": list(shape), "size": size, "nbytes": size * dtype.itemsize,
+            "shape": [str(d) if is_symbolic(d) else d for d in shape],
+            "max_shape": [upper(d, top) for d in shape],
+            "size": upper(size, top), "nbytes": upper(size * dtype.itemsize, top),
+            "size_c": c_dim(size), "nbytes_c": c_dim(size * dtype.itemsize),
+            "symbols": sorted(symbols_of(shape)),
             "type": f"{dtype.value}[{', '.join(map(str, shape))}]", "is_input": is_input,
             "written": True}
+
+
+def c_dim(d, spell=lambda s: f"(int64_t)({s})") -> str:
+    """A dim as a C expression (int64_t arithmetic) with each symbol spelled by `spell`
+    (default: the macro argument or parameter of that name, parenthesized)."""
+    if not is_symbolic(d):
+        return str(d)
+    parts = []
+    for monomial, c in d.terms:
+        factors = ([str(c)] if c != 1 or not monomial else []) + [spell(x) for x in monomial]
+        parts.append("*".join(factors))
+    return "(" + " + ".join(parts).replace("+ -", "- ") + ")"
+
+
+def symbol_args(program: Program) -> list[dict]:
+    """The size arguments of the exported functions: one per symbol, in order."""
+    return [{"name": s, "NAME": s.upper(), "max": top} for s, top in program.symbols.items()]
 
 
 def _copies(program: Program, plan: MemoryPlan, out_ptrs: list[str], in_ptrs: list[str],
@@ -174,7 +203,7 @@ def _copies(program: Program, plan: MemoryPlan, out_ptrs: list[str], in_ptrs: li
             src = f"{consts_expr} + {segment.add(f'output {k} (a constant)', _array(v))}"
         first.setdefault(o, k)
         written[k] = False
-        lines.append(f"memcpy({out_ptrs[k]}, {src}, {v.nbytes});")
+        lines.append(f"memcpy({out_ptrs[k]}, {src}, {c_dim(v.nbytes, str)});")
     return lines
 
 
@@ -184,9 +213,9 @@ def render_inference(name: str, input_names, output_names, stage: Stage, segment
     prog = stage.program
     base = segment.add_plan(prog, stage.plan, "")
     assert base == 0
-    inputs = [describe(n, prog.values[p].dtype, prog.values[p].shape, True)
+    inputs = [describe(n, prog.values[p].dtype, prog.values[p].shape, True, prog.symbols)
               for n, p in zip(input_names, prog.params)]
-    outputs = [describe(n, prog.values[o].dtype, prog.values[o].shape, False)
+    outputs = [describe(n, prog.values[o].dtype, prog.values[o].shape, False, prog.symbols)
                for n, o in zip(output_names, prog.outputs)]
     written = [True] * len(outputs)
     copies = _copies(prog, stage.plan, [o["name"] for o in outputs],
@@ -195,7 +224,7 @@ def render_inference(name: str, input_names, output_names, stage: Stage, segment
         o["written"] = w
     wrapper = environment("export").get_template("model.c.j2").render(
         name=name, P=name.upper(), inputs=inputs, outputs=outputs, copies=copies,
-        entry=f"{name}_forward", weights_mode=options["weights"])
+        entry=f"{name}_forward", weights_mode=options["weights"], symbols=symbol_args(prog))
     return stage.source + wrapper, inputs, outputs
 
 
@@ -218,7 +247,7 @@ def render_train(name: str, traced, stage: Stage, segment: Segment,
                       "ctype": ct.STORAGE[v.dtype], "shape": list(v.shape),
                       "size": math.prod(v.shape), "trainable": traced.trainable.get(var, False),
                       "nbytes": v.nbytes})
-        offset = _align(offset + v.nbytes)
+        offset = _align(offset + int(v.nbytes))  # variables are static
     state_bytes = max(offset, ALIGN)
     state_offset = segment.nbytes
     initial = np.zeros(state_bytes, np.uint8)
@@ -226,10 +255,10 @@ def render_train(name: str, traced, stage: Stage, segment: Segment,
         raw = traced.variables[var].view(np.uint8).reshape(-1)
         initial[s["offset"]:s["offset"] + raw.size] = raw
     segment.add("initial training state", initial)
-    inputs = [describe(n, prog.values[p].dtype, prog.values[p].shape, True)
+    inputs = [describe(n, prog.values[p].dtype, prog.values[p].shape, True, prog.symbols)
               for n, p in zip(traced.input_names, prog.params[n_state:])]
     class_labels = class_labels or {}
-    checks = [{"name": i["name"], "size": i["size"], "classes": class_labels[i["name"]],
+    checks = [{"name": i["name"], "size": i["size_c"], "classes": class_labels[i["name"]],
                "signed": not as_dtype(i["dtype"]).is_unsigned}
               for i in inputs if i["name"] in class_labels and as_dtype(i["dtype"]).is_int]
     out_ptrs = ["(char*)loss"] + [f"staging + {s['offset']}" for s in state]
@@ -244,7 +273,8 @@ def render_train(name: str, traced, stage: Stage, segment: Segment,
         name=name, P=name.upper(), inputs=inputs, entry=f"{name}_train_forward",
         arena_bytes=_align(arena), state_offsets=[s["offset"] for s in state],
         output_ptrs=[p if w else "NULL" for p, w in zip(out_ptrs[1:], written[1:])],
-        copies=copies, consts_offset=consts_offset, state_offset=state_offset, checks=checks)
+        copies=copies, consts_offset=consts_offset, state_offset=state_offset, checks=checks,
+        symbols=symbol_args(prog))
     summary = f"{len(state)} state variables, {sum(s['trainable'] for s in state)} trainable"
     return source, {"state": state, "state_bytes": state_bytes, "inputs": inputs,
                     "arena_bytes": workspace, "summary": summary, "checks": checks,
@@ -270,9 +300,9 @@ def render_run_state(name: str, traced, stage: Stage, segment: Segment,
     if missing:
         raise ValueError(f"the training state lacks the inference variables {missing}")
     n_state = len(traced.state)
-    inputs = [describe(n, prog.values[p].dtype, prog.values[p].shape, True)
+    inputs = [describe(n, prog.values[p].dtype, prog.values[p].shape, True, prog.symbols)
               for n, p in zip(traced.input_names, prog.params[n_state:])]
-    outputs = [describe(n, prog.values[o].dtype, prog.values[o].shape, False)
+    outputs = [describe(n, prog.values[o].dtype, prog.values[o].shape, False, prog.symbols)
                for n, o in zip(traced.output_names, prog.outputs)]
     in_ptrs = [f"s + {where[v]}" for v in traced.state] + \
         [f"(const char*){i['name']}" for i in inputs]
@@ -285,7 +315,7 @@ def render_run_state(name: str, traced, stage: Stage, segment: Segment,
     source = stage.source + environment("export").get_template("run_state.c.j2").render(
         name=name, P=name.upper(), inputs=inputs, outputs=outputs, copies=copies,
         entry=f"{name}_state_forward", state_ptrs=in_ptrs[:n_state],
-        consts_offset=consts_offset)
+        consts_offset=consts_offset, symbols=symbol_args(prog))
     return source, {"arena_bytes": arena, "variables": list(traced.state)}
 
 
@@ -305,7 +335,14 @@ def render_header(name: str, inputs, outputs, stage: Stage, segment: Segment, op
         inputs=inputs, outputs=outputs, arena_bytes=workspace_bytes(stage.plan.arena_bytes),
         weights_bytes=segment.nbytes, weights_mode=mode, weights_doc=docs[mode],
         weights_crc=weights_crc, openmp=options["openmp"], source_hash=source_hash,
-        train=train)
+        train=train, symbols=symbol_args(stage.program),
+        arena_for=arena_bytes_for(stage.plan, stage.program.symbols))
+
+
+def arena_bytes_for(plan: MemoryPlan, maxima: dict[str, int]) -> str:
+    """NAME_ARENA_BYTES_FOR's C expression of the symbols (macro arguments): the planned
+    workspace at those sizes, rounded as `workspace_bytes` rounds."""
+    return str(workspace_bytes(plan.arena_bytes))
 
 
 def render_weights(name: str, segment: Segment, mode: str, version: str

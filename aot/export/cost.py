@@ -26,16 +26,16 @@ def value_flops(program: Program, vid: int) -> int:
     v = program.values[vid]
     if v.op is Op.DOT_GENERAL:
         (b, m, n, k), _ = dot_layout(program, v)
-        return 2 * b * m * n * k
+        return int(2 * b * m * n * k)  # (a symbolic program is costed at its maxima)
     if v.op is Op.CONV_GENERAL:
         rhs = program.values[v.inputs[1]]
         features = v.shape[1] if len(v.shape) > 1 and v.shape[1] else 1
-        return 2 * v.size * rhs.size // max(features, 1)
+        return int(2 * v.size * rhs.size // max(int(features), 1))
     if v.op in OpGroup.REDUCE:
-        return program.values[v.inputs[0]].size
+        return int(program.values[v.inputs[0]].size)
     if v.op in _FREE or v.op in OpGroup.MOVEMENT:
         return 0
-    return v.size
+    return int(v.size)
 
 
 def kernel_costs(program: Program, kernels: list[Kernel]) -> list[dict]:
@@ -43,8 +43,8 @@ def kernel_costs(program: Program, kernels: list[Kernel]) -> list[dict]:
     out = []
     for t, k in enumerate(kernels):
         flops = sum(value_flops(program, n) for n in k.nodes) if k.kind != "alias" else 0
-        nbytes = sum(program.values[i].nbytes for i in set(k.inputs))
-        nbytes += sum(program.values[o].nbytes for o in set(k.outputs))
+        nbytes = sum(int(program.values[i].nbytes) for i in set(k.inputs))
+        nbytes += sum(int(program.values[o].nbytes) for o in set(k.outputs))
         out.append({"kernel": f"k{t}_{k.name}", "kind": k.kind, "nodes": list(k.nodes),
                     "flops": int(flops), "bytes": int(nbytes if k.kind != "alias" else 0),
                     "intensity": round(flops / nbytes, 3) if nbytes and k.kind != "alias"

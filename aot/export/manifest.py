@@ -41,9 +41,12 @@ def manifest_of(name, reference, checkpoint, traced, stage, ins, outs, segment, 
         "quantized_weights": {v.scope: CHANNEL_AXIS[v.attrs["packing"]]
                               for v in sorted(values.values(), key=lambda v: v.scope or "")
                               if v.attrs.get("packing") in CHANNEL_AXIS},
+        # each symbolic dimension and its maximum; a shape names its symbols ("N")
+        "symbols": dict(stage.program.symbols),
         "inputs": [{k: i[k] for k in ("name", "dtype", "shape")} for i in ins],
         "outputs": [{k: o[k] for k in ("name", "dtype", "shape")} for o in outs],
-        "arena_bytes": workspace_bytes(stage.plan.arena_bytes), "weights_bytes": segment.nbytes,
+        "arena_bytes": workspace_bytes(stage.plan.arena_bytes),  # at the maxima
+        "weights_bytes": segment.nbytes,
         "weights_crc32": f"{crc:08x}", "source_hash": src_hash,
         "variables": {k: list(a.shape) for k, a in traced.variables.items()},
         "kernels": kernels(stage),

@@ -30,9 +30,9 @@ from aot.export import artifact
 from aot.export.calibration import calibrate
 from aot.export.manifest import manifest_of
 from aot.export.onnx_model import is_onnx, load_model_function
-from aot.export.signature import InputSpec, UsageError, parse_input
+from aot.export.signature import InputSpec, UsageError, parse_input, symbol_maxima
 from aot.export.targets import HOST, ZIG, Toolchain, toolchain
-from aot.export.trace import (Traced, check_labels, load_context, trace_model,
+from aot.export.trace import (Traced, check_labels, check_names, load_context, trace_model,
                               trace_state_inference, trace_train_step)
 
 if TYPE_CHECKING:
@@ -117,7 +117,8 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
                  weights: str = "auto", target: str | None = None, train: TrainSpec | None = None,
                  openmp: bool = False, native: bool = True, build: bool = True,
                  weight_storage: str = "float32", quantize: str | None = None,
-                 calibration: str | os.PathLike | None = None) -> Artifact:
+                 calibration: str | os.PathLike | None = None,
+                 maxima: dict[str, int] | None = None) -> Artifact:
     """Exports `fn` (a callable or "MODULE:FUNCTION") for `inputs` (InputSpecs or
     "NAME:DTYPE[DIMS]" strings) into `out_dir`.
 
@@ -141,6 +142,9 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
             layers (aot/passes/quantization.py), with activation scales calibrated on
             `calibration`, an .npz with one array per input, named after it, batch first
             (aot/export/calibration.py).
+        maxima: the largest value of each symbol of the inputs' dims (`--max N=256` for
+            `x:float32[N,64]`): one library serves every size from 1 to it; its functions
+            take each symbol's value as an `int64_t` argument before the arrays (NAME.h).
 
     Raises:
         UsageError: bad arguments (an --input or --label that `parse_input`,
@@ -165,6 +169,11 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
     if not specs:
         raise UsageError("export requires at least one --input NAME:DTYPE[DIMS]")
     check_name(name)
+    maxima = symbol_maxima(specs, maxima)
+    check_names(list(maxima), "--input symbol", taken={i.name for i in specs})
+    if len({s.upper() for s in maxima}) != len(maxima):
+        raise UsageError(f"symbols {', '.join(maxima)}: NAME_MAX_<SYMBOL> macros need names "
+                         "that differ in more than case")
     if weights not in WEIGHT_MODES + ("auto",):
         raise UsageError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {weights!r}")
     tc = toolchain(target, native)
@@ -180,7 +189,7 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
         ctx = load_context(checkpoint)
     started = time.perf_counter()
     traced = trace_model(fn, specs, name=name, checkpoint=checkpoint if ctx is None else None,
-                         ctx=ctx)
+                         ctx=ctx, maxima=maxima)
     scales = calibrate(traced.program, specs, calibration, set(traced.variables)) \
         if quantize == "int8" and calibration is not None else None
     stage = artifact.compile_stage(traced.program, entry=f"{name}_forward",
@@ -199,12 +208,13 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
     files: dict[str, str | bytes] = {f"{name}.c": source}
     train_info, train_stage = None, None
     if train is not None:
-        traced_step = _trace_train(fn, specs, train, ctx)
+        traced_step = _trace_train(fn, specs, train, ctx, maxima)
         train_stage = artifact.compile_stage(traced_step.program, entry=f"{name}_train_forward")
         train_source, train_info = artifact.render_train(
             name, traced_step, train_stage, segment, _class_labels(train, traced_step, specs, outs))
         files[f"{name}_train.c"] = train_source
-        traced_state = trace_state_inference(fn, specs, ctx=ctx, name=f"{name}_run_state")
+        traced_state = trace_state_inference(fn, specs, ctx=ctx, name=f"{name}_run_state",
+                                             maxima=maxima)
         state_stage = artifact.compile_stage(traced_state.program, entry=f"{name}_state_forward")
         files[f"{name}_run_state.c"], train_info["run_state"] = artifact.render_run_state(
             name, traced_state, state_stage, segment, train_info)
@@ -251,7 +261,7 @@ def _labels(train: TrainSpec) -> list[InputSpec]:
     return labels
 
 
-def _trace_train(fn, specs, train: TrainSpec, ctx) -> Traced:
+def _trace_train(fn, specs, train: TrainSpec, ctx, maxima: dict[str, int]) -> Traced:
     from mlframework.ml import losses, optimizers
     labels = _labels(train)
     loss = train.loss
@@ -272,7 +282,8 @@ def _trace_train(fn, specs, train: TrainSpec, ctx) -> Traced:
         except ValueError:
             raise UsageError(f"--optimizer {optimizer!r}: the learning rate must be a "
                              "number") from None
-    return trace_train_step(fn, specs, labels, ctx=ctx, loss=loss, optimizer=optimizer)
+    return trace_train_step(fn, specs, labels, ctx=ctx, loss=loss, optimizer=optimizer,
+                            maxima=maxima)
 
 
 def write_artifact(out_dir, name: str, files: dict, manifest: dict, tc: Toolchain,

@@ -11,11 +11,13 @@ import sysconfig
 import traceback
 from dataclasses import dataclass
 
-from mlframework.core import shapes
+from mlframework.core import shapes, symbolic
 from mlframework.core.dtypes import DType, as_dtype
 from mlframework.core.shapes import Shape
+from mlframework.core.symbolic import DimLike
 
-_SPEC = re.compile(r"^(?P<name>[A-Za-z_]\w*):(?P<dtype>\w+)\[(?P<dims>[\d,\s]*)\]$", re.ASCII)
+_SPEC = re.compile(r"^(?P<name>[A-Za-z_]\w*):(?P<dtype>\w+)\[(?P<dims>[\w,\s]*)\]$", re.ASCII)
+_MAX = re.compile(r"^(?P<name>[A-Za-z_]\w*)=(?P<value>\d+)$", re.ASCII)
 
 
 class UsageError(ValueError):
@@ -66,6 +68,9 @@ def parse_input(text: str, option: str = "--input") -> InputSpec:
     `option` (named in the errors).
 
     DTYPE is an explicit name of `mlframework.core.dtypes.DType` (float32, int64...).
+    A dim is a size or a symbol, an identifier such as N (`x:float32[N,784]`): a size
+    chosen at run time, up to the maximum `--max N=256` declares (`parse_max`); the
+    exported function takes it as an `int64_t N` argument.
 
     Raises:
         UsageError: naming the part that is wrong and showing the expected form: no
@@ -90,8 +95,64 @@ def parse_input(text: str, option: str = "--input") -> InputSpec:
         explicit = f"write {dtype.value}, the explicit name of {dtype_name!r}" if dtype else \
             f"unknown dtype {dtype_name!r}; use one of {', '.join(d.value for d in DType)}"
         raise UsageError(f"{option} {text!r}: {explicit}")
-    dims = [int(d) for d in match["dims"].replace(" ", "").split(",") if d]
+    dims = [_dim(d, text, option) for d in match["dims"].replace(" ", "").split(",") if d]
     return InputSpec(name, shapes.make(dtype, *dims))
+
+
+def _dim(text: str, spec: str, option: str) -> DimLike:
+    if text.isdigit():
+        return int(text)
+    if not text.isidentifier() or text[0].isdigit():
+        raise UsageError(f"{option} {spec!r}: the dimension {text!r} is neither a size (64) "
+                         "nor a symbol (an identifier such as N)")
+    check_c_name(text, f"{option} {spec!r}: the symbol")
+    return symbolic.dim(text)
+
+
+def parse_max(text: str) -> tuple[str, int]:
+    """Parses `--max NAME=VALUE` (`N=256`): the largest value the symbol NAME of the
+    --input specs takes at run time (the exported workspace is sized for it).
+
+    Raises:
+        UsageError: not NAME=VALUE with a positive integer VALUE.
+    """
+    match = _MAX.match(text.strip())
+    if not match or int(match["value"]) < 1:
+        raise UsageError(f"--max requires SYMBOL=MAXIMUM with a maximum >= 1, such as N=256, "
+                         f"got {text!r}")
+    return match["name"], int(match["value"])
+
+
+def symbol_maxima(specs: list[InputSpec], maxima: dict[str, int] | None) -> dict[str, int]:
+    """The symbols of `specs` (in order of first appearance: the order of the exported
+    function's size arguments) with their maxima.
+
+    Raises:
+        UsageError: a symbol without a maximum, a maximum for no symbol of the inputs, a
+            maximum below 1, or a symbol named like an input.
+    """
+    maxima = dict(maxima or {})
+    order: list[str] = []
+    for i in specs:
+        for d in i.spec.dims:
+            for s in sorted(symbolic.symbols_of([d])):
+                if s not in order:
+                    order.append(s)
+    missing = [s for s in order if s not in maxima]
+    if missing:
+        raise UsageError(f"the symbol {missing[0]} of --input needs a maximum: add --max "
+                         f"{missing[0]}=256 (the largest {missing[0]} the library serves)")
+    unused = sorted(set(maxima) - set(order))
+    if unused:
+        raise UsageError(f"--max {unused[0]}={maxima[unused[0]]}: no --input has a dimension "
+                         f"{unused[0]}; symbols of the inputs: {', '.join(order) or 'none'}")
+    for s in order:
+        if not isinstance(maxima[s], int) or isinstance(maxima[s], bool) or maxima[s] < 1:
+            raise UsageError(f"--max {s}={maxima[s]!r}: a maximum is an integer >= 1")
+        if s in {i.name for i in specs}:
+            raise UsageError(f"the symbol {s} is also the name of an --input; both become "
+                             "parameters of the exported function: rename one")
+    return {s: maxima[s] for s in order}
 
 
 def load_function(reference: str):

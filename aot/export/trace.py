@@ -119,8 +119,9 @@ def check_names(names: list[str], option: str, outputs=(), taken=()) -> None:
 
 
 def trace_model(fn, inputs: list[InputSpec], *, name: str = "model", checkpoint=None,
-                ctx=None) -> Traced:
-    """Traces `fn` for `inputs`; a context model's variables become constants.
+                ctx=None, maxima: dict[str, int] | None = None) -> Traced:
+    """Traces `fn` for `inputs`; a context model's variables become constants. `maxima`:
+    the largest value of each symbol of the inputs' dims (`Program.symbols`).
 
     Raises:
         UsageError: a context model without checkpoint or context, a checkpoint
@@ -138,7 +139,7 @@ def trace_model(fn, inputs: list[InputSpec], *, name: str = "model", checkpoint=
         box: list[Any] = []
         graph = guarded(lambda: G.Exec(None, _recording(fn, box), name=name).graph(*specs),
                         fn, inputs)
-        program = from_graph(graph)
+        program = from_graph(graph, maxima)
         _name_inputs(program, names)
         return Traced(program, names, _checked_outputs(names, box[-1]))
     if ctx is None:
@@ -153,7 +154,7 @@ def trace_model(fn, inputs: list[InputSpec], *, name: str = "model", checkpoint=
     call.__name__ = getattr(fn, "__name__", "model")
     graph, variable_names = guarded(
         lambda: _trace_with_context(ctx, call, specs, name, training=False), fn, inputs)
-    program = from_graph(graph)
+    program = from_graph(graph, maxima)
     n_out = len(pytree.flatten(box[-1])[0])
     program.outputs = program.outputs[:n_out]  # drop variable updates (inference: none used)
     store = {v.name: v for v in ctx.at_root().variables()}
@@ -173,7 +174,8 @@ def trace_model(fn, inputs: list[InputSpec], *, name: str = "model", checkpoint=
 
 
 def trace_train_step(model, inputs: list[InputSpec], labels: list[InputSpec], *, ctx, loss,
-                     optimizer, name: str = "train_step") -> Traced:
+                     optimizer, name: str = "train_step",
+                     maxima: dict[str, int] | None = None) -> Traced:
     """The Trainer's train step for `model`: params = state variables, then inputs, then
     labels; outputs = loss, then every state variable's new value (same order).
 
@@ -196,7 +198,7 @@ def trace_train_step(model, inputs: list[InputSpec], labels: list[InputSpec], *,
     graph, variable_names = guarded(
         lambda: _trace_with_context(ctx, step, specs, name, training=True, donate=True),
         model, inputs + labels)
-    program = from_graph(graph)
+    program = from_graph(graph, maxima)
     store = {v.name: v for v in ctx.at_root().variables()}
     return Traced(program, [i.name for i in inputs + labels], ["loss"] + variable_names,
                   {k: np.ascontiguousarray(store[k].numpy()) for k in variable_names},
@@ -204,7 +206,8 @@ def trace_train_step(model, inputs: list[InputSpec], labels: list[InputSpec], *,
                   trainable={k: store[k].trainable for k in variable_names})
 
 
-def trace_state_inference(fn, inputs: list[InputSpec], *, ctx, name: str = "run_state") -> Traced:
+def trace_state_inference(fn, inputs: list[InputSpec], *, ctx, name: str = "run_state",
+                          maxima: dict[str, int] | None = None) -> Traced:
     """The inference program of the context model `fn` with its variables kept as
     parameters: params = every variable of `ctx` (in `Traced.state` order, as in
     `trace_train_step`), then the inputs; outputs = the model's. NAME_run_state
@@ -213,7 +216,7 @@ def trace_state_inference(fn, inputs: list[InputSpec], *, ctx, name: str = "run_
     Raises:
         UsageError: as `trace_model` does.
     """
-    traced = trace_stateful(fn, inputs, ctx=ctx, name=name)
+    traced = trace_stateful(fn, inputs, ctx=ctx, name=name, maxima=maxima)
     outputs = len(traced.output_names) - len(traced.updated)
     traced.program.outputs = traced.program.outputs[:outputs]
     traced.output_names = traced.output_names[:outputs]
@@ -221,7 +224,8 @@ def trace_state_inference(fn, inputs: list[InputSpec], *, ctx, name: str = "run_
     return traced
 
 
-def trace_stateful(fn, inputs: list[InputSpec], *, ctx, name: str = "step") -> Traced:
+def trace_stateful(fn, inputs: list[InputSpec], *, ctx, name: str = "step",
+                   maxima: dict[str, int] | None = None) -> Traced:
     """The context model `fn(ctx, *inputs)` with every variable of `ctx` a parameter (in
     `Traced.state` order, then the inputs) and the new value of every variable it
     assigns an output after its own (`Traced.updated` names them, sorted): the form of
@@ -242,7 +246,7 @@ def trace_stateful(fn, inputs: list[InputSpec], *, ctx, name: str = "step") -> T
     call.__name__ = getattr(fn, "__name__", "model")
     graph, variable_names = guarded(
         lambda: _trace_with_context(ctx, call, specs, name, training=False), fn, inputs)
-    program = from_graph(graph)
+    program = from_graph(graph, maxima)
     for vid, n in zip(program.params[len(variable_names):], names):
         v = program.values[vid]
         program.values[vid] = Value(vid, v.op, v.inputs, v.attrs, v.dtype, v.shape,

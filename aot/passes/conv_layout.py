@@ -45,7 +45,8 @@ def canonical_convs(program: Program) -> Program:
         values[conv.id] = conv
         back = tuple(list(out_order).index(i) for i in range(rank))
         values[v.id] = _transpose(v.id, conv, back, v.shape, v)
-    return Program(program.name, values, list(program.params), list(program.outputs))
+    return Program(program.name, values, list(program.params), list(program.outputs),
+                   dict(program.symbols))
 
 
 def _transpose(vid: int, x: Value, perm, shape, conv: Value) -> Value:

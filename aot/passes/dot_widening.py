@@ -41,4 +41,5 @@ def widen_half_dots(program: Program) -> Program:
             v = Value(v.id, v.op, tuple(inputs), dict(v.attrs, preferred_element_type=None),
                       v.dtype, v.shape, v.source, v.scope)
         values[v.id] = v
-    return Program(program.name, values, list(program.params), list(program.outputs))
+    return Program(program.name, values, list(program.params), list(program.outputs),
+                   dict(program.symbols))

@@ -27,6 +27,7 @@ from aot.passes.layouts import scratch_bytes
 from aot.program import indexing as ix
 from aot.program.kernel import Kernel
 from aot.program.program import SUBGRAPH_OPS, Program
+from aot.program.symbols import upper
 from aot.program.walk import EXPENSIVE, FUSIBLE, NotFusible, Walker, splat
 from mlframework.graph.gen_optypes import Op, OpGroup
 
@@ -85,7 +86,7 @@ def _materialized(program: Program, consumers) -> set[int]:
             out.add(vid)
         elif len(users) > 1 and (cost >= SHARED_MAX_COST or _reads(program, vid, out) > 4):
             out.add(vid)
-        elif any(u.op is Op.BROADCAST_IN_DIM and u.size > v.size for u in users) \
+        elif any(u.op is Op.BROADCAST_IN_DIM and u.size != v.size for u in users) \
                 and cost > BROADCAST_MAX_COST:
             out.add(vid)
         memo.clear()
@@ -297,7 +298,7 @@ def check_rowwise(program, kernel: Kernel) -> None:
     buffers = {i: "in" for i in kernel.inputs}
     scalars: dict[int, str] = {}
     rowbufs: dict[int, tuple[str, int]] = {}  # value -> (row buffer, rank of its rows)
-    if math.prod(dims[nrow:]) > MAX_ROW:
+    if upper(math.prod(dims[nrow:]), program.symbols) > MAX_ROW:
         raise NotFusible("rows too long for cache-resident passes")
     for s in kernel.stages:
         v = program.values[s]

@@ -14,6 +14,7 @@ import math
 from aot.program import indexing as ix
 from aot.program.kernel import Kernel
 from aot.program.program import Program, Value
+from aot.program.symbols import bound, samples
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
 
@@ -84,7 +85,8 @@ def conv_oc(program: Program, v: Value) -> bool:
             and a["feature_group_count"] == 1 and a["batch_group_count"] == 1
             and all(lo >= 0 and hi >= 0 for lo, hi in a["padding"])
             and 0 < rhs.shape[0] <= OC_MAX_CHANNELS and max(rhs.shape[2:]) <= OC_MAX_WINDOW
-            and 0 < v.shape[2] * v.shape[3] <= OC_MAX_PIXELS and lhs.size > 0 and rhs.size > 0)
+            and 0 < v.shape[2] * v.shape[3] <= OC_MAX_PIXELS and lhs.size != 0
+            and rhs.size != 0)
 
 
 def conv_oc_lanes(channels: int) -> int:
@@ -109,6 +111,8 @@ def conv_oc_image_floats(program: Program, v: Value) -> int:
 def conv_oc_weights_offset(program: Program, v: Value) -> int:
     """Where in a `conv_oc` kernel's scratch (after one padded image per image, 64-byte
     aligned) mlf_conv_oc_pack writes weights that were not packed at compile time."""
+    if program.symbols:  # after the padded images of the largest batch
+        return conv_oc_weights_offset(bound(program, program.symbols, {v.id, *v.inputs}), v)
     n = program.values[v.inputs[0]].shape[0]
     return -(-4 * n * conv_oc_image_floats(program, v) // 64) * 64
 
@@ -129,8 +133,8 @@ def conv_fast(program: Program, v: Value) -> bool:
             and set(a["window_strides"]) == {1} and set(a["lhs_dilation"]) == {1}
             and set(a["rhs_dilation"]) == {1} and a["feature_group_count"] == 1
             and a["batch_group_count"] == 1
-            and all(lo >= 0 and hi >= 0 for lo, hi in a["padding"]) and v.size > 0
-            and lhs.size > 0)
+            and all(lo >= 0 and hi >= 0 for lo, hi in a["padding"]) and v.size != 0
+            and lhs.size != 0)
 
 
 def conv_im2col(program: Program, v: Value) -> bool:
@@ -142,7 +146,7 @@ def conv_im2col(program: Program, v: Value) -> bool:
             and v.dtype is DType.FLOAT32 and len(lhs.shape) == 4
             and set(a["lhs_dilation"]) == {1} and a["feature_group_count"] == 1
             and a["batch_group_count"] == 1 and all(lo >= 0 and hi >= 0 for lo, hi in a["padding"])
-            and v.size > 0 and lhs.size > 0 and rhs.size > 0)
+            and v.size != 0 and lhs.size != 0 and rhs.size != 0)
 
 
 def conv_geometry(program: Program, v: Value) -> dict:
@@ -176,6 +180,8 @@ def window_rows(program: Program, v: Value) -> tuple[list[int], int] | None:
     x = program.values[v.inputs[0]]
     a = v.attrs
     ones = (1,) * len(x.shape)
+    if symbols_of(x.shape) or symbols_of(v.shape):  # the plain loop nest takes run-time sizes
+        return None
     if x.dtype not in (DType.FLOAT32, DType.FLOAT64) or v.dtype is not x.dtype \
             or not x.shape or set(a.get("base_dilation", ones)) != {1} \
             or any(lo < 0 or hi < 0 for lo, hi in a["padding"]) \
@@ -190,16 +196,30 @@ def window_rows(program: Program, v: Value) -> tuple[list[int], int] | None:
 
 
 def scratch_bytes(program: Program, k: Kernel) -> int:
-    """Workspace kernel `k` needs during its run (GEMM packing, padded conv input, sort keys)."""
+    """Workspace kernel `k` needs during its run (GEMM packing, padded conv input, sort keys).
+
+    With symbolic shapes, the most it needs for any symbol values up to the maxima (the
+    largest over `aot.program.symbols.samples`: the runtime's own choices, such as the
+    GEMM's few-rows path, switch at those sizes)."""
+    if program.symbols:
+        ids = set(k.inputs) | set(k.outputs) | set(k.nodes)
+        for vid in list(ids):
+            ids |= set(program.values[vid].inputs)
+        return max(_scratch(bound(program, sizes, ids), k)
+                   for sizes in samples(program.symbols))
+    return _scratch(program, k)
+
+
+def _scratch(program: Program, k: Kernel) -> int:
     if k.kind == "dot" and k.contraction is not None:
         return _dot_scratch(program, program.values[k.contraction])
     if k.kind == "conv" and k.contraction is not None:
         return _conv_scratch(program, program.values[k.contraction])
     v = program.values[k.outputs[0]]
     if v.op in (Op.CHOLESKY, Op.TRIANGULAR_SOLVE):  # mirrors aot/codegen/linalg.py
-        rows = v.shape[-1] ** 2 if v.op is Op.CHOLESKY else (
+        rows = int(v.shape[-1]) ** 2 if v.op is Op.CHOLESKY else (
             v.shape[-2] if v.attrs["left_side"] else v.shape[-1])
-        return (8 if v.dtype.itemsize == 8 else 4) * rows
+        return (8 if v.dtype.itemsize == 8 else 4) * int(rows)
     window = window_rows(program, v)
     if window is not None:  # the padded copy, and one row of slack that the last row reads
         return v.dtype.itemsize * (math.prod(window[0]) + window[1])
@@ -229,6 +249,9 @@ def widened_weights_offset(program: Program, v: Value) -> int | None:
     own workspace, 64-byte aligned); None for float32 weights."""
     if program.values[v.inputs[1]].attrs.get("packing") not in ("int8_channels", "float16"):
         return None
+    if program.symbols:  # the workspace grows with the batch: placed after its largest
+        ids = {v.id, *v.inputs}
+        return widened_weights_offset(bound(program, program.symbols, ids), v)
     return -(-_conv_work(program, v) // 64) * 64
 
 
@@ -240,7 +263,7 @@ def _conv_scratch(program: Program, v: Value) -> int:
     offset = widened_weights_offset(program, v)
     if offset is None:
         return _conv_work(program, v)
-    return offset + 4 * program.values[v.inputs[1]].size
+    return offset + 4 * int(program.values[v.inputs[1]].size)
 
 
 def _conv_work(program: Program, v: Value) -> int:
@@ -249,7 +272,7 @@ def _conv_work(program: Program, v: Value) -> int:
     if conv_im2col(program, v):  # mirrors mlf_conv2d_im2col_work_floats
         o, c, kh, kw = program.values[v.inputs[1]].shape
         k, p = c * kh * kw, v.shape[2] * v.shape[3]
-        return 4 * (k * p + (k * (-(-p // 64) * 64) if sgemm_packs(o, p, k, 1) else 0))
+        return int(4 * (k * p + (k * (-(-p // 64) * 64) if sgemm_packs(o, p, k, 1) else 0)))
     if not conv_fast(program, v):
         return 0
     g = conv_geometry(program, v)

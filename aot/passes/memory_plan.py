@@ -8,7 +8,8 @@ arrays, constants live in a read-only segment, reshapes alias the buffer they
 view, and everything else shares one arena: a buffer lives from the kernel
 that writes it to the last kernel that reads it, and takes the smallest free
 gap that fits (64-byte aligned). Kernel scratch (GEMM packing) lives only
-during its kernel.
+during its kernel. A buffer of a symbolic shape is placed at its size at the
+symbols' maxima (`Program.symbols`), so the offsets serve every smaller size.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from aot.passes.fusion import fuse
 from aot.passes.simplify import simplify
 from aot.program.kernel import Kernel
 from aot.program.program import SUBGRAPH_OPS, Program, subprograms
+from aot.program.symbols import upper
+from mlframework.core.symbolic import DimLike
 from mlframework.graph.gen_optypes import Op
 
 ALIGN = 64
@@ -29,7 +32,7 @@ class Buffer:
 
     value: int
     kind: str
-    nbytes: int
+    nbytes: DimLike  # a Dim for a symbolic shape: the arena holds it at the maxima
     offset: int = 0
     start: int = 0   # index of the kernel that writes it
     end: int = 0     # index of the last kernel that reads it
@@ -47,7 +50,7 @@ class MemoryPlan:
     def __str__(self) -> str:
         lines = [f"arena {self.arena_bytes} bytes, constants {self.const_bytes} bytes"]
         for b in sorted(self.buffers.values(), key=lambda b: (b.kind, b.offset)):
-            lines.append(f"  #{b.value:<5} {b.kind:<7} offset {b.offset:>9} size {b.nbytes:>9} "
+            lines.append(f"  #{b.value:<5} {b.kind:<7} offset {b.offset!s:>9} size {b.nbytes!s:>9} "
                          f"live [{b.start}, {b.end}]")
         return "\n".join(lines)
 
@@ -78,7 +81,7 @@ def plan_memory(program: Program, kernels: list[Kernel]) -> MemoryPlan:
             plan.buffers[vid] = Buffer(vid, "input", v.nbytes, start=-1, end=len(kernels))
         elif v.op is Op.CONSTANT and any(vid in k.inputs for k in kernels):
             plan.buffers[vid] = Buffer(vid, "const", v.nbytes, const_off, -1, len(kernels))
-            const_off += _align(v.nbytes)
+            const_off += _align(int(v.nbytes))  # constants are static
     plan.const_bytes = const_off
     for t, k in enumerate(kernels):
         for o in k.outputs:
@@ -102,24 +105,26 @@ def plan_memory(program: Program, kernels: list[Kernel]) -> MemoryPlan:
         if getattr(k, "scratch_bytes", 0):
             plan.scratch[t] = Buffer(-1 - t, "scratch", k.scratch_bytes, start=t, end=t)
     arena = [b for b in plan.buffers.values() if b.kind == "arena"] + list(plan.scratch.values())
-    plan.arena_bytes = _best_fit(sorted(arena, key=lambda b: (b.start, -b.nbytes)))
+    top = program.symbols  # symbolic sizes are placed at their largest (`upper`)
+    plan.arena_bytes = _best_fit(sorted(arena, key=lambda b: (b.start, -upper(b.nbytes, top))),
+                                 top)
     for b in plan.buffers.values():
         if b.kind == "alias" and b.base is not None:
             b.offset = plan.buffers[b.base].offset
     return plan
 
 
-def _best_fit(buffers: list[Buffer]) -> int:
+def _best_fit(buffers: list[Buffer], maxima: dict[str, int]) -> int:
     live: list[Buffer] = []
     top = 0
     for b in buffers:
         live = [x for x in live if x.end >= b.start]
-        size = _align(max(b.nbytes, 1))
+        size = _align(max(upper(b.nbytes, maxima), 1))
         gaps, cursor = [], 0
         for x in sorted(live, key=lambda x: x.offset):
             if x.offset - cursor >= size:
                 gaps.append((x.offset - cursor, cursor))
-            cursor = max(cursor, x.offset + _align(max(x.nbytes, 1)))
+            cursor = max(cursor, x.offset + _align(max(upper(x.nbytes, maxima), 1)))
         b.offset = min(gaps)[1] if gaps else cursor
         top = max(top, b.offset + size)
         live.append(b)
@@ -156,7 +161,7 @@ def workspace(program: Program, k: Kernel) -> Workspace:
     ws, top = Workspace(), 0
     if v.op is not Op.COND:
         for i in v.inputs[:v.attrs["num_carry"]]:
-            size = _align(max(program.values[i].nbytes, 1))
+            size = _align(max(int(program.values[i].nbytes), 1))  # (static: see emit_module)
             ws.current.append(top)
             ws.following.append(top + size)
             top += 2 * size

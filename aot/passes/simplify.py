@@ -9,6 +9,7 @@ the result does not depend on which library computed it.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,9 @@ import numpy as np
 from aot.passes.conv_layout import canonical_convs
 from aot.passes.dot_widening import widen_half_dots
 from aot.program.program import SUBGRAPH_OPS, Program, Value
+from aot.program.symbols import nonnegative
 from mlframework.core.dtypes import DType
+from mlframework.core.symbolic import is_symbolic
 from mlframework.graph.gen_optypes import Op
 
 FOLD_MAX_ELEMENTS = 4096  # larger constants are not created by folding
@@ -79,7 +82,7 @@ def simplify(program: Program) -> Program:
     outputs = [alias.get(o, o) for o in program.outputs]
     live = _live(values, outputs, program.params)
     out = Program(program.name, {i: v for i, v in values.items() if i in live},
-                  list(program.params), outputs)
+                  list(program.params), outputs, dict(program.symbols))
     return out
 
 
@@ -129,7 +132,7 @@ def _transposed_dot(v: Value, values: dict[int, Value], users) -> Value | None:
     want = list(range(nb)) + list(range(nb + n_lf, nb + n_lf + n_rf)) + list(range(nb, nb + n_lf))
     if list(v.attrs["permutation"]) != want or n_lf == 0 or n_rf == 0:
         return None
-    if int(np.prod(d.shape[nb:nb + n_lf])) < 16:
+    if not nonnegative(math.prod(d.shape[nb:nb + n_lf]) - 16):  # (or not provably >= 16)
         return None
     attrs = dict(a, lhs_batch=a["rhs_batch"], rhs_batch=a["lhs_batch"],
                  lhs_contracting=a["rhs_contracting"], rhs_contracting=a["lhs_contracting"])
@@ -152,7 +155,7 @@ def _fold(v: Value, values: dict[int, Value]):
     fold = _FOLDERS.get(v.op)
     if v.op is Op.CONVERT and v.dtype is not DType.BOOL and v.dtype.is_float:
         fold = lambda x, dtype: x  # noqa: E731  int/float -> float is exact rounding in NumPy
-    if fold is None or v.size > FOLD_MAX_ELEMENTS or v.dtype in (DType.FLOAT16, DType.BFLOAT16):
+    if fold is None or is_symbolic(v.size) or v.size > FOLD_MAX_ELEMENTS or v.dtype in (DType.FLOAT16, DType.BFLOAT16):
         return None
     ins = [values[i] for i in v.inputs]
     if not all(i.op is Op.CONSTANT for i in ins):

@@ -56,6 +56,7 @@ import numpy as np
 
 from aot.passes.layouts import OC_CHANNELS, conv_oc, conv_oc_lanes, dot_layout
 from aot.program.program import Program, Value
+from aot.program.symbols import upper
 from mlframework.core.dtypes import DType, as_dtype
 from mlframework.graph.gen_optypes import Op
 
@@ -140,7 +141,7 @@ def pack_weights(program: Program, storage: str = "float32", variables=None,
             value, layout, dtype = pair_panels(w), PAIRS, DType.BFLOAT16
         elif storage == "int8":
             value, layout, dtype = int8_packed(w, 1), INT8_COLUMNS, DType.INT8
-        elif all(m > FEW_ROWS and n >= 16 for m in dots):
+        elif all(upper(m, program.symbols) > FEW_ROWS and n >= 16 for m in dots):
             value, layout, dtype = gemm_panels(w), PANELS, DType.FLOAT32
         else:
             continue
@@ -153,7 +154,8 @@ def pack_weights(program: Program, storage: str = "float32", variables=None,
     for vid, v in program.values.items():
         for new in gathers.get(vid, [packed.get(vid, v)]):
             values[new.id] = new
-    return Program(program.name, values, list(program.params), list(program.outputs))
+    return Program(program.name, values, list(program.params), list(program.outputs),
+                   dict(program.symbols))
 
 
 def pair_panels(w: np.ndarray) -> np.ndarray:

@@ -9,7 +9,9 @@ Local ids number the kernel's inputs first (in parameter order), then the splat
 constants its nodes read, then its nodes (topological). An input becomes a
 PARAMETER value with its dtype, shape and the layout attributes of packed weights
 (BUFFER_ATTRS) alone: a kernel reads an input's buffer, never how it was made or
-its contents. The key hashes, per local value, the op, inputs, dtype, shape and
+its contents. Symbols are spelled by their C names (`aot.program.symbols.renamed`);
+the local program's `symbols` are those its shapes use, which the function takes as
+arguments. The key hashes, per local value, the op, inputs, dtype, shape and
 attributes (splat constants by their one element), and the kernel's structure; it
 leaves out source lines and scopes, which only comments show.
 """
@@ -22,7 +24,9 @@ import numpy as np
 
 from aot.program.kernel import Kernel
 from aot.program.program import Program, Value
+from aot.program.symbols import c_name, rename_dim, renamed
 from aot.program.walk import splat
+from mlframework.core.symbolic import symbols_of
 from mlframework.graph.gen_optypes import Op
 
 # how aot.passes.weight_packing stored a constant
@@ -51,12 +55,17 @@ def canonical(program: Program, k: Kernel) -> tuple[Program, Kernel, str]:
                                        v.source, v.scope)
         else:
             values[local[vid]] = dataclasses.replace(v, id=local[vid], inputs=())
-    sub = Program(program.name, values)
+    sub = renamed(Program(program.name, values, symbols=dict(program.symbols)))
+    used: set[str] = set()
+    for v in sub.values.values():
+        used |= symbols_of(v.shape)
+    sub.symbols = {s: top for s, top in sub.symbols.items() if s in used}
     remap = lambda ids: [local[i] for i in ids]  # noqa: E731
     kernel = dataclasses.replace(
         k, outputs=remap(k.outputs), nodes=remap(k.nodes), inputs=remap(k.inputs),
         stages=remap(k.stages), epilogue=remap(k.epilogue),
-        contraction=None if k.contraction is None else local[k.contraction])
+        contraction=None if k.contraction is None else local[k.contraction],
+        dims=tuple(rename_dim(d, {s: c_name(s) for s in program.symbols}) for d in k.dims))
     return sub, kernel, _key(sub, kernel)
 
 
@@ -67,6 +76,7 @@ def _key(program: Program, k: Kernel) -> str:
         for name in sorted(v.attrs):
             h.update(name.encode())
             h.update(_attr_bytes(v, name))
+    h.update(repr(sorted(program.symbols.items())).encode())
     fields = (k.kind, k.name, k.outputs, k.nodes, k.inputs, k.stages, k.epilogue,
               k.contraction, k.rows, tuple(k.dims), k.scratch_bytes)
     h.update(repr(fields).encode())

@@ -10,24 +10,30 @@ and lets the fusion pass prove that a reduction is read at its own row.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from aot.program.symbols import c_expr, nonnegative
+from mlframework.core.symbolic import Dim, DimLike, divide
 
 
 @dataclass(frozen=True)
 class Lin:
-    """`sum(c * v for v, c in terms) + const`, or `opaque` C text when not affine."""
+    """`sum(c * v for v, c in terms) + const`, or `opaque` C text when not affine.
 
-    terms: tuple[tuple[str, int], ...] = ()
-    const: int = 0
+    Coefficients and the constant are ints, or `Dim`s of symbols spelled by their C
+    names (`aot.program.symbols.renamed`): the stride of an axis after a symbolic one."""
+
+    terms: tuple[tuple[str, DimLike], ...] = ()
+    const: DimLike = 0
     opaque: str | None = None
 
     def c(self) -> str:
         if self.opaque is not None:
             return self.opaque
-        parts = [v if k == 1 else f"{k}*{v}" for v, k in self.terms]
-        if self.const or not parts:
-            parts.append(str(self.const))
+        parts = [v if k == 1 else f"{c_expr(k)}*{v}" for v, k in self.terms]
+        if self.const != 0 or not parts:
+            parts.append(c_expr(self.const))
         return " + ".join(parts).replace("+ -", "- ")
 
     def is_zero(self) -> bool:
@@ -38,8 +44,8 @@ def var(name: str) -> Lin:
     return Lin(((name, 1),))
 
 
-def const(k: int) -> Lin:
-    return Lin((), int(k))
+def const(k: DimLike) -> Lin:
+    return Lin((), k if isinstance(k, Dim) else int(k))
 
 
 def opaque(text: str) -> Lin:
@@ -56,51 +62,74 @@ def add(a: Lin, b: Lin) -> Lin:
     terms = dict(a.terms)
     for v, k in b.terms:
         terms[v] = terms.get(v, 0) + k
-    return Lin(tuple((v, k) for v, k in terms.items() if k), a.const + b.const)
+    return Lin(tuple((v, k) for v, k in terms.items() if k != 0), a.const + b.const)
 
 
-def scale(a: Lin, k: int) -> Lin:
+def scale(a: Lin, k: DimLike) -> Lin:
     if a.opaque is not None:
-        return const(0) if k == 0 else (a if k == 1 else opaque(f"{k}*{a.c()}"))
-    return Lin(tuple((v, c * k) for v, c in a.terms if c * k), a.const * k)
+        return const(0) if k == 0 else (a if k == 1 else opaque(f"{c_expr(k)}*{a.c()}"))
+    return Lin(tuple((v, c * k) for v, c in a.terms if c * k != 0), a.const * k)
 
 
-def _bounds(terms, const, extents: dict[str, int]) -> tuple[int, int]:
+def _bounds(terms, const, extents: Mapping[str, DimLike]) -> tuple[DimLike, DimLike] | None:
+    """(lowest, highest) value of `sum(terms) + const` over the loop variables' ranges,
+    None when a symbolic term's sign is not provable (then nothing is simplified)."""
     lo = hi = const
     for v, k in terms:
         top = k * (extents[v] - 1)
-        lo, hi = lo + min(0, top), hi + max(0, top)
+        if nonnegative(top):
+            hi = hi + top
+        elif nonnegative(-top):
+            lo = lo + top
+        else:
+            return None
     return lo, hi
 
 
-def div(a: Lin, s: int, extents: dict[str, int]) -> Lin:
+def _within(bounds, s: DimLike) -> bool:
+    """True if bounds (lo, hi) provably lie in [0, s) for every symbol value."""
+    return bounds is not None and nonnegative(bounds[0]) and nonnegative(s - 1 - bounds[1])
+
+
+def div(a: Lin, s: DimLike, extents: Mapping[str, DimLike]) -> Lin:
     """floor(a / s) for a >= 0; affine when the low part provably stays below s."""
     if s == 1:
         return a
     if a.opaque is None:
-        hi_t = tuple((v, k // s) for v, k in a.terms if k % s == 0)
-        lo_t = tuple((v, k) for v, k in a.terms if k % s)
-        hi_c, lo_c = (a.const // s, 0) if a.const % s == 0 else (0, a.const)
-        lo, hi = _bounds(lo_t, lo_c, extents)
-        if 0 <= lo and hi < s:
-            return Lin(hi_t, hi_c)
-    return opaque(f"({a.c()}) / {s}")
+        hi_t: list[tuple[str, DimLike]] = []
+        lo_t: list[tuple[str, DimLike]] = []
+        for v, k in a.terms:
+            q_k = divide(k, s)
+            if q_k is None:
+                lo_t.append((v, k))
+            else:
+                hi_t.append((v, q_k))
+        q = divide(a.const, s)
+        hi_c, lo_c = (q, 0) if q is not None else (0, a.const)
+        if _within(_bounds(lo_t, lo_c, extents), s):
+            return Lin(tuple(hi_t), hi_c)
+    return opaque(f"({a.c()}) / {c_expr(s)}")
 
 
-def mod(a: Lin, d: int, extents: dict[str, int]) -> Lin:
+def mod(a: Lin, d: DimLike, extents: Mapping[str, DimLike]) -> Lin:
     """a % d for a >= 0; drops multiples of d and the mod itself when provably in range."""
     if d == 1:
         return const(0)
     if a.opaque is None:
-        t = tuple((v, k) for v, k in a.terms if k % d)
+        t = tuple((v, k) for v, k in a.terms if divide(k, d) is None)
         # the constant may be reduced mod d where the terms cannot go negative: the sum
         # then stays >= 0, so C's % (which keeps the sign) agrees with the mathematical one
-        c = a.const % d if a.const >= 0 or _bounds(t, 0, extents)[0] >= 0 else a.const
-        lo, hi = _bounds(t, c, extents)
-        if 0 <= lo and hi < d:
+        c = a.const
+        if isinstance(c, int) and isinstance(d, int):
+            low = _bounds(t, 0, extents)
+            if c >= 0 or low is not None and nonnegative(low[0]):
+                c = c % d
+        elif divide(c, d) is not None and _within(_bounds(t, 0, extents), d):
+            c = 0
+        if _within(_bounds(t, c, extents), d):
             return Lin(t, c)
         a = Lin(t, c)
-    return opaque(f"({a.c()}) % {d}")
+    return opaque(f"({a.c()}) % {c_expr(d)}")
 
 
 def strides(dims) -> list[int]:

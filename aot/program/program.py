@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from mlframework.core.dtypes import DType
+from mlframework.core.symbolic import DimLike
 from mlframework.graph.gen_optypes import Op, OpGroup
 from mlframework.graph.graph import subgraphs
 
@@ -25,27 +26,33 @@ class Value:
     inputs: tuple[int, ...]
     attrs: dict
     dtype: DType
-    shape: tuple[int, ...]
+    shape: tuple[DimLike, ...]
     source: str = ""
     scope: str = ""
 
     @property
-    def size(self) -> int:
+    def size(self) -> DimLike:
         return math.prod(self.shape)
 
     @property
-    def nbytes(self) -> int:
+    def nbytes(self) -> DimLike:
         return self.size * self.dtype.itemsize
 
 
 @dataclass
 class Program:
-    """Values in topological order, the parameter ids (in call order) and outputs."""
+    """Values in topological order, the parameter ids (in call order) and outputs.
+
+    symbols: each symbolic dimension the shapes hold (a `mlframework.core.symbolic.Dim`
+    of that name) and its maximum, in the order the compiled code takes their values;
+    empty for a static program.
+    """
 
     name: str
     values: dict[int, Value] = field(default_factory=dict)
     params: list[int] = field(default_factory=list)
     outputs: list[int] = field(default_factory=list)
+    symbols: dict[str, int] = field(default_factory=dict)
 
     def consumers(self) -> dict[int, list[int]]:
         """For every value id, the ids of the values that read it (once per use)."""
@@ -64,8 +71,12 @@ class Program:
         return "\n".join(lines)
 
 
-def from_graph(graph) -> Program:
-    """The program of a traced `Graph` (ids are kept).
+def from_graph(graph, maxima: dict[str, int] | None = None) -> Program:
+    """The program of a traced `Graph` (ids are kept). Its `symbols` are the graph's
+    (`graph.symbols`, name -> maximum), with the maxima in `maxima` taking precedence.
+
+    Raises:
+        ValueError: a symbol of the graph without a maximum.
 
     A control-flow node's sub-graphs become programs in its attributes (`subprograms`),
     without constants: each constant of a body is moved out to the enclosing program
@@ -87,9 +98,24 @@ def from_graph(graph) -> Program:
                      if k in SUBGRAPH_ATTRS else v for k, v in attrs.items()}
         prog.values[n.id] = Value(n.id, n.op, inputs, attrs, n.dtype, tuple(n.shape),
                                   n.source or "", n.scope or "")
+    prog.symbols = _maxima(graph, maxima or {})
     prog.params = [p.id for p in sorted(graph.parameters, key=lambda p: p.attrs["index"])]
     prog.outputs = [o.id for o in graph.outputs]
     return prog
+
+
+def _maxima(graph, maxima: dict[str, int]) -> dict[str, int]:
+    """`graph.symbols` (name -> maximum) updated by `maxima`, checked: the compiled code
+    needs every maximum."""
+    symbols = dict(getattr(graph, "symbols", None) or {})
+    symbols.update({s: top for s, top in maxima.items() if s in symbols})
+    missing = sorted(s for s, top in symbols.items() if top is None)
+    if missing:
+        raise ValueError(f"graph {graph.name!r}: the C compiler sizes its buffers at each "
+                         f"symbol's maximum, and {', '.join(missing)} has none; declare one "
+                         f"(e.g. aotc export --max {missing[0]}=256)")
+    order = list(maxima) + sorted(set(symbols) - set(maxima))  # maxima's order, then by name
+    return {s: int(symbols[s]) for s in order if s in symbols}
 
 
 SUBGRAPH_OPS = OpGroup.CONTROL - {Op.TUPLE_GET}

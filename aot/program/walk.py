@@ -26,7 +26,9 @@ import numpy as np
 from aot.program import indexing as ix
 from aot.program.indexing import Lin
 from aot.program.program import Program
+from aot.program.symbols import nonnegative
 from mlframework.core.dtypes import DType
+from mlframework.core.symbolic import DimLike
 from mlframework.graph.gen_optypes import Op, OpGroup
 
 MOVEMENT_FUSIBLE = frozenset({Op.BROADCAST_IN_DIM, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE, Op.PAD,
@@ -95,7 +97,7 @@ class Walker:
     def declare(self, v, name: str, expr: str) -> str:
         return f"{name} = {expr}"
 
-    def start_index(self, start: str, size: int, hi: int) -> str:
+    def start_index(self, start: str, size: DimLike, hi: DimLike) -> str:
         return f"clamp({start}, {size}, {hi})"
 
     def cast_index(self, v, at: str) -> str:
@@ -214,7 +216,7 @@ class Walker:
             start = self.value(s, [], guarded)
             hi = x.shape[a] - v.attrs["slice_sizes"][a]
             clamped = self.start_index(start, x.shape[a], hi)
-            idx.append(ix.add(ix.opaque(clamped), i) if hi > 0 else i)
+            idx.append(ix.add(ix.opaque(clamped), i) if hi != 0 else i)
         return self.value(x.id, idx, guarded), False
 
     def _pad(self, v, index, guarded):
@@ -228,7 +230,7 @@ class Walker:
             if lo > 0 or d_in == 0:
                 q_text = self.render(q)
                 conds.append(f"{q_text} >= 0")
-            if d_out - 1 - lo >= span:
+            if not nonnegative(span - d_out + lo):  # positions past the last input element
                 conds.append(f"{q_text or self.render(q)} < {span}")
             if step > 1:
                 conds.append(f"({q_text or self.render(q)}) % {step} == 0")

@@ -65,7 +65,12 @@ def _model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
                         "dynamic dimensions)")
     p.add_argument("--input", "-i", action="append", default=[], metavar="NAME:DTYPE[DIMS]",
                    help="one model input, in call order (repeat for several), e.g. "
-                        "x:float32[1,64]; NAME becomes the C parameter name")
+                        "x:float32[1,64]; NAME becomes the C parameter name; a dim may be "
+                        "a symbol, x:float32[N,64], sized at run time up to its --max")
+    p.add_argument("--max", action="append", default=[], metavar="SYMBOL=MAXIMUM",
+                   help="the largest value of a symbolic dim of --input (repeat per "
+                        "symbol), e.g. N=256: one library serves sizes 1..256, its "
+                        "functions take `int64_t N` first")
     p.add_argument("--checkpoint", metavar="DIR",
                    help="checkpoint directory (its latest checkpoint) or checkpoint .json "
                         "holding a model(ctx, inputs)'s variables; they become constants")
@@ -248,7 +253,8 @@ def _export(args) -> int:
                            checkpoint=args.checkpoint, weights=args.weights, target=args.target,
                            train=train, openmp=args.openmp, native=not args.portable,
                            build=not args.no_build, weight_storage=args.weight_storage,
-                           quantize=args.quantize, calibration=args.calibration)
+                           quantize=args.quantize, calibration=args.calibration,
+                           maxima=_maxima(args.max))
     except BuildError as e:
         print(f"aotc export: {e}", file=sys.stderr)
         return 1
@@ -259,9 +265,23 @@ def _export(args) -> int:
     print(f"exported {m['function']} -> {art.out_dir}/ ({m['target']}, weights {m['weights']})")
     print(f"  {len(m['kernels'])} kernels, {m['total_flops']:,} FLOPs per run, arena "
           f"{m['arena_bytes']:,} bytes, weights {m['weights_bytes']:,} bytes")
+    if m["symbols"]:
+        print("  sizes chosen at run time (FLOPs and arena at the maxima): " +
+              ", ".join(f"{k} in [1, {v}]" for k, v in m["symbols"].items()))
     for f in art.files:
         print(f"  {art.out_dir / f}")
     return 0
+
+
+def _maxima(texts: list[str]) -> dict[str, int]:
+    from aot.export.signature import UsageError, parse_max
+    out: dict[str, int] = {}
+    for text in texts:
+        name, top = parse_max(text)
+        if name in out:
+            raise UsageError(f"--max {name} given twice ({out[name]} and {top})")
+        out[name] = top
+    return out
 
 
 def _export_decoder(args) -> int:
@@ -331,7 +351,8 @@ def _inspect(args) -> int:
         raise UsageError("inspect requires MODULE:FUNCTION, an ONNX file, or --hf DIR --decode")
     else:
         report = inspect_model(args.function, args.input, checkpoint=args.checkpoint,
-                               weight_storage=args.weight_storage)
+                               weight_storage=args.weight_storage,
+                               maxima=_maxima(args.max))
     if not args.no_text:
         print(report.text())
     if args.html:

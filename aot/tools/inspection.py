@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aot.export.artifact import Stage, compile_stage
 from aot.export.onnx_model import load_model_function
 from aot.export.trace import trace_model
-from aot.export.signature import InputSpec
+from aot.export.signature import InputSpec, symbol_maxima
 from aot.program.program import Program, subprograms
 
 if TYPE_CHECKING:
@@ -61,8 +61,21 @@ class Report:
 
     # ---- text ----
 
+    def at_maxima(self) -> str:
+        symbols = self.stage.program.symbols
+        return f" at {', '.join(f'{s}={top}' for s, top in symbols.items())}" if symbols else ""
+
+    def symbols_text(self) -> str:
+        """The symbolic dimensions and their maxima ("" for a static model)."""
+        symbols = self.stage.program.symbols
+        if not symbols:
+            return ""
+        return "symbols (sizes chosen at run time, each an int64_t argument of NAME_run): " + \
+            ", ".join(f"{s} in [1, {top}]" for s, top in symbols.items())
+
     def text(self) -> str:
-        parts = [f"aotc inspect {self.title}", "",
+        parts = [f"aotc inspect {self.title}", ""] + \
+            ([self.symbols_text(), ""] if self.stage.program.symbols else []) + [
                  _banner("traced graph"), listing(self.traced, self.where), ""]
         for name, snapshot in self.stage.snapshots[1:]:
             parts += [_banner(f"after pass: {name}"), snapshot, ""]
@@ -86,17 +99,17 @@ class Report:
 
     def plan_text(self) -> str:
         plan, prog = self.stage.plan, self.stage.program
-        lines = [f"arena {plan.arena_bytes:,} bytes (the workspace NAME_run needs); constants "
-                 f"{plan.const_bytes:,} bytes (read-only segment)",
+        lines = [f"arena {plan.arena_bytes:,} bytes (the workspace NAME_run needs"
+                 f"{self.at_maxima()}); constants {plan.const_bytes:,} bytes (read-only segment)",
                  f"{'buffer':<8} {'kind':<7} {'offset':>10} {'bytes':>10}  {'live (kernels)':<15} "
                  "value"]
         for b in sorted(plan.buffers.values(), key=lambda b: (b.kind, b.offset, b.start)):
             v = prog.values[b.value]
             live = f"[{b.start}, {b.end}]"
-            lines.append(f"#{b.value:<7} {b.kind:<7} {b.offset:>10} {b.nbytes:>10}  {live:<15} "
+            lines.append(f"#{b.value:<7} {b.kind:<7} {b.offset!s:>10} {b.nbytes!s:>10}  {live:<15} "
                          f"{_op(v)} {_type(v)}")
         for t, b in sorted(plan.scratch.items()):
-            lines.append(f"{'scratch':<8} {'arena':<7} {b.offset:>10} {b.nbytes:>10}  "
+            lines.append(f"{'scratch':<8} {'arena':<7} {b.offset!s:>10} {b.nbytes!s:>10}  "
                          f"[{t}, {t}]{'':<9} {self.scratch_name(t)}")
         return "\n".join(lines)
 
@@ -169,18 +182,22 @@ def split_kernels(source: str, count: int) -> list[str]:
 
 def inspect_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str], *,
                   checkpoint: str | os.PathLike | None = None, ctx: Context | None = None,
-                  name: str = "model", weight_storage: str = "float32") -> Report:
+                  name: str = "model", weight_storage: str = "float32",
+                  maxima: dict[str, int] | None = None) -> Report:
     """Traces and compiles `fn` for `inputs` (InputSpecs or "NAME:DTYPE[DIMS]") as
-    `aotc export` would with `weight_storage`."""
+    `aotc export` would with `weight_storage` (and `maxima`, the largest value of each
+    symbol of the inputs' dims)."""
     title = fn if isinstance(fn, str) else getattr(fn, "__name__", "model")
     fn, specs = load_model_function(fn, inputs)
     root = project_root(fn)
     if isinstance(title, str) and ":" in title:
         file, _, function = title.rpartition(":")
         title = f"{relative_file(file, root)}:{function}"
-    traced = trace_model(fn, specs, name=name, checkpoint=checkpoint, ctx=ctx)
+    traced = trace_model(fn, specs, name=name, checkpoint=checkpoint, ctx=ctx,
+                         maxima=symbol_maxima(specs, maxima))
     original = Program(traced.program.name, dict(traced.program.values),
-                       list(traced.program.params), list(traced.program.outputs))
+                       list(traced.program.params), list(traced.program.outputs),
+                       dict(traced.program.symbols))
     stage = compile_stage(traced.program, entry=f"{name}_forward", weight_storage=weight_storage,
                           variables=set(traced.variables))
     return Report(f"{title} ({', '.join(f'{s.name}: {s.spec}' for s in specs)})", original,

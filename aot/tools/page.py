@@ -22,6 +22,7 @@ import linecache
 import numpy as np
 
 from aot.program.program import Program, subprograms
+from aot.program.symbols import upper
 from aot.tools.inspection import Report, listing, relative_source, subprogram_text
 from aot.tools.roofline import Peaks, roofline_svg
 from mlframework.graph.drawing import Arrow, Box, group_color, to_svg
@@ -158,8 +159,9 @@ def _plan(report: Report) -> str:
     rects = []
     for label, b in bufs:
         x, bw = b.start / n * w, max((b.end - b.start + 1) / n * w, 2)
-        y, bh = b.offset / max(plan.arena_bytes, 1) * h, max(b.nbytes / max(plan.arena_bytes, 1)
-                                                               * h, 1)
+        size = upper(b.nbytes, st.program.symbols)  # a symbolic buffer: at the maxima
+        y, bh = b.offset / max(plan.arena_bytes, 1) * h, max(size / max(plan.arena_bytes, 1)
+                                                             * h, 1)
         scratch = b.kind == "scratch"
         dashes = " stroke-dasharray='3,2'" if scratch else ""
         rects.append(f"<rect x='{x:.1f}' y='{y:.1f}' width='{bw:.1f}' height='{bh:.1f}' "

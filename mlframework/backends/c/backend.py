@@ -20,6 +20,7 @@ from aot.codegen import single_ops
 from aot.program.program import from_graph
 from aot.program.walk import FUSIBLE
 from mlframework.backends.base import Backend, Executable
+from mlframework.core import symbolic
 from mlframework.core.shapes import Shape
 from mlframework.graph.gen_optypes import Op, OpGroup
 
@@ -79,6 +80,10 @@ class CExecutable(Executable):
         # pointer array each way (filled per call under the lock), arena/constant pointers.
         ffi = self._ffi
         self._in_specs = [(np.dtype(p.dtype.numpy), tuple(p.shape)) for p in self._params]
+        # A symbolic graph: one library for every size up to the maxima; each call reads
+        # the symbols' values from its inputs' shapes and passes them to C (`sizes`).
+        self._symbols = dict(prog.symbols)
+        self._sizes = ffi.new("int64_t[]", max(len(self._symbols), 1))
         self._in_ptrs = ffi.new("void*[]", max(len(self._params), 1))
         self._out_ptrs = ffi.new("void*[]", max(len(self._outputs), 1))
         self._arena_ptr = ffi.cast("char*", ffi.from_buffer(self._arena))
@@ -109,7 +114,13 @@ class CExecutable(Executable):
         from_buffer = self._ffi.from_buffer
         in_ptrs, out_ptrs, specs, held = self._in_ptrs, self._out_ptrs, self._in_specs, self._held
         keep = list(inputs)
+        out_plan, sizes = self._out_plan, None
+        if self._symbols:
+            sizes, specs, out_plan = self._bound(keep)
         with self._lock:
+            if sizes is not None:
+                for i, n in enumerate(sizes):
+                    self._sizes[i] = n
             donated = {i: held[i] for i in self._donated_inputs if held[i] is not None}
             for i, x in enumerate(keep):
                 dtype, shape = specs[i]
@@ -123,31 +134,32 @@ class CExecutable(Executable):
                     held[i] = x
             outs: list = []
             recycled, donor = self._recycled, self._donor
-            for k, (how, arg) in enumerate(self._out_plan):
+            for k, (how, arg) in enumerate(out_plan):
                 if how != "new":
                     outs.append(None)
                     continue
                 a = recycled[k]
-                if a is None or sys.getrefcount(a) > 3:  # held elsewhere: another array
+                if a is None or sys.getrefcount(a) > 3 or a.shape != arg[0]:  # another array
                     a = donated.pop(donor[k], None)
-                    if a is None or not _unshared(a):
+                    if a is None or not _unshared(a) or a.shape != arg[0]:
                         a = np.empty(*arg)
                     recycled[k] = a
                     out_ptrs[k] = from_buffer(a)
                 outs.append(a)
+            args: tuple = (in_ptrs, out_ptrs, self._arena_ptr, self._consts_ptr)
+            if self._symbols:
+                args += (self._sizes,)
             governor = self._governor
             if governor is None:
-                status = self.compiled.lib.mlf_run(in_ptrs, out_ptrs, self._arena_ptr,
-                                                   self._consts_ptr)
+                status = self.compiled.lib.mlf_run(*args)
             else:
                 governor.before()
                 t0 = time.perf_counter()
-                status = self.compiled.lib.mlf_run(in_ptrs, out_ptrs, self._arena_ptr,
-                                                   self._consts_ptr)
+                status = self.compiled.lib.mlf_run(*args)
                 governor.after(time.perf_counter() - t0)
         if status != 0:
             raise RuntimeError(f"generated code for {self.graph.name!r} returned status {status}")
-        for k, (how, arg) in enumerate(self._out_plan):
+        for k, (how, arg) in enumerate(out_plan):
             if how == "copy":
                 outs[k] = outs[arg].copy()
             elif how == "param":
@@ -155,6 +167,20 @@ class CExecutable(Executable):
             elif how == "const":
                 outs[k] = arg.copy()
         return outs
+
+
+    def _bound(self, inputs: list) -> tuple[list[int], list, list]:
+        """(the symbols' values, input specs, output plan) for `inputs`, whose shapes give
+        the values (`symbolic.match`: ValueError on a mismatch, a 0 or a value above its
+        maximum)."""
+        sizes = _match([shape for _, shape in self._in_specs], [np.shape(x) for x in inputs],
+                       self._symbols, [f"{self.graph.name} input {i} ({p.attrs.get('name', i)})"
+                                       for i, p in enumerate(self._params)])
+        specs = [(dtype, tuple(symbolic.evaluate(d, sizes) for d in shape))
+                 for dtype, shape in self._in_specs]
+        plan = [(how, (tuple(symbolic.evaluate(d, sizes) for d in arg[0]), arg[1]))
+                if how == "new" else (how, arg) for how, arg in self._out_plan]
+        return [sizes[s] for s in self._symbols], specs, plan
 
 
 class _ThreadGovernor:
@@ -204,6 +230,36 @@ class _ThreadGovernor:
             self._set(self.threads)
             self._interval = min(2 * self._interval, self.LAST)
         self._calls, self._probe = 0, None
+
+
+def _match(specs, shapes, maxima, names) -> dict[str, int]:
+    """Each symbol's value from the inputs' shapes (a dim that is the bare symbol gives
+    it; every dim is then checked).
+
+    Raises:
+        ValueError: a rank or size differs from the spec, or a symbol is 0 or above its
+            maximum; naming the input, the axis and the spec.
+    """
+    found: dict[str, int] = {}
+    for spec, shape, name in zip(specs, shapes, names):
+        if len(spec) != len(shape):
+            raise ValueError(f"{name} requires rank {len(spec)} "
+                             f"[{', '.join(map(str, spec))}], got shape {tuple(shape)}")
+        for axis, (d, n) in enumerate(zip(spec, shape)):
+            if isinstance(d, symbolic.Dim) and d.terms == (((next(iter(d.symbols)),), 1),):
+                symbol = next(iter(d.symbols))
+                top = maxima.get(symbol)
+                if not 1 <= n <= (top or n):
+                    raise ValueError(f"{name}.shape[{axis}] gives {symbol} = {n}, outside "
+                                     f"[1, {top}] (the maximum it was compiled for)")
+                found.setdefault(symbol, int(n))
+    for spec, shape, name in zip(specs, shapes, names):
+        for axis, (d, n) in enumerate(zip(spec, shape)):
+            if symbolic.evaluate(d, found) != n:
+                raise ValueError(f"{name} requires shape [{', '.join(map(str, spec))}] "
+                                 f"({', '.join(f'{k}={v}' for k, v in found.items())}), "
+                                 f"got {tuple(shape)} (axis {axis})")
+    return found
 
 
 def _donors(out_plan: list, in_specs: list, donate: tuple[int, ...]) -> list:

@@ -1,0 +1,111 @@
+"""The c backend on graphs with symbolic dimensions: one compiled module serves every
+size up to the maxima (the loops take the sizes at run time), checked against NumPy at
+several sizes; sizes of 0 or above the maximum are refused before C runs."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mlframework as mlf
+from mlframework import graph as G
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "aot"))
+from symbolic_support import symbolized  # noqa: E402
+
+RNG = np.random.default_rng(0)
+D, H = 32, 4
+W1 = (RNG.normal(size=(64, 48)) / 8).astype(np.float32)
+W2 = (RNG.normal(size=(48, 10)) / 7).astype(np.float32)
+WQ, WK, WV, WO = ((RNG.normal(size=(D, D)) / np.sqrt(D)).astype(np.float32) for _ in range(4))
+
+
+def mlp(x):
+    return G.softmax(G.relu(x @ W1 + 0.5) @ W2, axis=-1)
+
+
+def mlp_reference(x):
+    z = np.maximum(x @ W1 + 0.5, 0) @ W2
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def attention(x):
+    """Causal multi-head self-attention over x [B, S, D] (B and S symbolic)."""
+    b, s = x.shape[0], x.shape[1]
+
+    def heads(t):
+        return G.transpose(G.reshape(t, (b, s, H, D // H)), (0, 2, 1, 3))
+    q, k, v = heads(x @ WQ), heads(x @ WK), heads(x @ WV)
+    scores = G.matmul(q, G.transpose(k, (0, 1, 3, 2))) * (1.0 / np.sqrt(D // H))
+    causal = G.iota("int32", (s, s), 1) <= G.iota("int32", (s, s), 0)
+    p = G.softmax(G.where(causal, scores, -1e9), axis=-1)
+    return G.reshape(G.transpose(G.matmul(p, v), (0, 2, 1, 3)), (b, s, D)) @ WO
+
+
+def attention_reference(x):
+    b, s, _ = x.shape
+    heads = lambda t: t.reshape(b, s, H, D // H).transpose(0, 2, 1, 3)  # noqa: E731
+    q, k, v = heads(x @ WQ), heads(x @ WK), heads(x @ WV)
+    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(D // H)
+    scores = np.where(np.tril(np.ones((s, s), bool)), scores, -1e9)
+    e = np.exp(scores - scores.max(-1, keepdims=True))
+    return ((e / e.sum(-1, keepdims=True)) @ v).transpose(0, 2, 1, 3).reshape(b, s, D) @ WO
+
+
+@pytest.fixture(scope="module")
+def mlp_exe():
+    graph = symbolized(G.Exec(None, mlp).graph(np.zeros((97, 64), np.float32)),
+                       {"N": (97, 256)})
+    return mlf.backends.new("c").compile(graph)
+
+
+@pytest.mark.parametrize("n", [1, 7, 64, 256])
+def test_mlp_one_module_every_batch(mlp_exe, n):
+    x = RNG.normal(size=(n, 64)).astype(np.float32)
+    out, = mlp_exe.run([x])
+    assert out.shape == (n, 10)
+    np.testing.assert_allclose(out, mlp_reference(x), atol=1e-5)
+
+
+def test_mlp_keeps_the_static_fast_paths(mlp_exe):
+    src = mlp_exe.source
+    assert "mlf_sgemm_panels(sym_N, 48, 64," in src  # the packed weights' GEMM, M at run time
+    assert "const long sym_N" in src and "sizes[0] > 256" in src
+    assert "for (long c0 = 0; c0 < 10; c0++)" in src  # softmax rows keep their static width
+
+
+@pytest.mark.parametrize("n", [0, 257])
+def test_sizes_out_of_range_are_refused(mlp_exe, n):
+    with pytest.raises(ValueError, match=f"N = {n}, outside \\[1, 256\\]"):
+        mlp_exe.run([np.zeros((n, 64), np.float32)])
+
+
+def test_a_static_dim_must_match(mlp_exe):
+    with pytest.raises(ValueError, match="requires shape"):
+        mlp_exe.run([np.zeros((3, 63), np.float32)])
+
+
+def test_attention_with_batch_and_sequence_symbolic():
+    graph = symbolized(G.Exec(None, attention).graph(np.zeros((97, 89, D), np.float32)),
+                       {"B": (97, 8), "S": (89, 64)})
+    exe = mlf.backends.new("c").compile(graph)
+    assert "mlf_sgemm(sym_S, sym_S, 8," in exe.source  # the score GEMM, both sides runtime
+    for b, s in ((1, 1), (2, 7), (3, 64), (8, 33)):
+        x = RNG.normal(size=(b, s, D)).astype(np.float32)
+        out, = exe.run([x])
+        np.testing.assert_allclose(out, attention_reference(x), atol=1e-5)
+
+
+def test_unbuilt_symbolic_ops_name_the_missing_piece():
+    sort = symbolized(G.Exec(None, lambda x: G.sort(x, axis=-1)).graph(
+        np.zeros((97, 5), np.float32)), {"N": (97, 8)})
+    with pytest.raises(NotImplementedError, match="sort #.*symbolic dimensions \\(N\\)"):
+        mlf.backends.new("c").compile(sort)
+    kernel = RNG.normal(size=(4, 1, 3, 3)).astype(np.float32)
+    conv = symbolized(G.Exec(None, lambda x: G.conv_general(x, kernel)).graph(
+        np.zeros((2, 1, 97, 8), np.float32)), {"H": (97, 32)})
+    with pytest.raises(NotImplementedError, match="conv_general's spatial axes"):
+        mlf.backends.new("c").compile(conv)

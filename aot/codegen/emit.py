@@ -22,7 +22,7 @@ from aot.passes.memory_plan import MemoryPlan
 from aot.program.canonical import canonical
 from aot.program.kernel import Kernel
 from aot.program.program import Program
-from aot.program.symbols import c_name, check_compilable
+from aot.program.symbols import c_expr, c_name, check_compilable, rename_dim
 
 ENTRY = "mlf_run"
 _BODIES = {"pointwise": fused.pointwise, "reduce": fused.reduce, "rowwise": fused.rowwise,
@@ -127,7 +127,7 @@ def _entry(program: Program, kernels: list[Kernel], plan: MemoryPlan, distinct: 
         elif b.kind == "output":
             setup.append(f"{ctype}* b{vid} = ({ctype}*)outputs[{b.output_index}];")
         elif b.kind == "arena":
-            setup.append(f"{ctype}* b{vid} = ({ctype}*)(arena + {b.offset});")
+            setup.append(f"{ctype}* b{vid} = ({ctype}*)(arena + {_offset(program, b.offset)});")
     for vid, b in plan.buffers.items():  # aliases after their bases
         if b.kind == "alias":
             ctype = ct.STORAGE[program.values[vid].dtype]
@@ -154,10 +154,15 @@ def _entry(program: Program, kernels: list[Kernel], plan: MemoryPlan, distinct: 
         first[4].append(t)
         args = [names[i] for i in k.inputs] + [names[o] for o in k.outputs]
         if scratch is not None:
-            args.append(f"arena + {scratch.offset}")
+            args.append(f"arena + {_offset(program, scratch.offset)}")
         args += list(local.symbols)  # the C variables of the entry point (`symbol_lines`)
         calls.append(f"{_name(k, key)}({', '.join(args)});  /* kernel {t} */")
     return setup, calls
+
+
+def _offset(program: Program, offset) -> str:
+    """An arena offset as C: a polynomial of the symbols over their C variables."""
+    return c_expr(rename_dim(offset, {s: c_name(s) for s in program.symbols}))
 
 
 def symbol_lines(program: Program) -> list[tuple[str, str, int]]:

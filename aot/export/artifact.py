@@ -101,11 +101,11 @@ class Segment:
     def add_plan(self, program: Program, plan: MemoryPlan, prefix: str) -> int:
         """Adds a plan's constant segment; returns its base offset."""
         base = self.nbytes
-        for vid, b in sorted(plan.buffers.items(), key=lambda kv: kv[1].offset):
-            if b.kind == "const":
-                v = program.values[vid]
-                label = f"{prefix}#{vid} {v.scope or v.op.value}".strip()
-                self.items.append((label, base + b.offset, _array(v)))
+        consts = {vid: b for vid, b in plan.buffers.items() if b.kind == "const"}
+        for vid, b in sorted(consts.items(), key=lambda kv: plan.position(kv[1])):
+            v = program.values[vid]
+            label = f"{prefix}#{vid} {v.scope or v.op.value}".strip()
+            self.items.append((label, base + plan.position(b), _array(v)))
         self.nbytes = _align(base + plan.const_bytes)
         return base
 
@@ -341,8 +341,11 @@ def render_header(name: str, inputs, outputs, stage: Stage, segment: Segment, op
 
 def arena_bytes_for(plan: MemoryPlan, maxima: dict[str, int]) -> str:
     """NAME_ARENA_BYTES_FOR's C expression of the symbols (macro arguments): the planned
-    workspace at those sizes, rounded as `workspace_bytes` rounds."""
-    return str(workspace_bytes(plan.arena_bytes))
+    workspace at those sizes (`MemoryPlan.arena_for`), rounded as `workspace_bytes`
+    rounds (the arena is never empty: every symbol is >= 1)."""
+    if not is_symbolic(plan.arena_for):
+        return str(workspace_bytes(plan.arena_bytes))
+    return f"(({c_dim(plan.arena_for)} + {ALIGN - 1}) / {ALIGN} * {ALIGN})"
 
 
 def render_weights(name: str, segment: Segment, mode: str, version: str

@@ -15,6 +15,7 @@ from aot.program import indexing as ix
 from aot.program.kernel import Kernel
 from aot.program.program import Program, Value
 from aot.program.symbols import bound, samples
+from mlframework.core.symbolic import DimLike, SymbolicError, evaluate
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
 
@@ -195,22 +196,30 @@ def window_rows(program: Program, v: Value) -> tuple[list[int], int] | None:
     return extents, -(-dense // VECTOR_FLOATS) * VECTOR_FLOATS
 
 
-def scratch_bytes(program: Program, k: Kernel) -> int:
+def scratch_bytes(program: Program, k: Kernel) -> DimLike:
     """Workspace kernel `k` needs during its run (GEMM packing, padded conv input, sort keys).
 
     With symbolic shapes, the most it needs for any symbol values up to the maxima (the
     largest over `aot.program.symbols.samples`: the runtime's own choices, such as the
-    GEMM's few-rows path, switch at those sizes)."""
+    GEMM's few-rows path, switch at those sizes), or the polynomial of the symbols that
+    the size is when it takes no such decision (a convolution's padded copy of a batch)."""
     if program.symbols:
         ids = set(k.inputs) | set(k.outputs) | set(k.nodes)
         for vid in list(ids):
             ids |= set(program.values[vid].inputs)
-        return max(_scratch(bound(program, sizes, ids), k)
-                   for sizes in samples(program.symbols))
+        points = samples(program.symbols)
+        sampled = [_scratch(bound(program, sizes, ids), k) for sizes in points]
+        try:  # a size that needs no decision on the symbols is their polynomial
+            exact = _scratch(program, k)
+        except SymbolicError:
+            return max(sampled)
+        if all(evaluate(exact, p) >= n for p, n in zip(points, sampled)):
+            return exact
+        return max(sampled)
     return _scratch(program, k)
 
 
-def _scratch(program: Program, k: Kernel) -> int:
+def _scratch(program: Program, k: Kernel) -> DimLike:
     if k.kind == "dot" and k.contraction is not None:
         return _dot_scratch(program, program.values[k.contraction])
     if k.kind == "conv" and k.contraction is not None:
@@ -252,10 +261,10 @@ def widened_weights_offset(program: Program, v: Value) -> int | None:
     if program.symbols:  # the workspace grows with the batch: placed after its largest
         ids = {v.id, *v.inputs}
         return widened_weights_offset(bound(program, program.symbols, ids), v)
-    return -(-_conv_work(program, v) // 64) * 64
+    return int(-(-_conv_work(program, v) // 64) * 64)
 
 
-def _conv_scratch(program: Program, v: Value) -> int:
+def _conv_scratch(program: Program, v: Value) -> DimLike:
     if packing(program, v) == "s8_conv_panels":  # mirrors mlf_conv2d_s8_work_bytes
         c, kh, kw = program.values[v.inputs[1]].attrs["kernel_shape"][1:]
         p, k = v.shape[2] * v.shape[3], c * kh * kw
@@ -263,16 +272,16 @@ def _conv_scratch(program: Program, v: Value) -> int:
     offset = widened_weights_offset(program, v)
     if offset is None:
         return _conv_work(program, v)
-    return offset + 4 * int(program.values[v.inputs[1]].size)
+    return offset + 4 * program.values[v.inputs[1]].size
 
 
-def _conv_work(program: Program, v: Value) -> int:
+def _conv_work(program: Program, v: Value) -> DimLike:
     if conv_oc(program, v):
         return _conv_oc_work(program, v)
     if conv_im2col(program, v):  # mirrors mlf_conv2d_im2col_work_floats
         o, c, kh, kw = program.values[v.inputs[1]].shape
         k, p = c * kh * kw, v.shape[2] * v.shape[3]
-        return int(4 * (k * p + (k * (-(-p // 64) * 64) if sgemm_packs(o, p, k, 1) else 0)))
+        return 4 * (k * p + (k * (-(-p // 64) * 64) if sgemm_packs(o, p, k, 1) else 0))
     if not conv_fast(program, v):
         return 0
     g = conv_geometry(program, v)

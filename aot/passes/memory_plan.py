@@ -13,17 +13,25 @@ symbols' maxima (`Program.symbols`), so the offsets serve every smaller size.
 """
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from aot.passes.fusion import fuse
 from aot.passes.simplify import simplify
 from aot.program.kernel import Kernel
 from aot.program.program import SUBGRAPH_OPS, Program, subprograms
 from aot.program.symbols import upper
-from mlframework.core.symbolic import DimLike
+from mlframework.core import symbolic
+from mlframework.core.symbolic import Dim, DimLike, evaluate
 from mlframework.graph.gen_optypes import Op
 
 ALIGN = 64
+# Buffers placed after symbolic ones start at a multiple of this at every size: the
+# alignment of every element type (the kernels' vector loads need none).
+SYMBOLIC_ALIGN = 16
 
 
 @dataclass
@@ -33,7 +41,7 @@ class Buffer:
     value: int
     kind: str
     nbytes: DimLike  # a Dim for a symbolic shape: the arena holds it at the maxima
-    offset: int = 0
+    offset: DimLike = 0  # a Dim when placed after symbolic buffers (`_best_fit_symbolic`)
     start: int = 0   # index of the kernel that writes it
     end: int = 0     # index of the last kernel that reads it
     base: int | None = None  # for aliases: the value whose bytes these are
@@ -46,10 +54,19 @@ class MemoryPlan:
     scratch: dict[int, Buffer] = field(default_factory=dict)  # kernel index -> scratch
     arena_bytes: int = 0
     const_bytes: int = 0
+    # With symbolic sizes: the arena for given symbol values (a polynomial of them, or
+    # the size at the maxima when offsets could not be symbolic); `arena_bytes` is its
+    # value at the maxima.
+    arena_for: DimLike = 0
+    symbols: dict[str, int] = field(default_factory=dict)  # the program's, with maxima
+
+    def position(self, b: Buffer) -> int:
+        """b's offset at the symbols' maxima (its offset for a static program)."""
+        return upper(b.offset, self.symbols)
 
     def __str__(self) -> str:
         lines = [f"arena {self.arena_bytes} bytes, constants {self.const_bytes} bytes"]
-        for b in sorted(self.buffers.values(), key=lambda b: (b.kind, b.offset)):
+        for b in sorted(self.buffers.values(), key=lambda b: (b.kind, self.position(b))):
             lines.append(f"  #{b.value:<5} {b.kind:<7} offset {b.offset!s:>9} size {b.nbytes!s:>9} "
                          f"live [{b.start}, {b.end}]")
         return "\n".join(lines)
@@ -66,7 +83,7 @@ def plan_memory(program: Program, kernels: list[Kernel]) -> MemoryPlan:
     (simplify, fuse, plan_memory: `Kernel.bodies`) and placed in its scratch, in the
     same arena, with the carry double-buffered (`workspace`).
     """
-    plan = MemoryPlan()
+    plan = MemoryPlan(symbols=dict(program.symbols))
     for k in kernels:
         v = program.values[k.nodes[0]]
         if v.op in SUBGRAPH_OPS:
@@ -106,8 +123,11 @@ def plan_memory(program: Program, kernels: list[Kernel]) -> MemoryPlan:
             plan.scratch[t] = Buffer(-1 - t, "scratch", k.scratch_bytes, start=t, end=t)
     arena = [b for b in plan.buffers.values() if b.kind == "arena"] + list(plan.scratch.values())
     top = program.symbols  # symbolic sizes are placed at their largest (`upper`)
-    plan.arena_bytes = _best_fit(sorted(arena, key=lambda b: (b.start, -upper(b.nbytes, top))),
-                                 top)
+    order = sorted(arena, key=lambda b: (b.start, -upper(b.nbytes, top)))
+    arena_for = _best_fit_symbolic(order, top) if top else None
+    if arena_for is None:  # static, or symbolic offsets not provable: placed at the maxima
+        arena_for = _best_fit(order, top)
+    plan.arena_for, plan.arena_bytes = arena_for, upper(arena_for, top)
     for b in plan.buffers.values():
         if b.kind == "alias" and b.base is not None:
             b.offset = plan.buffers[b.base].offset
@@ -121,14 +141,102 @@ def _best_fit(buffers: list[Buffer], maxima: dict[str, int]) -> int:
         live = [x for x in live if x.end >= b.start]
         size = _align(max(upper(b.nbytes, maxima), 1))
         gaps, cursor = [], 0
-        for x in sorted(live, key=lambda x: x.offset):
-            if x.offset - cursor >= size:
-                gaps.append((x.offset - cursor, cursor))
-            cursor = max(cursor, x.offset + _align(max(upper(x.nbytes, maxima), 1)))
-        b.offset = min(gaps)[1] if gaps else cursor
-        top = max(top, b.offset + size)
+        for x in sorted(live, key=lambda x: int(x.offset)):
+            ox = int(x.offset)  # (ints: this plan is at the maxima)
+            if ox - cursor >= size:
+                gaps.append((ox - cursor, cursor))
+            cursor = max(cursor, ox + _align(max(upper(x.nbytes, maxima), 1)))
+        b.offset = at = min(gaps)[1] if gaps else cursor
+        top = max(top, at + size)
         live.append(b)
     return top
+
+
+BOX_POINTS = 4096  # symbol boxes up to this many points are checked at every point
+
+
+def _best_fit_symbolic(buffers: list[Buffer], maxima: dict[str, int]) -> DimLike | None:
+    """`_best_fit` with offsets that are polynomials of the symbols, so that the arena
+    shrinks with them: a buffer goes into a gap only where it fits for every symbol value
+    in [1, maximum] (checked at `_check_points`), and the top of a set of buffers is the
+    end that bounds the others (`_larger`).
+    Each placement is then checked against every buffer live with it: on the same side
+    at every point, which for multilinear polynomials holds on the whole box once it holds
+    at its vertices. Returns the arena size as a polynomial, or None (the offsets of
+    `_best_fit` stand) when the sizes are neither multilinear nor over a small box, or
+    a check fails."""
+    sizes = {id(b): _align_poly(b.nbytes) for b in buffers}
+    points = _check_points(list(sizes.values()), maxima)
+    if points is None:
+        return None
+    at = lambda d: np.array([evaluate(d, p) for p in points], np.int64)  # noqa: E731
+    vec = {id(b): at(sizes[id(b)]) for b in buffers}
+    offset: dict[int, tuple[DimLike, np.ndarray]] = {}
+    live: list[Buffer] = []
+    top: tuple[DimLike, np.ndarray] = (0, at(0))
+    for b in buffers:
+        live = [x for x in live if x.end >= b.start]
+        gaps = []
+        cursor: tuple[DimLike, np.ndarray] = (0, at(0))
+        for x in sorted(live, key=lambda x: x.offset):
+            ox, vx = offset[id(x)]
+            if (vx - cursor[1] >= vec[id(b)]).all():
+                gaps.append((int(vx[-1] - cursor[1][-1]), int(cursor[1][-1]), cursor))
+            end = ox + sizes[id(x)]
+            cursor = _larger(cursor, (end, vx + vec[id(x)]), at)
+        chosen = min(gaps, key=lambda g: g[:2])[2] if gaps else cursor
+        start, stop = chosen[1], chosen[1] + vec[id(b)]
+        for x in live:  # the proof: on one side of every live buffer at every point
+            ox, vx = offset[id(x)]
+            if not ((stop <= vx).all() or (vx + vec[id(x)] <= start).all()):
+                return None
+        offset[id(b)] = (chosen[0], chosen[1])
+        b.offset = int(chosen[1][-1])  # at the maxima (the last point), for the order
+        top = _larger(top, (chosen[0] + sizes[id(b)], stop), at)
+        live.append(b)
+    for b in buffers:
+        b.offset = offset[id(b)][0]
+    return top[0]
+
+
+def _larger(a: tuple, b: tuple, at) -> tuple:
+    """(polynomial, values at the check points) >= both a and b at every point: the one
+    that bounds the other, else the coefficient-wise larger (>= both: monomials >= 1)."""
+    if (a[1] >= b[1]).all():
+        return a
+    if (b[1] >= a[1]).all():
+        return b
+    terms: dict = {}
+    for d in (a[0], b[0]):
+        for m, c in (d.terms if isinstance(d, Dim) else (((), d),)):
+            terms[m] = max(terms.get(m, c), c)
+    both = sum((c * math.prod(symbolic.dim(s) for s in m) for m, c in terms.items()), 0)
+    return both, at(both)
+
+
+def _align_poly(n: DimLike) -> DimLike:
+    """A size >= n for every symbol value that keeps offsets aligned: a static size
+    rounded up to ALIGN, a symbolic one's coefficients to SYMBOLIC_ALIGN (its constant
+    to ALIGN)."""
+    if not isinstance(n, Dim):
+        return _align(max(n, 1))
+    step = lambda c, m: _align(c) if not m else -(-c // SYMBOLIC_ALIGN) * SYMBOLIC_ALIGN  # noqa: E731
+    return sum((step(c, m) * math.prod(symbolic.dim(s) for s in m) for m, c in n.terms), 0)
+
+
+def _check_points(polys: list, maxima: dict[str, int]) -> list[dict[str, int]] | None:
+    """Symbol values at which checking inequalities of `polys` proves them on the whole
+    box (the vertices, or every point), or None when neither is cheap."""
+    names = list(maxima)
+    multilinear = all(len(set(m)) == len(m) for p in polys if isinstance(p, Dim)
+                      for m, _ in p.terms)
+    if multilinear:
+        axes = [sorted({1, maxima[s]}) for s in names]
+    elif math.prod(maxima.values()) <= BOX_POINTS:
+        axes = [list(range(1, maxima[s] + 1)) for s in names]
+    else:
+        return None
+    return [dict(zip(names, p)) for p in itertools.product(*axes)]
 
 
 def _lowered(body: Program) -> tuple[Program, list[Kernel], MemoryPlan]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mlframework.core.symbolic import DimLike
+
 
 @dataclass
 class Kernel:
@@ -38,5 +40,5 @@ class Kernel:
     contraction: int | None = None
     rows: int = 0
     dims: tuple = ()
-    scratch_bytes: int = 0
+    scratch_bytes: DimLike = 0
     bodies: list = field(default_factory=list)

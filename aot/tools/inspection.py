@@ -103,7 +103,7 @@ class Report:
                  f"{self.at_maxima()}); constants {plan.const_bytes:,} bytes (read-only segment)",
                  f"{'buffer':<8} {'kind':<7} {'offset':>10} {'bytes':>10}  {'live (kernels)':<15} "
                  "value"]
-        for b in sorted(plan.buffers.values(), key=lambda b: (b.kind, b.offset, b.start)):
+        for b in sorted(plan.buffers.values(), key=lambda b: (b.kind, plan.position(b), b.start)):
             v = prog.values[b.value]
             live = f"[{b.start}, {b.end}]"
             lines.append(f"#{b.value:<7} {b.kind:<7} {b.offset!s:>10} {b.nbytes!s:>10}  {live:<15} "

@@ -148,7 +148,7 @@ def _plan(report: Report) -> str:
     prog, plan = st.program, st.plan
     rows = [(f"#{b.value}", b.kind, b.offset, b.nbytes, b.start, b.end,
              f"{_op(prog.values[b.value])} {_type(prog.values[b.value])}")
-            for b in sorted(plan.buffers.values(), key=lambda b: (b.kind, b.offset))]
+            for b in sorted(plan.buffers.values(), key=lambda b: (b.kind, plan.position(b)))]
     rows += [(f"scratch k{t}", "scratch", b.offset, b.nbytes, b.start, b.end,
               report.scratch_name(t)) for t, b in sorted(plan.scratch.items())]
     table = "".join(f"<tr><td>{esc(a)}</td><td>{k}</td><td>{o}</td><td>{n}</td>"
@@ -160,7 +160,7 @@ def _plan(report: Report) -> str:
     for label, b in bufs:
         x, bw = b.start / n * w, max((b.end - b.start + 1) / n * w, 2)
         size = upper(b.nbytes, st.program.symbols)  # a symbolic buffer: at the maxima
-        y, bh = b.offset / max(plan.arena_bytes, 1) * h, max(size / max(plan.arena_bytes, 1)
+        y, bh = plan.position(b) / max(plan.arena_bytes, 1) * h, max(size / max(plan.arena_bytes, 1)
                                                              * h, 1)
         scratch = b.kind == "scratch"
         dashes = " stroke-dasharray='3,2'" if scratch else ""

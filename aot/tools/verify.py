@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,14 +72,17 @@ class ExportedLibrary:
             raise UsageError(f"{self.out_dir} holds a language model exported with --hf "
                              "--decode: see aot.tools.verify_decoder")
         self.name = n = m["name"]
+        self.symbols: dict[str, int] = dict(m.get("symbols") or {})
         self.ffi = cffi.FFI()
-        args = [f"const {_CTYPES[i['dtype']]}*" for i in m["inputs"]]
+        sized = ["int64_t"] * len(self.symbols)  # the size arguments come first
+        args = sized + [f"const {_CTYPES[i['dtype']]}*" for i in m["inputs"]]
         args += [f"{_CTYPES[o['dtype']]}*" for o in m["outputs"]]
         cdef = f"int {n}_run({', '.join(args + ['void*'])});\nconst char* {n}_strerror(int);\n"
         if m["weights"] == "file":
             cdef += f"int {n}_load_weights(const char* path);\n"
         if "train" in m:
-            targs = [f"const {_CTYPES[i['dtype']]}*" for i in m["inputs"] + m["train"]["labels"]]
+            targs = sized + [f"const {_CTYPES[i['dtype']]}*"
+                             for i in m["inputs"] + m["train"]["labels"]]
             cdef += (f"int {n}_train_init(void*);\n"
                      f"int {n}_train_step(void*, {', '.join(targs)}, float*, void*);\n"
                      f"int {n}_run_state(const void*, {', '.join(args + ['void*'])});\n")
@@ -101,15 +105,48 @@ class ExportedLibrary:
     def _ptr(self, array: np.ndarray):
         return self.ffi.cast("void*", array.ctypes.data)
 
-    def inputs_like(self, seed: int = 0) -> list[np.ndarray]:
-        """Random inputs of the exported shapes (normal floats, small integers)."""
-        return random_inputs(self.manifest["inputs"], seed)
+    def inputs_like(self, seed: int = 0, sizes: dict[str, int] | None = None
+                    ) -> list[np.ndarray]:
+        """Random inputs of the exported shapes (normal floats, small integers); a
+        symbolic export's at `sizes` (default: the maxima)."""
+        sizes = self._sizes(sizes)
+        return random_inputs([dict(i, shape=shape_at(i["shape"], sizes))
+                              for i in self.manifest["inputs"]], seed)
+
+    def _sizes(self, sizes: dict[str, int] | None) -> dict[str, int]:
+        return dict(self.symbols if sizes is None else sizes)
+
+    def size_sets(self) -> list[dict[str, int]]:
+        """The sizes `verify` checks a symbolic export at: every symbol at 1, at 7 (or its
+        maximum, if smaller) and at its maximum ([{}] for a static export)."""
+        if not self.symbols:
+            return [{}]
+        picks = [{s: v(top) for s, top in self.symbols.items()}
+                 for v in (lambda t: 1, lambda t: min(7, t), lambda t: t)]
+        return [dict(p) for p in {tuple(p.items()): p for p in picks}.values()]
+
+    def _arrays(self, inputs, specs, sizes: dict[str, int]) -> list[np.ndarray]:
+        return [np.ascontiguousarray(np.asarray(x, as_dtype(i["dtype"]).numpy).reshape(
+            shape_at(i["shape"], sizes))) for x, i in zip(inputs, specs, strict=True)]
+
+    def sizes_of(self, inputs, specs) -> dict[str, int]:
+        """The symbols' values that the inputs' shapes give (each bare symbol's axis)."""
+        found: dict[str, int] = {}
+        for x, i in zip(inputs, specs):
+            for d, n in zip(i["shape"], np.shape(x)):
+                if isinstance(d, str) and d.isidentifier():
+                    found.setdefault(d, int(n))
+        return found
 
     def run(self, *inputs: ArrayLike) -> list[np.ndarray]:
-        arrays = [np.ascontiguousarray(np.asarray(x, as_dtype(i["dtype"]).numpy).reshape(
-            i["shape"])) for x, i in zip(inputs, self.manifest["inputs"], strict=True)]
-        outs = [np.empty(o["shape"], as_dtype(o["dtype"]).numpy) for o in self.manifest["outputs"]]
-        self.check(self._run(*[self._ptr(a) for a in arrays + outs], self._ptr(self.workspace)))
+        """NAME_run on `inputs`; a symbolic export passes the sizes their shapes give."""
+        specs = self.manifest["inputs"]
+        sizes = self.sizes_of(inputs, specs)
+        arrays = self._arrays(inputs, specs, sizes)
+        outs = [np.empty(shape_at(o["shape"], sizes), as_dtype(o["dtype"]).numpy)
+                for o in self.manifest["outputs"]]
+        self.check(self._run(*[sizes[s] for s in self.symbols],
+                             *[self._ptr(a) for a in arrays + outs], self._ptr(self.workspace)))
         return outs
 
     # ---- training ----
@@ -122,26 +159,55 @@ class ExportedLibrary:
 
     def train_step(self, state: np.ndarray, *inputs: ArrayLike) -> float:
         specs = self.manifest["inputs"] + self.manifest["train"]["labels"]
-        arrays = [np.ascontiguousarray(np.asarray(x, as_dtype(i["dtype"]).numpy).reshape(
-            i["shape"])) for x, i in zip(inputs, specs, strict=True)]
+        sizes = self.sizes_of(inputs, specs)
+        arrays = self._arrays(inputs, specs, sizes)
         if not hasattr(self, "_train_ws"):
             self._train_ws = _aligned(self.manifest["train"]["arena_bytes"])
         loss = np.zeros(1, np.float32)
         self.check(getattr(self.lib, f"{self.name}_train_step")(
-            self._ptr(state), *[self._ptr(a) for a in arrays], self._ptr(loss),
+            self._ptr(state), *[sizes[s] for s in self.symbols],
+            *[self._ptr(a) for a in arrays], self._ptr(loss),
             self._ptr(self._train_ws)))
         return float(loss[0])
 
     def run_state(self, state: np.ndarray, *inputs: ArrayLike) -> list[np.ndarray]:
         """NAME_run_state: the model on the variables in `state` (see `train_state`)."""
-        arrays = [np.ascontiguousarray(np.asarray(x, as_dtype(i["dtype"]).numpy).reshape(
-            i["shape"])) for x, i in zip(inputs, self.manifest["inputs"], strict=True)]
-        outs = [np.empty(o["shape"], as_dtype(o["dtype"]).numpy) for o in self.manifest["outputs"]]
+        specs = self.manifest["inputs"]
+        sizes = self.sizes_of(inputs, specs)
+        arrays = self._arrays(inputs, specs, sizes)
+        outs = [np.empty(shape_at(o["shape"], sizes), as_dtype(o["dtype"]).numpy)
+                for o in self.manifest["outputs"]]
         if not hasattr(self, "_state_ws"):
             self._state_ws = _aligned(self.manifest["train"]["run_state_arena_bytes"])
         self.check(getattr(self.lib, f"{self.name}_run_state")(
-            self._ptr(state), *[self._ptr(a) for a in arrays + outs], self._ptr(self._state_ws)))
+            self._ptr(state), *[sizes[s] for s in self.symbols],
+            *[self._ptr(a) for a in arrays + outs], self._ptr(self._state_ws)))
         return outs
+
+
+def shape_at(shape: list, sizes: dict[str, int]) -> list[int]:
+    """A manifest shape (["N", 64], ["2*N + 1"]: a symbolic dim as `Dim` prints it) at
+    concrete `sizes`.
+
+    Raises:
+        ValueError: a dim that is not a polynomial of symbols with a size.
+    """
+    out = []
+    for d in shape:
+        if isinstance(d, int):
+            out.append(d)
+            continue
+        total = 0
+        for sign, term in re.findall(r"([+-]?)\s*([^\s+-]+)", d):
+            value = 1
+            for factor in term.split("*"):
+                if not factor.isdigit() and factor not in sizes:
+                    raise ValueError(f"manifest dim {d!r}: {factor!r} is neither a number nor "
+                                     f"a symbol with a size (sizes: {sizes})")
+                value *= int(factor) if factor.isdigit() else sizes[factor]
+            total += -value if sign == "-" else value
+        out.append(total)
+    return out
 
 
 def random_inputs(specs: list[dict], seed: int = 0) -> list[np.ndarray]:
@@ -177,7 +243,8 @@ def reference_outputs(manifest: dict, inputs: list[np.ndarray],
     if fn is None:
         fn = OnnxFunction(manifest["function"]) if is_onnx(manifest["function"]) \
             else load_function(manifest["function"])
-    specs = [input_spec(i) for i in manifest["inputs"]]
+    specs = [input_spec(dict(i, shape=list(np.shape(x)))) for i, x in zip(manifest["inputs"],
+                                                                            inputs)]
     be = mlf.backends.new(backend)
     if is_context_model(fn):
         from mlframework.ml import ContextExec
@@ -301,7 +368,9 @@ def verify(out_dir: str | os.PathLike, *, tolerance: float = 1e-5, seed: int = 0
     """Runs the library and the XLA backend on `trials` random input sets; the
     largest difference per output (relative to max(1, |reference|)). An export of an
     ONNX file is compared with ONNX Runtime too (keys "NAME vs onnxruntime"). A decoder
-    (`aotc export --hf DIR --decode`) has its own, `aot.tools.verify_decoder`."""
+    (`aotc export --hf DIR --decode`) has its own, `aot.tools.verify_decoder`. A
+    symbolic export is checked at several sizes (`ExportedLibrary.size_sets`), `trials`
+    each."""
     lib = ExportedLibrary(out_dir)
     names = [o["name"] for o in lib.manifest["outputs"]]
     onnx_file = lib.manifest["function"] if is_onnx(lib.manifest["function"]) else None
@@ -311,8 +380,9 @@ def verify(out_dir: str | os.PathLike, *, tolerance: float = 1e-5, seed: int = 0
     worst = dict.fromkeys(keys, 0.0)
     quantized = bool(lib.manifest.get("quantized_weights"))
     unchecked = dict.fromkeys([f"{n} vs float model" for n in names] if quantized else [], 0.0)
-    for t in range(trials):
-        inputs = lib.inputs_like(seed + t)
+    runs = [(t, sizes) for sizes in lib.size_sets() for t in range(trials)]
+    for t, sizes in runs:
+        inputs = lib.inputs_like(seed + t, sizes or None)
         got = lib.run(*inputs)
         expected = quantized_reference(lib.manifest, inputs, fn, ctx) if full_int8 else \
             reference_outputs(lib.manifest, inputs, fn, ctx)

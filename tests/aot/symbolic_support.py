@@ -3,6 +3,8 @@ replaces each symbol's stand-in size (a prime no other dimension is a multiple o
 symbol, in every node's shape and dim attributes, and declares the maxima."""
 from __future__ import annotations
 
+import dataclasses
+
 from mlframework.core import symbolic
 from mlframework.core.shapes import Shape
 
@@ -19,9 +21,8 @@ def _dim(value: int, standins: dict[str, int]):
     return value * out if out != 1 else value
 
 
-def symbolized(graph, symbols: dict[str, tuple[int, int]]):
-    """`graph` (changed in place and returned) with each symbol's stand-in size replaced:
-    symbols = {name: (stand-in, maximum)}."""
+def _replaced(symbols: dict[str, tuple[int, int]]):
+    """(shape fixer, attrs fixer) for symbols = {name: (stand-in, maximum)}."""
     standins = {name: p for name, (p, _) in symbols.items()}
 
     def fix(x):
@@ -31,29 +32,25 @@ def symbolized(graph, symbols: dict[str, tuple[int, int]]):
             return _dim(x, standins)
         return type(x)(fix(i) for i in x)
 
-    for g in [graph]:
-        for n in g.nodes:
-            n.spec = Shape(n.spec.dtype, tuple(_dim(d, standins) for d in n.spec.dims))
-            n.attrs = {k: fix(a) if k in DIM_ATTRS else a for k, a in n.attrs.items()}
+    return (lambda dims: tuple(_dim(d, standins) for d in dims),
+            lambda attrs: {k: fix(a) if k in DIM_ATTRS else a for k, a in attrs.items()})
+
+
+def symbolized(graph, symbols: dict[str, tuple[int, int]]):
+    """`graph` (changed in place and returned) with each symbol's stand-in size replaced:
+    symbols = {name: (stand-in, maximum)}."""
+    dims, attrs = _replaced(symbols)
+    for n in graph.nodes:
+        n.spec = Shape(n.spec.dtype, dims(n.spec.dims))
+        n.attrs = attrs(n.attrs)
     graph.symbols = {name: top for name, (_, top) in symbols.items()}
     return graph
 
 
 def symbolized_program(program, symbols: dict[str, tuple[int, int]]):
     """`symbolized` for an `aot.program.program.Program` (changed in place, returned)."""
-    import dataclasses
-    standins = {name: p for name, (p, _) in symbols.items()}
-
-    def fix(x):
-        if isinstance(x, bool) or not isinstance(x, int | tuple | list):
-            return x
-        if isinstance(x, int):
-            return _dim(x, standins)
-        return type(x)(fix(i) for i in x)
-
+    dims, attrs = _replaced(symbols)
     for vid, v in program.values.items():
-        program.values[vid] = dataclasses.replace(
-            v, shape=tuple(_dim(d, standins) for d in v.shape),
-            attrs={k: fix(a) if k in DIM_ATTRS else a for k, a in v.attrs.items()})
+        program.values[vid] = dataclasses.replace(v, shape=dims(v.shape), attrs=attrs(v.attrs))
     program.symbols = {name: top for name, (_, top) in symbols.items()}
     return program

@@ -109,3 +109,29 @@ def test_unbuilt_symbolic_ops_name_the_missing_piece():
         np.zeros((2, 1, 97, 8), np.float32)), {"H": (97, 32)})
     with pytest.raises(NotImplementedError, match="conv_general's spatial axes"):
         mlf.backends.new("c").compile(conv)
+
+
+def test_the_arena_shrinks_with_the_sizes_and_buffers_never_overlap():
+    """The memory plan's symbolic offsets, checked at sizes across the whole box: two
+    buffers live at once never share a byte, and every one ends inside `arena_for`."""
+    from aot.build.pipeline import compile_program
+    from aot.program.program import from_graph
+    from mlframework.core.symbolic import evaluate
+    graph = symbolized(G.Exec(None, attention).graph(np.zeros((97, 89, D), np.float32)),
+                       {"B": (97, 8), "S": (89, 64)})
+    plan = compile_program(from_graph(graph), build_lib=False).plan
+    arena = [b for b in plan.buffers.values() if b.kind == "arena"] + list(plan.scratch.values())
+    assert any(not isinstance(b.offset, int) for b in arena)  # offsets move with B and S
+    for sizes in ({"B": 1, "S": 1}, {"B": 1, "S": 64}, {"B": 8, "S": 1}, {"B": 3, "S": 17},
+                  {"B": 8, "S": 64}):
+        span = [(evaluate(b.offset, sizes), evaluate(b.offset, sizes) +
+                 evaluate(b.nbytes, sizes), b) for b in arena]
+        top = evaluate(plan.arena_for, sizes)
+        assert all(end <= top for _, end, _ in span)
+        for i, (s0, e0, a) in enumerate(span):
+            assert s0 % 16 == 0
+            for s1, e1, b in span[i + 1:]:
+                if a.start <= b.end and b.start <= a.end:
+                    assert e0 <= s1 or e1 <= s0, (a, b, sizes)
+    assert evaluate(plan.arena_for, {"B": 1, "S": 1}) < plan.arena_bytes / 50
+    assert evaluate(plan.arena_for, {"B": 8, "S": 64}) == plan.arena_bytes

@@ -14,8 +14,8 @@ from aot.codegen import ctypes_table as ct
 from aot.codegen import linalg
 from aot.codegen.nests import nest, omp_for
 from aot.passes.layouts import window_rows
-from aot.program.symbols import nonnegative
 from aot.program import indexing as ix
+from mlframework.core.symbolic import nonnegative
 from mlframework.graph.gen_optypes import Op
 
 

@@ -70,7 +70,7 @@ def _value(v: Value, ins: list[np.ndarray]):
     if v.op is Op.BROADCAST_IN_DIM:
         dims = a["broadcast_dimensions"]
         shape = [ins[0].shape[dims.index(d)] if d in dims else 1 for d in range(len(v.shape))]
-        return np.broadcast_to(ins[0].reshape(shape), v.shape)
+        return np.broadcast_to(ins[0].reshape(shape), tuple(int(d) for d in v.shape))
     if v.op is Op.RESHAPE:
         return ins[0].reshape(v.shape)
     if v.op is Op.TRANSPOSE:

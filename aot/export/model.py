@@ -170,6 +170,11 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
         raise UsageError("export requires at least one --input NAME:DTYPE[DIMS]")
     check_name(name)
     maxima = symbol_maxima(specs, maxima)
+    if maxima and quantize == "int8":
+        raise NotImplementedError(
+            f"--quantize int8 with symbolic dimensions ({', '.join(maxima)}) is not built: "
+            "its calibration and int8 kernels need static shapes; export with a fixed batch, "
+            "or use --quantize int8-weights")
     check_names(list(maxima), "--input symbol", taken={i.name for i in specs})
     if len({s.upper() for s in maxima}) != len(maxima):
         raise UsageError(f"symbols {', '.join(maxima)}: NAME_MAX_<SYMBOL> macros need names "

@@ -220,7 +220,8 @@ def _align_poly(n: DimLike) -> DimLike:
     to ALIGN)."""
     if not isinstance(n, Dim):
         return _align(max(n, 1))
-    step = lambda c, m: _align(c) if not m else -(-c // SYMBOLIC_ALIGN) * SYMBOLIC_ALIGN  # noqa: E731
+    def step(c: int, monomial) -> int:
+        return -(-c // SYMBOLIC_ALIGN) * SYMBOLIC_ALIGN if monomial else _align(c)
     return sum((step(c, m) * math.prod(symbolic.dim(s) for s in m) for m, c in n.terms), 0)
 
 

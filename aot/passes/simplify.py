@@ -18,9 +18,8 @@ import numpy as np
 from aot.passes.conv_layout import canonical_convs
 from aot.passes.dot_widening import widen_half_dots
 from aot.program.program import SUBGRAPH_OPS, Program, Value
-from aot.program.symbols import nonnegative
 from mlframework.core.dtypes import DType
-from mlframework.core.symbolic import is_symbolic
+from mlframework.core.symbolic import is_symbolic, nonnegative
 from mlframework.graph.gen_optypes import Op
 
 FOLD_MAX_ELEMENTS = 4096  # larger constants are not created by folding
@@ -155,7 +154,8 @@ def _fold(v: Value, values: dict[int, Value]):
     fold = _FOLDERS.get(v.op)
     if v.op is Op.CONVERT and v.dtype is not DType.BOOL and v.dtype.is_float:
         fold = lambda x, dtype: x  # noqa: E731  int/float -> float is exact rounding in NumPy
-    if fold is None or is_symbolic(v.size) or v.size > FOLD_MAX_ELEMENTS or v.dtype in (DType.FLOAT16, DType.BFLOAT16):
+    if fold is None or is_symbolic(v.size) or v.size > FOLD_MAX_ELEMENTS \
+            or v.dtype in (DType.FLOAT16, DType.BFLOAT16):
         return None
     ins = [values[i] for i in v.inputs]
     if not all(i.op is Op.CONSTANT for i in ins):

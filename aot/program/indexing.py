@@ -13,8 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aot.program.symbols import c_expr, nonnegative
-from mlframework.core.symbolic import Dim, DimLike, divide
+from aot.program.symbols import c_expr
+from mlframework.core.symbolic import Dim, DimLike, divide, nonnegative
 
 
 @dataclass(frozen=True)

@@ -105,19 +105,6 @@ def upper(d: DimLike, maxima: Mapping[str, int]) -> int:
     return symbolic.upper(d, maxima)
 
 
-def nonnegative(d: DimLike) -> bool:
-    """True when `d >= 0` provably for every symbol value >= 1 (False: unknown or negative).
-
-    A polynomial whose non-constant coefficients are all >= 0 grows with every symbol,
-    so it is smallest with every symbol at 1.
-    """
-    if not isinstance(d, Dim):
-        return d >= 0
-    if any(c < 0 for m, c in d.terms if m):
-        return False
-    return d.evaluate({s: 1 for s in d.symbols}) >= 0
-
-
 def c_expr(d: DimLike) -> str:
     """`d` as a C expression, parenthesized when it is a sum (to sit inside a product)."""
     if isinstance(d, Dim) and len(d.terms) > 1:

@@ -26,9 +26,8 @@ import numpy as np
 from aot.program import indexing as ix
 from aot.program.indexing import Lin
 from aot.program.program import Program
-from aot.program.symbols import nonnegative
 from mlframework.core.dtypes import DType
-from mlframework.core.symbolic import DimLike
+from mlframework.core.symbolic import DimLike, nonnegative
 from mlframework.graph.gen_optypes import Op, OpGroup
 
 MOVEMENT_FUSIBLE = frozenset({Op.BROADCAST_IN_DIM, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE, Op.PAD,

@@ -173,9 +173,10 @@ class CExecutable(Executable):
         """(the symbols' values, input specs, output plan) for `inputs`, whose shapes give
         the values (`symbolic.match`: ValueError on a mismatch, a 0 or a value above its
         maximum)."""
-        sizes = _match([shape for _, shape in self._in_specs], [np.shape(x) for x in inputs],
-                       self._symbols, [f"{self.graph.name} input {i} ({p.attrs.get('name', i)})"
-                                       for i, p in enumerate(self._params)])
+        sizes = symbolic.match([shape for _, shape in self._in_specs],
+                               [np.shape(x) for x in inputs], self._symbols,
+                               [f"{self.graph.name} input {i} ({p.attrs.get('name', i)})"
+                                for i, p in enumerate(self._params)])
         specs = [(dtype, tuple(symbolic.evaluate(d, sizes) for d in shape))
                  for dtype, shape in self._in_specs]
         plan = [(how, (tuple(symbolic.evaluate(d, sizes) for d in arg[0]), arg[1]))
@@ -232,36 +233,6 @@ class _ThreadGovernor:
         self._calls, self._probe = 0, None
 
 
-def _match(specs, shapes, maxima, names) -> dict[str, int]:
-    """Each symbol's value from the inputs' shapes (a dim that is the bare symbol gives
-    it; every dim is then checked).
-
-    Raises:
-        ValueError: a rank or size differs from the spec, or a symbol is 0 or above its
-            maximum; naming the input, the axis and the spec.
-    """
-    found: dict[str, int] = {}
-    for spec, shape, name in zip(specs, shapes, names):
-        if len(spec) != len(shape):
-            raise ValueError(f"{name} requires rank {len(spec)} "
-                             f"[{', '.join(map(str, spec))}], got shape {tuple(shape)}")
-        for axis, (d, n) in enumerate(zip(spec, shape)):
-            if isinstance(d, symbolic.Dim) and d.terms == (((next(iter(d.symbols)),), 1),):
-                symbol = next(iter(d.symbols))
-                top = maxima.get(symbol)
-                if not 1 <= n <= (top or n):
-                    raise ValueError(f"{name}.shape[{axis}] gives {symbol} = {n}, outside "
-                                     f"[1, {top}] (the maximum it was compiled for)")
-                found.setdefault(symbol, int(n))
-    for spec, shape, name in zip(specs, shapes, names):
-        for axis, (d, n) in enumerate(zip(spec, shape)):
-            if symbolic.evaluate(d, found) != n:
-                raise ValueError(f"{name} requires shape [{', '.join(map(str, spec))}] "
-                                 f"({', '.join(f'{k}={v}' for k, v in found.items())}), "
-                                 f"got {tuple(shape)} (axis {axis})")
-    return found
-
-
 def _donors(out_plan: list, in_specs: list, donate: tuple[int, ...]) -> list:
     """For each output, the donated parameter whose array it may take (same dtype and
     shape, each parameter at most once), or None."""
@@ -297,11 +268,6 @@ class CBackend(Backend):
 
     def compile(self, graph, donate: tuple[int, ...] = ()) -> CExecutable:
         self.check_supported(graph)
-        if graph.symbols:
-            raise NotImplementedError(f"the c backend does not compile symbolic dimensions yet "
-                                      f"(graph {graph.name!r} has {', '.join(graph.symbols)}); "
-                                      f"use the xla backend, or bind the graph: "
-                                      f"graph.bind({{...}})")
         return CExecutable(graph, compile_program(from_graph(graph),
                                                   timings={"trace": graph.trace_seconds}),
                            donate)

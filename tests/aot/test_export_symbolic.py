@@ -1,0 +1,276 @@
+"""aotc export with symbolic dimensions: `--input x:float32[N,64] --max N=256` gives ONE
+library whose functions take N at run time. Checked against the xla backend (the digits
+MLP and CNN, a plain attention graph over batch and sequence) at several sizes, its error
+codes for 0 and above the maximum, -Wall -Wextra and ASan/UBSan, `aotc verify`,
+`aotc inspect` and a symbolic-batch --train export against the xla Trainer."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import export_support as es
+from aot.export.signature import UsageError, parse_input, parse_max
+from aot.tools.verify import ExportedLibrary, reference_outputs, verify
+
+MAX = 256
+RNG = np.random.default_rng(0)
+D, H = 32, 4
+WQ, WK, WV, WO = ((RNG.normal(size=(D, D)) / np.sqrt(D)).astype(np.float32) for _ in range(4))
+
+
+def attention(x):
+    """Causal 4-head self-attention over x [B, S, 32], a plain graph function."""
+    from mlframework import graph as G
+    b, s = x.shape[0], x.shape[1]
+
+    def heads(t):
+        return G.transpose(G.reshape(t, (b, s, H, D // H)), (0, 2, 1, 3))
+    q, k, v = heads(x @ WQ), heads(x @ WK), heads(x @ WV)
+    scores = G.matmul(q, G.transpose(k, (0, 1, 3, 2))) * (1.0 / np.sqrt(D // H))
+    causal = G.iota("int32", (s, s), 1) <= G.iota("int32", (s, s), 0)
+    p = G.softmax(G.where(causal, scores, -1e9), axis=-1)
+    return G.reshape(G.transpose(G.matmul(p, v), (0, 2, 1, 3)), (b, s, D)) @ WO
+
+
+def attention_reference(x):
+    b, s, _ = x.shape
+    heads = lambda t: t.reshape(b, s, H, D // H).transpose(0, 2, 1, 3)  # noqa: E731
+    q, k, v = heads(x @ WQ), heads(x @ WK), heads(x @ WV)
+    scores = np.where(np.tril(np.ones((s, s), bool)), q @ k.transpose(0, 1, 3, 2) /
+                      np.sqrt(D // H), -1e9)
+    e = np.exp(scores - scores.max(-1, keepdims=True))
+    return ((e / e.sum(-1, keepdims=True)) @ v).transpose(0, 2, 1, 3).reshape(b, s, D) @ WO
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return es.shared_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def mlp(root):
+    return es.export(root, "mlp-symbolic", str(es.EXAMPLES / "digits_mlp.py") + ":model",
+                     ["x:float32[N,64]"], checkpoint=es.checkpoint(root, "digits_mlp"),
+                     name="mlps", maxima={"N": MAX})
+
+
+@pytest.fixture(scope="module")
+def cnn(root):
+    return es.export(root, "cnn-symbolic", str(es.EXAMPLES / "digits_cnn.py") + ":model",
+                     ["x:float32[N,1,8,8]"], checkpoint=es.checkpoint(root, "digits_cnn"),
+                     name="cnns", maxima={"N": MAX})
+
+
+@pytest.fixture(scope="module")
+def attn(root):
+    return es.export(root, "attention-symbolic", attention, ["x:float32[B,S,32]"],
+                     name="attn", maxima={"B": 4, "S": 48})
+
+
+@pytest.mark.parametrize("which", ["mlp", "cnn"])
+def test_one_library_matches_xla_at_every_batch(which, request):
+    folder = request.getfixturevalue(which)
+    lib = ExportedLibrary(folder)
+    shape = lib.manifest["inputs"][0]["shape"][1:]
+    for n in (1, 7, 64, MAX):
+        x = RNG.normal(size=(n, *shape)).astype(np.float32)
+        out, = lib.run(x)
+        want, = reference_outputs(lib.manifest, [x])
+        assert out.shape == (n, 10)
+        np.testing.assert_allclose(out, want, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_over_batch_and_sequence(attn):
+    lib = ExportedLibrary(attn)
+    assert lib.manifest["symbols"] == {"B": 4, "S": 48}
+    assert lib.manifest["inputs"][0]["shape"] == ["B", "S", 32]
+    for b, s in ((1, 1), (1, 48), (2, 7), (4, 33), (4, 48)):
+        x = RNG.normal(size=(b, s, D)).astype(np.float32)
+        out, = lib.run(x)
+        np.testing.assert_allclose(out, attention_reference(x), atol=1e-5)
+        np.testing.assert_allclose(out, reference_outputs(lib.manifest, [x])[0], atol=1e-5)
+
+
+def test_header_and_error_codes(mlp):
+    lib = ExportedLibrary(mlp)
+    header = (mlp / "mlps.h").read_text()
+    assert "int mlps_run(int64_t N, const float* x, float* output, void* workspace);" in header
+    assert f"#define MLPS_MAX_N {MAX}" in header and "MLPS_ERR_SIZE = 5" in header
+    assert "#define MLPS_X_SIZE_FOR(N) (64*(int64_t)(N))" in header
+    x, out = np.zeros((MAX, 64), np.float32), np.zeros((MAX, 10), np.float32)
+    run = lib.lib.mlps_run
+    for n in (0, -1, MAX + 1):
+        status = run(n, lib._ptr(x), lib._ptr(out), lib._ptr(lib.workspace))
+        assert status == 5, n
+        assert "above its maximum" in lib.ffi.string(lib.lib.mlps_strerror(status)).decode()
+    assert not out.any()  # refused before anything was written
+
+
+def _arena_for(folder, name: str, sizes: list[int]) -> list[int]:
+    """NAME_ARENA_BYTES_FOR at `sizes` and NAME_ARENA_BYTES, evaluated by a C compiler."""
+    src = folder.parent / f"{name}_arena_probe.c"
+    calls = " ".join(f'printf("%zu ", (size_t){name.upper()}_ARENA_BYTES_FOR({n}));'
+                     for n in sizes)
+    src.write_text(f'#include <stdio.h>\n#include "{name}.h"\nint main(void) {{ {calls} '
+                   f'printf("%zu\\n", (size_t){name.upper()}_ARENA_BYTES); return 0; }}\n')
+    exe = src.with_suffix("")
+    subprocess.run(["gcc", "-Wall", "-Wextra", "-Werror", f"-I{folder}", str(src), "-o",
+                    str(exe)], check=True, capture_output=True)
+    return [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True,
+                                           check=True).stdout.split()]
+
+
+def test_the_workspace_macro_shrinks_with_the_batch(cnn):
+    *small, top = _arena_for(cnn, "cnns", [1, 7, MAX])
+    assert small[0] < small[1] < small[2] == top
+    assert small[0] < top / 20  # a batch of 1 needs a small fraction of the maximum's
+    lib = ExportedLibrary(cnn)
+    ws = np.empty(small[0] + 64, np.uint8)  # a workspace of exactly that size
+    lib.workspace = ws[(-ws.ctypes.data) % 64:][:small[0]]
+    x = RNG.normal(size=(1, 1, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(lib.run(x)[0], reference_outputs(lib.manifest, [x])[0],
+                               atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
+def test_compiles_without_warnings(cnn, attn, openmp):
+    for folder, name in ((cnn, "cnns"), (attn, "attn")):
+        proc = subprocess.run(["gcc", "-fsyntax-only", "-std=gnu99", "-O3", "-Wall", "-Wextra",
+                               "-Werror", *openmp, f"-I{folder / 'runtime'}",
+                               str(folder / f"{name}.c")], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+
+
+SANITIZED = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "{name}.h"
+/* {name}_run at several batch sizes, each with a workspace of exactly
+ * {P}_ARENA_BYTES_FOR(n) bytes (ASan sees any access past it), inputs and outputs of
+ * exactly n rows; prints a checksum per size. */
+int main(void) {{
+  const int64_t sizes[] = {{1, 7, 64, {P}_MAX_N}};
+  if ({name}_run(0, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
+  if ({name}_run({P}_MAX_N + 1, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
+  for (int k = 0; k < 4; k++) {{
+    const int64_t n = sizes[k];
+    float* x = malloc({P}_X_BYTES_FOR(n));
+    float* y = malloc({P}_OUTPUT_BYTES_FOR(n));
+    void* ws = aligned_alloc(64, {P}_ARENA_BYTES_FOR(n));
+    for (int64_t i = 0; i < {P}_X_SIZE_FOR(n); i++) x[i] = (float)((i * 7919) % 113) / 57.0f - 1.0f;
+    int status = {name}_run(n, x, y, ws);
+    if (status) {{ printf("%s\n", {name}_strerror(status)); return 1; }}
+    double sum = 0;
+    for (int64_t i = 0; i < {P}_OUTPUT_SIZE_FOR(n); i++) sum += y[i];
+    printf("%lld %.6f\n", (long long)n, sum);
+    free(x); free(y); free(ws);
+  }}
+  return 0;
+}}
+"""
+
+
+def test_sanitizers_run_clean_at_every_size(cnn, tmp_path):
+    src = tmp_path / "sanitized.c"
+    src.write_text(SANITIZED.format(name="cnns", P="CNNS"))
+    out = es.run_sanitized(src, cnn, ["cnns.c", "cnns_weights.c"], tmp_path / "sanitized")
+    lines = out.split()
+    assert lines[0::2] == ["1", "7", "64", str(MAX)]
+    lib = ExportedLibrary(cnn)
+    for n, checksum in zip((1, 7, 64, MAX), lines[1::2]):  # the library agrees
+        i = np.arange(n * 64)
+        x = (((i * 7919) % 113) / np.float32(57.0) - 1).astype(np.float32).reshape(n, 1, 8, 8)
+        assert abs(float(lib.run(x)[0].astype(np.float64).sum()) - float(checksum)) < 1e-3
+
+
+def test_verify_checks_several_sizes(mlp, capsys):
+    from aot.tools.cli import main
+    lib = ExportedLibrary(mlp)
+    assert lib.size_sets() == [{"N": 1}, {"N": 7}, {"N": MAX}]
+    assert verify(mlp, trials=1).ok
+    assert main(["verify", str(mlp)]) == 0
+
+
+def test_manifest_and_inspect_show_the_symbols(mlp, capsys):
+    from aot.tools.cli import main
+    m = json.loads((mlp / "manifest.json").read_text())
+    assert m["symbols"] == {"N": MAX}
+    assert m["inputs"] == [{"name": "x", "dtype": "float32", "shape": ["N", 64]}]
+    assert main(["inspect", str(es.EXAMPLES / "digits_mlp.py") + ":model", "--input",
+                 "x:float32[N,64]", "--max", "N=256", "--checkpoint",
+                 str(m["checkpoint"])]) == 0
+    text = capsys.readouterr().out
+    assert "symbols (sizes chosen at run time, each an int64_t argument of NAME_run): " \
+           "N in [1, 256]" in text
+    assert "const long sym_N" in text
+
+
+def test_specs_and_maxima_are_checked(tmp_path):
+    assert str(parse_input("x:float32[N,64]").spec) == "float32[N, 64]"
+    assert parse_max("N=256") == ("N", 256)
+    for bad in ("N", "N=0", "N=x", "=3"):
+        with pytest.raises(UsageError, match="--max requires SYMBOL=MAXIMUM"):
+            parse_max(bad)
+    with pytest.raises(UsageError, match="is a keyword of C"):
+        parse_input("x:float32[int,64]")
+    from aot.export import export_model
+    fn = str(es.EXAMPLES / "digits_mlp.py") + ":model"
+    with pytest.raises(UsageError, match="needs a maximum: add --max N=256"):
+        export_model(fn, ["x:float32[N,64]"], tmp_path, build=False)
+    with pytest.raises(UsageError, match="no --input has a dimension M"):
+        export_model(fn, ["x:float32[N,64]"], tmp_path, build=False, maxima={"N": 4, "M": 2})
+
+
+def test_cli_export_with_max(root, tmp_path, capsys):
+    from aot.tools.cli import main
+    ckpt = es.checkpoint(root, "digits_mlp")
+    assert main(["export", str(es.EXAMPLES / "digits_mlp.py") + ":model", "-o",
+                 str(tmp_path / "out"), "--input", "x:float32[N,64]", "--max", "N=16",
+                 "--checkpoint", str(ckpt), "--name", "m16", "--no-build"]) == 0
+    assert "sizes chosen at run time" in capsys.readouterr().out
+    assert "#define M16_MAX_N 16" in (tmp_path / "out" / "m16.h").read_text()
+
+
+# ---- --train with a symbolic batch ----
+
+@pytest.fixture(scope="module")
+def trained(root):
+    from aot.export import TrainSpec
+    ckpt = es.checkpoint(root, "digits_mlp")
+    folder = es.export(root, "mlp-train-symbolic", str(es.EXAMPLES / "digits_mlp.py") + ":model",
+                       ["x:float32[N,64]"], checkpoint=ckpt, name="mlpts", maxima={"N": 64},
+                       train=TrainSpec(["y:int32[N]"], optimizer="adam:0.001"))
+    return folder, ckpt
+
+
+def test_train_steps_of_several_batch_sizes_match_the_xla_trainer(trained):
+    import mlframework as mlf
+    from aot.export.trace import load_context
+    from mlframework.ml import datasets, losses, optimizers, train
+    folder, ckpt = trained
+    header = (folder / "mlpts.h").read_text()
+    assert "int mlpts_train_step(void* state, int64_t N, const float* x, const int32_t* y, " \
+           "float* loss, void* workspace);" in header
+    lib = ExportedLibrary(folder)
+    state = lib.train_state()
+    sys.path.insert(0, str(es.EXAMPLES))
+    import digits_mlp
+    trainer = train.Trainer(mlf.backends.new("xla"), load_context(ckpt), digits_mlp.model,
+                            losses.sparse_categorical_cross_entropy_logits, optimizers.Adam(1e-3))
+    (x, y), _ = datasets.load_digits(seed=0)
+    c_losses, xla_losses, at = [], [], 0
+    for n in (64, 7, 1, 32, 64, 13) * 3:  # the loss is a mean over each batch's own size
+        xb, yb = x[at:at + n].astype(np.float32), y[at:at + n].astype(np.int32)
+        at += n
+        c_losses.append(lib.train_step(state, xb, yb))
+        xla_losses.append(float(trainer.train_step(xb, yb)["loss"].numpy()))
+    np.testing.assert_allclose(c_losses, xla_losses, rtol=2e-4, atol=1e-5)
+    from mlframework.ml import ContextExec
+    x5 = x[:5].astype(np.float32)
+    got, = lib.run_state(state, x5)  # inference on the trained state, at a 6th batch size
+    want = ContextExec(mlf.backends.new("xla"), trainer.ctx, digits_mlp.model)(x5)
+    np.testing.assert_allclose(got, np.asarray(want.numpy()), atol=1e-4)

@@ -13,13 +13,11 @@ import mlframework as mlf
 from mlframework import graph as G
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "aot"))
-from symbolic_support import symbolized  # noqa: E402
+from attention_support import D, attention, attention_reference  # noqa: E402
 
 RNG = np.random.default_rng(0)
-D, H = 32, 4
 W1 = (RNG.normal(size=(64, 48)) / 8).astype(np.float32)
 W2 = (RNG.normal(size=(48, 10)) / 7).astype(np.float32)
-WQ, WK, WV, WO = ((RNG.normal(size=(D, D)) / np.sqrt(D)).astype(np.float32) for _ in range(4))
 
 
 def mlp(x):
@@ -32,34 +30,15 @@ def mlp_reference(x):
     return e / e.sum(-1, keepdims=True)
 
 
-def attention(x):
-    """Causal multi-head self-attention over x [B, S, D] (B and S symbolic)."""
-    b, s = x.shape[0], x.shape[1]
-
-    def heads(t):
-        return G.transpose(G.reshape(t, (b, s, H, D // H)), (0, 2, 1, 3))
-    q, k, v = heads(x @ WQ), heads(x @ WK), heads(x @ WV)
-    scores = G.matmul(q, G.transpose(k, (0, 1, 3, 2))) * (1.0 / np.sqrt(D // H))
-    causal = G.iota("int32", (s, s), 1) <= G.iota("int32", (s, s), 0)
-    p = G.softmax(G.where(causal, scores, -1e9), axis=-1)
-    return G.reshape(G.transpose(G.matmul(p, v), (0, 2, 1, 3)), (b, s, D)) @ WO
-
-
-def attention_reference(x):
-    b, s, _ = x.shape
-    heads = lambda t: t.reshape(b, s, H, D // H).transpose(0, 2, 1, 3)  # noqa: E731
-    q, k, v = heads(x @ WQ), heads(x @ WK), heads(x @ WV)
-    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(D // H)
-    scores = np.where(np.tril(np.ones((s, s), bool)), scores, -1e9)
-    e = np.exp(scores - scores.max(-1, keepdims=True))
-    return ((e / e.sum(-1, keepdims=True)) @ v).transpose(0, 2, 1, 3).reshape(b, s, D) @ WO
+def _graph(fn, axes, maxima, *shapes):
+    """fn traced once with the symbolic axes `axes` (Exec's `symbolic=`)."""
+    return G.Exec(None, fn, symbolic=axes, maxima=maxima).graph(
+        *[np.zeros(s, np.float32) for s in shapes])
 
 
 @pytest.fixture(scope="module")
 def mlp_exe():
-    graph = symbolized(G.Exec(None, mlp).graph(np.zeros((97, 64), np.float32)),
-                       {"N": (97, 256)})
-    return mlf.backends.new("c").compile(graph)
+    return mlf.backends.new("c").compile(_graph(mlp, {"x": "N, 64"}, {"N": 256}, (1, 64)))
 
 
 @pytest.mark.parametrize("n", [1, 7, 64, 256])
@@ -89,8 +68,7 @@ def test_a_static_dim_must_match(mlp_exe):
 
 
 def test_attention_with_batch_and_sequence_symbolic():
-    graph = symbolized(G.Exec(None, attention).graph(np.zeros((97, 89, D), np.float32)),
-                       {"B": (97, 8), "S": (89, 64)})
+    graph = _graph(attention, {"x": f"B, S, {D}"}, {"B": 8, "S": 64}, (1, 1, D))
     exe = mlf.backends.new("c").compile(graph)
     assert "mlf_sgemm(sym_S, sym_S, 8," in exe.source  # the score GEMM, both sides runtime
     for b, s in ((1, 1), (2, 7), (3, 64), (8, 33)):
@@ -100,13 +78,13 @@ def test_attention_with_batch_and_sequence_symbolic():
 
 
 def test_unbuilt_symbolic_ops_name_the_missing_piece():
-    sort = symbolized(G.Exec(None, lambda x: G.sort(x, axis=-1)).graph(
-        np.zeros((97, 5), np.float32)), {"N": (97, 8)})
+    sort = _graph(lambda x: G.sort(x, axis=-1), {"x": "N, 5"}, {"N": 8}, (1, 5))
     with pytest.raises(NotImplementedError, match="sort #.*symbolic dimensions \\(N\\)"):
         mlf.backends.new("c").compile(sort)
     kernel = RNG.normal(size=(4, 1, 3, 3)).astype(np.float32)
-    conv = symbolized(G.Exec(None, lambda x: G.conv_general(x, kernel)).graph(
-        np.zeros((2, 1, 97, 8), np.float32)), {"H": (97, 32)})
+    conv = _graph(lambda x: G.conv_general(x, kernel, padding=((1, 1), (1, 1))),
+                  {"x": "2, 1, H, 8"}, {"H": 32},
+                  (2, 1, 8, 8))
     with pytest.raises(NotImplementedError, match="conv_general's spatial axes"):
         mlf.backends.new("c").compile(conv)
 
@@ -117,8 +95,7 @@ def test_the_arena_shrinks_with_the_sizes_and_buffers_never_overlap():
     from aot.build.pipeline import compile_program
     from aot.program.program import from_graph
     from mlframework.core.symbolic import evaluate
-    graph = symbolized(G.Exec(None, attention).graph(np.zeros((97, 89, D), np.float32)),
-                       {"B": (97, 8), "S": (89, 64)})
+    graph = _graph(attention, {"x": f"B, S, {D}"}, {"B": 8, "S": 64}, (1, 1, D))
     plan = compile_program(from_graph(graph), build_lib=False).plan
     arena = [b for b in plan.buffers.values() if b.kind == "arena"] + list(plan.scratch.values())
     assert any(not isinstance(b.offset, int) for b in arena)  # offsets move with B and S

@@ -389,7 +389,12 @@ def test_xla_compiles_per_size_in_a_bounded_cache(monkeypatch):
         exe.run([np.ones(0, np.float32)])
 
 
-def test_c_backend_refuses_symbolic_graphs_until_it_supports_them():
+def test_c_backend_needs_each_symbols_maximum():
+    """The c backend's one module sizes its workspace at the maxima (its symbolic runs are
+    tested in tests/backends/test_c_symbolic.py)."""
     graph = G.Exec(None, lambda x: x * 2.0, symbolic=("N",)).graph(shapes.make(F32, 1))
-    with pytest.raises(NotImplementedError, match="symbolic dimensions"):
+    with pytest.raises(ValueError, match="N has none; declare one"):
         mlf.backends.new("c").compile(graph)
+    graph.symbols["N"] = 8
+    exe = mlf.backends.new("c").compile(graph)
+    np.testing.assert_array_equal(exe.run([np.ones(3, np.float32)])[0], np.full(3, 2.0))

@@ -298,7 +298,7 @@ def _reduce_window_rows(program, v, extents, dense):
     out = " + ".join(["0"] + [f"{s}*o{d}" for d, s in enumerate(ix.strides(v.shape)[:-1])])
     body.append(f"for (long j = 0; j < {v.shape[-1]}; j++) b{v.id}[{out} + j] = "
                 f"acc[{st[-1]} * j];")
-    return lines + nest(oaxes, body, parallel=v.size >= 4096)
+    return lines + nest(oaxes, body, omp_for(v.size, 4096))
 
 
 def _select_and_scatter_add(program, v):

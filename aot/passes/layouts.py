@@ -15,7 +15,7 @@ from aot.program import indexing as ix
 from aot.program.kernel import Kernel
 from aot.program.program import Program, Value
 from aot.program.symbols import bound, samples
-from mlframework.core.symbolic import DimLike, SymbolicError, evaluate
+from mlframework.core.symbolic import DimLike, SymbolicError, evaluate, symbols_of
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
 
@@ -81,6 +81,7 @@ def conv_oc(program: Program, v: Value) -> bool:
     lhs, rhs = (program.values[i] for i in v.inputs)
     a = v.attrs
     return (v.dtype is DType.FLOAT32 and lhs.dtype is DType.FLOAT32
+            and not symbols_of(lhs.shape[1:])  # only a symbolic batch (its images loop)
             and rhs.dtype is DType.FLOAT32 and rhs.attrs.get("packing") in (None, OC_CHANNELS)
             and len(lhs.shape) == 4 and set(a["lhs_dilation"]) == {1}
             and a["feature_group_count"] == 1 and a["batch_group_count"] == 1
@@ -105,8 +106,8 @@ def conv_oc_image_floats(program: Program, v: Value) -> int:
     c = program.values[v.inputs[0]].shape[1]
     _, _, kh, kw = program.values[v.inputs[1]].shape
     (sh, sw), (dh, dw) = v.attrs["window_strides"], v.attrs["rhs_dilation"]
-    ho, wo = v.shape[2:]
-    return c * ((ho - 1) * sh + (kh - 1) * dh + 1) * ((wo - 1) * sw + (kw - 1) * dw + 1)
+    ho, wo = v.shape[2:]  # (static: a symbolic spatial axis is refused)
+    return int(c * ((ho - 1) * sh + (kh - 1) * dh + 1) * ((wo - 1) * sw + (kw - 1) * dw + 1))
 
 
 def conv_oc_weights_offset(program: Program, v: Value) -> int:
@@ -115,14 +116,14 @@ def conv_oc_weights_offset(program: Program, v: Value) -> int:
     if program.symbols:  # after the padded images of the largest batch
         return conv_oc_weights_offset(bound(program, program.symbols, {v.id, *v.inputs}), v)
     n = program.values[v.inputs[0]].shape[0]
-    return -(-4 * n * conv_oc_image_floats(program, v) // 64) * 64
+    return int(-(-4 * n * conv_oc_image_floats(program, v) // 64) * 64)
 
 
-def _conv_oc_work(program: Program, v: Value) -> int:
+def _conv_oc_work(program: Program, v: Value) -> DimLike:
     if conv_oc_packed(program, v):
         return 4 * program.values[v.inputs[0]].shape[0] * conv_oc_image_floats(program, v)
     o, c, kh, kw = program.values[v.inputs[1]].shape
-    lanes = conv_oc_lanes(o)
+    lanes = conv_oc_lanes(int(o))
     return conv_oc_weights_offset(program, v) + 4 * c * kh * kw * (-(-o // lanes) * lanes)
 
 

@@ -339,6 +339,6 @@ def _oc_weights(program: Program, v: Value, users: list[int]) -> bool:
     """Whether `v` is a float32 constant read only as the kernel of `conv_oc` convolutions
     whose output channels fill whole vectors (so packing adds no padding)."""
     return _conv_weights(program, v, users) and len(v.shape) == 4 \
-        and v.shape[0] % conv_oc_lanes(v.shape[0]) == 0 \
+        and v.shape[0] % conv_oc_lanes(int(v.shape[0])) == 0 \
         and all(program.values[u].inputs[1] == v.id and conv_oc(program, program.values[u])
                 for u in users)

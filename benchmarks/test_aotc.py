@@ -9,10 +9,12 @@
   helper and run by ONNX Runtime with as many intra-op threads; batch 1 also
   with `--weight-storage bfloat16` and `float16`, batch 1 and 64 with `--quantize
   int8-weights` (each checked against ONNX Runtime on the model with its weights
-  stored the same way; timed against the float32 model, the same bytes), and ONNX
-  Runtime's own int8 model (`onnxruntime.quantization.quantize_dynamic`, int8
-  weights and dynamically quantized activations; `quantize_static`, the peer of a
-  full int8 export, waits for that export);
+  stored the same way; timed against the float32 model, the same bytes) and `--quantize
+  int8` (int8 activations calibrated on digits images scaled to 28x28, checked against
+  `aotc verify`'s NumPy int8 reference), and ONNX Runtime's own int8 models
+  (`onnxruntime.quantization.quantize_dynamic`: int8 weights and dynamically quantized
+  activations; `quantize_static`: per-channel int8 weights and int8 activations
+  calibrated on the same images, QDQ form, the peer of a full int8 export);
 * cold start: a C program linked against libNAME.a, from process start to
   its first result, against `python -c` importing onnxruntime, loading the
   model and running it once (both timed as whole processes from here);
@@ -35,20 +37,39 @@ import mlframework as mlf
 from bench_models import lenet, mlp
 from aot.export import export_model
 from aot.passes.weight_packing import dequantized
-from aot.tools.verify import ExportedLibrary
-from mlframework.ml import Context, ContextExec
+from aot.tools.verify import ExportedLibrary, quantized_reference
+from mlframework.ml import Context, ContextExec, datasets
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: E402
+from onnxruntime.quantization import (CalibrationDataReader, QuantType,  # noqa: E402
+                                      quantize_dynamic, quantize_static)
 
 
 MODELS = {"mlp": (mlp, (784,)), "lenet": (lenet, (1, 28, 28))}
 # how the export stores its weights: export_model's options, and the batch sizes timed
 STORAGES = {"float32": ({}, (1, 64)), "bfloat16": ({"weight_storage": "bfloat16"}, (1,)),
             "float16": ({"weight_storage": "float16"}, (1,)),
-            "int8-weights": ({"quantize": "int8-weights"}, (1, 64))}
+            "int8-weights": ({"quantize": "int8-weights"}, (1, 64)),
+            "int8": ({"quantize": "int8"}, (1, 64))}  # with calibration=, set in `setup`
+
+
+def _calibration_images(name, count=256):
+    """Digits training images (8x8, in [0, 1]) scaled to 28x28 by nearest neighbours:
+    [count, *MODELS[name][1]]."""
+    x = datasets.load_digits(seed=0, images=True)[0][0][:count].reshape(count, 8, 8)
+    rows = np.arange(28) * 8 // 28
+    return x[:, rows][:, :, rows].reshape(count, *MODELS[name][1]).astype(np.float32)
+
+
+class _Images(CalibrationDataReader):
+    def __init__(self, images, batch):
+        self.batches = iter([{"x": images[i:i + batch]}
+                             for i in range(0, len(images) - batch + 1, batch)])
+
+    def get_next(self):
+        return next(self.batches, None)
 
 
 def _context(name):
@@ -115,6 +136,8 @@ def setup(tmp_path_factory):
     out = {}
     for name in MODELS:
         ctx, weights = _context(name)
+        calibration = root / f"{name}_calibration.npz"
+        np.savez(calibration, x=_calibration_images(name))
         for batch in (1, 64):
             dims = MODELS[name][1]
             onnx_path = root / f"{name}{batch}.onnx"
@@ -122,6 +145,9 @@ def setup(tmp_path_factory):
             quantize_dynamic(onnx_path, root / f"{name}{batch}_int8.onnx",
                              weight_type=QuantType.QInt8)
             out[name, batch, "onnx int8"] = root / f"{name}{batch}_int8.onnx"
+            quantize_static(onnx_path, root / f"{name}{batch}_static.onnx",
+                            _Images(_calibration_images(name), batch), per_channel=True)
+            out[name, batch, "onnx int8 static"] = root / f"{name}{batch}_static.onnx"
             for threads, (storage, (options, batches)) in itertools.product(
                     (1, 2), STORAGES.items()):
                 if batch not in batches:
@@ -129,19 +155,22 @@ def setup(tmp_path_factory):
                 folder = root / f"{name}{batch}_{threads}_{storage}"
                 export_model(MODELS[name][0], [f"x:float32[{batch},{','.join(map(str, dims))}]"],
                              folder, ctx=ctx, name=f"{name}{batch}", weights="blob",
-                             openmp=threads > 1, **options)
+                             openmp=threads > 1, **options,
+                             **({"calibration": calibration} if storage == "int8" else {}))
                 out[name, batch, threads, storage] = (folder, onnx_path)
         small = root / f"{name}_file"
         export_model(MODELS[name][0], [f"x:float32[1,{','.join(map(str, MODELS[name][1]))}]"],
                      small, ctx=ctx, name=f"{name}f", weights="file")
         out[name, "file"] = small
         out[name, "weights"] = weights
+        out[name, "ctx"] = ctx
     return out
 
 
 LATENCY = [(who, model, batch, threads, storage)
            for who, model, batch, threads in itertools.product(
-               ("aotc", "onnxruntime", "onnxruntime-int8"), MODELS, (1, 64), (1, 2))
+               ("aotc", "onnxruntime", "onnxruntime-int8", "onnxruntime-int8-static"), MODELS,
+               (1, 64), (1, 2))
            for storage in ([s for s, (_, batches) in STORAGES.items() if batch in batches]
                            if who == "aotc" else ("float32",))]
 
@@ -161,20 +190,27 @@ def _as_stored(manifest: dict, weights: dict) -> dict:
 @pytest.mark.parametrize("who,model,batch,threads,storage", LATENCY,
                          ids=["-".join(map(str, c)) for c in LATENCY])
 def test_latency(benchmark, setup, who, model, batch, threads, storage):
-    """ONNX Runtime is timed on the float32 model, and on its dynamically quantized int8
-    model. An aotc row is checked against ONNX Runtime on the same model with the weights
-    stored as the export stores them (held as float32 there)."""
+    """ONNX Runtime is timed on the float32 model, and on its dynamically and statically
+    quantized int8 models. An aotc row is checked against ONNX Runtime on the same model
+    with the weights stored as the export stores them (held as float32 there); a full
+    int8 row against `aotc verify`'s NumPy evaluation of its int8 program."""
     folder, onnx_path = setup[model, batch, threads, storage]
     x = np.random.default_rng(0).standard_normal((batch, *MODELS[model][1])).astype(np.float32)
     benchmark.group = f"latency {model} batch {batch}, {threads} thread(s)"
     sess = _session(str(onnx_path), threads)
     if who == "onnxruntime-int8":
         sess = _session(str(setup[model, batch, "onnx int8"]), threads)
+    if who == "onnxruntime-int8-static":
+        sess = _session(str(setup[model, batch, "onnx int8 static"]), threads)
     if who == "aotc":
         lib = ExportedLibrary(folder)
-        stored = _as_stored(lib.manifest, setup[model, "weights"])
-        want = _session(_onnx_model(model, stored, batch).SerializeToString(),
-                        threads).run(None, {"x": x})[0]
+        if storage == "int8":
+            want = quantized_reference(lib.manifest, [x], MODELS[model][0],
+                                       setup[model, "ctx"])[0]
+        else:
+            stored = _as_stored(lib.manifest, setup[model, "weights"])
+            want = _session(_onnx_model(model, stored, batch).SerializeToString(),
+                            threads).run(None, {"x": x})[0]
         y = np.empty((batch, 10), np.float32)
         run, px, py, pw = lib._run, lib._ptr(x), lib._ptr(y), lib._ptr(lib.workspace)
         assert run(px, py, pw) == 0

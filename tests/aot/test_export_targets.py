@@ -68,3 +68,31 @@ def test_blob_weights_refused_for_wasm(root):
         export_model(str(es.EXAMPLES / "digits_cnn.py") + ":model", INPUT, root / "never",
                      checkpoint=es.checkpoint(root, "digits_cnn"), target="wasm32-wasi",
                      weights="blob", build=False)
+
+
+def test_full_int8_on_aarch64_matches_the_host_vnni_build(root, tmp_path):
+    """`--quantize int8` cross-compiled: aarch64 has no VNNI, so its int8 products run the
+    portable loop, whose int32 sums equal the host's AVX-512 VNNI ones (where the host
+    has it); the outputs agree as the float32 builds do."""
+    from aot.export import export_model
+    from mlframework.ml import datasets
+    qemu = shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")
+    if qemu is None:
+        pytest.fail("qemu-user is not installed: `apt-get install qemu-user` (make test "
+                    "installs it when run as root); the aarch64 build cannot be run")
+    np.savez(tmp_path / "calibration.npz", x=datasets.load_digits(seed=0)[0][0][:128])
+    folders = {}
+    for target in ("host", "aarch64-linux-gnu"):
+        folders[target] = export_model(
+            str(es.EXAMPLES / "digits_mlp.py") + ":model", ["x:float32[3,64]"],
+            tmp_path / target, checkpoint=es.checkpoint(root, "digits_mlp"), name="q8",
+            target=target, quantize="int8", calibration=tmp_path / "calibration.npz").out_dir
+    arm = folders["aarch64-linux-gnu"]
+    assert "mlf_gemm_s8(" in (arm / "q8.c").read_text()
+    m = json.loads((arm / "manifest.json").read_text())
+    exe = es.build_driver(arm, ZIG + ["-target", "aarch64-linux-musl", "-static"],
+                          tmp_path / "driver-arm")
+    inputs = [np.abs(x) for x in random_inputs(m["inputs"], 2)]  # pixels are >= 0
+    got, _ = es.run_driver(exe, arm, inputs, m, prefix=[qemu])
+    want = ExportedLibrary(folders["host"]).run(*inputs)[0]
+    np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-5)

@@ -13,9 +13,11 @@
  * (a + 128 = a ^ 0x80) and the shift's share, 128 * sum_k B[k, n], taken off at the end.
  *
  * Paths, chosen at compile time: AVX-512 VNNI (__AVX512VNNI__ with __AVX512BW__):
- * up to 4 rows x 64 columns of int32 sums in 16 zmm registers; otherwise a portable loop
- * over the same layout, which gcc vectorizes and which gives the same int32 results
- * (both are exact). -DMLF_NO_VNNI forces the portable loop (the tests compare the two).
+ * up to 4 rows x 64 columns of int32 sums in 16 zmm registers; AVX-VNNI (__AVXVNNI__,
+ * 256-bit): one row x 64 columns in 8 ymm registers; otherwise a portable loop over the
+ * same layout, which gcc vectorizes. All give the same int32 results (all are exact).
+ * -DMLF_NO_VNNI forces the portable loop; -DMLF_S8_YMM the 256-bit path on an AVX-512
+ * VNNI machine (with the EVEX form of the same instruction): the tests compare all three.
  * `mlf_conv2d_s8` runs a 2-d int8 convolution as im2col + this GEMM.
  */
 #ifndef MLF_GEMM_S8_H
@@ -24,9 +26,19 @@
 #include "mlf_runtime.h"
 #include "mlf_gemm.h"
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && !defined(MLF_NO_VNNI)
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && !defined(MLF_NO_VNNI) \
+    && !defined(MLF_S8_YMM)
 #include <immintrin.h>
-#define MLF_S8_VNNI 1
+#define MLF_S8_VNNI 512
+#elif defined(__AVXVNNI__) && !defined(MLF_NO_VNNI)
+#include <immintrin.h>
+#define MLF_S8_VNNI 256
+#define mlf_dpbusd256 _mm256_dpbusd_avx_epi32 /* AVX-VNNI (VEX) */
+#elif defined(MLF_S8_YMM) && defined(__AVX512VNNI__) && defined(__AVX512VL__) \
+    && !defined(MLF_NO_VNNI)
+#include <immintrin.h>
+#define MLF_S8_VNNI 256
+#define mlf_dpbusd256 _mm256_dpbusd_epi32 /* the same operation, EVEX: tests the path */
 #endif
 
 #define MLF_S8_NR 64 /* columns per panel */
@@ -50,7 +62,7 @@ static inline __attribute__((always_inline)) void mlf_s8_tile(
     const int mr, long K, const int8_t* MLF_RESTRICT A, long lda, const int8_t* MLF_RESTRICT P,
     const int32_t* MLF_RESTRICT comp, int32_t* MLF_RESTRICT C, long ldc, long w) {
   const long G = (K + 3) / 4;
-#ifdef MLF_S8_VNNI
+#if MLF_S8_VNNI == 512
   __m512i acc[MLF_S8_MR][4];
   for (int i = 0; i < mr; i++)
     for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_si512();
@@ -74,6 +86,31 @@ static inline __attribute__((always_inline)) void mlf_s8_tile(
       const __mmask16 keep = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
       _mm512_mask_storeu_epi32(C + i * ldc + 16 * j, keep, v);
     }
+#elif MLF_S8_VNNI == 256
+  /* 16 ymm registers: one row at a time, its 64 sums in 8 of them */
+  for (int i = 0; i < mr; i++) {
+    __m256i acc[8];
+    for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_si256();
+    for (long g = 0; g < G; g++) {
+      const int8_t* MLF_RESTRICT b = P + g * 4 * MLF_S8_NR;
+      const __m256i a = _mm256_set1_epi32((int)mlf_s8_word(A + i * lda, g, K));
+      for (int j = 0; j < 8; j++)
+        acc[j] = mlf_dpbusd256(acc[j], a, _mm256_loadu_si256((const __m256i*)(b + 32 * j)));
+    }
+    for (int j = 0; j < 8; j++) {
+      const long left = w - 8 * j;
+      if (left <= 0) break;
+      const __m256i v = _mm256_sub_epi32(
+          acc[j], _mm256_loadu_si256((const __m256i*)(const void*)(comp + 8 * j)));
+      if (left >= 8) {
+        _mm256_storeu_si256((__m256i*)(void*)(C + i * ldc + 8 * j), v);
+      } else {
+        int32_t lanes[8];
+        _mm256_storeu_si256((__m256i*)(void*)lanes, v);
+        memcpy(C + i * ldc + 8 * j, lanes, (size_t)left * sizeof(int32_t));
+      }
+    }
+  }
 #else
   int32_t acc[MLF_S8_MR][MLF_S8_NR];
   for (int i = 0; i < mr; i++)

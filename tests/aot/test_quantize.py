@@ -191,7 +191,7 @@ KERNEL = r"""
 #include "mlf_gemm_s8.h"
 int vnni(void) {
 #ifdef MLF_S8_VNNI
-  return 1;
+  return MLF_S8_VNNI;
 #else
   return 0;
 #endif
@@ -213,8 +213,9 @@ long conv_work(long C, long O, long KH, long KW, long ho, long wo) {
 
 @pytest.fixture(scope="module")
 def kernels(tmp_path_factory):
-    """The kernel built for this machine (-march=native: VNNI where it has it) and with
-    the portable loop forced (-DMLF_NO_VNNI), as cffi libraries."""
+    """The kernel built for this machine (-march=native: AVX-512 VNNI where it has it),
+    with its 256-bit path (-DMLF_S8_YMM: AVX-VNNI's code, with the EVEX instruction) and
+    with the portable loop forced (-DMLF_NO_VNNI), as cffi libraries."""
     folder = tmp_path_factory.mktemp("s8")
     (folder / "k.c").write_text(KERNEL)
     ffi = cffi.FFI()
@@ -223,7 +224,8 @@ def kernels(tmp_path_factory):
              "long, long, long, long, long, const void*, const void*, void*, void*); "
              "long conv_work(long, long, long, long, long, long);")
     libs = {}
-    for path, flags in (("vnni", []), ("portable", ["-DMLF_NO_VNNI"])):
+    for path, flags in (("vnni", []), ("ymm", ["-DMLF_S8_YMM"]),
+                        ("portable", ["-DMLF_NO_VNNI"])):
         out = folder / f"{path}.so"
         subprocess.run(["gcc", "-O2", "-march=native", "-Wall", "-Wextra", "-Werror", "-shared",
                         "-fPIC", *flags, f"-I{RUNTIME}", str(folder / "k.c"), "-o", str(out)],
@@ -241,9 +243,10 @@ def _has_vnni() -> bool:
 def test_int8_products_are_exact_int32_on_both_paths(kernels, m, n, k):
     """Tails in every direction (rows past a 4-row tile, columns past a 64-column panel,
     K not a multiple of 4), extreme values included: the int32 sums equal NumPy's int64
-    product of the same int8 data, on the VNNI path and the portable loop alike."""
+    product of the same int8 data, on the VNNI paths and the portable loop alike."""
     ffi, libs = kernels
-    assert libs["vnni"].vnni() == int(_has_vnni()) and libs["portable"].vnni() == 0
+    assert libs["portable"].vnni() == 0
+    assert (libs["vnni"].vnni(), libs["ymm"].vnni()) == ((512, 256) if _has_vnni() else (0, 0))
     a = RNG.integers(-128, 128, (m, k)).astype(np.int8)
     b = RNG.integers(-127, 128, (k, n)).astype(np.int8)
     a[0, 0], b[0, 0] = -128, -127
@@ -253,6 +256,18 @@ def test_int8_products_are_exact_int32_on_both_paths(kernels, m, n, k):
         c = np.full((m, n), 7, np.int32)
         lib.gemm(m, n, k, ffi.from_buffer(a), k, ffi.from_buffer(packed), ffi.from_buffer(c))
         np.testing.assert_array_equal(c, want)
+
+
+def test_avx_vnni_targets_compile_the_256_bit_path(tmp_path):
+    """An -mavxvnni target (no AVX-512) gets the VEX-encoded vpdpbusd of the 256-bit path,
+    which the tests above run with its EVEX twin on an AVX-512 VNNI host."""
+    (tmp_path / "k.c").write_text(KERNEL)
+    subprocess.run(["gcc", "-O2", "-mavx2", "-mavxvnni", "-Wall", "-Wextra", "-Werror", "-c",
+                    f"-I{RUNTIME}", str(tmp_path / "k.c"), "-o", str(tmp_path / "k.o")],
+                   check=True, capture_output=True, text=True)
+    code = subprocess.run(["objdump", "-d", str(tmp_path / "k.o")], check=True,
+                          capture_output=True, text=True).stdout
+    assert "{vex} vpdpbusd" in code and "zmm" not in code
 
 
 def test_int8_convolution_is_exact_on_both_paths(kernels):

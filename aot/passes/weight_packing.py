@@ -14,8 +14,9 @@ float32 type; the code generator calls the matching kernel.
   would read B in place (exported MLP, batch 64: 769 us vs 792 us in place).
 - "bfloat16" storage, packing "bf16_pairs" (`aotc export --weight-storage bfloat16`):
   every candidate is rounded to bfloat16 (to nearest, ties to even) and stored at half
-  the bytes as [K, NP] (NP = N rounded up to 32), in each 32-column block column q < 16
-  at position 2q and column 16 + q at 2q + 1 (runtime_c/mlf_gemm_bf16.h). A batch-1
+  the bytes, shape [K, NP] (NP = N rounded up to 32) but block-major: the NP/32 blocks
+  of 32 columns one after the other, each its K rows of 32; in a block's row column
+  q < 16 at position 2q and column 16 + q at 2q + 1 (runtime_c/mlf_gemm_bf16.h). A batch-1
   dense layer reads every weight once per call, so halving the bytes about halves its
   time. Products and sums stay float32: the model computed is exactly the float32 model
   with the rounded weights.
@@ -159,13 +160,13 @@ def pack_weights(program: Program, storage: str = "float32", variables=None,
 
 
 def pair_panels(w: np.ndarray) -> np.ndarray:
-    """[K, N] float32 -> [K, NP] bfloat16 pair panels (zeros past N)."""
+    """[K, N] float32 -> bfloat16 pair panels of shape [K, NP], block-major (zeros past N)."""
     k, n = w.shape
     padded = np.zeros((k, -(-n // BLOCK) * BLOCK), np.float32)
     padded[:, :n] = w
-    blocks = padded.reshape(k, -1, 2, BLOCK // 2)       # [K, block, half, q]
-    pairs = blocks.transpose(0, 1, 3, 2).reshape(k, -1)  # [K, block, q, half]
-    return pairs.astype(DType.BFLOAT16.numpy)
+    blocks = padded.reshape(k, -1, 2, BLOCK // 2)                 # [K, block, half, q]
+    pairs = blocks.transpose(1, 0, 3, 2).reshape(k, -1)  # [block, K, q, half], as [K, NP]
+    return np.ascontiguousarray(pairs).astype(DType.BFLOAT16.numpy)
 
 
 def quantize(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:

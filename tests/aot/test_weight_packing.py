@@ -23,12 +23,12 @@ RNG = np.random.default_rng(3)
 
 
 def _unpack(packed: np.ndarray, n: int) -> np.ndarray:
-    """The layout as runtime_c/mlf_gemm_bf16.h reads it: column c of block b at
-    position 2 * (c % 16) + c // 16."""
+    """The layout as runtime_c/mlf_gemm_bf16.h reads it: W[p, j] at flat position
+    ((j // 32) * K + p) * 32 + 2 * (j % 16) + (j % 32) // 16."""
     k, np_ = packed.shape
-    cols = np.arange(np_)
-    pos = cols // 32 * 32 + 2 * (cols % 16) + (cols % 32) // 16
-    return packed.astype(np.float32)[:, pos][:, :n]
+    p, j = np.meshgrid(np.arange(k), np.arange(np_), indexing="ij")
+    pos = (j // 32 * k + p) * 32 + 2 * (j % 16) + (j % 32) // 16
+    return packed.astype(np.float32).reshape(-1)[pos][:, :n]
 
 
 @pytest.mark.parametrize("n", [10, 32, 45, 96])

@@ -53,7 +53,8 @@ HARNESS = r"""
 #include "mlf_gemm_bf16.h"
 #include <stdio.h>
 #include <stdlib.h>
-/* W packed as bfloat16 pairs (runtime_c/mlf_gemm_bf16.h); small integers are exact. */
+/* W packed as bfloat16 pairs, block-major (runtime_c/mlf_gemm_bf16.h); small integers
+ * are exact. */
 static uint16_t* pack_pairs(const float* W, long K, long N) {
   long np = (N + 31) / 32 * 32;
   uint16_t* P = calloc(K * np + 1, sizeof(uint16_t));
@@ -61,7 +62,7 @@ static uint16_t* pack_pairs(const float* W, long K, long N) {
     for (long j = 0; j < N; j++) {
       uint32_t u;
       memcpy(&u, &W[p * N + j], 4);
-      P[p * np + j / 32 * 32 + 2 * (j % 16) + (j % 32) / 16] = (uint16_t)(u >> 16);
+      P[(j / 32 * K + p) * 32 + 2 * (j % 16) + (j % 32) / 16] = (uint16_t)(u >> 16);
     }
   return P;
 }

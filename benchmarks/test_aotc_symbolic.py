@@ -52,7 +52,7 @@ def _call(lib: ExportedLibrary, batch: int, dims):
         args.insert(0, batch)
     run = lib._run
     assert run(*args) == 0
-    return (lambda: run(*args)), y
+    return (lambda keep=(x, y): run(*args)), y  # keep: the arrays behind the pointers
 
 
 CASES = [(model, batch, kind) for model in MODELS for batch in (1, MAX)

@@ -22,7 +22,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,7 +129,8 @@ class ExportedLibrary:
         return [np.ascontiguousarray(np.asarray(x, as_dtype(i["dtype"]).numpy).reshape(
             shape_at(i["shape"], sizes))) for x, i in zip(inputs, specs, strict=True)]
 
-    def sizes_of(self, inputs, specs) -> dict[str, int]:
+    def sizes_of(self, inputs: Sequence[ArrayLike],
+                 specs: Sequence[dict[str, Any]]) -> dict[str, int]:
         """The symbols' values that the inputs' shapes give (each bare symbol's axis)."""
         found: dict[str, int] = {}
         for x, i in zip(inputs, specs):

@@ -1,0 +1,116 @@
+"""GPT-2-shaped forward: our backends beside a hand-written jax.jit of the same computation.
+
+    .venv/bin/python -m pytest benchmarks/test_gpt_forward.py --benchmark-only \
+        --benchmark-columns=median,iqr,ops
+
+The workload of issue 17: GPT-2's transformer body (pre-LayerNorm blocks of causal
+multi-head self-attention and a tanh-GELU MLP of 4x the width, then the final LayerNorm)
+with 4 layers, 4 heads, width 256, over one sequence of 128 hidden states (batch 1),
+float32. Ours is built from the project's layers (`layer_norm`, `multi_head_attention`,
+`dense`), as `mlframework/models/hf/gpt2.py` builds each block; the embedding lookup and
+the vocabulary head are left out, so the time is the blocks'. The jax.jit contender is
+written by hand with jax.numpy on the very weights our context holds, and every contender's
+output is checked against it before timing. One timed call is a forward plus copying the
+[1, 128, 256] result to the host. Target (issue 17): c at least 1.3x jax.jit on 1 and 2
+threads. For one thread, run under `taskset -c 0` with MLF_NUM_THREADS=1 (XLA sizes its
+pool by the CPUs the process may use); for two, as is.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mlframework as mlf
+from mlframework.core.tensors import Tensor
+from mlframework.ml import Context, ContextExec, layers
+
+LAYERS, HEADS, WIDTH, SEQ = 4, 4, 256, 128
+X = np.random.default_rng(0).normal(size=(1, SEQ, WIDTH)).astype(np.float32)
+
+
+def gpt_body(ctx, x):
+    """GPT-2's blocks over hidden states x [batch, seq, width] -> [batch, seq, width]."""
+    for i in range(LAYERS):
+        block = ctx / "h" / str(i)
+        h = layers.layer_norm(block / "ln_1", x)
+        x = x + layers.multi_head_attention(block, h, num_heads=HEADS, causal=True)
+        h = layers.layer_norm(block / "ln_2", x)
+        h = layers.gelu(layers.dense(block / "mlp" / "fc", h, 4 * WIDTH), approximate=True)
+        x = x + layers.dense(block / "mlp" / "proj", h, WIDTH)
+    return layers.layer_norm(ctx / "ln_f", x)
+
+
+def _jax_layer_norm(p, name, x):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + 1e-5) * p[f"{name}/layer_norm/gamma"] + \
+        p[f"{name}/layer_norm/beta"]
+
+
+def _jax_dense(p, name, x):
+    return x @ p[f"{name}/dense/weights"] + p[f"{name}/dense/biases"]
+
+
+def jax_body(p, x):
+    """`gpt_body` in jax.numpy over the weights p {variable name: array}."""
+    b, s, d = x.shape
+    hd = d // HEADS
+    allowed = jnp.tril(jnp.ones((s, s), bool))
+    heads = lambda t: t.reshape(b, s, HEADS, hd).transpose(0, 2, 1, 3)  # noqa: E731
+    for i in range(LAYERS):
+        blk = f"h/{i}"
+        h = _jax_layer_norm(p, f"{blk}/ln_1", x)
+        q, k, v = (heads(_jax_dense(p, f"{blk}/attention/{n}", h))
+                   for n in ("query", "key", "value"))
+        scores = jnp.where(allowed, q @ k.transpose(0, 1, 3, 2) * np.float32(1 / np.sqrt(hd)),
+                           np.finfo(np.float32).min)
+        att = (jax.nn.softmax(scores, axis=-1) @ v).transpose(0, 2, 1, 3).reshape(b, s, d)
+        x = x + _jax_dense(p, f"{blk}/attention/output", att)
+        h = _jax_layer_norm(p, f"{blk}/ln_2", x)
+        h = jax.nn.gelu(_jax_dense(p, f"{blk}/mlp/fc", h), approximate=True)
+        x = x + _jax_dense(p, f"{blk}/mlp/proj", h)
+    return _jax_layer_norm(p, "ln_f", x)
+
+
+@pytest.fixture(scope="module")
+def weights():
+    """(a Context holding the model's variables, {name: float32 array} of the same values)."""
+    ctx = Context(seed=0)
+    ContextExec(mlf.backends.new("xla"), ctx, gpt_body)(X)  # creates the variables
+    values = {v.name: np.asarray(v.value.numpy(), np.float32) for v in ctx.variables()}
+    rng = np.random.default_rng(1)
+    for v in ctx.variables():  # random LayerNorm affines and biases, so that all of them count
+        if not v.name.endswith("/weights"):
+            values[v.name] = (values[v.name] + 0.1 * rng.normal(size=values[v.name].shape)
+                              ).astype(np.float32)
+            v.value = Tensor(values[v.name])
+    return ctx, values
+
+
+@pytest.fixture(scope="module")
+def reference(weights):
+    """The output of the hand-written JAX forward, in float64 on the host."""
+    params = {k: jnp.asarray(a) for k, a in weights[1].items()}
+    return np.asarray(jax.jit(jax_body)(params, jnp.asarray(X)), np.float64)
+
+
+@pytest.mark.benchmark(group="gpt2-4x256-s128-b1-forward")
+@pytest.mark.parametrize("name", mlf.backends.names())
+def test_gpt_forward_ours(benchmark, weights, reference, name):
+    exe = ContextExec(mlf.backends.new(name), weights[0], gpt_body)
+    step = lambda: exe(X).numpy()  # noqa: E731
+    np.testing.assert_allclose(step(), reference, rtol=2e-4, atol=2e-4)
+    for _ in range(3):
+        step()
+    benchmark(step)
+
+
+@pytest.mark.benchmark(group="gpt2-4x256-s128-b1-forward")
+def test_gpt_forward_plain_jax(benchmark, weights, reference):
+    params = {k: jnp.asarray(a) for k, a in weights[1].items()}
+    fn = jax.jit(jax_body)
+    step = lambda: np.asarray(fn(params, X))  # noqa: E731
+    np.testing.assert_allclose(step(), reference, rtol=1e-6, atol=1e-6)
+    for _ in range(3):
+        step()
+    benchmark(step)

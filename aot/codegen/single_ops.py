@@ -51,10 +51,12 @@ def _dynamic_update_slice(program, v):
     idx, axes = _vars("u", upd.shape)
     starts = []
     for a, s in enumerate(v.inputs[2:]):
-        sv = program.values[s]
+        hi = x.shape[a] - upd.shape[a]
+        if hi == 0:  # a full-width axis starts at 0 whatever its index says
+            starts.append(idx[a])
+            continue
         lines.append(f"const int64_t s{a} = mlf_start_index((int64_t)b{s}[0], {x.shape[a]}, "
-                     f"{x.shape[a] - upd.shape[a]});")
-        del sv
+                     f"{hi});")
         starts.append(ix.add(ix.opaque(f"s{a}"), idx[a]))
     lines += nest(axes, [f"b{v.id}[{ix.flatten(starts, x.shape).c()}] = "
                          f"b{upd.id}[{ix.flatten(idx, upd.shape).c()}];"])

@@ -212,10 +212,11 @@ class Walker:
         x = self.prog.values[v.inputs[0]]
         idx = []
         for a, (i, s) in enumerate(zip(index, v.inputs[1:])):
-            start = self.value(s, [], guarded)
             hi = x.shape[a] - v.attrs["slice_sizes"][a]
-            clamped = self.start_index(start, x.shape[a], hi)
-            idx.append(ix.add(ix.opaque(clamped), i) if hi != 0 else i)
+            if hi != 0:  # a full-width axis starts at 0 whatever its index says
+                clamped = self.start_index(self.value(s, [], guarded), x.shape[a], hi)
+                i = ix.add(ix.opaque(clamped), i)
+            idx.append(i)
         return self.value(x.id, idx, guarded), False
 
     def _pad(self, v, index, guarded):

@@ -265,6 +265,16 @@ int main(void) {
 """
 
 
+@pytest.mark.parametrize("storage", ["float32", "bfloat16"])
+def test_decoder_sources_compile_without_warnings(exported, exported_bf16, storage):
+    folder = (exported if storage == "float32" else exported_bf16)["gpt2"]
+    for source in ("lm_prefill.c", "lm_decode.c", "lm_weights.c"):
+        proc = subprocess.run(["gcc", "-fsyntax-only", "-std=gnu99", "-O3", "-Wall", "-Wextra",
+                               "-Werror", "-fopenmp", f"-I{folder}", f"-I{folder / 'runtime'}",
+                               str(folder / source)], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{source}: {proc.stderr}"
+
+
 def test_decoder_never_allocates_and_runs_clean_under_sanitizers(exported, tmp_path):
     """The same program counting every allocator call (linked to liblm.so), then built
     from the sources with ASan and UBSan: a prefill longer than one pass, every decode

@@ -80,5 +80,6 @@ MLF_DEFINE_ARGSORT(f32, float) MLF_DEFINE_ARGSORT(f64, double)
 #include "mlf_conv.h" /* the direct 2-d convolution */
 #endif
 #include "mlf_conv_oc.h" /* small images, vectors over the output channels (always inlined) */
+#include "mlf_attention.h" /* fused attention: online softmax over key blocks (always inlined) */
 
 #endif /* MLF_KERNELS_H */

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aot.codegen import contraction, control, fused, single_ops
+from aot.codegen import attention, contraction, control, fused, single_ops
 from aot.codegen import ctypes_table as ct
 from aot.codegen.templates import environment
 from aot.passes.memory_plan import MemoryPlan
@@ -28,7 +28,8 @@ from aot.program.symbols import c_expr, c_name, check_compilable, rename_dim
 
 ENTRY = "mlf_run"
 _BODIES = {"pointwise": fused.pointwise, "reduce": fused.reduce, "rowwise": fused.rowwise,
-           "dot": contraction.dot_body, "conv": contraction.conv_body}
+           "dot": contraction.dot_body, "conv": contraction.conv_body,
+           "attention": attention.attention_body}
 
 
 @dataclass

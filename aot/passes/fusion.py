@@ -13,6 +13,8 @@ Rules (measured in shared/research/cpu-codegen.md):
     cache-resident row;
   * dot_general and conv_general take a pointwise epilogue (bias, activation,
     residual, cast) that reads the contraction only at the element being stored;
+  * scores, softmax and weighted sum of attention become one kernel
+    (`aot.passes.attention.fuse_attention`, after the rules above);
   * a value is materialized when it is a graph output, when a consumer reuses
     its elements (contractions, windows, gathers, sorts...), when it is
     expensive and read more than once or broadcast, or when a fused body
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+from aot.passes.attention import fuse_attention
 from aot.passes.layouts import scratch_bytes
 from aot.program import indexing as ix
 from aot.program.kernel import Kernel
@@ -47,6 +50,7 @@ def fuse(program: Program) -> list[Kernel]:
     kernels = _control_flow(program, kernels)
     kernels = _merge_rowwise(program, kernels, consumers)
     kernels = _merge_epilogues(program, kernels, consumers)
+    kernels = fuse_attention(program, kernels)
     for k in kernels:
         k.scratch_bytes = scratch_bytes(program, k)
     return kernels

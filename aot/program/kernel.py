@@ -15,12 +15,14 @@ from mlframework.core.symbolic import DimLike
 class Kernel:
     """One generated function.
 
-    kind: "pointwise", "reduce", "rowwise", "dot", "conv", "alias" (no code: a
-    reshape view of another buffer), or the op name of a single-op kernel.
+    kind: "pointwise", "reduce", "rowwise", "dot", "conv", "attention" (scores,
+    softmax and weighted sum: `aot.passes.attention`), "alias" (no code: a reshape view
+    of another buffer), or the op name of a single-op kernel.
     outputs: values the kernel writes to buffers; nodes: every value computed
     inside (topological); inputs: materialized values it reads; reason: why
     these nodes are one kernel; stages: for rowwise kernels, the values
-    finished one after another in each row; epilogue: for dot/conv, the
+    finished one after another in each row (for attention: scores, logits,
+    probabilities, result); epilogue: for dot/conv, the
     pointwise values applied before the store; contraction: the dot/conv value;
     rows, dims: a rowwise kernel's row rank and full dims; scratch_bytes: the
     workspace it needs while it runs (`aot.passes.layouts.scratch_bytes`; for control

@@ -15,6 +15,7 @@ from aot.build.pipeline import compile_program
 from aot.program.program import from_graph
 from mlframework import graph as G
 from mlframework.core import shapes
+from mlframework.ml import layers
 
 
 def graph_of(fn, *arrays):
@@ -64,8 +65,19 @@ def _bits(x, s):
             G.cummax(x, 0, reverse=True), G.cumlogsumexp(x, 1))
 
 
-REPRESENTATIVE = [(_mlp, (X, W)), (_cnn, (IMG, K3)), (_indexing, (X, IDX)), (_bits, (X, SHIFTS))]
-IDS = ["mlp", "cnn", "indexing", "bits"]
+QKV = RNG.standard_normal((1, 2, 37, 19)).astype(np.float32)  # past one 32-row block
+
+
+def _attention(q, pad):
+    """Fused attention (runtime_c/mlf_attention.h): causal, with a padding mask read per
+    block, 5 keys per sequence left out."""
+    keep = G.iota(np.int32, (1, 1, 1, 37), 3) < G.convert(pad, np.int32) + 32
+    return layers.scaled_dot_product_attention(q, q * 0.5, q, keep, causal=True)
+
+
+REPRESENTATIVE = [(_mlp, (X, W)), (_cnn, (IMG, K3)), (_indexing, (X, IDX)), (_bits, (X, SHIFTS)),
+                  (_attention, (QKV, np.zeros((1, 1, 1, 1), np.float32)))]
+IDS = ["mlp", "cnn", "indexing", "bits", "attention"]
 
 
 def _harness(compiled, arrays) -> str:

@@ -14,7 +14,9 @@
   `aotc verify`'s NumPy int8 reference), and ONNX Runtime's own int8 models
   (`onnxruntime.quantization.quantize_dynamic`: int8 weights and dynamically quantized
   activations; `quantize_static`: per-channel int8 weights and int8 activations
-  calibrated on the same images, QDQ form, the peer of a full int8 export);
+  calibrated on the same images, QDQ form, the peer of a full int8 export), and that
+  QDQ model itself exported by `aotc export` (aotc-qdq: the MLP at batch 1, its products
+  on the int8 kernels with the model's own scales, aot/passes/qdq.py);
 * cold start: a C program linked against libNAME.a, from process start to
   its first result, against `python -c` importing onnxruntime, loading the
   model and running it once (both timed as whole processes from here);
@@ -148,6 +150,11 @@ def setup(tmp_path_factory):
             quantize_static(onnx_path, root / f"{name}{batch}_static.onnx",
                             _Images(_calibration_images(name), batch), per_channel=True)
             out[name, batch, "onnx int8 static"] = root / f"{name}{batch}_static.onnx"
+            for threads in (1, 2) if (name, batch) in QDQ else ():
+                folder = root / f"{name}{batch}_{threads}_qdq"
+                export_model(str(out[name, batch, "onnx int8 static"]), [], folder,
+                             name=f"q{name}{batch}", weights="blob", openmp=threads > 1)
+                out[name, batch, threads, "qdq"] = (folder, onnx_path)
             for threads, (storage, (options, batches)) in itertools.product(
                     (1, 2), STORAGES.items()):
                 if batch not in batches:
@@ -167,12 +174,15 @@ def setup(tmp_path_factory):
     return out
 
 
+QDQ = {("mlp", 1)}  # ONNX Runtime's quantize_static model itself exported (aotc-qdq rows)
 LATENCY = [(who, model, batch, threads, storage)
            for who, model, batch, threads in itertools.product(
                ("aotc", "onnxruntime", "onnxruntime-int8", "onnxruntime-int8-static"), MODELS,
                (1, 64), (1, 2))
            for storage in ([s for s, (_, batches) in STORAGES.items() if batch in batches]
-                           if who == "aotc" else ("float32",))]
+                           if who == "aotc" else ("float32",))] + [
+    ("aotc-qdq", model, batch, threads, "qdq") for model, batch in sorted(QDQ)
+    for threads in (1, 2)]
 
 
 def _as_stored(manifest: dict, weights: dict) -> dict:
@@ -193,7 +203,9 @@ def test_latency(benchmark, setup, who, model, batch, threads, storage):
     """ONNX Runtime is timed on the float32 model, and on its dynamically and statically
     quantized int8 models. An aotc row is checked against ONNX Runtime on the same model
     with the weights stored as the export stores them (held as float32 there); a full
-    int8 row against `aotc verify`'s NumPy evaluation of its int8 program."""
+    int8 row against `aotc verify`'s NumPy evaluation of its int8 program, and so is an
+    aotc-qdq row: the export of ONNX Runtime's QDQ model (onnxruntime-int8-static's),
+    every product on the int8 kernels (aot/passes/qdq.py)."""
     folder, onnx_path = setup[model, batch, threads, storage]
     x = np.random.default_rng(0).standard_normal((batch, *MODELS[model][1])).astype(np.float32)
     benchmark.group = f"latency {model} batch {batch}, {threads} thread(s)"
@@ -202,9 +214,12 @@ def test_latency(benchmark, setup, who, model, batch, threads, storage):
         sess = _session(str(setup[model, batch, "onnx int8"]), threads)
     if who == "onnxruntime-int8-static":
         sess = _session(str(setup[model, batch, "onnx int8 static"]), threads)
-    if who == "aotc":
+    if who in ("aotc", "aotc-qdq"):
         lib = ExportedLibrary(folder)
-        if storage == "int8":
+        if who == "aotc-qdq":
+            assert {p["path"] for p in lib.manifest["qdq_products"]} == {"int8"}
+            want = quantized_reference(lib.manifest, [x])[0]
+        elif storage == "int8":
             want = quantized_reference(lib.manifest, [x], MODELS[model][0],
                                        setup[model, "ctx"])[0]
         else:

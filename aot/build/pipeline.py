@@ -18,6 +18,7 @@ from aot.build.compiler import build_module
 from aot.codegen.emit import emit_module
 from aot.passes.fusion import fuse
 from aot.passes.memory_plan import MemoryPlan, plan_memory
+from aot.passes.qdq import map_qdq
 from aot.passes.simplify import simplify
 from aot.passes.weight_packing import pack_weights
 from aot.program.kernel import Kernel
@@ -46,6 +47,10 @@ def compile_program(program: Program, build_lib: bool = True,
     with _timed(timings, "simplify"):
         program = simplify(program)              # program -> program
     _dump(dump, "simplify", program)
+    with _timed(timings, "map_qdq"):
+        mapped, _ = map_qdq(program)             # QDQ products -> int8 kernels
+        program = simplify(mapped) if mapped is not program else program
+    _dump(dump, "map_qdq", program)
     with _timed(timings, "pack_weights"):
         program = pack_weights(program)          # program -> program (constant weights)
     _dump(dump, "pack_weights", program)

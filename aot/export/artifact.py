@@ -27,6 +27,7 @@ from aot.codegen.templates import environment
 from aot.export.cost import kernel_costs
 from aot.passes.fusion import fuse
 from aot.passes.memory_plan import MemoryPlan, plan_memory
+from aot.passes.qdq import map_qdq
 from aot.passes.quantization import quantize_int8
 from aot.passes.simplify import simplify
 from aot.passes.weight_packing import pack_weights
@@ -52,19 +53,28 @@ class Stage:
     snapshots: list[tuple[str, str]] = field(default_factory=list)
     # (pass name, the program it left) for the passes that rewrite the program
     programs: list[tuple[str, Program]] = field(default_factory=list)
+    # map_qdq's products of a QDQ model: which run on the int8 kernels, which stay float
+    qdq: list[dict] = field(default_factory=list)
 
 
 def compile_stage(program: Program, entry: str, weight_storage: str = "float32",
                   variables=None, params=(),
                   activation_scales: dict[str, float] | None = None) -> Stage:
-    """Runs simplify, quantize_int8 (with `activation_scales`, {weight name: scale of its
-    products' input}, for `--quantize int8`), pack_weights (for `weight_storage`, on
-    constants named in `variables` and the parameters at positions `params`), fuse, plan
-    and emit (entry point `entry`, a static function that the export's templates wrap)."""
+    """Runs simplify, map_qdq (a QDQ model's products onto the int8 kernels, then simplify
+    again; `Stage.qdq` lists them), quantize_int8 (with `activation_scales`, {weight name:
+    scale of its products' input}, for `--quantize int8`), pack_weights (for
+    `weight_storage`, on constants named in `variables` and the parameters at positions
+    `params`), fuse, plan and emit (entry point `entry`, a static function that the
+    export's templates wrap)."""
     snapshots, programs = [("traced", str(program))], [("traced", program)]
     program = simplify(program)
     snapshots.append(("simplify", str(program)))
     programs.append(("simplify", program))
+    mapped, qdq = map_qdq(program)
+    if qdq:
+        program = simplify(mapped) if mapped is not program else program
+        snapshots.append(("map_qdq", _qdq_text(qdq) + "\n" + str(program)))
+        programs.append(("map_qdq", program))
     if activation_scales:
         program = quantize_int8(program, activation_scales)
         snapshots.append(("quantize_int8", str(program)))
@@ -81,7 +91,19 @@ def compile_stage(program: Program, entry: str, weight_storage: str = "float32",
     snapshots.append(("emit", f"{len(source.splitlines())} lines of C"))
     at_maxima = bound(program, program.symbols) if program.symbols else program
     return Stage(program, kernels, plan, source, kernel_costs(at_maxima, kernels), snapshots,
-                 programs)
+                 programs, qdq)
+
+
+def _qdq_text(products: list[dict]) -> str:
+    """map_qdq's products, one line each: the int8 kernels or the float path and why."""
+    fast = sum(p["path"] == "int8" for p in products)
+    lines = [f"QDQ products: {fast} on the int8 kernels, {len(products) - fast} on the float "
+             "DequantizeLinear path"]
+    for p in products:
+        how = f"int8 x int8 -> int32, {p['activations']} activations, zero point " \
+              f"{p['zero_point']}" if p["path"] == "int8" else f"float: {p['reason']}"
+        lines.append(f"  {p['node']} ({p['op']}): {how}")
+    return "\n".join(lines)
 
 
 class Segment:

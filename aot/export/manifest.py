@@ -41,6 +41,9 @@ def manifest_of(name, reference, checkpoint, traced, stage, ins, outs, segment, 
         "quantized_weights": {v.scope: CHANNEL_AXIS[v.attrs["packing"]]
                               for v in sorted(values.values(), key=lambda v: v.scope or "")
                               if v.attrs.get("packing") in CHANNEL_AXIS},
+        # a QDQ model's products (aot/passes/qdq.py): each on the int8 kernels ("path":
+        # "int8", its activations' type and zero point) or on the float path, with the reason
+        "qdq_products": stage.qdq,
         # each symbolic dimension and its maximum; a shape names its symbols ("N")
         "symbols": dict(stage.program.symbols),
         "inputs": [{k: i[k] for k in ("name", "dtype", "shape")} for i in ins],

@@ -16,7 +16,9 @@ its inputs' shapes.
 A node all of whose inputs are known at import time (shapes, initializers
 imported as constants, `Constant` outputs) is folded: evaluated once by ONNX's
 reference implementation (`onnx.reference`), so shape computations such as
-Shape -> Gather -> Concat -> Reshape give the static shapes the IR needs.
+Shape -> Gather -> Concat -> Reshape give the static shapes the IR needs. QuantizeLinear
+and DequantizeLinear (`KEPT`) are not folded: a QDQ model's int8 weights stay int8
+constants dequantized in the graph, where a compiler can map the products onto int8 kernels.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ from onnx import numpy_helper
 
 from mlframework.core import shapes
 from mlframework.core.shapes import Shape
-from mlframework.graph.graph import Graph, Node, Operand, const, parameter, tracing
+from mlframework.graph.graph import (Graph, Node, Operand, const, current_graph, parameter,
+                                     tracing)
 from mlframework.models.onnx import dtypes
 from mlframework.models.onnx.errors import (REPORT_HINT, OnnxImportError,
                                             UnsupportedOperatorError, describe_node)
@@ -45,6 +48,9 @@ if TYPE_CHECKING:
 ModelSource: TypeAlias = "str | os.PathLike | bytes | onnx.ModelProto"
 """An ONNX model as `load_model` takes it: a file path, its bytes, or the ModelProto."""
 
+# operators kept in the graph even when all their inputs are known at import time: a QDQ
+# model's int8 weights stay int8 for the compiler (aotc maps QDQ products onto int8 kernels)
+KEPT = frozenset({"QuantizeLinear", "DequantizeLinear"})
 MIN_OPSET = 13
 MAX_OPSET = onnx.defs.onnx_opset_version()
 DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -282,10 +288,13 @@ def convert_node(proto: onnx.NodeProto, opset: int, values: list, foldable: bool
     view = NodeView(proto, opset, values)
     present = [v for v in values if v is not None]
     try:
-        if foldable and present and all(is_const(v) for v in present):
+        if foldable and present and all(is_const(v) for v in present) \
+                and proto.op_type not in KEPT:
             outs = _fold(proto, opset, values)
         else:
             graph = next((v.graph for v in present if isinstance(v, Node)), None)
+            if graph is None and proto.op_type in KEPT:
+                graph = current_graph()
             scope = _scope_name(proto)
             if graph is not None:
                 with graph.name_scope(scope):

@@ -341,3 +341,43 @@ def test_what_the_kernels_cannot_run_keeps_the_float_path(tmp_path, what, model,
     assert product["path"] == "float" and reason in product["reason"], product
     got = ExportedLibrary(art.out_dir).run(x)[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+
+def _written_qdq(x):
+    """The QDQ pattern written by hand as graph ops (no ONNX): x quantized with scale 0.03
+    and zero point 5, times DENSE_W dequantized with a scale per column."""
+    q = G.convert(G.clip(G.round(x / 0.03) + 5.0, -128.0, 127.0), "int8")
+    dq = G.convert(G.convert(q, "int32") - 5, "float32") * 0.03
+    w = G.convert(G.convert(G.const(DENSE_W), "int32"), "float32") * G.const(COLUMN_SCALES)
+    return G.matmul(dq, w)
+
+
+COLUMN_SCALES = RNG.uniform(0.01, 0.05, (1, 24)).astype(np.float32)
+
+
+def _written_reference(x):
+    q = np.clip(np.rint(x.astype(np.float64) / np.float32(0.03)) + 5, -128, 127) - 5
+    return (q @ DENSE_W.astype(np.float64)) * (np.float32(0.03) * COLUMN_SCALES)
+
+
+@pytest.mark.parametrize("symbolic", [False, True])
+def test_the_pattern_is_matched_in_any_graph_and_a_symbolic_batch_stays_float(symbolic):
+    """map_qdq reads the program, not ONNX: the same pattern written as graph ops maps
+    onto the int8 kernels (the c backend), except with a symbolic batch (int8 products of
+    a symbolic batch are not built), where it stays float; both give the NumPy values."""
+    from aot.passes.qdq import map_qdq
+    from aot.passes.simplify import simplify
+    from aot.program.program import from_graph
+    axes, maxima = ({"x": "N, 40"}, {"N": 8}) if symbolic else (None, None)
+    graph = G.Exec(None, _written_qdq, symbolic=axes, maxima=maxima).graph(
+        np.zeros((5, 40), np.float32))
+    (product,) = map_qdq(simplify(from_graph(graph)))[1]
+    assert product["path"] == ("float" if symbolic else "int8"), product
+    assert symbolic == ("symbolic" in product.get("reason", "")), product
+    exe = mlf.backends.new("c").compile(graph)
+    assert ("mlf_gemm_s8(" in exe.source) != symbolic
+    for n in (1, 3, 8) if symbolic else (5,):
+        x = RNG.standard_normal((n, 40)).astype(np.float32)
+        got, = exe.run([x])
+        np.testing.assert_allclose(got, _written_reference(x), rtol=1e-5, atol=1e-5)

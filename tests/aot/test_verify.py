@@ -50,9 +50,7 @@ def _numpy_mlp(root, x: np.ndarray, rounded: list[str]) -> np.ndarray:
 def test_correct_exports_pass_verify(root, storage, batch):
     folder = _export(root, storage, batch)
     m = json.loads((folder / "manifest.json").read_text())
-    # batch 1 reads float32 weights in place; more than 6 rows: prepacked float32 panels
-    packed = DENSE if storage == "bfloat16" or batch > 6 else []
-    assert m["packed_weights"] == packed
+    assert m["packed_weights"] == DENSE  # prepacked panels (float32) or pair panels (bf16)
     assert m["rounded_weights"] == (DENSE if storage == "bfloat16" else [])
     report = verify(folder)
     assert report.ok, str(report)

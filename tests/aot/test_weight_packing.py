@@ -56,7 +56,10 @@ def test_only_dense_weights_read_by_dots_are_packed():
     assert (w.dtype, w.shape, w.attrs["columns"]) == (DType.BFLOAT16, (64, 64), 40)
     assert not any("packing" in v.attrs
                    for v in pack_weights(program, "bfloat16", variables=set()).values.values())
-    assert pack_weights(program, "float32") is program  # 2 rows read B in place
+    panels = pack_weights(program, "float32")  # 2 rows too: B streamed in panel order
+    assert [vid for vid, v in panels.values.items() if "packing" in v.attrs] == [dense.id]
+    w = panels.values[dense.id]
+    assert (w.dtype, w.shape, w.attrs["packing"]) == (DType.FLOAT32, (64, 64), "panels")
     with pytest.raises(ValueError, match="pack_weights requires storage"):
         pack_weights(program, "int4")
 

@@ -65,7 +65,9 @@ def simplify(program: Program) -> Program:
     for v in program.values.values():
         v = Value(v.id, v.op, tuple(alias.get(i, i) for i in v.inputs), v.attrs, v.dtype,
                   v.shape, v.source, v.scope)
-        same = _identity(v, values) or _fold(v, values) or _transposed_dot(v, values, users)
+        same = _identity(v, values)  # an id, possibly 0: compared with None, not truth
+        if same is None:
+            same = _fold(v, values) or _transposed_dot(v, values, users)
         if isinstance(same, int):
             alias[v.id] = same
             continue

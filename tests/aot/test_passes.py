@@ -41,6 +41,15 @@ def test_simplify_folds_cse_and_drops_dead_nodes():
     assert any(np.all(c == 6.0) for c in consts)
 
 
+def test_identities_on_the_first_parameter_are_removed():
+    """Value id 0 (the first parameter) is an identity's answer like any other."""
+    prog = program_of(lambda x: G.stop_gradient(G.convert(x, np.float32)) + 1.0,
+                      ("float32", 4))
+    assert ops_of(prog).count(Op.CONVERT) == 0 and Op.STOP_GRADIENT not in ops_of(prog)
+    (add,) = [v for v in prog.values.values() if v.op is Op.ADD]
+    assert prog.params[0] in add.inputs
+
+
 def test_pointwise_chain_is_one_kernel():
     prog = program_of(lambda x, a, b: G.tanh(a * x + b) * G.logistic(x),
                       ("float32", 64, 32), ("float32",), ("float32",))

@@ -34,9 +34,14 @@ MLF_HIDDEN void mlf_sgemm_i8w(long M, long N, long K, const float* MLF_RESTRICT 
 /* mlf_gemm_s8.h */
 MLF_HIDDEN void mlf_gemm_s8(long M, long N, long K, const int8_t* MLF_RESTRICT A, long lda,
     const int8_t* MLF_RESTRICT packed, int32_t* MLF_RESTRICT C, long ldc);
+/* mlf_conv_s8.h */
 MLF_HIDDEN void mlf_conv2d_s8(long N, long C, long H, long W, long O, long KH, long KW, long sh,
     long sw, long dh, long dw, long ph, long pw, long ho, long wo, const int8_t* MLF_RESTRICT x,
-    const int8_t* MLF_RESTRICT packed, int32_t* MLF_RESTRICT out, int8_t* MLF_RESTRICT work);
+    const int8_t* MLF_RESTRICT packed, int32_t* MLF_RESTRICT out, uint8_t* MLF_RESTRICT work);
+MLF_HIDDEN void mlf_conv2d_s8_f32(long N, long C, long H, long W, long O, long KH, long KW,
+    long sh, long sw, long dh, long dw, long ph, long pw, long ho, long wo,
+    const float* MLF_RESTRICT x, float inv, const int8_t* MLF_RESTRICT packed,
+    int32_t* MLF_RESTRICT out, uint8_t* MLF_RESTRICT work);
 /* mlf_conv.h */
 MLF_HIDDEN void mlf_conv2d(long N, long C, long H, long W, long O, long KH, long KW, long ph,
     long pw, long hp, long wp, long ho, long wo, const float* MLF_RESTRICT x,

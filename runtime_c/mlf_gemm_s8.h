@@ -18,7 +18,7 @@
  * same layout, which gcc vectorizes. All give the same int32 results (all are exact).
  * -DMLF_NO_VNNI forces the portable loop; -DMLF_S8_YMM the 256-bit path on an AVX-512
  * VNNI machine (with the EVEX form of the same instruction): the tests compare all three.
- * `mlf_conv2d_s8` runs a 2-d int8 convolution as im2col + this GEMM.
+ * mlf_conv_s8.h runs the 2-d int8 convolutions on the same instruction.
  */
 #ifndef MLF_GEMM_S8_H
 #define MLF_GEMM_S8_H
@@ -175,44 +175,6 @@ MLF_ENTRY void mlf_gemm_s8(long M, long N, long K, const int8_t* MLF_RESTRICT A,
       mlf_share((M + MLF_S8_MR - 1) / MLF_S8_MR, MLF_S8_MR, M, t, nt, &lo, &hi);
       if (lo < hi) mlf_s8_block(lo, hi, 0, N, N, K, A, lda, packed, C, ldc);
     }
-  }
-}
-
-/* Bytes of `work` mlf_conv2d_s8 needs: the im2col rows [P][K] (64-byte aligned), then the
- * [P][O] int32 product of one image. */
-static inline long mlf_conv2d_s8_work_bytes(long C, long O, long KH, long KW, long ho, long wo) {
-  const long P = ho * wo, K = C * KH * KW;
-  return (P * K + 63) / 64 * 64 + 4 * P * O;
-}
-
-/* out[N,O,ho,wo] (int32) = the convolution of x[N,C,H,W] (int8) with the int8 weights
- * [O,C,KH,KW] packed as B[K = (c, kh, kw), O] (strides sh, sw, kernel dilations dh, dw,
- * low padding ph, pw, zeros outside x): per image, im2col rows then mlf_gemm_s8. */
-MLF_ENTRY void mlf_conv2d_s8(long N, long C, long H, long W, long O, long KH, long KW, long sh,
-    long sw, long dh, long dw, long ph, long pw, long ho, long wo, const int8_t* MLF_RESTRICT x,
-    const int8_t* MLF_RESTRICT packed, int32_t* MLF_RESTRICT out, int8_t* MLF_RESTRICT work) {
-  const long P = ho * wo, K = C * KH * KW;
-  int8_t* MLF_RESTRICT rows = work;
-  int32_t* MLF_RESTRICT prod = (int32_t*)(void*)(work + (P * K + 63) / 64 * 64);
-  for (long n = 0; n < N; n++) {
-    const int8_t* MLF_RESTRICT xn = x + n * C * H * W;
-    for (long oy = 0; oy < ho; oy++)
-      for (long ox = 0; ox < wo; ox++) {
-        int8_t* MLF_RESTRICT r = rows + (oy * wo + ox) * K;
-        for (long c = 0; c < C; c++)
-          for (long ky = 0; ky < KH; ky++) {
-            const long iy = oy * sh - ph + ky * dh;
-            for (long kx = 0; kx < KW; kx++) {
-              const long ix = ox * sw - pw + kx * dw;
-              r[(c * KH + ky) * KW + kx] =
-                  iy >= 0 && iy < H && ix >= 0 && ix < W ? xn[(c * H + iy) * W + ix] : 0;
-            }
-          }
-      }
-    mlf_gemm_s8(P, O, K, rows, K, packed, prod, O);
-    int32_t* MLF_RESTRICT on = out + n * O * P;
-    for (long o = 0; o < O; o++)
-      for (long p = 0; p < P; p++) on[o * P + p] = prod[p * O + o];
   }
 }
 

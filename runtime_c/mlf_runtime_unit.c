@@ -7,4 +7,5 @@
 #include "mlf_gemm_bf16.h"
 #include "mlf_gemm_i8.h"
 #include "mlf_gemm_s8.h"
+#include "mlf_conv_s8.h"
 #include "mlf_kernels.h"

@@ -17,7 +17,7 @@ from aot.codegen.expressions import Evaluator
 from aot.codegen.nests import axis_vars, loops, merged_nest, nest, omp_for
 from aot.passes.layouts import (conv_fast, conv_geometry, conv_im2col, conv_oc,
                                 conv_oc_image_floats, conv_oc_packed, conv_oc_weights_offset,
-                                conv_small, dot_layout, packing, sgemm_fits,
+                                conv_small, dot_layout, packing, s8_conv_args, sgemm_fits,
                                 widened_weights_offset)
 from aot.program import indexing as ix
 from aot.program.symbols import c_expr
@@ -175,22 +175,27 @@ def conv_body(program, k) -> list[str]:
                                   "must put it in the canonical layouts first")
     out = f"b{k.outputs[0]}"
     lhs, rhs = v.inputs
-    if packing(program, v) == "s8_conv_panels":
+    if packing(program, v) == "s8_conv_rows":
         return _s8_conv(program, v, out) + _epilogue(program, k, out)
     widen, weights = _widened_weights(program, v)
     return widen + _conv_call(program, k, v, out, weights) + _epilogue(program, k, out)
 
 
 def _s8_conv(program, v, out) -> list[str]:
-    x, w = program.values[v.inputs[0]], program.values[v.inputs[1]]
-    o, _, kh, kw = w.attrs["kernel_shape"]
-    a = v.attrs
-    args = (*x.shape, o, kh, kw, *a["window_strides"], *a["rhs_dilation"], a["padding"][0][0],
-            a["padding"][1][0], *v.shape[2:])
-    return [f"/* int8 im2col + int8 GEMM -> int32, exact (runtime_c/mlf_gemm_s8.h): strides "
-            f"{a['window_strides']}, K = {kh}x{kw}x{x.shape[1]} */",
-            f"mlf_conv2d_s8({', '.join(map(str, args))}, b{x.id}, b{w.id}, {out}, "
-            "(int8_t*)scratch);"]
+    sizes = s8_conv_args(program, v)
+    c, kh, kw = sizes[1], sizes[5], sizes[6]
+    inverse = v.attrs.get("quantize_lhs")
+    call, x = "mlf_conv2d_s8", f"b{v.inputs[0]}"
+    if inverse is not None:
+        call, x = "mlf_conv2d_s8_f32", f"{x}, {ct.literal(inverse, DType.FLOAT32)}"
+    return ["/* int8 x int8 -> int32, exact: the whole batch as one GEMM "
+            "(runtime_c/mlf_conv_s8.h),",
+            " * each image padded once" + (", quantized to int8 on the way (x * 1/s_x rounded,"
+                                           " clamped)," if inverse is not None else "")
+            + " and unrolled into patches [K/4][pixels][4],",
+            f" * VNNI where the target has it; strides {tuple(v.attrs['window_strides'])}, "
+            f"K = {kh}x{kw}x{c} */",
+            f"{call}({', '.join(map(str, sizes))}, {x}, b{v.inputs[1]}, {out}, (uint8_t*)scratch);"]
 
 
 def _widened_weights(program, v) -> tuple[list[str], str]:

@@ -124,6 +124,13 @@ def _dot(v: Value, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.einsum(spec, _wide(x), _wide(y))
 
 
+def quantized(x: np.ndarray, inverse_scale: float) -> np.ndarray:
+    """float32 x -> int8 round(x * inverse_scale) (ties to even) clamped to [-127, 127];
+    NaN -> 0 (a float32 cast to int8 of NaN, as the C runtime does)."""
+    q = np.clip(np.rint(np.asarray(x, np.float32) * np.float32(inverse_scale)), -127, 127)
+    return np.where(np.isnan(q), 0, q).astype(np.int8)
+
+
 def _conv(v: Value, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """A 2-d NCHW x OIHW convolution (one group, no input dilation)."""
     a = v.attrs
@@ -132,6 +139,8 @@ def _conv(v: Value, x: np.ndarray, w: np.ndarray) -> np.ndarray:
             or any(list(o) != list(range(4)) for o in a["dimension_numbers"]):
         raise NotImplementedError(f"evaluate: conv_general #{v.id} other than a 2-d NCHW "
                                   "convolution of one group")
+    if a.get("quantize_lhs") is not None:  # quantize_int8's int8 convolution of float x
+        x = quantized(x, a["quantize_lhs"])
     (pt, pb), (pl, pr) = a["padding"]
     xp = np.pad(_wide(x), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     (sh, sw), (dh, dw) = a["window_strides"], a["rhs_dilation"]

@@ -19,7 +19,9 @@ Rules (measured in shared/research/cpu-codegen.md):
     its elements (contractions, windows, gathers, sorts...), when it is
     expensive and read more than once or broadcast, or when a fused body
     would grow past MAX_FUSED_OPS;
-  * a reshape of a materialized value is an alias of its buffer.
+  * a reshape of a materialized value is an alias of its buffer; a fused chain that only a
+    reshape into contractions reads gets the buffer (its loop then needs no div/mod of the
+    reshaped index).
 """
 from __future__ import annotations
 
@@ -94,6 +96,13 @@ def _materialized(program: Program, consumers) -> set[int]:
                 and cost > BROADCAST_MAX_COST:
             out.add(vid)
         memo.clear()
+    for vid in list(out):  # a contraction's operand reshaped from a fused chain: the chain
+        v = program.values[vid]  # gets the buffer (free of div/mod), the reshape aliases it
+        if v.op is Op.RESHAPE and v.inputs[0] not in out and len(consumers[v.inputs[0]]) == 1 \
+                and program.values[v.inputs[0]].op in FUSIBLE and consumers[vid] and all(
+                    program.values[c].op in (Op.DOT_GENERAL, Op.CONV_GENERAL)
+                    for c in consumers[vid]):
+            out.add(v.inputs[0])
     return out
 
 

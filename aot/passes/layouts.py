@@ -64,7 +64,7 @@ def sgemm_bt_rows(M, K, csa, rsb, csb) -> bool:
 
 def packing(program: Program, v: Value) -> str | None:
     """How pack_weights laid out a dot's or conv's right operand ("panels", "bf16_pairs",
-    "int8_columns", "s8_panels", "s8_conv_panels"...), if it did."""
+    "int8_columns", "s8_panels", "s8_conv_rows"...), if it did."""
     return program.values[v.inputs[1]].attrs.get("packing")
 
 
@@ -265,11 +265,28 @@ def widened_weights_offset(program: Program, v: Value) -> int | None:
     return int(-(-_conv_work(program, v) // 64) * 64)
 
 
+def s8_conv_args(program: Program, v: Value) -> tuple[int, ...]:
+    """The sizes `mlf_conv2d_s8` (runtime_c/mlf_conv_s8.h) takes for int8 convolution `v`:
+    N, C, H, W, O, KH, KW, strides, dilations, low paddings, ho, wo."""
+    x, w = program.values[v.inputs[0]], program.values[v.inputs[1]]
+    o, _, kh, kw = w.attrs["kernel_shape"]
+    a = v.attrs
+    return (*x.shape, o, kh, kw, *a["window_strides"], *a["rhs_dilation"], a["padding"][0][0],
+            a["padding"][1][0], *v.shape[2:])
+
+
+def s8_conv_work(program: Program, v: Value) -> int:
+    """Mirrors mlf_conv2d_s8_work_bytes: per image, its padded copy (+ 64 bytes of slack,
+    64-byte aligned) and its patches [ceil(K/4)][PQ][4], PQ = P + 15 rounded up to 64."""
+    n, c, _, _, _, kh, kw, sh, sw, dh, dw, _, _, ho, wo = s8_conv_args(program, v)
+    hp, wp = (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1
+    pq = -(-(ho * wo + 15) // 64) * 64
+    return n * (-(-(c * hp * wp + 64) // 64) * 64 + -(-(c * kh * kw) // 4) * pq * 4)
+
+
 def _conv_scratch(program: Program, v: Value) -> DimLike:
-    if packing(program, v) == "s8_conv_panels":  # mirrors mlf_conv2d_s8_work_bytes
-        c, kh, kw = program.values[v.inputs[1]].attrs["kernel_shape"][1:]
-        p, k = v.shape[2] * v.shape[3], c * kh * kw
-        return -(-p * k // 64) * 64 + 4 * p * v.shape[1]
+    if packing(program, v) == "s8_conv_rows":
+        return s8_conv_work(program, v)
     offset = widened_weights_offset(program, v)
     if offset is None:
         return _conv_work(program, v)

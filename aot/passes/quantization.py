@@ -16,9 +16,11 @@ channel O):
 
 The int32 product is exact: the generated code runs it through runtime_c/mlf_gemm_s8.h
 (VNNI where the target has it), and `aotc verify` compares it with a NumPy evaluation of
-this same program. A convolution's int32 result is a conv_general of int8 operands whose
-value has dtype int32 and attrs["preferred_element_type"] int32: the program form says
-what the graph op cannot yet (the graph's conv_general has no preferred_element_type).
+this same program. A convolution quantizes its own input: its value is a conv_general of
+the float32 x and the int8 weights with dtype int32, attrs["preferred_element_type"]
+int32 and attrs["quantize_lhs"] = 1 / s_x, meaning conv_general(q_x, Q) with q_x as above
+(runtime_c/mlf_conv_s8.h quantizes x while it pads it, so q_x is never a buffer): the
+program form says what the graph op cannot (the graph's conv_general has neither).
 Everything between the products stays float32. A weight read by several products gets one
 activation scale (the largest range of its readers' inputs).
 
@@ -87,16 +89,33 @@ def quantize_int8(program: Program, scales: dict[str, float]) -> Program:
             continue
         if v.op in (Op.DOT_GENERAL, Op.CONV_GENERAL) and v.inputs[1] in weights:
             qv, sw = quantized[v.inputs[1]]
-            for new in _rewrite(v, program.values[v.inputs[0]], qv, sw,
+            lhs = program.values[v.inputs[0]]
+            x = _unreshaped(program, lhs.id) if v.op is Op.DOT_GENERAL else lhs
+            for new in _rewrite(v, x, lhs.shape, qv, sw,
                                 scales[qv.scope], fresh):
                 values[new.id] = new
             continue
         values[v.id] = v
+    read = {i for v in values.values() for i in v.inputs} | set(program.outputs)
+    for vid in reversed(list(values)):  # the float reshapes only the products read
+        if values[vid].op is Op.RESHAPE and vid not in read:
+            del values[vid]
+            read = {i for v in values.values() for i in v.inputs} | set(program.outputs)
     return Program(program.name, values, list(program.params), list(program.outputs))
 
 
-def _rewrite(d: Value, x: Value, qw: Value, sw: np.ndarray, sx: float, fresh):
-    """The values replacing product `d` of activation `x` and int8 weights `qw`."""
+def _unreshaped(program: Program, vid: int) -> Value:
+    """Value `vid` with the reshapes that produce it looked through: quantizing before
+    them keeps the int8 reshape an alias of its buffer, not index math in the loop."""
+    v = program.values[vid]
+    while v.op is Op.RESHAPE:
+        v = program.values[v.inputs[0]]
+    return v
+
+
+def _rewrite(d: Value, x: Value, lhs, qw: Value, sw: np.ndarray, sx: float, fresh):
+    """The values replacing product `d` of activation `x` (a dense layer's reshaped to
+    `d`'s operand shape `lhs` after quantizing, if it differs) and int8 weights `qw`."""
     def value(op, inputs, attrs, dtype, shape, vid=None):
         return Value(next(fresh) if vid is None else vid, op, tuple(inputs), attrs, dtype,
                      tuple(shape), d.source, d.scope)
@@ -107,15 +126,30 @@ def _rewrite(d: Value, x: Value, qw: Value, sw: np.ndarray, sx: float, fresh):
                   DType.FLOAT32, x.shape)
         return [c, b]
 
-    inv, top, bottom = scalar(np.float32(1) / np.float32(sx)), scalar(QMAX), scalar(-QMAX)
+    inverse = np.float32(1) / np.float32(sx)
+    if d.op is Op.CONV_GENERAL:  # quantizes its input itself, while padding it
+        return _requantized(d, value(d.op, (x.id, qw.id), dict(
+            d.attrs, preferred_element_type=DType.INT32, quantize_lhs=float(inverse)),
+            DType.INT32, d.shape), sw, sx, value)
+    inv, top, bottom = scalar(inverse), scalar(QMAX), scalar(-QMAX)
     out = [*inv, *top, *bottom]
     scaled = value(Op.MUL, (x.id, inv[1].id), {}, DType.FLOAT32, x.shape)
     rounded = value(Op.ROUND, (scaled.id,), {}, DType.FLOAT32, x.shape)
     low = value(Op.MIN, (rounded.id, top[1].id), {}, DType.FLOAT32, x.shape)
     clamped = value(Op.MAX, (low.id, bottom[1].id), {}, DType.FLOAT32, x.shape)
     qx = value(Op.CONVERT, (clamped.id,), {"dtype": DType.INT8}, DType.INT8, x.shape)
+    out += [scaled, rounded, low, clamped, qx]
+    if tuple(x.shape) != tuple(lhs):
+        qx = value(Op.RESHAPE, (qx.id,), {"shape": tuple(lhs)}, DType.INT8, lhs)
+        out.append(qx)
     acc = value(d.op, (qx.id, qw.id), dict(d.attrs, preferred_element_type=DType.INT32),
                 DType.INT32, d.shape)
+    return out + _requantized(d, acc, sw, sx, value)
+
+
+def _requantized(d: Value, acc: Value, sw: np.ndarray, sx: float, value) -> list[Value]:
+    """The int32 product `acc` back to float32 times s_x * s_w (per output channel); the
+    last value keeps product `d`'s id."""
     wide = value(Op.CONVERT, (acc.id,), {"dtype": DType.FLOAT32}, DType.FLOAT32, d.shape)
     axis = len(d.shape) - 1 if d.op is Op.DOT_GENERAL else 1
     factors = value(Op.CONSTANT, (), {"value": (np.float32(sx) * sw).astype(np.float32)},
@@ -123,4 +157,4 @@ def _rewrite(d: Value, x: Value, qw: Value, sw: np.ndarray, sx: float, fresh):
     spread = value(Op.BROADCAST_IN_DIM, (factors.id,),
                    {"shape": d.shape, "broadcast_dimensions": (axis,)}, DType.FLOAT32, d.shape)
     result = value(Op.MUL, (wide.id, spread.id), {}, DType.FLOAT32, d.shape, vid=d.id)
-    return out + [scaled, rounded, low, clamped, qx, acc, wide, factors, spread, result]
+    return [acc, wide, factors, spread, result]

@@ -34,8 +34,11 @@ float32 type; the code generator calls the matching kernel.
   gather becomes gather(Q) times the gathered rows' scales.
 - any storage: int8 constants read as the weights of int8 x int8 -> int32 products (the
   dense layers and convolutions `quantize_int8` rewrites, `aotc export --quantize int8`)
-  are laid out for runtime_c/mlf_gemm_s8.h (packing "s8_panels", "s8_conv_panels": the
-  per-column compensation sums, then 64-column panels of 4-deep groups; `s8_panels`).
+  are laid out for their kernels: dense weights for runtime_c/mlf_gemm_s8.h (packing
+  "s8_panels": the per-column compensation sums, then 64-column panels of 4-deep groups;
+  `s8_panels`), convolution weights for runtime_c/mlf_conv_s8.h (packing "s8_conv_rows":
+  the per-channel compensation sums, then one row of 4-byte groups per output channel;
+  `s8_conv_rows`).
 - "float16" storage, packing "float16" (`aotc export --weight-storage float16`):
   convolution weights rounded to float16 and stored at half the bytes, widened into the
   kernel's scratch before the convolution; dense layers are stored as with "float32".
@@ -64,7 +67,7 @@ from mlframework.graph.gen_optypes import Op
 STORAGES = ("float32", "bfloat16", "float16", "int8")
 PAIRS, PANELS, INT8_COLUMNS = "bf16_pairs", "panels", "int8_columns"
 INT8_CHANNELS, FLOAT16 = "int8_channels", "float16"  # convolution weights, widened per call
-S8_DENSE, S8_CONV = "s8_panels", "s8_conv_panels"  # int8 x int8 products (mlf_gemm_s8.h)
+S8_DENSE, S8_CONV = "s8_panels", "s8_conv_rows"  # int8 x int8 products (mlf_gemm_s8.h, conv_s8)
 INT8_ROWS = "int8_rows"  # embedding tables: a scale per row
 # the axis each int8 packing scales along (quantize_int8 scales S8_* weights the same way)
 CHANNEL_AXIS = {INT8_COLUMNS: 1, INT8_CHANNELS: 0, S8_DENSE: 1, S8_CONV: 0, INT8_ROWS: 0}
@@ -214,15 +217,32 @@ def s8_panels(q: np.ndarray) -> np.ndarray:
     return np.concatenate([comp.astype(np.int32).view(np.int8), panels.reshape(-1)])
 
 
+def s8_conv_rows(q: np.ndarray) -> np.ndarray:
+    """[O, C, KH, KW] int8 -> int8 bytes as runtime_c/mlf_conv_s8.h reads them: int32
+    comp[O] = 128 * sum q[o], then rows [O][4 * ceil(K / 4)] holding q[o] flattened in
+    (c, ky, kx) order (zeros past K = C * KH * KW).
+
+    Raises:
+        ValueError: K so large that the kernel's int32 sums could overflow.
+    """
+    o, k = q.shape[0], q[0].size
+    if k * 255 * 128 >= 2 ** 31:
+        raise ValueError(f"int8 convolutions with K = C * KH * KW = {k} could overflow their "
+                         "int32 sums (K * 255 * 128 must stay below 2^31)")
+    rows = np.zeros((o, -(-k // 4) * 4), np.int8)
+    rows[:, :k] = q.reshape(o, k)
+    comp = 128 * rows.astype(np.int32).sum(axis=1, dtype=np.int32)
+    return np.concatenate([comp.astype(np.int32).view(np.int8), rows.reshape(-1)])
+
+
 def _s8_packed(v: Value) -> Value:
-    """An int8 constant read by int8 products, as `s8_panels` of B [K, N]: the dense
-    weights themselves, or a convolution's [O, C, KH, KW] as [C * KH * KW, O]."""
+    """An int8 constant read by int8 products: the dense weights [K, N] as `s8_panels`,
+    a convolution's [O, C, KH, KW] as `s8_conv_rows`."""
     q = np.asarray(v.attrs["value"], np.int8)
     conv = len(v.shape) == 4
-    b = q.reshape(q.shape[0], -1).T if conv else q
-    value = s8_panels(b)
-    attrs = {"value": value, "packing": S8_CONV if conv else S8_DENSE, "columns": b.shape[1],
-             "kernel_shape": tuple(v.shape)}
+    value = s8_conv_rows(q) if conv else s8_panels(q)
+    attrs = {"value": value, "packing": S8_CONV if conv else S8_DENSE,
+             "columns": v.shape[0] if conv else v.shape[1], "kernel_shape": tuple(v.shape)}
     return Value(v.id, Op.CONSTANT, (), attrs, DType.INT8, value.shape, v.source, v.scope)
 
 
@@ -260,13 +280,18 @@ def _int8_products(program: Program, v: Value, users: list[int]) -> bool:
 
 
 def int8_product(program: Program, d: Value, w: Value, operand: DType, result: DType) -> bool:
-    """Whether value `d` is a product of an `operand`-typed activation and weights `w`
-    into `result` that runtime_c/mlf_gemm_s8.h can run once both are int8: a dense
+    """Whether value `d` is a product of an `operand`-typed activation (or of a float32 one
+    it quantizes, attrs "quantize_lhs") and weights `w` into `result` that
+    runtime_c/mlf_gemm_s8.h and mlf_conv_s8.h can run once both are int8: a dense
     layer (x [M, K] with contiguous rows @ w [K, N]) or a 2-d NCHW x OIHW convolution of
     one group without input dilation."""
     if d.op not in (Op.DOT_GENERAL, Op.CONV_GENERAL) or d.inputs[1] != w.id \
-            or d.inputs[0] == w.id or d.dtype is not result \
-            or program.values[d.inputs[0]].dtype is not operand:
+            or d.inputs[0] == w.id or d.dtype is not result:
+        return False
+    lhs = program.values[d.inputs[0]].dtype
+    if d.attrs.get("quantize_lhs") is not None and lhs is DType.FLOAT32:
+        lhs = DType.INT8  # a convolution quantizing its float input (quantize_int8)
+    if lhs is not operand:
         return False
     a = d.attrs
     if d.op is Op.DOT_GENERAL:

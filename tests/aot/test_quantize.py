@@ -21,7 +21,7 @@ from aot.export.signature import UsageError
 from aot.export.trace import load_context
 from aot.passes.quantization import calibration_points, quantize_int8
 from aot.passes.simplify import simplify
-from aot.passes.weight_packing import pack_weights, s8_panels
+from aot.passes.weight_packing import pack_weights, s8_conv_rows, s8_panels
 from aot.program.program import from_graph
 from aot.tools import cli
 from aot.tools.verify import ExportedLibrary, verify
@@ -118,7 +118,8 @@ def test_digits_accuracy_drops_at_most_half_a_point(root, example, shape):
     assert accuracy["int8"] >= accuracy[None] - 0.005, accuracy
     c = (_digits(root, example, shape, "int8") / f"{example}_int8_360.c").read_text()
     dense, convs = {"digits_mlp": (3, 0), "digits_cnn": (2, 2)}[example]
-    assert c.count("mlf_gemm_s8(") == dense and c.count("mlf_conv2d_s8(") == convs
+    # each convolution quantizes its float input itself: no int8 activation buffer
+    assert c.count("mlf_gemm_s8(") == dense and c.count("mlf_conv2d_s8_f32(") == convs
 
 
 def test_quantized_export_is_smaller_and_verifies_against_its_reference(root):
@@ -188,7 +189,14 @@ def test_full_int8_needs_calibration_data_named_after_the_inputs(root, tmp_path,
 # ---- the int8 x int8 -> int32 kernel (runtime_c/mlf_gemm_s8.h) ----
 
 KERNEL = r"""
-#include "mlf_gemm_s8.h"
+#include "mlf_conv_s8.h"
+void threads(int n) {
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
 int vnni(void) {
 #ifdef MLF_S8_VNNI
   return MLF_S8_VNNI;
@@ -203,10 +211,17 @@ void conv(long N, long C, long H, long W, long O, long KH, long KW, long sh, lon
           long dw, long ph, long pw, long ho, long wo, const void* x, const void* P, void* out,
           void* work) {
   mlf_conv2d_s8(N, C, H, W, O, KH, KW, sh, sw, dh, dw, ph, pw, ho, wo, (const int8_t*)x,
-                (const int8_t*)P, (int32_t*)out, (int8_t*)work);
+                (const int8_t*)P, (int32_t*)out, (uint8_t*)work);
 }
-long conv_work(long C, long O, long KH, long KW, long ho, long wo) {
-  return mlf_conv2d_s8_work_bytes(C, O, KH, KW, ho, wo);
+void convf(long N, long C, long H, long W, long O, long KH, long KW, long sh, long sw, long dh,
+           long dw, long ph, long pw, long ho, long wo, const void* x, float inv, const void* P,
+           void* out, void* work) {
+  mlf_conv2d_s8_f32(N, C, H, W, O, KH, KW, sh, sw, dh, dw, ph, pw, ho, wo, (const float*)x, inv,
+                    (const int8_t*)P, (int32_t*)out, (uint8_t*)work);
+}
+long conv_work(long N, long C, long H, long W, long O, long KH, long KW, long sh, long sw,
+               long dh, long dw, long ph, long pw, long ho, long wo) {
+  return mlf_conv2d_s8_work_bytes(N, C, H, W, O, KH, KW, sh, sw, dh, dw, ph, pw, ho, wo);
 }
 """
 
@@ -214,18 +229,23 @@ long conv_work(long C, long O, long KH, long KW, long ho, long wo) {
 @pytest.fixture(scope="module")
 def kernels(tmp_path_factory):
     """The kernel built for this machine (-march=native: AVX-512 VNNI where it has it),
-    with its 256-bit path (-DMLF_S8_YMM: AVX-VNNI's code, with the EVEX instruction) and
-    with the portable loop forced (-DMLF_NO_VNNI), as cffi libraries."""
+    with its 256-bit path (-DMLF_S8_YMM: AVX-VNNI's code, with the EVEX instruction),
+    with the portable loop forced (-DMLF_NO_VNNI), and with OpenMP (run on 2 threads), as
+    cffi libraries."""
     folder = tmp_path_factory.mktemp("s8")
     (folder / "k.c").write_text(KERNEL)
     ffi = cffi.FFI()
-    ffi.cdef("int vnni(void); void gemm(long, long, long, const void*, long, const void*, "
-             "void*); void conv(long, long, long, long, long, long, long, long, long, long, "
+    ffi.cdef("void threads(int); int vnni(void); "
+             "void gemm(long, long, long, const void*, long, const void*, void*); "
+             "void conv(long, long, long, long, long, long, long, long, long, long, "
              "long, long, long, long, long, const void*, const void*, void*, void*); "
-             "long conv_work(long, long, long, long, long, long);")
+             "void convf(long, long, long, long, long, long, long, long, long, long, long, "
+             "long, long, long, long, const void*, float, const void*, void*, void*); "
+             "long conv_work(long, long, long, long, long, long, long, long, long, long, "
+             "long, long, long, long, long);")
     libs = {}
     for path, flags in (("vnni", []), ("ymm", ["-DMLF_S8_YMM"]),
-                        ("portable", ["-DMLF_NO_VNNI"])):
+                        ("portable", ["-DMLF_NO_VNNI"]), ("openmp", ["-fopenmp"])):
         out = folder / f"{path}.so"
         subprocess.run(["gcc", "-O2", "-march=native", "-Wall", "-Wextra", "-Werror", "-shared",
                         "-fPIC", *flags, f"-I{RUNTIME}", str(folder / "k.c"), "-o", str(out)],
@@ -270,33 +290,64 @@ def test_avx_vnni_targets_compile_the_256_bit_path(tmp_path):
     assert "{vex} vpdpbusd" in code and "zmm" not in code
 
 
-def test_int8_convolution_is_exact_on_both_paths(kernels):
-    """Strides 2, dilation 2, uneven padding: the int32 result equals an int64 NumPy
-    convolution written out loop by loop."""
+CONVS = [  # n, c, h, w, o, kh, kw, sh, sw, dh, dw, ph, pw
+    (2, 3, 9, 8, 5, 3, 2, 2, 1, 1, 2, 1, 2),        # strides 2, dilation 2, uneven padding
+    (2, 1, 28, 28, 6, 5, 5, 1, 1, 1, 1, 2, 2),      # LeNet's first: K = 25 (a partial group)
+    (3, 6, 14, 14, 16, 5, 5, 1, 1, 1, 1, 0, 0),     # LeNet's second: 6 + 6 + 4 channels
+    (1, 4, 11, 13, 13, 3, 3, 1, 2, 1, 1, 1, 1),     # a column stride: the unrolling's loop
+    (3, 8, 20, 20, 16, 5, 5, 1, 1, 1, 1, 2, 2),     # threads take whole images
+    (1, 8, 20, 20, 16, 5, 5, 1, 1, 1, 1, 2, 2),     # one image: threads share its pixels
+    (1, 2, 4, 5, 70, 1, 1, 1, 1, 1, 1, 0, 0)]      # 1x1, more channels than pixels
+
+
+@pytest.mark.parametrize("n,c,h,w,o,kh,kw,sh,sw,dh,dw,ph,pw", CONVS)
+def test_int8_convolution_is_exact_on_both_paths(kernels, n, c, h, w, o, kh, kw, sh, sw, dh, dw,
+                                                 ph, pw):
+    """Extreme values included, the int32 result equals an int64 NumPy convolution written
+    out tap by tap, on every path (VNNI 512 and 256, portable, OpenMP on 2 threads); so
+    does the convolution of float32 x that it quantizes itself (round(x * inv), ties to
+    even, clamped to [-127, 127], NaN to 0) with NumPy's rounding of the same floats."""
     ffi, libs = kernels
-    n, c, h, w, o, kh, kw, sh, sw, dh, dw, ph, pw = 2, 3, 9, 8, 5, 3, 2, 2, 1, 1, 2, 1, 2
-    x = RNG.integers(-127, 128, (n, c, h, w)).astype(np.int8)
+    xf = (RNG.standard_normal((n, c, h, w)) * 60).astype(np.float32)
+    xf.reshape(-1)[:6] = [np.nan, np.inf, -np.inf, 2.5 / 1.5, -0.5 / 1.5, 1e30]
+    inv = np.float32(1.5)
+    q = np.clip(np.rint(xf * inv), -127, 127)
+    x = RNG.integers(-128, 128, (n, c, h, w)).astype(np.int8)
     wt = RNG.integers(-127, 128, (o, c, kh, kw)).astype(np.int8)
+    x[0, 0, 0, 0], wt[0, 0, 0, 0] = -128, -127
     ho, wo = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    want = np.zeros((n, o, ho, wo), np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            patch = xp[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh,
-                       j * dw:j * dw + (wo - 1) * sw + 1:sw]
-            want += np.einsum("nchw,oc->nohw", patch, wt[:, :, i, j].astype(np.int64))
-    packed = s8_panels(wt.reshape(o, -1).T)
+
+    def reference(x):
+        xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        want = np.zeros((n, o, ho, wo), np.int64)
+        for i in range(kh):
+            for j in range(kw):
+                patch = xp[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh,
+                           j * dw:j * dw + (wo - 1) * sw + 1:sw]
+                want += np.einsum("nchw,oc->nohw", patch, wt[:, :, i, j].astype(np.int64))
+        return want
+
+    want, want_f = reference(x), reference(np.where(np.isnan(q), 0, q))
+    packed = s8_conv_rows(wt)
+    libs["openmp"].threads(2)
     for lib in libs.values():
-        out = np.zeros((n, o, ho, wo), np.int32)
-        work = np.zeros(lib.conv_work(c, o, kh, kw, ho, wo), np.int8)
+        work = np.zeros(lib.conv_work(n, c, h, w, o, kh, kw, sh, sw, dh, dw, ph, pw, ho, wo),
+                        np.uint8)
+        out = np.full((n, o, ho, wo), 7, np.int32)
         lib.conv(n, c, h, w, o, kh, kw, sh, sw, dh, dw, ph, pw, ho, wo, ffi.from_buffer(x),
                  ffi.from_buffer(packed), ffi.from_buffer(out), ffi.from_buffer(work))
         np.testing.assert_array_equal(out, want)
+        out = np.full((n, o, ho, wo), 7, np.int32)
+        lib.convf(n, c, h, w, o, kh, kw, sh, sw, dh, dw, ph, pw, ho, wo, ffi.from_buffer(xf),
+                  inv, ffi.from_buffer(packed), ffi.from_buffer(out), ffi.from_buffer(work))
+        np.testing.assert_array_equal(out, want_f)
 
 
 def test_s8_panels_refuse_a_depth_whose_sums_could_overflow():
     with pytest.raises(ValueError, match="could overflow their int32 sums"):
         s8_panels(np.zeros((70000, 1), np.int8))
+    with pytest.raises(ValueError, match="K = C \\* KH \\* KW = 70000 could overflow"):
+        s8_conv_rows(np.zeros((1, 7000, 10, 1), np.int8))
 
 
 # ---- full int8: the rewrite, its scales, verify ----

@@ -28,20 +28,31 @@ LANES = 16  # vector accumulator lanes of a reduction
 # ---- pointwise ------------------------------------------------------------------
 
 def pointwise(program: Program, k: Kernel) -> list[str]:
+    """One loop over the output shape storing every output (several outputs share their
+    common subexpressions: `fusion._merge_pointwise`)."""
     root = program.values[k.outputs[0]]
     index, extents = axis_vars(root.shape, "a")
     axes = [(f"a{a}", d) for a, d in enumerate(root.shape) if d != 1]
     buffers = {i: f"b{i}" for i in k.inputs}
 
     def build(ev):
-        value = ev.value(root.id, index)
-        return f"b{root.id}[{ev.flat(index, root.shape)}] = {ct.store(root.dtype, value)};"
+        stores = []
+        for o in k.outputs:
+            out = program.values[o]
+            value = ev.value(o, index)
+            stores.append(f"b{o}[{ev.flat(index, out.shape)}] = {ct.store(out.dtype, value)};")
+        return stores
 
-    ev, nest, store = merged_nest(
+    ev, nest, stores = merged_nest(
         lambda merge: Evaluator(program, extents, buffers, merge=merge), axes, build, root.size)
     if root.size == 0:
         return ["/* empty output */"]
-    return loops(nest, ev.lines + [store])
+    if len(k.outputs) > 1 and len(nest) == 1 and nest[0][2]:
+        # gcc's outlined OpenMP body loses `restrict`, and the alias checks of several
+        # outputs against every input exceed its versioning limit: the loop stayed scalar
+        # (2.6 ns an element) until `simd` says the iterations are independent
+        nest = [(nest[0][0], nest[0][1], nest[0][2].replace("parallel for", "parallel for simd"))]
+    return loops(nest, ev.lines + stores)
 
 
 # ---- reductions ------------------------------------------------------------------

@@ -21,7 +21,10 @@ Rules (measured in shared/research/cpu-codegen.md):
     would grow past MAX_FUSED_OPS;
   * a reshape of a materialized value is an alias of its buffer; a fused chain that only a
     reshape into contractions reads gets the buffer (its loop then needs no div/mod of the
-    reshaped index).
+    reshaped index);
+  * a pointwise kernel that reads another's outputs only at the element it writes
+    takes that kernel in: one loop writing both outputs (an optimizer's moment and
+    parameter updates: one pass over the gradient, one OpenMP region).
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ def fuse(program: Program) -> list[Kernel]:
     kernels = _merge_rowwise(program, kernels, consumers)
     kernels = _merge_epilogues(program, kernels, consumers)
     kernels = fuse_attention(program, kernels)
+    kernels = _merge_pointwise(program, kernels)
     for k in kernels:
         k.scratch_bytes = scratch_bytes(program, k)
     return kernels
@@ -370,14 +374,70 @@ def _merge_epilogues(program, kernels, consumers):
 
 def _reads_elementwise(program, k: Kernel, src_id: int) -> bool:
     """True if kernel `k` reads `src_id` only at the element it writes."""
-    root = program.values[k.outputs[0]]
-    index = [ix.var(f"a{i}") if d != 1 else ix.const(0) for i, d in enumerate(root.shape)]
-    extents = {f"a{i}": d for i, d in enumerate(root.shape)}
-    ev = Walker(program, extents, {i: "in" for i in k.inputs if i != src_id},
-                   scalars={src_id: "acc"}, row_index=index,
-                   row_dims=root.shape)
+    return reads_at_element(program, k.outputs, k.inputs, [src_id])
+
+
+def reads_at_element(program: Program, roots: list[int], inputs: list[int],
+                     read: list[int]) -> bool:
+    """True if computing `roots` (values of one output shape, over the buffers `inputs`)
+    reads the values `read` only at the element being written."""
+    shape = program.values[roots[0]].shape
+    index = [ix.var(f"a{i}") if d != 1 else ix.const(0) for i, d in enumerate(shape)]
+    extents: dict = {f"a{i}": d for i, d in enumerate(shape)}  # symbolic dims too
+    ev = Walker(program, extents, {i: "in" for i in inputs if i not in read},
+                scalars={i: "acc" for i in read}, row_index=index, row_dims=shape)
     try:
-        ev.value(root.id, index)
+        for root in roots:
+            ev.value(root, index)
     except NotFusible:
         return False
     return True
+
+
+# ---- multi-output pointwise kernels ---------------------------------------------
+
+def _merge_pointwise(program, kernels):
+    """Merges a pointwise kernel into a later pointwise kernel of the same output shape
+    that reads its outputs only at the element being written, when no kernel in between
+    reads them: one loop computes and stores both kernels' outputs (Adam's m, v and
+    parameter updates: 3 passes over the gradient and moments become 1)."""
+    changed = True
+    while changed:
+        changed = False
+        for t, k in enumerate(kernels):
+            if k.kind != "pointwise":
+                continue
+            for s in range(t - 1, -1, -1):
+                src = kernels[s]
+                if src.kind != "pointwise" or not set(src.outputs) & set(k.inputs):
+                    continue
+                between = kernels[s + 1:t]
+                if any(set(x.inputs) & set(src.outputs) for x in between):
+                    continue  # a kernel before k reads src's result: src keeps its place
+                merged = _pointwise_pair(program, src, k)
+                if merged is not None:
+                    kernels = kernels[:s] + between + [merged] + kernels[t + 1:]
+                    changed = True
+                    break
+            if changed:
+                break
+    return kernels
+
+
+def _pointwise_pair(program, src: Kernel, dst: Kernel) -> Kernel | None:
+    """`src` and `dst` as one pointwise kernel with both outputs, or None when their
+    output shapes differ, the body grows past MAX_FUSED_OPS or `dst` reads a result of
+    `src` at another element than the one it writes."""
+    shape = program.values[dst.outputs[0]].shape
+    if any(program.values[o].shape != shape for o in src.outputs + dst.outputs):
+        return None
+    nodes = sorted(set(src.nodes) | set(dst.nodes), key=list(program.values).index)
+    if sum(program.values[n].op in FUSIBLE for n in nodes) > MAX_FUSED_OPS:
+        return None
+    if not reads_at_element(program, dst.outputs, dst.inputs,
+                            [o for o in src.outputs if o in dst.inputs]):
+        return None
+    inputs = [i for i in dict.fromkeys(src.inputs + dst.inputs) if i not in src.outputs]
+    return Kernel(_name(program, nodes), "pointwise", src.outputs + dst.outputs, nodes, inputs,
+                  "pointwise chains over one output shape that read each other's results "
+                  "only at the element written: one loop storing every output")

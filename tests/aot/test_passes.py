@@ -5,6 +5,7 @@ import itertools
 
 import numpy as np
 
+import mlframework as mlf
 from aot.passes.fusion import fuse
 from aot.passes.memory_plan import plan_memory
 from aot.passes.simplify import simplify
@@ -134,3 +135,47 @@ def test_memory_plan_never_overlaps_live_buffers():
     for t, k in enumerate(kernels):  # every input is written before it is read
         for i in k.inputs:
             assert plan.buffers[i].start < t or plan.buffers[i].kind in ("input", "const")
+
+
+def adam(p, m, v, g):
+    """One Adam update of parameter p (moments m, v; gradient g), as optimizers.Adam."""
+    m = 0.9 * m + 0.1 * g
+    v = 0.999 * v + 0.001 * g * g
+    return p - 1e-3 * m / (G.sqrt(v) + 1e-8), m, v
+
+
+def adam_numpy(p, m, v, g):
+    m = np.float32(0.9) * m + np.float32(0.1) * g
+    v = np.float32(0.999) * v + np.float32(0.001) * g * g
+    return p - np.float32(1e-3) * m / (np.sqrt(v) + np.float32(1e-8)), m, v
+
+
+def test_adam_update_is_one_pointwise_kernel_writing_its_three_outputs():
+    prog = program_of(adam, *[("float32", 64, 32)] * 4)
+    kernels = fuse(prog)
+    assert [k.kind for k in kernels] == ["pointwise"]
+    assert sorted(kernels[0].outputs) == sorted(set(prog.outputs))
+
+
+def test_pointwise_kernels_stay_apart_when_one_reads_the_other_at_other_elements():
+    prog = program_of(lambda x, y: (G.exp(x), G.transpose(G.exp(x), (1, 0)) * y + 1.0),
+                      ("float32", 16, 16), ("float32", 16, 16))
+    assert [len(k.outputs) for k in fuse(prog)] == [1, 1]
+    shifted = program_of(lambda x: (G.exp(x), G.exp(x)[1:] * 2.0), ("float32", 17, 8))
+    assert len(fuse(shifted)) == 2
+
+
+def test_multi_output_pointwise_kernels_match_numpy():
+    backend = mlf.backends.new("c")
+    rng = np.random.default_rng(3)
+    for shape in ((784, 512), (10,), (3, 5)):  # threaded and vectorized; tiny
+        p, m, g = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
+        v = rng.random(shape).astype(np.float32)
+        got = G.Exec(backend, adam)(p, m, v, g)
+        for a, b in zip(got, adam_numpy(p, m, v, g)):
+            np.testing.assert_allclose(a.numpy(), b, rtol=1e-6, atol=1e-6)  # FMA contraction
+    x, y = (rng.standard_normal((16, 16)).astype(np.float32) for _ in range(2))
+    e, t = G.Exec(backend, lambda x, y: (G.exp(x), G.transpose(G.exp(x), (1, 0)) * y + 1.0))(x, y)
+    np.testing.assert_allclose(e.numpy(), np.exp(x), rtol=1e-6)
+    np.testing.assert_allclose(t.numpy(), np.exp(x).T * y + 1, rtol=1e-6, atol=1e-6)
+

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from aot.build.compiler import build_module
 from aot.codegen.emit import emit_module
+from aot.passes.donation import plan_donation
 from aot.passes.fusion import fuse
 from aot.passes.memory_plan import MemoryPlan, plan_memory
 from aot.passes.qdq import map_qdq
@@ -35,13 +36,17 @@ class Compiled:
     source: str
     lib: object
     timings: dict[str, float]  # seconds: the trace (if given), each pass, each gcc unit
+    aliases: dict[int, int]    # output position -> donated parameter it may be written over
 
 
 def compile_program(program: Program, build_lib: bool = True,
-                    timings: dict[str, float] | None = None) -> Compiled:
+                    timings: dict[str, float] | None = None,
+                    donated: tuple[int, ...] = ()) -> Compiled:
     """Runs every pass; `AOTC_DUMP=name[,name]` prints the result of those passes, and
     `AOTC_DUMP=timing` the seconds each pass and each gcc unit took (`Compiled.timings`,
-    after the entries given in `timings`, such as the trace's)."""
+    after the entries given in `timings`, such as the trace's). `donated`: parameter
+    positions the caller gives up; `Compiled.aliases` says which outputs may be written
+    over them (`aot.passes.donation`)."""
     dump = set(filter(None, os.environ.get("AOTC_DUMP", "").split(",")))
     timings = dict(timings or {})
     with _timed(timings, "simplify"):
@@ -59,14 +64,15 @@ def compile_program(program: Program, build_lib: bool = True,
     _dump(dump, "fuse", "\n".join(f"{k.name} [{k.kind}]: {k.nodes}" for k in kernels))
     with _timed(timings, "plan"):
         plan = plan_memory(program, kernels)     # program, kernels -> memory plan
-    _dump(dump, "plan", plan)
+    aliases = plan_donation(program, kernels, plan, donated) if donated else {}
+    _dump(dump, "plan", f"{plan}\nin place (output: parameter): {aliases}" if aliases else plan)
     with _timed(timings, "emit"):
         module = emit_module(program, kernels, plan)  # -> C functions and entry point
         source = module.source()
     _dump(dump, "emit", source)
     lib = build_module(module, timings) if build_lib else None  # C -> cffi library
     _dump(dump, "timing", "\n".join(f"  {name:<40} {s:8.3f} s" for name, s in timings.items()))
-    return Compiled(program, kernels, plan, source, lib, timings)
+    return Compiled(program, kernels, plan, source, lib, timings, aliases)
 
 
 @contextmanager

@@ -192,8 +192,9 @@ def _name(k: Kernel, key: str) -> str:
 def _function(key: str, program: Program, k: Kernel, local: Program, lk: Kernel,
               calls: list[int]) -> CFunction:
     """The function of kernel `k` (run as the kernels `calls`) from its canonical form."""
-    params = [f"const {ct.STORAGE[local.values[i].dtype]}* MLF_RESTRICT b{i}" for i in lk.inputs]
-    params += [f"{ct.STORAGE[local.values[o].dtype]}* MLF_RESTRICT b{o}" for o in lk.outputs]
+    restrict = "" if lk.aliased else " MLF_RESTRICT"  # an output may be an input's memory
+    params = [f"const {ct.STORAGE[local.values[i].dtype]}*{restrict} b{i}" for i in lk.inputs]
+    params += [f"{ct.STORAGE[local.values[o].dtype]}*{restrict} b{o}" for o in lk.outputs]
     if lk.scratch_bytes:
         params.append("char* MLF_RESTRICT scratch")
     params += [f"const long {s}" for s in local.symbols]

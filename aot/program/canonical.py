@@ -78,7 +78,7 @@ def _key(program: Program, k: Kernel) -> str:
             h.update(_attr_bytes(v, name))
     h.update(repr(sorted(program.symbols.items())).encode())
     fields = (k.kind, k.name, k.outputs, k.nodes, k.inputs, k.stages, k.epilogue,
-              k.contraction, k.rows, tuple(k.dims), k.scratch_bytes)
+              k.contraction, k.rows, tuple(k.dims), k.scratch_bytes, k.aliased)
     h.update(repr(fields).encode())
     return h.hexdigest()[:16]
 

@@ -28,7 +28,9 @@ class Kernel:
     workspace it needs while it runs (`aot.passes.layouts.scratch_bytes`; for control
     flow, `aot.passes.memory_plan.workspace`); bodies: for a control-flow kernel
     ("cond", "while_loop", "scan"), each sub-program as `plan_memory` lowered it:
-    (program, kernels, memory plan), in the order of the value's `subprograms`.
+    (program, kernels, memory plan), in the order of the value's `subprograms`;
+    aliased: an output may be written over one of its inputs (`aot.passes.donation`),
+    so its pointers are not `restrict`.
     """
 
     name: str
@@ -44,3 +46,4 @@ class Kernel:
     dims: tuple = ()
     scratch_bytes: DimLike = 0
     bodies: list = field(default_factory=list)
+    aliased: bool = False

@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 
 import mlframework as mlf
+from aot.passes.donation import plan_donation
 from aot.passes.fusion import fuse
 from aot.passes.memory_plan import plan_memory
 from aot.passes.simplify import simplify
@@ -179,3 +180,27 @@ def test_multi_output_pointwise_kernels_match_numpy():
     np.testing.assert_allclose(e.numpy(), np.exp(x), rtol=1e-6)
     np.testing.assert_allclose(t.numpy(), np.exp(x).T * y + 1, rtol=1e-6, atol=1e-6)
 
+
+def test_donation_writes_updates_over_the_parameters_they_replace():
+    prog = program_of(adam, *[("float32", 64, 32)] * 4)
+    kernels = fuse(prog)
+    aliases = plan_donation(prog, kernels, plan_memory(prog, kernels), donated=(0, 1, 2, 3))
+    assert aliases == {0: 0, 1: 1, 2: 2}  # p, m and v in place; g is not an output's match
+    assert kernels[0].aliased
+    assert plan_donation(prog, kernels, plan_memory(prog, kernels), donated=(3,)) == {0: 3}
+
+
+def test_donation_refuses_a_parameter_read_later_or_at_other_elements():
+    def later(p, g):
+        return p - g, G.reduce_sum(G.exp(p), 0)  # p is read again after its update
+    prog = program_of(later, ("float32", 8, 8), ("float32", 8, 8))
+    kernels = fuse(prog)
+    assert plan_donation(prog, kernels, plan_memory(prog, kernels), donated=(0,)) == {}
+    prog = program_of(lambda p, g: G.transpose(p, (1, 0)) - g, ("float32", 8, 8),
+                      ("float32", 8, 8))
+    kernels = fuse(prog)
+    assert plan_donation(prog, kernels, plan_memory(prog, kernels), donated=(0,)) == {}
+    assert not kernels[0].aliased
+    prog = program_of(lambda p, g: (p, p - g), ("float32", 8), ("float32", 8))
+    kernels = fuse(prog)  # p passed through unchanged is copied after the call
+    assert plan_donation(prog, kernels, plan_memory(prog, kernels), donated=(0,)) == {}

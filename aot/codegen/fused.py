@@ -170,7 +170,7 @@ def _reduce_strided(program, k, v, x, axes, buffers) -> list[str]:
     inner += loops(nest_rest, body) if nest_rest else body
     store_index = ix.flatten([index[a] for a in outer], [x.shape[a] for a in outer])
     inner += [f"for (long j = 0; j < {width}; j++) "
-              f"b{v.id}[{store_index.c()} * {width} + j] = {ct.store(v.dtype, 'acc[j]')};"]
+              f"b{v.id}[({store_index.c()}) * {width} + j] = {ct.store(v.dtype, 'acc[j]')};"]
     del out_index
     nest = [(f"a{a}", x.shape[a], "") for a in outer if x.shape[a] != 1]
     if nest:

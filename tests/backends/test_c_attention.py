@@ -106,6 +106,11 @@ def _transposed_scores(q, k, v):  # rows over the keys, softmax over the queries
     return G.dot_general(G.softmax(s, axis=-1), v, [3], [2], [0, 1], [0, 1])
 
 
+def _softmax_not_last(q, k, v):  # a softmax over the queries is not attention's
+    p = G.softmax(G.dot_general(q, k, [3], [3], [0, 1], [0, 1]), axis=-2)
+    return G.dot_general(p, v, [3], [2], [0, 1], [0, 1])
+
+
 def _reference(fn, q, k, v):
     return [np.asarray(o.numpy()) for o in
             _as_list(G.Exec(mlf.backends.new("xla"), fn)(q, k, v))]
@@ -117,8 +122,10 @@ def _as_list(out):
 
 @pytest.mark.parametrize("fn,dtype", [(_sdpa, np.float64), (_sdpa, np.float16),
                                       (_also_probs, np.float32),
-                                      (_transposed_scores, np.float32)],
-                         ids=["float64", "float16", "probs-read", "softmax-over-queries"])
+                                      (_transposed_scores, np.float32),
+                                      (_softmax_not_last, np.float32)],
+                         ids=["float64", "float16", "probs-read", "transposed-scores",
+                              "softmax-over-queries"])
 def test_not_fused_where_it_must_not(fn, dtype):
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((2, 3, 9, 5)).astype(dtype) for _ in range(3))

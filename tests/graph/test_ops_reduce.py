@@ -103,3 +103,14 @@ def test_mean_of_a_reshape_subtracted_back(run, rng, shape):
     r = x.reshape(1, 120)
     np.testing.assert_allclose(run(centred, x), r - r.sum(1, keepdims=True) / 120,
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(REDUCTIONS))
+def test_middle_axis_under_two_kept_axes(run, rng, name):
+    """Axis 2 of [2, 3, 4, 5]: rows accumulated along the kept inner axis are stored under
+    two kept leading axes (the c backend once stored them at 3*a0 + a1*5, overlapping)."""
+    x = random(rng, (2, 3, 4, 5), np.float32, 0.5, 1.5)
+    fn, ref = REDUCTIONS[name]
+    got = run(lambda x: fn(x, 2), x)
+    assert_close(got, np.asarray(ref(x, 2, False)).astype(np.float32), np.float32,
+                 f"{name} axis 2 of [2, 3, 4, 5]", None)

@@ -340,7 +340,9 @@ def test_what_the_kernels_cannot_run_keeps_the_float_path(tmp_path, what, model,
     (product,) = art.manifest["qdq_products"]
     assert product["path"] == "float" and reason in product["reason"], product
     got = ExportedLibrary(art.out_dir).run(x)[0]
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    # float32 sums in another order than ORT's: 65800 terms differ by ~2e-5 relative; the
+    # int8 path would differ by the activations' quantization, ~1e-2
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
 

@@ -15,6 +15,7 @@ from aot.codegen import linalg
 from aot.codegen.nests import nest, omp_for
 from aot.passes.layouts import window_rows
 from aot.program import indexing as ix
+from aot.program.symbols import c_expr
 from mlframework.core.symbolic import nonnegative
 from mlframework.graph.gen_optypes import Op
 
@@ -55,8 +56,8 @@ def _dynamic_update_slice(program, v):
         if hi == 0:  # a full-width axis starts at 0 whatever its index says
             starts.append(idx[a])
             continue
-        lines.append(f"const int64_t s{a} = mlf_start_index((int64_t)b{s}[0], {x.shape[a]}, "
-                     f"{hi});")
+        lines.append(f"const int64_t s{a} = mlf_start_index((int64_t)b{s}[0], "
+                     f"{c_expr(x.shape[a])}, {c_expr(hi)});")
         starts.append(ix.add(ix.opaque(f"s{a}"), idx[a]))
     lines += nest(axes, [f"b{v.id}[{ix.flatten(starts, x.shape).c()}] = "
                          f"b{upd.id}[{ix.flatten(idx, upd.shape).c()}];"])
@@ -70,7 +71,7 @@ def _gather(program, v):
     batch = [out[d] for d in range(len(v.shape)) if d not in a["offset_dims"]]
     nvec = ind.shape[-1]
     base = ix.flatten(batch, ind.shape[:-1]).c()
-    lines = [f"const long base = ({base}) * {nvec};"]
+    lines = [f"const long base = ({base}) * {c_expr(nvec)};"]
     window = [d for d in range(len(x.shape)) if d not in a["collapsed_slice_dims"]]
     x_index = []
     for d in range(len(x.shape)):
@@ -80,7 +81,7 @@ def _gather(program, v):
             clamp = "mlf_clamp_uindex((uint64_t)" if ind.dtype.is_unsigned else \
                 "mlf_clamp_index((int64_t)"  # unsigned: 2**63 and above clamp high, as XLA
             lines.append(f"const int64_t s{d} = {clamp}b{ind.id}[base + {j}], "
-                         f"{x.shape[d] - a['slice_sizes'][d]});")
+                         f"{c_expr(x.shape[d] - a['slice_sizes'][d])});")
             off = ix.add(ix.opaque(f"s{d}"), off)
         x_index.append(off)
     lines.append(f"b{v.id}[{ix.flatten(out, v.shape).c()}] = "
@@ -98,7 +99,7 @@ def _scatter(program, v):
     scatter_dims = [d for d in range(len(upd.shape)) if d not in a["update_window_dims"]]
     nvec = ind.shape[-1]
     base = ix.flatten([u[d] for d in scatter_dims], ind.shape[:-1]).c()
-    inner = [f"const long base = ({base}) * {nvec};"]
+    inner = [f"const long base = ({base}) * {c_expr(nvec)};"]
     window = [d for d in range(len(x.shape)) if d not in a["inserted_window_dims"]]
     x_index, checks = [], []
     for d in range(len(x.shape)):
@@ -110,7 +111,7 @@ def _scatter(program, v):
         if d in a["scatter_dims_to_operand_dims"]:
             j = a["scatter_dims_to_operand_dims"].index(d)
             inner.append(f"const int64_t s{d} = (int64_t)b{ind.id}[base + {j}];")
-            checks.append(f"s{d} < 0 || s{d} > {x.shape[d] - size}")
+            checks.append(f"s{d} < 0 || s{d} > {c_expr(x.shape[d] - size)}")
             off = ix.add(ix.opaque(f"s{d}"), off)
         x_index.append(off)
     if checks:

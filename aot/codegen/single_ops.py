@@ -42,6 +42,16 @@ def _split(shape, axis):
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
+def _at(n, inner, i: str) -> str:
+    """C of the flat position of element `i` (C text) of row (o, j) of a `_split` shape."""
+    return f"(o * {c_expr(n)} + {i}) * {c_expr(inner)} + j"
+
+
+def _last(n, i: str) -> str:
+    """C of `n - 1 - i`: the position `i` counts back from the end of an axis of `n`."""
+    return f"({c_expr(n - 1)} - {i})"
+
+
 # ---- indexing ops --------------------------------------------------------------
 
 def _dynamic_update_slice(program, v):
@@ -143,13 +153,14 @@ def _arg(program, v):
     better = ">" if v.op is Op.ARGMAX else "<"
     nan = " || (val != val && best == best)" if x.dtype.is_float else ""
     ctype = ct.compute(x.dtype)
-    load = ct.load(x.dtype, f"b{x.id}", f"(o * {n} + i) * {inner} + j")
-    body = [f"{ctype} best = {ct.load(x.dtype, f'b{x.id}', f'o * {n} * {inner} + j')};",
+    load = ct.load(x.dtype, f"b{x.id}", _at(n, inner, "i"))
+    first = ct.load(x.dtype, f"b{x.id}", f"o * {c_expr(n)} * {c_expr(inner)} + j")
+    body = [f"{ctype} best = {first};",
             "long arg = 0;",
-            f"for (long i = 1; i < {n}; i++) {{",
+            f"for (long i = 1; i < {c_expr(n)}; i++) {{",
             f"  const {ctype} val = {load};",
             f"  if ((best == best && val {better} best){nan}) {{ best = val; arg = i; }}",
-            "}", f"b{v.id}[o * {inner} + j] = ({ct.STORAGE[v.dtype]})arg;"]
+            "}", f"b{v.id}[o * {c_expr(inner)} + j] = ({ct.STORAGE[v.dtype]})arg;"]
     return nest([("o", outer), ("j", inner)], body, omp_for(x.size))
 
 
@@ -167,14 +178,13 @@ def _cumulative(program, v):
     """A scan along one axis; half types round after every step, as XLA's ops do."""
     x = program.values[v.inputs[0]]
     outer, n, inner = _split(x.shape, v.attrs["axis"])
-    i = f"({n - 1} - i)" if v.attrs["reverse"] else "i"
-    at = f"(o * {n} + {i}) * {inner} + j"
+    at = _at(n, inner, _last(n, "i") if v.attrs["reverse"] else "i")
     start, step = _CUMULATIVE[v.op](v, ct.TAG[v.dtype])
     step = f"MLF_NARROW_{ct.HALF[v.dtype].upper()}({step})" if v.dtype in ct.HALF else \
         ct.narrow(v.dtype, step)
     ctype = ct.compute(v.dtype)
     body = [f"{ctype} acc = {start};",
-            f"for (long i = 0; i < {n}; i++) {{",
+            f"for (long i = 0; i < {c_expr(n)}; i++) {{",
             f"  const {ctype} val = {ct.load(x.dtype, f'b{x.id}', at)};",
             f"  acc = {step};",
             f"  b{v.id}[{at}] = {ct.store(v.dtype, 'acc')};", "}"]
@@ -187,20 +197,21 @@ def _sort(program, v):
     outer, n, inner = _split(x.shape, axis)
     ctype, tag = ct.compute(x.dtype), ct.TAG[x.dtype]
     desc = 1 if v.attrs["descending"] else 0
-    at = f"(o * {n} + i) * {inner} + j"
+    at = _at(n, inner, "i")
     key = ct.load(x.dtype, f"b{x.id}", at)
     if v.attrs.get("total_order") and x.dtype.is_float:  # -NaN < -inf < ... < -0 < +0 < NaN
         ctype, tag, key = "int64_t", "i64", f"mlf_total_order_{ct.TAG[x.dtype]}({key})"
     lines = [f"{ctype}* keys = ({ctype}*)scratch;",
-             f"int64_t* idx = (int64_t*)(scratch + {8 * n});",
-             f"int64_t* tmp = (int64_t*)(scratch + {16 * n});"]
+             f"int64_t* idx = (int64_t*)(scratch + {c_expr(8 * n)});",
+             f"int64_t* tmp = (int64_t*)(scratch + {c_expr(16 * n)});"]
+    n = c_expr(n)
     body = [f"for (long i = 0; i < {n}; i++) keys[i] = {key};"]
     if v.op is Op.ARGSORT:
         body.append(f"mlf_argsort_{tag}(keys, {n}, idx, tmp, {desc});")
         body.append(f"for (long i = 0; i < {n}; i++) b{v.id}[{at}] = "
                     f"({ct.STORAGE[v.dtype]})idx[i];")
     else:
-        src = f"({n - 1} - i)" if desc else "i"
+        src = _last(x.shape[axis], "i") if desc else "i"
         body.append(f"mlf_argsort_{tag}(keys, {n}, idx, tmp, 0);")
         body.append(f"for (long i = 0; i < {n}; i++) b{v.id}[{at}] = "
                     f"{ct.store(v.dtype, f'keys[idx[{src}]]')};")

@@ -15,7 +15,7 @@ from aot.program import indexing as ix
 from aot.program.kernel import Kernel
 from aot.program.program import Program, Value
 from aot.program.symbols import bound, samples
-from mlframework.core.symbolic import DimLike, SymbolicError, evaluate, symbols_of
+from mlframework.core.symbolic import DimLike, SymbolicError, evaluate, is_symbolic, symbols_of
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
 
@@ -235,7 +235,7 @@ def _scratch(program: Program, k: Kernel) -> DimLike:
         return v.dtype.itemsize * (math.prod(window[0]) + window[1])
     if v.op in (Op.SORT, Op.ARGSORT):
         n = v.shape[v.attrs["axis"]] if v.shape else 1
-        return 8 * 3 * max(n, 1)
+        return 8 * 3 * (n if is_symbolic(n) else max(n, 1))  # a symbol is >= 1
     return 0
 
 

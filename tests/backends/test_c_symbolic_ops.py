@@ -78,3 +78,36 @@ def test_dynamic_slice_and_update_with_clamped_starts():
         return piece, G.dynamic_update_slice(x, piece * 2.0, [s - 1, 0])
     _compare(fn, {"x": "N, 5"},
              lambda n: [RNG.normal(size=(n, 5)).astype(np.float32), np.int32(n + 2)])
+
+
+def _x(n, cols=3):  # ties and a NaN-free mix of signs
+    return RNG.integers(-3, 4, size=(n, cols)).astype(np.float32) * 0.5
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("op", ["argmax", "argmin"])
+def test_arg_along_either_axis(op, axis):
+    _compare(lambda x: getattr(G, op)(x, axis=axis), {"x": "N, 3"}, lambda n: [_x(n)])
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("op", ["cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"])
+def test_cumulative_along_the_symbolic_axis(op, reverse):
+    _compare(lambda x: getattr(G, op)(x, axis=0, reverse=reverse), {"x": "N, 3"},
+             lambda n: [_x(n)])
+
+
+def test_cumulative_across_a_symbolic_axis():
+    _compare(lambda x: G.cumsum(x, axis=1, reverse=True), {"x": "N, 3"}, lambda n: [_x(n)])
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_sort_and_argsort_along_the_symbolic_axis(descending):
+    def fn(x):
+        return (G.sort(x, axis=0, descending=descending),
+                G.argsort(x, axis=0, descending=descending))
+    _compare(fn, {"x": "N, 3"}, lambda n: [_x(n)])
+
+
+def test_sort_rows_of_a_symbolic_batch():
+    _compare(lambda x: G.sort(x, axis=1), {"x": "N, 3"}, lambda n: [_x(n)])

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from mlframework.core.symbolic import is_symbolic
 from mlframework.graph import gen_ops as ops
 from mlframework.graph import vjp_contraction, vjp_control_flow, vjp_linalg
 from mlframework.graph.composites import where, zeros_like
@@ -191,7 +194,9 @@ def _cumextremum_vjp(node, g):
     out = node
     if rev:
         x, out, g = (ops.reverse(t, (axis,)) for t in (x, out, g))
-    n = x.shape[axis]
+    # "no next start": n, or for a symbolic n any larger index (take_along_axis clamps it
+    # to n, the padded empty sum)
+    n = x.shape[axis] if not is_symbolic(x.shape[axis]) else np.iinfo(np.int32).max
     pos = ops.iota("int32", x.shape, axis)
     starts = extremum_starts(x, out, axis)
     following = _shift(ops.cummin(where(starts, pos, n), axis, True), axis, -1, n)

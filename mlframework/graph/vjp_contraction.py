@@ -13,7 +13,8 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from mlframework.graph import gen_ops as ops
-from mlframework.graph.broadcasting import broadcast_to
+from mlframework.core.symbolic import is_symbolic
+from mlframework.graph.broadcasting import broadcast_to, dim_value
 from mlframework.graph.composites import where, zeros_like
 from mlframework.graph.gen_optypes import Op
 from mlframework.graph.graph import Node, const
@@ -165,9 +166,15 @@ def _reduce_window_extremum_vjp(node, g):
 
 
 def _highest_starts(indices, operand_shape, dims, window_sizes):
-    """The largest in-bounds start index per index-vector entry, broadcast like `indices`."""
-    hi = np.array([operand_shape[d] - window_sizes[d] for d in dims], indices.dtype.numpy)
-    return broadcast_to(const(hi, graph=indices.graph), indices.shape)
+    """The largest in-bounds start index per index-vector entry, broadcast like `indices`
+    (computed at run time where the operand's axis is symbolic)."""
+    his = [operand_shape[d] - window_sizes[d] for d in dims]
+    if any(is_symbolic(h) for h in his):
+        hi = ops.concatenate([ops.reshape(dim_value(h, indices.dtype, indices.graph), (1,))
+                              for h in his], 0)
+    else:
+        hi = const(np.array(his, indices.dtype.numpy), graph=indices.graph)
+    return broadcast_to(hi, indices.shape)
 
 
 def _in_bounds(indices, operand_shape, dims, window_sizes):

@@ -111,3 +111,24 @@ def test_sort_and_argsort_along_the_symbolic_axis(descending):
 
 def test_sort_rows_of_a_symbolic_batch():
     _compare(lambda x: G.sort(x, axis=1), {"x": "N, 3"}, lambda n: [_x(n)])
+
+
+def test_rng_bits_of_a_symbolic_shape():
+    key = np.array([0, 42], np.uint32)
+    _compare(lambda x, k: G.rng_bits(k, (x.shape[0], 5)), {"x": "N, 3"},
+             lambda n: [_x(n), key])
+
+
+def _grads(loss):
+    def fn(x):
+        return G.grad(loss(x), x)[0]
+    return fn
+
+
+@pytest.mark.parametrize("loss", [
+    lambda x: G.reduce_sum(G.take(x, np.array([0, 2, 2, -1], np.int32), axis=0) * 1.5),
+    lambda x: G.reduce_sum(G.cummax(x, axis=0) * x),
+    lambda x: G.reduce_sum(G.dynamic_slice(x, [np.int32(3), np.int32(0)], (1, 3)) ** 2),
+], ids=["gather", "cummax", "dynamic_slice"])
+def test_gradients_with_a_symbolic_batch(loss):
+    _compare(_grads(loss), {"x": "N, 3"}, lambda n: [RNG.normal(size=(n, 3)).astype(np.float32)])

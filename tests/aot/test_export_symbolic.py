@@ -249,3 +249,38 @@ def test_train_steps_of_several_batch_sizes_match_the_xla_trainer(trained):
     got, = lib.run_state(state, x5)  # inference on the trained state, at a 6th batch size
     want = ContextExec(mlf.backends.new("xla"), trainer.ctx, digits_mlp.model)(x5)
     np.testing.assert_allclose(got, np.asarray(want.numpy()), atol=1e-4)
+
+
+EMBEDDING_MODEL = '''
+import numpy as np
+from mlframework import graph as G
+
+RNG = np.random.default_rng(3)
+TABLE = RNG.normal(size=(50, 16)).astype(np.float32)
+W = (RNG.normal(size=(16, 4)) / 4).astype(np.float32)
+
+
+def model(ids):
+    """Embedding lookup of ids [N, 8] (out of range ids clamp, as XLA), mean over the 8,
+    a dense layer: [N, 4]."""
+    return G.mean(G.take(TABLE, ids, axis=0), axes=1) @ W
+'''
+
+
+def test_cli_embedding_export_serves_every_batch(tmp_path):
+    """`aotc export ... --input ids:int32[N,8] --max N=64`: one library, its gather taking
+    N at run time, equal to the xla backend at several N."""
+    from aot.tools.cli import main
+    src = tmp_path / "embedding.py"
+    src.write_text(EMBEDDING_MODEL)
+    out = tmp_path / "out"
+    assert main(["export", f"{src}:model", "-o", str(out), "--input", "ids:int32[N,8]",
+                 "--max", "N=64", "--name", "emb"]) == 0
+    assert "#define EMB_MAX_N 64" in (out / "emb.h").read_text()
+    lib = ExportedLibrary(out)
+    for n in (1, 7, 33, 64):
+        ids = RNG.integers(-3, 53, size=(n, 8)).astype(np.int32)
+        got, = lib.run(ids)
+        want, = reference_outputs(lib.manifest, [ids])
+        assert got.shape == (n, 4)
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)

@@ -277,6 +277,10 @@ def test_cli_embedding_export_serves_every_batch(tmp_path):
     assert main(["export", f"{src}:model", "-o", str(out), "--input", "ids:int32[N,8]",
                  "--max", "N=64", "--name", "emb"]) == 0
     assert "#define EMB_MAX_N 64" in (out / "emb.h").read_text()
+    proc = subprocess.run(["gcc", "-fsyntax-only", "-std=gnu99", "-Wall", "-Wextra", "-Werror",
+                           f"-I{out / 'runtime'}", str(out / "emb.c")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
     lib = ExportedLibrary(out)
     for n in (1, 7, 33, 64):
         ids = RNG.integers(-3, 53, size=(n, 8)).astype(np.int32)

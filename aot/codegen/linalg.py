@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 
 from aot.codegen import ctypes_table as ct
+from aot.program.symbols import c_expr
 from mlframework.graph.gen_optypes import Op
 
 
-def _batch(shape) -> int:
-    return math.prod(shape[:-2])
+def _batch(shape) -> str:
+    """The number of matrices (the leading axes) as C: a product of the symbols' C
+    variables when a batch axis is symbolic (the matrix axes are static)."""
+    return c_expr(math.prod(shape[:-2], start=1))
 
 
 def cholesky(program, v) -> list[str]:

@@ -116,7 +116,7 @@ def check_compilable(program: Program) -> None:
     """Raises NotImplementedError naming the op, its shapes and the fix when a value with
     symbolic dimensions is one the C code generator does not yet take at run time sizes:
     any op outside `SYMBOLIC_OPS`, a control-flow op, or a convolution or window with a
-    symbolic spatial axis. (Values of static shape may use any op.)"""
+    symbolic spatial axis, or a cholesky or triangular_solve with a symbolic matrix axis. (Values of static shape may use any op.)"""
     for v in program.values.values():
         ins = [program.values[i] for i in v.inputs]
         shapes = [v.shape] + [i.shape for i in ins]
@@ -135,19 +135,26 @@ def check_compilable(program: Program) -> None:
                 f"{where}: a symbolic dimension in a {v.op.value}'s spatial axes is not "
                 "compiled to C yet (only the batch and feature axes may be symbolic); make "
                 "the image size static")
+        if v.op in MATRIX_OPS and any(symbolic.symbols_of(s[-2:]) for s in shapes):
+            raise NotImplementedError(
+                f"{where}: a symbolic dimension in a {v.op.value}'s matrix axes (the last "
+                "two) is not compiled to C yet (only the batch axes may be symbolic); make "
+                "the matrix size static")
 
 
 def _typed(v: Value) -> str:
     return f"{v.dtype.value}[{', '.join(map(str, v.shape))}]"
 
 
+# Linear algebra: symbolic batch axes, static matrix axes (aot/codegen/linalg.py).
+MATRIX_OPS = frozenset({Op.CHOLESKY, Op.TRIANGULAR_SOLVE})
 SPATIAL_OPS = frozenset({Op.CONV_GENERAL, Op.REDUCE_WINDOW_MAX, Op.REDUCE_WINDOW_MIN,
                          Op.REDUCE_WINDOW_SUM, Op.SELECT_AND_SCATTER_ADD})
 # Ops whose generated C takes symbolic sizes at run time (tests/backends/test_c_symbolic.py,
 # tests/aot/test_export_symbolic.py); conv and windows with static spatial axes.
 SYMBOLIC_OPS = frozenset(
     OpGroup.UNARY | OpGroup.BINARY | OpGroup.COMPARE | OpGroup.SELECT | OpGroup.CONVERT
-    | OpGroup.REDUCE | SPATIAL_OPS
+    | OpGroup.REDUCE | SPATIAL_OPS | MATRIX_OPS
     | {Op.BROADCAST_IN_DIM, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE, Op.PAD, Op.REVERSE,
        Op.CONCATENATE, Op.IOTA, Op.DOT_GENERAL, Op.PARAMETER, Op.CONSTANT,
        Op.GATHER, Op.SCATTER_ADD, Op.SCATTER_MAX, Op.SCATTER_MIN, Op.SCATTER_MUL,

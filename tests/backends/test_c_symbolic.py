@@ -89,6 +89,9 @@ def test_unbuilt_symbolic_ops_name_the_missing_piece():
                   (2, 1, 8, 8))
     with pytest.raises(NotImplementedError, match="conv_general's spatial axes"):
         mlf.backends.new("c").compile(conv)
+    solve = _graph(lambda x: G.cholesky(x), {"x": "M, M"}, {"M": 8}, (4, 4))
+    with pytest.raises(NotImplementedError, match="cholesky's matrix axes"):
+        mlf.backends.new("c").compile(solve)
 
 
 def test_the_arena_shrinks_with_the_sizes_and_buffers_never_overlap():
@@ -128,3 +131,25 @@ def test_exec_traces_and_compiles_once_for_every_batch():
         assert out.shape == (n, 10)
         np.testing.assert_allclose(out, mlp_reference(x), atol=1e-5)
     assert len(graphs) == 1 and graphs[0].symbols == {"N": 256}
+
+
+def _spd(n):
+    a = RNG.normal(size=(n, 2, 4, 4)).astype(np.float32)
+    return a @ a.transpose(0, 1, 3, 2) + 4 * np.eye(4, dtype=np.float32)
+
+
+def test_linalg_with_a_symbolic_batch_matches_xla():
+    """cholesky then a triangular solve over a symbolic batch axis (the matrices static):
+    one c module serves batch 1, 7 and the maximum, as the xla backend computes."""
+    def fn(x):
+        lo = G.cholesky(x)
+        return lo, G.triangular_solve(lo, x, left_side=True, lower=True)
+    graph = _graph(fn, {"x": "N, 2, 4, 4"}, {"N": 16}, (1, 2, 4, 4))
+    c, xla = mlf.backends.new("c").compile(graph), mlf.backends.new("xla").compile(graph)
+    assert "for (long t = 0; t < 2*sym_N; t++)" in c.source  # the batch at run time
+    for n in (1, 7, 16):
+        x = _spd(n)
+        for got, want in zip(c.run([x]), xla.run([x])):
+            assert got.shape == (n, 2, 4, 4)
+            np.testing.assert_allclose(got, np.asarray(want), atol=1e-5)
+        np.testing.assert_allclose(c.run([x])[0], np.linalg.cholesky(x), atol=1e-5)

@@ -115,8 +115,9 @@ def c_expr(d: DimLike) -> str:
 def check_compilable(program: Program) -> None:
     """Raises NotImplementedError naming the op, its shapes and the fix when a value with
     symbolic dimensions is one the C code generator does not yet take at run time sizes:
-    any op outside `SYMBOLIC_OPS`, a control-flow op, or a convolution or window with a
-    symbolic spatial axis, or a cholesky or triangular_solve with a symbolic matrix axis. (Values of static shape may use any op.)"""
+    any op outside `SYMBOLIC_OPS`, a control-flow op, a convolution or window with a
+    symbolic spatial axis, or a cholesky or triangular_solve with a symbolic matrix axis.
+    (Values of static shape may use any op.)"""
     for v in program.values.values():
         ins = [program.values[i] for i in v.inputs]
         shapes = [v.shape] + [i.shape for i in ins]

@@ -73,7 +73,8 @@ class Program:
 
 def from_graph(graph, maxima: dict[str, int] | None = None) -> Program:
     """The program of a traced `Graph` (ids are kept). Its `symbols` are the graph's
-    (`graph.symbols`, name -> maximum), with the maxima in `maxima` taking precedence.
+    (`graph.symbols`, name -> maximum), with the maxima in `maxima` taking precedence;
+    sub-graphs take the enclosing graph's.
 
     Raises:
         ValueError: a symbol of the graph without a maximum.
@@ -85,11 +86,12 @@ def from_graph(graph, maxima: dict[str, int] | None = None) -> Program:
     Moved constants take ids after the graph's nodes.
     """
     prog = Program(graph.name)
+    prog.symbols = _maxima(graph, maxima or {})
     fresh = [len(graph.nodes)]
     for n in graph.nodes:
         attrs, inputs = dict(n.attrs), tuple(i.id for i in n.inputs)
         if n.op in SUBGRAPH_OPS:
-            bodies, consts = _hoisted([from_graph(g) for g in subgraphs(n)], fresh)
+            bodies, consts = _hoisted([from_graph(g, prog.symbols) for g in subgraphs(n)], fresh)
             for c in consts:
                 prog.values[c.id] = c
             inputs += tuple(c.id for c in consts)
@@ -98,7 +100,6 @@ def from_graph(graph, maxima: dict[str, int] | None = None) -> Program:
                      if k in SUBGRAPH_ATTRS else v for k, v in attrs.items()}
         prog.values[n.id] = Value(n.id, n.op, inputs, attrs, n.dtype, tuple(n.shape),
                                   n.source or "", n.scope or "")
-    prog.symbols = _maxima(graph, maxima or {})
     prog.params = [p.id for p in sorted(graph.parameters, key=lambda p: p.attrs["index"])]
     prog.outputs = [o.id for o in graph.outputs]
     return prog

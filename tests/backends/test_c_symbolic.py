@@ -78,11 +78,13 @@ def test_attention_with_batch_and_sequence_symbolic():
 
 
 def test_unbuilt_symbolic_ops_name_the_missing_piece():
-    """What stays refused with symbolic dims: control flow (cond, while_loop, scan),
-    linear algebra (cholesky, triangular_solve) and a symbolic spatial axis of a conv."""
-    chol = _graph(G.cholesky, {"x": "N, 3, 3"}, {"N": 8}, (1, 3, 3))
-    with pytest.raises(NotImplementedError, match="cholesky #.*symbolic dimensions \\(N\\)"):
-        mlf.backends.new("c").compile(chol)
+    """What stays refused with symbolic dims: control flow (cond, while_loop, scan), a
+    symbolic matrix axis in linear algebra and a symbolic spatial axis of a conv."""
+    def doubled_if_positive(x):
+        return G.cond(x[0, 0] > 0, lambda a: a * 2.0, lambda a: a, x)
+    cond = _graph(doubled_if_positive, {"x": "N, 3"}, {"N": 8}, (1, 3))
+    with pytest.raises(NotImplementedError, match="cond #.*symbolic dimensions \\(N\\)"):
+        mlf.backends.new("c").compile(cond)
     kernel = RNG.normal(size=(4, 1, 3, 3)).astype(np.float32)
     conv = _graph(lambda x: G.conv_general(x, kernel, padding=((1, 1), (1, 1))),
                   {"x": "2, 1, H, 8"}, {"H": 32},

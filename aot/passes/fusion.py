@@ -274,7 +274,8 @@ def _try_merge(program, src: Kernel, dst: Kernel, both, consumers):
     """`src` and `dst` as one row-wise kernel, or None if some read crosses rows."""
     dims, nrow = both
     stages = src.stages + [s for s in dst.stages if s not in src.stages]
-    nodes = sorted(set(src.nodes) | set(dst.nodes), key=list(program.values).index)
+    order = {n: i for i, n in enumerate(program.values)}
+    nodes = sorted(set(src.nodes) | set(dst.nodes), key=order.__getitem__)
     inputs = [i for i in dict.fromkeys(src.inputs + dst.inputs) if i not in stages]
     outputs = [s for s in stages if s == stages[-1] or s in program.outputs]
     kernel = Kernel(_name(program, nodes), "rowwise", outputs, nodes, inputs,
@@ -401,27 +402,34 @@ def _merge_pointwise(program, kernels):
     that reads its outputs only at the element being written, when no kernel in between
     reads them: one loop computes and stores both kernels' outputs (Adam's m, v and
     parameter updates: 3 passes over the gradient and moments become 1)."""
-    changed = True
-    while changed:
-        changed = False
-        for t, k in enumerate(kernels):
-            if k.kind != "pointwise":
-                continue
-            for s in range(t - 1, -1, -1):
-                src = kernels[s]
-                if src.kind != "pointwise" or not set(src.outputs) & set(k.inputs):
-                    continue
-                between = kernels[s + 1:t]
-                if any(set(x.inputs) & set(src.outputs) for x in between):
-                    continue  # a kernel before k reads src's result: src keeps its place
-                merged = _pointwise_pair(program, src, k)
-                if merged is not None:
-                    kernels = kernels[:s] + between + [merged] + kernels[t + 1:]
-                    changed = True
-                    break
-            if changed:
-                break
+    kernels, t = list(kernels), 0
+    while t < len(kernels):
+        restart = _merge_into(program, kernels, t)
+        t = t + 1 if restart is None else restart
     return kernels
+
+
+def _merge_into(program, kernels: list[Kernel], t: int) -> int | None:
+    """Merges the nearest earlier pointwise kernel that `kernels[t]` can absorb, in place;
+    returns the first position whose candidates changed (the merged kernel's old place:
+    kernels before it kept their neighbours, so none of them can merge now), or None."""
+    k = kernels[t]
+    if k.kind != "pointwise":
+        return None
+    reads = set(k.inputs)
+    for s in range(t - 1, -1, -1):
+        src = kernels[s]
+        if src.kind != "pointwise" or not reads.intersection(src.outputs):
+            continue
+        outputs = set(src.outputs)
+        between = kernels[s + 1:t]
+        if any(outputs.intersection(x.inputs) for x in between):
+            continue  # a kernel before k reads src's result: src keeps its place
+        merged = _pointwise_pair(program, src, k)
+        if merged is not None:
+            kernels[s:t + 1] = between + [merged]
+            return s
+    return None
 
 
 def _pointwise_pair(program, src: Kernel, dst: Kernel) -> Kernel | None:
@@ -431,7 +439,8 @@ def _pointwise_pair(program, src: Kernel, dst: Kernel) -> Kernel | None:
     shape = program.values[dst.outputs[0]].shape
     if any(program.values[o].shape != shape for o in src.outputs + dst.outputs):
         return None
-    nodes = sorted(set(src.nodes) | set(dst.nodes), key=list(program.values).index)
+    order = {n: i for i, n in enumerate(program.values)}
+    nodes = sorted(set(src.nodes) | set(dst.nodes), key=order.__getitem__)
     if sum(program.values[n].op in FUSIBLE for n in nodes) > MAX_FUSED_OPS:
         return None
     if not reads_at_element(program, dst.outputs, dst.inputs,

@@ -225,17 +225,15 @@ def _checked_array(value: Any, dtype: Any) -> np.ndarray:
             dtype = as_dtype(dtype)
         except TypeError as e:
             raise TypeError(f"Tensor(value, dtype): {e}") from None
-    numbers = (f"Tensor requires numbers (a NumPy array, a Python scalar or nested lists of "
-               f"them), got {type(value).__name__} {_short(value)}")
     if not isinstance(value, _ARRAY_LIKE) and not hasattr(value, "__array__"):
-        raise TypeError(numbers)
+        raise TypeError(_not_numbers(value))
     try:
         array = host_array(value) if dtype is None else np.asarray(value, dtype=dtype.numpy)
     except ValueError as e:
         raise ValueError(f"Tensor requires a rectangular array (nested lists of equal "
                          f"lengths), got {_short(value)}: {e}") from None
     if array.dtype == object or array.dtype.kind in "USMm":
-        raise TypeError(numbers)
+        raise TypeError(_not_numbers(value))
     try:
         as_dtype(array.dtype)
     except TypeError as e:
@@ -244,6 +242,13 @@ def _checked_array(value: Any, dtype: Any) -> np.ndarray:
 
 
 _ARRAY_LIKE = (np.ndarray, np.generic, bool, int, float, list, tuple)
+
+
+def _not_numbers(value: object) -> str:
+    """The error for a value that is not numbers (built only on error: the repr of a large
+    array costs about a millisecond)."""
+    return (f"Tensor requires numbers (a NumPy array, a Python scalar or nested lists of "
+            f"them), got {type(value).__name__} {_short(value)}")
 
 
 def _short(value: object) -> str:

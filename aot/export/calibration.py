@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import zipfile
 
+import dataclasses
+
 import numpy as np
 
 from aot.export.evaluation import evaluate
@@ -56,6 +58,38 @@ def load_calibration(path: str | os.PathLike, inputs: list[InputSpec]) -> list[n
         raise UsageError(f"--calibration {path}: the arrays hold different sample counts "
                          f"({', '.join(f'{s.name}: {len(a)}' for s, a in zip(inputs, out))})")
     return out
+
+
+def static_inputs(inputs: list[InputSpec], path: str | os.PathLike,
+                  maxima: dict[str, int]) -> list[InputSpec]:
+    """`inputs` with a symbolic batch bound to a static size, for calibrating a symbolic
+    export (`--input x:float32[N,64] --max N=256`): the float program runs over `path`'s
+    samples in batches of min(S, maximum of N). The scales are the largest |x| over the
+    samples, so they are those of a static export calibrated on the same file.
+
+    Raises:
+        UsageError: see `load_calibration`.
+        NotImplementedError: a symbol in another dimension than the first (calibrating a
+            symbolic sequence length is not built).
+    """
+    for i in inputs:
+        later = symbolic.symbols_of(i.spec.dims[1:])
+        if later:
+            raise NotImplementedError(
+                f"--quantize int8 --calibration with the symbolic dimension "
+                f"{', '.join(sorted(later))} of {i.name} past the batch is not built: "
+                "declare it static")
+    batch = [d for d in (i.spec.dims[0] for i in inputs if i.spec.dims) if symbolic.is_symbolic(d)]
+    if not batch:
+        return inputs
+    count = len(load_calibration(path, [dataclasses.replace(
+        i, spec=dataclasses.replace(i.spec, dims=(1, *i.spec.dims[1:]))) for i in inputs])[0])
+    size = min(count, symbolic.upper(batch[0], maxima))
+    return [dataclasses.replace(i, spec=dataclasses.replace(
+        i.spec, dims=(symbolic.evaluate(i.spec.dims[0], {s: size for s in
+                                                           symbolic.symbols_of(batch[:1])})
+                      if symbolic.is_symbolic(i.spec.dims[0]) else i.spec.dims[0],
+                      *i.spec.dims[1:]))) for i in inputs]
 
 
 def calibrate(program: Program, inputs: list[InputSpec], path: str | os.PathLike,

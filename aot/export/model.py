@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import mlframework
 from aot.build.compiler import RUNTIME
 from aot.export import artifact
-from aot.export.calibration import calibrate
+from aot.export.calibration import calibrate, static_inputs
 from aot.export.manifest import manifest_of
 from aot.export.onnx_model import is_onnx, load_model_function
 from aot.export.signature import InputSpec, UsageError, parse_input, symbol_maxima
@@ -170,11 +170,6 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
         raise UsageError("export requires at least one --input NAME:DTYPE[DIMS]")
     check_name(name)
     maxima = symbol_maxima(specs, maxima)
-    if maxima and quantize == "int8":
-        raise NotImplementedError(
-            f"--quantize int8 with symbolic dimensions ({', '.join(maxima)}) is not built: "
-            "its calibration and int8 kernels need static shapes; export with a fixed batch, "
-            "or use --quantize int8-weights")
     check_names(list(maxima), "--input symbol", taken={i.name for i in specs})
     if len({s.upper() for s in maxima}) != len(maxima):
         raise UsageError(f"symbols {', '.join(maxima)}: NAME_MAX_<SYMBOL> macros need names "
@@ -195,8 +190,12 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
     started = time.perf_counter()
     traced = trace_model(fn, specs, name=name, checkpoint=checkpoint if ctx is None else None,
                          ctx=ctx, maxima=maxima)
-    scales = calibrate(traced.program, specs, calibration, set(traced.variables)) \
-        if quantize == "int8" and calibration is not None else None
+    scales = None
+    if quantize == "int8" and calibration is not None:
+        fixed = static_inputs(specs, calibration, maxima) if maxima else specs
+        program = traced.program if fixed is specs else trace_model(
+            fn, fixed, name=name, checkpoint=checkpoint if ctx is None else None, ctx=ctx).program
+        scales = calibrate(program, fixed, calibration, set(traced.variables))
     stage = artifact.compile_stage(traced.program, entry=f"{name}_forward",
                                    weight_storage=storage, variables=set(traced.variables),
                                    activation_scales=scales)

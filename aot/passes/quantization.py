@@ -101,7 +101,8 @@ def quantize_int8(program: Program, scales: dict[str, float]) -> Program:
         if values[vid].op is Op.RESHAPE and vid not in read:
             del values[vid]
             read = {i for v in values.values() for i in v.inputs} | set(program.outputs)
-    return Program(program.name, values, list(program.params), list(program.outputs))
+    return Program(program.name, values, list(program.params), list(program.outputs),
+                   dict(program.symbols))
 
 
 def _unreshaped(program: Program, vid: int) -> Value:

@@ -303,7 +303,7 @@ def int8_product(program: Program, d: Value, w: Value, operand: DType, result: D
             and a["batch_group_count"] == 1 and set(a["lhs_dilation"]) == {1}
             and all(lo >= 0 and hi >= 0 for lo, hi in a["padding"])
             and all(list(o) == list(range(4)) for o in a["dimension_numbers"])
-            and d.size > 0 and program.values[d.inputs[0]].size > 0)
+            and d.size != 0 and program.values[d.inputs[0]].size != 0)  # a symbol is >= 1
 
 
 def _embedding_table(program: Program, v: Value, users: list[int]) -> bool:

@@ -280,8 +280,8 @@ def quantized_reference(manifest: dict, inputs: list[np.ndarray],
         UsageError: the function cannot be imported or its checkpoint not restored.
     """
     from aot.export.trace import trace_model
-    function, specs = load_model_function(fn or manifest["function"],
-                                          [input_spec(i) for i in manifest["inputs"]])
+    function, specs = load_model_function(fn or manifest["function"], [  # sizes bound
+        input_spec(dict(i, shape=list(np.shape(x)))) for i, x in zip(manifest["inputs"], inputs)])
     checkpoint = manifest.get("checkpoint") if ctx is None else None
     traced = trace_model(function, specs, name=manifest["name"], checkpoint=checkpoint, ctx=ctx)
     scales = manifest.get("activation_scales") or {}

@@ -20,6 +20,7 @@ import numpy as np
 
 from aot.export.evaluation import evaluate
 from aot.export.signature import InputSpec, UsageError
+from aot.export.trace import Traced, trace_model
 from aot.passes.quantization import activation_scale, calibration_points
 from aot.passes.simplify import simplify
 from aot.program.program import Program
@@ -122,3 +123,18 @@ def calibrate(program: Program, inputs: list[InputSpec], path: str | os.PathLike
             peaks[i] = max(peaks[i], float(np.max(np.abs(x))) if x.size else 0.0)
     return {name: activation_scale(max(peaks[i] for i in readers))
             for name, readers in sorted(points.items())}
+
+
+def traced_scales(fn, traced: Traced, inputs: list[InputSpec], path: str | os.PathLike,
+                  maxima: dict[str, int], *, name: str, checkpoint=None,
+                  ctx=None) -> dict[str, float]:
+    """`calibrate` for the model `fn` traced as `traced` for `inputs`; a symbolic batch
+    (`maxima`) is calibrated on `fn` traced again with it bound (`static_inputs`).
+
+    Raises:
+        UsageError, NotImplementedError: see `static_inputs` and `calibrate`.
+    """
+    fixed = static_inputs(inputs, path, maxima) if maxima else inputs
+    program = traced.program if fixed is inputs else trace_model(
+        fn, fixed, name=name, checkpoint=checkpoint, ctx=ctx).program
+    return calibrate(program, fixed, path, set(traced.variables))

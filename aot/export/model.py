@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import mlframework
 from aot.build.compiler import RUNTIME
 from aot.export import artifact
-from aot.export.calibration import calibrate, static_inputs
+from aot.export.calibration import traced_scales
 from aot.export.manifest import manifest_of
 from aot.export.onnx_model import is_onnx, load_model_function
 from aot.export.signature import InputSpec, UsageError, parse_input, symbol_maxima
@@ -86,7 +86,7 @@ class Artifact:
 QUANTIZE = ("int8-weights", "int8")
 
 
-def _storage(weight_storage: str, quantize: str | None, calibration) -> str:
+def storage_of(weight_storage: str, quantize: str | None, calibration) -> str:
     """The pack_weights storage that `weight_storage` and `quantize` ask for."""
     if weight_storage not in ("float32", "bfloat16", "float16"):
         raise UsageError("--weight-storage must be float32, bfloat16 or float16, got "
@@ -156,7 +156,7 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
             without one.
         BuildError: the C compiler failed.
     """
-    storage = _storage(weight_storage, quantize, calibration)
+    storage = storage_of(weight_storage, quantize, calibration)
     reference = fn if isinstance(fn, str) else f"{getattr(fn, '__module__', '?')}:" \
                                                f"{getattr(fn, '__name__', '?')}"
     if isinstance(fn, str) and is_onnx(fn):
@@ -190,12 +190,9 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
     started = time.perf_counter()
     traced = trace_model(fn, specs, name=name, checkpoint=checkpoint if ctx is None else None,
                          ctx=ctx, maxima=maxima)
-    scales = None
-    if quantize == "int8" and calibration is not None:
-        fixed = static_inputs(specs, calibration, maxima) if maxima else specs
-        program = traced.program if fixed is specs else trace_model(
-            fn, fixed, name=name, checkpoint=checkpoint if ctx is None else None, ctx=ctx).program
-        scales = calibrate(program, fixed, calibration, set(traced.variables))
+    scales = traced_scales(fn, traced, specs, calibration, maxima, name=name, ctx=ctx,
+                           checkpoint=checkpoint if ctx is None else None) \
+        if quantize == "int8" and calibration is not None else None
     stage = artifact.compile_stage(traced.program, entry=f"{name}_forward",
                                    weight_storage=storage, variables=set(traced.variables),
                                    activation_scales=scales)

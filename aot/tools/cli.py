@@ -57,6 +57,19 @@ exit status 1 when an operator is not supported.""",
 }
 
 
+def _quantize_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quantize", choices=("int8-weights", "int8"),
+                   help="int8-weights: the checkpoint's dense-layer and convolution weights "
+                        "quantized to int8 (symmetric, a scale per output column or channel; "
+                        "embedding tables a scale per row; a quarter of the bytes, "
+                        "arithmetic in float32); int8: the same weights times int8 "
+                        "activations (scales measured on --calibration), int32 sums, VNNI "
+                        "dot products where the target has them")
+    p.add_argument("--calibration", metavar="FILE.npz",
+                   help="with --quantize int8: one array per model input, named after it, "
+                        "batch first")
+
+
 def _model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument("function", metavar="MODULE:FUNCTION", nargs="?" if optional else None,
                    help="the model: a dotted module or a .py path, then ':' and the function; "
@@ -143,16 +156,7 @@ def parser() -> argparse.ArgumentParser:
                     help="with --decode: prompt tokens NAME_prefill runs in one pass "
                          "(default --max-seq; the pass computes N positions whatever the "
                          "prompt's length, longer prompts continue one token at a time)")
-    ex.add_argument("--quantize", choices=("int8-weights", "int8"),
-                    help="int8-weights: the checkpoint's dense-layer and convolution weights "
-                         "quantized to int8 (symmetric, a scale per output column or channel; "
-                         "embedding tables a scale per row; a quarter of the bytes, "
-                         "arithmetic in float32); int8: the same weights times int8 "
-                         "activations (scales measured on --calibration), int32 sums, VNNI "
-                         "dot products where the target has them")
-    ex.add_argument("--calibration", metavar="FILE.npz",
-                    help="with --quantize int8: one array per model input, named after it, "
-                         "batch first")
+    _quantize_args(ex)
     ex.add_argument("--no-build", action="store_true",
                     help="write the sources and Makefile only; do not compile")
 
@@ -174,6 +178,7 @@ def parser() -> argparse.ArgumentParser:
                                      "and byte counts.",
                          epilog=EXAMPLES["inspect"], formatter_class=fmt)
     _model_args(ins, optional=True)
+    _quantize_args(ins)
     ins.add_argument("--hf", metavar="DIR",
                      help="with --decode, instead of MODULE:FUNCTION: a HuggingFace causal "
                           "language model folder, shown as `aotc export --hf DIR --decode` "
@@ -352,7 +357,8 @@ def _inspect(args) -> int:
     else:
         report = inspect_model(args.function, args.input, checkpoint=args.checkpoint,
                                weight_storage=args.weight_storage,
-                               maxima=_maxima(args.max))
+                               maxima=_maxima(args.max), quantize=args.quantize,
+                               calibration=args.calibration)
     if not args.no_text:
         print(report.text())
     if args.html:

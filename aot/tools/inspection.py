@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aot.export.artifact import Stage, compile_stage
+from aot.export.calibration import traced_scales
+from aot.export.model import storage_of
 from aot.export.onnx_model import load_model_function
 from aot.export.trace import trace_model
 from aot.export.signature import InputSpec, symbol_maxima
@@ -183,23 +185,31 @@ def split_kernels(source: str, count: int) -> list[str]:
 def inspect_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str], *,
                   checkpoint: str | os.PathLike | None = None, ctx: Context | None = None,
                   name: str = "model", weight_storage: str = "float32",
-                  maxima: dict[str, int] | None = None) -> Report:
+                  maxima: dict[str, int] | None = None, quantize: str | None = None,
+                  calibration: str | os.PathLike | None = None) -> Report:
     """Traces and compiles `fn` for `inputs` (InputSpecs or "NAME:DTYPE[DIMS]") as
     `aotc export` would with `weight_storage` (and `maxima`, the largest value of each
-    symbol of the inputs' dims)."""
+    symbol of the inputs' dims; `quantize` and `calibration` as `export_model` takes them).
+
+    Raises:
+        UsageError: see `export_model`."""
+    storage = storage_of(weight_storage, quantize, calibration)
     title = fn if isinstance(fn, str) else getattr(fn, "__name__", "model")
     fn, specs = load_model_function(fn, inputs)
     root = project_root(fn)
     if isinstance(title, str) and ":" in title:
         file, _, function = title.rpartition(":")
         title = f"{relative_file(file, root)}:{function}"
-    traced = trace_model(fn, specs, name=name, checkpoint=checkpoint, ctx=ctx,
-                         maxima=symbol_maxima(specs, maxima))
+    maxima = symbol_maxima(specs, maxima)
+    traced = trace_model(fn, specs, name=name, checkpoint=checkpoint, ctx=ctx, maxima=maxima)
+    scales = traced_scales(fn, traced, specs, calibration, maxima, name=name,
+                           checkpoint=checkpoint, ctx=ctx) \
+        if quantize == "int8" and calibration is not None else None
     original = Program(traced.program.name, dict(traced.program.values),
                        list(traced.program.params), list(traced.program.outputs),
                        dict(traced.program.symbols))
-    stage = compile_stage(traced.program, entry=f"{name}_forward", weight_storage=weight_storage,
-                          variables=set(traced.variables))
+    stage = compile_stage(traced.program, entry=f"{name}_forward", weight_storage=storage,
+                          variables=set(traced.variables), activation_scales=scales)
     return Report(f"{title} ({', '.join(f'{s.name}: {s.spec}' for s in specs)})", original,
                   stage, [_relative_comments(src, root) for src in
                           split_kernels(stage.source, len(stage.kernels))], root)

@@ -24,6 +24,7 @@ from aot.passes.simplify import simplify
 from aot.passes.weight_packing import pack_weights, s8_conv_rows, s8_panels
 from aot.program.program import from_graph
 from aot.tools import cli
+from aot.tools.inspection import inspect_model
 from aot.tools.verify import ExportedLibrary, verify
 from mlframework import graph as G
 from mlframework.graph.gen_optypes import Op
@@ -120,6 +121,48 @@ def test_digits_accuracy_drops_at_most_half_a_point(root, example, shape):
     dense, convs = {"digits_mlp": (3, 0), "digits_cnn": (2, 2)}[example]
     # each convolution quantizes its float input itself: no int8 activation buffer
     assert c.count("mlf_gemm_s8(") == dense and c.count("mlf_conv2d_s8_f32(") == convs
+
+
+def _symbolic_int8(root, example, shape):
+    """The full-int8 export of `example` with a symbolic batch N up to the test set's size,
+    calibrated on the same file as the static one (`_digits`)."""
+    return es.export(root, f"{example}-int8-symbolic", str(es.EXAMPLES / f"{example}.py")
+                     + ":model", [f"x:float32[N,{shape}]"], checkpoint=_trained(root, example),
+                     name=f"{example}_int8_n", quantize="int8",
+                     calibration=_calibration(root, example), maxima={"N": len(_test_set()[0])})
+
+
+@pytest.mark.parametrize("example,shape", [("digits_mlp", "64"), ("digits_cnn", "1,8,8")])
+def test_symbolic_batch_full_int8_equals_the_static_export(root, example, shape):
+    """One symbolic-batch full-int8 library gives the static full-int8 export's outputs
+    (the same activation scales, the int8 kernels on the runtime row count) at batch 1,
+    7, 64 and the maximum, and the test set's accuracy stays within half a point of the
+    float model's."""
+    x, y = _test_set()
+    x = x.reshape(len(x), *map(int, shape.split(",")))
+    lib = ExportedLibrary(_symbolic_int8(root, example, shape))
+    static = ExportedLibrary(_digits(root, example, shape, "int8"))
+    assert lib.manifest["activation_scales"] == static.manifest["activation_scales"]
+    want, = static.run(x)
+    for n in (1, 7, 64, len(x)):
+        out, = lib.run(x[:n])
+        np.testing.assert_allclose(out, want[:n], rtol=0, atol=1e-6)
+    c = (_symbolic_int8(root, example, shape) / f"{example}_int8_n.c").read_text()
+    dense, convs = {"digits_mlp": (3, 0), "digits_cnn": (2, 2)}[example]
+    assert c.count("mlf_gemm_s8(sym_N,") == dense and c.count("mlf_conv2d_s8_f32(sym_N,") == convs
+    float_lib = ExportedLibrary(_digits(root, example, shape, None))
+    accuracy = float(np.mean(np.argmax(lib.run(x)[0], -1) == y))
+    assert accuracy >= float(np.mean(np.argmax(float_lib.run(x)[0], -1) == y)) - 0.005
+
+
+def test_symbolic_full_int8_verifies_and_inspects_with_its_symbol(root):
+    folder = _symbolic_int8(root, "digits_mlp", "64")
+    report = verify(folder, trials=1)
+    assert report.ok and list(report.max_diff) == ["output vs int8 numpy"], report
+    text = inspect_model(str(es.EXAMPLES / "digits_mlp.py") + ":model", ["x:float32[N,64]"],
+                         checkpoint=_trained(root, "digits_mlp"), maxima={"N": len(_test_set()[0])},
+                         quantize="int8", calibration=_calibration(root, "digits_mlp")).text()
+    assert "N in [1, 360]" in text and "mlf_gemm_s8(sym_N, 128, 64," in text
 
 
 def test_quantized_export_is_smaller_and_verifies_against_its_reference(root):

@@ -5,8 +5,9 @@
 
 FILE.npz holds one array per model input, named after the input, batch first: [S, ...]
 with the input's other dimensions (np.savez("calib.npz", x=images)). The float program
-runs over it (in NumPy, `evaluate`) in batches of the exported batch size, the last one
-filled up by wrapping around to the first samples; the largest |x| seen at the input of
+runs over it (in NumPy, `evaluate`) in batches of the exported batch size (a symbolic
+batch: min(S, its maximum), `static_inputs`), the last one filled up by wrapping around
+to the first samples; the largest |x| seen at the input of
 each dense layer and convolution gives its scale (aot/passes/quantization.py).
 """
 from __future__ import annotations

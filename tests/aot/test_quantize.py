@@ -17,7 +17,8 @@ import pytest
 import export_support as es
 from aot.build.compiler import RUNTIME
 from aot.export import export_model
-from aot.export.signature import UsageError
+from aot.export.calibration import static_inputs
+from aot.export.signature import UsageError, parse_input
 from aot.export.trace import load_context
 from aot.passes.quantization import calibration_points, quantize_int8
 from aot.passes.simplify import simplify
@@ -163,6 +164,12 @@ def test_symbolic_full_int8_verifies_and_inspects_with_its_symbol(root):
                          checkpoint=_trained(root, "digits_mlp"), maxima={"N": len(_test_set()[0])},
                          quantize="int8", calibration=_calibration(root, "digits_mlp")).text()
     assert "N in [1, 360]" in text and "mlf_gemm_s8(sym_N, 128, 64," in text
+
+
+def test_calibrating_a_symbol_past_the_batch_is_refused(tmp_path):
+    np.savez(tmp_path / "c.npz", x=np.zeros((4, 3, 8), np.float32))
+    with pytest.raises(NotImplementedError, match="symbolic dimension S of x past the batch"):
+        static_inputs([parse_input("x:float32[N,S,8]")], tmp_path / "c.npz", {"N": 8, "S": 3})
 
 
 def test_quantized_export_is_smaller_and_verifies_against_its_reference(root):

@@ -12,10 +12,9 @@ each dense layer and convolution gives its scale (aot/passes/quantization.py).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import zipfile
-
-import dataclasses
 
 import numpy as np
 

@@ -72,6 +72,36 @@ void free(void* p) { if (counting && p) calls++; __libc_free(p); }
 """
 
 
+# for run_sanitized: a symbolic-batch export {name} with one input x and one output
+SYMBOLIC_SANITIZED = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "{name}.h"
+/* {name}_run at several batch sizes, each with a workspace of exactly
+ * {P}_ARENA_BYTES_FOR(n) bytes (ASan sees any access past it), inputs and outputs of
+ * exactly n rows; prints a checksum per size. */
+int main(void) {{
+  const int64_t sizes[] = {{1, 7, 64, {P}_MAX_N}};
+  if ({name}_run(0, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
+  if ({name}_run({P}_MAX_N + 1, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
+  for (int k = 0; k < 4; k++) {{
+    const int64_t n = sizes[k];
+    float* x = malloc({P}_X_BYTES_FOR(n));
+    float* y = malloc({P}_OUTPUT_BYTES_FOR(n));
+    void* ws = aligned_alloc(64, {P}_ARENA_BYTES_FOR(n));
+    for (int64_t i = 0; i < {P}_X_SIZE_FOR(n); i++) x[i] = (float)((i * 7919) % 113) / 57.0f - 1.0f;
+    int status = {name}_run(n, x, y, ws);
+    if (status) {{ printf("%s\n", {name}_strerror(status)); return 1; }}
+    double sum = 0;
+    for (int64_t i = 0; i < {P}_OUTPUT_SIZE_FOR(n); i++) sum += y[i];
+    printf("%lld %.6f\n", (long long)n, sum);
+    free(x); free(y); free(ws);
+  }}
+  return 0;
+}}
+"""
+
+
 def run_sanitized(program: Path, folder: Path, sources: list[str], exe: Path,
                   flags: Sequence[str] = ()) -> str:
     """Builds the C file `program` with an export's `sources` (file names in `folder`)

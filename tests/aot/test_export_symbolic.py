@@ -120,38 +120,9 @@ def test_compiles_without_warnings(cnn, attn, openmp):
         assert proc.returncode == 0, proc.stderr
 
 
-SANITIZED = r"""
-#include <stdio.h>
-#include <stdlib.h>
-#include "{name}.h"
-/* {name}_run at several batch sizes, each with a workspace of exactly
- * {P}_ARENA_BYTES_FOR(n) bytes (ASan sees any access past it), inputs and outputs of
- * exactly n rows; prints a checksum per size. */
-int main(void) {{
-  const int64_t sizes[] = {{1, 7, 64, {P}_MAX_N}};
-  if ({name}_run(0, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
-  if ({name}_run({P}_MAX_N + 1, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
-  for (int k = 0; k < 4; k++) {{
-    const int64_t n = sizes[k];
-    float* x = malloc({P}_X_BYTES_FOR(n));
-    float* y = malloc({P}_OUTPUT_BYTES_FOR(n));
-    void* ws = aligned_alloc(64, {P}_ARENA_BYTES_FOR(n));
-    for (int64_t i = 0; i < {P}_X_SIZE_FOR(n); i++) x[i] = (float)((i * 7919) % 113) / 57.0f - 1.0f;
-    int status = {name}_run(n, x, y, ws);
-    if (status) {{ printf("%s\n", {name}_strerror(status)); return 1; }}
-    double sum = 0;
-    for (int64_t i = 0; i < {P}_OUTPUT_SIZE_FOR(n); i++) sum += y[i];
-    printf("%lld %.6f\n", (long long)n, sum);
-    free(x); free(y); free(ws);
-  }}
-  return 0;
-}}
-"""
-
-
 def test_sanitizers_run_clean_at_every_size(cnn, tmp_path):
     src = tmp_path / "sanitized.c"
-    src.write_text(SANITIZED.format(name="cnns", P="CNNS"))
+    src.write_text(es.SYMBOLIC_SANITIZED.format(name="cnns", P="CNNS"))
     out = es.run_sanitized(src, cnn, ["cnns.c", "cnns_weights.c"], tmp_path / "sanitized")
     lines = out.split()
     assert lines[0::2] == ["1", "7", "64", str(MAX)]

@@ -166,6 +166,25 @@ def test_symbolic_full_int8_verifies_and_inspects_with_its_symbol(root):
     assert "N in [1, 360]" in text and "mlf_gemm_s8(sym_N, 128, 64," in text
 
 
+def test_symbolic_full_int8_runs_clean_under_the_sanitizers(root, tmp_path):
+    """The symbolic full-int8 CNN (int8 im2col and VNNI GEMM on the runtime row count)
+    under ASan and UBSan at batch 1, 7, 64 and the maximum, each with a workspace of
+    exactly NAME_ARENA_BYTES_FOR(n); its checksums are the library's."""
+    folder = _symbolic_int8(root, "digits_cnn", "1,8,8")
+    src = tmp_path / "sanitized.c"
+    src.write_text(es.SYMBOLIC_SANITIZED.format(name="digits_cnn_int8_n", P="DIGITS_CNN_INT8_N"))
+    out = es.run_sanitized(src, folder, ["digits_cnn_int8_n.c", "digits_cnn_int8_n_weights.c"],
+                           tmp_path / "sanitized", ["-march=native"])
+    top = len(_test_set()[0])
+    lines = out.split()
+    assert lines[0::2] == ["1", "7", "64", str(top)]
+    lib = ExportedLibrary(folder)
+    for n, checksum in zip((1, 7, 64, top), lines[1::2]):
+        i = np.arange(n * 64)
+        x = (((i * 7919) % 113) / np.float32(57.0) - 1).astype(np.float32).reshape(n, 1, 8, 8)
+        assert abs(float(lib.run(x)[0].astype(np.float64).sum()) - float(checksum)) < 1e-3
+
+
 def test_calibrating_a_symbol_past_the_batch_is_refused(tmp_path):
     np.savez(tmp_path / "c.npz", x=np.zeros((4, 3, 8), np.float32))
     with pytest.raises(NotImplementedError, match="symbolic dimension S of x past the batch"):

@@ -10,12 +10,17 @@ char* arena, const char* consts)` (rendered from `templates/c/subprogram.c.j2` b
 pointers swap; the first step reads a copy of the initial carry, the final carry is
 copied to the results. scan reads x and writes y through pointers advanced by one
 slice per step (from the end when reversed). Nothing is allocated.
+
+With symbolic shapes the scratch holds every buffer at the symbols' maxima; copy and
+slice sizes are C expressions of the symbols' variables (`aot.program.symbols.c_of`),
+which every sub-program function also takes, after `consts`, in `Program.symbols` order.
 """
 from __future__ import annotations
 
 from aot.passes.memory_plan import workspace
 from aot.program.kernel import Kernel
 from aot.program.program import Program
+from aot.program.symbols import c_name, c_of
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
 
@@ -28,10 +33,11 @@ def render(program: Program, k: Kernel, t: int, names: dict[int, str], scratch: 
     v = program.values[k.nodes[0]]
     ws = workspace(program, k)
     results = _results(program, k, ws)
+    tail = "".join(f", {c_name(s)}" for s in program.symbols)  # the bodies inherit them
     if v.op is Op.COND:
-        body = _cond(program, v, names, results, functions, ws)
+        body = _cond(program, v, names, results, functions, ws, tail)
     else:
-        body = _loop(program, v, names, results, functions, ws)
+        body = _loop(program, v, names, results, functions, ws, tail)
     where = v.source.replace("*/", "* /")
     lines = [f"{{  /* kernel {t}: {v.op.value}, {len(functions)} sub-programs; {where} */",
              f"  char* ws = {scratch}; (void)ws;", "  int status = MLF_OK;"]
@@ -51,7 +57,7 @@ def _array(name: str, items: list[str]) -> str:
     return f"void* {name}[{max(len(items), 1)}] = {{{', '.join(items) or '0'}}};"
 
 
-def _cond(program, v, names, results, functions, ws) -> list[str]:
+def _cond(program, v, names, results, functions, ws, tail) -> list[str]:
     index, operands = v.inputs[0], v.inputs[1:]
     ins = [f"(void*){names[i]}" for i in operands]
     outs = [f"(void*){results[r]}" for r in range(len(results))]
@@ -63,23 +69,23 @@ def _cond(program, v, names, results, functions, ws) -> list[str]:
                 f"{last} : (int){names[index]}[0];")
     lines = [_array("ins", ins), _array("outs", outs), pick, "switch (which) {"]
     for j, fn in enumerate(functions):
-        lines.append(f"  case {j}: status = {fn}(ins, outs, ws + {ws.body}, consts); break;")
+        lines.append(f"  case {j}: status = {fn}(ins, outs, ws + {ws.body}, consts{tail}); break;")
     lines += ["  default: break;", "}", "if (status != MLF_OK) return status;"]
     return lines
 
 
-def _loop(program, v, names, results, functions, ws) -> list[str]:
+def _loop(program, v, names, results, functions, ws, tail) -> list[str]:
     n = v.attrs["num_carry"]
     carry = v.inputs[:n]
-    sizes = [program.values[i].nbytes for i in carry]
+    sizes = [c_of(program, program.values[i].nbytes) for i in carry]
     lines = [f"void* cur[{max(n, 1)}]; void* nxt[{max(n, 1)}];"]
     for i, (c, size) in enumerate(zip(carry, sizes)):
         lines.append(f"cur[{i}] = ws + {ws.current[i]}; nxt[{i}] = ws + {ws.following[i]};")
         lines.append(f"memcpy(cur[{i}], {names[c]}, {size});")
     if v.op is Op.SCAN:
-        lines += _scan_steps(program, v, names, results, functions[0], ws)
+        lines += _scan_steps(program, v, names, results, functions[0], ws, tail)
     else:
-        lines += _while_steps(v, names, functions, ws)
+        lines += _while_steps(v, names, functions, ws, tail)
     for i, size in enumerate(sizes):
         if i in results:
             lines.append(f"memcpy({results[i]}, cur[{i}], {size});")
@@ -91,13 +97,13 @@ def _swap(n: int) -> list[str]:
             f"nxt[c] = held; }}"] if n else []
 
 
-def _scan_steps(program, v, names, results, fn, ws) -> list[str]:
+def _scan_steps(program, v, names, results, fn, ws, tail) -> list[str]:
     a = v.attrs
     n, nx, length = a["num_carry"], a["num_xs"], a["length"]
     xs, caps = v.inputs[n:n + nx], v.inputs[n + nx:]
-    body = a["body"]
-    x_bytes = [program.values[x].nbytes // max(length, 1) for x in xs]
-    y_bytes = [body.values[o].nbytes for o in body.outputs[n:]]
+    body = a["body"]  # its parameters: the carry, one slice of each x, the captures
+    x_bytes = [c_of(body, body.values[p].nbytes) for p in body.params[n:n + nx]]
+    y_bytes = [c_of(body, body.values[o].nbytes) for o in body.outputs[n:]]
     step = f"({length - 1} - s)" if a["reverse"] else "s"
     ins = [f"cur[{i}]" for i in range(n)]
     ins += [f"(char*){names[x]} + (long){step} * {b}" for x, b in zip(xs, x_bytes)]
@@ -106,13 +112,13 @@ def _scan_steps(program, v, names, results, fn, ws) -> list[str]:
     outs += [f"(char*){results[n + j]} + (long){step} * {b}" for j, b in enumerate(y_bytes)]
     lines = [f"for (long s = 0; s < {length}; ++s) {{"]
     lines += ["  " + _array("ins", ins), "  " + _array("outs", outs),
-              f"  status = {fn}(ins, outs, ws + {ws.body}, consts);",
+              f"  status = {fn}(ins, outs, ws + {ws.body}, consts{tail});",
               "  if (status != MLF_OK) return status;"]
     lines += ["  " + line for line in _swap(n)]
     return lines + ["}"]
 
 
-def _while_steps(v, names, functions, ws) -> list[str]:
+def _while_steps(v, names, functions, ws, tail) -> list[str]:
     n = v.attrs["num_carry"]
     caps = v.inputs[n:]
     ins = [f"cur[{i}]" for i in range(n)] + [f"(void*){names[c]}" for c in caps]
@@ -120,9 +126,9 @@ def _while_steps(v, names, functions, ws) -> list[str]:
     test, step = functions
     return ["for (;;) {", "  " + _array("ins", ins), "  " + _array("outs", outs),
             f"  void* flag[1] = {{ws + {ws.flag}}};",
-            f"  status = {test}(ins, flag, ws + {ws.body}, consts);",
+            f"  status = {test}(ins, flag, ws + {ws.body}, consts{tail});",
             "  if (status != MLF_OK) return status;",
             f"  if (!*(const uint8_t*)(ws + {ws.flag})) break;",
-            f"  status = {step}(ins, outs, ws + {ws.body}, consts);",
+            f"  status = {step}(ins, outs, ws + {ws.body}, consts{tail});",
             "  if (status != MLF_OK) return status;",
             *["  " + line for line in _swap(n)], "}"]

@@ -24,7 +24,7 @@ from aot.passes.memory_plan import MemoryPlan
 from aot.program.canonical import canonical
 from aot.program.kernel import Kernel
 from aot.program.program import Program
-from aot.program.symbols import c_expr, c_name, check_compilable, rename_dim
+from aot.program.symbols import c_name, c_of, check_compilable
 
 ENTRY = "mlf_run"
 _BODIES = {"pointwise": fused.pointwise, "reduce": fused.reduce, "rowwise": fused.rowwise,
@@ -148,8 +148,10 @@ def _entry(program: Program, kernels: list[Kernel], plan: MemoryPlan, distinct: 
                 body_calls += _copied_outputs(body, body_plan)
                 bodies.append(environment().get_template("subprogram.c.j2").render(
                     name=fns[-1], title=body.name, arena_bytes=body_plan.arena_bytes,
-                    setup=body_setup, calls=body_calls))
-            where = f"arena + {scratch.offset}" if scratch is not None else "arena"
+                    symbols=[c_name(s) for s in body.symbols], setup=body_setup,
+                    calls=body_calls))
+            where = f"arena + {_offset(program, scratch.offset)}" if scratch is not None \
+                else "arena"
             calls.append(control.render(program, k, t, names, where, fns))
             continue
         local, lk, key = canonical(program, k)
@@ -165,7 +167,7 @@ def _entry(program: Program, kernels: list[Kernel], plan: MemoryPlan, distinct: 
 
 def _offset(program: Program, offset) -> str:
     """An arena offset as C: a polynomial of the symbols over their C variables."""
-    return c_expr(rename_dim(offset, {s: c_name(s) for s in program.symbols}))
+    return c_of(program, offset)
 
 
 def symbol_lines(program: Program) -> list[tuple[str, str, int]]:
@@ -181,7 +183,7 @@ def _copied_outputs(program: Program, plan: MemoryPlan) -> list[str]:
     for k, o in enumerate(program.outputs):
         b = plan.buffers[o]
         if b.kind != "output" or b.output_index != k:
-            lines.append(f"memcpy(outputs[{k}], b{o}, {program.values[o].nbytes});")
+            lines.append(f"memcpy(outputs[{k}], b{o}, {c_of(program, program.values[o].nbytes)});")
     return lines
 
 

@@ -265,12 +265,14 @@ class Workspace:
 
 
 def workspace(program: Program, k: Kernel) -> Workspace:
-    """The layout of control-flow kernel k's scratch (`Kernel.bodies` already set)."""
+    """The layout of control-flow kernel k's scratch (`Kernel.bodies` already set). With
+    symbolic shapes, every carry and spare result (and each body's arena) is held at the
+    symbols' maxima, so the offsets are static and serve every smaller size."""
     v = program.values[k.nodes[0]]
     ws, top = Workspace(), 0
     if v.op is not Op.COND:
         for i in v.inputs[:v.attrs["num_carry"]]:
-            size = _align(max(int(program.values[i].nbytes), 1))  # (static: see emit_module)
+            size = _align(max(upper(program.values[i].nbytes, program.symbols), 1))
             ws.current.append(top)
             ws.following.append(top + size)
             top += 2 * size
@@ -279,7 +281,7 @@ def workspace(program: Program, k: Kernel) -> Workspace:
     for r, spec in enumerate(_result_sizes(program, v)):
         if r >= carried and r not in present:
             ws.spare[r] = top
-            top += _align(max(spec, 1))
+            top += _align(max(upper(spec, program.symbols), 1))
     if v.op is Op.WHILE_LOOP:
         ws.flag = top
         top += ALIGN
@@ -288,8 +290,8 @@ def workspace(program: Program, k: Kernel) -> Workspace:
     return ws
 
 
-def _result_sizes(program: Program, v) -> list[int]:
-    """nbytes of each result of control-flow value v."""
+def _result_sizes(program: Program, v) -> list[DimLike]:
+    """nbytes of each result of control-flow value v (a Dim for a symbolic shape)."""
     if v.op is Op.COND:
         body = v.attrs["branches"][0]
         return [body.values[o].nbytes for o in body.outputs]

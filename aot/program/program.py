@@ -71,10 +71,12 @@ class Program:
         return "\n".join(lines)
 
 
-def from_graph(graph, maxima: dict[str, int] | None = None) -> Program:
+def from_graph(graph, maxima: dict[str, int] | None = None,
+               enclosing: dict[str, int] | None = None) -> Program:
     """The program of a traced `Graph` (ids are kept). Its `symbols` are the graph's
     (`graph.symbols`, name -> maximum), with the maxima in `maxima` taking precedence;
-    sub-graphs take the enclosing graph's.
+    sub-graphs take the enclosing graph's (`enclosing`: all of them, so that a body's
+    shapes over the enclosing symbols are sized at the same maxima).
 
     Raises:
         ValueError: a symbol of the graph without a maximum.
@@ -86,12 +88,13 @@ def from_graph(graph, maxima: dict[str, int] | None = None) -> Program:
     Moved constants take ids after the graph's nodes.
     """
     prog = Program(graph.name)
-    prog.symbols = _maxima(graph, maxima or {})
+    prog.symbols = dict(enclosing) if enclosing is not None else _maxima(graph, maxima or {})
     fresh = [len(graph.nodes)]
     for n in graph.nodes:
         attrs, inputs = dict(n.attrs), tuple(i.id for i in n.inputs)
         if n.op in SUBGRAPH_OPS:
-            bodies, consts = _hoisted([from_graph(g, prog.symbols) for g in subgraphs(n)], fresh)
+            bodies, consts = _hoisted([from_graph(g, enclosing=prog.symbols)
+                                     for g in subgraphs(n)], fresh)
             for c in consts:
                 prog.values[c.id] = c
             inputs += tuple(c.id for c in consts)
@@ -161,5 +164,5 @@ def _hoisted(bodies: list[Program], fresh: list[int]) -> tuple[list[Program], li
                                       "name": "unused"}, v.dtype, v.shape, v.source, v.scope)
                 params.append(spare)
                 spare += 1
-        out.append(Program(body.name, values, params, list(body.outputs)))
+        out.append(Program(body.name, values, params, list(body.outputs), dict(body.symbols)))
     return out, consts

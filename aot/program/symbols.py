@@ -21,7 +21,7 @@ import dataclasses
 import itertools
 from collections.abc import Mapping
 
-from aot.program.program import Program, Value
+from aot.program.program import Program, Value, subprograms
 from mlframework.core import symbolic
 from mlframework.core.symbolic import Dim, DimLike
 from mlframework.graph.gen_optypes import Op, OpGroup
@@ -112,13 +112,22 @@ def c_expr(d: DimLike) -> str:
     return str(d)
 
 
+def c_of(program: Program, d: DimLike) -> str:
+    """`d` (a size over `program`'s symbols) as a C expression over their C variables
+    (`c_name`), parenthesized when it is a sum; an int is its literal."""
+    return c_expr(rename_dim(d, {s: c_name(s) for s in program.symbols}))
+
+
 def check_compilable(program: Program) -> None:
     """Raises NotImplementedError naming the op, its shapes and the fix when a value with
     symbolic dimensions is one the C code generator does not yet take at run time sizes:
-    any op outside `SYMBOLIC_OPS`, a control-flow op, a convolution or window with a
-    symbolic spatial axis, or a cholesky or triangular_solve with a symbolic matrix axis.
-    (Values of static shape may use any op.)"""
+    any op outside `SYMBOLIC_OPS`, a scan over a symbolic length, a convolution or window
+    with a symbolic spatial axis, or a cholesky or triangular_solve with a symbolic matrix
+    axis; the sub-programs of control flow are checked too. (Values of static shape may
+    use any op.)"""
     for v in program.values.values():
+        for body in subprograms(v):
+            check_compilable(body)
         ins = [program.values[i] for i in v.inputs]
         shapes = [v.shape] + [i.shape for i in ins]
         symbols = set().union(*(symbolic.symbols_of(s) for s in shapes))
@@ -131,6 +140,11 @@ def check_compilable(program: Program) -> None:
                 f"{where}: the C backend does not compile {v.op.value} with symbolic "
                 f"dimensions ({', '.join(sorted(symbols))}) yet; make those dimensions static "
                 "(export with a fixed size, or bind the graph)")
+        if v.op is Op.SCAN and isinstance(v.attrs["length"], Dim):
+            raise NotImplementedError(
+                f"{where}: a scan over a symbolic length ({v.attrs['length']}) is not "
+                "compiled to C yet (the carry and the slices may have symbolic axes, the "
+                "scanned axis may not); make the scanned axis static")
         if v.op in SPATIAL_OPS and any(symbolic.symbols_of(s[2:]) for s in shapes):
             raise NotImplementedError(
                 f"{where}: a symbolic dimension in a {v.op.value}'s spatial axes is not "
@@ -152,7 +166,8 @@ MATRIX_OPS = frozenset({Op.CHOLESKY, Op.TRIANGULAR_SOLVE})
 SPATIAL_OPS = frozenset({Op.CONV_GENERAL, Op.REDUCE_WINDOW_MAX, Op.REDUCE_WINDOW_MIN,
                          Op.REDUCE_WINDOW_SUM, Op.SELECT_AND_SCATTER_ADD})
 # Ops whose generated C takes symbolic sizes at run time (tests/backends/test_c_symbolic.py,
-# tests/aot/test_export_symbolic.py); conv and windows with static spatial axes.
+# tests/backends/test_c_symbolic_control.py, tests/aot/test_export_symbolic.py); conv and
+# windows with static spatial axes; scan over a static length.
 SYMBOLIC_OPS = frozenset(
     OpGroup.UNARY | OpGroup.BINARY | OpGroup.COMPARE | OpGroup.SELECT | OpGroup.CONVERT
     | OpGroup.REDUCE | SPATIAL_OPS | MATRIX_OPS
@@ -161,4 +176,4 @@ SYMBOLIC_OPS = frozenset(
        Op.GATHER, Op.SCATTER_ADD, Op.SCATTER_MAX, Op.SCATTER_MIN, Op.SCATTER_MUL,
        Op.SCATTER_SET, Op.DYNAMIC_SLICE, Op.DYNAMIC_UPDATE_SLICE, Op.ARGMAX, Op.ARGMIN,
        Op.CUMSUM, Op.CUMPROD, Op.CUMMAX, Op.CUMMIN, Op.CUMLOGSUMEXP, Op.SORT, Op.ARGSORT,
-       Op.RNG_BITS})
+       Op.RNG_BITS, Op.COND, Op.WHILE_LOOP, Op.SCAN, Op.TUPLE_GET})

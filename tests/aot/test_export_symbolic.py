@@ -259,3 +259,52 @@ def test_cli_embedding_export_serves_every_batch(tmp_path):
         want, = reference_outputs(lib.manifest, [ids])
         assert got.shape == (n, 4)
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+RNN_MODEL = '''
+import numpy as np
+from mlframework import graph as G
+
+RNG = np.random.default_rng(4)
+W = (RNG.normal(size=(6, 6)) * 0.4).astype(np.float32)
+U = (RNG.normal(size=(3, 6)) * 0.5).astype(np.float32)
+V = (RNG.normal(size=(6, 2)) / 2).astype(np.float32)
+
+
+def model(x):
+    """An RNN over x [N, T, F] (scanned over the static T, carry h [N, 6]), then a dense
+    layer on the last h: [N, 2]."""
+    def step(h, xt):
+        return G.tanh(h @ W + xt @ U), None
+    xs = G.transpose(x, (1, 0, 2))
+    h, _ = G.scan(step, G.zeros_like(xs[0] @ U), xs)
+    return h @ V
+'''
+
+
+def test_cli_rnn_export_serves_every_batch(tmp_path):
+    """`aotc export ... --input x:float32[N,5,3] --max N=64`: one library whose scan carries
+    a symbolic batch, equal to the xla backend at several N, clean under ASan and UBSan
+    with a workspace of exactly RNN_ARENA_BYTES_FOR(n) bytes."""
+    from aot.tools.cli import main
+    src = tmp_path / "rnn.py"
+    src.write_text(RNN_MODEL)
+    out = tmp_path / "out"
+    assert main(["export", f"{src}:model", "-o", str(out), "--input", "x:float32[N,5,3]",
+                 "--max", "N=64", "--name", "rnn"]) == 0
+    proc = subprocess.run(["gcc", "-fsyntax-only", "-std=gnu99", "-Wall", "-Wextra", "-Werror",
+                           f"-I{out / 'runtime'}", str(out / "rnn.c")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lib = ExportedLibrary(out)
+    for n in (1, 7, 64):
+        x = RNG.normal(size=(n, 5, 3)).astype(np.float32)
+        got, = lib.run(x)
+        want, = reference_outputs(lib.manifest, [x])
+        assert got.shape == (n, 2)
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    program = tmp_path / "sanitized.c"
+    program.write_text(SANITIZED.format(name="rnn", P="RNN"))
+    sources = [f.name for f in sorted(out.glob("rnn*.c"))]
+    lines = es.run_sanitized(program, out, sources, tmp_path / "sanitized").split()
+    assert lines[0::2] == ["1", "7", "64", "64"]

@@ -12,8 +12,9 @@ copied to the results. scan reads x and writes y through pointers advanced by on
 slice per step (from the end when reversed). Nothing is allocated.
 
 With symbolic shapes the scratch holds every buffer at the symbols' maxima; copy and
-slice sizes are C expressions of the symbols' variables (`aot.program.symbols.c_of`),
-which every sub-program function also takes, after `consts`, in `Program.symbols` order.
+slice sizes and a scan's length are C expressions of the symbols' variables
+(`aot.program.symbols.c_of`), which every sub-program function also takes, after
+`consts`, in `Program.symbols` order.
 """
 from __future__ import annotations
 
@@ -104,7 +105,8 @@ def _scan_steps(program, v, names, results, fn, ws, tail) -> list[str]:
     body = a["body"]  # its parameters: the carry, one slice of each x, the captures
     x_bytes = [c_of(body, body.values[p].nbytes) for p in body.params[n:n + nx]]
     y_bytes = [c_of(body, body.values[o].nbytes) for o in body.outputs[n:]]
-    step = f"({length - 1} - s)" if a["reverse"] else "s"
+    length = c_of(program, length)  # a symbolic length: its C variables' product
+    step = f"({length} - 1 - s)" if a["reverse"] else "s"
     ins = [f"cur[{i}]" for i in range(n)]
     ins += [f"(char*){names[x]} + (long){step} * {b}" for x, b in zip(xs, x_bytes)]
     ins += [f"(void*){names[c]}" for c in caps]

@@ -121,9 +121,9 @@ def c_of(program: Program, d: DimLike) -> str:
 def check_compilable(program: Program) -> None:
     """Raises NotImplementedError naming the op, its shapes and the fix when a value with
     symbolic dimensions is one the C code generator does not yet take at run time sizes:
-    any op outside `SYMBOLIC_OPS`, a scan over a symbolic length, a convolution or window
-    with a symbolic spatial axis, or a cholesky or triangular_solve with a symbolic matrix
-    axis; the sub-programs of control flow are checked too. (Values of static shape may
+    any op outside `SYMBOLIC_OPS`, a convolution or window with a symbolic spatial axis,
+    or a cholesky or triangular_solve with a symbolic matrix axis; the sub-programs of
+    control flow are checked too. (Values of static shape may
     use any op.)"""
     for v in program.values.values():
         for body in subprograms(v):
@@ -140,11 +140,6 @@ def check_compilable(program: Program) -> None:
                 f"{where}: the C backend does not compile {v.op.value} with symbolic "
                 f"dimensions ({', '.join(sorted(symbols))}) yet; make those dimensions static "
                 "(export with a fixed size, or bind the graph)")
-        if v.op is Op.SCAN and isinstance(v.attrs["length"], Dim):
-            raise NotImplementedError(
-                f"{where}: a scan over a symbolic length ({v.attrs['length']}) is not "
-                "compiled to C yet (the carry and the slices may have symbolic axes, the "
-                "scanned axis may not); make the scanned axis static")
         if v.op in SPATIAL_OPS and any(symbolic.symbols_of(s[2:]) for s in shapes):
             raise NotImplementedError(
                 f"{where}: a symbolic dimension in a {v.op.value}'s spatial axes is not "
@@ -167,7 +162,7 @@ SPATIAL_OPS = frozenset({Op.CONV_GENERAL, Op.REDUCE_WINDOW_MAX, Op.REDUCE_WINDOW
                          Op.REDUCE_WINDOW_SUM, Op.SELECT_AND_SCATTER_ADD})
 # Ops whose generated C takes symbolic sizes at run time (tests/backends/test_c_symbolic.py,
 # tests/backends/test_c_symbolic_control.py, tests/aot/test_export_symbolic.py); conv and
-# windows with static spatial axes; scan over a static length.
+# windows with static spatial axes.
 SYMBOLIC_OPS = frozenset(
     OpGroup.UNARY | OpGroup.BINARY | OpGroup.COMPARE | OpGroup.SELECT | OpGroup.CONVERT
     | OpGroup.REDUCE | SPATIAL_OPS | MATRIX_OPS

@@ -1,7 +1,7 @@
 """Control flow (cond, while_loop, fori_loop, scan) with a symbolic batch in the carried
 and operand values on the c backend: one compiled module, checked against the xla
-backend at sizes 1, 7 and the maximum, and a gradient through scan. (A scan over a
-symbolic length stays refused: tests/backends/test_c_symbolic.py.)"""
+backend at sizes 1, 7 and the maximum, gradients through scan, and scans over a
+symbolic length (the scanned axis itself symbolic)."""
 from __future__ import annotations
 
 import numpy as np
@@ -108,3 +108,26 @@ def test_gradient_through_scan_with_a_symbolic_batch():
     _compare(fn, {"xs": f"{T}, N, {F}"},
              lambda n: [RNG.normal(size=(T, n, F)).astype(np.float32)])
 
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_scan_over_a_symbolic_length_and_its_gradient(reverse):
+    def fn(xs):  # xs: [N, 3], scanned over N: the loop runs sym_N steps
+        c, ys = G.scan(lambda c, x: (c * 0.5 + x, c * x), G.zeros_like(xs[0]), xs,
+                       reverse=reverse)
+        return c, ys, G.grad(G.reduce_sum(c * c) + G.reduce_sum(ys), xs)[0]
+    _compare(fn, {"xs": "N, 3"}, lambda n: [_x(n)])
+
+
+def test_rnn_over_a_symbolic_sequence_and_batch():
+    """Two symbols: the scan runs S steps over a carry of N rows; one module, against
+    the xla backend at several (S, N)."""
+    fn = _rnn()
+    on_c = G.Exec(mlf.backends.new("c"), fn, symbolic={"xs": f"S, N, {F}"},
+                  maxima={"N": 8, "S": 6})
+    on_xla = G.Exec(mlf.backends.new("xla"), fn)
+    for s, n in ((1, 1), (6, 1), (1, 8), (4, 7), (6, 8)):
+        xs = RNG.normal(size=(s, n, F)).astype(np.float32)
+        for g, w in zip(on_c(xs), on_xla(xs)):
+            np.testing.assert_allclose(np.asarray(g.numpy()), np.asarray(w.numpy()),
+                                       rtol=1e-5, atol=1e-5)

@@ -123,8 +123,7 @@ def check_compilable(program: Program) -> None:
     symbolic dimensions is one the C code generator does not yet take at run time sizes:
     any op outside `SYMBOLIC_OPS`, a convolution or window with a symbolic spatial axis,
     or a cholesky or triangular_solve with a symbolic matrix axis; the sub-programs of
-    control flow are checked too. (Values of static shape may
-    use any op.)"""
+    control flow are checked too. (Values of static shape may use any op.)"""
     for v in program.values.values():
         for body in subprograms(v):
             check_compilable(body)

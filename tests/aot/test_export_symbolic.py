@@ -304,7 +304,7 @@ def test_cli_rnn_export_serves_every_batch(tmp_path):
         assert got.shape == (n, 2)
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
     program = tmp_path / "sanitized.c"
-    program.write_text(SANITIZED.format(name="rnn", P="RNN"))
+    program.write_text(es.SYMBOLIC_SANITIZED.format(name="rnn", P="RNN"))
     sources = [f.name for f in sorted(out.glob("rnn*.c"))]
     lines = es.run_sanitized(program, out, sources, tmp_path / "sanitized").split()
     assert lines[0::2] == ["1", "7", "64", "64"]

@@ -170,6 +170,20 @@ def _unit_object(label: str, source: str, folder: Path, flags: list[str], timing
 _LOADED: dict[str, object] = {}
 
 
+def library_name(lib) -> str | None:
+    """The name of the cached library that `lib` (of `build` or `build_module`) was
+    loaded from, for `load_library`; None for a `lib` loaded otherwise."""
+    return next((name for name, module in _LOADED.items()
+                 if getattr(module, "lib", None) is lib), None)
+
+
+def load_library(name: str):
+    """The cffi `lib` of the library `name` (see `library_name`) in the cache, or None
+    where it is not there (a cleared cache: build it again)."""
+    so = cache_dir() / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
+    return _load(name, so).lib if so.exists() else None
+
+
 def _load(name: str, so: Path):
     if name not in _LOADED:
         spec = importlib.util.spec_from_file_location(name, so)

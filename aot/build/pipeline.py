@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from aot.build.compiler import build_module
+from aot.build.pass_cache import cached_compile
 from aot.codegen.emit import emit_module
 from aot.passes.donation import plan_donation
 from aot.passes.fusion import fuse
@@ -46,9 +47,26 @@ def compile_program(program: Program, build_lib: bool = True,
     `AOTC_DUMP=timing` the seconds each pass and each gcc unit took (`Compiled.timings`,
     after the entries given in `timings`, such as the trace's). `donated`: parameter
     positions the caller gives up; `Compiled.aliases` says which outputs may be written
-    over them (`aot.passes.donation`)."""
+    over them (`aot.passes.donation`).
+
+    The result is cached on disk by its input (`aot.build.pass_cache`): a warm start
+    loads it and the built library, and its timings show "pass cache" and "load" in
+    place of the passes. Dumping a pass's output runs the passes, bypassing the cache."""
     dump = set(filter(None, os.environ.get("AOTC_DUMP", "").split(",")))
     timings = dict(timings or {})
+    if dump <= {"timing"}:
+        compiled = cached_compile(program, build_lib, donated, timings,
+                                  lambda: _run_passes(program, build_lib, timings, donated, dump))
+    else:
+        compiled = _run_passes(program, build_lib, timings, donated, dump)
+    _dump(dump, "timing", "\n".join(f"  {name:<40} {s:8.3f} s"
+                                    for name, s in compiled.timings.items()))
+    return compiled
+
+
+def _run_passes(program: Program, build_lib: bool, timings: dict[str, float],
+                donated: tuple[int, ...], dump: set[str]) -> Compiled:
+    """`compile_program` without the cache: every pass, emit and build, into `timings`."""
     with _timed(timings, "simplify"):
         program = simplify(program)              # program -> program
     _dump(dump, "simplify", program)
@@ -71,7 +89,6 @@ def compile_program(program: Program, build_lib: bool = True,
         source = module.source()
     _dump(dump, "emit", source)
     lib = build_module(module, timings) if build_lib else None  # C -> cffi library
-    _dump(dump, "timing", "\n".join(f"  {name:<40} {s:8.3f} s" for name, s in timings.items()))
     return Compiled(program, kernels, plan, source, lib, timings, aliases)
 
 

@@ -13,7 +13,9 @@ headers (computed once per process), so editing any pass misses.
 A hit loads the entry and the built library (`compiler.load_library`) and adds
 "pass cache" (hashing and loading the entry) and "load" to `timings`. An entry
 that cannot be read or unpickled, is not this key's, or whose library is gone
-is a miss; a program that cannot be pickled is compiled without the cache.
+is a miss; a program that cannot be pickled, or whose constants exceed
+`MAX_CONSTANT_BYTES` (an imported model's weights, which the entry would copy to
+disk), is compiled without the cache.
 Entries are written to a temporary file and renamed into place, so concurrent
 compilers of one key agree. The folder is the one the built libraries live in
 and run from, so unpickling its entries trusts nothing the libraries do not.
@@ -31,24 +33,27 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import aot
 import mlframework
 from aot.build import compiler
 from aot.program.program import Program
 from aot.resources import runtime_dir, templates_dir
+from mlframework.graph.gen_optypes import Op
 
-if TYPE_CHECKING:
-    from aot.build.pipeline import Compiled
+MAX_CONSTANT_BYTES = 16 << 20
 
 
 def cached_compile(program: Program, build_lib: bool, donated: tuple[int, ...],
-                   timings: dict[str, float], run: Callable[[], Compiled]) -> Compiled:
+                   timings: dict[str, float], run: Callable[[], Any]) -> Any:
     """`run()`'s result (a `pipeline.Compiled`), from the cache where an entry for this
     input is there (its `timings` are `timings` plus "pass cache" and "load"), else
     computed and stored (its `timings` as `run` made them)."""
     started = time.perf_counter()
+    if sum(int(v.nbytes) for v in program.values.values()
+           if v.op is Op.CONSTANT) > MAX_CONSTANT_BYTES:
+        return run()
     try:
         key = _key(program, build_lib, donated)
     except (pickle.PicklingError, TypeError, AttributeError):

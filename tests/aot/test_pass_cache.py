@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import mlframework as mlf
+from aot.build import pass_cache
 from aot.build.pipeline import compile_program
 from aot.program.program import from_graph
 from mlframework import graph as G
@@ -55,6 +56,20 @@ def test_another_program_or_donation_misses(tmp_path, monkeypatch):
     assert not _hit(wider) and not _hit(donated)
     assert wider.source != base.source
     assert len(_entries(tmp_path)) == 3
+
+
+def test_a_program_with_large_constants_is_not_stored(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLF_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("AOTC_DUMP", raising=False)
+    monkeypatch.setattr(pass_cache, "MAX_CONSTANT_BYTES", 8 * 16 * 4 - 1)
+    graph = G.Graph("consts")
+    with G.tracing(graph):
+        x = G.parameter(shapes.make("float32", 8, 16))
+        graph.outputs = [x * np.arange(8 * 16, dtype=np.float32).reshape(8, 16)]
+    for _ in range(2):
+        assert not _hit(compile_program(from_graph(graph), build_lib=False))
+    assert _entries(tmp_path) == []
+    assert compile_program(_program(), build_lib=False) is not None and _entries(tmp_path)
 
 
 def test_a_corrupt_entry_is_a_miss_and_is_rewritten(tmp_path, monkeypatch):

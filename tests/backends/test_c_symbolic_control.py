@@ -9,33 +9,16 @@ import pytest
 
 import mlframework as mlf
 from mlframework import graph as G
+from symbolic_support import compare_with_xla
 
 RNG = np.random.default_rng(2)
-MAX = 16
-SIZES = (1, 7, MAX)
 T, F, H = 5, 4, 3
 W = (RNG.normal(size=(H, H)) * 0.4).astype(np.float32)
 U = (RNG.normal(size=(F, H)) * 0.5).astype(np.float32)
 
 
 def _compare(fn, spec, make):
-    """fn on the c backend (traced and compiled once for every size) against the xla
-    backend at SIZES; `make(n)` gives the arguments at size n."""
-    backend = mlf.backends.new("c")
-    graphs = []
-    compile_ = backend.compile
-    backend.compile = lambda graph, donate=(): graphs.append(graph) or compile_(graph, donate)
-    on_c = G.Exec(backend, fn, symbolic=spec, maxima={"N": MAX})
-    on_xla = G.Exec(mlf.backends.new("xla"), fn)
-    for n in SIZES:
-        args = make(n)
-        got, want = on_c(*args), on_xla(*args)
-        got, want = (got, want) if isinstance(got, tuple | list) else ((got,), (want,))
-        assert len(got) == len(want)
-        for g, w in zip(got, want):
-            np.testing.assert_allclose(np.asarray(g.numpy()), np.asarray(w.numpy()),
-                                       rtol=1e-5, atol=1e-5)
-    assert len(graphs) == 1 and graphs[0].symbols == {"N": MAX}
+    compare_with_xla(fn, spec, make, tol=1e-5)
 
 
 def _x(n, d=3):

@@ -6,32 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import mlframework as mlf
 from mlframework import graph as G
+from symbolic_support import compare_with_xla
 
 RNG = np.random.default_rng(1)
-MAX = 16
-SIZES = (1, 7, MAX)
 TABLE = RNG.normal(size=(10, 4)).astype(np.float32)
-
-
-def _compare(fn, spec, make):
-    """fn on the c backend (traced and compiled once for every size) against the xla
-    backend at SIZES; `make(n)` gives the arguments at size n."""
-    backend = mlf.backends.new("c")
-    graphs = []
-    compile_ = backend.compile
-    backend.compile = lambda graph, donate=(): graphs.append(graph) or compile_(graph, donate)
-    on_c = G.Exec(backend, fn, symbolic=spec, maxima={"N": MAX})
-    on_xla = G.Exec(mlf.backends.new("xla"), fn)
-    for n in SIZES:
-        args = make(n)
-        got, want = on_c(*args), on_xla(*args)
-        got, want = (got, want) if isinstance(got, tuple | list) else ((got,), (want,))
-        for g, w in zip(got, want):
-            np.testing.assert_allclose(np.asarray(g.numpy()), np.asarray(w.numpy()),
-                                       rtol=1e-6, atol=1e-6)
-    assert len(graphs) == 1 and graphs[0].symbols == {"N": MAX}
 
 
 def _ids(n, rows=8, high=10):  # some out of range: XLA clamps (gather) or drops (scatter)
@@ -39,13 +18,13 @@ def _ids(n, rows=8, high=10):  # some out of range: XLA clamps (gather) or drops
 
 
 def test_embedding_gather():
-    _compare(lambda ids: G.take(TABLE, ids, axis=0), {"ids": "N, 8"}, lambda n: [_ids(n)])
+    compare_with_xla(lambda ids: G.take(TABLE, ids, axis=0), {"ids": "N, 8"}, lambda n: [_ids(n)])
 
 
 def test_gather_rows_of_a_symbolic_operand():
     def fn(x, i):
         return G.take(x, i, axis=0)
-    _compare(fn, {"x": "N, 3"},
+    compare_with_xla(fn, {"x": "N, 3"},
              lambda n: [RNG.normal(size=(n, 3)).astype(np.float32),
                         np.array([0, n - 1, n + 3, -1], np.int32)])
 
@@ -59,14 +38,14 @@ def test_scatter_into_a_table(op):
                               inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0,))
     def make(n):  # unique ids (set overwrites), some out of range at both ends: dropped
         return [np.arange(n, dtype=np.int32) - 3, RNG.normal(size=(n, 4)).astype(np.float32)]
-    _compare(fn, {"ids": "N", "upd": "N, 4"}, make)
+    compare_with_xla(fn, {"ids": "N", "upd": "N, 4"}, make)
 
 
 def test_scatter_into_a_symbolic_operand():
     def fn(x, i, u):
         return G.scatter_add(x, i, u, update_window_dims=(1,), inserted_window_dims=(0,),
                              scatter_dims_to_operand_dims=(0,))
-    _compare(fn, {"x": "N, 3"},
+    compare_with_xla(fn, {"x": "N, 3"},
              lambda n: [RNG.normal(size=(n, 3)).astype(np.float32),
                         np.array([[0], [n - 1], [n], [0]], np.int32),
                         RNG.normal(size=(4, 3)).astype(np.float32)])
@@ -76,7 +55,7 @@ def test_dynamic_slice_and_update_with_clamped_starts():
     def fn(x, s):
         piece = G.dynamic_slice(x, [s, 0], (1, 5))
         return piece, G.dynamic_update_slice(x, piece * 2.0, [s - 1, 0])
-    _compare(fn, {"x": "N, 5"},
+    compare_with_xla(fn, {"x": "N, 5"},
              lambda n: [RNG.normal(size=(n, 5)).astype(np.float32), np.int32(n + 2)])
 
 
@@ -87,18 +66,18 @@ def _x(n, cols=3):  # ties and a NaN-free mix of signs
 @pytest.mark.parametrize("axis", [0, 1])
 @pytest.mark.parametrize("op", ["argmax", "argmin"])
 def test_arg_along_either_axis(op, axis):
-    _compare(lambda x: getattr(G, op)(x, axis=axis), {"x": "N, 3"}, lambda n: [_x(n)])
+    compare_with_xla(lambda x: getattr(G, op)(x, axis=axis), {"x": "N, 3"}, lambda n: [_x(n)])
 
 
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("op", ["cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"])
 def test_cumulative_along_the_symbolic_axis(op, reverse):
-    _compare(lambda x: getattr(G, op)(x, axis=0, reverse=reverse), {"x": "N, 3"},
+    compare_with_xla(lambda x: getattr(G, op)(x, axis=0, reverse=reverse), {"x": "N, 3"},
              lambda n: [_x(n)])
 
 
 def test_cumulative_across_a_symbolic_axis():
-    _compare(lambda x: G.cumsum(x, axis=1, reverse=True), {"x": "N, 3"}, lambda n: [_x(n)])
+    compare_with_xla(lambda x: G.cumsum(x, axis=1, reverse=True), {"x": "N, 3"}, lambda n: [_x(n)])
 
 
 @pytest.mark.parametrize("descending", [False, True])
@@ -106,16 +85,16 @@ def test_sort_and_argsort_along_the_symbolic_axis(descending):
     def fn(x):
         return (G.sort(x, axis=0, descending=descending),
                 G.argsort(x, axis=0, descending=descending))
-    _compare(fn, {"x": "N, 3"}, lambda n: [_x(n)])
+    compare_with_xla(fn, {"x": "N, 3"}, lambda n: [_x(n)])
 
 
 def test_sort_rows_of_a_symbolic_batch():
-    _compare(lambda x: G.sort(x, axis=1), {"x": "N, 3"}, lambda n: [_x(n)])
+    compare_with_xla(lambda x: G.sort(x, axis=1), {"x": "N, 3"}, lambda n: [_x(n)])
 
 
 def test_rng_bits_of_a_symbolic_shape():
     key = np.array([0, 42], np.uint32)
-    _compare(lambda x, k: G.rng_bits(k, (x.shape[0], 5)), {"x": "N, 3"},
+    compare_with_xla(lambda x, k: G.rng_bits(k, (x.shape[0], 5)), {"x": "N, 3"},
              lambda n: [_x(n), key])
 
 
@@ -131,4 +110,5 @@ def _grads(loss):
     lambda x: G.reduce_sum(G.dynamic_slice(x, [np.int32(3), np.int32(0)], (1, 3)) ** 2),
 ], ids=["gather", "cummax", "dynamic_slice"])
 def test_gradients_with_a_symbolic_batch(loss):
-    _compare(_grads(loss), {"x": "N, 3"}, lambda n: [RNG.normal(size=(n, 3)).astype(np.float32)])
+    compare_with_xla(_grads(loss), {"x": "N, 3"},
+                     lambda n: [RNG.normal(size=(n, 3)).astype(np.float32)])

@@ -1,0 +1,33 @@
+"""The check every symbolic-dimension test of the c backend makes: one trace and one
+compiled module serve every size, with the xla backend's results."""
+from __future__ import annotations
+
+import numpy as np
+
+import mlframework as mlf
+from mlframework import graph as G
+
+MAX = 16
+SIZES = (1, 7, MAX)
+
+
+def compare_with_xla(fn, spec, make, tol: float = 1e-6) -> None:
+    """fn on the c backend with the symbolic axes `spec` (Exec's `symbolic=`, symbol N up
+    to MAX), traced and compiled once, against the xla backend at SIZES; `make(n)` gives
+    the arguments at size n. Fails on any output further than `tol` (absolute and
+    relative) from xla's, or on a second compile."""
+    backend = mlf.backends.new("c")
+    graphs = []
+    compile_ = backend.compile
+    backend.compile = lambda graph, donate=(): graphs.append(graph) or compile_(graph, donate)
+    on_c = G.Exec(backend, fn, symbolic=spec, maxima={"N": MAX})
+    on_xla = G.Exec(mlf.backends.new("xla"), fn)
+    for n in SIZES:
+        args = make(n)
+        got, want = on_c(*args), on_xla(*args)
+        got, want = (got, want) if isinstance(got, tuple | list) else ((got,), (want,))
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(np.asarray(g.numpy()), np.asarray(w.numpy()),
+                                       rtol=tol, atol=tol)
+    assert len(graphs) == 1 and graphs[0].symbols == {"N": MAX}

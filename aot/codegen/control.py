@@ -11,8 +11,8 @@ pointers swap; the first step reads a copy of the initial carry, the final carry
 copied to the results. scan reads x and writes y through pointers advanced by one
 slice per step (from the end when reversed). Nothing is allocated.
 
-With symbolic shapes the scratch holds every buffer at the symbols' maxima; copy and
-slice sizes and a scan's length are C expressions of the symbols' variables
+With symbolic shapes the scratch's offsets, copy and slice sizes and a scan's length
+are C expressions of the symbols' variables
 (`aot.program.symbols.c_of`), which every sub-program function also takes, after
 `consts`, in `Program.symbols` order.
 """
@@ -50,7 +50,7 @@ def render(program: Program, k: Kernel, t: int, names: dict[int, str], scratch: 
 def _results(program, k, ws) -> dict[int, str]:
     """result index -> C pointer expression of where it goes (None-free: spares too)."""
     out = {program.values[o].attrs["index"]: f"b{o}" for o in k.outputs}
-    out.update({r: f"(ws + {off})" for r, off in ws.spare.items()})
+    out.update({r: f"(ws + {c_of(program, off)})" for r, off in ws.spare.items()})
     return out
 
 
@@ -68,9 +68,10 @@ def _cond(program, v, names, results, functions, ws, tail) -> list[str]:
         last = len(functions) - 1
         pick = (f"int which = {names[index]}[0] < 0 ? 0 : {names[index]}[0] > {last} ? "
                 f"{last} : (int){names[index]}[0];")
+    body = c_of(program, ws.body)
     lines = [_array("ins", ins), _array("outs", outs), pick, "switch (which) {"]
     for j, fn in enumerate(functions):
-        lines.append(f"  case {j}: status = {fn}(ins, outs, ws + {ws.body}, consts{tail}); break;")
+        lines.append(f"  case {j}: status = {fn}(ins, outs, ws + {body}, consts{tail}); break;")
     lines += ["  default: break;", "}", "if (status != MLF_OK) return status;"]
     return lines
 
@@ -81,12 +82,13 @@ def _loop(program, v, names, results, functions, ws, tail) -> list[str]:
     sizes = [c_of(program, program.values[i].nbytes) for i in carry]
     lines = [f"void* cur[{max(n, 1)}]; void* nxt[{max(n, 1)}];"]
     for i, (c, size) in enumerate(zip(carry, sizes)):
-        lines.append(f"cur[{i}] = ws + {ws.current[i]}; nxt[{i}] = ws + {ws.following[i]};")
+        lines.append(f"cur[{i}] = ws + {c_of(program, ws.current[i])}; "
+                     f"nxt[{i}] = ws + {c_of(program, ws.following[i])};")
         lines.append(f"memcpy(cur[{i}], {names[c]}, {size});")
     if v.op is Op.SCAN:
         lines += _scan_steps(program, v, names, results, functions[0], ws, tail)
     else:
-        lines += _while_steps(v, names, functions, ws, tail)
+        lines += _while_steps(program, v, names, functions, ws, tail)
     for i, size in enumerate(sizes):
         if i in results:
             lines.append(f"memcpy({results[i]}, cur[{i}], {size});")
@@ -114,23 +116,24 @@ def _scan_steps(program, v, names, results, fn, ws, tail) -> list[str]:
     outs += [f"(char*){results[n + j]} + (long){step} * {b}" for j, b in enumerate(y_bytes)]
     lines = [f"for (long s = 0; s < {length}; ++s) {{"]
     lines += ["  " + _array("ins", ins), "  " + _array("outs", outs),
-              f"  status = {fn}(ins, outs, ws + {ws.body}, consts{tail});",
+              f"  status = {fn}(ins, outs, ws + {c_of(program, ws.body)}, consts{tail});",
               "  if (status != MLF_OK) return status;"]
     lines += ["  " + line for line in _swap(n)]
     return lines + ["}"]
 
 
-def _while_steps(v, names, functions, ws, tail) -> list[str]:
+def _while_steps(program, v, names, functions, ws, tail) -> list[str]:
     n = v.attrs["num_carry"]
     caps = v.inputs[n:]
     ins = [f"cur[{i}]" for i in range(n)] + [f"(void*){names[c]}" for c in caps]
     outs = [f"nxt[{i}]" for i in range(n)]
     test, step = functions
+    flag, body = c_of(program, ws.flag), c_of(program, ws.body)
     return ["for (;;) {", "  " + _array("ins", ins), "  " + _array("outs", outs),
-            f"  void* flag[1] = {{ws + {ws.flag}}};",
-            f"  status = {test}(ins, flag, ws + {ws.body}, consts{tail});",
+            f"  void* flag[1] = {{ws + {flag}}};",
+            f"  status = {test}(ins, flag, ws + {body}, consts{tail});",
             "  if (status != MLF_OK) return status;",
-            f"  if (!*(const uint8_t*)(ws + {ws.flag})) break;",
-            f"  status = {step}(ins, outs, ws + {ws.body}, consts{tail});",
+            f"  if (!*(const uint8_t*)(ws + {flag})) break;",
+            f"  status = {step}(ins, outs, ws + {body}, consts{tail});",
             "  if (status != MLF_OK) return status;",
             *["  " + line for line in _swap(n)], "}"]

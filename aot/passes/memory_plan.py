@@ -248,7 +248,8 @@ def _lowered(body: Program) -> tuple[Program, list[Kernel], MemoryPlan]:
 
 @dataclass
 class Workspace:
-    """The scratch of a control-flow kernel, as offsets into it.
+    """The scratch of a control-flow kernel, as offsets into it (polynomials of the
+    symbols with symbolic shapes).
 
     current, following: per carry (loops), the buffer a step reads and the one it
     writes (swapped after every step); spare: per result nobody reads that a body
@@ -256,23 +257,25 @@ class Workspace:
     body: where the sub-programs' arenas start (they run one at a time).
     """
 
-    current: list[int] = field(default_factory=list)
-    following: list[int] = field(default_factory=list)
-    spare: dict[int, int] = field(default_factory=dict)
-    flag: int = 0
-    body: int = 0
-    nbytes: int = 0
+    current: list[DimLike] = field(default_factory=list)
+    following: list[DimLike] = field(default_factory=list)
+    spare: dict[int, DimLike] = field(default_factory=dict)
+    flag: DimLike = 0
+    body: DimLike = 0
+    nbytes: DimLike = 0
 
 
 def workspace(program: Program, k: Kernel) -> Workspace:
     """The layout of control-flow kernel k's scratch (`Kernel.bodies` already set). With
-    symbolic shapes, every carry and spare result (and each body's arena) is held at the
-    symbols' maxima, so the offsets are static and serve every smaller size."""
+    symbolic shapes, the offsets and the size are polynomials of the symbols (buffers
+    sized by `_align_poly`, the bodies' arenas by the one that bounds the others), so
+    the scratch shrinks with them."""
     v = program.values[k.nodes[0]]
-    ws, top = Workspace(), 0
+    ws = Workspace()
+    top: DimLike = 0
     if v.op is not Op.COND:
         for i in v.inputs[:v.attrs["num_carry"]]:
-            size = _align(max(upper(program.values[i].nbytes, program.symbols), 1))
+            size = _align_poly(program.values[i].nbytes)
             ws.current.append(top)
             ws.following.append(top + size)
             top += 2 * size
@@ -281,13 +284,28 @@ def workspace(program: Program, k: Kernel) -> Workspace:
     for r, spec in enumerate(_result_sizes(program, v)):
         if r >= carried and r not in present:
             ws.spare[r] = top
-            top += _align(max(upper(spec, program.symbols), 1))
+            top += _align_poly(spec)
     if v.op is Op.WHILE_LOOP:
         ws.flag = top
         top += ALIGN
     ws.body = top
-    ws.nbytes = top + max((plan.arena_bytes for _, _, plan in k.bodies), default=0)
+    ws.nbytes = top + _bound([plan.arena_for for _, _, plan in k.bodies], program.symbols)
     return ws
+
+
+def _bound(sizes: list[DimLike], maxima: dict[str, int]) -> DimLike:
+    """A size >= each of `sizes` for every symbol value up to `maxima` (0 for none): a
+    polynomial where `_larger` can prove it, else the largest at the maxima."""
+    if not maxima or not sizes:
+        return max((upper(s, maxima) for s in sizes), default=0)
+    points = _check_points(sizes, maxima)
+    if points is None:
+        return max(upper(s, maxima) for s in sizes)
+    at = lambda d: np.array([evaluate(d, p) for p in points], np.int64)  # noqa: E731
+    top = (sizes[0], at(sizes[0]))
+    for s in sizes[1:]:
+        top = _larger(top, (s, at(s)), at)
+    return top[0]
 
 
 def _result_sizes(program: Program, v) -> list[DimLike]:

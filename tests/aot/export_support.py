@@ -102,6 +102,38 @@ int main(void) {{
 """
 
 
+# for run_sanitized: an export {name} over two symbols N and S (in that order) with one
+# input x and one output
+SYMBOLIC_SANITIZED_NS = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "{name}.h"
+/* {name}_run at several (N, S), each with a workspace of exactly
+ * {P}_ARENA_BYTES_FOR(n, s) bytes and inputs and outputs of exactly their sizes;
+ * prints a checksum per pair. */
+int main(void) {{
+  const int64_t pairs[][2] = {{{{1, 1}}, {{1, {P}_MAX_S}}, {{3, 2}}, {{{P}_MAX_N, 1}},
+                              {{{P}_MAX_N, {P}_MAX_S}}}};
+  if ({name}_run(0, 1, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
+  if ({name}_run(1, {P}_MAX_S + 1, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
+  for (int k = 0; k < 5; k++) {{
+    const int64_t n = pairs[k][0], s = pairs[k][1];
+    float* x = malloc({P}_X_BYTES_FOR(n, s));
+    float* y = malloc({P}_OUTPUT_BYTES_FOR(n, s));
+    void* ws = aligned_alloc(64, {P}_ARENA_BYTES_FOR(n, s));
+    for (int64_t i = 0; i < {P}_X_SIZE_FOR(n, s); i++)
+      x[i] = (float)((i * 7919) % 113) / 57.0f - 1.0f;
+    int status = {name}_run(n, s, x, y, ws);
+    if (status) {{ printf("%s\n", {name}_strerror(status)); return 1; }}
+    double sum = 0;
+    for (int64_t i = 0; i < {P}_OUTPUT_SIZE_FOR(n, s); i++) sum += y[i];
+    printf("%lld %lld %.6f\n", (long long)n, (long long)s, sum);
+    free(x); free(y); free(ws);
+  }}
+  return 0;
+}}
+"""
+
 def run_sanitized(program: Path, folder: Path, sources: list[str], exe: Path,
                   flags: Sequence[str] = ()) -> str:
     """Builds the C file `program` with an export's `sources` (file names in `folder`)

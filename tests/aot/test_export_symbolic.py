@@ -285,7 +285,7 @@ def model(x):
 def test_cli_rnn_export_serves_every_batch(tmp_path):
     """`aotc export ... --input x:float32[N,5,3] --max N=64`: one library whose scan carries
     a symbolic batch, equal to the xla backend at several N, clean under ASan and UBSan
-    with a workspace of exactly RNN_ARENA_BYTES_FOR(n) bytes."""
+    with a workspace of exactly RNN_ARENA_BYTES_FOR(n) bytes, which grows with N."""
     from aot.tools.cli import main
     src = tmp_path / "rnn.py"
     src.write_text(RNN_MODEL)
@@ -308,3 +308,28 @@ def test_cli_rnn_export_serves_every_batch(tmp_path):
     sources = [f.name for f in sorted(out.glob("rnn*.c"))]
     lines = es.run_sanitized(program, out, sources, tmp_path / "sanitized").split()
     assert lines[0::2] == ["1", "7", "64", "64"]
+    *small, top = _arena_for(out, "rnn", [1, 7, 64])
+    assert small[0] < small[1] < small[2] == top  # the scan scratch too (tests/aot/test_passes.py)
+
+
+def test_cli_rnn_over_a_symbolic_length_is_sanitizer_clean(tmp_path):
+    """The RNN with its time axis symbolic too (`x:float32[N,S,3]`): the scan runs S steps,
+    with its slices and scratch sized at run time; equal to the xla backend and clean
+    under ASan and UBSan with a workspace of exactly RNN_ARENA_BYTES_FOR(n, s) bytes."""
+    from aot.tools.cli import main
+    src = tmp_path / "rnn.py"
+    src.write_text(RNN_MODEL)
+    out = tmp_path / "out"
+    assert main(["export", f"{src}:model", "-o", str(out), "--input", "x:float32[N,S,3]",
+                 "--max", "N=8", "--max", "S=6", "--name", "rnn"]) == 0
+    lib = ExportedLibrary(out)
+    for n, s in ((1, 1), (3, 6), (8, 2)):
+        x = RNG.normal(size=(n, s, 3)).astype(np.float32)
+        np.testing.assert_allclose(lib.run(x)[0], reference_outputs(lib.manifest, [x])[0],
+                                   atol=1e-5, rtol=1e-5)
+    program = tmp_path / "sanitized.c"
+    program.write_text(es.SYMBOLIC_SANITIZED_NS.format(name="rnn", P="RNN"))
+    sources = [f.name for f in sorted(out.glob("rnn*.c"))]
+    lines = es.run_sanitized(program, out, sources, tmp_path / "sanitized").splitlines()
+    assert [line.split()[:2] for line in lines] == [["1", "1"], ["1", "6"], ["3", "2"],
+                                                    ["8", "1"], ["8", "6"]]

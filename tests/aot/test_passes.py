@@ -12,7 +12,7 @@ from aot.passes.memory_plan import plan_memory
 from aot.passes.simplify import simplify
 from aot.program.program import from_graph
 from mlframework import graph as G
-from mlframework.core import shapes
+from mlframework.core import shapes, symbolic
 from mlframework.graph.gen_optypes import Op
 
 
@@ -204,3 +204,25 @@ def test_donation_refuses_a_parameter_read_later_or_at_other_elements():
     prog = program_of(lambda p, g: (p, p - g), ("float32", 8), ("float32", 8))
     kernels = fuse(prog)  # p passed through unchanged is copied after the call
     assert plan_donation(prog, kernels, plan_memory(prog, kernels), donated=(0,)) == {}
+
+
+def test_control_flow_scratch_is_a_polynomial_of_the_symbols():
+    """A scan over a symbolic batch holds its double-buffered carry and its body's arena
+    at sizes that grow with N, not at N's maximum."""
+    n = symbolic.dim("N")
+    def fn(x, w):
+        h, _ = G.scan(lambda c, xt: (G.tanh(c @ w + xt), None), x[0] * 0.0, x)
+        return h
+    graph = G.Graph("scan")
+    with G.tracing(graph):
+        x = G.parameter(shapes.make("float32", 5, n, 6))
+        graph.outputs = [fn(x, G.parameter(shapes.make("float32", 6, 6)))]
+    graph.symbols = {"N": 64}
+    prog = simplify(from_graph(graph))
+    kernels = fuse(prog)
+    plan = plan_memory(prog, kernels)
+    scan = next(k for k in kernels if k.kind == "scan")
+    small, top = (symbolic.evaluate(scan.scratch_bytes, {"N": v}) for v in (1, 64))
+    assert top - small >= 2 * 63 * 6 * 4  # both carry buffers, 6 floats a row
+    assert top == plan.scratch[kernels.index(scan)].nbytes.evaluate({"N": 64})
+    assert symbolic.evaluate(plan.arena_for, {"N": 1}) < plan.arena_bytes

@@ -227,9 +227,9 @@ def _scratch(program: Program, k: Kernel) -> DimLike:
         return _conv_scratch(program, program.values[k.contraction])
     v = program.values[k.outputs[0]]
     if v.op in (Op.CHOLESKY, Op.TRIANGULAR_SOLVE):  # mirrors aot/codegen/linalg.py
-        rows = int(v.shape[-1]) ** 2 if v.op is Op.CHOLESKY else (
+        rows = v.shape[-1] * v.shape[-1] if v.op is Op.CHOLESKY else (
             v.shape[-2] if v.attrs["left_side"] else v.shape[-1])
-        return (8 if v.dtype.itemsize == 8 else 4) * int(rows)
+        return (8 if v.dtype.itemsize == 8 else 4) * rows  # a polynomial when symbolic
     window = window_rows(program, v)
     if window is not None:  # the padded copy, and one row of slack that the last row reads
         return v.dtype.itemsize * (math.prod(window[0]) + window[1])

@@ -121,9 +121,9 @@ def c_of(program: Program, d: DimLike) -> str:
 def check_compilable(program: Program) -> None:
     """Raises NotImplementedError naming the op, its shapes and the fix when a value with
     symbolic dimensions is one the C code generator does not yet take at run time sizes:
-    any op outside `SYMBOLIC_OPS`, a convolution or window with a symbolic spatial axis,
-    or a cholesky or triangular_solve with a symbolic matrix axis; the sub-programs of
-    control flow are checked too. (Values of static shape may use any op.)"""
+    any op outside `SYMBOLIC_OPS`, or a convolution or window with a symbolic spatial
+    axis; the sub-programs of control flow are checked too. (Values of static shape may
+    use any op.)"""
     for v in program.values.values():
         for body in subprograms(v):
             check_compilable(body)
@@ -144,30 +144,25 @@ def check_compilable(program: Program) -> None:
                 f"{where}: a symbolic dimension in a {v.op.value}'s spatial axes is not "
                 "compiled to C yet (only the batch and feature axes may be symbolic); make "
                 "the image size static")
-        if v.op in MATRIX_OPS and any(symbolic.symbols_of(s[-2:]) for s in shapes):
-            raise NotImplementedError(
-                f"{where}: a symbolic dimension in a {v.op.value}'s matrix axes (the last "
-                "two) is not compiled to C yet (only the batch axes may be symbolic); make "
-                "the matrix size static")
 
 
 def _typed(v: Value) -> str:
     return f"{v.dtype.value}[{', '.join(map(str, v.shape))}]"
 
 
-# Linear algebra: symbolic batch axes, static matrix axes (aot/codegen/linalg.py).
-MATRIX_OPS = frozenset({Op.CHOLESKY, Op.TRIANGULAR_SOLVE})
 SPATIAL_OPS = frozenset({Op.CONV_GENERAL, Op.REDUCE_WINDOW_MAX, Op.REDUCE_WINDOW_MIN,
                          Op.REDUCE_WINDOW_SUM, Op.SELECT_AND_SCATTER_ADD})
 # Ops whose generated C takes symbolic sizes at run time (tests/backends/test_c_symbolic.py,
 # tests/backends/test_c_symbolic_control.py, tests/aot/test_export_symbolic.py); conv and
-# windows with static spatial axes.
+# windows with static spatial axes; linear algebra with any axis symbolic
+# (aot/codegen/linalg.py).
 SYMBOLIC_OPS = frozenset(
     OpGroup.UNARY | OpGroup.BINARY | OpGroup.COMPARE | OpGroup.SELECT | OpGroup.CONVERT
-    | OpGroup.REDUCE | SPATIAL_OPS | MATRIX_OPS
+    | OpGroup.REDUCE | SPATIAL_OPS
     | {Op.BROADCAST_IN_DIM, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE, Op.PAD, Op.REVERSE,
        Op.CONCATENATE, Op.IOTA, Op.DOT_GENERAL, Op.PARAMETER, Op.CONSTANT,
        Op.GATHER, Op.SCATTER_ADD, Op.SCATTER_MAX, Op.SCATTER_MIN, Op.SCATTER_MUL,
        Op.SCATTER_SET, Op.DYNAMIC_SLICE, Op.DYNAMIC_UPDATE_SLICE, Op.ARGMAX, Op.ARGMIN,
        Op.CUMSUM, Op.CUMPROD, Op.CUMMAX, Op.CUMMIN, Op.CUMLOGSUMEXP, Op.SORT, Op.ARGSORT,
-       Op.RNG_BITS, Op.COND, Op.WHILE_LOOP, Op.SCAN, Op.TUPLE_GET})
+       Op.RNG_BITS, Op.CHOLESKY, Op.TRIANGULAR_SOLVE, Op.COND, Op.WHILE_LOOP, Op.SCAN,
+       Op.TUPLE_GET})

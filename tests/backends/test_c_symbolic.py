@@ -14,6 +14,7 @@ from mlframework import graph as G
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "aot"))
 from attention_support import D, attention, attention_reference  # noqa: E402
+from symbolic_support import compare_with_xla  # noqa: E402
 
 RNG = np.random.default_rng(0)
 W1 = (RNG.normal(size=(64, 48)) / 8).astype(np.float32)
@@ -78,18 +79,15 @@ def test_attention_with_batch_and_sequence_symbolic():
 
 
 def test_unbuilt_symbolic_ops_name_the_missing_piece():
-    """What stays refused with symbolic dims: a symbolic matrix axis in linear algebra
-    and a symbolic spatial axis of a conv (control flow compiles:
-    tests/backends/test_c_symbolic_control.py)."""
+    """What stays refused with symbolic dims: a symbolic spatial axis of a conv (control
+    flow compiles: tests/backends/test_c_symbolic_control.py; linear algebra with
+    symbolic matrix axes: below)."""
     kernel = RNG.normal(size=(4, 1, 3, 3)).astype(np.float32)
     conv = _graph(lambda x: G.conv_general(x, kernel, padding=((1, 1), (1, 1))),
                   {"x": "2, 1, H, 8"}, {"H": 32},
                   (2, 1, 8, 8))
     with pytest.raises(NotImplementedError, match="conv_general's spatial axes"):
         mlf.backends.new("c").compile(conv)
-    solve = _graph(lambda x: G.cholesky(x), {"x": "M, M"}, {"M": 8}, (4, 4))
-    with pytest.raises(NotImplementedError, match="cholesky's matrix axes"):
-        mlf.backends.new("c").compile(solve)
 
 
 def test_the_arena_shrinks_with_the_sizes_and_buffers_never_overlap():
@@ -166,3 +164,41 @@ def test_linalg_gradient_with_a_symbolic_batch_matches_xla():
         x = _spd(n)[:, 0]
         got, = c.run([x])
         np.testing.assert_allclose(got, np.asarray(xla.run([x])[0]), atol=1e-4)
+
+
+def _spd_and_rhs(n):
+    """Two SPD n x n matrices and a right-hand side of 3 columns for each."""
+    a = RNG.normal(size=(2, n, n)).astype(np.float32)
+    return a @ a.transpose(0, 2, 1) + n * np.eye(n, dtype=np.float32), \
+        RNG.normal(size=(2, n, 3)).astype(np.float32)
+
+
+SQUARE = {"x": "2, N, N", "b": "2, N, 3"}  # the matrix axes symbolic, the batch static
+
+
+def test_linalg_with_symbolic_matrix_axes_matches_xla():
+    """cholesky and triangular_solve on both sides, lower and upper, transposed and with a
+    unit diagonal, the matrix size N at run time: one c module serves N = 1, 7 and the
+    maximum, as the xla backend computes."""
+    def fn(x, b):
+        lo = G.cholesky(x)
+        up, bt = G.transpose(lo, [0, 2, 1]), G.transpose(b, [0, 2, 1])
+        return (lo, G.triangular_solve(lo, b, left_side=True, lower=True),
+                G.triangular_solve(up, b, left_side=True, lower=False, transpose_a=True,
+                                   unit_diagonal=True),
+                G.triangular_solve(lo, bt, left_side=False, lower=True),
+                G.triangular_solve(up, bt, left_side=False, lower=False, transpose_a=True))
+    compare_with_xla(fn, SQUARE, _spd_and_rhs, tol=1e-5)
+
+
+def test_linalg_gradient_with_symbolic_matrix_axes_matches_xla():
+    """The VJPs of cholesky and triangular_solve (both sides) with the matrix size at run
+    time: the gradients of x and b, c against xla at N = 1, 7 and the maximum."""
+    def fn(x, b):
+        lo = G.cholesky(x)
+        bt = G.transpose(b, [0, 2, 1])
+        y = G.triangular_solve(lo, b, left_side=True, lower=True)
+        z = G.triangular_solve(lo, bt, left_side=False, lower=True, transpose_a=True)
+        loss = G.reduce_sum(y * y) + G.reduce_sum(z * bt) + G.reduce_sum(lo)
+        return tuple(G.grad(loss, [x, b]))
+    compare_with_xla(fn, SQUARE, _spd_and_rhs, tol=1e-4)

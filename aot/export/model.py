@@ -152,8 +152,8 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
             that is missing, does not parse or raises at import, a missing function,
             a checkpoint that does not match the model, or a model raising while
             traced.
-            A --calibration file that `load_calibration` rejects; quantize="int8"
-            without one.
+            A --calibration file that `load_calibration` or `static_inputs` rejects;
+            quantize="int8" without one.
         BuildError: the C compiler failed.
     """
     storage = storage_of(weight_storage, quantize, calibration)

@@ -185,10 +185,53 @@ def test_symbolic_full_int8_runs_clean_under_the_sanitizers(root, tmp_path):
         assert abs(float(lib.run(x)[0].astype(np.float64).sum()) - float(checksum)) < 1e-3
 
 
-def test_calibrating_a_symbol_past_the_batch_is_refused(tmp_path):
-    np.savez(tmp_path / "c.npz", x=np.zeros((4, 3, 8), np.float32))
-    with pytest.raises(NotImplementedError, match="symbolic dimension S of x past the batch"):
-        static_inputs([parse_input("x:float32[N,S,8]")], tmp_path / "c.npz", {"N": 8, "S": 3})
+def sequences(ctx, inputs):
+    """x [N, S, 4] and y [M, 2], two batches: the sum over S of two dense layers on x
+    ([N, 3]) and one dense layer on y ([M, 3])."""
+    from mlframework.ml import layers
+    x, y = inputs
+    h = layers.dense(ctx / "a", x, 6, activation="relu")
+    return G.reduce_sum(layers.dense(ctx / "b", h, 3), axes=1), layers.dense(ctx / "c", y, 3)
+
+
+def test_full_int8_calibrates_a_sequence_length_and_two_batch_symbols(tmp_path):
+    """`--calibration` binds S to the arrays' sequence axis and both batches N and M to
+    one batch: the scales are max |x| / 127 over every sample and position (NumPy, from
+    the context's weights), and the symbolic library verifies against its int8 reference."""
+    import mlframework as mlf
+    from mlframework.ml import Context, ContextExec
+    ctx = Context(seed=0)
+    ContextExec(mlf.backends.new("xla"), ctx, sequences)(
+        (np.zeros((1, 2, 4), np.float32), np.zeros((1, 2), np.float32)))
+    x, y = (RNG.normal(size=s).astype(np.float32) for s in ((10, 12, 4), (10, 2)))
+    np.savez(tmp_path / "c.npz", x=x, y=y)
+    art = export_model(sequences, ["x:float32[N,S,4]", "y:float32[M,2]"], tmp_path / "e",
+                       ctx=ctx, name="seq", quantize="int8", calibration=tmp_path / "c.npz",
+                       maxima={"N": 8, "S": 16, "M": 4})
+    w = {v.name: v.numpy().astype(np.float64) for v in ctx.at_root().variables()}
+    h = np.maximum(x @ w["a/dense/weights"] + w["a/dense/biases"], 0)
+    want = {"a/dense/weights": x, "b/dense/weights": h, "c/dense/weights": y}
+    scales = art.manifest["activation_scales"]
+    assert set(scales) == set(want)
+    for name, acts in want.items():
+        np.testing.assert_allclose(scales[name], np.abs(acts).max() / 127, rtol=1e-5)
+    report = verify(art.out_dir, fn=sequences, ctx=ctx)
+    assert report.ok and set(report.max_diff) == {"output0 vs int8 numpy",
+                                                  "output1 vs int8 numpy"}, str(report)
+    assert min(report.unchecked.values()) > 0  # the int8 model is not the float one
+
+
+def test_calibration_binds_every_symbol_from_the_arrays():
+    x, y = np.zeros((10, 12, 8), np.float32), np.zeros((10, 3), np.float32)
+    specs = [parse_input("x:float32[N,S,8]"), parse_input("y:float32[M,3]")]
+    bound = static_inputs(specs, [x, y], {"N": 8, "S": 16, "M": 32})
+    assert [tuple(i.spec.dims) for i in bound] == [(8, 12, 8), (8, 3)]  # one batch, S = 12
+    with pytest.raises(UsageError, match=r"S = 12 in the arrays of x, outside \[1, 6\]"):
+        static_inputs(specs, [x, y], {"N": 8, "S": 6, "M": 32})
+    mask = [parse_input("x:float32[N,S,8]"), parse_input("mask:float32[N,S]")]
+    with pytest.raises(UsageError, match=r"agree on the size of S .*got x \[10, 12, 8\] for "
+                       r"float32\[N, S, 8\], mask \[10, 11\] for float32\[N, S\]"):
+        static_inputs(mask, [x, np.zeros((10, 11), np.float32)], {"N": 8, "S": 16})
 
 
 def test_quantized_export_is_smaller_and_verifies_against_its_reference(root):

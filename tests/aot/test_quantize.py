@@ -292,7 +292,7 @@ def test_full_int8_needs_calibration_data_named_after_the_inputs(root, tmp_path,
         and "images not inputs" in err
     np.savez(tmp_path / "shape.npz", x=np.zeros((4, 65), np.float32))
     assert cli.main(args + ["--calibration", str(tmp_path / "shape.npz")]) == 2
-    assert "array 'x' must be [S, 64]" in capsys.readouterr().err
+    assert "array 'x' must be [samples, 64]" in capsys.readouterr().err
     (tmp_path / "text.npz").write_text("not a zip")
     assert cli.main(args + ["--calibration", str(tmp_path / "text.npz")]) == 2
     assert "not a readable .npz file" in capsys.readouterr().err

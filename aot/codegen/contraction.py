@@ -225,11 +225,16 @@ def _conv_call(program, k, v, out, weights) -> list[str]:
         return _conv_oc_call(program, v, out, weights)
     if conv_fast(program, v):
         g = conv_geometry(program, v)
+        small = conv_small(g, program.symbols)
         what = (f"few output channels (runtime_c/mlf_conv_small.h): zero-padded NCHW rows, "
                 f"up to 8 channels x one {g['wo']}-pixel output row per register tile"
-                if conv_small(g) else
+                if small else
                 "direct implicit GEMM (runtime_c/mlf_conv.h): zero-padded NHWC copy of the "
-                "input, weights in 64-channel panels, 6 pixels x 64 channels per register tile")
+                "input, weights in 64-channel panels, 6 pixels x 64 channels per register tile"
+                if small is False else
+                "direct implicit GEMM (runtime_c/mlf_conv.h), its register tiles chosen at run "
+                f"time: vectors along the output row while it has <= 64 pixels ({g['wo']}), "
+                "else 64-channel panels")
         return [f"/* {what}, K = {g['kh']}x{g['kw']}x{g['c']} */",
                 "mlf_conv2d(" + ", ".join(str(g[x]) for x in (
                     "n", "c", "h", "w", "o", "kh", "kw", "ph", "pw", "hp", "wp", "ho", "wo"))
@@ -285,7 +290,7 @@ def _conv_loops(program, v, out, weights) -> list[str]:
     sp = [f"s{d}" for d in range(nsp)]
     wv = [f"w{d}" for d in range(nsp)]
     body = [f"const long g = o / {n_feat // G}, bg = o / {n_feat // BG};",
-            f"const long n_in = bg * {n_out} + n;", f"{ctype} acc = 0;"]
+            f"const long n_in = bg * {c_expr(n_out)} + n;", f"{ctype} acc = 0;"]
     inner = []
     conds, pos = [], []
     for d in range(nsp):
@@ -298,10 +303,10 @@ def _conv_loops(program, v, out, weights) -> list[str]:
         pos.append(f"(q{d} / {dil_l})" if dil_l > 1 else f"q{d}")
     lst = ix.strides(lhs.shape)
     rst = ix.strides(rhs.shape)
-    l_off = " + ".join([f"n_in * {lst[0]}", f"(g * {i_feat} + i) * {lst[1]}"] +
-                       [f"{p} * {lst[2 + d]}" for d, p in enumerate(pos)])
-    r_off = " + ".join([f"o * {rst[0]}", f"i * {rst[1]}"] +
-                       [f"{w} * {rst[2 + d]}" for d, w in enumerate(wv)])
+    l_off = " + ".join([f"n_in * {c_expr(lst[0])}", f"(g * {c_expr(i_feat)} + i) * {c_expr(lst[1])}"] +
+                       [f"{p} * {c_expr(lst[2 + d])}" for d, p in enumerate(pos)])
+    r_off = " + ".join([f"o * {c_expr(rst[0])}", f"i * {c_expr(rst[1])}"] +
+                       [f"{w} * {c_expr(rst[2 + d])}" for d, w in enumerate(wv)])
     w_dtype = v.dtype if weights == f"b{rhs.id}" else DType.FLOAT32
     product = f"{ct.load(v.dtype, f'b{lhs.id}', l_off)} * {ct.load(w_dtype, weights, r_off)}"
     inner.append(f"if ({' && '.join(conds)}) acc += {product};")

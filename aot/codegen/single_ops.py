@@ -331,7 +331,7 @@ def _select_and_scatter_add(program, v):
     add = ct.load(v.dtype, f"b{v.id}", "at") + " + " + ct.load(src.dtype, f"b{src.id}",
                                                              ix.flatten(s, src.shape).c())
     body.append(f"if (at >= 0) b{v.id}[at] = {ct.store(v.dtype, ct.narrow(v.dtype, add))};")
-    zero = ["for (long i = 0; i < %d; i++) b%d[i] = 0;" % (v.size, v.id)]
+    zero = [f"for (long i = 0; i < {v.size}; i++) b{v.id}[i] = 0;"]
     return zero + nest(axes, body)
 
 

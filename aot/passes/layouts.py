@@ -15,7 +15,8 @@ from aot.program import indexing as ix
 from aot.program.kernel import Kernel
 from aot.program.program import Program, Value
 from aot.program.symbols import bound, samples
-from mlframework.core.symbolic import DimLike, SymbolicError, evaluate, is_symbolic, symbols_of
+from mlframework.core.symbolic import (Dim, DimLike, SymbolicError, evaluate, is_symbolic,
+                                       symbols_of, upper)
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
 
@@ -163,9 +164,45 @@ def conv_geometry(program: Program, v: Value) -> dict:
                 ph=plo_h, pw=plo_w)
 
 
-def conv_small(g: dict) -> bool:
-    """Mirrors mlf_conv_small in runtime_c/mlf_conv_small.h."""
-    return g["o"] <= 16 and g["wo"] <= 64
+def conv_small(g: dict, maxima=None) -> bool | None:
+    """Mirrors mlf_conv_small in runtime_c/mlf_conv_small.h; None when symbolic sizes
+    (their `maxima`) leave the runtime's choice open."""
+    return _both(_holds(g["o"], 16, maxima), _holds(g["wo"], 64, maxima))
+
+
+def _holds(d: DimLike, bound: int, maxima) -> bool | None:
+    """Whether `d <= bound` at every size of its symbols up to `maxima` (True), at none
+    (False), or at some (None: the runtime decides)."""
+    if not is_symbolic(d):
+        return d <= bound
+    if upper(d, maxima) <= bound:
+        return True
+    return False if -upper(-d, maxima) > bound else None
+
+
+def _both(a: bool | None, b: bool | None) -> bool | None:
+    """Three-valued `a and b` (None: decided at run time)."""
+    if a is False or b is False:
+        return False
+    return None if a is None or b is None else True
+
+
+def _ceil_to(x: DimLike, k: int) -> DimLike:
+    """`x` rounded up to a multiple of k; for a symbolic x its bound x + k - 1."""
+    return x + k - 1 if is_symbolic(x) else -(-x // k) * k
+
+
+def _either(options: list[DimLike]) -> DimLike:
+    """A workspace for whichever of `options` the runtime picks: the largest of ints, or
+    the coefficient-wise maximum of polynomials (at least each, every symbol being >= 1)."""
+    if not any(is_symbolic(o) for o in options):
+        return max(options)
+    coefs = [dict(o.terms) if isinstance(o, Dim) else {(): o} for o in options]
+    out: DimLike = 0
+    for m in set().union(*coefs):
+        out = out + max(c.get(m, 0) for c in coefs) * math.prod(
+            (Dim({(s,): 1}) for s in m), start=1)
+    return out
 
 
 VECTOR_FLOATS = 16  # a padded window's dense rows are whole 16-lane vectors
@@ -204,6 +241,11 @@ def scratch_bytes(program: Program, k: Kernel) -> DimLike:
     largest over `aot.program.symbols.samples`: the runtime's own choices, such as the
     GEMM's few-rows path, switch at those sizes), or the polynomial of the symbols that
     the size is when it takes no such decision (a convolution's padded copy of a batch)."""
+    if program.symbols and k.kind == "conv" and k.contraction is not None \
+            and conv_spatial_symbolic(program, program.values[k.contraction]):
+        # bound for every size (`_conv_work`): sampling would bind the image size and
+        # take paths (conv_oc) that the symbolic sizes never take
+        return _scratch(program, k)
     if program.symbols:
         ids = set(k.inputs) | set(k.outputs) | set(k.nodes)
         for vid in list(ids):
@@ -218,6 +260,12 @@ def scratch_bytes(program: Program, k: Kernel) -> DimLike:
             return exact
         return max(sampled)
     return _scratch(program, k)
+
+
+def conv_spatial_symbolic(program: Program, v: Value) -> bool:
+    """True if convolution `v` has a symbolic image or window axis (its operands' or its
+    result's axes past the first two)."""
+    return any(symbols_of(program.values[i].shape[2:]) for i in (v.id, *v.inputs))
 
 
 def _scratch(program: Program, k: Kernel) -> DimLike:
@@ -259,9 +307,8 @@ def widened_weights_offset(program: Program, v: Value) -> int | None:
     own workspace, 64-byte aligned); None for float32 weights."""
     if program.values[v.inputs[1]].attrs.get("packing") not in ("int8_channels", "float16"):
         return None
-    if program.symbols:  # the workspace grows with the batch: placed after its largest
-        ids = {v.id, *v.inputs}
-        return widened_weights_offset(bound(program, program.symbols, ids), v)
+    if program.symbols:  # placed after the convolution's largest workspace
+        return int(-(-upper(_conv_work(program, v), program.symbols) // 64) * 64)
     return int(-(-_conv_work(program, v) // 64) * 64)
 
 
@@ -275,13 +322,13 @@ def s8_conv_args(program: Program, v: Value) -> tuple[int, ...]:
             a["padding"][1][0], *v.shape[2:])
 
 
-def s8_conv_work(program: Program, v: Value) -> int:
+def s8_conv_work(program: Program, v: Value) -> DimLike:
     """Mirrors mlf_conv2d_s8_work_bytes: per image, its padded copy (+ 64 bytes of slack,
     64-byte aligned) and its patches [ceil(K/4)][PQ][4], PQ = P + 15 rounded up to 64."""
     n, c, _, _, _, kh, kw, sh, sw, dh, dw, _, _, ho, wo = s8_conv_args(program, v)
     hp, wp = (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1
-    pq = -(-(ho * wo + 15) // 64) * 64
-    return n * (-(-(c * hp * wp + 64) // 64) * 64 + -(-(c * kh * kw) // 4) * pq * 4)
+    pq = _ceil_to(ho * wo + 15, 64)  # symbolic sizes: bounded by the polynomial
+    return n * (_ceil_to(c * hp * wp + 64, 64) + _ceil_to(c * kh * kw, 4) * pq)
 
 
 def _conv_scratch(program: Program, v: Value) -> DimLike:
@@ -294,22 +341,44 @@ def _conv_scratch(program: Program, v: Value) -> DimLike:
 
 
 def _conv_work(program: Program, v: Value) -> DimLike:
+    """The bytes of workspace a float32 convolution's runtime call takes. With symbolic
+    image sizes the runtime's own choices (few channels or panels, packing the GEMM's
+    columns) may switch between sizes: the workspace then covers every option
+    (`_either`), with each rounding up bounded by the polynomial x + k - 1."""
     if conv_oc(program, v):
         return _conv_oc_work(program, v)
+    maxima = program.symbols
     if conv_im2col(program, v):  # mirrors mlf_conv2d_im2col_work_floats
         o, c, kh, kw = program.values[v.inputs[1]].shape
         k, p = c * kh * kw, v.shape[2] * v.shape[3]
-        return 4 * (k * p + (k * (-(-p // 64) * 64) if sgemm_packs(o, p, k, 1) else 0))
+        packs = _sgemm_packs_columns(o, p, k, maxima)
+        return 4 * (k * p + (k * _ceil_to(p, 64) if packs is not False else 0))
     if not conv_fast(program, v):
         return 0
     g = conv_geometry(program, v)
     # mirrors mlf_conv2d_work_floats in runtime_c/mlf_conv.h
-    if conv_small(g):  # padded NCHW rows of 16-lane multiples (+ KW - 1)
-        if g["wo"] < 16 and g["kw"] >= 8:  # kv path: rows wo - 1 + kwp, kw-padded weights
-            kwp = -(-g["kw"] // 16) * 16
-            return 4 * (g["n"] * g["c"] * g["hp"] * (g["wo"] - 1 + kwp)
-                        + g["o"] * g["c"] * g["kh"] * kwp)
-        return 4 * g["n"] * g["c"] * g["hp"] * (-(-g["wo"] // 16) * 16 + g["kw"] - 1)
-    panels = -(-g["o"] // 64)
-    return 4 * (g["n"] * (g["hp"] * g["wp"] + g["kw"]) * g["c"]
-                + panels * g["kh"] * g["kw"] * g["c"] * 64)
+    options = []
+    small = conv_small(g, maxima)
+    if small is not False:  # padded NCHW rows of 16-lane multiples (+ KW - 1)
+        kv = _both(_holds(g["wo"], 15, maxima), _not(_holds(g["kw"], 7, maxima)))
+        if kv is not False:  # kv path: rows wo - 1 + kwp, kw-padded weights
+            kwp = _ceil_to(g["kw"], 16)
+            options.append(4 * (g["n"] * g["c"] * g["hp"] * (g["wo"] - 1 + kwp)
+                                + g["o"] * g["c"] * g["kh"] * kwp))
+        if kv is not True:
+            options.append(4 * g["n"] * g["c"] * g["hp"] * (_ceil_to(g["wo"], 16) + g["kw"] - 1))
+    if small is not True:
+        options.append(4 * (g["n"] * (g["hp"] * g["wp"] + g["kw"]) * g["c"]
+                            + _ceil_to(g["o"], 64) * g["kh"] * g["kw"] * g["c"]))
+    return _either(options)
+
+
+def _not(a: bool | None) -> bool | None:
+    return None if a is None else not a
+
+
+def _sgemm_packs_columns(m: DimLike, n: DimLike, k: DimLike, maxima) -> bool | None:
+    """`sgemm_packs(m, n, k, 1)` (a dense B), None when symbolic sizes leave it open."""
+    if not any(is_symbolic(x) for x in (m, n, k)):
+        return sgemm_packs(m, n, k, 1)
+    return False if _holds(m, 6, maxima) is True else None

@@ -56,7 +56,7 @@ def _window_output(op: str, x_dims, window, strides, padding, dilation=None) -> 
     dilation = dilation or (1,) * n
     for d, w, s, (lo, hi), r in zip(x_dims, window, strides, padding, dilation):
         span = (w - 1) * r + 1
-        if s < 1 or w < 1 or not at_most(span, d + lo + hi):
+        if s < 1 or not at_most(1, w) or not at_most(span, d + lo + hi):
             raise ShapeError(f"{op} requires windows >= 1 that fit in the padded input and "
                              f"strides >= 1, got input dims ({', '.join(map(str, x_dims))}), "
                              f"window {window}, strides {strides}, padding {padding}")

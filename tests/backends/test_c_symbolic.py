@@ -11,6 +11,7 @@ import pytest
 
 import mlframework as mlf
 from mlframework import graph as G
+from mlframework.graph.gen_optypes import Op
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "aot"))
 from attention_support import D, attention, attention_reference  # noqa: E402
@@ -78,16 +79,15 @@ def test_attention_with_batch_and_sequence_symbolic():
         np.testing.assert_allclose(out, attention_reference(x), atol=1e-5)
 
 
-def test_unbuilt_symbolic_ops_name_the_missing_piece():
-    """What stays refused with symbolic dims: a symbolic spatial axis of a conv (control
-    flow compiles: tests/backends/test_c_symbolic_control.py; linear algebra with
-    symbolic matrix axes: below)."""
-    kernel = RNG.normal(size=(4, 1, 3, 3)).astype(np.float32)
-    conv = _graph(lambda x: G.conv_general(x, kernel, padding=((1, 1), (1, 1))),
-                  {"x": "2, 1, H, 8"}, {"H": 32},
-                  (2, 1, 8, 8))
-    with pytest.raises(NotImplementedError, match="conv_general's spatial axes"):
-        mlf.backends.new("c").compile(conv)
+def test_every_op_compiles_symbolically_and_a_new_one_is_refused(monkeypatch):
+    """Every op's C takes symbolic sizes (SYMBOLIC_OPS); an op outside it (a primitive
+    added later, here sort taken out) is refused with an error naming the op and shapes."""
+    from aot.program import symbols
+    assert set(Op) <= symbols.SYMBOLIC_OPS
+    monkeypatch.setattr(symbols, "SYMBOLIC_OPS", symbols.SYMBOLIC_OPS - {Op.SORT})
+    graph = _graph(lambda x: G.sort(x, axis=1), {"x": "N, 5"}, {"N": 8}, (3, 5))
+    with pytest.raises(NotImplementedError, match=r"sort #\d+ \(float32\[N, 5\]"):
+        mlf.backends.new("c").compile(graph)
 
 
 def test_the_arena_shrinks_with_the_sizes_and_buffers_never_overlap():

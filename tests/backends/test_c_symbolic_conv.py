@@ -1,0 +1,87 @@
+"""Convolutions and windows with a symbolic image size on the c backend: the batch N and
+the height and width H, W are symbols, one compiled module serves every size up to the
+maxima, checked against the xla backend (forward and gradients); a stride whose output
+size is not a polynomial of the symbols stays refused at trace time, naming the case."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mlframework as mlf
+from mlframework import graph as G
+from mlframework.graph.errors import ShapeError
+from symbolic_support import compare_with_xla
+
+RNG = np.random.default_rng(3)
+KERNEL = (RNG.normal(size=(4, 2, 3, 3)) / 3).astype(np.float32)
+BIAS = RNG.normal(size=(1, 4, 1, 1)).astype(np.float32)
+MAXIMA = {"N": 3, "H": 12, "W": 12}
+# (N, H, W): the smallest image, odd sizes, a wide one (the kernel gradient's window is
+# then W >= 8: the runtime's kv path) and the maxima
+IMAGES = ((1, 1, 1), (2, 5, 7), (1, 3, 12), (3, 12, 12))
+SPEC = {"x": "N, 2, H, W"}
+SAME = ((1, 1), (1, 1))
+POOL_PADDING = ((0, 0), (0, 0), (1, 1), (1, 1))
+
+
+def _image(size):
+    return [RNG.normal(size=(size[0], 2, *size[1:])).astype(np.float32)]
+
+
+def _check(fn, tol=1e-5):
+    compare_with_xla(fn, SPEC, _image, tol=tol, maxima=MAXIMA, sizes=IMAGES)
+
+
+def _conv(x, kernel=KERNEL):
+    return G.relu(G.conv_general(x, kernel, padding=SAME) + BIAS)
+
+
+def test_same_conv_with_an_epilogue():
+    _check(_conv)
+
+
+def test_dilated_conv():  # rhs_dilation: im2col + GEMM on the run-time pixel count
+    _check(lambda x: G.conv_general(x, KERNEL, padding=((2, 2), (2, 2)), rhs_dilation=(2, 2)))
+
+
+def test_conv_gradients_with_respect_to_input_and_kernel():
+    def fn(x):
+        k = G.const(KERNEL)
+        return tuple(G.grad(G.reduce_sum(G.tanh(_conv(x, k)) * 0.5), [x, k]))
+    _check(fn, tol=1e-4)
+
+
+@pytest.mark.parametrize("op", ["reduce_window_max", "reduce_window_sum"])
+def test_pooling_forward_and_gradient(op):
+    def pool(x):
+        return getattr(G, op)(x, (1, 1, 3, 3), (1, 1, 1, 1), POOL_PADDING)
+
+    def fn(x):
+        return pool(x), G.grad(G.reduce_sum(pool(x) * x), x)[0]
+    _check(fn)
+
+
+def test_the_gemm_paths_take_the_run_time_sizes():
+    """The convolutions call the runtime's vectorized conv with sym_H, sym_W (no scalar
+    loop nest), and the input gradient does too."""
+    def fn(x):
+        return G.grad(G.reduce_sum(_conv(x)), x)[0]
+    graph = G.Exec(None, fn, symbolic=SPEC, maxima=MAXIMA).graph(*_image((1, 3, 3)))
+    src = mlf.backends.new("c").compile(graph).source
+    assert "mlf_conv2d(sym_N, 2, sym_H, sym_W, 4, 3, 3, 1, 1, sym_H + 2, sym_W + 2" in src
+    assert "mlf_conv2d(sym_N, 4, sym_H, sym_W, 2, 3, 3, 1, 1," in src
+    assert "direct loop nest" not in src
+
+
+@pytest.mark.parametrize("fn, what", [
+    (lambda x: G.conv_general(x, KERNEL, (2, 2), SAME), "conv_general with stride 2"),
+    (lambda x: G.reduce_window_max(x, (1, 1, 2, 2), (1, 1, 2, 2), ((0, 0), (0, 0), (0, 1),
+                                                                   (0, 1))),
+     "reduce_window_max with stride 2"),
+], ids=["strided_conv", "pool_stride_window"])
+def test_a_stride_over_a_symbolic_size_is_refused_naming_it(fn, what):
+    """floor((H + lo + hi - window) / stride) + 1 is no polynomial of H for a stride > 1
+    (the Dim algebra has no floor division): refused while tracing, naming the op."""
+    with pytest.raises(ShapeError, match=f"{what} over the symbolic size H .* not a "
+                                         "polynomial in H"):
+        G.Exec(None, fn, symbolic=SPEC, maxima=MAXIMA).graph(*_image((1, 4, 4)))

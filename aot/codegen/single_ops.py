@@ -13,7 +13,7 @@ import math
 from aot.codegen import ctypes_table as ct
 from aot.codegen import linalg
 from aot.codegen.nests import nest, omp_for
-from aot.passes.layouts import window_rows
+from aot.passes.layouts import window_row_capacity, window_rows
 from aot.program import indexing as ix
 from aot.program.symbols import c_expr
 from mlframework.core.symbolic import nonnegative
@@ -280,7 +280,7 @@ def _reduce_window_rows(program, v, extents, dense):
     """A padded window reduction without bounds tests: the input copied into a buffer
     filled with the identity, then per output row the last axis's window reduced at every
     position in whole vectors (contiguous, so gcc vectorizes it) and subsampled by the
-    stride."""
+    stride. Symbolic extents and rows are C expressions of the symbols."""
     x = program.values[v.inputs[0]]
     a = v.attrs
     ctype = ct.compute(v.dtype)
@@ -289,27 +289,29 @@ def _reduce_window_rows(program, v, extents, dense):
     pst, xst = ix.strides(extents), ix.strides(x.shape)
     lo = [p for p, _ in a["padding"]]
     size = math.prod(extents) + dense
-    lines = [f"/* input padded to {list(extents)} with the identity, rows of {dense} */",
+    lines = [f"/* input padded to [{', '.join(map(str, extents))}] with the identity, rows "
+             f"of {dense} */",
              f"{ctype}* MLF_RESTRICT xp = ({ctype}*)scratch;",
              f"for (long i = 0; i < {size}; i++) xp[i] = {init(v.dtype)};"]
     i, iaxes = _vars("i", x.shape[:-1])
-    to = " + ".join([str(sum(p * q for p, q in zip(pst, lo)))] +
-                    [f"{pst[d]}*i{d}" for d in range(len(i))])
-    frm = " + ".join(["0"] + [f"{xst[d]}*i{d}" for d in range(len(i))])
+    to = " + ".join([c_expr(sum(p * q for p, q in zip(pst, lo)))] +
+                    [f"{c_expr(pst[d])}*i{d}" for d in range(len(i))])
+    frm = " + ".join(["0"] + [f"{c_expr(xst[d])}*i{d}" for d in range(len(i))])
     lines += nest(iaxes, [f"memcpy(xp + {to}, b{x.id} + {frm}, "
-                          f"sizeof({ctype}) * {x.shape[-1]});"])
+                          f"sizeof({ctype}) * {c_expr(x.shape[-1])});"])
     o, oaxes = _vars("o", v.shape[:-1])
     ones = (1,) * len(x.shape)
     wd, st = a.get("window_dilation", ones), a["window_strides"]
-    start = " + ".join(["0"] + [f"{pst[d] * st[d]}*o{d}" for d in range(len(o))] +
-                       [f"{pst[d] * wd[d]}*w{d}" for d, w in enumerate(a["window_dimensions"])
-                        if w > 1])
-    body = [f"{ctype} acc[{dense}];", f"for (long j = 0; j < {dense}; j++) acc[j] = "
-            f"{init(v.dtype)};"]
+    start = " + ".join(["0"] + [f"{c_expr(pst[d] * st[d])}*o{d}" for d in range(len(o))] +
+                       [f"{c_expr(pst[d] * wd[d])}*w{d}"
+                        for d, w in enumerate(a["window_dimensions"]) if w > 1])
+    body = [f"{ctype} acc[{window_row_capacity(program, dense)}];",
+            f"for (long j = 0; j < {dense}; j++) acc[j] = {init(v.dtype)};"]
     body += nest(_window_loops(a), [
         f"const {ctype}* MLF_RESTRICT row = xp + {start};",
         f"for (long j = 0; j < {dense}; j++) acc[j] = {comb.replace('acc', 'acc[j]')};"])
-    out = " + ".join(["0"] + [f"{s}*o{d}" for d, s in enumerate(ix.strides(v.shape)[:-1])])
+    out = " + ".join(["0"] + [f"{c_expr(s)}*o{d}"
+                              for d, s in enumerate(ix.strides(v.shape)[:-1])])
     body.append(f"for (long j = 0; j < {v.shape[-1]}; j++) b{v.id}[{out} + j] = "
                 f"acc[{st[-1]} * j];")
     return lines + nest(oaxes, body, omp_for(v.size, 4096))

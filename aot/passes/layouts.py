@@ -15,8 +15,8 @@ from aot.program import indexing as ix
 from aot.program.kernel import Kernel
 from aot.program.program import Program, Value
 from aot.program.symbols import bound, samples
-from mlframework.core.symbolic import (Dim, DimLike, SymbolicError, evaluate, is_symbolic,
-                                       symbols_of, upper)
+from mlframework.core.symbolic import (Dim, DimLike, SymbolicError, at_most, evaluate,
+                                       is_symbolic, symbols_of, upper)
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
 
@@ -208,30 +208,45 @@ def _either(options: list[DimLike]) -> DimLike:
 VECTOR_FLOATS = 16  # a padded window's dense rows are whole 16-lane vectors
 
 
-def window_rows(program: Program, v: Value) -> tuple[list[int], int] | None:
+def window_rows(program: Program, v: Value) -> tuple[list[DimLike], DimLike] | None:
     """A padded float reduce_window (max, min, sum; no base dilation; padding >= 0) that
     runs on a copy of its input padded with the reduction's identity (no bounds test per
     tap): (padded extents, dense row length) where the row, the last axis's window
     reductions at every position ((out - 1) * stride + 1 of them, rounded up to whole
-    vectors), is subsampled by the stride. None: the plain loop nest."""
+    vectors), is subsampled by the stride. With symbolic sizes the extents and the row
+    are polynomials of the symbols (the row not rounded: its loop bound is run time, its
+    accumulators `window_row_capacity`). None: the plain loop nest."""
     if v.op not in (Op.REDUCE_WINDOW_MAX, Op.REDUCE_WINDOW_MIN, Op.REDUCE_WINDOW_SUM):
         return None
     x = program.values[v.inputs[0]]
     a = v.attrs
     ones = (1,) * len(x.shape)
-    if symbols_of(x.shape) or symbols_of(v.shape):  # the plain loop nest takes run-time sizes
-        return None
     if x.dtype not in (DType.FLOAT32, DType.FLOAT64) or v.dtype is not x.dtype \
             or not x.shape or set(a.get("base_dilation", ones)) != {1} \
             or any(lo < 0 or hi < 0 for lo, hi in a["padding"]) \
             or not any(lo or hi for lo, hi in a["padding"]) or v.size == 0:
         return None
     wd = a.get("window_dilation", ones)
-    extents = [max(lo + n, (o - 1) * st + (w - 1) * d + 1) for n, o, st, w, d, (lo, _) in
-               zip(x.shape, v.shape, a["window_strides"], a["window_dimensions"], wd,
-                   a["padding"])]
+    extents = []
+    for n, o, st, w, d, (lo, _) in zip(x.shape, v.shape, a["window_strides"],
+                                       a["window_dimensions"], wd, a["padding"]):
+        here, reach = lo + n, (o - 1) * st + (w - 1) * d + 1
+        if at_most(reach, here):
+            extents.append(here)
+        elif at_most(here, reach):
+            extents.append(reach)
+        else:  # which is larger depends on the symbols' values
+            return None
     dense = (v.shape[-1] - 1) * a["window_strides"][-1] + 1
+    if is_symbolic(dense):
+        return extents, dense
     return extents, -(-dense // VECTOR_FLOATS) * VECTOR_FLOATS
+
+
+def window_row_capacity(program: Program, dense: DimLike) -> int:
+    """The accumulators a `window_rows` kernel keeps per output row: its dense row, at
+    the symbols' maxima when it is symbolic (whole vectors)."""
+    return -(-upper(dense, program.symbols) // VECTOR_FLOATS) * VECTOR_FLOATS
 
 
 def scratch_bytes(program: Program, k: Kernel) -> DimLike:
@@ -280,7 +295,8 @@ def _scratch(program: Program, k: Kernel) -> DimLike:
         return (8 if v.dtype.itemsize == 8 else 4) * rows  # a polynomial when symbolic
     window = window_rows(program, v)
     if window is not None:  # the padded copy, and one row of slack that the last row reads
-        return v.dtype.itemsize * (math.prod(window[0]) + window[1])
+        slack = window[1] + (VECTOR_FLOATS - 1 if is_symbolic(window[1]) else 0)
+        return v.dtype.itemsize * (math.prod(window[0]) + slack)  # (rounded, at any size)
     if v.op in (Op.SORT, Op.ARGSORT):
         n = v.shape[v.attrs["axis"]] if v.shape else 1
         return 8 * 3 * (n if is_symbolic(n) else max(n, 1))  # a symbol is >= 1

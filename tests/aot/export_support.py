@@ -134,6 +134,39 @@ int main(void) {{
 }}
 """
 
+
+# for run_sanitized: an export {name} over symbols N, H, W with one input x and one output
+SYMBOLIC_IMAGE_SANITIZED = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "{name}.h"
+/* {name}_run at the image sizes {sizes}, each with a workspace of exactly
+ * {P}_ARENA_BYTES_FOR(n, h, w) bytes (ASan sees any access past it), input and output
+ * of exactly their sizes; prints a checksum per size. */
+int main(void) {{
+  const int64_t sizes[][3] = {sizes};
+  const int count = (int)(sizeof(sizes) / sizeof(sizes[0]));
+  if ({name}_run(1, 0, 1, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
+  if ({name}_run(1, {P}_MAX_H + 1, 1, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
+  for (int k = 0; k < count; k++) {{
+    const int64_t n = sizes[k][0], h = sizes[k][1], w = sizes[k][2];
+    float* x = malloc({P}_X_BYTES_FOR(n, h, w));
+    float* y = malloc({P}_OUTPUT_BYTES_FOR(n, h, w));
+    void* ws = aligned_alloc(64, {P}_ARENA_BYTES_FOR(n, h, w));
+    for (int64_t i = 0; i < {P}_X_SIZE_FOR(n, h, w); i++)
+      x[i] = (float)((i * 7919) % 113) / 57.0f - 1.0f;
+    int status = {name}_run(n, h, w, x, y, ws);
+    if (status) {{ printf("%s\n", {name}_strerror(status)); return 1; }}
+    double sum = 0;
+    for (int64_t i = 0; i < {P}_OUTPUT_SIZE_FOR(n, h, w); i++) sum += y[i];
+    printf("%.6f\n", sum);
+    free(x); free(y); free(ws);
+  }}
+  return 0;
+}}
+"""
+
+
 def run_sanitized(program: Path, folder: Path, sources: list[str], exe: Path,
                   flags: Sequence[str] = ()) -> str:
     """Builds the C file `program` with an export's `sources` (file names in `folder`)

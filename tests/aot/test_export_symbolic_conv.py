@@ -1,0 +1,81 @@
+"""aotc export of a small CNN over a symbolic image size: `--input x:float32[N,1,H,W]
+--max N=8 --max H=32 --max W=32` gives ONE library whose convolutions and pooling take
+N, H and W at run time. Checked against the xla backend at several sizes, compiled with
+-Wall -Wextra -Werror, and run under ASan/UBSan with each workspace exactly
+NAME_ARENA_BYTES_FOR(N, H, W)."""
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+import export_support as es
+import mlframework as mlf
+from mlframework import graph as G
+from aot.tools.verify import ExportedLibrary
+
+RNG = np.random.default_rng(5)
+K1 = (RNG.normal(size=(4, 1, 3, 3)) / 3).astype(np.float32)
+B1 = RNG.normal(size=(1, 4, 1, 1)).astype(np.float32) / 4
+K2 = (RNG.normal(size=(8, 4, 3, 3)) / 6).astype(np.float32)
+DENSE = (RNG.normal(size=(8, 3)) / 3).astype(np.float32)
+SAME = ((1, 1), (1, 1))
+MAXIMA = {"N": 8, "H": 32, "W": 32}
+SIZES = ((1, 1, 1), (2, 7, 5), (1, 32, 3), (3, 16, 29), (8, 32, 32))
+
+
+def cnn(x):
+    """[N, 1, H, W] -> [N, 3]: conv 3x3 + bias + relu, 3x3 max pooling (stride 1, padded),
+    conv 3x3 + relu, the mean over the image, a dense layer."""
+    h = G.relu(G.conv_general(x, K1, padding=SAME) + B1)
+    h = G.reduce_window_max(h, (1, 1, 3, 3), (1, 1, 1, 1), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    h = G.relu(G.conv_general(h, K2, padding=SAME))
+    return G.mean(h, axes=(2, 3)) @ DENSE
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return es.export(es.shared_root(tmp_path_factory), "cnn-image-symbolic", cnn,
+                     ["x:float32[N,1,H,W]"], name="cnnhw", maxima=MAXIMA)
+
+
+def _input(n, h, w):
+    i = np.arange(n * h * w)  # as the sanitized driver fills it
+    return (((i * 7919) % 113) / np.float32(57.0) - 1).astype(np.float32).reshape(n, 1, h, w)
+
+
+def test_one_library_matches_xla_at_every_image_size(folder):
+    lib = ExportedLibrary(folder)
+    assert lib.manifest["symbols"] == MAXIMA
+    on_xla = G.Exec(mlf.backends.new("xla"), cnn)
+    for n, h, w in SIZES:
+        x = RNG.normal(size=(n, 1, h, w)).astype(np.float32)
+        out, = lib.run(x)
+        assert out.shape == (n, 3)
+        np.testing.assert_allclose(out, np.asarray(on_xla(x).numpy()), atol=1e-5, rtol=1e-5)
+    source = (folder / "cnnhw.c").read_text()
+    assert "mlf_conv2d(sym_N, 4, sym_H, sym_W, 8, 3, 3, 1, 1, sym_H + 2, sym_W + 2" in source
+    # the pooling's padded rows (no bounds test per tap), their extents at run time
+    assert "input padded to [sym_N, 4, sym_H + 2, sym_W + 2] with the identity" in source
+
+
+@pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
+def test_exported_c_compiles_without_warnings(folder, openmp):
+    proc = subprocess.run(["gcc", "-fsyntax-only", "-std=gnu99", "-O3", "-Wall", "-Wextra",
+                           "-Werror", *openmp, f"-I{folder / 'runtime'}",
+                           str(folder / "cnnhw.c")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_sanitizers_run_clean_at_every_size(folder, tmp_path):
+    src = tmp_path / "sanitized.c"
+    sizes = "{" + ", ".join("{%d, %d, %d}" % s for s in SIZES) + "}"
+    src.write_text(es.SYMBOLIC_IMAGE_SANITIZED.format(name="cnnhw", P="CNNHW", sizes=sizes))
+    sources = [f.name for f in sorted(folder.glob("cnnhw*.c"))]
+    sums = es.run_sanitized(src, folder, sources, tmp_path / "sanitized").split()
+    assert len(sums) == len(SIZES)
+    lib = ExportedLibrary(folder)
+    for size, checksum in zip(SIZES, sums):  # the library agrees
+        assert abs(float(lib.run(_input(*size))[0].astype(np.float64).sum())
+                   - float(checksum)) < 1e-3

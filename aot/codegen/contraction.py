@@ -303,7 +303,8 @@ def _conv_loops(program, v, out, weights) -> list[str]:
         pos.append(f"(q{d} / {dil_l})" if dil_l > 1 else f"q{d}")
     lst = ix.strides(lhs.shape)
     rst = ix.strides(rhs.shape)
-    l_off = " + ".join([f"n_in * {c_expr(lst[0])}", f"(g * {c_expr(i_feat)} + i) * {c_expr(lst[1])}"] +
+    l_off = " + ".join([f"n_in * {c_expr(lst[0])}",
+                        f"(g * {c_expr(i_feat)} + i) * {c_expr(lst[1])}"] +
                        [f"{p} * {c_expr(lst[2 + d])}" for d, p in enumerate(pos)])
     r_off = " + ".join([f"o * {c_expr(rst[0])}", f"i * {c_expr(rst[1])}"] +
                        [f"{w} * {c_expr(rst[2 + d])}" for d, w in enumerate(wv)])

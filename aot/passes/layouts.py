@@ -107,7 +107,7 @@ def conv_oc_image_floats(program: Program, v: Value) -> int:
     c = program.values[v.inputs[0]].shape[1]
     _, _, kh, kw = program.values[v.inputs[1]].shape
     (sh, sw), (dh, dw) = v.attrs["window_strides"], v.attrs["rhs_dilation"]
-    ho, wo = v.shape[2:]  # (static: a symbolic spatial axis is refused)
+    ho, wo = v.shape[2:]  # (static: conv_oc takes static images only)
     return int(c * ((ho - 1) * sh + (kh - 1) * dh + 1) * ((wo - 1) * sw + (kw - 1) * dw + 1))
 
 
@@ -197,7 +197,8 @@ def _either(options: list[DimLike]) -> DimLike:
     the coefficient-wise maximum of polynomials (at least each, every symbol being >= 1)."""
     if not any(is_symbolic(o) for o in options):
         return max(options)
-    coefs = [dict(o.terms) if isinstance(o, Dim) else {(): o} for o in options]
+    coefs: list[dict[tuple[str, ...], int]] = [
+        dict(o.terms) if isinstance(o, Dim) else {(): o} for o in options]
     out: DimLike = 0
     for m in set().union(*coefs):
         out = out + max(c.get(m, 0) for c in coefs) * math.prod(

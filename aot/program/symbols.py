@@ -123,7 +123,8 @@ def check_compilable(program: Program) -> None:
     symbolic dimensions is one the C code generator does not take at run time sizes (an
     op outside `SYMBOLIC_OPS`: today every op is in it, so this guards a primitive added
     later); the sub-programs of control flow are checked too. (Values of static shape
-    may use any op.)"""
+    may use any op. A window's stride over a symbolic axis whose output size is no
+    polynomial is refused by shape inference already.)"""
     for v in program.values.values():
         for body in subprograms(v):
             check_compilable(body)

@@ -83,6 +83,7 @@ def conv_oc(program: Program, v: Value) -> bool:
     a = v.attrs
     return (v.dtype is DType.FLOAT32 and lhs.dtype is DType.FLOAT32
             and not symbols_of(lhs.shape[1:])  # only a symbolic batch (its images loop)
+            and not symbols_of(rhs.shape[2:])
             and rhs.dtype is DType.FLOAT32 and rhs.attrs.get("packing") in (None, OC_CHANNELS)
             and len(lhs.shape) == 4 and set(a["lhs_dilation"]) == {1}
             and a["feature_group_count"] == 1 and a["batch_group_count"] == 1

@@ -79,3 +79,38 @@ def test_sanitizers_run_clean_at_every_size(folder, tmp_path):
     for size, checksum in zip(SIZES, sums):  # the library agrees
         assert abs(float(lib.run(_input(*size))[0].astype(np.float64).sum())
                    - float(checksum)) < 1e-3
+
+
+def small_model(ctx, x):
+    """[N, 1, H, W] -> [N, 3] with context variables: two 'same' convs, a mean, dense."""
+    from mlframework.ml import layers
+    x = G.relu(layers.conv2d(ctx / "c1", x, 4, 3, padding="same"))
+    x = G.relu(layers.conv2d(ctx / "c2", x, 8, 3, padding="same"))
+    return layers.dense(ctx / "out", G.mean(x, axes=(2, 3)), 3)
+
+
+@pytest.mark.parametrize("storage", [{"weight_storage": "float16"},
+                                     {"quantize": "int8-weights"}], ids=["float16", "int8"])
+def test_stored_conv_weights_widen_past_the_largest_workspace(storage, tmp_path):
+    """float16 and int8 conv weights are widened into the kernel's scratch after the
+    convolution's workspace at the maxima: the library equals the as-stored reference,
+    and runs clean under ASan/UBSan with each workspace NAME_ARENA_BYTES_FOR(N, H, W)."""
+    from mlframework.ml import Context, ContextExec
+    from aot.export import export_model
+    from aot.tools.verify import reference_outputs
+    ctx = Context(seed=0)
+    ContextExec(mlf.backends.new("xla"), ctx, small_model)(np.zeros((1, 1, 5, 5), np.float32))
+    folder = export_model(small_model, ["x:float32[N,1,H,W]"], tmp_path / "e", name="cnnq",
+                          ctx=ctx, maxima=MAXIMA, **storage).out_dir
+    lib = ExportedLibrary(folder)
+    for size in SIZES[:3]:
+        x = _input(*size)
+        want, = reference_outputs(lib.manifest, [x], fn=small_model, ctx=ctx)
+        np.testing.assert_allclose(lib.run(x)[0], want, atol=1e-5, rtol=1e-5)
+    assert "bw[i] = " in (folder / "cnnq.c").read_text()  # the widened weights
+    src = tmp_path / "sanitized.c"
+    sizes = "{" + ", ".join("{%d, %d, %d}" % s for s in SIZES) + "}"
+    src.write_text(es.SYMBOLIC_IMAGE_SANITIZED.format(name="cnnq", P="CNNQ", sizes=sizes))
+    sources = [f.name for f in sorted(folder.glob("cnnq*.c"))]
+    assert len(es.run_sanitized(src, folder, sources, tmp_path / "sanitized").split()) == \
+        len(SIZES)

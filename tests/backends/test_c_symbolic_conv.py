@@ -171,3 +171,26 @@ def test_the_workspace_covers_the_runtime_at_every_size(tmp_path):
     assert len(out) == len(bounds)
     for line, bound, need in zip(lines, bounds, map(int, out)):
         assert bound >= need, (line, bound, need)
+
+
+@pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
+def test_the_generated_c_compiles_without_warnings(openmp, tmp_path):
+    """Forward and backward (the pooling's select_and_scatter_add, both conv gradients,
+    the padded window rows, im2col) over N, H, W under -Wall -Wextra -Werror."""
+    from aot.resources import runtime_dir
+
+    def fn(x):
+        k = G.const(KERNEL)
+        y = G.reduce_window_max(_conv(x, k), (1, 1, 3, 3), (1, 1, 1, 1), POOL_PADDING)
+        y = y + G.reduce_window_sum(x, (1, 1, 3, 3), (1, 1, 1, 1), POOL_PADDING)[:, :1]
+        y = y + G.conv_general(x, KERNEL, padding=((2, 2), (2, 2)), rhs_dilation=(2, 2))
+        return tuple(G.grad(G.reduce_sum(G.tanh(y)), [x, k]))
+    graph = G.Exec(None, fn, symbolic=SPEC, maxima=MAXIMA).graph(*_image((1, 3, 3)))
+    source = mlf.backends.new("c").compile(graph).source
+    assert "select_and_scatter" in source and "input padded to" in source
+    path = tmp_path / "model.c"
+    path.write_text(source)
+    proc = subprocess.run(["gcc", "-fsyntax-only", "-std=gnu99", "-O2", "-Wall", "-Wextra",
+                           "-Werror", *openmp, f"-I{runtime_dir()}", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -72,94 +72,39 @@ void free(void* p) { if (counting && p) calls++; __libc_free(p); }
 """
 
 
-# for run_sanitized: a symbolic-batch export {name} with one input x and one output
-SYMBOLIC_SANITIZED = r"""
-#include <stdio.h>
+def symbolic_sanitized(name: str, symbols: Sequence[str],
+                       sizes: Sequence[Sequence[int]]) -> str:
+    """A C program for `run_sanitized`: `name`_run of a symbolic export with one input x
+    and one output, over `symbols` (in the header's order), at each of `sizes` (one
+    value per symbol) with a workspace of exactly NAME_ARENA_BYTES_FOR(...) bytes (ASan
+    sees any access past it) and input and output of exactly their sizes. It checks
+    first that a symbol of 0 or past its maximum returns NAME_ERR_SIZE, then prints one
+    line per size: the values and the output's sum, for x[i] = ((i*7919) % 113)/57 - 1."""
+    P = name.upper()
+    at = ", ".join(f"v[{j}]" for j in range(len(symbols)))
+    ones = ", ".join(["1"] * (len(symbols) - 1))
+    rest = f"{ones}, " if ones else ""
+    rows = ", ".join("{" + ", ".join(map(str, size)) + "}" for size in sizes)
+    return f"""#include <stdio.h>
 #include <stdlib.h>
 #include "{name}.h"
-/* {name}_run at several batch sizes, each with a workspace of exactly
- * {P}_ARENA_BYTES_FOR(n) bytes (ASan sees any access past it), inputs and outputs of
- * exactly n rows; prints a checksum per size. */
 int main(void) {{
-  const int64_t sizes[] = {{1, 7, 64, {P}_MAX_N}};
-  if ({name}_run(0, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
-  if ({name}_run({P}_MAX_N + 1, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
-  for (int k = 0; k < 4; k++) {{
-    const int64_t n = sizes[k];
-    float* x = malloc({P}_X_BYTES_FOR(n));
-    float* y = malloc({P}_OUTPUT_BYTES_FOR(n));
-    void* ws = aligned_alloc(64, {P}_ARENA_BYTES_FOR(n));
-    for (int64_t i = 0; i < {P}_X_SIZE_FOR(n); i++) x[i] = (float)((i * 7919) % 113) / 57.0f - 1.0f;
-    int status = {name}_run(n, x, y, ws);
-    if (status) {{ printf("%s\n", {name}_strerror(status)); return 1; }}
-    double sum = 0;
-    for (int64_t i = 0; i < {P}_OUTPUT_SIZE_FOR(n); i++) sum += y[i];
-    printf("%lld %.6f\n", (long long)n, sum);
-    free(x); free(y); free(ws);
-  }}
-  return 0;
-}}
-"""
-
-
-# for run_sanitized: an export {name} over two symbols N and S (in that order) with one
-# input x and one output
-SYMBOLIC_SANITIZED_NS = r"""
-#include <stdio.h>
-#include <stdlib.h>
-#include "{name}.h"
-/* {name}_run at several (N, S), each with a workspace of exactly
- * {P}_ARENA_BYTES_FOR(n, s) bytes and inputs and outputs of exactly their sizes;
- * prints a checksum per pair. */
-int main(void) {{
-  const int64_t pairs[][2] = {{{{1, 1}}, {{1, {P}_MAX_S}}, {{3, 2}}, {{{P}_MAX_N, 1}},
-                              {{{P}_MAX_N, {P}_MAX_S}}}};
-  if ({name}_run(0, 1, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
-  if ({name}_run(1, {P}_MAX_S + 1, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
-  for (int k = 0; k < 5; k++) {{
-    const int64_t n = pairs[k][0], s = pairs[k][1];
-    float* x = malloc({P}_X_BYTES_FOR(n, s));
-    float* y = malloc({P}_OUTPUT_BYTES_FOR(n, s));
-    void* ws = aligned_alloc(64, {P}_ARENA_BYTES_FOR(n, s));
-    for (int64_t i = 0; i < {P}_X_SIZE_FOR(n, s); i++)
+  const int64_t sizes[][{len(symbols)}] = {{{rows}}};
+  if ({name}_run(0, {rest}NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
+  if ({name}_run({P}_MAX_{symbols[0]} + 1, {rest}NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
+  for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {{
+    const int64_t* v = sizes[k];
+    float* x = malloc({P}_X_BYTES_FOR({at}));
+    float* y = malloc({P}_OUTPUT_BYTES_FOR({at}));
+    void* ws = aligned_alloc(64, {P}_ARENA_BYTES_FOR({at}));
+    for (int64_t i = 0; i < {P}_X_SIZE_FOR({at}); i++)
       x[i] = (float)((i * 7919) % 113) / 57.0f - 1.0f;
-    int status = {name}_run(n, s, x, y, ws);
-    if (status) {{ printf("%s\n", {name}_strerror(status)); return 1; }}
+    int status = {name}_run({at}, x, y, ws);
+    if (status) {{ printf("%s\\n", {name}_strerror(status)); return 1; }}
     double sum = 0;
-    for (int64_t i = 0; i < {P}_OUTPUT_SIZE_FOR(n, s); i++) sum += y[i];
-    printf("%lld %lld %.6f\n", (long long)n, (long long)s, sum);
-    free(x); free(y); free(ws);
-  }}
-  return 0;
-}}
-"""
-
-
-# for run_sanitized: an export {name} over symbols N, H, W with one input x and one output
-SYMBOLIC_IMAGE_SANITIZED = r"""
-#include <stdio.h>
-#include <stdlib.h>
-#include "{name}.h"
-/* {name}_run at the image sizes {sizes}, each with a workspace of exactly
- * {P}_ARENA_BYTES_FOR(n, h, w) bytes (ASan sees any access past it), input and output
- * of exactly their sizes; prints a checksum per size. */
-int main(void) {{
-  const int64_t sizes[][3] = {sizes};
-  const int count = (int)(sizeof(sizes) / sizeof(sizes[0]));
-  if ({name}_run(1, 0, 1, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
-  if ({name}_run(1, {P}_MAX_H + 1, 1, NULL, NULL, NULL) != {P}_ERR_SIZE) return 2;
-  for (int k = 0; k < count; k++) {{
-    const int64_t n = sizes[k][0], h = sizes[k][1], w = sizes[k][2];
-    float* x = malloc({P}_X_BYTES_FOR(n, h, w));
-    float* y = malloc({P}_OUTPUT_BYTES_FOR(n, h, w));
-    void* ws = aligned_alloc(64, {P}_ARENA_BYTES_FOR(n, h, w));
-    for (int64_t i = 0; i < {P}_X_SIZE_FOR(n, h, w); i++)
-      x[i] = (float)((i * 7919) % 113) / 57.0f - 1.0f;
-    int status = {name}_run(n, h, w, x, y, ws);
-    if (status) {{ printf("%s\n", {name}_strerror(status)); return 1; }}
-    double sum = 0;
-    for (int64_t i = 0; i < {P}_OUTPUT_SIZE_FOR(n, h, w); i++) sum += y[i];
-    printf("%.6f\n", sum);
+    for (int64_t i = 0; i < {P}_OUTPUT_SIZE_FOR({at}); i++) sum += y[i];
+    for (int j = 0; j < {len(symbols)}; j++) printf("%lld ", (long long)v[j]);
+    printf("%.6f\\n", sum);
     free(x); free(y); free(ws);
   }}
   return 0;

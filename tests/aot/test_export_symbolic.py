@@ -122,7 +122,7 @@ def test_compiles_without_warnings(cnn, attn, openmp):
 
 def test_sanitizers_run_clean_at_every_size(cnn, tmp_path):
     src = tmp_path / "sanitized.c"
-    src.write_text(es.SYMBOLIC_SANITIZED.format(name="cnns", P="CNNS"))
+    src.write_text(es.symbolic_sanitized("cnns", ["N"], [[1], [7], [64], [MAX]]))
     out = es.run_sanitized(src, cnn, ["cnns.c", "cnns_weights.c"], tmp_path / "sanitized")
     lines = out.split()
     assert lines[0::2] == ["1", "7", "64", str(MAX)]
@@ -304,7 +304,7 @@ def test_cli_rnn_export_serves_every_batch(tmp_path):
         assert got.shape == (n, 2)
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
     program = tmp_path / "sanitized.c"
-    program.write_text(es.SYMBOLIC_SANITIZED.format(name="rnn", P="RNN"))
+    program.write_text(es.symbolic_sanitized("rnn", ["N"], [[1], [7], [64], [64]]))
     sources = [f.name for f in sorted(out.glob("rnn*.c"))]
     lines = es.run_sanitized(program, out, sources, tmp_path / "sanitized").split()
     assert lines[0::2] == ["1", "7", "64", "64"]
@@ -328,7 +328,8 @@ def test_cli_rnn_over_a_symbolic_length_is_sanitizer_clean(tmp_path):
         np.testing.assert_allclose(lib.run(x)[0], reference_outputs(lib.manifest, [x])[0],
                                    atol=1e-5, rtol=1e-5)
     program = tmp_path / "sanitized.c"
-    program.write_text(es.SYMBOLIC_SANITIZED_NS.format(name="rnn", P="RNN"))
+    program.write_text(es.symbolic_sanitized("rnn", ["N", "S"],
+                                             [[1, 1], [1, 6], [3, 2], [8, 1], [8, 6]]))
     sources = [f.name for f in sorted(out.glob("rnn*.c"))]
     lines = es.run_sanitized(program, out, sources, tmp_path / "sanitized").splitlines()
     assert [line.split()[:2] for line in lines] == [["1", "1"], ["1", "6"], ["3", "2"],

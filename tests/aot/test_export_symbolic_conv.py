@@ -70,11 +70,11 @@ def test_exported_c_compiles_without_warnings(folder, openmp):
 
 def test_sanitizers_run_clean_at_every_size(folder, tmp_path):
     src = tmp_path / "sanitized.c"
-    sizes = "{" + ", ".join("{%d, %d, %d}" % s for s in SIZES) + "}"
-    src.write_text(es.SYMBOLIC_IMAGE_SANITIZED.format(name="cnnhw", P="CNNHW", sizes=sizes))
+    src.write_text(es.symbolic_sanitized("cnnhw", ["N", "H", "W"], SIZES))
     sources = [f.name for f in sorted(folder.glob("cnnhw*.c"))]
-    sums = es.run_sanitized(src, folder, sources, tmp_path / "sanitized").split()
-    assert len(sums) == len(SIZES)
+    lines = es.run_sanitized(src, folder, sources, tmp_path / "sanitized").splitlines()
+    assert [tuple(map(int, line.split()[:3])) for line in lines] == list(SIZES)
+    sums = [line.split()[3] for line in lines]
     lib = ExportedLibrary(folder)
     for size, checksum in zip(SIZES, sums):  # the library agrees
         assert abs(float(lib.run(_input(*size))[0].astype(np.float64).sum())
@@ -109,8 +109,7 @@ def test_stored_conv_weights_widen_past_the_largest_workspace(storage, tmp_path)
         np.testing.assert_allclose(lib.run(x)[0], want, atol=1e-5, rtol=1e-5)
     assert "bw[i] = " in (folder / "cnnq.c").read_text()  # the widened weights
     src = tmp_path / "sanitized.c"
-    sizes = "{" + ", ".join("{%d, %d, %d}" % s for s in SIZES) + "}"
-    src.write_text(es.SYMBOLIC_IMAGE_SANITIZED.format(name="cnnq", P="CNNQ", sizes=sizes))
+    src.write_text(es.symbolic_sanitized("cnnq", ["N", "H", "W"], SIZES))
     sources = [f.name for f in sorted(folder.glob("cnnq*.c"))]
-    assert len(es.run_sanitized(src, folder, sources, tmp_path / "sanitized").split()) == \
-        len(SIZES)
+    assert len(es.run_sanitized(src, folder, sources, tmp_path / "sanitized").splitlines()) \
+        == len(SIZES)

@@ -172,10 +172,10 @@ def test_symbolic_full_int8_runs_clean_under_the_sanitizers(root, tmp_path):
     exactly NAME_ARENA_BYTES_FOR(n); its checksums are the library's."""
     folder = _symbolic_int8(root, "digits_cnn", "1,8,8")
     src = tmp_path / "sanitized.c"
-    src.write_text(es.SYMBOLIC_SANITIZED.format(name="digits_cnn_int8_n", P="DIGITS_CNN_INT8_N"))
+    top = len(_test_set()[0])
+    src.write_text(es.symbolic_sanitized("digits_cnn_int8_n", ["N"], [[1], [7], [64], [top]]))
     out = es.run_sanitized(src, folder, ["digits_cnn_int8_n.c", "digits_cnn_int8_n_weights.c"],
                            tmp_path / "sanitized", ["-march=native"])
-    top = len(_test_set()[0])
     lines = out.split()
     assert lines[0::2] == ["1", "7", "64", str(top)]
     lib = ExportedLibrary(folder)

@@ -23,6 +23,12 @@ class ShapeError(GraphBuildError):
     """An op got inputs or attributes whose shapes it cannot accept."""
 
 
+class SymbolicSizeError(ShapeError, NotImplementedError):
+    """A size over symbols that the Dim algebra of sums and products cannot express (a
+    stride > 1 over a symbolic axis needs floor division, which is not built): both a
+    ShapeError and a NotImplementedError."""
+
+
 class DTypeError(GraphBuildError):
     """An op got inputs whose dtypes it cannot accept."""
 

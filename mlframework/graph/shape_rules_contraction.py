@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlframework.core import dtypes
 from mlframework.core.shapes import Shape
 from mlframework.core.symbolic import Dim, DimLike, at_most, divide
-from mlframework.graph.errors import DTypeError, ShapeError
+from mlframework.graph.errors import DTypeError, ShapeError, SymbolicSizeError
 from mlframework.graph.gen_optypes import Op
 
 
@@ -62,9 +62,10 @@ def _window_output(op: str, x_dims, window, strides, padding, dilation=None) -> 
                              f"window {window}, strides {strides}, padding {padding}")
         extent = d + lo + hi - span
         if isinstance(extent, Dim) and divide(extent, s) is None:
-            raise ShapeError(f"{op} with stride {s} over the symbolic size {d} has an output "
-                             f"size that is not a polynomial in {', '.join(sorted(d.symbols))}"
-                             f"; make that axis static or use stride 1")
+            raise SymbolicSizeError(
+                f"{op} with stride {s} over the symbolic size {d} has an output size that "
+                f"is not a polynomial in {', '.join(sorted(d.symbols))} (floor division of "
+                "symbolic sizes is not built); make that axis static or use stride 1")
         dims.append(extent // s + 1)
     return dims
 

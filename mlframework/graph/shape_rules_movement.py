@@ -6,7 +6,7 @@ import math
 
 from mlframework.core.shapes import Shape
 from mlframework.core.symbolic import Dim, DimLike, at_most, dims_text, divide, nonnegative
-from mlframework.graph.errors import DTypeError, ShapeError
+from mlframework.graph.errors import DTypeError, ShapeError, SymbolicSizeError
 from mlframework.graph.gen_optypes import Op
 
 
@@ -65,9 +65,10 @@ def _ceil_div(op: str, extent: DimLike, step: int, x: Shape) -> DimLike:
         return extent
     quotient = divide(extent, step)
     if quotient is None:
-        raise ShapeError(f"{op} with stride {step} over the symbolic extent {extent} of {x} "
-                         f"has a size that is not a polynomial in "
-                         f"{', '.join(sorted(extent.symbols))}; use stride 1 or a static dim")
+        raise SymbolicSizeError(
+            f"{op} with stride {step} over the symbolic extent {extent} of {x} has a size "
+            f"that is not a polynomial in {', '.join(sorted(extent.symbols))} (floor "
+            "division of symbolic sizes is not built); use stride 1 or a static dim")
     return quotient
 
 

@@ -11,6 +11,10 @@ Symbolic axes (a batch, a sequence length) keep one trace for every size:
 
     exe = G.Exec(backend, fn, symbolic={"x": "N, 64"}, maxima={"N": 256})
     exe(np.ones((1, 64), np.float32)); exe(np.ones((7, 64), np.float32))  # one trace
+
+A trace may add inputs that later calls pass (`ContextExec` does, for the variables a
+trace creates): fn adds parameters and returns `NewArguments`; the call compiles the
+graph for those arguments and raises `ArgumentsChanged`, and the caller calls again.
 """
 from __future__ import annotations
 
@@ -51,6 +55,28 @@ class Compiler(Storage, Protocol):
 _Entry = tuple[Runnable, TreeDef, list[Shape], Graph]
 
 
+class NewArguments:
+    """What `Exec`'s fn returns when its trace added parameters to the graph (`parameter`)
+    for inputs that the calls after it pass.
+
+    Args:
+        result: fn's result (a node or a pytree of nodes).
+        arguments: the arguments of those calls as a pytree of the graph's parameter nodes
+            (every parameter once: those fn was given and those it added), in the
+            structure the calls pass them.
+    """
+
+    __slots__ = ("result", "arguments")
+
+    def __init__(self, result: Any, arguments: Any):
+        self.result, self.arguments = result, arguments
+
+
+class ArgumentsChanged(Exception):
+    """Raised by an `Exec` call whose trace returned `NewArguments`: the graph is compiled
+    and cached for calls shaped as those arguments; call again with them."""
+
+
 class Exec:
     """A function of graph nodes, compiled per input signature.
 
@@ -72,6 +98,7 @@ class Exec:
             static. `symbolic={"x": "N, 64", "y": "N"}` makes axis 0 of x and y the size
             N: calls with N = 1, 7, 64 trace once. Inside fn, `x.shape[0]` is the `Dim`
             N; shapes built from it (`G.reshape(x, (x.shape[0], 8, 8))`) stay symbolic.
+            Parameters that fn adds (`NewArguments`) are static.
         maxima: each symbol's largest size (`{"N": 256}`, as `aotc export --max N=256`);
             a symbol without one is unbounded (the c backend and aotc require one). It
             becomes `graph.symbols`.
@@ -84,7 +111,8 @@ class Exec:
             traces only: `exe.graph(...)`), donate is not argument positions, or
             symbolic is not a dict, sequence or None.
         ValueError: max_cache_size < 1; a maximum is not an int >= 1 or names a symbol
-            that `symbolic` does not declare; a spec entry is malformed.
+            that `symbolic` does not declare; a spec entry is malformed; fn returned
+            `NewArguments` whose arguments are not the graph's parameters, each once.
         At call time, ValueError names the argument, axis and symbol when shapes
             disagree (x.shape[0] = 7 but y.shape[0] = 8, both N), when a size is 0 or
             above its maximum, or when a static size differs from the spec.
@@ -110,6 +138,7 @@ class Exec:
 
         Raises:
             TypeError: for a wrong number of arguments; fn's own ShapeError and DTypeError.
+            ArgumentsChanged: fn returned `NewArguments` (nothing ran; call again with them).
         """
         if not self._min_args <= len(args) <= self._max_args:
             raise TypeError(f"Exec({self.name}) requires {self._arity_text()} arguments, as "
@@ -165,7 +194,8 @@ class Exec:
 
     def graph(self, *args: Any) -> Graph:
         """The graph traced for these example arguments (arrays, Tensors or `Shape`s);
-        symbolic axes (see `symbolic`) hold their symbols."""
+        symbolic axes (see `symbolic`) hold their symbols. Where fn returned
+        `NewArguments`, its parameters and `in_tree` are those arguments'."""
         leaves, treedef = pytree.flatten(args)
         specs = [x if isinstance(x, shapes.Shape) else
                  (x if isinstance(x, Tensor) else Tensor(x)).spec for x in leaves]
@@ -193,30 +223,67 @@ class Exec:
         sizes = symbolic.match(specs, [dims for _, dims in key[1:]], self.maxima, names)
         return (treedef, *((s.dtype, s.dims) for s in specs)), specs, sizes
 
-    def _trace(self, treedef: TreeDef, specs: Sequence[Shape]) -> tuple[Graph, TreeDef]:
+    def _trace(self, treedef: TreeDef, specs: Sequence[Shape]
+               ) -> tuple[Graph, TreeDef, TreeDef]:
+        """The graph, its arguments' structure (`treedef`, or that of fn's `NewArguments`)
+        and its result's structure."""
         started = time.perf_counter()
         graph = Graph(self.name)
         with tracing(graph):
             nodes = [parameter(s) for s in specs]
             result = self.fn(*pytree.unflatten(treedef, nodes))
+            if isinstance(result, NewArguments):
+                treedef = _rebind(graph, result.arguments, self.name)
+                result = result.result
             out_leaves, out_tree = pytree.flatten(result)
             graph.outputs = [o if isinstance(o, Node) else const(o) for o in out_leaves]
         graph.in_tree, graph.out_tree = treedef, out_tree
         graph.symbols = {s: self.maxima.get(s) for s in graph.symbols}
         graph.trace_seconds = time.perf_counter() - started
-        return graph, out_tree
+        return graph, treedef, out_tree
 
     def _compile(self, backend: Compiler, key: tuple, treedef: TreeDef, leaves: list,
                  specs: list[Shape] | None = None) -> _Entry:
         if specs is None:
             specs = [x.spec if isinstance(x, Tensor) else Tensor(x).spec for x in leaves]
-        graph, out_tree = self._trace(treedef, specs)
+        graph, in_tree, out_tree = self._trace(treedef, specs)
+        rebound = in_tree is not treedef
+        if rebound:  # fn added inputs: the calls that pass them find this entry
+            treedef, key = in_tree, self._rebound_key(graph, key)
         executable = backend.compile(graph, _donated_leaves(treedef, self.donate))
         entry: _Entry = (executable, out_tree, [o.spec for o in graph.outputs], graph)
         self._cache[key] = entry
         while len(self._cache) > self.max_cache_size:
             self._cache.popitem(last=False)
+        if rebound:
+            raise ArgumentsChanged(f"Exec({self.name}): the trace added inputs; call again "
+                                   "with the arguments its NewArguments named")
         return entry
+
+    def _rebound_key(self, graph: Graph, key: tuple) -> tuple:
+        """The signature of calls passing the arguments of a rebound graph: the call's own
+        leaves keep their entries of `key` (they are the graph's first nodes), an added
+        parameter (static) has the entry a Tensor of its spec gets."""
+        given = {graph.nodes[i].id: entry for i, entry in enumerate(key[1:])}
+        return (graph.in_tree, *(
+            given[p.id] if p.id in given else
+            (p.spec.dtype, p.spec.dims) if self.symbolic is not None else
+            (p.spec.dtype.numpy, p.spec.dims) for p in graph.parameters))
+
+
+def _rebind(graph: Graph, arguments: Any, name: str) -> TreeDef:
+    """Makes the leaves of `arguments` (`NewArguments.arguments`) the graph's parameters,
+    in their order; returns the arguments' structure."""
+    leaves, treedef = pytree.flatten(arguments)
+    if len(leaves) != len(graph.parameters) or \
+            {id(p) for p in leaves} != {id(p) for p in graph.parameters}:
+        raise ValueError(f"Exec({name}): NewArguments requires every parameter of the graph "
+                         f"once, got {len(leaves)} leaves for {len(graph.parameters)} "
+                         "parameters")
+    graph.parameters = list(leaves)
+    for i, p in enumerate(leaves):
+        p.attrs["index"], p.attrs["name"] = i, f"p{i}"
+    return treedef
 
 
 def _runnable(backend: Compiler | None, name: str) -> Compiler:
@@ -292,4 +359,4 @@ def _donated_leaves(treedef: TreeDef, donate: tuple[int, ...]) -> tuple[int, ...
     return tuple(out)
 
 
-__all__ = ["Exec"]
+__all__ = ["ArgumentsChanged", "Exec", "NewArguments"]

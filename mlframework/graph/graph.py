@@ -357,12 +357,13 @@ def _graph_of(op: Op, inputs: Sequence[Node]) -> Graph:
     return graph
 
 
-def parameter(spec: Shape, name: str = "") -> Node:
-    """Adds an input of shape `spec` to the current graph; a symbolic dim of `spec`
-    (`Shape(float32, (dim("N"), 64))`) adds its symbol to `graph.symbols`."""
-    graph = current_graph()
+def parameter(spec: Shape, name: str = "", graph: Graph | None = None) -> Node:
+    """Adds an input of shape `spec` to `graph` (by default the current one), after its
+    other parameters; a symbolic dim of `spec` (`Shape(float32, (dim("N"), 64))`) adds its
+    symbol to `graph.symbols`."""
+    graph = graph or current_graph()
     index = len(graph.parameters)
-    node = build(Op.PARAMETER, [], {"index": index, "name": name or f"p{index}"}, spec)
+    node = build(Op.PARAMETER, [], {"index": index, "name": name or f"p{index}"}, spec, graph)
     graph.parameters.append(node)
     for symbol in sorted(spec.symbols):
         graph.symbols.setdefault(symbol, None)

@@ -97,18 +97,26 @@ class Binding:
 
     `inputs` holds the graph parameters the variables came in as; `values`
     their current nodes (changed by `Context.assign`); `created` the names of
-    variables first created during this trace (the graph must be traced again
-    with them as inputs); `unrestored` those of them that a strict checkpoint
-    restore forbids (the trace then fails naming them all).
+    variables first created during this trace (each becomes a new parameter of
+    `graph`, see `created_input`); `unrestored` those of them that a strict
+    checkpoint restore forbids (the trace then fails naming them all).
     """
 
-    def __init__(self, inputs: dict, training: bool):
+    def __init__(self, inputs: dict, training: bool, graph: G.Graph):
         self.inputs = dict(inputs)
         self.values = dict(inputs)
-        self.training = training
+        self.training, self.graph = training, graph
         self.read: set[str] = set()
         self.created: list[str] = []
         self.unrestored: list[str] = []
+
+    def created_input(self, name: str, spec: Shape) -> G.Node:
+        """The parameter of `graph` that variable `name`, created in this trace, comes in
+        as from the next call on (added on first use; the variable's value is its input)."""
+        node = self.inputs.get(name)
+        if node is None:
+            node = self.inputs[name] = G.parameter(spec, graph=self.graph)
+        return node
 
     def snapshot(self):
         return self, dict(self.values), set(self.read)
@@ -308,9 +316,9 @@ class Context:
 
     def _bound(self, binding: Binding, full: str) -> G.Node:
         node = binding.values.get(full)
-        if node is None:  # created in this trace: a constant stands in until the retrace
-            node = G.const(self._store.variables[full].numpy())
-            binding.values[full] = binding.inputs[full] = node
+        if node is None:  # created in this trace: a new input of the graph
+            node = binding.values[full] = binding.created_input(
+                full, self._store.variables[full].spec)
         return node
 
     def assign(self, name: str, value: Operand) -> None:

@@ -5,10 +5,10 @@
 
 The context's variables go into the graph as inputs; variables assigned in
 the graph (`ctx.assign`, the RNG state, optimizer updates) come out as
-outputs and are stored back into the context, staying on the backend. The
-first call of a function that creates variables is traced twice: the first
-trace creates them (initial values on the host), the second takes them as
-inputs.
+outputs and are stored back into the context, staying on the backend. A
+trace that creates variables (initial values on the host) makes each one a
+new input of its graph (`G.Exec`'s `NewArguments`): that graph is compiled
+once and runs with the created values from the first call on.
 """
 from __future__ import annotations
 
@@ -17,12 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from mlframework import graph as G
-from mlframework.graph.exec import Compiler
+from mlframework.graph.exec import ArgumentsChanged, Compiler, NewArguments
 from mlframework.ml.context import ACTIVE_BINDINGS, Binding, Context, VariableError
-
-
-class _VariablesCreated(Exception):
-    """Raised at the end of a trace that created variables: trace again."""
 
 
 class MissingVariablesError(VariableError):
@@ -67,8 +63,8 @@ class ContextExec:
 
     def _traced(self, variables, *args):
         store = self.ctx._store
-        previous, store.binding = store.binding, Binding(variables, self.training)
-        binding = store.binding
+        previous = store.binding
+        binding = store.binding = Binding(variables, self.training, G.current_graph())
         ACTIVE_BINDINGS.append(binding)
         try:
             outputs = self.fn(self.ctx, *args)
@@ -79,9 +75,14 @@ class ContextExec:
             self.ctx.forget_variables(binding.created)
             assert store.strict_restore is not None  # only a strict restore marks them
             raise store.strict_restore.error(binding.unrestored, self.name)
-        if binding.created:
-            raise _VariablesCreated(binding.created)
+        for name in binding.created:  # one created but not read is still an input
+            binding.values.setdefault(name, binding.created_input(
+                name, store.variables[name].spec))
         updates = dict(binding.values) if self.donate_variables else binding.assigned()
+        if binding.created:  # the calls from now on pass every variable of the context
+            inputs = {name: binding.created_input(name, var.spec)
+                      for name, var in store.variables.items()}
+            return NewArguments((outputs, updates), (inputs, *args))
         return outputs, updates
 
     def __call__(self, *args: Any) -> Any:
@@ -96,7 +97,7 @@ class ContextExec:
             variables = {name: var.value for name, var in store.variables.items()}
             try:
                 outputs, updates = self._exec(variables, *args)
-            except _VariablesCreated:
+            except ArgumentsChanged:  # compiled with the created variables as inputs
                 continue
             for name, value in updates.items():
                 store.variables[name].value = value
@@ -116,12 +117,12 @@ class ContextExec:
         store = self.ctx._store
         before = set(store.variables)
         variables = {name: var.value for name, var in store.variables.items()}
-        try:
-            return self._exec.graph(variables, *args)
-        except _VariablesCreated:
-            missing = sorted(set(store.variables) - before)
+        graph = self._exec.graph(variables, *args)
+        missing = sorted(set(store.variables) - before)
+        if missing:
             self.ctx.forget_variables(missing)
-            raise MissingVariablesError(self.name, missing) from None
+            raise MissingVariablesError(self.name, missing)
+        return graph
 
 
 class _Renamed:

@@ -4,6 +4,7 @@ import pytest
 
 import mlframework as mlf
 from mlframework import graph as G
+from mlframework.graph.exec import ArgumentsChanged, NewArguments
 
 
 def test_traces_once_per_signature(backend):
@@ -19,6 +20,35 @@ def test_traces_once_per_signature(backend):
     assert traces == [(2,), (3,)]
     exe(np.ones((2,), np.float64))
     assert traces[-1] == (2,) and len(traces) == 3, "a new dtype is a new signature"
+
+
+def test_a_trace_that_adds_an_input_serves_the_calls_that_pass_it(backend):
+    traces = []
+
+    def f(x, extra):
+        traces.append(len(extra))
+        if extra:
+            return x * extra[0]
+        scale = G.parameter(x.spec)  # the first trace adds the input the calls after it pass
+        return NewArguments(x * scale + 1, (x, [scale]))
+
+    exe = G.Exec(backend, f)
+    x = np.arange(3, dtype=np.float32)
+    with pytest.raises(ArgumentsChanged, match="call again"):
+        exe(x, [])
+    for k in (2, 3):
+        np.testing.assert_array_equal(exe(x, [np.full(3, k, np.float32)]).numpy(), k * x + 1)
+    assert traces == [0], "the calls with the added input run the first trace's graph"
+    graph = exe.graph(x, [])
+    assert [p.attrs["index"] for p in graph.parameters] == [0, 1]
+    assert graph.parameters[1].spec == graph.parameters[0].spec
+
+
+def test_new_arguments_must_hold_every_parameter_once(backend):
+    exe = G.Exec(backend, lambda x: NewArguments(x + G.parameter(x.spec), (x,)))
+    with pytest.raises(ValueError, match="every parameter of the graph once, got 1 leaves "
+                                         "for 2 parameters"):
+        exe(np.ones(2, np.float32))
 
 
 def test_cache_is_bounded_least_recently_used_first(backend):

@@ -121,6 +121,27 @@ def test_assign_updates_variable_after_run(backend):
             G.const(np.zeros(2, np.int32)))))()
 
 
+def test_a_function_that_creates_variables_is_traced_once(backend):
+    traces = []
+
+    def model(ctx, x):
+        traces.append(x.shape)
+        w = ctx.node("w", (3,), initializer=initializers.constant(2.0))
+        ctx.assign("w", w + 1)
+        if "unread" not in {v.name for v in ctx.variables()}:
+            ctx.create_variable("unread", np.full(2, 7, np.int32), trainable=False)
+        return x * w + G.convert(G.reduce_sum(ctx.random_key()) * 0, x.dtype)
+
+    ctx = Context(seed=0)
+    exe = ContextExec(backend, ctx, model, donate_variables=True)
+    x = np.arange(3, dtype=np.float32)
+    for k in range(3):  # w = 2, 3, 4: each step reads the value the step before assigned
+        np.testing.assert_array_equal(exe(x).numpy(), (2 + k) * x)
+    assert traces == [(3,)]
+    assert sorted(v.name for v in ctx.variables()) == ["rng_state", "unread", "w"]
+    np.testing.assert_array_equal(ctx.get_variable("unread").numpy(), [7, 7])
+
+
 def test_variables_are_constants_in_plain_exec(run):
     ctx = Context()
     ctx.create_variable("w", np.full((2,), 3.0, np.float32))

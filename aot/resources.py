@@ -5,8 +5,9 @@
 
 Both folders stay at the repository's top level; the distribution maps them to
 the packages `aot.templates` and `aot.runtime_c` (pyproject.toml), so they are
-found through `importlib.resources` in a checkout and in an installed wheel
-alike.
+found through the import system (`importlib.util.find_spec`) in a checkout and
+in an installed wheel alike (`importlib.resources` would import zipfile,
+tempfile and shutil into every start of the c backend).
 
 Raises (both):
     FileNotFoundError: the package data is not on disk (an install that dropped
@@ -14,13 +15,15 @@ Raises (both):
 """
 from __future__ import annotations
 
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 
 def _folder(package: str) -> Path:
-    path = Path(str(resources.files(package)))
-    if not path.is_dir():
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(locations[0]) if locations else None
+    if path is None or not path.is_dir():
         raise FileNotFoundError(f"aot's package data {package} is not a directory ({path}); "
                                 "reinstall mlframework from a wheel or a checkout")
     return path

@@ -23,18 +23,22 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 import zlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aot.codegen.emit import CModule
 from aot.resources import runtime_dir
+
+# A warm start only loads a cached library: the code generator, gcc's subprocesses and
+# their thread pool are imported where a library is built.
+if TYPE_CHECKING:
+    import subprocess
+
+    from aot.codegen.emit import CModule
 
 RUNTIME = runtime_dir()
 CDEF = """
@@ -105,6 +109,8 @@ def build_module(module: CModule, timings: dict | None = None):
     so = folder / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
     hashing = time.perf_counter() - started
     if not so.exists():
+        from concurrent.futures import ThreadPoolExecutor
+
         runtime = ("runtime (GEMM, conv)", (RUNTIME / "mlf_runtime_unit.c").read_text())
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
             objects = list(pool.map(lambda u: _unit_object(u[0], u[1], folder, flags, timings),
@@ -151,6 +157,9 @@ def _unit_object(label: str, source: str, folder: Path, flags: list[str], timing
         if timings is not None:
             timings[f"cached {label}"] = 0.0
         return str(obj)
+    import subprocess
+    import tempfile
+
     c_path = folder / f"unit_{key}.c"
     c_path.write_text(source)
     started = time.perf_counter()
@@ -177,6 +186,14 @@ def library_name(lib) -> str | None:
                  if getattr(module, "lib", None) is lib), None)
 
 
+def library_ffi(lib):
+    """The cffi `ffi` of the module that `lib` (of `build`, `build_module` or
+    `load_library`) was loaded from: it makes pointers for `lib`'s calls without the C
+    parser that a new `cffi.FFI()` loads. None for a `lib` loaded otherwise."""
+    return next((getattr(module, "ffi", None) for module in _LOADED.values()
+                 if getattr(module, "lib", None) is lib), None)
+
+
 def load_library(name: str):
     """The cffi `lib` of the library `name` (see `library_name`) in the cache, or None
     where it is not there (a cleared cache: build it again)."""
@@ -197,6 +214,9 @@ def _load(name: str, so: Path):
 
 def _compile(source: str, folder: Path, name: str, flags: list[str], so: Path,
              objects: Sequence[str] = (), cdef: str = CDEF) -> None:
+    import subprocess
+    import tempfile
+
     import cffi
 
     c_path = folder / f"{name}.c"
@@ -220,6 +240,8 @@ def _compile(source: str, folder: Path, name: str, flags: list[str], so: Path,
 def compile_standalone(source: str, out: Path,
                        extra_flags: list[str]) -> subprocess.CompletedProcess:
     """Compiles `source` (plus a main elsewhere) with gcc directly; used by sanitizer tests."""
+    import subprocess
+
     c_path = out.with_suffix(".c")
     c_path.write_text(source)
     return subprocess.run(["gcc", *FLAGS, *openmp_flags(), *extra_flags, f"-I{RUNTIME}",

@@ -29,7 +29,6 @@ import hashlib
 import os
 import pickle
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -119,6 +118,8 @@ def _read(path: Path, key: str):
 
 def _write(path: Path, entry: tuple) -> None:
     """Stores `entry` atomically; a cache that cannot be written is left alone."""
+    import tempfile  # a warm start writes nothing
+
     try:
         data = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
         path.parent.mkdir(parents=True, exist_ok=True)

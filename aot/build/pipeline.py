@@ -13,18 +13,14 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from aot.build.compiler import build_module
 from aot.build.pass_cache import cached_compile
-from aot.codegen.emit import emit_module
-from aot.passes.donation import plan_donation
-from aot.passes.fusion import fuse
-from aot.passes.memory_plan import MemoryPlan, plan_memory
-from aot.passes.qdq import map_qdq
-from aot.passes.simplify import simplify
-from aot.passes.weight_packing import pack_weights
-from aot.program.kernel import Kernel
-from aot.program.program import Program
+
+if TYPE_CHECKING:
+    from aot.passes.memory_plan import MemoryPlan
+    from aot.program.kernel import Kernel
+    from aot.program.program import Program
 
 
 @dataclass
@@ -66,7 +62,17 @@ def compile_program(program: Program, build_lib: bool = True,
 
 def _run_passes(program: Program, build_lib: bool, timings: dict[str, float],
                 donated: tuple[int, ...], dump: set[str]) -> Compiled:
-    """`compile_program` without the cache: every pass, emit and build, into `timings`."""
+    """`compile_program` without the cache: every pass, emit and build, into `timings`.
+    The passes are imported here: a warm start (the cache) needs none of them."""
+    from aot.build.compiler import build_module
+    from aot.codegen.emit import emit_module
+    from aot.passes.donation import plan_donation
+    from aot.passes.fusion import fuse
+    from aot.passes.memory_plan import plan_memory
+    from aot.passes.qdq import map_qdq
+    from aot.passes.simplify import simplify
+    from aot.passes.weight_packing import pack_weights
+
     with _timed(timings, "simplify"):
         program = simplify(program)              # program -> program
     _dump(dump, "simplify", program)

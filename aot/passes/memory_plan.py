@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aot.passes.fusion import fuse
-from aot.passes.simplify import simplify
 from aot.program.kernel import Kernel
 from aot.program.program import SUBGRAPH_OPS, Program, subprograms
 from aot.program.symbols import upper
@@ -241,6 +239,10 @@ def _check_points(polys: list, maxima: dict[str, int]) -> list[dict[str, int]] |
 
 
 def _lowered(body: Program) -> tuple[Program, list[Kernel], MemoryPlan]:
+    # imported here: unpickling a cached plan (a warm start) needs neither pass
+    from aot.passes.fusion import fuse
+    from aot.passes.simplify import simplify
+
     body = simplify(body)
     kernels = fuse(body)
     return body, kernels, plan_memory(body, kernels)

@@ -361,7 +361,7 @@ def parameter(spec: Shape, name: str = "", graph: Graph | None = None) -> Node:
     """Adds an input of shape `spec` to `graph` (by default the current one), after its
     other parameters; a symbolic dim of `spec` (`Shape(float32, (dim("N"), 64))`) adds its
     symbol to `graph.symbols`."""
-    graph = graph or current_graph()
+    graph = current_graph() if graph is None else graph
     index = len(graph.parameters)
     node = build(Op.PARAMETER, [], {"index": index, "name": name or f"p{index}"}, spec, graph)
     graph.parameters.append(node)

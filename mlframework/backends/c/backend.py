@@ -7,7 +7,6 @@ generated C), `fusion_groups` (which graph nodes each kernel holds and why) and
 """
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import threading
@@ -18,6 +17,7 @@ import numpy as np
 
 from aot.build.compiler import library_ffi
 from aot.build.pipeline import compile_program
+from aot.codegen import single_ops
 from aot.program.program import from_graph
 from aot.program.walk import FUSIBLE
 from mlframework.backends.base import Backend, Executable
@@ -42,19 +42,8 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 # second name) makes three: then the output goes to another array.
 _IN_PLACE_HOLDERS = 2
 PROBE_MIN_S = 100e-6  # calls shorter than this keep their thread count (no probing)
-# The ops of fused, contraction and control-flow kernels; the one-op kernels (gather, sort,
-# scans...) add theirs (`_supported`), their code generator imported only when a graph has
-# another op: a warm start, whose library is cached, does not load it.
-_COMMON = frozenset(FUSIBLE | OpGroup.REDUCE | OpGroup.CONTROL |
-                   {Op.DOT_GENERAL, Op.CONV_GENERAL, Op.PARAMETER, Op.CONSTANT, Op.IOTA})
-
-
-@functools.cache
-def _supported() -> frozenset[Op]:
-    """Every op the c backend compiles."""
-    from aot.codegen import single_ops
-
-    return _COMMON | single_ops.SUPPORTED
+SUPPORTED = frozenset(FUSIBLE | OpGroup.REDUCE | single_ops.SUPPORTED | OpGroup.CONTROL |
+                      {Op.DOT_GENERAL, Op.CONV_GENERAL, Op.PARAMETER, Op.CONSTANT, Op.IOTA})
 
 
 class CExecutable(Executable):
@@ -300,13 +289,7 @@ class CBackend(Backend):
     name = "c"
 
     def supported_ops(self) -> frozenset[Op]:
-        return _supported()
-
-    def check_supported(self, graph) -> None:
-        # a graph of common ops (a warm start's) passes without loading the one-op kernels
-        if type(self).supported_ops is not CBackend.supported_ops or \
-                any(n.op not in _COMMON for n in graph.nodes):
-            super().check_supported(graph)
+        return SUPPORTED
 
     def compile(self, graph, donate: tuple[int, ...] = ()) -> CExecutable:
         self.check_supported(graph)

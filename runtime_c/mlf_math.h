@@ -7,14 +7,10 @@
 #ifndef MLF_MATH_H
 #define MLF_MATH_H
 
-/* e**x: x = n*ln2 + g, |g| <= ln2/2; e**g by a degree-7 polynomial; 2**n in two steps. */
-static inline float mlf_exp_f32(float x) {
-  float xc = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
-  const float magic = 12582912.0f; /* 1.5 * 2**23: adding it rounds to an integer */
-  float t = xc * 1.44269504088896341f + magic;
-  int32_t n = (int32_t)(mlf_f32_to_bits(t) - mlf_f32_to_bits(magic));
-  float fn = t - magic;
-  float g = xc - fn * 0.693359375f;
+/* e**g for g = x - fn*ln2 (fn the integer nearest x/ln2, |g| <= ln2/2): ln2 in two
+ * parts, then a degree-7 polynomial. */
+static inline float mlf_exp_reduced_f32(float x, float fn) {
+  float g = x - fn * 0.693359375f;
   g = g - fn * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * g + 1.3981999507e-3f;
@@ -22,7 +18,17 @@ static inline float mlf_exp_f32(float x) {
   p = p * g + 4.1665795894e-2f;
   p = p * g + 1.6666665459e-1f;
   p = p * g + 5.0000001201e-1f;
-  float y = p * g * g + g + 1.0f;
+  return p * g * g + g + 1.0f;
+}
+
+/* e**x: x = n*ln2 + g, |g| <= ln2/2 (mlf_exp_reduced_f32); 2**n in two steps. */
+static inline float mlf_exp_f32(float x) {
+  float xc = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
+  const float magic = 12582912.0f; /* 1.5 * 2**23: adding it rounds to an integer */
+  float t = xc * 1.44269504088896341f + magic;
+  int32_t n = (int32_t)(mlf_f32_to_bits(t) - mlf_f32_to_bits(magic));
+  float fn = t - magic;
+  float y = mlf_exp_reduced_f32(xc, fn);
   int32_t n1 = n >> 1, n2 = n - n1;
   float s1 = mlf_bits_to_f32((uint32_t)(n1 + 127) << 23);
   float s2 = mlf_bits_to_f32((uint32_t)(n2 + 127) << 23);
@@ -78,15 +84,7 @@ static inline float mlf_tanh_f32(float x) {
   const float magic = 12582912.0f + 127.0f; /* 1.5 * 2**23 rounds to an integer, + bias */
   float t = a2 * 1.44269504088896341f + magic;
   float fn = t - magic;
-  float g = a2 - fn * 0.693359375f;
-  g = g - fn * -2.12194440e-4f;
-  float q = 1.9875691500e-4f;
-  q = q * g + 1.3981999507e-3f;
-  q = q * g + 8.3334519073e-3f;
-  q = q * g + 4.1665795894e-2f;
-  q = q * g + 1.6666665459e-1f;
-  q = q * g + 5.0000001201e-1f;
-  float e = (q * g * g + g + 1.0f) * mlf_bits_to_f32(mlf_f32_to_bits(t) << 23);
+  float e = mlf_exp_reduced_f32(a2, fn) * mlf_bits_to_f32(mlf_f32_to_bits(t) << 23);
   float big = 1.0f - 2.0f / (e + 1.0f);
   float r = copysignf(a < 0.625f ? small : big, x); /* tanh(-0) = -0 */
   return x != x ? x : r;

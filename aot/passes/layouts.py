@@ -15,7 +15,7 @@ from aot.program import indexing as ix
 from aot.program.kernel import Kernel
 from aot.program.program import Program, Value
 from aot.program.symbols import bound, samples
-from mlframework.core.symbolic import (Dim, DimLike, SymbolicError, at_most, evaluate,
+from mlframework.core.symbolic import (DimLike, SymbolicError, at_most, cover, evaluate,
                                        is_symbolic, symbols_of, upper)
 from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
@@ -193,20 +193,6 @@ def _ceil_to(x: DimLike, k: int) -> DimLike:
     return x + k - 1 if is_symbolic(x) else -(-x // k) * k
 
 
-def _either(options: list[DimLike]) -> DimLike:
-    """A workspace for whichever of `options` the runtime picks: the largest of ints, or
-    the coefficient-wise maximum of polynomials (at least each, every symbol being >= 1)."""
-    if not any(is_symbolic(o) for o in options):
-        return max(options)
-    coefs: list[dict[tuple[str, ...], int]] = [
-        dict(o.terms) if isinstance(o, Dim) else {(): o} for o in options]
-    out: DimLike = 0
-    for m in set().union(*coefs):
-        out = out + max(c.get(m, 0) for c in coefs) * math.prod(
-            (Dim({(s,): 1}) for s in m), start=1)
-    return out
-
-
 VECTOR_FLOATS = 16  # a padded window's dense rows are whole 16-lane vectors
 
 
@@ -362,7 +348,7 @@ def _conv_work(program: Program, v: Value) -> DimLike:
     """The bytes of workspace a float32 convolution's runtime call takes. With symbolic
     image sizes the runtime's own choices (few channels or panels, packing the GEMM's
     columns) may switch between sizes: the workspace then covers every option
-    (`_either`), with each rounding up bounded by the polynomial x + k - 1."""
+    (`symbolic.cover`), with each rounding up bounded by the polynomial x + k - 1."""
     if conv_oc(program, v):
         return _conv_oc_work(program, v)
     maxima = program.symbols
@@ -388,7 +374,7 @@ def _conv_work(program: Program, v: Value) -> DimLike:
     if small is not True:
         options.append(4 * (g["n"] * (g["hp"] * g["wp"] + g["kw"]) * g["c"]
                             + _ceil_to(g["o"], 64) * g["kh"] * g["kw"] * g["c"]))
-    return _either(options)
+    return cover(options)
 
 
 def _not(a: bool | None) -> bool | None:

@@ -204,11 +204,7 @@ def _larger(a: tuple, b: tuple, at) -> tuple:
         return a
     if (b[1] >= a[1]).all():
         return b
-    terms: dict = {}
-    for d in (a[0], b[0]):
-        for m, c in (d.terms if isinstance(d, Dim) else (((), d),)):
-            terms[m] = max(terms.get(m, c), c)
-    both = sum((c * math.prod(symbolic.dim(s) for s in m) for m, c in terms.items()), 0)
+    both = symbolic.cover([a[0], b[0]])
     return both, at(both)
 
 

@@ -283,6 +283,15 @@ def nonnegative(d: DimLike) -> bool:
     return all(c >= 0 for _, c in _terms(shifted))
 
 
+def cover(options: Sequence[DimLike]) -> DimLike:
+    """A size at least each of `options` (one or more) for every value >= 1 of their
+    symbols: the largest of ints, else the coefficient-wise maximum of the polynomials
+    (every monomial is >= 0, so it bounds each)."""
+    coefficients = [dict(_terms(o)) for o in options]
+    return _normal({m: max(c.get(m, 0) for c in coefficients)
+                    for m in set().union(*coefficients)})
+
+
 def at_most(a: DimLike, b: DimLike) -> bool:
     """Whether `a <= b` for every value of the symbols (see `nonnegative`)."""
     if not isinstance(a, Dim) and not isinstance(b, Dim):
@@ -381,6 +390,6 @@ def _normal(terms: Mapping[Monomial, int]) -> DimLike:
     return Dim(nonzero)
 
 
-__all__ = ["Dim", "DimLike", "SymbolicError", "at_most", "dim", "dims_text", "divide", "evaluate",
-           "is_symbolic", "match", "nonnegative", "static", "substitute", "symbols_of",
+__all__ = ["Dim", "DimLike", "SymbolicError", "at_most", "cover", "dim", "dims_text", "divide",
+           "evaluate", "is_symbolic", "match", "nonnegative", "static", "substitute", "symbols_of",
            "upper"]

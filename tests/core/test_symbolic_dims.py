@@ -52,6 +52,16 @@ def test_provable_comparisons():
     assert symbolic.at_most(3, 4) and not symbolic.at_most(4, 3)
 
 
+def test_cover_bounds_every_option():
+    options = [3 * N + 5, 2 * N * S - 4 * S, 70]
+    bound = symbolic.cover(options)
+    assert bound == 3 * N + 2 * N * S + 70  # S: 0 (the first option has none) beats -4
+    for n, s in itertools.product(range(1, 9), range(1, 9)):
+        at = bound.evaluate({"N": n, "S": s})
+        assert all(at >= symbolic.evaluate(o, {"N": n, "S": s}) for o in options)
+    assert symbolic.cover([4, 9, 2]) == 9
+
+
 def test_upper_divide_substitute():
     assert symbolic.upper(2 * N * S - N, {"N": 8, "S": 4}) == 2 * 8 * 4 - 1
     with pytest.raises(SymbolicError, match="maximum for S"):

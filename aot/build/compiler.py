@@ -182,16 +182,20 @@ _LOADED: dict[str, object] = {}
 def library_name(lib) -> str | None:
     """The name of the cached library that `lib` (of `build` or `build_module`) was
     loaded from, for `load_library`; None for a `lib` loaded otherwise."""
-    return next((name for name, module in _LOADED.items()
-                 if getattr(module, "lib", None) is lib), None)
+    return _loaded_as(lib)[0]
 
 
 def library_ffi(lib):
     """The cffi `ffi` of the module that `lib` (of `build`, `build_module` or
     `load_library`) was loaded from: it makes pointers for `lib`'s calls without the C
     parser that a new `cffi.FFI()` loads. None for a `lib` loaded otherwise."""
-    return next((getattr(module, "ffi", None) for module in _LOADED.values()
-                 if getattr(module, "lib", None) is lib), None)
+    return getattr(_loaded_as(lib)[1], "ffi", None)
+
+
+def _loaded_as(lib) -> tuple[str | None, object]:
+    """(name, module) of the loaded library whose `lib` is `lib`, else (None, None)."""
+    return next(((name, module) for name, module in _LOADED.items()
+                 if getattr(module, "lib", None) is lib), (None, None))
 
 
 def load_library(name: str):

@@ -24,11 +24,16 @@ $(TEST_STAMP): pyproject.toml $(VENV_STAMP)
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@ $(DEMO_STAMP)
 
+# Each target first builds the c backend's runtime unit (GEMM, conv) unless it is built for
+# this runtime and CPU (`python -m aot.build.prebuild`): the first model then compiles only
+# its own kernels.
 demo: $(DEMO_STAMP)
+	$(PY) -m aot.build.prebuild >/dev/null
 	$(PY) examples/demo.py
 	$(PY) examples/export_demo.py
 
 test: $(TEST_STAMP) qemu-user chromium
+	$(PY) -m aot.build.prebuild >/dev/null
 	$(PY) -m generators.generate --check
 	$(PY) -m mypy
 	$(PY) -m pytest -n 2 tests
@@ -55,6 +60,7 @@ chromium:
 	    "(apt-get install chromium) or the aotc inspect browser test fails"; fi
 
 bench: $(TEST_STAMP)
+	$(PY) -m aot.build.prebuild >/dev/null
 	$(PY) -m pytest benchmarks --benchmark-only --benchmark-columns=median,iqr,ops
 
 generate: $(DEMO_STAMP)

@@ -1,6 +1,6 @@
 """Compile time of the MLP Adam train step (784 -> 256 x depth -> 10, batch 128): the c
-backend cold, with the runtime's GEMM and conv already built, and warm, beside jax.jit's
-first call of the same step written in plain JAX (issue 17).
+backend cold and warm, beside jax.jit's first call of the same step written in plain JAX
+(issue 17).
 
     .venv/bin/python -m pytest benchmarks/test_c_compile.py -s
 
@@ -8,8 +8,11 @@ Each measurement runs in a fresh Python process, so imports and module caches do
 help; the time covers the first step (trace, passes, gcc, first run) until its loss is
 on the host, minus the process's import time:
 
-- c cold: MLF_CACHE_DIR empty (gcc compiles the runtime unit and every kernel unit);
-- c new model: the runtime unit cached, as on any machine after its first model;
+- c cold: MLF_CACHE_DIR empty, the runtime's GEMM and conv built with the install
+  (`python -m aot.build.prebuild`, which `make` runs; jax too brings its kernels
+  compiled): gcc compiles every kernel unit;
+- c, nothing prebuilt: also the runtime unit, as on a machine's first model when the
+  install skipped the prebuild;
 - c warm: everything cached (trace, passes, load of the library);
 - jax.jit: the hand-written step's first call.
 
@@ -19,13 +22,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from aot.build import compiler
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = r"""
@@ -36,6 +40,9 @@ import mlframework as mlf
 from mlframework.ml import Context, layers, losses, optimizers, train
 t1 = time.perf_counter()
 depth = int(sys.argv[1])
+if sys.argv[2:] == ["nothing-prebuilt"]:
+    from aot.build import compiler
+    compiler.PREBUILT = compiler.cache_dir() / "no prebuilt runtime"
 
 def mlp(ctx, x):
     for i in range(depth):
@@ -85,39 +92,26 @@ print(json.dumps({"first_step_s": time.perf_counter() - t1}))
 """
 
 
-def _run(script: str, depth: int, cache: Path | None = None) -> float:
+def _run(script: str, depth: int, cache: Path | None = None, *args: str) -> float:
     env = dict(os.environ)
     if cache is not None:
         env["MLF_CACHE_DIR"] = str(cache)
-    out = subprocess.run([sys.executable, "-c", script, str(depth)], env=env,
+    out = subprocess.run([sys.executable, "-c", script, str(depth), *args], env=env,
                          capture_output=True, text=True, cwd=ROOT, check=True, timeout=900)
     return json.loads(out.stdout.strip().splitlines()[-1])["first_step_s"]
 
 
-def _runtime_objects(tmp_path: Path) -> list[Path]:
-    """The runtime unit's object, built once by a one-layer model."""
-    seed = tmp_path / "seed"
-    _run(OURS, 1, seed)
-    runtime = (ROOT / "runtime_c" / "mlf_runtime_unit.c").read_text()
-    objects = [p for p in seed.glob("unit_*.o") if (p.with_suffix(".c").read_text() == runtime)]
-    assert len(objects) == 1
-    return objects
-
-
 @pytest.mark.parametrize("depth", [2, 8, 32])
 def test_cold_compile_against_jax_jit(depth, tmp_path):
-    runtime = _runtime_objects(tmp_path)
-    rows = {"c cold": [], "c new model": [], "c warm": [], "jax.jit": []}
+    compiler.prebuild()
+    rows = {"c cold": [], "c, nothing prebuilt": [], "c warm": [], "jax.jit": []}
     for r in range(3):
-        cold, new = tmp_path / f"cold{r}", tmp_path / f"new{r}"
-        rows["c cold"].append(_run(OURS, depth, cold))
-        new.mkdir()
-        for obj in runtime:
-            shutil.copy(obj, new / obj.name)
-        rows["c new model"].append(_run(OURS, depth, new))
-        rows["c warm"].append(_run(OURS, depth, new))
+        rows["c, nothing prebuilt"].append(_run(OURS, depth, tmp_path / f"bare{r}",
+                                                "nothing-prebuilt"))
+        rows["c cold"].append(_run(OURS, depth, tmp_path / f"cold{r}"))
+        rows["c warm"].append(_run(OURS, depth, tmp_path / f"cold{r}"))
         rows["jax.jit"].append(_run(JAX, depth))
     med = {k: float(np.median(v)) for k, v in rows.items()}
     print(f"\nMLP Adam step, {depth} hidden layers of 256: " + ", ".join(
         f"{k} {m:.2f} s ({m / med['jax.jit']:.2f}x jax.jit)" for k, m in med.items()))
-    assert med["c warm"] < med["c new model"]  # a warm start runs no gcc
+    assert med["c warm"] < med["c cold"] < med["c, nothing prebuilt"]  # warm: no gcc

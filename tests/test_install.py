@@ -8,6 +8,8 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 OPTIONAL_PARTS = {"onnx", "hf", "cross", "examples"}
 
@@ -85,3 +87,10 @@ def test_test_type_checks_after_the_generated_files_and_before_pytest(tmp_path):
     assert [re.search(r"-m (\S+)", s).group(1) for s in steps] == \
         ["generators.generate", "mypy", "pytest"], steps
     assert any(r.startswith("mypy") for r in _extras()["test"])
+
+
+@pytest.mark.parametrize("target", ["demo", "test", "bench"])
+def test_each_target_builds_the_runtime_before_it_runs_anything(target, tmp_path):
+    plan = _plan(target, tmp_path / "venv").splitlines()
+    runs = [n for n, line in enumerate(plan) if re.search(r"python -m (?!pip|venv)|\.py\b", line)]
+    assert runs and "-m aot.build.prebuild" in plan[runs[0]], plan

@@ -8,9 +8,11 @@ units per CPU (each function to the unit its structural key picks), which gcc
 compiles in parallel, each cached as an object file by its own source hash, so
 a model that changes one layer recompiles only the units its new functions fall
 in. The runtime's GEMM and conv (runtime_c/mlf_entries.h) are one more unit,
-`mlf_runtime_unit.c`, compiled once per runtime and flags and linked into every
-model: compiling the GEMM is most of the cost of a small model. cffi then
-compiles the entry point and links the objects.
+`mlf_runtime_unit.c`, linked into every model: compiling the GEMM is most of the
+cost of a small model, so it is built ahead with the install (`prebuild`, which
+`python -m aot.build.prebuild` and `make` run) and otherwise once per machine,
+on first use, into the cache. cffi then compiles the entry point and links the
+objects.
 
 Cache keys hash the source, the runtime headers, the compiler flags and the
 Python/cffi ABI; files live under `$MLF_CACHE_DIR`, else
@@ -20,6 +22,7 @@ takes from Python's build flags: debug information doubled gcc's time.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
     from aot.codegen.emit import CModule
 
 RUNTIME = runtime_dir()
+RUNTIME_UNIT = RUNTIME / "mlf_runtime_unit.c"
+PREBUILT = Path(__file__).parent / "prebuilt"  # the runtime unit built with the install
 CDEF = """
 int mlf_run(void* const* inputs, void* const* outputs, char* arena, const char* consts);
 int mlf_run_set_threads(int n);
@@ -64,6 +69,19 @@ def cache_dir() -> Path:
 
 def openmp_flags() -> list[str]:
     return [] if os.environ.get("MLF_NO_OPENMP") else ["-fopenmp"]
+
+
+@functools.cache
+def native_target() -> str:
+    """What `-march=native` means here: gcc's version and its expansion of the flag into
+    the CPU's instruction sets and cache sizes, so a runtime object built on another CPU
+    (a shared home folder, a copied install) is never linked."""
+    import subprocess
+
+    probe = subprocess.run(["gcc", "-march=native", "-E", "-v", "-"], input="",
+                           capture_output=True, text=True)
+    return "\n".join(line for line in probe.stderr.splitlines()
+                     if line.startswith("gcc version") or "-march=" in line)
 
 
 def _runtime_text() -> str:
@@ -111,10 +129,10 @@ def build_module(module: CModule, timings: dict | None = None):
     if not so.exists():
         from concurrent.futures import ThreadPoolExecutor
 
-        runtime = ("runtime (GEMM, conv)", (RUNTIME / "mlf_runtime_unit.c").read_text())
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            objects = list(pool.map(lambda u: _unit_object(u[0], u[1], folder, flags, timings),
-                                    [runtime] + units))
+            runtime = pool.submit(runtime_object, flags, timings)
+            objects = [runtime.result()] + list(pool.map(
+                lambda u: _unit_object(u[0], u[1], folder, flags, timings), units))
         linking = time.perf_counter()
         _compile(entry, folder, name, flags, so, objects,
                  CDEF_SYMBOLIC if module.context.get("symbols") else CDEF)
@@ -148,32 +166,84 @@ def unit_groups(module: CModule) -> list[list]:
     return [g for g in groups if g]
 
 
-def _unit_object(label: str, source: str, folder: Path, flags: list[str], timings: dict | None
-                 ) -> str:
-    """The object file of one unit, compiled unless the cache holds it."""
-    key = source_key(source, flags)
+def runtime_object(flags: list[str], timings: dict | None = None) -> str:
+    """The object file of the runtime unit (GEMM, conv) for `flags`: the prebuilt one
+    where `prebuild` made it for this runtime, these flags and this CPU, else the
+    cache's, compiled on first use. timings: gets "prebuilt runtime (GEMM, conv)", or
+    the "cached ..."/"gcc ..." entry of a kernel unit."""
+    key = runtime_key(flags)
+    prebuilt = PREBUILT / f"runtime_{key}.o"
+    if prebuilt.exists():
+        if timings is not None:
+            timings["prebuilt runtime (GEMM, conv)"] = 0.0
+        return str(prebuilt)
+    return _unit_object("runtime (GEMM, conv)", RUNTIME_UNIT.read_text(), cache_dir(), flags,
+                        timings, key)
+
+
+def runtime_key(flags: list[str]) -> str:
+    """The runtime unit's key: its source, the runtime headers, `flags` and this CPU."""
+    return source_key(RUNTIME_UNIT.read_text() + native_target(), flags)
+
+
+def prebuild(folder: Path | None = None) -> list[Path]:
+    """Builds the runtime unit into `folder` (default `PREBUILT`) for the c backend's
+    flags, with OpenMP and without (MLF_NO_OPENMP), in parallel, unless they are there,
+    and removes the objects of older runtimes, flags or CPUs. Returns the objects' paths.
+
+    Raises:
+        CompileError: gcc rejected the runtime.
+        OSError: `folder` cannot be written (an install owned by another user: run this
+            as its owner, or let the first model build the runtime into the cache).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = folder or PREBUILT
+    folder.mkdir(parents=True, exist_ok=True)
+    variants = [FLAGS + ["-fopenmp"], FLAGS]
+    objects = [folder / f"runtime_{runtime_key(flags)}.o" for flags in variants]
+    missing = [(obj, flags) for obj, flags in zip(objects, variants) if not obj.exists()]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda job: _gcc_object(RUNTIME_UNIT, *job), missing))
+    for obj, _ in missing:
+        obj.chmod(0o644)  # an install's other users link it too
+    for stale in set(folder.glob("runtime_*.o")) - set(objects):
+        stale.unlink()
+    return objects
+
+
+def _unit_object(label: str, source: str, folder: Path, flags: list[str], timings: dict | None,
+                 key: str | None = None) -> str:
+    """The object file of one unit, compiled unless the cache holds it (`key`: the
+    source's unless given)."""
+    key = key or source_key(source, flags)
     obj = folder / f"unit_{key}.o"
     if obj.exists():
         if timings is not None:
             timings[f"cached {label}"] = 0.0
         return str(obj)
-    import subprocess
-    import tempfile
-
     c_path = folder / f"unit_{key}.c"
     c_path.write_text(source)
     started = time.perf_counter()
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".o", delete=False) as tmp:
+    _gcc_object(c_path, obj, flags)
+    if timings is not None:
+        timings[f"gcc {label}"] = time.perf_counter() - started
+    return str(obj)
+
+
+def _gcc_object(c_path: Path, obj: Path, flags: list[str]) -> None:
+    """Compiles `c_path` to `obj`, atomically: concurrent builders of one key agree."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(dir=obj.parent, suffix=".o", delete=False) as tmp:
         pass
     result = subprocess.run(["gcc", "-c", *flags, *WARNINGS, f"-I{RUNTIME}", str(c_path),
                              "-o", tmp.name], capture_output=True, text=True)
     if result.returncode != 0:
         os.unlink(tmp.name)
         raise CompileError(f"gcc failed on {c_path}:\n{result.stderr.strip()}")
-    os.replace(tmp.name, obj)  # atomic: concurrent builders of the same key agree
-    if timings is not None:
-        timings[f"gcc {label}"] = time.perf_counter() - started
-    return str(obj)
+    os.replace(tmp.name, obj)
 
 
 _LOADED: dict[str, object] = {}

@@ -1,5 +1,6 @@
 """The c backend's compile: identical kernels written once, kernel functions in parallel
-units cached on their own, the runtime's GEMM and conv compiled once and linked."""
+units cached on their own, the runtime's GEMM and conv built ahead (or once, into the
+cache) and linked."""
 from __future__ import annotations
 
 import subprocess
@@ -93,6 +94,7 @@ def test_units_are_cached_on_their_own(tmp_path, monkeypatch):
     """A deeper model of the same layers compiles no kernel unit again; a model with one
     layer changed compiles exactly the units that hold a new function."""
     monkeypatch.setenv("MLF_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(compiler, "PREBUILT", tmp_path / "not prebuilt")
     runs = {}
     for widths in ([32, 32, 32], [32, 32, 32, 32], [32, 40, 32, 32]):
         compiled = compile_program(from_graph(train_step_graph(widths)))
@@ -117,3 +119,35 @@ def _units(module):
     """(label, functions) of the units `compiler.unit_sources` makes of `module`."""
     labels = [label for label, _ in compiler.unit_sources(module)]
     return list(zip(labels, compiler.unit_groups(module)))
+
+
+def test_a_prebuilt_runtime_is_linked_and_no_runtime_is_compiled(tmp_path, monkeypatch):
+    """`prebuild` makes the runtime unit with and without OpenMP, readable by an install's
+    other users, and drops objects of other runtimes or CPUs; a model built in an empty
+    cache then links it and compiles only its kernels."""
+    folder = tmp_path / "prebuilt"
+    folder.mkdir()
+    (folder / "runtime_0123456789abcdef01234567.o").write_bytes(b"an older runtime")
+    objects = compiler.prebuild(folder)
+    assert sorted(folder.iterdir()) == sorted(objects) and len(objects) == 2
+    assert all(obj.stat().st_mode & 0o777 == 0o644 for obj in objects)
+    built = [obj.stat().st_mtime_ns for obj in objects]
+    assert compiler.prebuild(folder) == objects
+    assert [obj.stat().st_mtime_ns for obj in objects] == built  # nothing rebuilt
+
+    monkeypatch.setattr(compiler, "PREBUILT", folder)
+    monkeypatch.setenv("MLF_CACHE_DIR", str(tmp_path / "cache"))
+    for no_openmp in ("", "1"):
+        monkeypatch.setenv("MLF_NO_OPENMP", no_openmp)
+        compiled = compile_program(from_graph(train_step_graph([24])))
+        assert "prebuilt runtime (GEMM, conv)" in compiled.timings
+        assert not [k for k in compiled.timings if "runtime" in k and k.startswith("gcc")]
+    assert _train([24], mlf.backends.new("c")) == \
+        pytest.approx(_train([24], mlf.backends.new("xla")), rel=1e-5)
+
+
+def test_the_runtime_key_names_the_cpu(monkeypatch):
+    key = compiler.runtime_key(compiler.FLAGS)
+    assert "-march=" in compiler.native_target()
+    monkeypatch.setattr(compiler, "native_target", lambda: "gcc version 12 -march=znver9")
+    assert compiler.runtime_key(compiler.FLAGS) != key

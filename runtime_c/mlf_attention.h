@@ -96,23 +96,26 @@ static inline void mlf_att_update(float* MLF_RESTRICT x, long qn, long kn, const
       x[jj * MLF_ATT_QB + ii] = p;
       l[ii] += p;
     }
-  long e0 = 0;
-  if (vcs == 1) /* 16 channels at a time, four rows at a time: v read once per 4 rows */
-    for (; e0 + 16 <= dv; e0 += 16)
-      for (long ii = 0; ii < qn; ii += 4) {
-        mlf_att_u* o0 = (mlf_att_u*)(o + ii * dv + e0);
-        mlf_att_u* o1 = (mlf_att_u*)(o + (ii + 1) * dv + e0);
-        mlf_att_u* o2 = (mlf_att_u*)(o + (ii + 2) * dv + e0);
-        mlf_att_u* o3 = (mlf_att_u*)(o + (ii + 3) * dv + e0);
-        mlf_att_v c0 = *o0 * alpha[ii], c1 = *o1 * alpha[ii + 1];
-        mlf_att_v c2 = *o2 * alpha[ii + 2], c3 = *o3 * alpha[ii + 3];
-        for (long jj = 0; jj < kn; jj++) {
-          const mlf_att_v vj = *(const mlf_att_u*)(v + jj * vrs + e0);
-          const float* p = x + jj * MLF_ATT_QB + ii;
-          c0 += p[0] * vj; c1 += p[1] * vj; c2 += p[2] * vj; c3 += p[3] * vj;
-        }
-        *o0 = c0; *o1 = c1; *o2 = c2; *o3 = c3;
+  /* The channels in whole vectors, if v's are contiguous (computed, not counted up by a
+   * loop: gcc -O3 -fwrapv then sees that the loop below is empty when dv % 16 == 0, and
+   * does not warn of a wrapping index in it), 16 at a time and four rows at a time: v is
+   * read once per 4 rows. */
+  const long e0 = vcs == 1 ? dv / 16 * 16 : 0;
+  for (long e = 0; e < e0; e += 16)
+    for (long ii = 0; ii < qn; ii += 4) {
+      mlf_att_u* o0 = (mlf_att_u*)(o + ii * dv + e);
+      mlf_att_u* o1 = (mlf_att_u*)(o + (ii + 1) * dv + e);
+      mlf_att_u* o2 = (mlf_att_u*)(o + (ii + 2) * dv + e);
+      mlf_att_u* o3 = (mlf_att_u*)(o + (ii + 3) * dv + e);
+      mlf_att_v c0 = *o0 * alpha[ii], c1 = *o1 * alpha[ii + 1];
+      mlf_att_v c2 = *o2 * alpha[ii + 2], c3 = *o3 * alpha[ii + 3];
+      for (long jj = 0; jj < kn; jj++) {
+        const mlf_att_v vj = *(const mlf_att_u*)(v + jj * vrs + e);
+        const float* p = x + jj * MLF_ATT_QB + ii;
+        c0 += p[0] * vj; c1 += p[1] * vj; c2 += p[2] * vj; c3 += p[3] * vj;
       }
+      *o0 = c0; *o1 = c1; *o2 = c2; *o3 = c3;
+    }
   for (long ii = 0; ii < qn; ii++) /* the channels left over (all of them if vcs != 1) */
     for (long e = e0; e < dv; e++) {
       float c = o[ii * dv + e] * alpha[ii];

@@ -153,10 +153,11 @@ def test_symbolic_shapes_keep_the_unfused_path():
         np.testing.assert_allclose(exe.run([x])[0], attention_reference(x), atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(1, 2, 45, 19), (1, 4, 128, 64)])  # odd; GPT-2-shaped
 @pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
-def test_fused_kernel_compiles_without_warnings_at_O3(openmp, tmp_path):
+def test_fused_kernel_compiles_without_warnings_at_O3(openmp, shape, tmp_path):
     rng = np.random.default_rng(2)
-    q, k, v = (rng.standard_normal((1, 2, 45, 19)).astype(np.float32) for _ in range(3))
+    q, k, v = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
     backend = mlf.backends.new("c")
     source = backend.compile(G.Exec(backend, _sdpa).graph(q, k, v)).source
     assert "mlf_att_update(" in source

@@ -50,14 +50,18 @@ static inline void mlf_att_scores(const float* MLF_RESTRICT qt, const float* k, 
     out[0] = a0; out[1] = b0; out[2] = a1; out[3] = b1;
     out[4] = a2; out[5] = b2; out[6] = a3; out[7] = b3;
   }
-  for (; jj < kn; jj++) {
+  /* The keys left over, counted from kn % 4 (not from where the loop above stopped: gcc
+   * -O3 -fwrapv then sees that there are none when kn % 4 == 0 and does not warn of a
+   * wrapping index here, -Waggressive-loop-optimizations). */
+  for (long r = kn % 4; r > 0; r--) {
+    const long jl = kn - r;
     mlf_att_v a = {0}, b = {0};
     for (long c = 0; c < d; c++) {
-      const float kc = k[jj * krs + c * kcs];
+      const float kc = k[jl * krs + c * kcs];
       a += kc * *(const mlf_att_v*)(qt + c * MLF_ATT_QB);
       b += kc * *(const mlf_att_v*)(qt + c * MLF_ATT_QB + 16);
     }
-    mlf_att_v* out = (mlf_att_v*)(x + jj * MLF_ATT_QB);
+    mlf_att_v* out = (mlf_att_v*)(x + jl * MLF_ATT_QB);
     out[0] = a; out[1] = b;
   }
 }

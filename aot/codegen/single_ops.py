@@ -151,7 +151,10 @@ def _arg(program, v):
     x = program.values[v.inputs[0]]
     outer, n, inner = _split(x.shape, v.attrs["axis"])
     better = ">" if v.op is Op.ARGMAX else "<"
-    nan = " || (val != val && best == best)" if x.dtype.is_float else ""
+    # floats: a NaN wins (the first one); ints have none, and `best == best` on them is a
+    # self-comparison gcc warns of (-Wtautological-compare)
+    test = (f"(best == best && val {better} best) || (val != val && best == best)"
+            if x.dtype.is_float else f"val {better} best")
     ctype = ct.compute(x.dtype)
     load = ct.load(x.dtype, f"b{x.id}", _at(n, inner, "i"))
     first = ct.load(x.dtype, f"b{x.id}", f"o * {c_expr(n)} * {c_expr(inner)} + j")
@@ -159,7 +162,7 @@ def _arg(program, v):
             "long arg = 0;",
             f"for (long i = 1; i < {c_expr(n)}; i++) {{",
             f"  const {ctype} val = {load};",
-            f"  if ((best == best && val {better} best){nan}) {{ best = val; arg = i; }}",
+            f"  if ({test}) {{ best = val; arg = i; }}",
             "}", f"b{v.id}[o * {c_expr(inner)} + j] = ({ct.STORAGE[v.dtype]})arg;"]
     return nest([("o", outer), ("j", inner)], body, omp_for(x.size))
 

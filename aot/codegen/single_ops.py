@@ -9,6 +9,7 @@ Each body is a plain loop nest over literal shapes; indices use the same
 from __future__ import annotations
 
 import math
+import re
 
 from aot.codegen import ctypes_table as ct
 from aot.codegen import linalg
@@ -83,19 +84,21 @@ def _gather(program, v):
     base = ix.flatten(batch, ind.shape[:-1]).c()
     lines = [f"const long base = ({base}) * {c_expr(nvec)};"]
     window = [d for d in range(len(x.shape)) if d not in a["collapsed_slice_dims"]]
-    x_index = []
+    x_index, starts = [], {}
     for d in range(len(x.shape)):
         off = ix.const(0) if d not in window else out[a["offset_dims"][window.index(d)]]
         if d in a["start_index_map"]:
             j = a["start_index_map"].index(d)
             clamp = "mlf_clamp_uindex((uint64_t)" if ind.dtype.is_unsigned else \
                 "mlf_clamp_index((int64_t)"  # unsigned: 2**63 and above clamp high, as XLA
-            lines.append(f"const int64_t s{d} = {clamp}b{ind.id}[base + {j}], "
+            starts[d] = (f"const int64_t s{d} = {clamp}b{ind.id}[base + {j}], "
                          f"{c_expr(x.shape[d] - a['slice_sizes'][d])});")
             off = ix.add(ix.opaque(f"s{d}"), off)
         x_index.append(off)
-    lines.append(f"b{v.id}[{ix.flatten(out, v.shape).c()}] = "
-                 f"b{x.id}[{ix.flatten(x_index, x.shape).c()}];")
+    load = f"b{x.id}[{ix.flatten(x_index, x.shape).c()}]"
+    # the start of an axis of extent 1 drops out of the index: not declared (-Wunused-variable)
+    lines += [line for d, line in starts.items() if re.search(rf"\bs{d}\b", load)]
+    lines.append(f"b{v.id}[{ix.flatten(out, v.shape).c()}] = {load};")
     return nest(axes, lines, omp_for(v.size))
 
 

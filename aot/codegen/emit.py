@@ -201,13 +201,13 @@ def _function(key: str, program: Program, k: Kernel, local: Program, lk: Kernel,
         params.append("char* MLF_RESTRICT scratch")
     params += [f"const long {s}" for s in local.symbols]
     body = _BODIES[lk.kind](local, lk) if lk.kind in _BODIES else single_ops.body(local, lk)
-    # operands never read (a start index on a full-width axis), outputs never written (an
-    # empty output) and symbols never read (a static slice of a symbolic operand) are
-    # marked used, for -Wextra
+    # operands never read (a start index on a full-width axis), outputs and scratch never
+    # written (an empty output) and symbols never read (a static slice of a symbolic
+    # operand) are marked used, for -Wextra
     text = "\n".join(body)
-    body = [f"(void)b{i};" for i in [*lk.inputs, *lk.outputs]
-            if not re.search(rf"\bb{i}\b", text)] + \
-        [f"(void){s};" for s in local.symbols if not re.search(rf"\b{s}\b", text)] + body
+    names = [f"b{i}" for i in [*lk.inputs, *lk.outputs]] + \
+        (["scratch"] if lk.scratch_bytes else []) + list(local.symbols)
+    body = [f"(void){n};" for n in names if not re.search(rf"\b{n}\b", text)] + body
     name = _name(k, key)
     nodes = [_describe(local.values[n], program.values[o]) for n, o in zip(lk.nodes, k.nodes)]
 

@@ -111,11 +111,11 @@ def test_the_workspace_macro_shrinks_with_the_batch(cnn):
                                atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
-def test_compiles_without_warnings(cnn, attn, openmp):
-    for folder, name in ((cnn, "cnns"), (attn, "attn")):
-        proc = subprocess.run(["gcc", "-fsyntax-only", "-std=gnu99", "-O3", "-Wall", "-Wextra",
-                               "-Werror", *openmp, f"-I{folder / 'runtime'}",
+def test_compiles_without_warnings(cnn, attn, tmp_path):
+    for folder, name in ((cnn, "cnns"), (attn, "attn")):  # -O3: the attention's blocked loops
+        proc = subprocess.run(["gcc", "-c", "-o", str(tmp_path / "x.o"), "-std=gnu99", "-O3",
+                               "-Wall", "-Wextra", "-Werror", "-fopenmp",
+                               f"-I{folder / 'runtime'}",
                                str(folder / f"{name}.c")], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
 
@@ -248,8 +248,9 @@ def test_cli_embedding_export_serves_every_batch(tmp_path):
     assert main(["export", f"{src}:model", "-o", str(out), "--input", "ids:int32[N,8]",
                  "--max", "N=64", "--name", "emb"]) == 0
     assert "#define EMB_MAX_N 64" in (out / "emb.h").read_text()
-    proc = subprocess.run(["gcc", "-fsyntax-only", "-std=gnu99", "-Wall", "-Wextra", "-Werror",
-                           f"-I{out / 'runtime'}", str(out / "emb.c")],
+    proc = subprocess.run(["gcc", "-c", "-o", str(tmp_path / "emb.o"), "-std=gnu99", "-O2",
+                           "-Wall", "-Wextra", "-Werror", f"-I{out / 'runtime'}",
+                           str(out / "emb.c")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     lib = ExportedLibrary(out)
@@ -292,8 +293,9 @@ def test_cli_rnn_export_serves_every_batch(tmp_path):
     out = tmp_path / "out"
     assert main(["export", f"{src}:model", "-o", str(out), "--input", "x:float32[N,5,3]",
                  "--max", "N=64", "--name", "rnn"]) == 0
-    proc = subprocess.run(["gcc", "-fsyntax-only", "-std=gnu99", "-Wall", "-Wextra", "-Werror",
-                           f"-I{out / 'runtime'}", str(out / "rnn.c")],
+    proc = subprocess.run(["gcc", "-c", "-o", str(tmp_path / "rnn.o"), "-std=gnu99", "-O2",
+                           "-Wall", "-Wextra", "-Werror", f"-I{out / 'runtime'}",
+                           str(out / "rnn.c")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     lib = ExportedLibrary(out)

@@ -42,6 +42,14 @@ WEIGHT_MODES = ("embed", "blob", "file")
 EMBED_MAX_BYTES = 8 << 20  # "auto" embeds up to this; larger weights as text slow the C compiler
 VERSION = mlframework.__version__
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# NAME.h sits in the folder a user compiles with -I: a name of a system header would hide
+# it, from the export's own code and from the user's (C11's headers, and those the runtime
+# and templates include: tests/aot/test_cli.py checks they are all here)
+SYSTEM_HEADERS = frozenset("""
+    assert complex ctype errno fenv float inttypes iso646 limits locale math setjmp signal
+    stdalign stdarg stdatomic stdbool stddef stdint stdio stdlib stdnoreturn string tgmath
+    threads time uchar wchar wctype omp pthread unistd emmintrin immintrin arm_neon
+""".split())
 
 
 class BuildError(RuntimeError):
@@ -240,9 +248,13 @@ def export_model(fn: Callable[..., Any] | str, inputs: Sequence[InputSpec | str]
 
 def check_name(name: str) -> None:
     """Raises UsageError unless `name` (--name, the prefix of every C symbol) is a C
-    identifier."""
+    identifier that is not a system header's name (NAME.h would hide that header)."""
     if not _NAME.match(name):
         raise UsageError(f"--name must be a C identifier, got {name!r}")
+    if name in SYSTEM_HEADERS:
+        raise UsageError(f"--name {name}: {name}.h would hide the system header <{name}.h> "
+                         f"from code compiled with -I on the export's folder; choose another "
+                         f"name, e.g. --name {name}_model")
 
 
 def _class_labels(train: TrainSpec, traced_step: Traced, specs, outs) -> dict[str, int]:

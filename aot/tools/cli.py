@@ -115,7 +115,8 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                     help="folder to write the artifact into (created)")
     ex.add_argument("--name", default="model",
-                    help="C prefix of every symbol and file: NAME.h, NAME_run (default: model)")
+                    help="C prefix of every symbol and file: NAME.h, NAME_run (default: model); "
+                    "a C identifier, not a system header's name (math, omp, ...)")
     ex.add_argument("--weights", choices=("auto", "embed", "blob", "file"), default="auto",
                     help="auto (default): embed up to 8 MB of weights, else blob; "
                          "embed: static const arrays in NAME_weights.c; "

@@ -258,6 +258,21 @@ def test_input_named_after_a_c_keyword(user_module, mlp_ckpt, tmp_path, capsys, 
            message, "rename it")
 
 
+@pytest.mark.parametrize("name", ["omp", "math", "string"])
+def test_name_of_a_system_header(user_module, tmp_path, capsys, name):
+    _fails(["export", f"{user_module}:double", "--input", "x:float32[2]", "--name", name,
+            "--no-build"], tmp_path, capsys, f"--name {name}: {name}.h would hide the system "
+           f"header <{name}.h>", f"--name {name}_model")
+
+
+def test_every_header_the_export_includes_is_a_refused_name():
+    from aot.export.model import SYSTEM_HEADERS
+    from aot.resources import runtime_dir, templates_dir
+    files = [*runtime_dir().glob("*.h"), *templates_dir().rglob("*.j2")]
+    included = {m for f in files for m in re.findall(r"#include <(\w+)\.h>", f.read_text())}
+    assert included and included <= SYSTEM_HEADERS, included - SYSTEM_HEADERS
+
+
 def test_input_named_like_an_output(user_module, tmp_path, capsys):
     _fails(["export", f"{user_module}:named_output", "--input", "x:float32[2]", "--no-build"],
            tmp_path, capsys, "--input 'x': the model's output is called 'x' too")

@@ -131,8 +131,8 @@ def build_module(module: CModule, timings: dict | None = None):
 
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
             runtime = pool.submit(runtime_object, flags, timings)
-            objects = [runtime.result()] + list(pool.map(
-                lambda u: _unit_object(u[0], u[1], folder, flags, timings), units))
+            kernels = pool.map(lambda u: _unit_object(u[0], u[1], folder, flags, timings), units)
+            objects = [runtime.result(), *kernels]  # the runtime compiles beside the kernels
         linking = time.perf_counter()
         _compile(entry, folder, name, flags, so, objects,
                  CDEF_SYMBOLIC if module.context.get("symbols") else CDEF)

@@ -200,12 +200,13 @@ def test_verify_fails_above_tolerance(mlp, cnn, capsys):
     assert "FAILED" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
 @pytest.mark.parametrize("which", ["cnn", "multi", "mlp_bf16", "rnn", "layout_model"])
-def test_exported_c_compiles_without_warnings(which, request, tmp_path):
+def test_exported_c_compiles_without_warnings(which, openmp, request, tmp_path):
     folder = request.getfixturevalue(which)
     name = _manifest(folder)["name"]
     proc = subprocess.run(["gcc", "-c", "-o", str(tmp_path / "x.o"), "-std=gnu99", "-O2",
-                           "-Wall", "-Wextra", "-Werror",
+                           "-Wall", "-Wextra", "-Werror", *openmp,
                            f"-I{folder / 'runtime'}",
                            str(folder / f"{name}.c")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -144,11 +144,12 @@ def test_state_macro_names_stay_distinct():
         "A_B", "A_B_2", "A_B_3", "LOGITS_DENSE_WEIGHTS", "_"]
 
 
-def test_training_sources_compile_without_warnings(trained, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
+def test_training_sources_compile_without_warnings(trained, openmp, tmp_path):  # noqa: F811
     folder, _ = trained
     for source in ("mlpt_train.c", "mlpt_run_state.c"):
         proc = subprocess.run(["gcc", "-c", "-o", str(tmp_path / "x.o"), "-std=gnu99", "-O2",
-                               "-Wall", "-Wextra", "-Werror",
+                               "-Wall", "-Wextra", "-Werror", *openmp,
                                f"-I{folder / 'runtime'}",
                                str(folder / source)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr

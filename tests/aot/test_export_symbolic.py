@@ -111,10 +111,11 @@ def test_the_workspace_macro_shrinks_with_the_batch(cnn):
                                atol=1e-5, rtol=1e-5)
 
 
-def test_compiles_without_warnings(cnn, attn, tmp_path):
+@pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
+def test_compiles_without_warnings(cnn, attn, openmp, tmp_path):
     for folder, name in ((cnn, "cnns"), (attn, "attn")):  # -O3: the attention's blocked loops
         proc = subprocess.run(["gcc", "-c", "-o", str(tmp_path / "x.o"), "-std=gnu99", "-O3",
-                               "-Wall", "-Wextra", "-Werror", "-fopenmp",
+                               "-Wall", "-Wextra", "-Werror", *openmp,
                                f"-I{folder / 'runtime'}",
                                str(folder / f"{name}.c")], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr

@@ -60,9 +60,10 @@ def test_one_library_matches_xla_at_every_image_size(folder):
     assert "input padded to [sym_N, 4, sym_H + 2, sym_W + 2] with the identity" in source
 
 
-def test_exported_c_compiles_without_warnings(folder, tmp_path):
+@pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
+def test_exported_c_compiles_without_warnings(folder, openmp, tmp_path):
     proc = subprocess.run(["gcc", "-c", "-o", str(tmp_path / "x.o"), "-std=gnu99", "-O2",
-                           "-Wall", "-Wextra", "-Werror", "-fopenmp",
+                           "-Wall", "-Wextra", "-Werror", *openmp,
                            f"-I{folder / 'runtime'}",
                            str(folder / "cnnhw.c")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

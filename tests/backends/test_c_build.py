@@ -101,13 +101,14 @@ def _harness(compiled, arrays) -> str:
     return compiled.source + "\n" + "\n".join(lines) + "\n"
 
 
+@pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
 @pytest.mark.parametrize("fn,arrays", REPRESENTATIVE, ids=IDS)
-def test_generated_c_has_no_warnings(fn, arrays, tmp_path):
+def test_generated_c_has_no_warnings(fn, arrays, openmp, tmp_path):
     compiled = compile_program(from_graph(graph_of(fn, *arrays)), build_lib=False)
     path = tmp_path / "k.c"
     path.write_text(compiled.source)
     proc = subprocess.run(["gcc", "-c", "-o", str(tmp_path / "k.o"), "-Wall", "-Wextra", "-Werror",
-                           *aot_build.FLAGS, "-fopenmp", f"-I{aot_build.RUNTIME}", str(path)],
+                           *aot_build.FLAGS, *openmp, f"-I{aot_build.RUNTIME}", str(path)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 

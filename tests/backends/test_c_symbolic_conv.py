@@ -175,7 +175,8 @@ def test_the_workspace_covers_the_runtime_at_every_size(tmp_path):
         assert bound >= need, (line, bound, need)
 
 
-def test_the_generated_c_compiles_without_warnings(tmp_path):
+@pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
+def test_the_generated_c_compiles_without_warnings(openmp, tmp_path):
     """Forward and backward (the pooling's select_and_scatter_add, both conv gradients,
     the padded window rows, im2col) over N, H, W under -Wall -Wextra -Werror."""
     from aot.resources import runtime_dir
@@ -192,7 +193,7 @@ def test_the_generated_c_compiles_without_warnings(tmp_path):
     path = tmp_path / "model.c"
     path.write_text(source)
     proc = subprocess.run(["gcc", "-c", "-o", str(tmp_path / "model.o"), "-std=gnu99", "-O2",
-                           "-Wall", "-Wextra", "-Werror", "-fopenmp",
+                           "-Wall", "-Wextra", "-Werror", *openmp,
                            f"-I{runtime_dir()}", str(path)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -69,7 +69,8 @@ def test_deeper_models_add_calls_not_functions():
     assert {f.name for f in twelve.functions} == {f.name for f in six.functions}
 
 
-def test_units_compile_without_warnings(tmp_path):
+@pytest.mark.parametrize("openmp", [["-fopenmp"], []], ids=["openmp", "serial"])
+def test_units_compile_without_warnings(openmp, tmp_path):
     _, module = train_step_module([32, 48])
     units = [("entry", module.entry_unit())] + compiler.unit_sources(module) + \
         [("runtime", (compiler.RUNTIME / "mlf_runtime_unit.c").read_text())]
@@ -78,7 +79,7 @@ def test_units_compile_without_warnings(tmp_path):
         path = tmp_path / f"u{n}.c"
         path.write_text(source)
         proc = subprocess.run(["gcc", "-c", "-o", str(tmp_path / f"u{n}.o"), "-Wall", "-Wextra",
-                               "-Werror", *compiler.FLAGS, "-fopenmp", f"-I{compiler.RUNTIME}",
+                               "-Werror", *compiler.FLAGS, *openmp, f"-I{compiler.RUNTIME}",
                                str(path)],
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr

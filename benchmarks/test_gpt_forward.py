@@ -14,6 +14,9 @@ output is checked against it before timing. One timed call is a forward plus cop
 [1, 128, 256] result to the host. Target (issue 17): c at least 1.3x jax.jit on 1 and 2
 threads. For one thread, run under `taskset -c 0` with MLF_NUM_THREADS=1 (XLA sizes its
 pool by the CPUs the process may use); for two, as is.
+
+The groups `gpt2-4x256-s128-b32/b128/b512-forward` run the same forward over 32, 128 and
+512 sequences (issue 17's batch sizes), c against jax.jit; each call there takes 0.1-3 s.
 """
 import jax
 import jax.numpy as jnp
@@ -107,10 +110,49 @@ def test_gpt_forward_ours(benchmark, weights, reference, name):
 
 @pytest.mark.benchmark(group="gpt2-4x256-s128-b1-forward")
 def test_gpt_forward_plain_jax(benchmark, weights, reference):
+    benchmark(_plain_jax(weights, X, reference, rtol=1e-6))
+
+
+def _plain_jax(weights, x, reference, rtol, warmup=3):
+    """A timed call of the hand-written jax.jit forward on x, after checking it."""
     params = {k: jnp.asarray(a) for k, a in weights[1].items()}
     fn = jax.jit(jax_body)
-    step = lambda: np.asarray(fn(params, X))  # noqa: E731
-    np.testing.assert_allclose(step(), reference, rtol=1e-6, atol=1e-6)
-    for _ in range(3):
+    step = lambda: np.asarray(fn(params, x))  # noqa: E731
+    np.testing.assert_allclose(step(), reference, rtol=rtol, atol=rtol)
+    for _ in range(warmup):
         step()
+    return step
+
+
+SWEEP = (32, 128, 512)
+
+
+@pytest.fixture(scope="module")
+def sweep(weights):
+    """{batch: (hidden states [batch, 128, 256], jax.jit's output on them in float64)}."""
+    rng = np.random.default_rng(2)
+    params = {k: jnp.asarray(a) for k, a in weights[1].items()}
+    fn = jax.jit(jax_body)
+    out = {}
+    for b in SWEEP:
+        x = rng.normal(size=(b, SEQ, WIDTH)).astype(np.float32)
+        out[b] = x, np.asarray(fn(params, jnp.asarray(x)), np.float64)
+    return out
+
+
+@pytest.mark.parametrize("batch", SWEEP)
+def test_gpt_forward_batch_sweep_c(benchmark, weights, sweep, batch):
+    benchmark.group = f"gpt2-4x256-s128-b{batch}-forward"
+    x, reference = sweep[batch]
+    exe = ContextExec(mlf.backends.new("c"), weights[0], gpt_body)
+    step = lambda: exe(x).numpy()  # noqa: E731
+    np.testing.assert_allclose(step(), reference, rtol=2e-4, atol=2e-4)
+    step()
     benchmark(step)
+
+
+@pytest.mark.parametrize("batch", SWEEP)
+def test_gpt_forward_batch_sweep_plain_jax(benchmark, weights, sweep, batch):
+    benchmark.group = f"gpt2-4x256-s128-b{batch}-forward"
+    x, reference = sweep[batch]
+    benchmark(_plain_jax(weights, x, reference, rtol=1e-5, warmup=1))

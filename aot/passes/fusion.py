@@ -18,7 +18,8 @@ Rules (measured in shared/research/cpu-codegen.md):
   * a value is materialized when it is a graph output, when a consumer reuses
     its elements (contractions, windows, gathers, sorts...), when it is
     expensive and read more than once or broadcast, or when a fused body
-    would grow past MAX_FUSED_OPS;
+    would grow past MAX_FUSED_OPS; a value of iotas and constants alone (a causal
+    mask) is recomputed by every reader, however broadcast;
   * a reshape of a materialized value is an alias of its buffer; a fused chain that only a
     reshape into contractions reads gets the buffer (its loop then needs no div/mod of the
     reshaped index);
@@ -97,7 +98,7 @@ def _materialized(program: Program, consumers) -> set[int]:
         elif len(users) > 1 and (cost >= SHARED_MAX_COST or _reads(program, vid, out) > 4):
             out.add(vid)
         elif any(u.op is Op.BROADCAST_IN_DIM and u.size != v.size for u in users) \
-                and cost > BROADCAST_MAX_COST:
+                and cost > BROADCAST_MAX_COST and not _from_indices(program, vid, out):
             out.add(vid)
         memo.clear()
     for vid in list(out):  # a contraction's operand reshaped from a fused chain: the chain
@@ -108,6 +109,20 @@ def _materialized(program: Program, consumers) -> set[int]:
                     for c in consumers[vid]):
             out.add(v.inputs[0])
     return out
+
+
+def _from_indices(program, vid, materialized) -> bool:
+    """vid is computed from iotas and splat constants alone, without transcendentals (a
+    causal mask, position ids): each element read costs a few integer ops and no memory,
+    so its consumers recompute it (as XLA does) and their loops vectorize over it."""
+    stack, seen = [vid], set()
+    while stack:
+        v = program.values[stack.pop()]
+        if v.id in materialized or v.op in EXPENSIVE:
+            return False
+        seen.add(v.id)
+        stack += [i for i in v.inputs if i not in seen]
+    return True
 
 
 def _reinterprets(program, v) -> bool:

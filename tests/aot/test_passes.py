@@ -13,6 +13,7 @@ from aot.passes.simplify import simplify
 from aot.program.program import from_graph
 from mlframework import graph as G
 from mlframework.core import shapes, symbolic
+from mlframework.core.dtypes import DType
 from mlframework.graph.gen_optypes import Op
 
 
@@ -164,6 +165,37 @@ def test_pointwise_kernels_stay_apart_when_one_reads_the_other_at_other_elements
     assert [len(k.outputs) for k in fuse(prog)] == [1, 1]
     shifted = program_of(lambda x: (G.exp(x), G.exp(x)[1:] * 2.0), ("float32", 17, 8))
     assert len(fuse(shifted)) == 2
+
+
+def _two_masked_softmaxes(offset):
+    """softmax(where(mask, s, -1e9)) of two [2, 16, 16] score tensors under one [16, 16]
+    mask, key <= query + offset, broadcast over the first axis."""
+    def fn(s1, s2, *n):
+        rows = G.broadcast_in_dim(G.iota("int32", (16,), 0), (16, 16), (0,)) + \
+            (n[0] if n else offset)
+        mask = G.broadcast_in_dim(G.iota("int32", (16, 16), 1) <= rows, (2, 16, 16), (1, 2))
+        return [G.softmax(G.where(mask, s, -1e9), axis=-1) for s in (s1, s2)]
+    return fn
+
+
+def test_a_mask_of_iotas_is_recomputed_by_its_readers_a_mask_of_a_parameter_stored():
+    """The causal mask of every attention layer: a broadcast value computed from iotas and
+    constants alone gets no buffer (each reader recomputes it from its indices, and its
+    loops vectorize), where the same mask shifted by a parameter is stored once."""
+    scores = [("float32", 2, 16, 16)] * 2
+    for prog, stored in ((program_of(_two_masked_softmaxes(2), *scores), 0),
+                         (program_of(_two_masked_softmaxes(None), *scores, ("int32",)), 1)):
+        kernels = fuse(prog)
+        masks = [o for k in kernels for o in k.outputs if prog.values[o].dtype is DType.BOOL]
+        assert len(masks) == stored and len(kernels) == 2 + stored, kernels
+    backend = mlf.backends.new("c")
+    rng = np.random.default_rng(0)
+    s1, s2 = (rng.standard_normal((2, 16, 16)).astype(np.float32) for _ in range(2))
+    allowed = np.arange(16)[None, :] <= np.arange(16)[:, None] + 2
+    for got, s in zip(G.Exec(backend, _two_masked_softmaxes(2))(s1, s2), (s1, s2)):
+        e = np.exp(np.where(allowed, s.astype(np.float64), -1e9))
+        np.testing.assert_allclose(got.numpy(), e / e.sum(-1, keepdims=True), rtol=1e-5,
+                                   atol=1e-6)
 
 
 def test_multi_output_pointwise_kernels_match_numpy():

@@ -11,7 +11,7 @@ float32. Ours is built from the project's layers (`layer_norm`, `multi_head_atte
 the vocabulary head are left out, so the time is the blocks'. The jax.jit contender is
 written by hand with jax.numpy on the very weights our context holds; the same function in
 float64 NumPy is the reference that every contender's output is checked against before
-timing (rtol and atol 2e-5). One timed call is a forward plus copying the
+timing (rtol and atol `TOL`, 2e-5). One timed call is a forward plus copying the
 [1, 128, 256] result to the host. Target (issue 17): c at least 1.3x jax.jit on 1 and 2
 threads. For one thread, run under `taskset -c 0` with MLF_NUM_THREADS=1 (XLA sizes its
 pool by the CPUs the process may use); for two, as is.
@@ -29,6 +29,7 @@ from mlframework.core.tensors import Tensor
 from mlframework.ml import Context, ContextExec, layers
 
 LAYERS, HEADS, WIDTH, SEQ = 4, 4, 256, 128
+TOL = 2e-5  # rtol and atol of every contender against the float64 reference
 X = np.random.default_rng(0).normal(size=(1, SEQ, WIDTH)).astype(np.float32)
 
 
@@ -131,7 +132,7 @@ def _ours(name, weights, x, reference, warmup=3):
     """A timed call of our forward on backend `name` over x, after checking it."""
     exe = ContextExec(mlf.backends.new(name), weights[0], gpt_body)
     step = lambda: exe(x).numpy()  # noqa: E731
-    np.testing.assert_allclose(step(), reference, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(step(), reference, rtol=TOL, atol=TOL)
     for _ in range(warmup):
         step()
     return step
@@ -147,7 +148,7 @@ def _plain_jax(weights, x, reference, warmup=3):
     params = {k: jnp.asarray(a) for k, a in weights[1].items()}
     fn = jax.jit(jax_body)
     step = lambda: np.asarray(fn(params, x))  # noqa: E731
-    np.testing.assert_allclose(step(), reference, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(step(), reference, rtol=TOL, atol=TOL)
     for _ in range(warmup):
         step()
     return step
